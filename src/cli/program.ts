@@ -1,0 +1,89 @@
+import { Command, CommanderError, Option } from 'commander';
+import { FLEETLET_VERSION } from '../lib/version.js';
+import { LOG_LEVELS } from '../lib/logger.js';
+import { DEFAULT_CONFIG_PATH } from '../config/load.js';
+import { EXIT } from './exit-codes.js';
+
+export interface ConfigSelection {
+  path: string;
+  explicit: boolean;
+  sets: string[];
+}
+
+/** What each command does; the composition root supplies them, the CLI only parses and dispatches. */
+export interface CommandHandlers {
+  agent(selection: ConfigSelection): Promise<number>;
+  configCheck(selection: ConfigSelection): Promise<number>;
+  configSchema(): Promise<number>;
+}
+
+export interface CliIo {
+  stdout: (text: string) => void;
+  stderr: (text: string) => void;
+  env: Record<string, string | undefined>;
+}
+
+const collect = (value: string, previous: string[]) => [...previous, value];
+
+export function buildProgram(handlers: CommandHandlers, io: CliIo, setExitCode: (code: number) => void): Command {
+  const program = new Command('fleetlet')
+    .description('On-device agent for k3s edge fleets')
+    .version(FLEETLET_VERSION, '-V, --version', 'print the version')
+    .helpOption('-h, --help', 'show help')
+    .showSuggestionAfterError(true)
+    .showHelpAfterError('(run with --help for usage)')
+    .configureOutput({ writeOut: io.stdout, writeErr: io.stderr })
+    .exitOverride();
+
+  const configOptions = (command: Command) =>
+    command
+      .addOption(
+        new Option('-c, --config <path>', 'config file').env('FLEETLET_CONFIG').default(DEFAULT_CONFIG_PATH),
+      )
+      .option('--set <key=value>', 'override a config key (repeatable), e.g. --set log.level=debug', collect, []);
+
+  const selection = (command: Command, pathArg?: string): ConfigSelection => {
+    const options = command.opts<{ config: string; set: string[]; logLevel?: string; stateDir?: string }>();
+    const sets = [...options.set];
+    if (options.logLevel) sets.unshift(`log.level=${options.logLevel}`);
+    if (options.stateDir) sets.unshift(`stateDir=${options.stateDir}`);
+    const source = command.getOptionValueSource('config');
+    return { path: pathArg ?? options.config, explicit: pathArg !== undefined || source !== 'default', sets };
+  };
+
+  configOptions(program.command('agent').description('run the agent in the foreground'))
+    .addOption(new Option('--log-level <level>', 'log level').choices(LOG_LEVELS))
+    .option('--state-dir <dir>', 'state directory')
+    .action(async (_options, command: Command) => setExitCode(await handlers.agent(selection(command))));
+
+  const config = program.command('config').description('check and describe the configuration');
+  configOptions(config.command('check').description('validate a config and print every problem'))
+    .argument('[path]', 'config file (default: --config)')
+    .action(async (path: string | undefined, _options, command: Command) =>
+      setExitCode(await handlers.configCheck(selection(command, path))),
+    );
+  config
+    .command('schema')
+    .description('print the JSON Schema of the config file')
+    .action(async () => setExitCode(await handlers.configSchema()));
+
+  return program;
+}
+
+/** Parses argv and runs the command; maps usage errors to 64 and help/version to 0. */
+export async function runCli(program: Command, argv: string[], getExitCode: () => number): Promise<number> {
+  try {
+    if (argv.length <= 2) {
+      program.outputHelp();
+      return EXIT.USAGE;
+    }
+    await program.parseAsync(argv);
+    return getExitCode();
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      // 'commander.help' is help shown because a subcommand was missing: a usage error, unlike an asked-for --help.
+      return ['commander.helpDisplayed', 'commander.version'].includes(err.code) ? EXIT.OK : EXIT.USAGE;
+    }
+    throw err;
+  }
+}

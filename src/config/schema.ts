@@ -1,0 +1,173 @@
+import { z } from 'zod';
+import { Secret } from '../lib/secret.js';
+import { LOG_LEVELS } from '../lib/logger.js';
+
+/**
+ * The one source of truth for fleetlet's configuration: types, defaults, JSON Schema, env var names and the
+ * README reference are all derived from this schema. Later capabilities add keys here, nowhere else.
+ */
+
+/** Ids end up in MQTT topics and client ids: no '/', '+', '#', spaces or upper case, so no topic injection. */
+const ID_PATTERN = /^[a-z0-9](?:[a-z0-9_-]{0,62})$/;
+const idString = (what: string) =>
+  z.string().regex(ID_PATTERN, { error: `expected a ${what}: 1-63 of a-z 0-9 _ -, starting with a letter or digit` });
+
+export const DeviceIdSchema = idString('device id');
+export const GroupIdSchema = idString('group name');
+
+/** Kubernetes label syntax, so that device labels can become node labels unchanged. */
+const LABEL_KEY = /^(?:[a-z0-9](?:[-a-z0-9.]{0,251}[a-z0-9])?\/)?[A-Za-z0-9](?:[-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$/;
+const LABEL_VALUE = /^(?:[A-Za-z0-9](?:[-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$/;
+const LabelKey = z.string().regex(LABEL_KEY, { error: 'expected a Kubernetes label key ([prefix/]name, name <= 63 chars)' });
+const LabelValue = z.string().regex(LABEL_VALUE, { error: 'expected a Kubernetes label value (<= 63 of A-Z a-z 0-9 - _ .)' });
+const Labels = z.record(LabelKey, LabelValue);
+
+const secretString = z
+  .string()
+  .min(1, { error: 'expected a non-empty secret' })
+  .max(4096, { error: 'expected a secret of at most 4096 characters' })
+  .transform((value) => new Secret(value));
+
+const filePath = z.string().min(1, { error: 'expected a file path' }).max(4096);
+const absolutePath = filePath.refine((p) => p.startsWith('/'), { error: 'expected an absolute path' });
+
+const urlWithScheme = (schemes: string[], hint: string) =>
+  z.string().refine(
+    (value) => {
+      try {
+        const url = new URL(value);
+        return schemes.includes(url.protocol) && url.hostname !== '';
+      } catch {
+        return false;
+      }
+    },
+    { error: `expected ${hint}` },
+  );
+
+const TopicRoot = z
+  .string()
+  .regex(/^[A-Za-z0-9_-]+(?:\/[A-Za-z0-9_-]+)*$/, {
+    error: 'expected topic levels of A-Z a-z 0-9 _ - separated by "/" (no wildcards, no leading or trailing "/")',
+  });
+
+const port = z.int().min(1).max(65535);
+
+const DeviceSection = z
+  .strictObject({
+    id: DeviceIdSchema.optional().describe('Device id; when unset it is derived from /etc/machine-id or the board serial.'),
+    name: z.string().min(1).max(128).optional().describe('Human-friendly name shown to operators.'),
+    labels: Labels.default({}).describe('Labels for selecting devices in rollouts (Kubernetes label syntax).'),
+    groups: z.array(GroupIdSchema).max(32).default([]).describe('Groups whose command topics the device subscribes to.'),
+  })
+  .prefault({});
+
+const BrokerSection = z.strictObject({
+  url: urlWithScheme(['mqtt:', 'mqtts:'], 'an mqtt:// or mqtts:// URL with a host').describe(
+    'Broker URL, mqtts://host:8883 (TLS) or mqtt://host:1883 (needs allowPlaintext).',
+  ),
+  allowPlaintext: z.boolean().default(false).describe('Allow an unencrypted mqtt:// URL (a warning is logged).'),
+  topicRoot: TopicRoot.default('fleetlet/v1').describe('Prefix of every topic.'),
+  keepaliveSeconds: z.int().min(5).max(3600).default(30).describe('MQTT keepalive; a dead link is detected within 1.5x.'),
+  inflightWindow: z.int().min(1).max(1000).default(200).describe('QoS 1 messages in flight at once while draining.'),
+  tls: z
+    .strictObject({
+      caFile: absolutePath.optional().describe('CA bundle that signed the broker certificate.'),
+      certFile: absolutePath.optional().describe('Client certificate (mutual TLS).'),
+      keyFile: absolutePath.optional().describe('Client private key (secret file, mode 0600).'),
+      serverName: z.string().min(1).max(253).optional().describe('Name to check the broker certificate against.'),
+    })
+    .prefault({}),
+  auth: z
+    .strictObject({
+      username: z.string().min(1).max(256).optional(),
+      password: secretString.optional().describe('Prefer passwordFile.'),
+      passwordFile: absolutePath.optional().describe('File holding the MQTT password (mode 0600).'),
+    })
+    .prefault({}),
+  reconnect: z
+    .strictObject({
+      baseMs: z.int().min(100).max(60_000).default(1000),
+      capMs: z.int().min(1000).max(3_600_000).default(300_000),
+      stableMs: z.int().min(1000).max(3_600_000).default(60_000).describe('A connection up this long resets the backoff.'),
+    })
+    .prefault({}),
+});
+
+const K3sSection = z
+  .strictObject({
+    enabled: z.boolean().default(true).describe('Install and supervise `k3s agent`.'),
+    serverUrl: urlWithScheme(['https:'], 'an https:// URL (k3s only supports https)').optional(),
+    token: secretString.optional().describe('Join token; prefer tokenFile. Never passed on a command line.'),
+    tokenFile: absolutePath.optional().describe('File holding the join token (mode 0600).'),
+    version: z
+      .string()
+      .regex(/^v\d+\.\d+\.\d+\+k3s\d+$/, { error: 'expected a k3s version like v1.36.3+k3s1' })
+      .optional()
+      .describe('Pinned k3s version; when unset the channel decides.'),
+    channel: z.string().regex(/^[a-z0-9.-]+$/).default('stable'),
+    channelUrl: urlWithScheme(['https:', 'http:'], 'an http(s):// URL')
+      .default('https://update.k3s.io/v1-release/channels'),
+    artifactUrl: urlWithScheme(['https:', 'http:'], 'an http(s):// URL')
+      .default('https://github.com/k3s-io/k3s/releases/download')
+      .describe('Base URL of release artifacts; point it at a mirror for fleets.'),
+    binaryPath: absolutePath.default('/usr/local/bin/k3s'),
+    dataDir: absolutePath.default('/var/lib/rancher/k3s'),
+    nodeName: z.string().regex(/^[a-z0-9]([-a-z0-9.]{0,61}[a-z0-9])?$/, { error: 'expected a DNS-1123 node name' }).optional(),
+    withNodeId: z.boolean().default(false),
+    nodeLabels: Labels.default({}),
+    nodeTaints: z
+      .array(z.string().regex(/^[^=:\s]+(=[^:\s]*)?:(NoSchedule|PreferNoSchedule|NoExecute)$/, { error: 'expected key[=value]:Effect' }))
+      .default([]),
+    nodeIp: z.array(z.union([z.ipv4(), z.ipv6()])).default([]),
+    nodeExternalIp: z.array(z.union([z.ipv4(), z.ipv6()])).default([]),
+    disableApiserverLb: z.boolean().default(false),
+    lbServerPort: port.default(6444),
+    kubeletArgs: z.array(z.string().min(1).max(1024)).default([]),
+    extraArgs: z.array(z.string().min(1).max(1024)).default([]).describe('Further `k3s agent` flags, checked against its flag list.'),
+  })
+  .prefault({});
+
+const OutboxBudget = (rows: number, bytes: number) =>
+  z.strictObject({ maxRows: z.int().min(10).default(rows), maxBytes: z.int().min(1024).default(bytes) }).prefault({});
+
+const LimitsSection = z
+  .strictObject({
+    outbox: z
+      .strictObject({
+        // Sized for a Pi with a small SD card: about 24 MiB for everything at worst.
+        status: OutboxBudget(20_000, 8 * 1024 * 1024),
+        event: OutboxBudget(20_000, 8 * 1024 * 1024),
+        result: OutboxBudget(10_000, 8 * 1024 * 1024),
+      })
+      .prefault({}),
+    maxMessageBytes: z.int().min(1024).max(16 * 1024 * 1024).default(256 * 1024).describe('Largest MQTT payload accepted.'),
+  })
+  .prefault({});
+
+export const ConfigSchema = z.strictObject({
+  device: DeviceSection,
+  broker: BrokerSection,
+  k3s: K3sSection,
+  stateDir: absolutePath.default('/var/lib/fleetlet').describe('Where the state database lives.'),
+  telemetry: z
+    .strictObject({
+      intervalSeconds: z.int().min(5).max(86_400).default(30),
+      http: z
+        .strictObject({
+          enabled: z.boolean().default(true),
+          port: port.default(9101).describe('Local /healthz and /metrics on 127.0.0.1.'),
+        })
+        .prefault({}),
+    })
+    .prefault({}),
+  limits: LimitsSection,
+  log: z.strictObject({ level: z.enum(LOG_LEVELS).default('info') }).prefault({}),
+});
+
+export type Config = z.output<typeof ConfigSchema>;
+export type ConfigInput = z.input<typeof ConfigSchema>;
+
+/** Secrets that may instead be given as a path in the sibling `<key>File`. */
+export const SECRET_PATHS = ['k3s.token', 'broker.auth.password'] as const;
+/** Files whose content is secret: fleetlet warns when group or others can read them. */
+export const SECRET_FILE_PATHS = ['k3s.tokenFile', 'broker.auth.passwordFile', 'broker.tls.keyFile'] as const;

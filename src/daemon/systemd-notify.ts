@@ -1,0 +1,56 @@
+import { execa } from 'execa';
+import type { Logger } from '../lib/logger.js';
+import type { Part } from './lifecycle.js';
+
+/**
+ * sd_notify through the `systemd-notify` tool, because Node cannot send unix datagrams. `--pid` names our own
+ * process so that systemd attributes the message to the main process (the unit sets NotifyAccess=all as well).
+ * Without NOTIFY_SOCKET (not under systemd) nothing is sent.
+ */
+export class SystemdNotifier {
+  private watchdogTimer: NodeJS.Timeout | undefined;
+
+  constructor(
+    private readonly env: Record<string, string | undefined>,
+    private readonly logger: Logger,
+    private readonly command = 'systemd-notify',
+  ) {}
+
+  get enabled(): boolean {
+    return Boolean(this.env.NOTIFY_SOCKET);
+  }
+
+  /** Half the watchdog period systemd asked for, or undefined when no watchdog is set for this process. */
+  get watchdogIntervalMs(): number | undefined {
+    const usec = Number(this.env.WATCHDOG_USEC);
+    if (!this.enabled || !Number.isFinite(usec) || usec <= 0) return undefined;
+    if (this.env.WATCHDOG_PID && Number(this.env.WATCHDOG_PID) !== process.pid) return undefined;
+    return Math.max(1, Math.floor(usec / 2000));
+  }
+
+  async notify(...assignments: string[]): Promise<void> {
+    if (!this.enabled) return;
+    try {
+      await execa(this.command, [`--pid=${process.pid}`, ...assignments], { env: this.env, extendEnv: false, timeout: 5000 });
+    } catch (err) {
+      // A lost notification is not worth dying for: systemd's own timeouts take over.
+      this.logger.warn({ err: (err as Error).message, assignments }, 'systemd notification failed');
+    }
+  }
+
+  /** A part that says READY=1 once everything before it has started, pings the watchdog, and says STOPPING=1. */
+  asPart(): Part {
+    return {
+      name: 'systemd-notify',
+      start: async () => {
+        await this.notify('READY=1', 'STATUS=running');
+        const interval = this.watchdogIntervalMs;
+        if (interval) this.watchdogTimer = setInterval(() => void this.notify('WATCHDOG=1'), interval);
+      },
+      stop: async () => {
+        clearInterval(this.watchdogTimer);
+        await this.notify('STOPPING=1', 'STATUS=stopping');
+      },
+    };
+  }
+}

@@ -1,0 +1,73 @@
+/**
+ * Every error fleetlet raises on purpose is a FleetletError, and says whether it is fatal (retrying cannot help:
+ * bad config, a database from a newer version) or transient (the next attempt may succeed: broker down, disk full).
+ * Callers decide with `isFatal`/`isTransient` instead of matching messages.
+ */
+export type Severity = 'fatal' | 'transient';
+
+export abstract class FleetletError extends Error {
+  abstract readonly severity: Severity;
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = new.target.name;
+  }
+}
+
+export function isFatal(err: unknown): boolean {
+  return err instanceof FleetletError && err.severity === 'fatal';
+}
+
+export function isTransient(err: unknown): boolean {
+  return err instanceof FleetletError && err.severity === 'transient';
+}
+
+/** One problem in a configuration, located by key path and by where its value came from. */
+export interface ConfigProblem {
+  path: string;
+  source: string;
+  message: string;
+}
+
+export class ConfigError extends FleetletError {
+  readonly severity = 'fatal';
+  constructor(readonly problems: ConfigProblem[]) {
+    super(formatProblems(problems));
+  }
+}
+
+function formatProblems(problems: ConfigProblem[]): string {
+  const lines = problems.map((p) => `  ${p.path || '(root)'} (${p.source}): ${p.message}`);
+  const noun = problems.length === 1 ? 'problem' : 'problems';
+  return `invalid configuration, ${problems.length} ${noun}:\n${lines.join('\n')}`;
+}
+
+export class UsageError extends FleetletError {
+  readonly severity = 'fatal';
+}
+
+export class DatabaseTooNewError extends FleetletError {
+  readonly severity = 'fatal';
+  constructor(
+    readonly file: string,
+    readonly found: number,
+    readonly supported: number,
+  ) {
+    super(
+      `state database ${file} has schema version ${found}, but this fleetlet knows versions up to ${supported}: ` +
+        `it was written by a newer fleetlet. Refusing to open it (it is left untouched); run the newer fleetlet, ` +
+        `or move the file away to start with an empty state.`,
+    );
+  }
+}
+
+export class StateDirError extends FleetletError {
+  readonly severity = 'fatal';
+}
+
+export class DiskFullError extends FleetletError {
+  readonly severity = 'transient';
+}
+
+export class ShutdownTimeoutError extends FleetletError {
+  readonly severity = 'fatal';
+}

@@ -1,0 +1,82 @@
+import { loadConfig, type LoadedConfig } from './config/load.js';
+import { configJsonSchema } from './config/json-schema.js';
+import { buildProgram, runCli, type CliIo, type CommandHandlers, type ConfigSelection } from './cli/program.js';
+import { EXIT } from './cli/exit-codes.js';
+import { Lifecycle, type Part } from './daemon/lifecycle.js';
+import { runUntilSignal } from './daemon/run-until-signal.js';
+import { SystemdNotifier } from './daemon/systemd-notify.js';
+import { ConfigError, FleetletError } from './lib/errors.js';
+import { createLogger, type Logger } from './lib/logger.js';
+import { FLEETLET_VERSION } from './lib/version.js';
+import { openDatabase } from './store/db.js';
+import { EventLog } from './store/event-log.js';
+
+/** The composition root: the only place that builds parts and wires them together. */
+
+const STOP_TIMEOUT_MS = 10_000;
+
+export async function main(argv: string[], io: CliIo): Promise<number> {
+  let exitCode: number = EXIT.OK;
+  const handlers: CommandHandlers = {
+    agent: (selection) => runAgent(selection, io),
+    configCheck: async (selection) => {
+      const loaded = loadOrReport(selection, io);
+      if (!loaded) return EXIT.CONFIG;
+      for (const warning of loaded.warnings) io.stderr(`warning: ${warning}\n`);
+      io.stdout(`configuration ok (${loaded.files.length > 0 ? loaded.files.join(', ') : 'no files; defaults and environment'})\n`);
+      return EXIT.OK;
+    },
+    configSchema: async () => {
+      io.stdout(`${JSON.stringify(configJsonSchema(), null, 2)}\n`);
+      return EXIT.OK;
+    },
+  };
+  const program = buildProgram(handlers, io, (code) => (exitCode = code));
+  try {
+    return await runCli(program, argv, () => exitCode);
+  } catch (err) {
+    io.stderr(`fleetlet: ${err instanceof Error ? err.message : String(err)}\n`);
+    return err instanceof ConfigError ? EXIT.CONFIG : EXIT.FAILURE;
+  }
+}
+
+function loadOrReport(selection: ConfigSelection, io: CliIo): LoadedConfig | undefined {
+  try {
+    return loadConfig({ path: selection.path, explicit: selection.explicit, env: io.env, sets: selection.sets });
+  } catch (err) {
+    if (!(err instanceof ConfigError)) throw err;
+    io.stderr(`fleetlet: ${err.message}\n`);
+    return undefined;
+  }
+}
+
+async function runAgent(selection: ConfigSelection, io: CliIo): Promise<number> {
+  const loaded = loadOrReport(selection, io);
+  if (!loaded) return EXIT.CONFIG;
+  const { config } = loaded;
+  const logger = createLogger({ level: config.log.level });
+  for (const warning of loaded.warnings) logger.warn(warning);
+  logger.info({ version: FLEETLET_VERSION, files: loaded.files, stateDir: config.stateDir }, 'fleetlet agent starting');
+
+  let parts: Part[];
+  try {
+    parts = buildAgentParts(loaded, logger, io.env);
+  } catch (err) {
+    logger.fatal({ err }, err instanceof FleetletError ? err.message : 'failed to start');
+    return err instanceof ConfigError ? EXIT.CONFIG : EXIT.FAILURE;
+  }
+  const lifecycle = new Lifecycle(parts, logger, STOP_TIMEOUT_MS);
+  return runUntilSignal(lifecycle, logger, process, (code) => process.exit(code));
+}
+
+function buildAgentParts({ config }: LoadedConfig, logger: Logger, env: Record<string, string | undefined>): Part[] {
+  const opened = openDatabase({ stateDir: config.stateDir, fleetletVersion: FLEETLET_VERSION });
+  const eventLog = new EventLog(opened.db);
+  if (opened.recovered) {
+    logger.error(opened.recovered, 'state database was unreadable; moved it aside and started a fresh one');
+    eventLog.record('state.database_recovered', opened.recovered);
+  }
+  const state: Part = { name: 'state-database', start: () => {}, stop: () => void opened.db.close() };
+  const systemd = new SystemdNotifier(env, logger);
+  return [state, systemd.asPart()];
+}
