@@ -1,0 +1,45 @@
+import { readdirSync, readFileSync } from 'node:fs';
+
+/** Pids of every live process whose parent chain leads to `ancestor` (for no-orphan checks). */
+export function descendantsOf(ancestor: number): number[] {
+  const parents = new Map<number, number>();
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
+      // The command name may contain spaces and parentheses: fields start after the last ')'.
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      parents.set(Number(entry), Number(fields[1]));
+    } catch {
+      // the process ended while we looked
+    }
+  }
+  const result: number[] = [];
+  for (const pid of parents.keys()) {
+    let current = parents.get(pid);
+    while (current !== undefined && current > 1) {
+      if (current === ancestor) {
+        result.push(pid);
+        break;
+      }
+      current = parents.get(current);
+    }
+  }
+  return result;
+}
+
+/** Pids of live processes whose command line contains `needle`. */
+export function processesMatching(needle: string): number[] {
+  const found: number[] = [];
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry) || Number(entry) === process.pid) continue;
+    try {
+      const cmdline = readFileSync(`/proc/${entry}/cmdline`, 'utf8').replace(/\0/g, ' ');
+      const state = readFileSync(`/proc/${entry}/stat`, 'utf8');
+      if (cmdline.includes(needle) && !/\) Z /.test(state)) found.push(Number(entry));
+    } catch {
+      // gone
+    }
+  }
+  return found;
+}
