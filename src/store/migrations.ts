@@ -31,6 +31,42 @@ export const MIGRATIONS: readonly Migration[] = [
       `);
     },
   },
+  {
+    version: 2,
+    description: 'the outbox: every report waits here until the broker acknowledged it',
+    up: (db) => {
+      db.exec(`
+        CREATE TABLE outbox (
+          seq INTEGER PRIMARY KEY AUTOINCREMENT,
+          message_id TEXT NOT NULL UNIQUE,
+          class TEXT NOT NULL,
+          topic TEXT NOT NULL,
+          payload TEXT NOT NULL,
+          qos INTEGER NOT NULL,
+          retain INTEGER NOT NULL,
+          created_at INTEGER NOT NULL,
+          bytes INTEGER NOT NULL
+        ) STRICT;
+        CREATE INDEX outbox_class_seq ON outbox (class, seq);
+      `);
+    },
+  },
+  {
+    version: 3,
+    description: 'the command journal: every command seen, so none runs twice',
+    up: (db) => {
+      db.exec(`
+        CREATE TABLE command_journal (
+          command_id TEXT PRIMARY KEY,
+          type TEXT NOT NULL,
+          received_at INTEGER NOT NULL,
+          expires_at INTEGER NOT NULL,
+          state TEXT NOT NULL,
+          detail TEXT NOT NULL
+        ) STRICT;
+      `);
+    },
+  },
 ];
 
 export const LATEST_SCHEMA_VERSION = MIGRATIONS.length;
