@@ -38,6 +38,8 @@ function describe(issue: z.core.$ZodIssue, path: string[]): string {
       return `expected ${article(issue.expected)}${got}`;
     case 'too_small':
     case 'too_big': {
+      // A message the schema wrote itself says more than the generic bound.
+      if (!/^Too (small|big)/.test(issue.message)) return `${issue.message}${got}`;
       const bound = Number(issue.code === 'too_small' ? issue.minimum : issue.maximum);
       const word = issue.code === 'too_small' ? 'at least' : 'at most';
       const unit = issue.origin === 'array' ? ' items' : issue.origin === 'string' ? ' characters' : '';

@@ -9,6 +9,8 @@ export interface Layer {
   /** dotted key path -> human-readable origin */
   origins: Map<string, string>;
   problems: ConfigProblem[];
+  /** The source could not be read whole (malformed YAML): checking the merged result would only add noise. */
+  incomplete?: boolean;
 }
 
 export const emptyLayer = (): Layer => ({ values: {}, origins: new Map(), problems: [] });
@@ -47,6 +49,7 @@ export function mergeLayers(layers: Layer[]): Layer {
       merged.origins.set(path, origin);
     }
     merged.problems.push(...layer.problems);
+    if (layer.incomplete) merged.incomplete = true;
   }
   return merged;
 }

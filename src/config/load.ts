@@ -46,6 +46,7 @@ export function loadConfig(options: LoadConfigOptions): LoadedConfig {
   const { problems: fileProblems, warnings } = resolveFiles(merged, ConfigSchema);
   problems.push(...fileProblems);
 
+  if (merged.incomplete) throw new ConfigError(dedupe(problems));
   const result = ConfigSchema.safeParse(merged.values, { reportInput: true });
   if (!result.success) problems.push(...problemsFromIssues(result.error.issues, merged.origins, ConfigSchema));
   if (problems.length > 0 || !result.success) throw new ConfigError(dedupe(problems));
@@ -82,13 +83,13 @@ function configFiles(mainPath: string): string[] {
 function readFileLayer(file: string): Layer {
   try {
     if (statSync(file).size > MAX_CONFIG_FILE_BYTES) {
-      const layer = emptyLayer();
+      const layer: Layer = { ...emptyLayer(), incomplete: true };
       layer.problems.push({ path: '', source: file, message: `file is larger than ${MAX_CONFIG_FILE_BYTES} bytes` });
       return layer;
     }
     return yamlLayer(file, readFileSync(file, 'utf8'));
   } catch (err) {
-    const layer = emptyLayer();
+    const layer: Layer = { ...emptyLayer(), incomplete: true };
     layer.problems.push({ path: '', source: file, message: `cannot read: ${(err as NodeJS.ErrnoException).code ?? String(err)}` });
     return layer;
   }

@@ -83,13 +83,17 @@ export function schemaAt(schema: z.ZodType, path: readonly (string | number)[]):
 }
 
 /** Closest candidate by edit distance, when it is close enough to be a plausible typo. */
-export function didYouMean(word: string, candidates: Iterable<string>): string | undefined {
+export function didYouMean(word: string, candidates: readonly string[] | Iterable<string>): string | undefined {
   let best: { candidate: string; distance: number } | undefined;
   for (const candidate of candidates) {
     const distance = editDistance(word.toLowerCase(), candidate.toLowerCase());
     if (!best || distance < best.distance) best = { candidate, distance };
   }
   if (!best) return undefined;
+  // A longer name typed half-way ("intervall" for "intervalSeconds") is far in edits but plainly meant.
+  const stem = word.toLowerCase().slice(0, Math.max(4, word.length - 2));
+  const byPrefix = [...candidates].find((candidate) => candidate.toLowerCase().startsWith(stem));
+  if (byPrefix && best.distance > 2) return byPrefix;
   return best.distance <= Math.max(2, Math.floor(best.candidate.length / 3)) ? best.candidate : undefined;
 }
 

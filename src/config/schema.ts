@@ -144,6 +144,55 @@ const LimitsSection = z
   })
   .prefault({});
 
+/** An operator's Ed25519 public key: the raw 32 bytes in base64 (what `fleetlet fleet keygen` prints). */
+const Ed25519PublicKey = z
+  .string()
+  .regex(/^[A-Za-z0-9+/]{43}=$/, { error: 'expected an Ed25519 public key: 32 bytes in base64 (44 characters)' });
+
+const CommandsSection = z
+  .strictObject({
+    enabled: z.boolean().default(true).describe('Accept signed commands from operators.'),
+    trustedKeys: z
+      .array(
+        z.strictObject({
+          id: z.string().regex(/^[A-Za-z0-9._-]{1,64}$/, { error: 'expected a key id: 1-64 of A-Z a-z 0-9 . _ -' }),
+          publicKey: Ed25519PublicKey,
+          revoked: z.boolean().default(false).describe('A revoked key stays listed so that its commands are refused by name.'),
+        }),
+      )
+      .max(32)
+      .default([])
+      .describe('Operator keys whose signatures are trusted; several at once allow rotation.'),
+    clockSkewSeconds: z.int().min(0).max(86_400).default(300).describe('Allowance for clocks that disagree.'),
+    maxLifetimeSeconds: z
+      .int()
+      .min(60)
+      .max(30 * 86_400)
+      .default(7 * 86_400)
+      .describe('Longest validity a command may ask for; bounds how long the replay journal keeps entries.'),
+    maxCommandBytes: z.int().min(1024).max(1024 * 1024).default(64 * 1024).describe('Largest command envelope accepted.'),
+    k3sUpgrade: z
+      .strictObject({
+        healthTimeoutSeconds: z.int().min(10).max(3600).default(300).describe('How long a new k3s has to become healthy.'),
+        minFreeBytes: z.int().min(0).default(512 * 1024 * 1024).describe('Free space needed beside the k3s binary.'),
+        maxArtifactBytes: z.int().min(1024).default(512 * 1024 * 1024),
+      })
+      .prefault({}),
+    agentUpgrade: z
+      .strictObject({
+        binaryPath: absolutePath.default('/usr/local/bin/fleetlet').describe('The fleetlet executable to replace.'),
+        confirmTimeoutSeconds: z
+          .int()
+          .min(10)
+          .max(3600)
+          .default(120)
+          .describe('How long a new fleetlet has to prove itself healthy before the next start reverts it.'),
+        maxArtifactBytes: z.int().min(1024).default(256 * 1024 * 1024),
+      })
+      .prefault({}),
+  })
+  .prefault({});
+
 export const ConfigSchema = z.strictObject({
   device: DeviceSection,
   broker: BrokerSection,
@@ -161,6 +210,7 @@ export const ConfigSchema = z.strictObject({
     })
     .prefault({}),
   limits: LimitsSection,
+  commands: CommandsSection,
   log: z.strictObject({ level: z.enum(LOG_LEVELS).default('info') }).prefault({}),
 });
 

@@ -5,7 +5,7 @@ export const MAX_CONFIG_FILE_BYTES = 1024 * 1024;
 
 /** Parses one YAML config file into a layer whose origins are "file:line". */
 export function yamlLayer(file: string, text: string): Layer {
-  const layer = emptyLayer();
+  const layer: Layer = { ...emptyLayer(), incomplete: true };
   if (Buffer.byteLength(text) > MAX_CONFIG_FILE_BYTES) {
     layer.problems.push({ path: '', source: file, message: `file is larger than ${MAX_CONFIG_FILE_BYTES} bytes` });
     return layer;
@@ -20,6 +20,7 @@ export function yamlLayer(file: string, text: string): Layer {
     return layer;
   }
   const values: unknown = doc.toJS({ maxAliasCount: 100 });
+  layer.incomplete = false;
   if (values === null || values === undefined) return layer;
   if (!isPlainObject(values)) {
     layer.problems.push({ path: '', source: `${file}:1`, message: 'expected a YAML mapping of keys at the top level' });

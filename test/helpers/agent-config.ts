@@ -1,0 +1,28 @@
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { stringify } from 'yaml';
+
+/**
+ * Writes a config for an agent under test: state in `dir`, no k3s, no local HTTP port (tests run in parallel),
+ * and a broker URL that may point at nothing. `overrides` are merged one level deep per section.
+ */
+export function writeAgentConfig(dir: string, overrides: Record<string, unknown> = {}): string {
+  const base: Record<string, Record<string, unknown> | string> = {
+    device: { id: 'test-device' },
+    broker: { url: 'mqtt://127.0.0.1:1', allowPlaintext: true },
+    k3s: { enabled: false },
+    stateDir: join(dir, 'state'),
+    telemetry: { http: { enabled: false } },
+    log: { level: 'info' },
+  };
+  for (const [key, value] of Object.entries(overrides)) {
+    const current = base[key];
+    base[key] =
+      typeof current === 'object' && typeof value === 'object' && value !== null && !Array.isArray(value)
+        ? { ...current, ...(value as Record<string, unknown>) }
+        : (value as string);
+  }
+  const file = join(dir, 'config.yaml');
+  writeFileSync(file, stringify(base));
+  return file;
+}
