@@ -1,4 +1,4 @@
-import { writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
 
@@ -22,6 +22,7 @@ export function writeAgentConfig(dir: string, overrides: Record<string, unknown>
         ? { ...current, ...(value as Record<string, unknown>) }
         : (value as string);
   }
+  mkdirSync(dir, { recursive: true });
   const file = join(dir, 'config.yaml');
   writeFileSync(file, stringify(base));
   return file;
