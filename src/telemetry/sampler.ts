@@ -1,0 +1,115 @@
+import type { ThrottleFlagName } from '../protocol/status.js';
+import { cpuPercent } from './cpu-math.js';
+import type { DiskSpace, DiskSpaceReader } from './disk-space.js';
+import {
+  parseCpuTimes,
+  parseKilohertzAsMegahertz,
+  parseLoadAvg,
+  parseMeminfo,
+  parseMillidegrees,
+  parseNetDev,
+  parseThrottled,
+  parseUptime,
+  type CpuTimes,
+  type MemoryReading,
+} from './proc-parsers.js';
+import type { SystemFiles } from './system-files.js';
+
+export interface DiskToWatch {
+  name: 'state' | 'k3s';
+  path: string;
+}
+
+/** One measurement of the device; each reading is absent when the system does not offer it. */
+export interface RawSample {
+  sampledAt: Date;
+  /** Monotonic milliseconds at the time of the sample, to tell clock jumps from elapsed time. */
+  monotonicMs: number;
+  uptimeSeconds?: number;
+  cpuPercent?: number;
+  load?: [number, number, number];
+  cpuMhz?: number;
+  memory?: MemoryReading;
+  disks: (DiskSpace & { name: DiskToWatch['name'] })[];
+  temperatureC?: number;
+  network?: { rxBytes: number; txBytes: number };
+  throttle?: { bits: number; now: ThrottleFlagName[]; occurred: ThrottleFlagName[] };
+}
+
+export interface SamplerOptions {
+  files: SystemFiles;
+  disks: readonly DiskToWatch[];
+  diskSpace: DiskSpaceReader;
+  now?: () => Date;
+  monotonicMs?: () => number;
+}
+
+const THROTTLED_FILE = 'sys/devices/platform/soc/soc:firmware/get_throttled';
+const CPUFREQ_FILE = 'sys/devices/system/cpu/cpu0/cpufreq/scaling_cur_freq';
+// /proc/stat's first line is all we need; its interrupt lines can be tens of KiB on big machines.
+const STAT_READ_LIMIT = 4096;
+
+/**
+ * The per-interval sample: a dozen small reads of /proc and /sys and two statfs calls, no child processes.
+ * Which sensors exist is found once at construction, so an interval does not list directories.
+ */
+export class Sampler {
+  private readonly thermalFiles: string[];
+  private readonly hasThrottled: boolean;
+  private readonly hasCpufreq: boolean;
+  private previousCpu: CpuTimes | undefined;
+  private readonly now: () => Date;
+  private readonly monotonicMs: () => number;
+
+  constructor(private readonly options: SamplerOptions) {
+    this.now = options.now ?? (() => new Date());
+    this.monotonicMs = options.monotonicMs ?? (() => performance.now());
+    const files = options.files;
+    this.thermalFiles = files
+      .list('sys/class/thermal')
+      .filter((name) => name.startsWith('thermal_zone'))
+      .map((zone) => `sys/class/thermal/${zone}/temp`)
+      .filter((file) => files.read(file, 64) !== undefined);
+    this.hasThrottled = files.read(THROTTLED_FILE, 64) !== undefined;
+    this.hasCpufreq = files.read(CPUFREQ_FILE, 64) !== undefined;
+    // A first reading, so that the first sample already has a CPU percentage.
+    this.previousCpu = parseCpuTimes(files.read('proc/stat', STAT_READ_LIMIT));
+  }
+
+  sample(): RawSample {
+    const { files } = this.options;
+    const sampledAt = this.now();
+    const monotonicMs = this.monotonicMs();
+    const cpuTimes = parseCpuTimes(files.read('proc/stat', STAT_READ_LIMIT));
+    const percent = cpuPercent(this.previousCpu, cpuTimes);
+    // Keep the last good reading: one garbled read must not spoil the next percentage as well.
+    if (cpuTimes) this.previousCpu = cpuTimes;
+    const disks: RawSample['disks'] = [];
+    for (const disk of this.options.disks) {
+      const space = this.options.diskSpace(disk.path);
+      if (space) disks.push({ name: disk.name, ...space });
+    }
+    return {
+      sampledAt,
+      monotonicMs,
+      uptimeSeconds: parseUptime(files.read('proc/uptime', 256)),
+      cpuPercent: percent,
+      load: parseLoadAvg(files.read('proc/loadavg', 256)),
+      cpuMhz: this.hasCpufreq ? parseKilohertzAsMegahertz(files.read(CPUFREQ_FILE, 64)) : undefined,
+      memory: parseMeminfo(files.read('proc/meminfo', 8192)),
+      disks,
+      temperatureC: this.hottestZone(),
+      network: parseNetDev(files.read('proc/net/dev', 16 * 1024)),
+      throttle: this.hasThrottled ? parseThrottled(files.read(THROTTLED_FILE, 64)) : undefined,
+    };
+  }
+
+  private hottestZone(): number | undefined {
+    let hottest: number | undefined;
+    for (const file of this.thermalFiles) {
+      const celsius = parseMillidegrees(this.options.files.read(file, 64));
+      if (celsius !== undefined && (hottest === undefined || celsius > hottest)) hottest = celsius;
+    }
+    return hottest;
+  }
+}
