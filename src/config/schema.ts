@@ -127,6 +127,7 @@ const K3sSection = z
   })
   .prefault({});
 
+/** Rows and payload bytes one class of the outbox may hold; beyond either, its oldest records are dropped (and counted). */
 const OutboxBudget = (rows: number, bytes: number) =>
   z.strictObject({ maxRows: z.int().min(10).default(rows), maxBytes: z.int().min(1024).default(bytes) }).prefault({});
 
@@ -138,6 +139,11 @@ const LimitsSection = z
         status: OutboxBudget(20_000, 8 * 1024 * 1024),
         event: OutboxBudget(20_000, 8 * 1024 * 1024),
         result: OutboxBudget(10_000, 8 * 1024 * 1024),
+        maxTotalBytes: z
+          .int()
+          .min(4096)
+          .default(16 * 1024 * 1024)
+          .describe('Over this, the oldest records are shed cheapest class first: status, then events, then results.'),
       })
       .prefault({}),
     maxMessageBytes: z.int().min(1024).max(16 * 1024 * 1024).default(256 * 1024).describe('Largest MQTT payload accepted.'),

@@ -35,35 +35,51 @@ export const MIGRATIONS: readonly Migration[] = [
     version: 2,
     description: 'the outbox: every report waits here until the broker acknowledged it',
     up: (db) => {
+      // seq is the rowid, handed out by the outbox itself (no AUTOINCREMENT: its sqlite_sequence row would cost
+      // a page write per commit). No secondary index either: each index is one more page written per record on
+      // an SD card, and the scans it would save (oldest or newest of a class) run only when shedding or connecting.
+      // body is the JSON published on the wire, messageId included, so a drain parses nothing.
       db.exec(`
         CREATE TABLE outbox (
-          seq INTEGER PRIMARY KEY AUTOINCREMENT,
-          message_id TEXT NOT NULL UNIQUE,
+          seq INTEGER PRIMARY KEY,
+          message_id TEXT NOT NULL,
           class TEXT NOT NULL,
           topic TEXT NOT NULL,
-          payload TEXT NOT NULL,
+          body TEXT NOT NULL,
           qos INTEGER NOT NULL,
           retain INTEGER NOT NULL,
           created_at INTEGER NOT NULL,
           bytes INTEGER NOT NULL
         ) STRICT;
-        CREATE INDEX outbox_class_seq ON outbox (class, seq);
+        CREATE TABLE outbox_counters (
+          name TEXT PRIMARY KEY,
+          value INTEGER NOT NULL
+        ) STRICT;
       `);
     },
   },
   {
     version: 3,
-    description: 'the command journal: every command seen, so none runs twice',
+    description: 'the command journal: every accepted command, so none runs twice and none is forgotten in a crash',
     up: (db) => {
+      // Rows stay until their command has expired (plus the clock-skew allowance): after that the expiry check
+      // refuses a replay on its own. `command` holds the verified command while it runs, so a restart can resume
+      // it; `step` is the handler's persisted progress (e.g. the upgrade state machine's state).
       db.exec(`
         CREATE TABLE command_journal (
           command_id TEXT PRIMARY KEY,
           type TEXT NOT NULL,
+          key_id TEXT NOT NULL,
           received_at INTEGER NOT NULL,
           expires_at INTEGER NOT NULL,
-          state TEXT NOT NULL,
-          detail TEXT NOT NULL
+          state TEXT NOT NULL CHECK (state IN ('running', 'succeeded', 'failed')),
+          command TEXT NOT NULL,
+          step TEXT,
+          outcome TEXT,
+          updated_at INTEGER NOT NULL
         ) STRICT;
+        CREATE INDEX command_journal_expires ON command_journal (expires_at);
+        CREATE INDEX command_journal_running ON command_journal (state) WHERE state = 'running';
       `);
     },
   },

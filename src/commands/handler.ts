@@ -1,0 +1,36 @@
+import type { Logger } from '../lib/logger.js';
+import type { Command, CommandType } from '../protocol/command.js';
+
+/** What a handler sees of the command it runs, and how it reports and persists its progress. */
+export interface CommandContext<T extends CommandType = CommandType> {
+  command: Extract<Command, { type: T }>;
+  /** The step the handler saved before a restart interrupted it; undefined on a first run. */
+  savedStep: unknown;
+  resumed: boolean;
+  /** Persists progress in the journal; `durable` forces it to disk before a risky step. */
+  saveStep(step: unknown, durable?: boolean): void;
+  /** Publishes a `progress` result (through the outbox, so it survives an outage). */
+  progress(step: string, detail?: string, data?: Record<string, unknown>): void;
+  signal: AbortSignal;
+  logger: Logger;
+}
+
+export type HandlerOutcome =
+  | { status: 'succeeded'; detail?: string; data?: Record<string, unknown> }
+  | { status: 'failed'; reason: string; detail: string }
+  /** The outcome is decided after a restart (self-update): the command stays running in the journal. */
+  | { status: 'pending' };
+
+/** One handler per command type, each in its own file. */
+export interface CommandHandler<T extends CommandType = CommandType> {
+  readonly type: T;
+  /**
+   * What a restart does to a run it interrupted: 'resume' runs the handler again with its saved step (it must
+   * be written to pick up from there); 'fail' reports it failed, for commands that are not safe to repeat.
+   */
+  readonly onInterrupted: 'resume' | 'fail';
+  run(context: CommandContext<T>): Promise<HandlerOutcome>;
+}
+
+/** A handler of any one type; the router keeps them in one list. */
+export type AnyCommandHandler = { [T in CommandType]: CommandHandler<T> }[CommandType];

@@ -1,0 +1,106 @@
+import type { Database } from 'better-sqlite3';
+import type { Command } from '../protocol/command.js';
+
+export type JournalState = 'running' | 'succeeded' | 'failed';
+
+export interface JournalEntry {
+  commandId: string;
+  type: string;
+  state: JournalState;
+  receivedAt: number;
+  expiresAt: number;
+  /** The verified command; its args are dropped once it finished (they may carry a join token). */
+  command: Command;
+  step: unknown;
+  outcome: string | null;
+}
+
+interface Row {
+  command_id: string;
+  type: string;
+  state: JournalState;
+  received_at: number;
+  expires_at: number;
+  command: string;
+  step: string | null;
+  outcome: string | null;
+}
+
+/**
+ * The command journal in the state database (migration 3). It answers "seen before?" for replay protection, and
+ * holds every running command with its last persisted step, so that after a crash or power cut the router can
+ * resume it or report it failed: an accepted command always ends in a final result.
+ */
+export class CommandJournal {
+  constructor(private readonly db: Database) {}
+
+  seenBefore(commandId: string): boolean {
+    return this.db.prepare('SELECT 1 FROM command_journal WHERE command_id = ?').get(commandId) !== undefined;
+  }
+
+  /** Records an accepted command as running. False when the id is already there (a replay raced the check). */
+  begin(command: Command, nowMs: number): boolean {
+    const result = this.db
+      .prepare(
+        `INSERT OR IGNORE INTO command_journal
+           (command_id, type, key_id, received_at, expires_at, state, command, step, outcome, updated_at)
+         VALUES (?, ?, ?, ?, ?, 'running', ?, NULL, NULL, ?)`,
+      )
+      .run(command.id, command.type, command.keyId, nowMs, command.expiresAt, JSON.stringify(command), nowMs);
+    return result.changes === 1;
+  }
+
+  /**
+   * Persists a handler's progress. `durable` forces it to disk before returning (a WAL checkpoint syncs the
+   * file even with synchronous=NORMAL): state machines set it before steps a power cut must not undo.
+   */
+  saveStep(commandId: string, step: unknown, durable = false, nowMs = Date.now()): void {
+    this.db
+      .prepare(`UPDATE command_journal SET step = ?, updated_at = ? WHERE command_id = ? AND state = 'running'`)
+      .run(JSON.stringify(step), nowMs, commandId);
+    if (durable) this.db.pragma('wal_checkpoint(FULL)');
+  }
+
+  finish(commandId: string, state: 'succeeded' | 'failed', outcome: string, nowMs = Date.now()): void {
+    this.db
+      .prepare(
+        `UPDATE command_journal
+            SET state = ?, outcome = ?, updated_at = ?, command = json_set(command, '$.args', json('{}'))
+          WHERE command_id = ? AND state = 'running'`,
+      )
+      .run(state, outcome, nowMs, commandId);
+  }
+
+  get(commandId: string): JournalEntry | undefined {
+    const row = this.db.prepare('SELECT * FROM command_journal WHERE command_id = ?').get(commandId) as Row | undefined;
+    return row && toEntry(row);
+  }
+
+  /** Commands that were accepted but never finished, oldest first: the ones a crash interrupted. */
+  running(): JournalEntry[] {
+    const rows = this.db
+      .prepare(`SELECT * FROM command_journal WHERE state = 'running' ORDER BY received_at, command_id`)
+      .all() as Row[];
+    return rows.map(toEntry);
+  }
+
+  /** Forgets finished commands whose validity ended: the expiry check refuses them now without the journal. */
+  prune(nowMs: number, clockSkewMs: number): number {
+    return this.db
+      .prepare(`DELETE FROM command_journal WHERE state != 'running' AND expires_at + ? < ?`)
+      .run(clockSkewMs, nowMs).changes;
+  }
+}
+
+function toEntry(row: Row): JournalEntry {
+  return {
+    commandId: row.command_id,
+    type: row.type,
+    state: row.state,
+    receivedAt: row.received_at,
+    expiresAt: row.expires_at,
+    command: JSON.parse(row.command) as Command,
+    step: row.step === null ? undefined : (JSON.parse(row.step) as unknown),
+    outcome: row.outcome,
+  };
+}

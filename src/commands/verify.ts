@@ -1,0 +1,106 @@
+import type { KeyObject } from 'node:crypto';
+import {
+  COMMAND_ID_PATTERN,
+  CommandEnvelopeSchema,
+  COMMAND_TYPES,
+  parseCommandArgs,
+  signatureValid,
+  type Command,
+  type CommandType,
+} from '../protocol/command.js';
+import type { RejectReason } from '../protocol/result.js';
+
+export interface TrustedKey {
+  key: KeyObject;
+  revoked: boolean;
+}
+
+export interface VerifyContext {
+  trustedKeys: ReadonlyMap<string, TrustedKey>;
+  deviceId: string;
+  groups: readonly string[];
+  nowMs: number;
+  clockSkewMs: number;
+  maxLifetimeMs: number;
+  maxBytes: number;
+  /** True when the journal already holds this command id. */
+  seenBefore: (commandId: string) => boolean;
+}
+
+export type Verdict =
+  | { ok: true; command: Command }
+  | { ok: false; reason: RejectReason; detail: string; commandId: string | null; type: CommandType | null };
+
+/**
+ * The checks a command passes before anything runs, in this order: size, schema, trusted key, signature,
+ * target, validity window, journal. Cheap checks that need no trust come first; nothing the sender wrote is
+ * believed (not even its id, beyond echoing it) until the signature holds.
+ */
+export function verifyCommand(payload: Uint8Array, context: VerifyContext): Verdict {
+  if (payload.byteLength > context.maxBytes) {
+    return refuse('too_large', `${payload.byteLength} bytes is over the limit of ${context.maxBytes}`, null, null);
+  }
+
+  let json: unknown;
+  try {
+    json = JSON.parse(Buffer.from(payload).toString('utf8'));
+  } catch {
+    return refuse('malformed', 'not JSON', null, null);
+  }
+  const parsed = CommandEnvelopeSchema.safeParse(json);
+  const echoedId = idOf(json);
+  const echoedType = typeOf(json);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    return refuse('malformed', `${issue?.path.join('.') || '(root)'}: ${issue?.message ?? 'invalid'}`, echoedId, echoedType);
+  }
+  const envelope = parsed.data;
+  const args = parseCommandArgs(envelope);
+  if (!args.ok) return refuse('bad_args', args.message, envelope.id, envelope.type);
+  const { command } = args;
+
+  const trusted = context.trustedKeys.get(command.keyId);
+  if (!trusted) return refuse('unknown_key', `key "${command.keyId}" is not trusted`, command.id, command.type);
+  if (trusted.revoked) return refuse('revoked_key', `key "${command.keyId}" was revoked`, command.id, command.type);
+  if (!signatureValid(envelope, trusted.key)) {
+    return refuse('bad_signature', `signature does not match key "${command.keyId}"`, command.id, command.type);
+  }
+
+  if (!targetsMe(command, context)) {
+    return refuse('wrong_target', `addressed to ${JSON.stringify(command.target)}`, command.id, command.type);
+  }
+
+  const { nowMs, clockSkewMs } = context;
+  if (command.expiresAt <= command.issuedAt || command.expiresAt - command.issuedAt > context.maxLifetimeMs) {
+    return refuse('lifetime_too_long', `valid from ${command.issuedAt} to ${command.expiresAt}`, command.id, command.type);
+  }
+  if (command.expiresAt + clockSkewMs < nowMs) {
+    return refuse('expired', `expired at ${new Date(command.expiresAt).toISOString()}`, command.id, command.type);
+  }
+  if (command.issuedAt - clockSkewMs > nowMs) {
+    return refuse('not_yet_valid', `issued in the future (${new Date(command.issuedAt).toISOString()})`, command.id, command.type);
+  }
+
+  if (context.seenBefore(command.id)) return refuse('replayed', 'this command id was seen before', command.id, command.type);
+  return { ok: true, command };
+}
+
+function targetsMe(command: Command, context: VerifyContext): boolean {
+  if ('device' in command.target) return command.target.device === context.deviceId;
+  return context.groups.includes(command.target.group);
+}
+
+function refuse(reason: RejectReason, detail: string, commandId: string | null, type: CommandType | null): Verdict {
+  return { ok: false, reason, detail, commandId, type };
+}
+
+/** The sender's id, echoed in a refusal only when it is well-formed (it ends up in a topic payload). */
+function idOf(json: unknown): string | null {
+  const id = (json as { id?: unknown } | null)?.id;
+  return typeof id === 'string' && COMMAND_ID_PATTERN.test(id) ? id : null;
+}
+
+function typeOf(json: unknown): CommandType | null {
+  const type = (json as { type?: unknown } | null)?.type;
+  return typeof type === 'string' && (COMMAND_TYPES as string[]).includes(type) ? (type as CommandType) : null;
+}

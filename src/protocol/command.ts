@@ -1,0 +1,177 @@
+import { createPrivateKey, createPublicKey, sign, verify, type KeyObject } from 'node:crypto';
+import { z } from 'zod';
+import { DeviceIdSchema, GroupIdSchema } from '../config/schema.js';
+import { SCHEMA_VERSION } from './topics.js';
+
+/**
+ * The signed command envelope an operator publishes to a device or group command topic (wire contract v1).
+ * The signature is Ed25519 over a canonical encoding of every field but `sig`, so that any change to the
+ * target, the validity window or the arguments breaks it.
+ */
+
+export const COMMAND_ID_PATTERN = /^[A-Za-z0-9_-]{8,64}$/;
+export const KEY_ID_PATTERN = /^[A-Za-z0-9._-]{1,64}$/;
+const K3S_VERSION = /^v\d+\.\d+\.\d+\+k3s\d+$/;
+const SEMVER = /^\d+\.\d+\.\d+(?:-[0-9A-Za-z.-]{1,32})?$/;
+const SHA256_HEX = /^[a-f0-9]{64}$/;
+
+const httpUrl = z
+  .string()
+  .max(2048)
+  .refine((value) => URL.canParse(value) && ['http:', 'https:'].includes(new URL(value).protocol), {
+    error: 'expected an http(s):// URL',
+  });
+const httpsUrl = z
+  .string()
+  .max(2048)
+  .refine((value) => URL.canParse(value) && new URL(value).protocol === 'https:', { error: 'expected an https:// URL' });
+
+const LabelKey = z.string().regex(/^(?:[a-z0-9](?:[-a-z0-9.]{0,251}[a-z0-9])?\/)?[A-Za-z0-9](?:[-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$/);
+const LabelValue = z.string().regex(/^(?:[A-Za-z0-9](?:[-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$/);
+const Taint = z.string().regex(/^[^=:\s]{1,253}(=[^:\s]{0,63})?:(NoSchedule|PreferNoSchedule|NoExecute)$/);
+
+/** One args schema per command type; strict, so a misspelt argument is refused rather than ignored. */
+export const PingArgsSchema = z.strictObject({});
+
+export const K3sUpgradeArgsSchema = z
+  .strictObject({
+    version: z.string().regex(K3S_VERSION, { error: 'expected a k3s version like v1.36.3+k3s1' }),
+    artifactUrl: httpUrl.optional(),
+    sha256: z.string().regex(SHA256_HEX, { error: 'expected a lowercase hex sha256' }).optional(),
+    allowDowngrade: z.boolean().optional(),
+  })
+  .refine((args) => args.artifactUrl === undefined || args.sha256 !== undefined, {
+    error: 'an artifactUrl needs its sha256',
+    path: ['sha256'],
+  });
+
+export const K3sRestartArgsSchema = z.strictObject({});
+
+export const K3sConfigureArgsSchema = z
+  .strictObject({
+    labels: z.record(LabelKey, LabelValue).optional(),
+    taints: z.array(Taint).max(64).optional(),
+    serverUrl: httpsUrl.optional(),
+    // Signed but not encrypted: the broker link must be TLS with an ACL that keeps command topics private.
+    joinToken: z.string().min(1).max(4096).optional(),
+  })
+  .refine((args) => Object.keys(args).length > 0, { error: 'expected at least one of labels, taints, serverUrl, joinToken' });
+
+export const LogsCollectArgsSchema = z.strictObject({
+  source: z.enum(['agent', 'k3s', 'both']).optional(),
+  lines: z.int().min(1).max(5000).optional(),
+});
+
+export const AgentUpgradeArgsSchema = z.strictObject({
+  version: z.string().regex(SEMVER, { error: 'expected a fleetlet version like 1.2.3' }),
+  artifactUrl: httpUrl,
+  sha256: z.string().regex(SHA256_HEX, { error: 'expected a lowercase hex sha256' }),
+});
+
+export const COMMAND_ARGS = {
+  ping: PingArgsSchema,
+  'k3s.upgrade': K3sUpgradeArgsSchema,
+  'k3s.restart': K3sRestartArgsSchema,
+  'k3s.configure': K3sConfigureArgsSchema,
+  'logs.collect': LogsCollectArgsSchema,
+  'agent.upgrade': AgentUpgradeArgsSchema,
+} as const;
+
+export type CommandType = keyof typeof COMMAND_ARGS;
+export const COMMAND_TYPES = Object.keys(COMMAND_ARGS) as [CommandType, ...CommandType[]];
+export type CommandArgs<T extends CommandType> = z.output<(typeof COMMAND_ARGS)[T]>;
+
+export const CommandTargetSchema = z.union([
+  z.strictObject({ device: DeviceIdSchema }),
+  z.strictObject({ group: GroupIdSchema }),
+]);
+export type CommandTarget = z.output<typeof CommandTargetSchema>;
+
+/** The envelope without its signature: exactly what gets signed. Args are checked per type afterwards. */
+export const UnsignedCommandSchema = z.strictObject({
+  v: z.literal(SCHEMA_VERSION),
+  id: z.string().regex(COMMAND_ID_PATTERN, { error: 'expected a command id: 8-64 of A-Z a-z 0-9 _ -' }),
+  type: z.enum(COMMAND_TYPES),
+  target: CommandTargetSchema,
+  issuedAt: z.int().min(0),
+  expiresAt: z.int().min(0),
+  args: z.record(z.string(), z.unknown()),
+  keyId: z.string().regex(KEY_ID_PATTERN),
+});
+export type UnsignedCommand = z.output<typeof UnsignedCommandSchema>;
+
+export const CommandEnvelopeSchema = UnsignedCommandSchema.extend({
+  sig: z.string().regex(/^[A-Za-z0-9+/]{86}==$/, { error: 'expected an Ed25519 signature in base64' }),
+});
+export type CommandEnvelope = z.output<typeof CommandEnvelopeSchema>;
+
+/** An envelope whose args passed their type's schema. */
+export type Command = {
+  [T in CommandType]: Omit<CommandEnvelope, 'type' | 'args'> & { type: T; args: CommandArgs<T> };
+}[CommandType];
+
+export type ArgsCheck = { ok: true; command: Command } | { ok: false; message: string };
+
+export function parseCommandArgs(envelope: CommandEnvelope): ArgsCheck {
+  const result = COMMAND_ARGS[envelope.type].safeParse(envelope.args);
+  if (!result.success) {
+    const issue = result.error.issues[0];
+    return { ok: false, message: `args.${issue?.path.join('.') ?? ''}: ${issue?.message ?? 'invalid'}` };
+  }
+  return { ok: true, command: { ...envelope, args: result.data } as Command };
+}
+
+const SIGNING_DOMAIN = 'fleetlet-command-v1\n';
+
+/**
+ * Deterministic JSON: object keys sorted, no whitespace. Both sides run this same code, and values are the JSON
+ * the sender produced, so the bytes signed and the bytes verified are equal whenever the content is.
+ */
+export function canonicalJson(value: unknown): string {
+  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(',')}]`;
+  if (value !== null && typeof value === 'object') {
+    const entries = Object.keys(value)
+      .filter((key) => (value as Record<string, unknown>)[key] !== undefined)
+      .sort()
+      .map((key) => `${JSON.stringify(key)}:${canonicalJson((value as Record<string, unknown>)[key])}`);
+    return `{${entries.join(',')}}`;
+  }
+  return JSON.stringify(value);
+}
+
+export function signingBytes(command: UnsignedCommand): Buffer {
+  const { v, id, type, target, issuedAt, expiresAt, args, keyId } = command;
+  return Buffer.from(SIGNING_DOMAIN + canonicalJson({ v, id, type, target, issuedAt, expiresAt, args, keyId }), 'utf8');
+}
+
+export function signCommand(command: UnsignedCommand, privateKey: KeyObject): CommandEnvelope {
+  const sig = sign(null, signingBytes(command), privateKey).toString('base64');
+  return { ...command, sig };
+}
+
+export function signatureValid(envelope: CommandEnvelope, publicKey: KeyObject): boolean {
+  try {
+    return verify(null, signingBytes(envelope), publicKey, Buffer.from(envelope.sig, 'base64'));
+  } catch {
+    return false;
+  }
+}
+
+/** The raw 32-byte public key in base64, as listed in `commands.trustedKeys`. */
+export function publicKeyFromBase64(raw: string): KeyObject {
+  const bytes = Buffer.from(raw, 'base64');
+  if (bytes.length !== 32) throw new Error('an Ed25519 public key is 32 bytes');
+  return createPublicKey({ key: { kty: 'OKP', crv: 'Ed25519', x: bytes.toString('base64url') }, format: 'jwk' });
+}
+
+export function publicKeyToBase64(key: KeyObject): string {
+  const jwk = key.export({ format: 'jwk' });
+  if (jwk.crv !== 'Ed25519' || !jwk.x) throw new Error('not an Ed25519 key');
+  return Buffer.from(jwk.x, 'base64url').toString('base64');
+}
+
+export function privateKeyFromPem(pem: string): KeyObject {
+  const key = createPrivateKey(pem);
+  if (key.asymmetricKeyType !== 'ed25519') throw new Error('not an Ed25519 private key');
+  return key;
+}

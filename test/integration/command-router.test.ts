@@ -1,0 +1,183 @@
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import type { CommandHandler, CommandContext } from '../../src/commands/handler.js';
+import { signCommand } from '../../src/protocol/command.js';
+import { tempDir } from '../helpers/paths.js';
+import { encode, signedCommand, testKey } from '../fixtures/command-keys.js';
+import { routerRig, type RouterRig } from '../fixtures/command-router-setup.js';
+
+const operator = testKey('ops');
+const stranger = testKey('stranger');
+
+/** A real handler that counts its runs; the proof that a refused command caused no side effect. */
+function countingHandler(): CommandHandler<'k3s.restart'> & { runs: CommandContext<'k3s.restart'>[] } {
+  const runs: CommandContext<'k3s.restart'>[] = [];
+  return {
+    type: 'k3s.restart',
+    onInterrupted: 'fail',
+    runs,
+    run: async (context) => {
+      runs.push(context);
+      return { status: 'succeeded', detail: 'restarted' };
+    },
+  };
+}
+
+describe('command router', () => {
+  let dir: { dir: string; cleanup: () => void };
+  let rig: RouterRig | undefined;
+  beforeEach(() => (dir = tempDir('fleetlet-router-')));
+  afterEach(() => {
+    rig?.close();
+    rig = undefined;
+    dir.cleanup();
+  });
+
+  it('runs an accepted command once and reports accepted then succeeded', async () => {
+    const handler = countingHandler();
+    rig = routerRig({ stateDir: dir.dir, operator, handlers: [handler] });
+    const envelope = signedCommand(operator, { type: 'k3s.restart' });
+    rig.router.receive(encode(envelope));
+    await rig.router.idle();
+    expect(handler.runs).toHaveLength(1);
+    expect(rig.outbox.results().map((r) => r.status)).toEqual(['accepted', 'succeeded']);
+    expect(rig.outbox.records.every((r) => r.topic === 'fleetlet/v1/devices/dev-1/results' && r.qos === 1)).toBe(true);
+    expect(rig.journal.get(envelope.id)?.state).toBe('succeeded');
+  });
+
+  it('refuses every faulty command with its reason, runs nothing and journals nothing', async () => {
+    const handler = countingHandler();
+    rig = routerRig({ stateDir: dir.dir, operator, handlers: [handler] });
+    const now = Date.now();
+    const good = signedCommand(operator, { type: 'k3s.restart' });
+    const cases: [string, Buffer][] = [
+      ['too_large', Buffer.alloc(70 * 1024, 0x7b)],
+      ['malformed', Buffer.from('\u0000\u0001garbage')],
+      ['bad_args', encode(signedCommand(operator, { type: 'k3s.restart', args: { now: true } }))],
+      ['unknown_key', encode(signedCommand(stranger, { type: 'k3s.restart' }))],
+      ['bad_signature', encode(signCommand({ ...good, keyId: 'ops' }, stranger.privateKey))],
+      ['bad_signature', encode({ ...good, expiresAt: good.expiresAt + 1000 })],
+      ['wrong_target', encode(signedCommand(operator, { type: 'k3s.restart', target: { device: 'dev-2' } }))],
+      ['expired', encode(signedCommand(operator, { type: 'k3s.restart', issuedAt: now - 7_200_000, expiresAt: now - 3_600_000 }))],
+      ['not_yet_valid', encode(signedCommand(operator, { type: 'k3s.restart', issuedAt: now + 3_600_000 }))],
+    ];
+    for (const [, payload] of cases) rig.router.receive(payload);
+    await rig.router.idle();
+    expect(handler.runs).toHaveLength(0);
+    const results = rig.outbox.results();
+    expect(results.map((r) => r.status === 'rejected' && r.reason)).toEqual(cases.map(([reason]) => reason));
+    expect(rig.db.prepare('SELECT COUNT(*) AS n FROM command_journal').get()).toEqual({ n: 0 });
+  });
+
+  it('refuses a replay, also after the database was closed and reopened', async () => {
+    const handler = countingHandler();
+    rig = routerRig({ stateDir: dir.dir, operator, handlers: [handler] });
+    const payload = encode(signedCommand(operator, { type: 'k3s.restart' }));
+    rig.router.receive(payload);
+    rig.router.receive(payload);
+    await rig.router.idle();
+    rig.close();
+    rig = routerRig({ stateDir: dir.dir, operator, handlers: [handler] });
+    rig.router.receive(payload);
+    await rig.router.idle();
+    expect(handler.runs).toHaveLength(1);
+    expect(rig.outbox.results()).toMatchObject([{ status: 'rejected', reason: 'replayed' }]);
+  });
+
+  it('refuses a type it has no handler for, and everything when commands are disabled', async () => {
+    rig = routerRig({ stateDir: dir.dir, operator, handlers: [] });
+    rig.router.receive(encode(signedCommand(operator, { type: 'k3s.restart' })));
+    rig.close();
+    const handler = countingHandler();
+    rig = routerRig({ stateDir: dir.dir, operator, handlers: [handler], settings: { enabled: false } });
+    rig.router.receive(encode(signedCommand(operator, { type: 'k3s.restart' })));
+    await rig.router.idle();
+    expect(handler.runs).toHaveLength(0);
+    expect(rig.outbox.results()).toMatchObject([{ status: 'rejected', reason: 'disabled' }]);
+  });
+
+  it('refuses commands beyond the queue bound as busy, without journaling them', async () => {
+    let release: () => void = () => {};
+    const gate = new Promise<void>((resolve) => (release = resolve));
+    const slow: CommandHandler<'k3s.restart'> = {
+      type: 'k3s.restart',
+      onInterrupted: 'fail',
+      run: async () => {
+        await gate;
+        return { status: 'succeeded' };
+      },
+    };
+    rig = routerRig({ stateDir: dir.dir, operator, handlers: [slow], settings: { maxQueued: 2 } });
+    const payloads = Array.from({ length: 4 }, () => encode(signedCommand(operator, { type: 'k3s.restart' })));
+    for (const payload of payloads) rig.router.receive(payload);
+    release();
+    await rig.router.idle();
+    const statuses = rig.outbox.results().map((r) => (r.status === 'rejected' ? `rejected:${r.reason}` : r.status));
+    expect(statuses.filter((s) => s === 'rejected:busy')).toHaveLength(2);
+    expect(statuses.filter((s) => s === 'succeeded')).toHaveLength(2);
+  });
+
+  it('reports a handler that throws as failed with its message', async () => {
+    const broken: CommandHandler<'k3s.restart'> = {
+      type: 'k3s.restart',
+      onInterrupted: 'fail',
+      run: async () => {
+        throw new Error('supervisor is gone');
+      },
+    };
+    rig = routerRig({ stateDir: dir.dir, operator, handlers: [broken] });
+    rig.router.receive(encode(signedCommand(operator, { type: 'k3s.restart' })));
+    await rig.router.idle();
+    expect(rig.outbox.results().at(-1)).toMatchObject({ status: 'failed', reason: 'error', detail: 'supervisor is gone' });
+  });
+
+  it('after a restart, resumes an interrupted resumable command from its saved step and fails the others', async () => {
+    const upgradeLike: CommandHandler<'k3s.upgrade'> & { seen: unknown[] } = {
+      type: 'k3s.upgrade',
+      onInterrupted: 'resume',
+      seen: [],
+      run: async (context) => {
+        upgradeLike.seen.push({ step: context.savedStep, resumed: context.resumed });
+        if (!context.resumed) {
+          context.saveStep({ state: 'swap' }, true);
+          return new Promise(() => {}); // never returns: the "crash" below interrupts it
+        }
+        return { status: 'succeeded', detail: `resumed at ${(context.savedStep as { state: string }).state}` };
+      },
+    };
+    const handler = countingHandler();
+    rig = routerRig({ stateDir: dir.dir, operator, handlers: [upgradeLike, handler] });
+    const upgrade = signedCommand(operator, { type: 'k3s.upgrade', args: { version: 'v1.36.3+k3s1' } });
+    rig.router.receive(encode(upgrade));
+    await new Promise((r) => setTimeout(r, 20));
+    // The restart job was accepted and journaled but the agent died before it ran.
+    const restart = signedCommand(operator, { type: 'k3s.restart' });
+    rig.router.receive(encode(restart));
+    rig.close();
+
+    rig = routerRig({ stateDir: dir.dir, operator, handlers: [upgradeLike, handler] });
+    expect(rig.router.resumeInterrupted()).toBe(2);
+    await rig.router.idle();
+    expect(upgradeLike.seen).toEqual([{ step: undefined, resumed: false }, { step: { state: 'swap' }, resumed: true }]);
+    expect(handler.runs).toHaveLength(0);
+    expect(rig.outbox.results()).toMatchObject([
+      { commandId: restart.id, status: 'failed', reason: 'interrupted' },
+      { commandId: upgrade.id, status: 'succeeded', detail: 'resumed at swap' },
+    ]);
+    expect(rig.journal.running()).toEqual([]);
+    expect(rig.journal.get(upgrade.id)?.command.args).toEqual({});
+  });
+
+  it('prunes finished entries only once their commands expired', async () => {
+    let now = Date.now();
+    const handler = countingHandler();
+    rig = routerRig({ stateDir: dir.dir, operator, handlers: [handler], now: () => now });
+    const envelope = signedCommand(operator, { type: 'k3s.restart', issuedAt: now, expiresAt: now + 60_000 });
+    rig.router.receive(encode(envelope));
+    await rig.router.idle();
+    expect(rig.journal.prune(now + 60_000 + 300_000, 300_000)).toBe(0);
+    now += 60_000 + 300_001;
+    expect(rig.journal.prune(now, 300_000)).toBe(1);
+    rig.router.receive(encode(envelope));
+    expect(rig.outbox.results().at(-1)).toMatchObject({ status: 'rejected', reason: 'expired' });
+  });
+});
