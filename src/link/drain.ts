@@ -1,0 +1,193 @@
+import type { Logger } from '../lib/logger.js';
+import { markHistorical } from '../store/outbox-records.js';
+import type { OutboxStore, QueuedRecord, Unsubscribe } from '../store/outbox.js';
+
+/**
+ * The windowed drain of the outbox to the broker, for any MQTT client.
+ *
+ * How the link uses it:
+ *   const drainer = new Drainer(outbox, { window: config.broker.inflightWindow, logger });
+ *   on connect, after publishing presence:  drainer.onConnect(publisherOf(client));
+ *   on close/offline:                       drainer.onDisconnect();
+ *   at shutdown:                            drainer.stop();
+ *
+ * On each connect it publishes the newest status first (as it is), then the backlog oldest first with
+ * `historical: true` (records enqueued before this connection came up), then new records as they are enqueued
+ * (woken by the outbox, no polling). At most `window` publishes await their PUBACK at once: MQTT packet ids wrap at
+ * 65,535 and a window of 100-1000 is the fastest. A record is deleted only after its PUBACK; whatever is unacked at
+ * a disconnect stays queued and is sent again on the next connect with the same messageId (at-least-once).
+ */
+export interface Publisher {
+  /** Resolves when the broker acknowledged the message (QoS 1 PUBACK), as MQTT.js's publishAsync does. */
+  publish(topic: string, payload: string, options: { qos: 0 | 1; retain: boolean }): Promise<unknown>;
+}
+
+/** The part of the outbox the drainer needs. */
+export type DrainSource = Pick<OutboxStore, 'pending' | 'latest' | 'lastSeq' | 'acknowledge' | 'onEnqueue'>;
+
+export interface DrainOptions {
+  /** Most publishes awaiting a PUBACK at once (QoS 1 window). */
+  window: number;
+  logger?: Logger;
+}
+
+export interface DrainCounters {
+  published: number;
+  acknowledged: number;
+  inFlight: number;
+}
+
+/** Adapts an MQTT.js client (or anything with publishAsync) to a Publisher. */
+export function publisherOf(client: {
+  publishAsync(topic: string, message: string, options: { qos: 0 | 1; retain: boolean }): Promise<unknown>;
+}): Publisher {
+  return { publish: (topic, payload, options) => client.publishAsync(topic, payload, options) };
+}
+
+/** Fetching below this many free window slots would mean one query per PUBACK; wait for a few to free up. */
+const REFILL_MIN_SLOTS_DIVISOR = 4;
+
+export class Drainer {
+  private session: DrainSession | undefined;
+  private acked: number[] = [];
+  private ackFlushScheduled = false;
+  readonly counters: DrainCounters = { published: 0, acknowledged: 0, inFlight: 0 };
+
+  constructor(
+    private readonly outbox: DrainSource,
+    private readonly options: DrainOptions,
+  ) {
+    if (!Number.isInteger(options.window) || options.window < 1) throw new RangeError('drain window must be >= 1');
+  }
+
+  onConnect(publisher: Publisher): void {
+    this.session?.end();
+    this.session = new DrainSession(this.outbox, publisher, this.options, this);
+    this.session.start();
+  }
+
+  onDisconnect(): void {
+    this.session?.end();
+    this.session = undefined;
+  }
+
+  stop(): void {
+    this.onDisconnect();
+    this.flushAcks();
+  }
+
+  /** Called when the broker acknowledged a record (also from a session that has ended: the ack is still true). */
+  acknowledged(seq: number): void {
+    this.acked.push(seq);
+    if (this.ackFlushScheduled) return;
+    this.ackFlushScheduled = true;
+    // All PUBACKs read in one I/O turn are deleted in one transaction.
+    setImmediate(() => this.flushAcks());
+  }
+
+  private flushAcks(): void {
+    this.ackFlushScheduled = false;
+    if (this.acked.length === 0) return;
+    const seqs = this.acked;
+    this.acked = [];
+    try {
+      this.outbox.acknowledge(seqs);
+      this.counters.acknowledged += seqs.length;
+    } catch (err) {
+      // They stay queued and go out again on the next connect, with the same ids: a duplicate, not a loss.
+      this.options.logger?.warn({ err, records: seqs.length }, 'drain: could not delete acknowledged records');
+    }
+  }
+}
+
+class DrainSession {
+  /** Highest seq handed to the publisher in this session. */
+  private cursor = 0;
+  /** Records up to this seq were queued before the connection came up: the backlog. */
+  private readonly backlogEnd: number;
+  private sentFirst: number | undefined;
+  private inFlight = 0;
+  private ended = false;
+  private pumpScheduled = false;
+  private unsubscribe: Unsubscribe | undefined;
+
+  constructor(
+    private readonly outbox: DrainSource,
+    private readonly publisher: Publisher,
+    private readonly options: DrainOptions,
+    private readonly drainer: Drainer,
+  ) {
+    this.backlogEnd = outbox.lastSeq();
+  }
+
+  start(): void {
+    this.unsubscribe = this.outbox.onEnqueue(() => this.schedulePump());
+    const newestStatus = this.outbox.latest('status');
+    if (newestStatus) {
+      this.sentFirst = newestStatus.seq;
+      this.send(newestStatus, false);
+    }
+    this.pump();
+  }
+
+  end(): void {
+    this.ended = true;
+    this.unsubscribe?.();
+  }
+
+  private schedulePump(): void {
+    if (this.pumpScheduled || this.ended) return;
+    this.pumpScheduled = true;
+    setImmediate(() => {
+      this.pumpScheduled = false;
+      this.pump();
+    });
+  }
+
+  private pump(): void {
+    const window = this.options.window;
+    const minSlots = Math.max(1, Math.floor(window / REFILL_MIN_SLOTS_DIVISOR));
+    while (!this.ended && window - this.inFlight >= Math.min(minSlots, window)) {
+      let batch: QueuedRecord[];
+      try {
+        batch = this.outbox.pending(this.cursor, window - this.inFlight);
+      } catch (err) {
+        this.options.logger?.error({ err }, 'drain: could not read the outbox; waiting for the next connect');
+        this.end();
+        return;
+      }
+      if (batch.length === 0) return;
+      for (const record of batch) {
+        this.cursor = record.seq;
+        if (record.seq === this.sentFirst) continue;
+        this.send(record, record.seq <= this.backlogEnd);
+      }
+    }
+  }
+
+  private send(record: QueuedRecord, historical: boolean): void {
+    this.inFlight += 1;
+    this.drainer.counters.inFlight += 1;
+    this.drainer.counters.published += 1;
+    const body = historical ? markHistorical(record.body) : record.body;
+    this.publisher.publish(record.topic, body, { qos: record.qos, retain: record.retain }).then(
+      () => {
+        this.settle();
+        this.drainer.acknowledged(record.seq);
+      },
+      (err: unknown) => {
+        this.settle();
+        if (this.ended) return;
+        // Usually the connection is going away; the record stays queued and the next connect sends it again.
+        this.options.logger?.warn({ err, topic: record.topic }, 'drain: publish failed; pausing until the next connect');
+        this.end();
+      },
+    );
+  }
+
+  private settle(): void {
+    this.inFlight -= 1;
+    this.drainer.counters.inFlight -= 1;
+    this.schedulePump();
+  }
+}

@@ -1,0 +1,8 @@
+import type { Config } from '../config/schema.js';
+import type { OutboxLimits } from './outbox.js';
+
+/** The outbox's limits from the configuration (limits.outbox, and the largest message the broker takes). */
+export function outboxLimitsFromConfig(limits: Config['limits']): OutboxLimits {
+  const { status, event, result, maxTotalBytes } = limits.outbox;
+  return { budgets: { status, event, result }, maxTotalBytes, maxRecordBytes: limits.maxMessageBytes };
+}
