@@ -154,11 +154,11 @@ export class CommandRouter {
   }
 
   private reject(commandId: string | null, type: CommandType | null, reason: RejectReason, detail: string): void {
-    this.enqueue({ v: SCHEMA_VERSION, commandId, deviceId: this.deps.settings.deviceId, type, at: this.now(), status: 'rejected', reason, detail: boundedDetail(detail) });
+    this.enqueue({ schemaVersion: SCHEMA_VERSION, commandId, deviceId: this.deps.settings.deviceId, type, at: this.now(), status: 'rejected', reason, detail: boundedDetail(detail) });
   }
 
-  private publish(command: Command, body: DistributiveOmit<CommandResult, 'v' | 'commandId' | 'deviceId' | 'type' | 'at'>): void {
-    this.enqueue({ v: SCHEMA_VERSION, commandId: command.id, deviceId: this.deps.settings.deviceId, type: command.type, at: this.now(), ...body } as CommandResult);
+  private publish(command: Command, body: DistributiveOmit<CommandResult, 'schemaVersion' | 'commandId' | 'deviceId' | 'type' | 'at'>): void {
+    this.enqueue({ schemaVersion: SCHEMA_VERSION, commandId: command.id, deviceId: this.deps.settings.deviceId, type: command.type, at: this.now(), ...body } as CommandResult);
   }
 
   private enqueue(result: CommandResult): void {

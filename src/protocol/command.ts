@@ -89,7 +89,7 @@ export type CommandTarget = z.output<typeof CommandTargetSchema>;
 
 /** The envelope without its signature: exactly what gets signed. Args are checked per type afterwards. */
 export const UnsignedCommandSchema = z.strictObject({
-  v: z.literal(SCHEMA_VERSION),
+  schemaVersion: z.literal(SCHEMA_VERSION),
   id: z.string().regex(COMMAND_ID_PATTERN, { error: 'expected a command id: 8-64 of A-Z a-z 0-9 _ -' }),
   type: z.enum(COMMAND_TYPES),
   target: CommandTargetSchema,
@@ -140,8 +140,8 @@ export function canonicalJson(value: unknown): string {
 }
 
 export function signingBytes(command: UnsignedCommand): Buffer {
-  const { v, id, type, target, issuedAt, expiresAt, args, keyId } = command;
-  return Buffer.from(SIGNING_DOMAIN + canonicalJson({ v, id, type, target, issuedAt, expiresAt, args, keyId }), 'utf8');
+  const { schemaVersion, id, type, target, issuedAt, expiresAt, args, keyId } = command;
+  return Buffer.from(SIGNING_DOMAIN + canonicalJson({ schemaVersion, id, type, target, issuedAt, expiresAt, args, keyId }), 'utf8');
 }
 
 export function signCommand(command: UnsignedCommand, privateKey: KeyObject): CommandEnvelope {
@@ -175,3 +175,15 @@ export function privateKeyFromPem(pem: string): KeyObject {
   if (key.asymmetricKeyType !== 'ed25519') throw new Error('not an Ed25519 private key');
   return key;
 }
+
+export const COMMAND_EXAMPLE: CommandEnvelope = {
+  schemaVersion: SCHEMA_VERSION,
+  id: 'c-5f1e2d3c4b5a6978',
+  type: 'k3s.upgrade',
+  target: { group: 'canary' },
+  issuedAt: 1_772_352_000_000,
+  expiresAt: 1_772_438_400_000,
+  args: { version: 'v1.36.3+k3s1' },
+  keyId: 'ops-2026',
+  sig: `${'A'.repeat(86)}==`,
+};

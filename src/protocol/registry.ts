@@ -1,5 +1,7 @@
 import type { z } from 'zod';
 import { PRESENCE_EXAMPLE, PresenceSchema } from './presence.js';
+import { COMMAND_EXAMPLE, CommandEnvelopeSchema } from './command.js';
+import { CommandResultSchema, RESULT_EXAMPLE } from './result.js';
 
 /**
  * The wire contract as data: one entry per topic, with its payload schema and an example. docs/protocol.md is
@@ -29,5 +31,27 @@ export const WIRE_CONTRACT: readonly TopicSpec[] = [
       'boot sequence; a clean stop publishes `offline` (reason `stopped`) itself.',
     schema: PresenceSchema,
     example: PRESENCE_EXAMPLE,
+  },
+  {
+    pattern: '{root}/devices/{id}/commands, {root}/groups/{group}/commands',
+    direction: 'fleet to device',
+    qos: 1,
+    retain: false,
+    description:
+      'A command signed by an operator key (Ed25519 over the canonical JSON of every field but `sig`). The device ' +
+      'checks size, schema, key, signature, target, validity window and its journal, in that order, before anything runs.',
+    schema: CommandEnvelopeSchema,
+    example: COMMAND_EXAMPLE,
+  },
+  {
+    pattern: '{root}/devices/{id}/results',
+    direction: 'device to fleet',
+    qos: 1,
+    retain: false,
+    description:
+      'What became of a command: `rejected` with a reason (nothing ran), or `accepted`, `progress` and one final ' +
+      '`succeeded` or `failed`, sent through the outbox so that it survives outages and restarts.',
+    schema: CommandResultSchema,
+    example: RESULT_EXAMPLE,
   },
 ];

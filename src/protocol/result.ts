@@ -32,7 +32,7 @@ const CommandId = z.string().max(64).nullable();
 const Detail = z.string().max(2048);
 
 const base = {
-  v: z.literal(SCHEMA_VERSION),
+  schemaVersion: z.literal(SCHEMA_VERSION),
   commandId: CommandId,
   deviceId: DeviceIdSchema,
   type: z.enum(COMMAND_TYPES).nullable(),
@@ -82,3 +82,14 @@ export const FINAL_STATUSES: readonly CommandResultStatus[] = ['rejected', 'succ
 export function boundedDetail(text: string): string {
   return text.length <= 2048 ? text : `${text.slice(0, 2030)}... (truncated)`;
 }
+
+export const RESULT_EXAMPLE: CommandResult = {
+  schemaVersion: SCHEMA_VERSION,
+  commandId: 'c-5f1e2d3c4b5a6978',
+  deviceId: 'pi-kitchen-01',
+  type: 'k3s.upgrade',
+  at: 1_772_352_061_000,
+  status: 'failed',
+  reason: 'rolled_back',
+  detail: 'v1.36.3+k3s1 was not healthy within 300 s; v1.35.2+k3s1 restored and healthy',
+};

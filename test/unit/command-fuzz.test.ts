@@ -38,7 +38,7 @@ function randomValue(next: () => number, depth: number): unknown {
     case 5: return ['ping', 'k3s.upgrade', 'v1.36.3+k3s1', 'dev-1', '__proto__', 'constructor'][Math.floor(next() * 6)];
     case 6: return Array.from({ length: Math.floor(next() * 4) }, () => randomValue(next, depth + 1));
     default: {
-      const keys = ['v', 'id', 'type', 'target', 'issuedAt', 'expiresAt', 'args', 'keyId', 'sig', 'device', 'group', '__proto__', 'version', 'x'];
+      const keys = ['schemaVersion', 'id', 'type', 'target', 'issuedAt', 'expiresAt', 'args', 'keyId', 'sig', 'device', 'group', '__proto__', 'version', 'x'];
       return Object.fromEntries(Array.from({ length: Math.floor(next() * 6) }, () => [keys[Math.floor(next() * keys.length)]!, randomValue(next, depth + 1)]));
     }
   }
