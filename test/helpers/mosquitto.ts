@@ -1,5 +1,7 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
+import { createServer, type Socket } from 'node:net';
+import { Aedes } from 'aedes';
 import { join } from 'node:path';
 import { freePort, waitForPort } from './ports.js';
 import { tempDir } from './paths.js';
@@ -11,7 +13,7 @@ import { tempDir } from './paths.js';
 export interface TestBroker {
   port: number;
   url: string;
-  kind: 'mosquitto';
+  kind: 'mosquitto' | 'embedded';
   /** Stops the broker (SIGTERM) and keeps its port so that restart() comes back on the same address. */
   stop(): Promise<void>;
   restart(): Promise<void>;
@@ -95,5 +97,69 @@ export async function startMosquitto(options: BrokerOptions = {}): Promise<TestB
       await stop();
       cleanup();
     },
+  };
+}
+
+/**
+ * The broker for tests that need only plain MQTT: the real mosquitto, or, on a developer machine without it, the
+ * embedded aedes broker (with a notice). CI sets FLEETLET_TEST_REQUIRE_MOSQUITTO=1, so there it never falls back.
+ * FLEETLET_TEST_BROKER=embedded forces the embedded broker, to check that the suite passes against it too.
+ * Tests that need mosquitto's configuration (TLS, ACL) check mosquittoAvailable() and skip otherwise.
+ */
+export async function startTestBroker(options: { port?: number } = {}): Promise<TestBroker> {
+  if (process.env.FLEETLET_TEST_BROKER !== 'embedded' && mosquittoAvailable()) return startMosquitto(options);
+  if (process.env.FLEETLET_TEST_REQUIRE_MOSQUITTO === '1') {
+    throw new Error('FLEETLET_TEST_REQUIRE_MOSQUITTO=1: refusing to fall back to the embedded broker');
+  }
+  if (!embeddedNoticeShown) {
+    embeddedNoticeShown = true;
+    console.warn(`${MOSQUITTO ? 'FLEETLET_TEST_BROKER=embedded' : 'mosquitto is not installed'}: these tests run against the embedded aedes broker`);
+  }
+  return startEmbeddedBroker(options.port ?? (await freePort()));
+}
+
+let embeddedNoticeShown = false;
+
+/** aedes in this process; stop() drops every client and forgets retained messages, as mosquitto without persistence does. */
+export async function startEmbeddedBroker(port: number): Promise<TestBroker> {
+  let running: { broker: Aedes; close: () => Promise<void> } | undefined;
+  const start = async () => {
+    const broker = await Aedes.createBroker();
+    const sockets = new Set<Socket>();
+    const server = createServer((socket) => {
+      sockets.add(socket);
+      socket.on('close', () => sockets.delete(socket));
+      broker.handle(socket);
+    });
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(port, '127.0.0.1', resolve);
+    });
+    running = {
+      broker,
+      close: async () => {
+        const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+        for (const socket of sockets) socket.destroy();
+        await new Promise<void>((resolve) => broker.close(() => resolve()));
+        await closed;
+      },
+    };
+  };
+  const stop = async () => {
+    const current = running;
+    running = undefined;
+    await current?.close();
+  };
+  await start();
+  return {
+    port,
+    url: `mqtt://127.0.0.1:${port}`,
+    kind: 'embedded',
+    stop,
+    restart: async () => {
+      await stop();
+      await start();
+    },
+    close: stop,
   };
 }

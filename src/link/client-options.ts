@@ -1,0 +1,84 @@
+import { readFileSync, statSync } from 'node:fs';
+import { X509Certificate } from 'node:crypto';
+import type { IClientOptions } from 'mqtt';
+import type { Config } from '../config/schema.js';
+import { ConfigError } from '../lib/errors.js';
+
+/** Certificates and keys are small; a bound keeps a wrong path (a log, a device file) from being slurped. */
+const MAX_PEM_BYTES = 256 * 1024;
+
+export interface Will {
+  topic: string;
+  payload: string;
+}
+
+/**
+ * MQTT.js options for one connection attempt. TLS files are read on every attempt so that a rotated certificate
+ * takes effect at the next reconnect. MQTT.js's own reconnect stays off (reconnectPeriod 0): the link paces
+ * reconnects with jittered backoff instead. Throws ConfigError when a file is unreadable or the client
+ * certificate names another device.
+ */
+export function clientOptions(broker: Config['broker'], deviceId: string, will: Will): IClientOptions {
+  const keepalive = broker.keepaliveSeconds;
+  const options: IClientOptions = {
+    clientId: deviceId,
+    protocolVersion: 4,
+    clean: true,
+    keepalive,
+    reconnectPeriod: 0,
+    connectTimeout: Math.min(30_000, keepalive * 1500),
+    resubscribe: false,
+    queueQoSZero: false,
+    will: { topic: will.topic, payload: Buffer.from(will.payload), qos: 1, retain: true },
+  };
+  if (broker.auth.username) options.username = broker.auth.username;
+  if (broker.auth.password) options.password = broker.auth.password.reveal();
+  if (broker.url.startsWith('mqtts:')) {
+    const { caFile, certFile, keyFile, serverName } = broker.tls;
+    options.rejectUnauthorized = true;
+    if (caFile) options.ca = readPem(caFile, 'broker.tls.caFile');
+    if (certFile) {
+      const cert = readPem(certFile, 'broker.tls.certFile');
+      checkCertificateIdentity(cert, certFile, deviceId);
+      options.cert = cert;
+    }
+    if (keyFile) options.key = readPem(keyFile, 'broker.tls.keyFile');
+    if (serverName) options.servername = serverName;
+  }
+  return options;
+}
+
+function readPem(file: string, key: string): Buffer {
+  try {
+    const size = statSync(file).size;
+    if (size > MAX_PEM_BYTES) throw new Error(`larger than ${MAX_PEM_BYTES} bytes`);
+    return readFileSync(file);
+  } catch (err) {
+    const reason = (err as NodeJS.ErrnoException).code ?? (err as Error).message;
+    throw new ConfigError([{ path: key, source: file, message: `cannot read: ${reason}` }]);
+  }
+}
+
+/**
+ * The broker maps the certificate's common name to the device's topics (see the ACL template), so a certificate
+ * issued to another device would have this one write under someone else's name or be silently denied. Refuse it
+ * here, where the message can be clear.
+ */
+function checkCertificateIdentity(pem: Buffer, file: string, deviceId: string): void {
+  let subject: string;
+  try {
+    subject = new X509Certificate(pem).subject;
+  } catch {
+    throw new ConfigError([{ path: 'broker.tls.certFile', source: file, message: 'not a PEM certificate' }]);
+  }
+  const commonName = /^CN=(.*)$/m.exec(subject)?.[1];
+  if (commonName !== deviceId) {
+    throw new ConfigError([
+      {
+        path: 'broker.tls.certFile',
+        source: file,
+        message: `the certificate is issued to "${commonName ?? '(no common name)'}", not to this device "${deviceId}"`,
+      },
+    ]);
+  }
+}

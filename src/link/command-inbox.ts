@@ -1,0 +1,41 @@
+import type { Logger } from '../lib/logger.js';
+
+export type CommandHandler = (topic: string, payload: Buffer) => void;
+
+/**
+ * Hands messages on the command topics to whoever registered for them. Only the exact topics the link
+ * subscribed to pass, and only payloads within limits.maxMessageBytes: anything else is dropped with a warning
+ * before any parsing happens. Verifying and parsing the envelope is the commands part's job.
+ */
+export class CommandInbox {
+  readonly #handlers = new Set<CommandHandler>();
+
+  constructor(
+    readonly topics: readonly string[],
+    private readonly maxBytes: number,
+    private readonly log: Logger,
+  ) {}
+
+  add(handler: CommandHandler): () => void {
+    this.#handlers.add(handler);
+    return () => this.#handlers.delete(handler);
+  }
+
+  deliver(topic: string, payload: Buffer): void {
+    if (!this.topics.includes(topic)) {
+      this.log.warn({ topic }, 'message on a topic the link did not subscribe to; dropped');
+      return;
+    }
+    if (payload.length > this.maxBytes) {
+      this.log.warn({ topic, bytes: payload.length, maxBytes: this.maxBytes }, 'command larger than limits.maxMessageBytes; dropped');
+      return;
+    }
+    for (const handler of this.#handlers) {
+      try {
+        handler(topic, payload);
+      } catch (err) {
+        this.log.error({ topic, err }, 'command handler failed');
+      }
+    }
+  }
+}

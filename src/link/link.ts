@@ -1,0 +1,218 @@
+import { connect, type MqttClient } from 'mqtt';
+import type { Config } from '../config/schema.js';
+import { ReconnectSchedule } from '../lib/backoff.js';
+import type { Logger } from '../lib/logger.js';
+import { presenceMessage } from '../protocol/presence.js';
+import { Topics } from '../protocol/topics.js';
+import { clientOptions } from './client-options.js';
+import { CommandInbox, type CommandHandler } from './command-inbox.js';
+
+/** What telemetry shows about the link. */
+export interface LinkState {
+  connected: boolean;
+  /** When the link last became connected or disconnected (epoch ms). */
+  since: number;
+  /** Connection attempts since the last stable connection. */
+  reconnectAttempts: number;
+  lastError?: string;
+}
+
+/** Sends one message and resolves when the broker acknowledged it (PUBACK for QoS 1). */
+export interface Publisher {
+  publish(topic: string, payload: string | Buffer, options: { qos: 0 | 1; retain: boolean }): Promise<void>;
+}
+
+/** The outbox drain: runs while a connection is up. */
+export interface Drain {
+  start(publisher: Publisher): void;
+  stop(): void;
+}
+
+export type InventoryProvider = () => object | undefined;
+
+export interface LinkOptions {
+  broker: Config['broker'];
+  deviceId: string;
+  groups: readonly string[];
+  maxMessageBytes: number;
+  bootSequence: number;
+  fleetletVersion: string;
+  logger: Logger;
+  inventory?: InventoryProvider;
+  drain?: Drain;
+  /** Bound on the clean stop (offline presence, then DISCONNECT). */
+  stopTimeoutMs?: number;
+  random?: () => number;
+}
+
+/**
+ * The device's one MQTT connection. It never waits for the broker: start() only schedules the first attempt,
+ * and every loss of the connection (refused, reset, keepalive timeout on a black-holed link) schedules the next
+ * with full-jitter backoff. On each connect it subscribes to the command topics, publishes its retained
+ * presence and inventory, then lets the outbox drain until the connection drops.
+ */
+export class MqttLink {
+  readonly name = 'mqtt-link';
+  readonly #options: LinkOptions;
+  readonly #topics: Topics;
+  readonly #schedule: ReconnectSchedule;
+  readonly #inbox: CommandInbox;
+  readonly #log: Logger;
+  #client: MqttClient | undefined;
+  #state: LinkState = { connected: false, since: Date.now(), reconnectAttempts: 0 };
+  #stopping = false;
+
+  constructor(options: LinkOptions) {
+    this.#options = options;
+    this.#topics = new Topics(options.broker.topicRoot);
+    this.#schedule = new ReconnectSchedule(options.broker.reconnect, options.random);
+    this.#log = options.logger.child({ part: 'link' });
+    const commandTopics = [
+      this.#topics.device(options.deviceId, 'commands'),
+      ...options.groups.map((group) => this.#topics.groupCommands(group)),
+    ];
+    this.#inbox = new CommandInbox(commandTopics, options.maxMessageBytes, this.#log);
+    // Fail now, not at the first connect, on unreadable TLS files or a certificate for another device.
+    this.#clientOptions();
+  }
+
+  state(): LinkState {
+    return { ...this.#state, reconnectAttempts: this.#schedule.attempts };
+  }
+
+  /** Receives every message on the device's and its groups' command topics, payloads already size-checked. */
+  onCommand(handler: CommandHandler): () => void {
+    return this.#inbox.add(handler);
+  }
+
+  start(): void {
+    this.#stopping = false;
+    this.#connect();
+  }
+
+  async stop(): Promise<void> {
+    this.#stopping = true;
+    this.#schedule.cancel();
+    this.#options.drain?.stop();
+    const client = this.#client;
+    this.#client = undefined;
+    if (!client) return;
+    const timeoutMs = this.#options.stopTimeoutMs ?? 3000;
+    if (client.connected) {
+      // A clean DISCONNECT discards the last will, so the offline message must be sent by hand first.
+      const offline = presenceMessage('offline', this.#options.bootSequence, this.#options.fleetletVersion, 'stopped');
+      const sent = await withTimeout(
+        client.publishAsync(this.#presenceTopic, JSON.stringify(offline), { qos: 1, retain: true }),
+        timeoutMs,
+      );
+      if (sent !== 'done') this.#log.warn({ outcome: sent }, 'offline presence not acknowledged before stopping');
+      if ((await withTimeout(client.endAsync(false), timeoutMs)) === 'done') return;
+    }
+    client.end(true);
+  }
+
+  /** Publishes the inventory again (retained), e.g. after it changed. A no-op while disconnected. */
+  async publishInventory(): Promise<void> {
+    const client = this.#client;
+    const inventory = this.#options.inventory?.();
+    if (!client?.connected || !inventory) return;
+    const payload = JSON.stringify(inventory);
+    if (Buffer.byteLength(payload) > this.#options.maxMessageBytes) {
+      this.#log.error({ bytes: Buffer.byteLength(payload) }, 'inventory larger than limits.maxMessageBytes; not sent');
+      return;
+    }
+    await client.publishAsync(this.#topics.device(this.#options.deviceId, 'inventory'), payload, { qos: 1, retain: true });
+  }
+
+  get #presenceTopic(): string {
+    return this.#topics.device(this.#options.deviceId, 'presence');
+  }
+
+  /** Built per attempt: the will's timestamp is the time of the connection that carries it. */
+  #clientOptions() {
+    const will = presenceMessage('offline', this.#options.bootSequence, this.#options.fleetletVersion, 'connection-lost');
+    return clientOptions(this.#options.broker, this.#options.deviceId, {
+      topic: this.#presenceTopic,
+      payload: JSON.stringify(will),
+    });
+  }
+
+  #connect(): void {
+    if (this.#stopping) return;
+    let options;
+    try {
+      options = this.#clientOptions();
+    } catch (err) {
+      this.#recordError(err);
+      this.#retryLater();
+      return;
+    }
+    const client = connect(this.#options.broker.url, options);
+    this.#client = client;
+    client.on('connect', () => void this.#onConnected(client));
+    client.on('message', (topic, payload) => this.#inbox.deliver(topic, payload));
+    client.on('error', (err) => this.#recordError(err));
+    client.on('close', () => this.#onClosed(client));
+  }
+
+  async #onConnected(client: MqttClient): Promise<void> {
+    this.#schedule.connected();
+    this.#state = { connected: true, since: Date.now(), reconnectAttempts: 0 };
+    this.#log.info({ url: this.#options.broker.url }, 'connected to the broker');
+    const current = () => client === this.#client && client.connected && !this.#stopping;
+    try {
+      // Subscribe before announcing ourselves: an operator reacting to the birth must not miss us.
+      const granted = await client.subscribeAsync([...this.#inbox.topics], { qos: 1 });
+      const refused = granted.filter((grant) => grant.qos === 128).map((grant) => grant.topic);
+      if (refused.length > 0) this.#log.error({ topics: refused }, 'the broker refused command subscriptions (check its ACL)');
+      if (!current()) return;
+      const online = presenceMessage('online', this.#options.bootSequence, this.#options.fleetletVersion);
+      await client.publishAsync(this.#presenceTopic, JSON.stringify(online), { qos: 1, retain: true });
+      if (!current()) return;
+      await this.publishInventory();
+      if (!current()) return;
+      this.#options.drain?.start({
+        publish: async (topic, payload, { qos, retain }) => void (await client.publishAsync(topic, payload, { qos, retain })),
+      });
+    } catch (err) {
+      // The connection dropped half-way; the close handler schedules the next attempt.
+      this.#recordError(err);
+    }
+  }
+
+  #onClosed(client: MqttClient): void {
+    if (client !== this.#client) return;
+    this.#client = undefined;
+    client.removeAllListeners('connect');
+    client.end(true);
+    if (this.#state.connected) {
+      this.#log.warn({ error: this.#state.lastError }, 'disconnected from the broker');
+      this.#options.drain?.stop();
+    }
+    this.#schedule.disconnected();
+    this.#state = { ...this.#state, connected: false, since: this.#state.connected ? Date.now() : this.#state.since };
+    this.#retryLater();
+  }
+
+  #retryLater(): void {
+    if (this.#stopping) return;
+    const delayMs = this.#schedule.scheduleRetry(() => this.#connect());
+    this.#log.debug({ delayMs, attempt: this.#schedule.attempts }, 'next connection attempt scheduled');
+  }
+
+  #recordError(err: unknown): void {
+    const message = err instanceof Error ? err.message : String(err);
+    if (message !== this.#state.lastError) this.#log.warn({ error: message }, 'broker connection problem');
+    this.#state = { ...this.#state, lastError: message };
+  }
+}
+
+async function withTimeout(work: Promise<unknown>, ms: number): Promise<'done' | 'timeout' | 'failed'> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<'timeout'>((resolve) => (timer = setTimeout(() => resolve('timeout'), ms)));
+  try {
+    return await Promise.race([work.then(() => 'done' as const, () => 'failed' as const), timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}

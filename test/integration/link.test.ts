@@ -1,0 +1,236 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import type { MqttLink, Drain, Publisher } from '../../src/link/link.js';
+import { openDatabase } from '../../src/store/db.js';
+import { nextBootSequence } from '../../src/link/boot-sequence.js';
+import { waitFor } from '../helpers/cli.js';
+import { FaultProxy } from '../helpers/fault-proxy.js';
+import { brokerConfig, makeLink } from '../helpers/link.js';
+import { startTestBroker, type TestBroker } from '../helpers/mosquitto.js';
+import { Observer } from '../helpers/observer.js';
+import { tempDir } from '../helpers/paths.js';
+import { freePort } from '../helpers/ports.js';
+
+const PRESENCE = 'fleetlet/v1/devices/dev-a/presence';
+const INVENTORY = 'fleetlet/v1/devices/dev-a/inventory';
+const cleanups: (() => Promise<void> | void)[] = [];
+afterEach(async () => {
+  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
+});
+
+async function broker(port?: number): Promise<TestBroker> {
+  const started = await startTestBroker(port ? { port } : {});
+  cleanups.push(() => started.close());
+  return started;
+}
+
+async function observe(url: string, topics = ['fleetlet/v1/#']): Promise<Observer> {
+  const observer = await Observer.connect(url, topics);
+  cleanups.push(() => observer.close());
+  return observer;
+}
+
+function started(link: MqttLink): MqttLink {
+  link.start();
+  cleanups.push(() => link.stop());
+  return link;
+}
+
+const connected = (link: MqttLink) => waitFor(() => link.state().connected, 'the link to connect', 20_000);
+const disconnected = (link: MqttLink) => waitFor(() => !link.state().connected, 'the link to notice the loss', 30_000);
+
+describe('link: offline first', () => {
+  it('starts without a broker, keeps retrying with backoff, and connects once the broker appears', async () => {
+    const port = await freePort();
+    const { link } = makeLink(brokerConfig(`mqtt://127.0.0.1:${port}`), { inventory: () => ({ model: 'test-board' }) });
+    started(link);
+    expect(link.state().connected).toBe(false);
+    await waitFor(() => link.state().reconnectAttempts >= 3, 'several refused attempts');
+    expect(link.state().lastError).toMatch(/ECONNREFUSED/);
+
+    const up = await broker(port);
+    await connected(link);
+    expect(await Observer.retained(up.url, PRESENCE)).toMatchObject({ state: 'online', bootSequence: 7, schemaVersion: 1 });
+    expect(await Observer.retained(up.url, INVENTORY)).toEqual({ model: 'test-board' });
+  });
+
+  it('publishes a fresh birth after the broker restarts, and resubscribes to the command topics', async () => {
+    const up = await broker();
+    const { link } = makeLink(brokerConfig(up.url));
+    const commands: string[] = [];
+    link.onCommand((topic, payload) => commands.push(`${topic} ${payload.toString()}`));
+    started(link);
+    await connected(link);
+
+    const accepted = link.state().since;
+    await up.restart();
+    await waitFor(() => link.state().connected && link.state().since > accepted, 'a new connection after the restart');
+    // The restarted broker kept nothing: the presence there now is the new birth.
+    expect(await Observer.retained(up.url, PRESENCE)).toMatchObject({ state: 'online', bootSequence: 7 });
+    const fleet = await observe(up.url, []);
+
+    await fleet.client.publishAsync('fleetlet/v1/devices/dev-a/commands', 'after-restart', { qos: 1 });
+    await fleet.client.publishAsync('fleetlet/v1/groups/canary/commands', 'group', { qos: 1 });
+    await waitFor(() => commands.length === 2, 'both commands after the restart');
+    expect(commands.sort()).toEqual([
+      'fleetlet/v1/devices/dev-a/commands after-restart',
+      'fleetlet/v1/groups/canary/commands group',
+    ]);
+  });
+});
+
+describe('link: presence', () => {
+  it('keeps the retained presence right through connect, lost connection, reconnect and clean stop', async () => {
+    const up = await broker();
+    const proxy = await FaultProxy.start(up.port);
+    cleanups.push(() => proxy.close());
+    const fleet = await observe(up.url, [PRESENCE]);
+    const { link } = makeLink(brokerConfig(proxy.url));
+    started(link);
+
+    await fleet.waitFor((m) => (m.json as { state?: string })?.state === 'online', 'the birth');
+    expect(await Observer.retained(up.url, PRESENCE)).toMatchObject({ state: 'online', bootSequence: 7 });
+
+    proxy.cut(); // the broker sees the socket close without DISCONNECT: it publishes the will
+    await fleet.waitFor((m) => (m.json as { state?: string })?.state === 'offline', 'the last will');
+    expect(fleet.messages.find((m) => (m.json as { state?: string })?.state === 'offline')?.json).toMatchObject({
+      state: 'offline',
+      reason: 'connection-lost',
+      bootSequence: 7,
+    });
+
+    await waitFor(() => fleet.messages.filter((m) => (m.json as { state?: string })?.state === 'online').length === 2, 'a second birth');
+    expect(await Observer.retained(up.url, PRESENCE)).toMatchObject({ state: 'online', bootSequence: 7 });
+
+    await link.stop();
+    expect(await Observer.retained(up.url, PRESENCE)).toMatchObject({ state: 'offline', reason: 'stopped', bootSequence: 7 });
+    // A clean DISCONNECT discards the will: no extra connection-lost message after the stop.
+    const wills = fleet.messages.filter((m) => (m.json as { reason?: string })?.reason === 'connection-lost');
+    expect(wills).toHaveLength(1);
+  });
+
+  it('stops promptly when the broker is unreachable', async () => {
+    const { link } = makeLink(brokerConfig(`mqtt://127.0.0.1:${await freePort()}`), { stopTimeoutMs: 500 });
+    link.start();
+    await waitFor(() => link.state().reconnectAttempts >= 1, 'a first attempt');
+    await link.stop();
+    const attempts = link.state().reconnectAttempts;
+    await new Promise((resolve) => setTimeout(resolve, 1500));
+    expect(link.state().reconnectAttempts).toBe(attempts);
+  });
+
+  it('increments the boot sequence in the state database at every start', () => {
+    const { dir, cleanup } = tempDir();
+    cleanups.push(cleanup);
+    const first = openDatabase({ stateDir: dir, fleetletVersion: 'test' });
+    expect([nextBootSequence(first.db), nextBootSequence(first.db)]).toEqual([1, 2]);
+    first.db.close();
+    const second = openDatabase({ stateDir: dir, fleetletVersion: 'test' });
+    expect(nextBootSequence(second.db)).toBe(3);
+    second.db.close();
+  });
+});
+
+describe('link: faults on the wire', () => {
+  it('detects a black-holed link by keepalive, and reconnects once it heals', async () => {
+    const up = await broker();
+    const proxy = await FaultProxy.start(up.port);
+    cleanups.push(() => proxy.close());
+    const { link } = makeLink(brokerConfig(proxy.url, { keepaliveSeconds: 5 }));
+    started(link);
+    await connected(link);
+    const accepted = proxy.accepted;
+
+    proxy.blackhole(); // no RST, no FIN: only the keepalive can tell
+    await disconnected(link);
+    expect(link.state().lastError).toMatch(/keepalive|timeout/i);
+
+    proxy.heal();
+    await waitFor(() => link.state().connected && proxy.accepted > accepted, 'a new connection through the healed link', 30_000);
+  });
+
+  it('still connects and delivers over a slow link', async () => {
+    const up = await broker();
+    const proxy = await FaultProxy.start(up.port);
+    cleanups.push(() => proxy.close());
+    proxy.slow(300);
+    const fleet = await observe(up.url, [PRESENCE]);
+    const { link } = makeLink(brokerConfig(proxy.url));
+    started(link);
+    await fleet.waitFor((m) => (m.json as { state?: string })?.state === 'online', 'the birth over a slow link');
+    expect(link.state().connected).toBe(true);
+  });
+
+  it('reconnects after the connection is cut repeatedly, backing off while the broker refuses', async () => {
+    const up = await broker();
+    const proxy = await FaultProxy.start(up.port);
+    cleanups.push(() => proxy.close());
+    const { link } = makeLink(brokerConfig(proxy.url));
+    started(link);
+    await connected(link);
+    proxy.refuse();
+    proxy.cut();
+    await waitFor(() => link.state().reconnectAttempts >= 3, 'several refused attempts');
+    expect(link.state().connected).toBe(false);
+    proxy.heal();
+    await connected(link);
+  });
+});
+
+describe('link: commands and the drain', () => {
+  it('hands over command messages within the size bound and drops the rest', async () => {
+    const up = await broker();
+    const { link, logs } = makeLink(brokerConfig(up.url), { maxMessageBytes: 1024 });
+    const received: { topic: string; payload: string }[] = [];
+    link.onCommand((topic, payload) => received.push({ topic, payload: payload.toString() }));
+    link.onCommand(() => {
+      throw new Error('a failing handler must not stop the others');
+    });
+    started(link);
+    await connected(link);
+    const fleet = await observe(up.url, []);
+    await fleet.client.publishAsync('fleetlet/v1/devices/dev-a/commands', 'x'.repeat(5000), { qos: 1 });
+    await fleet.client.publishAsync('fleetlet/v1/devices/dev-b/commands', 'not-for-us', { qos: 1 });
+    await fleet.client.publishAsync('fleetlet/v1/groups/other/commands', 'not-our-group', { qos: 1 });
+    await fleet.client.publishAsync('fleetlet/v1/devices/dev-a/commands', '{not json', { qos: 1 });
+    await waitFor(() => received.length >= 1, 'the small command');
+    expect(received).toEqual([{ topic: 'fleetlet/v1/devices/dev-a/commands', payload: '{not json' }]);
+    expect(logs().some((line) => line.includes('larger than limits.maxMessageBytes'))).toBe(true);
+    expect(link.state().connected).toBe(true);
+  });
+
+  it('starts the drain after the birth on every connect and stops it on disconnect', async () => {
+    const up = await broker();
+    const proxy = await FaultProxy.start(up.port);
+    cleanups.push(() => proxy.close());
+    const fleet = await observe(up.url, [PRESENCE, 'fleetlet/v1/devices/dev-a/status']);
+    const events: string[] = [];
+    let publisher: Publisher | undefined;
+    let session = 0;
+    const drain: Drain = {
+      start: (p) => {
+        events.push('start');
+        publisher = p;
+        // What the drain sends must reach the fleet after this session's birth.
+        void p.publish('fleetlet/v1/devices/dev-a/status', JSON.stringify({ session: ++session }), { qos: 1, retain: false });
+      },
+      stop: () => {
+        events.push('stop');
+        publisher = undefined;
+      },
+    };
+    const { link } = makeLink(brokerConfig(proxy.url), { drain });
+    started(link);
+    await waitFor(() => publisher !== undefined, 'the drain to start');
+    await fleet.waitFor((m) => m.text === '{"session":1}', 'the first drained message');
+
+    proxy.cut();
+    await waitFor(() => events.length === 3, 'the drain to stop and start again');
+    expect(events).toEqual(['start', 'stop', 'start']);
+    await fleet.waitFor((m) => m.text === '{"session":2}', 'the second drained message');
+    const order = fleet.messages.map((m) => (m.topic === PRESENCE ? (m.json as { state: string }).state : m.text));
+    const births = order.flatMap((item, index) => (item === 'online' ? [index] : []));
+    expect(births).toHaveLength(2);
+    expect(order.indexOf('{"session":1}')).toBeGreaterThan(births[0]!);
+    expect(order.indexOf('{"session":2}')).toBeGreaterThan(births[1]!);
+  });
+});
