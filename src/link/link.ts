@@ -6,6 +6,7 @@ import { presenceMessage } from '../protocol/presence.js';
 import { Topics } from '../protocol/topics.js';
 import { clientOptions } from './client-options.js';
 import { CommandInbox, type CommandHandler } from './command-inbox.js';
+import { publisherOf, type Publisher } from './drain.js';
 
 /** What telemetry shows about the link. */
 export interface LinkState {
@@ -17,14 +18,10 @@ export interface LinkState {
   lastError?: string;
 }
 
-/** Sends one message and resolves when the broker acknowledged it (PUBACK for QoS 1). */
-export interface Publisher {
-  publish(topic: string, payload: string | Buffer, options: { qos: 0 | 1; retain: boolean }): Promise<void>;
-}
-
-/** The outbox drain: runs while a connection is up. */
-export interface Drain {
-  start(publisher: Publisher): void;
+/** The outbox drain (Drainer in drain.ts): runs while a connection is up, from after the birth message. */
+export interface LinkDrain {
+  onConnect(publisher: Publisher): void;
+  onDisconnect(): void;
   stop(): void;
 }
 
@@ -39,7 +36,7 @@ export interface LinkOptions {
   fleetletVersion: string;
   logger: Logger;
   inventory?: InventoryProvider;
-  drain?: Drain;
+  drain?: LinkDrain;
   /** Bound on the clean stop (offline presence, then DISCONNECT). */
   stopTimeoutMs?: number;
   random?: () => number;
@@ -171,9 +168,7 @@ export class MqttLink {
       if (!current()) return;
       await this.publishInventory();
       if (!current()) return;
-      this.#options.drain?.start({
-        publish: async (topic, payload, { qos, retain }) => void (await client.publishAsync(topic, payload, { qos, retain })),
-      });
+      this.#options.drain?.onConnect(publisherOf(client));
     } catch (err) {
       // The connection dropped half-way; the close handler schedules the next attempt.
       this.#recordError(err);
@@ -187,7 +182,7 @@ export class MqttLink {
     client.end(true);
     if (this.#state.connected) {
       this.#log.warn({ error: this.#state.lastError }, 'disconnected from the broker');
-      this.#options.drain?.stop();
+      this.#options.drain?.onDisconnect();
     }
     this.#schedule.disconnected();
     this.#state = { ...this.#state, connected: false, since: this.#state.connected ? Date.now() : this.#state.since };

@@ -1,5 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import type { MqttLink, Drain, Publisher } from '../../src/link/link.js';
+import type { MqttLink, LinkDrain } from '../../src/link/link.js';
+import type { Publisher } from '../../src/link/drain.js';
 import { openDatabase } from '../../src/store/db.js';
 import { nextBootSequence } from '../../src/link/boot-sequence.js';
 import { waitFor } from '../helpers/cli.js';
@@ -206,17 +207,18 @@ describe('link: commands and the drain', () => {
     const events: string[] = [];
     let publisher: Publisher | undefined;
     let session = 0;
-    const drain: Drain = {
-      start: (p) => {
+    const drain: LinkDrain = {
+      onConnect: (p) => {
         events.push('start');
         publisher = p;
         // What the drain sends must reach the fleet after this session's birth.
         void p.publish('fleetlet/v1/devices/dev-a/status', JSON.stringify({ session: ++session }), { qos: 1, retain: false });
       },
-      stop: () => {
+      onDisconnect: () => {
         events.push('stop');
         publisher = undefined;
       },
+      stop: () => {},
     };
     const { link } = makeLink(brokerConfig(proxy.url), { drain });
     started(link);

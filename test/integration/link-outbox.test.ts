@@ -1,0 +1,102 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import { ConfigSchema } from '../../src/config/schema.js';
+import { Drainer } from '../../src/link/drain.js';
+import { openDatabase } from '../../src/store/db.js';
+import { outboxLimitsFromConfig } from '../../src/store/outbox-limits.js';
+import { SqliteOutbox } from '../../src/store/sqlite-outbox.js';
+import { waitFor } from '../helpers/cli.js';
+import { FaultProxy } from '../helpers/fault-proxy.js';
+import { brokerConfig, makeLink } from '../helpers/link.js';
+import { startTestBroker } from '../helpers/mosquitto.js';
+import { Observer } from '../helpers/observer.js';
+import { tempDir } from '../helpers/paths.js';
+
+const STATUS = 'fleetlet/v1/devices/dev-a/status';
+const cleanups: (() => Promise<void> | void)[] = [];
+afterEach(async () => {
+  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
+});
+
+/** The link with the real outbox and drainer on a real SQLite file, as the agent wires them. */
+function device() {
+  const { dir, cleanup } = tempDir();
+  const opened = openDatabase({ stateDir: dir, fleetletVersion: 'test' });
+  const config = ConfigSchema.parse({ broker: { url: 'mqtt://127.0.0.1:1', allowPlaintext: true } });
+  const outbox = new SqliteOutbox(opened.db, { limits: outboxLimitsFromConfig(config.limits) });
+  const drainer = new Drainer(outbox, { window: 50 });
+  cleanups.push(() => {
+    opened.db.close();
+    cleanup();
+  });
+  return { outbox, drainer };
+}
+
+const enqueueStatus = (outbox: SqliteOutbox, seq: number) =>
+  outbox.enqueue({ class: 'status', topic: STATUS, payload: { seq }, qos: 1 });
+const queued = (outbox: SqliteOutbox) => outbox.pending(0, 10_000).length;
+
+const seqsIn = (outbox: SqliteOutbox) => outbox.pending(0, 10_000).map((r) => (JSON.parse(r.body) as { seq: number }).seq);
+const seenSeqs = (observer: Observer) => new Set(observer.messages.map((m) => (m.json as { seq: number }).seq));
+
+describe('link and outbox', () => {
+  it('delivers everything queued while the broker was away once it is back, marked historical, oldest first', async () => {
+    const up = await startTestBroker();
+    cleanups.push(() => up.close());
+    const proxy = await FaultProxy.start(up.port);
+    cleanups.push(() => proxy.close());
+    const { outbox, drainer } = device();
+    const { link } = makeLink(brokerConfig(proxy.url), { drain: drainer });
+    link.start();
+    cleanups.push(() => link.stop());
+    await waitFor(() => link.state().connected, 'the link to connect');
+
+    proxy.refuse(); // the device stays away until the fleet's observer is back on the restarted broker
+    await up.stop();
+    await waitFor(() => !link.state().connected, 'the link to see the broker go');
+    for (let seq = 1; seq <= 300; seq++) enqueueStatus(outbox, seq);
+    expect(queued(outbox)).toBe(300);
+
+    await up.restart();
+    const fleet = await Observer.connect(up.url, [STATUS]);
+    cleanups.push(() => fleet.close());
+    proxy.heal();
+    await waitFor(() => seenSeqs(fleet).size === 300, 'all 300 queued statuses at the fleet', 30_000);
+    await waitFor(() => queued(outbox) === 0, 'the outbox to empty after the PUBACKs');
+    const seqs = fleet.messages.map((m) => (m.json as { seq: number; historical?: boolean }));
+    // The newest status goes first as it is; the backlog follows oldest first, marked historical.
+    expect(seqs[0]).toMatchObject({ seq: 300 });
+    expect(seqs.slice(1).map((m) => m.seq)).toEqual(Array.from({ length: 299 }, (_, i) => i + 1));
+    expect(seqs.slice(1).every((m) => m.historical === true)).toBe(true);
+
+    enqueueStatus(outbox, 301);
+    const live = await fleet.waitFor((m) => (m.json as { seq?: number })?.seq === 301, 'a status sent while connected');
+    expect(live.json).not.toHaveProperty('historical');
+  });
+
+  it('keeps unacknowledged records when the broker dies mid-drain, and sends them after the restart', async () => {
+    const up = await startTestBroker();
+    cleanups.push(() => up.close());
+    const proxy = await FaultProxy.start(up.port);
+    cleanups.push(() => proxy.close());
+    const { outbox, drainer } = device();
+    for (let seq = 1; seq <= 5000; seq++) enqueueStatus(outbox, seq);
+    const { link } = makeLink(brokerConfig(proxy.url), { drain: drainer });
+    link.start();
+    cleanups.push(() => link.stop());
+    await waitFor(() => drainer.counters.acknowledged > 0, 'the drain to begin');
+    proxy.refuse();
+    await up.stop();
+    await waitFor(() => !link.state().connected, 'the link to see the broker go');
+    await new Promise((resolve) => setImmediate(resolve)); // acks read before the close are flushed
+    const left = seqsIn(outbox);
+    expect(left.length).toBeGreaterThan(0);
+
+    await up.restart();
+    const fleet = await Observer.connect(up.url, [STATUS]);
+    cleanups.push(() => fleet.close());
+    proxy.heal();
+    await waitFor(() => queued(outbox) === 0, 'the rest to be delivered', 30_000);
+    const seen = seenSeqs(fleet);
+    expect(left.filter((seq) => !seen.has(seq))).toEqual([]);
+  });
+});
