@@ -42,6 +42,8 @@ export const EventSchema = z.object({
     .optional(),
   occurredAt: z.iso.datetime(),
   suppressed: z.int().min(0).optional(),
+  /** Set by the outbox: the same on every re-send, for deduplication downstream. */
+  messageId: z.string().max(64).optional(),
 });
 
 export type FleetEvent = z.infer<typeof EventSchema>;

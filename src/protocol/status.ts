@@ -51,6 +51,10 @@ export const StatusSchema = z.object({
   }),
   link: z.object({ connected: z.boolean(), since: z.iso.datetime().optional() }),
   outbox: z.object({ depth: perClass, dropped: perClass }),
+  /** Set by the outbox: the same on every re-send, for deduplication downstream. */
+  messageId: z.string().max(64).optional(),
+  /** Set by the outbox once anything was dropped: counters since the state database was created. */
+  outboxDrops: z.object({ status: count, event: count, result: count, diskFull: count }).optional(),
 });
 
 export type Status = z.infer<typeof StatusSchema>;

@@ -141,7 +141,8 @@ export function parseCpuinfo(text: string | undefined): CpuInfo | undefined {
     else if (key === 'hardware') info.hardware = value;
     else if (key === 'serial') info.serial = value;
     else if (key === 'revision') info.revision = value;
-    else if (key === 'model') info.boardModel = value;
+    // x86 has a numeric "model" line too; the ARM board line is words.
+    else if (key === 'model' && /[a-z]/i.test(value)) info.boardModel = value;
   }
   return info.processors > 0 || info.hardware || info.serial ? info : undefined;
 }

@@ -1,0 +1,67 @@
+import type { Config } from '../config/schema.js';
+import type { Logger } from '../lib/logger.js';
+import type { Database } from '../store/db.js';
+import type { Outbox } from '../store/outbox.js';
+import type { Topics } from '../protocol/topics.js';
+import { ConditionDetector } from './condition-detector.js';
+import { statfsDiskSpace } from './disk-space.js';
+import { EventGate } from './event-gate.js';
+import { DEFAULT_PROVIDERS, type TelemetryProviders } from './providers.js';
+import { Sampler } from './sampler.js';
+import { SnapshotStore } from './snapshot-store.js';
+import { systeminformationFacts } from './system-facts.js';
+import { SystemFiles } from './system-files.js';
+import { Telemetry } from './telemetry-part.js';
+
+export interface TelemetryDeps {
+  config: Pick<Config, 'telemetry' | 'device' | 'stateDir' | 'k3s'>;
+  deviceId: string;
+  topics: Topics;
+  outbox: Outbox;
+  /** The state database, for the snapshots `fleetlet status` shows while the daemon is stopped. */
+  db?: Database;
+  /** Views of the other parts; any left out reports "unknown". They are called lazily, at each sample. */
+  providers: Partial<TelemetryProviders>;
+  logger: Logger;
+  fleetletVersion: string;
+}
+
+/**
+ * Builds the telemetry part and the agent's event sink from configuration. The sink is returned on its own so
+ * that the composition root can hand it to every other producer of events (the k3s supervisor...).
+ */
+export function createTelemetry(deps: TelemetryDeps): { telemetry: Telemetry; events: EventGate } {
+  const { config, logger } = deps;
+  const files = new SystemFiles('/');
+  const events = new EventGate({ outbox: deps.outbox, topic: deps.topics.device(deps.deviceId, 'events'), logger });
+  const telemetry = new Telemetry({
+    intervalMs: config.telemetry.intervalSeconds * 1000,
+    sampler: new Sampler({
+      files,
+      disks: [
+        { name: 'state', path: config.stateDir },
+        ...(config.k3s.enabled ? [{ name: 'k3s' as const, path: config.k3s.dataDir }] : []),
+      ],
+      diskSpace: statfsDiskSpace,
+    }),
+    detector: new ConditionDetector(),
+    events,
+    outbox: deps.outbox,
+    statusTopic: deps.topics.device(deps.deviceId, 'status'),
+    providers: { ...DEFAULT_PROVIDERS, ...deps.providers },
+    device: {
+      deviceId: deps.deviceId,
+      name: config.device.name,
+      labels: config.device.labels,
+      groups: config.device.groups,
+      fleetletVersion: deps.fleetletVersion,
+      nodeName: config.k3s.nodeName,
+    },
+    files,
+    facts: systeminformationFacts,
+    snapshots: deps.db ? new SnapshotStore(deps.db) : undefined,
+    http: config.telemetry.http.enabled ? { port: config.telemetry.http.port } : undefined,
+    logger: logger.child({ part: 'telemetry' }),
+  });
+  return { telemetry, events };
+}

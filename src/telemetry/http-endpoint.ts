@@ -1,0 +1,84 @@
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { Logger } from '../lib/logger.js';
+
+export interface Health {
+  healthy: boolean;
+  detail: Record<string, unknown>;
+}
+
+export interface LocalEndpointOptions {
+  port: number;
+  health: () => Health;
+  metrics: () => string;
+  /** The latest status and inventory as JSON, for `fleetlet status`. */
+  status: () => unknown;
+  logger: Logger;
+}
+
+const HOST = '127.0.0.1';
+
+/**
+ * /healthz, /metrics and /status on 127.0.0.1 only. It serves GETs of fixed paths and reads no request body;
+ * connections and header sizes are bounded, and slow clients are cut off, so a local process cannot tie the
+ * daemon up. A port that is taken does not stop the agent: the endpoint is a convenience, reporting is not.
+ */
+export class LocalEndpoint {
+  private server: Server | undefined;
+
+  constructor(private readonly options: LocalEndpointOptions) {}
+
+  /** The port it listens on (useful with port 0), or undefined when it is not listening. */
+  get port(): number | undefined {
+    const address = this.server?.address();
+    return typeof address === 'object' && address ? address.port : undefined;
+  }
+
+  async start(): Promise<void> {
+    const server = createServer({ maxHeaderSize: 8192, requestTimeout: 5000, headersTimeout: 5000 }, (req, res) =>
+      this.handle(req, res),
+    );
+    server.maxConnections = 16;
+    server.keepAliveTimeout = 1000;
+    const listening = await new Promise<boolean>((resolve) => {
+      server.once('error', (err: NodeJS.ErrnoException) => {
+        this.options.logger.warn(
+          { err: err.message, port: this.options.port },
+          'local HTTP endpoint unavailable (/healthz, /metrics); the agent runs without it',
+        );
+        resolve(false);
+      });
+      server.listen(this.options.port, HOST, () => resolve(true));
+    });
+    if (listening) this.server = server;
+  }
+
+  async stop(): Promise<void> {
+    const server = this.server;
+    this.server = undefined;
+    if (!server) return;
+    server.closeAllConnections();
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+  }
+
+  private handle(req: IncomingMessage, res: ServerResponse): void {
+    try {
+      if (req.method !== 'GET' && req.method !== 'HEAD') return send(res, 405, 'text/plain', 'method not allowed\n', { allow: 'GET, HEAD' });
+      const path = (req.url ?? '/').split('?', 1)[0];
+      if (path === '/healthz') {
+        const health = this.options.health();
+        return send(res, health.healthy ? 200 : 503, 'application/json', `${JSON.stringify({ status: health.healthy ? 'ok' : 'unhealthy', ...health.detail })}\n`);
+      }
+      if (path === '/metrics') return send(res, 200, 'text/plain; version=0.0.4; charset=utf-8', this.options.metrics());
+      if (path === '/status') return send(res, 200, 'application/json', `${JSON.stringify(this.options.status())}\n`);
+      return send(res, 404, 'text/plain', 'not found; try /healthz, /metrics or /status\n');
+    } catch (err) {
+      this.options.logger.error({ err }, 'local HTTP endpoint failed to answer');
+      return send(res, 500, 'text/plain', 'internal error\n');
+    }
+  }
+}
+
+function send(res: ServerResponse, code: number, type: string, body: string, headers: Record<string, string> = {}): void {
+  res.writeHead(code, { 'content-type': type, 'content-length': Buffer.byteLength(body), 'cache-control': 'no-store', ...headers });
+  res.end(res.req.method === 'HEAD' ? undefined : body);
+}
