@@ -10,6 +10,12 @@ import { createLogger, type Logger } from './lib/logger.js';
 import { FLEETLET_VERSION } from './lib/version.js';
 import { openDatabase } from './store/db.js';
 import { EventLog } from './store/event-log.js';
+import type { Database } from './store/db.js';
+import { nextBootSequence } from './link/boot-sequence.js';
+import { MqttLink } from './link/link.js';
+import { Drainer } from './link/drain.js';
+import { outboxLimitsFromConfig } from './store/outbox-limits.js';
+import { SqliteOutbox } from './store/sqlite-outbox.js';
 
 /** The composition root: the only place that builds parts and wires them together. */
 
@@ -77,6 +83,26 @@ function buildAgentParts({ config }: LoadedConfig, logger: Logger, env: Record<s
     eventLog.record('state.database_recovered', opened.recovered);
   }
   const state: Part = { name: 'state-database', start: () => {}, stop: () => void opened.db.close() };
+  const outbox = new SqliteOutbox(opened.db, { limits: outboxLimitsFromConfig(config.limits), logger, conditions: eventLog });
+  const drainer = new Drainer(outbox, { window: config.broker.inflightWindow, logger });
+  const link = buildLink(config, opened.db, drainer, logger);
   const systemd = new SystemdNotifier(env, logger);
-  return [state, systemd.asPart()];
+  return [state, link, systemd.asPart()];
+}
+
+function buildLink(config: LoadedConfig['config'], db: Database, drain: Drainer, logger: Logger): MqttLink {
+  const deviceId = config.device.id;
+  if (!deviceId) {
+    throw new ConfigError([{ path: 'device.id', source: 'not set', message: 'set device.id: every device needs its own id' }]);
+  }
+  return new MqttLink({
+    broker: config.broker,
+    deviceId,
+    groups: config.device.groups,
+    maxMessageBytes: config.limits.maxMessageBytes,
+    bootSequence: nextBootSequence(db),
+    fleetletVersion: FLEETLET_VERSION,
+    logger,
+    drain,
+  });
 }
