@@ -89,15 +89,17 @@ describe.skipIf(!mosquittoAvailable())('drain to a real mosquitto', () => {
     setup();
     await broker.stop();
     const drainer = new Drainer(outbox, { window: 50 });
-    let arrivals: ArrivalRecorder | undefined;
-    device(drainer, broker.url, { beforeDrain: () => waitFor(() => arrivals?.ready() ?? false, 20_000, 'subscriber') });
+    // The subscriber can only come up with the broker; the device starts draining once it listens.
+    const subscriber: { current?: ArrivalRecorder } = {};
+    device(drainer, broker.url, { beforeDrain: () => waitFor(() => subscriber.current?.ready() ?? false, 20_000, 'subscriber') });
     const made = outbox.enqueueMany(Array.from({ length: 300 }, (_, n) => rec(n % 2 ? 'event' : 'status', n)));
     await new Promise((resolve) => setTimeout(resolve, 500));
     expect(outbox.stats().rows.event + outbox.stats().rows.status).toBe(300);
     await broker.restart();
-    arrivals = await recorder();
+    const arrivals = await recorder();
+    subscriber.current = arrivals;
     await waitFor(() => outbox.pending(0, 1).length === 0, 20_000, 'the outbox to empty');
-    await waitFor(() => arrivals!.arrivals.length >= 300, 10_000, 'all arrivals');
+    await waitFor(() => arrivals.arrivals.length >= 300, 10_000, 'all arrivals');
     expect(arrivals.ids()).toEqual(new Set(made.map((r) => r.messageId)));
   });
 
