@@ -46,7 +46,7 @@ async function harness(
 ): Promise<Harness> {
   const { dir, cleanup } = tempDir('fleetlet-telemetry-');
   const { db } = openDatabase({ stateDir: join(dir, 'state'), fleetletVersion: '0.1.0' });
-  cleanups.push(cleanup, () => db.close());
+  cleanups.push(cleanup, () => void db.close());
   const logger = pino({ level: 'silent' });
   const outbox = new SqliteOutbox(db, { limits: LIMITS });
   const clock = { ms: 1_000 };
