@@ -42,6 +42,8 @@ export interface SamplerOptions {
   diskSpace: DiskSpaceReader;
   now?: () => Date;
   monotonicMs?: () => number;
+  /** Readings of /proc/stat closer together than this give no percentage (a few jiffies are all noise). */
+  minCpuIntervalMs?: number;
 }
 
 const THROTTLED_FILE = 'sys/devices/platform/soc/soc:firmware/get_throttled';
@@ -57,7 +59,7 @@ export class Sampler {
   private readonly thermalFiles: string[];
   private readonly hasThrottled: boolean;
   private readonly hasCpufreq: boolean;
-  private previousCpu: CpuTimes | undefined;
+  private previousCpu: { times: CpuTimes; atMs: number } | undefined;
   private readonly now: () => Date;
   private readonly monotonicMs: () => number;
 
@@ -72,8 +74,9 @@ export class Sampler {
       .filter((file) => files.read(file, 64) !== undefined);
     this.hasThrottled = files.read(THROTTLED_FILE, 64) !== undefined;
     this.hasCpufreq = files.read(CPUFREQ_FILE, 64) !== undefined;
-    // A first reading, so that the first sample already has a CPU percentage.
-    this.previousCpu = parseCpuTimes(files.read('proc/stat', STAT_READ_LIMIT));
+    // A first reading, so that the first full interval already has a CPU percentage.
+    const times = parseCpuTimes(files.read('proc/stat', STAT_READ_LIMIT));
+    this.previousCpu = times && { times, atMs: this.monotonicMs() };
   }
 
   sample(): RawSample {
@@ -81,9 +84,13 @@ export class Sampler {
     const sampledAt = this.now();
     const monotonicMs = this.monotonicMs();
     const cpuTimes = parseCpuTimes(files.read('proc/stat', STAT_READ_LIMIT));
-    const percent = cpuPercent(this.previousCpu, cpuTimes);
-    // Keep the last good reading: one garbled read must not spoil the next percentage as well.
-    if (cpuTimes) this.previousCpu = cpuTimes;
+    let percent: number | undefined;
+    const previous = this.previousCpu;
+    if (!previous || monotonicMs - previous.atMs >= (this.options.minCpuIntervalMs ?? 1000)) {
+      percent = cpuPercent(previous?.times, cpuTimes);
+      // Keep the last good reading: one garbled read must not spoil the next percentage as well.
+      if (cpuTimes) this.previousCpu = { times: cpuTimes, atMs: monotonicMs };
+    }
     const disks: RawSample['disks'] = [];
     for (const disk of this.options.disks) {
       const space = this.options.diskSpace(disk.path);

@@ -34,11 +34,14 @@ const busyProviders: TelemetryProviders = {
 describe('Sampler on a Raspberry Pi tree', () => {
   it('reads every reading, and the CPU share between two samples', () => {
     const root = copyOf('raspberry-pi-3-armv7');
+    const clock = { ms: 0 };
     const sampler = new Sampler({
       files: new SystemFiles(root),
       disks: [{ name: 'state', path: '/var/lib/fleetlet' }, { name: 'k3s', path: '/var/lib/rancher/k3s' }],
       diskSpace: fixedDisk,
+      monotonicMs: () => clock.ms,
     });
+    clock.ms += 30_000;
     const first = sampler.sample();
     expect(first.cpuPercent).toBeUndefined(); // the same /proc/stat as at construction: nothing elapsed
     expect(first).toMatchObject({
@@ -51,15 +54,30 @@ describe('Sampler on a Raspberry Pi tree', () => {
     });
     expect(first.disks.map((d) => d.name)).toEqual(['state', 'k3s']);
     writeFileSync(join(root, 'proc/stat'), `cpu  2455 34 2340 22625763 6340 127 456 0 0 0\n`);
+    clock.ms += 30_000;
     expect(sampler.sample().cpuPercent).toBe(50);
   });
 
   it('keeps the last good CPU reading across a garbled /proc/stat', () => {
     const root = copyOf('raspberry-pi-3-armv7');
-    const sampler = new Sampler({ files: new SystemFiles(root), disks: [], diskSpace: fixedDisk });
+    const clock = { ms: 0 };
+    const sampler = new Sampler({ files: new SystemFiles(root), disks: [], diskSpace: fixedDisk, monotonicMs: () => clock.ms });
     writeFileSync(join(root, 'proc/stat'), 'cpu  garbage\n');
+    clock.ms += 30_000;
     expect(sampler.sample().cpuPercent).toBeUndefined();
     writeFileSync(join(root, 'proc/stat'), `cpu  2455 34 2340 22625763 6340 127 456 0 0 0\n`);
+    clock.ms += 30_000;
+    expect(sampler.sample().cpuPercent).toBe(50);
+  });
+
+  it('gives no percentage for readings too close together, and keeps the earlier one as the base', () => {
+    const root = copyOf('raspberry-pi-3-armv7');
+    const clock = { ms: 0 };
+    const sampler = new Sampler({ files: new SystemFiles(root), disks: [], diskSpace: fixedDisk, monotonicMs: () => clock.ms });
+    writeFileSync(join(root, 'proc/stat'), `cpu  2455 34 2340 22625763 6340 127 456 0 0 0\n`);
+    clock.ms += 50;
+    expect(sampler.sample().cpuPercent).toBeUndefined();
+    clock.ms += 5_000;
     expect(sampler.sample().cpuPercent).toBe(50);
   });
 
