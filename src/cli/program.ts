@@ -3,6 +3,7 @@ import { FLEETLET_VERSION } from '../lib/version.js';
 import { LOG_LEVELS } from '../lib/logger.js';
 import { DEFAULT_CONFIG_PATH } from '../config/load.js';
 import { EXIT } from './exit-codes.js';
+import { registerFleetCommands } from './fleet.js';
 
 export interface ConfigSelection {
   path: string;
@@ -66,6 +67,8 @@ export function buildProgram(handlers: CommandHandlers, io: CliIo, setExitCode: 
     .command('schema')
     .description('print the JSON Schema of the config file')
     .action(async () => setExitCode(await handlers.configSchema()));
+
+  registerFleetCommands(program, io, setExitCode);
 
   return program;
 }

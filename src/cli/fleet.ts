@@ -1,0 +1,213 @@
+import { Option, type Command } from 'commander';
+import { FleetletError, UsageError } from '../lib/errors.js';
+import { COMMAND_TYPES, type CommandTarget, type CommandType } from '../protocol/command.js';
+import type { DeviceChannel } from '../protocol/topics.js';
+import type { FleetConnectionOptions } from '../fleet/connection.js';
+import { listDevices } from '../fleet/devices.js';
+import { generateSigningKey, trustSnippet } from '../fleet/keygen.js';
+import { buildSignedCommand, loadSigningKey } from '../fleet/signer.js';
+import { sendSigned } from '../fleet/send.js';
+import { watchFleet } from '../fleet/watch.js';
+import type { CliIo } from './program.js';
+import { EXIT } from './exit-codes.js';
+
+/** sysexits EX_TEMPFAIL: the command went out but no answer came in time; trying again later may help. */
+export const EXIT_NO_ANSWER = 75;
+
+const collect = (value: string, previous: string[]) => [...previous, value];
+
+/** `fleetlet fleet ...`: the operator side. Environment defaults use FLEET_* names (not FLEETLET_*, the agent's config). */
+export function registerFleetCommands(program: Command, io: CliIo, setExitCode: (code: number) => void): void {
+  const fleet = program.command('fleet').description('operator tools: keys, devices, commands, rollouts');
+
+  fleet
+    .command('keygen')
+    .description('make an Ed25519 signing key pair; the private key file is created with mode 0600')
+    .argument('<file>', 'private key file to create (e.g. ops-2026.key)')
+    .option('--key-id <id>', 'key id devices will know it by (default: the file name without .key)')
+    .action(guarded(io, setExitCode, async (file: string, options: { keyId?: string }) => {
+      const keyId = options.keyId ?? file.replace(/^.*\//, '').replace(/\.key$/, '');
+      const key = generateSigningKey(file, keyId);
+      io.stdout(`wrote private key ${file} (mode 0600); keep it off the devices\n`);
+      io.stdout(`public key ${key.publicKey}\nadd to each device's config:\n${trustSnippet(key)}`);
+      setExitCode(EXIT.OK);
+    }));
+
+  withConnection(withSigning(fleet.command('send').description('sign one command, publish it, wait for its result')))
+    .argument('<type>', `command type: ${COMMAND_TYPES.join(', ')}`)
+    .option('--device <id>', 'target device')
+    .option('--group <name>', 'target group')
+    .option('--args <json>', 'arguments as a JSON object')
+    .option('--arg <key=value>', 'one argument (repeatable); the value is JSON if it parses, else a string', collect, [])
+    .option('--ttl <seconds>', 'how long the command stays valid', '3600')
+    .option('--wait <seconds>', 'how long to wait for results', '60')
+    .action(guarded(io, setExitCode, async (type: string, options: SendFlags, command: Command) => {
+      if (!(COMMAND_TYPES as string[]).includes(type)) throw new UsageError(`unknown command type "${type}"`);
+      const signer = loadSigningKey(options.key, options.keyId);
+      const envelope = buildSignedCommand(
+        { type: type as CommandType, target: targetOf(options), args: argsOf(options), ttlSeconds: positive(options.ttl, '--ttl') },
+        signer,
+      );
+      const sent = await sendSigned(envelope, connectionOf(command), positive(options.wait, '--wait'), (line) => io.stdout(`${line}\n`));
+      if (sent.outcome === 'timeout') io.stderr(`no final result within ${options.wait} s\n`);
+      setExitCode(sent.outcome === 'succeeded' ? EXIT.OK : sent.outcome === 'timeout' ? EXIT_NO_ANSWER : EXIT.FAILURE);
+    }));
+
+  withConnection(fleet.command('devices').description('list devices from their retained presence and inventory'))
+    .option('--label <key=value>', 'only devices with this label (repeatable)', collect, [])
+    .option('--group <name>', 'only devices in this group')
+    .option('--online', 'only online devices')
+    .option('--json', 'JSON instead of a table')
+    .action(guarded(io, setExitCode, async (options: { label: string[]; group?: string; online?: boolean; json?: boolean }, command: Command) => {
+      await listDevices(
+        connectionOf(command),
+        { labels: labelsOf(options.label), ...(options.group ? { group: options.group } : {}), onlineOnly: options.online === true },
+        { json: options.json === true },
+        io.stdout,
+      );
+      setExitCode(EXIT.OK);
+    }));
+
+  withConnection(fleet.command('watch').description('print live presence, events and results as they arrive'))
+    .option('--device <id>', 'only this device')
+    .option('--status', 'also status samples')
+    .option('--json', 'one JSON object per line')
+    .option('--duration <seconds>', 'stop after this long (default: until Ctrl-C)')
+    .action(guarded(io, setExitCode, async (options: { device?: string; status?: boolean; json?: boolean; duration?: string }, command: Command) => {
+      const channels: DeviceChannel[] = ['presence', 'events', 'results', ...(options.status ? (['status'] as const) : [])];
+      await watchFleet(
+        connectionOf(command),
+        { channels, json: options.json === true, ...(options.device ? { device: options.device } : {}) },
+        stopSignal(options.duration),
+        (line) => io.stdout(`${line}\n`),
+      );
+      setExitCode(EXIT.OK);
+    }));
+}
+
+/** Maps the errors an operator can fix to a message and an exit code instead of a stack trace. */
+export function guarded<A extends unknown[]>(
+  io: CliIo,
+  setExitCode: (code: number) => void,
+  action: (...args: A) => Promise<void>,
+): (...args: A) => Promise<void> {
+  return async (...args: A) => {
+    try {
+      await action(...args);
+    } catch (err) {
+      if (!(err instanceof FleetletError)) throw err;
+      io.stderr(`fleetlet: ${err.message}\n`);
+      setExitCode(err instanceof UsageError ? EXIT.USAGE : EXIT.FAILURE);
+    }
+  };
+}
+
+interface SendFlags {
+  key: string;
+  keyId?: string;
+  device?: string;
+  group?: string;
+  args?: string;
+  arg: string[];
+  ttl: string;
+  wait: string;
+}
+
+export function withConnection(command: Command): Command {
+  return command
+    .addOption(new Option('--broker <url>', 'broker URL').env('FLEET_BROKER_URL').makeOptionMandatory())
+    .addOption(new Option('--topic-root <root>', 'topic prefix').env('FLEET_TOPIC_ROOT').default('fleetlet/v1'))
+    .addOption(new Option('--username <name>', 'MQTT user name').env('FLEET_USERNAME'))
+    .addOption(new Option('--password-file <file>', 'file holding the MQTT password').env('FLEET_PASSWORD_FILE'))
+    .option('--ca-file <file>', 'CA that signed the broker certificate')
+    .option('--cert-file <file>', 'client certificate (mutual TLS)')
+    .option('--tls-key-file <file>', 'client certificate key');
+}
+
+export function withSigning(command: Command): Command {
+  return command
+    .addOption(new Option('--key <file>', 'operator private key (mode 0600)').env('FLEET_SIGNING_KEY').makeOptionMandatory())
+    .addOption(new Option('--key-id <id>', 'key id (default: key file name without .key)').env('FLEET_KEY_ID'));
+}
+
+export function connectionOf(command: Command): FleetConnectionOptions {
+  const o = command.opts<{
+    broker: string;
+    topicRoot: string;
+    username?: string;
+    passwordFile?: string;
+    caFile?: string;
+    certFile?: string;
+    tlsKeyFile?: string;
+  }>();
+  return {
+    broker: o.broker,
+    topicRoot: o.topicRoot,
+    ...(o.username ? { username: o.username } : {}),
+    ...(o.passwordFile ? { passwordFile: o.passwordFile } : {}),
+    ...(o.caFile ? { caFile: o.caFile } : {}),
+    ...(o.certFile ? { certFile: o.certFile } : {}),
+    ...(o.tlsKeyFile ? { keyFile: o.tlsKeyFile } : {}),
+  };
+}
+
+function targetOf(options: SendFlags): CommandTarget {
+  if (options.device && options.group) throw new UsageError('give --device or --group, not both');
+  if (options.device) return { device: options.device };
+  if (options.group) return { group: options.group };
+  throw new UsageError('give a target: --device <id> or --group <name>');
+}
+
+function argsOf(options: SendFlags): Record<string, unknown> {
+  let args: Record<string, unknown> = {};
+  if (options.args) {
+    try {
+      args = JSON.parse(options.args) as Record<string, unknown>;
+    } catch {
+      throw new UsageError('--args is not valid JSON');
+    }
+    if (args === null || typeof args !== 'object' || Array.isArray(args)) throw new UsageError('--args must be a JSON object');
+  }
+  for (const pair of options.arg) {
+    const [key, ...rest] = pair.split('=');
+    if (!key || rest.length === 0) throw new UsageError(`--arg expects key=value, got "${pair}"`);
+    const raw = rest.join('=');
+    try {
+      args[key] = JSON.parse(raw) as unknown;
+    } catch {
+      args[key] = raw;
+    }
+  }
+  return args;
+}
+
+export function labelsOf(pairs: string[]): Record<string, string> {
+  return Object.fromEntries(
+    pairs.map((pair) => {
+      const at = pair.indexOf('=');
+      if (at <= 0) throw new UsageError(`--label expects key=value, got "${pair}"`);
+      return [pair.slice(0, at), pair.slice(at + 1)];
+    }),
+  );
+}
+
+export function positive(text: string, flag: string): number {
+  const value = Number(text);
+  if (!Number.isFinite(value) || value <= 0) throw new UsageError(`${flag} expects a positive number, got "${text}"`);
+  return value;
+}
+
+/** Resolves on Ctrl-C / SIGTERM, or after `duration` seconds when given. */
+function stopSignal(duration: string | undefined): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => {
+      process.off('SIGINT', done);
+      process.off('SIGTERM', done);
+      clearTimeout(timer);
+      resolve();
+    };
+    process.once('SIGINT', done);
+    process.once('SIGTERM', done);
+    const timer = duration ? setTimeout(done, positive(duration, '--duration') * 1000) : undefined;
+  });
+}

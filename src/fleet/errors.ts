@@ -1,0 +1,16 @@
+import { FleetletError } from '../lib/errors.js';
+
+/** The operator's signing key is missing, unreadable, readable by others, or not Ed25519. */
+export class SigningKeyError extends FleetletError {
+  readonly severity = 'fatal';
+}
+
+/** The broker could not be reached or refused the operator's connection. */
+export class FleetConnectionError extends FleetletError {
+  readonly severity = 'transient';
+}
+
+/** A rollout state file that cannot be read or belongs to another rollout. */
+export class RolloutStateError extends FleetletError {
+  readonly severity = 'fatal';
+}

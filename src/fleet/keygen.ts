@@ -1,0 +1,40 @@
+import { generateKeyPairSync } from 'node:crypto';
+import { closeSync, fsyncSync, openSync, writeSync } from 'node:fs';
+import { publicKeyToBase64 } from '../protocol/command.js';
+import { SigningKeyError } from './errors.js';
+
+export interface GeneratedKey {
+  keyId: string;
+  privateKeyFile: string;
+  publicKey: string;
+}
+
+/**
+ * Makes an operator key pair. The private key goes to a new file created with mode 0600 (never over an existing
+ * one: overwriting a key would lock its devices out); the public key is returned for the devices' config.
+ */
+export function generateSigningKey(privateKeyFile: string, keyId: string): GeneratedKey {
+  const { privateKey, publicKey } = generateKeyPairSync('ed25519');
+  const pem = privateKey.export({ format: 'pem', type: 'pkcs8' }).toString();
+  let fd: number;
+  try {
+    fd = openSync(privateKeyFile, 'wx', 0o600);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    throw new SigningKeyError(
+      code === 'EEXIST' ? `${privateKeyFile} already exists; refusing to overwrite a key` : `cannot create ${privateKeyFile}: ${code}`,
+    );
+  }
+  try {
+    writeSync(fd, pem);
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+  return { keyId, privateKeyFile, publicKey: publicKeyToBase64(publicKey) };
+}
+
+/** The config lines a device needs to trust this key. */
+export function trustSnippet(key: GeneratedKey): string {
+  return ['commands:', '  trustedKeys:', `    - id: ${key.keyId}`, `      publicKey: ${key.publicKey}`, ''].join('\n');
+}

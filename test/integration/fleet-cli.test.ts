@@ -1,0 +1,140 @@
+import { execFile } from 'node:child_process';
+import { createPublicKey, createPrivateKey } from 'node:crypto';
+import { chmodSync, readFileSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { pingHandler } from '../../src/commands/ping.js';
+import { publicKeyToBase64 } from '../../src/protocol/command.js';
+import { startMosquitto, type TestBroker } from '../helpers/mosquitto.js';
+import { FLEETLET_BUNDLE, tempDir } from '../helpers/paths.js';
+import type { TestKey } from '../fixtures/command-keys.js';
+import { startTestDevice, type TestDevice } from '../fixtures/command-device.js';
+
+interface Run {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+function fleetlet(args: string[], env: Record<string, string> = {}): Promise<Run> {
+  return new Promise((resolve) => {
+    execFile(process.execPath, [FLEETLET_BUNDLE, ...args], { env: { PATH: process.env.PATH ?? '', ...env }, timeout: 30_000 }, (err, stdout, stderr) => {
+      const code = err ? (typeof err.code === 'number' ? err.code : -1) : 0;
+      resolve({ code, stdout, stderr });
+    });
+  });
+}
+
+describe('fleet CLI against a real broker', () => {
+  let broker: TestBroker;
+  let dir: { dir: string; cleanup: () => void };
+  let operator: TestKey;
+  let keyFile: string;
+  const devices: TestDevice[] = [];
+
+  beforeAll(async () => {
+    broker = await startMosquitto();
+    dir = tempDir('fleetlet-fleet-');
+    keyFile = join(dir.dir, 'ops-2026.key');
+    const made = await fleetlet(['fleet', 'keygen', keyFile]);
+    expect(made.code, made.stderr).toBe(0);
+    const publicBase64 = /public key (\S+)/.exec(made.stdout)?.[1] ?? '';
+    const privateKey = createPrivateKey(readFileSync(keyFile, 'utf8'));
+    operator = { id: 'ops-2026', privateKey, publicKey: createPublicKey(privateKey), publicBase64 };
+    expect(publicKeyToBase64(operator.publicKey)).toBe(publicBase64);
+    const specs = [
+      { deviceId: 'pi-1', groups: ['canary'], labels: { site: 'north' } },
+      { deviceId: 'pi-2', groups: ['canary'], labels: { site: 'south' } },
+      { deviceId: 'pi-3', groups: [], labels: { site: 'north' } },
+    ];
+    for (const spec of specs) {
+      devices.push(
+        await startTestDevice({
+          brokerUrl: broker.url,
+          stateDir: join(dir.dir, spec.deviceId),
+          operator,
+          handlers: [pingHandler('0.1.0')],
+          ...spec,
+        }),
+      );
+    }
+  });
+
+  afterAll(async () => {
+    for (const device of devices) await device.close();
+    await broker?.close();
+    dir?.cleanup();
+  });
+
+  const common = () => ['--broker', broker.url];
+
+  it('keygen writes a 0600 private key, prints only the public half, and never overwrites', async () => {
+    expect(statSync(keyFile).mode & 0o777).toBe(0o600);
+    const again = await fleetlet(['fleet', 'keygen', keyFile]);
+    expect(again.code).toBe(1);
+    expect(again.stderr).toContain('already exists');
+  });
+
+  it('send signs a ping, the device verifies it and the CLI shows the result and exits 0', async () => {
+    const run = await fleetlet(['fleet', 'send', 'ping', '--device', 'pi-1', '--key', keyFile, '--wait', '20', ...common()]);
+    expect(run.code, run.stderr).toBe(0);
+    expect(run.stdout).toMatch(/pi-1 +c-\S+ +accepted/);
+    expect(run.stdout).toMatch(/pi-1 +c-\S+ +succeeded: pong/);
+    expect(run.stdout + run.stderr).not.toContain('PRIVATE KEY');
+  });
+
+  it('a key the device does not trust is rejected by the device, and the CLI exits 1', async () => {
+    const otherKey = join(dir.dir, 'intruder.key');
+    expect((await fleetlet(['fleet', 'keygen', otherKey])).code).toBe(0);
+    const run = await fleetlet(['fleet', 'send', 'ping', '--device', 'pi-1', '--key', otherKey, '--wait', '20', ...common()]);
+    expect(run.code).toBe(1);
+    expect(run.stdout).toContain('rejected (unknown_key)');
+  });
+
+  it('refuses a private key file others can read, and bad args before anything is sent', async () => {
+    const loose = join(dir.dir, 'loose.key');
+    await fleetlet(['fleet', 'keygen', loose]);
+    chmodSync(loose, 0o644);
+    const run = await fleetlet(['fleet', 'send', 'ping', '--device', 'pi-1', '--key', loose, ...common()]);
+    expect(run.code).toBe(1);
+    expect(run.stderr).toContain('readable by others');
+    const bad = await fleetlet(['fleet', 'send', 'k3s.upgrade', '--device', 'pi-1', '--arg', 'version=latest', '--key', keyFile, ...common()]);
+    expect(bad.code).toBe(64);
+    expect(bad.stderr).toContain('invalid args for k3s.upgrade');
+  });
+
+  it('exits 75 when nobody answers in time', async () => {
+    const run = await fleetlet(['fleet', 'send', 'ping', '--device', 'ghost', '--key', keyFile, '--wait', '1', ...common()]);
+    expect(run.code).toBe(75);
+    expect(run.stderr).toContain('no final result');
+  });
+
+  it('sends to a group and sums up the answers of its members', async () => {
+    const run = await fleetlet(['fleet', 'send', 'ping', '--group', 'canary', '--key', keyFile, '--wait', '3', ...common()]);
+    expect(run.code, run.stdout + run.stderr).toBe(0);
+    expect(run.stdout).toContain('2 device(s) answered: 2 succeeded, 0 failed or rejected');
+  });
+
+  it('devices lists the fleet from retained messages, with label, group and JSON output', async () => {
+    const all = await fleetlet(['fleet', 'devices', ...common()]);
+    expect(all.code, all.stderr).toBe(0);
+    expect(all.stdout).toMatch(/^DEVICE +STATE +LAST SEEN +FLEETLET +K3S/m);
+    expect(all.stdout).toMatch(/^pi-2 +online .* v1\.35\.2\+k3s1 .* canary +site=south$/m);
+    expect(all.stdout).toContain('3 device(s), 3 online');
+    const north = await fleetlet(['fleet', 'devices', '--label', 'site=north', '--json', ...common()]);
+    expect((JSON.parse(north.stdout) as { deviceId: string }[]).map((d) => d.deviceId)).toEqual(['pi-1', 'pi-3']);
+    const canary = await fleetlet(['fleet', 'devices', '--group', 'canary', '--json', ...common()]);
+    expect((JSON.parse(canary.stdout) as { deviceId: string }[]).map((d) => d.deviceId)).toEqual(['pi-1', 'pi-2']);
+  });
+
+  it('watch prints live results and skips retained history', async () => {
+    const watching = fleetlet(['fleet', 'watch', '--duration', '4', ...common()]);
+    await new Promise((r) => setTimeout(r, 1500));
+    const sent = await fleetlet(['fleet', 'send', 'ping', '--device', 'pi-3', '--key', keyFile, '--wait', '20', ...common()]);
+    expect(sent.code).toBe(0);
+    const watched = await watching;
+    expect(watched.code, watched.stderr).toBe(0);
+    expect(watched.stdout).toMatch(/results +\S+ +pi-3 +c-\S+ +succeeded: pong/);
+    expect(watched.stdout).not.toMatch(/^presence/m);
+  });
+});
