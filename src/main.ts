@@ -16,6 +16,8 @@ import { MqttLink } from './link/link.js';
 import { Drainer } from './link/drain.js';
 import { outboxLimitsFromConfig } from './store/outbox-limits.js';
 import { SqliteOutbox } from './store/sqlite-outbox.js';
+import { Topics } from './protocol/topics.js';
+import { createTelemetry } from './telemetry/create-telemetry.js';
 
 /** The composition root: the only place that builds parts and wires them together. */
 
@@ -85,12 +87,40 @@ function buildAgentParts({ config }: LoadedConfig, logger: Logger, env: Record<s
   const state: Part = { name: 'state-database', start: () => {}, stop: () => void opened.db.close() };
   const outbox = new SqliteOutbox(opened.db, { limits: outboxLimitsFromConfig(config.limits), logger, conditions: eventLog });
   const drainer = new Drainer(outbox, { window: config.broker.inflightWindow, logger });
-  const link = buildLink(config, opened.db, drainer, logger);
+  const link = buildLink(config, opened.db, drainer, logger, () => telemetry.inventory());
+  // Providers are read at each sample, after every part is built; a part that does not exist yet reports "unknown".
+  const { telemetry } = createTelemetry({
+    config,
+    deviceId: config.device.id!, // buildLink refused a config without one
+    topics: new Topics(config.broker.topicRoot),
+    outbox,
+    db: opened.db,
+    providers: {
+      linkState: () => {
+        const { connected, since } = link.state();
+        return { connected, since: new Date(since) };
+      },
+      k3sState: () => (config.k3s.enabled ? { state: 'unknown', healthy: false } : { state: 'disabled', healthy: true }),
+      outboxStats: () => {
+        const stats = outbox.stats();
+        return { depth: stats.rows, dropped: stats.dropped };
+      },
+    },
+    logger,
+    fleetletVersion: FLEETLET_VERSION,
+  });
+  telemetry.onInventoryChange(() => void link.publishInventory());
   const systemd = new SystemdNotifier(env, logger);
-  return [state, link, systemd.asPart()];
+  return [state, link, telemetry, systemd.asPart()];
 }
 
-function buildLink(config: LoadedConfig['config'], db: Database, drain: Drainer, logger: Logger): MqttLink {
+function buildLink(
+  config: LoadedConfig['config'],
+  db: Database,
+  drain: Drainer,
+  logger: Logger,
+  inventory: () => object | undefined,
+): MqttLink {
   const deviceId = config.device.id;
   if (!deviceId) {
     throw new ConfigError([{ path: 'device.id', source: 'not set', message: 'set device.id: every device needs its own id' }]);
@@ -104,5 +134,6 @@ function buildLink(config: LoadedConfig['config'], db: Database, drain: Drainer,
     fleetletVersion: FLEETLET_VERSION,
     logger,
     drain,
+    inventory,
   });
 }
