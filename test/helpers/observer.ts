@@ -42,7 +42,7 @@ export class Observer {
    * arrives after every retained message of that subscription, so no arbitrary wait is needed.
    */
   static async retained(url: string, topic: string, options: IClientOptions = {}): Promise<unknown> {
-    const marker = `fleetlet-test/marker/${Math.random().toString(36).slice(2)}`;
+    const marker = `fleetlet/v1/test-marker/${Math.random().toString(36).slice(2)}`;
     const observer = await Observer.connect(url, [topic, marker], options);
     try {
       await observer.client.publishAsync(marker, 'done', { qos: 1 });
