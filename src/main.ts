@@ -2,6 +2,7 @@ import { loadConfig, type LoadedConfig } from './config/load.js';
 import { configJsonSchema } from './config/json-schema.js';
 import { buildProgram, runCli, type CliIo, type CommandHandlers, type ConfigSelection } from './cli/program.js';
 import { EXIT } from './cli/exit-codes.js';
+import { runDoctor } from './cli/doctor.js';
 import { Lifecycle, type Part } from './daemon/lifecycle.js';
 import { runUntilSignal } from './daemon/run-until-signal.js';
 import { SystemdNotifier } from './daemon/systemd-notify.js';
@@ -38,6 +39,7 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
       io.stdout(`${JSON.stringify(configJsonSchema(), null, 2)}\n`);
       return EXIT.OK;
     },
+    doctor: (selection, options) => runDoctor({ selection, ...options }, io),
   };
   const program = buildProgram(handlers, io, (code) => (exitCode = code));
   try {

@@ -16,6 +16,7 @@ export interface CommandHandlers {
   agent(selection: ConfigSelection): Promise<number>;
   configCheck(selection: ConfigSelection): Promise<number>;
   configSchema(): Promise<number>;
+  doctor(selection: ConfigSelection, options: { root: string; json: boolean }): Promise<number>;
 }
 
 export interface CliIo {
@@ -56,6 +57,13 @@ export function buildProgram(handlers: CommandHandlers, io: CliIo, setExitCode: 
     .addOption(new Option('--log-level <level>', 'log level').choices(LOG_LEVELS))
     .option('--state-dir <dir>', 'state directory')
     .action(async (_options, command: Command) => setExitCode(await handlers.agent(selection(command))));
+
+  configOptions(program.command('doctor').description('check that this device is ready for fleetlet and k3s'))
+    .option('--root <dir>', 'inspect the filesystem under this directory (e.g. a mounted image)', '/')
+    .option('--json', 'print the results as JSON', false)
+    .action(async (options: { root: string; json: boolean }, command: Command) =>
+      setExitCode(await handlers.doctor(selection(command), { root: options.root, json: options.json })),
+    );
 
   const config = program.command('config').description('check and describe the configuration');
   configOptions(config.command('check').description('validate a config and print every problem'))

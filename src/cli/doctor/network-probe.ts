@@ -1,0 +1,77 @@
+import { readFileSync } from 'node:fs';
+import { connect as connectTcp } from 'node:net';
+import { connect as connectTls, type PeerCertificate } from 'node:tls';
+
+export interface TlsOptions {
+  ca?: string;
+  cert?: string;
+  key?: string;
+  serverName?: string;
+  /** false for k3s: its certificate is checked by k3s itself against the CA hash in the token. */
+  verify: boolean;
+}
+
+export type ProbeResult =
+  | { ok: true; peerCertificate?: { validTo: string; subject: string } }
+  | { ok: false; error: string };
+
+/** How doctor reaches the broker and the k3s server; tests give it loopback servers. */
+export interface NetworkProbe {
+  tcp(host: string, port: number): Promise<ProbeResult>;
+  tls(host: string, port: number, options: TlsOptions): Promise<ProbeResult>;
+}
+
+export function createNetworkProbe(timeoutMs = 5000): NetworkProbe {
+  return {
+    tcp: (host, port) =>
+      settle(timeoutMs, (done) => {
+        const socket = connectTcp({ host, port }, () => done(socket, { ok: true }));
+        return socket;
+      }),
+    tls: (host, port, options) =>
+      settle(timeoutMs, (done) => {
+        const socket = connectTls(
+          {
+            host,
+            port,
+            servername: options.serverName ?? (isIp(host) ? undefined : host),
+            ca: options.ca ? readFileSync(options.ca) : undefined,
+            cert: options.cert ? readFileSync(options.cert) : undefined,
+            key: options.key ? readFileSync(options.key) : undefined,
+            rejectUnauthorized: options.verify,
+          },
+          () => done(socket, { ok: true, peerCertificate: summarize(socket.getPeerCertificate()) }),
+        );
+        return socket;
+      }),
+  };
+}
+
+function settle(
+  timeoutMs: number,
+  open: (done: (socket: { destroy(): void }, result: ProbeResult) => void) => { destroy(): void; on(event: 'error', listener: (err: Error) => void): unknown },
+): Promise<ProbeResult> {
+  return new Promise((resolve) => {
+    let finished = false;
+    const done = (socket: { destroy(): void }, result: ProbeResult) => {
+      if (finished) return;
+      finished = true;
+      clearTimeout(timer);
+      socket.destroy();
+      resolve(result);
+    };
+    const socket = open(done);
+    const timer = setTimeout(() => done(socket, { ok: false, error: `no answer within ${timeoutMs} ms` }), timeoutMs);
+    socket.on('error', (err: Error) => done(socket, { ok: false, error: (err as NodeJS.ErrnoException).code ?? err.message }));
+  });
+}
+
+function summarize(certificate: PeerCertificate): { validTo: string; subject: string } | undefined {
+  if (!certificate || !certificate.valid_to) return undefined;
+  const cn = certificate.subject?.CN;
+  return { validTo: certificate.valid_to, subject: Array.isArray(cn) ? cn.join(',') : (cn ?? '') };
+}
+
+function isIp(host: string): boolean {
+  return /^[\d.]+$/.test(host) || host.includes(':');
+}

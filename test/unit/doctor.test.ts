@@ -1,0 +1,144 @@
+import { chmodSync, cpSync, mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { runDoctor } from '../../src/cli/doctor.js';
+import type { CheckResult, DoctorContext } from '../../src/cli/doctor/check.js';
+import type { NetworkProbe } from '../../src/cli/doctor/network-probe.js';
+import { REPO_ROOT, tempDir } from '../helpers/paths.js';
+
+const FIXTURES = join(REPO_ROOT, 'test/fixtures/doctor');
+const GiB = 1024 ** 3;
+/** Network checks have their own tests against real sockets; here every endpoint answers. */
+const reachable: NetworkProbe = { tcp: async () => ({ ok: true }), tls: async () => ({ ok: true }) };
+
+const cleanups: (() => void)[] = [];
+afterEach(() => cleanups.splice(0).forEach((cleanup) => cleanup()));
+
+/** A writable copy of a fixture root, so a test can change modes and files without touching the fixture. */
+function rootFrom(fixture: string): string {
+  const { dir, cleanup } = tempDir('fleetlet-doctor-');
+  cleanups.push(cleanup);
+  cpSync(join(FIXTURES, fixture), dir, { recursive: true, verbatimSymlinks: true });
+  return dir;
+}
+
+const CONFIG = [
+  'device: { id: pi-01 }',
+  'broker: { url: "mqtts://broker.example.test:8883" }',
+  'k3s: { serverUrl: "https://k3s.example.test:6443" }',
+  'stateDir: /var/lib/fleetlet',
+].join('\n');
+
+async function doctor(root: string, overrides: Partial<DoctorContext> = {}, configText = CONFIG) {
+  const configFile = join(root, 'doctor-config.yaml');
+  writeFileSync(configFile, `${configText}\n`);
+  let stdout = '';
+  const io = { stdout: (text: string) => void (stdout += text), stderr: () => {}, env: {} };
+  const selection = { path: configFile, explicit: true, sets: [] };
+  const context = { arch: 'arm64', probe: reachable, now: new Date('2026-06-01T12:00:00Z'), freeBytes: () => 20 * GiB, ...overrides };
+  const code = await runDoctor({ selection, root, json: true }, io, context);
+  const results = JSON.parse(stdout) as CheckResult[];
+  const of = (check: string) => results.filter((r) => r.check === check);
+  return { code, results, of };
+}
+
+describe('fleetlet doctor on a Raspberry Pi OS bookworm image fresh from the imager', () => {
+  it('fails on the missing memory cgroup and names /boot/firmware/cmdline.txt', async () => {
+    const { code, of } = await doctor(rootFrom('pi-bookworm-not-ready'));
+    expect(code).toBe(1);
+    expect(of('cgroups')).toEqual([
+      {
+        check: 'cgroups',
+        status: 'fail',
+        summary: 'cgroup v2 without the memory controller: k3s will not start',
+        fix: 'append " cgroup_memory=1 cgroup_enable=memory" to the end of the single line in /boot/firmware/cmdline.txt, then reboot',
+      },
+    ]);
+  });
+
+  it('warns about swap, the factory hostname, an unloaded br_netfilter and an unconfirmed clock, each with its fix', async () => {
+    const { of } = await doctor(rootFrom('pi-bookworm-not-ready'));
+    expect(of('swap')[0]).toMatchObject({ status: 'warn', fix: 'sudo dphys-swapfile swapoff && sudo systemctl disable dphys-swapfile' });
+    expect(of('node-name')[0]).toMatchObject({ status: 'warn', fix: 'sudo hostnamectl set-hostname <unique-name>, or set k3s.withNodeId: true' });
+    expect(of('kernel-modules').map((r) => [r.status, r.summary])).toEqual([
+      ['pass', 'overlay is loaded'],
+      ['warn', 'br_netfilter is not loaded (the fleetlet unit loads it at start)'],
+    ]);
+    expect(of('kernel-modules')[1]!.fix).toBe('sudo modprobe br_netfilter');
+    expect(of('clock')[0]!.status).toBe('warn');
+    expect(of('platform')).toEqual([{ check: 'platform', status: 'pass', summary: 'linux arm64, Debian GNU/Linux 12 (bookworm)' }]);
+  });
+
+  it('accepts the hostname once k3s appends a node id', async () => {
+    const withNodeId = CONFIG.replace('k3s: { serverUrl: "https://k3s.example.test:6443" }', 'k3s: { serverUrl: "https://k3s.example.test:6443", withNodeId: true }');
+    const { of } = await doctor(rootFrom('pi-bookworm-not-ready'), {}, withNodeId);
+    expect(of('node-name')[0]!.status).toBe('pass');
+  });
+});
+
+describe('fleetlet doctor on Raspberry Pi OS bullseye with cgroup v1', () => {
+  it('names the old /boot/cmdline.txt, and fails on a kernel without br_netfilter', async () => {
+    const { code, of } = await doctor(rootFrom('pi-bullseye-cgroup-v1'), { arch: 'arm' });
+    expect(code).toBe(1);
+    expect(of('cgroups')[0]).toMatchObject({ status: 'fail', summary: 'cgroup v1 without the memory controller: k3s will not start' });
+    expect(of('cgroups')[0]!.fix).toContain('/boot/cmdline.txt,');
+    expect(of('kernel-modules')[1]).toMatchObject({ status: 'fail', fix: 'install a kernel with br_netfilter (CONFIG_BRIDGE_NETFILTER)' });
+    expect(of('netfilter')[0]).toMatchObject({ status: 'pass', summary: 'kernel has ip_tables; no host iptables, k3s uses its bundled one' });
+    expect(of('platform')[0]!.summary).toBe('linux armv7, Raspbian GNU/Linux 11 (bullseye)');
+    expect(of('swap')[0]!.status).toBe('pass');
+  });
+});
+
+describe('fleetlet doctor on a ready amd64 edge PC', () => {
+  it('passes every check and exits 0', async () => {
+    const { code, results, of } = await doctor(rootFrom('amd64-ready'), { arch: 'x64' });
+    expect(results.filter((r) => r.status !== 'pass')).toEqual([]);
+    expect(code).toBe(0);
+    expect(of('netfilter')[0]!.summary).toBe('kernel has nf_tables; host iptables uses the nft backend');
+    expect(of('kernel-modules').map((r) => r.summary)).toEqual(['overlay is built-in', 'br_netfilter is loaded']);
+  });
+
+  it('fails when others can enter the state dir, and passes once it is 0700', async () => {
+    const root = rootFrom('amd64-ready');
+    const stateDir = join(root, 'var/lib/fleetlet');
+    mkdirSync(stateDir, { recursive: true });
+    chmodSync(stateDir, 0o755);
+    expect((await doctor(root, { arch: 'x64' })).of('state-dir')[0]).toMatchObject({ status: 'fail', fix: 'sudo chmod 700 /var/lib/fleetlet' });
+    chmodSync(stateDir, 0o700);
+    expect((await doctor(root, { arch: 'x64' })).of('state-dir')[0]!.status).toBe('pass');
+  });
+
+  it('checks free space on the state dir and the k3s data dir: fail below 1 GiB, warn below 4 GiB', async () => {
+    const root = rootFrom('amd64-ready');
+    const low = await doctor(root, { arch: 'x64', freeBytes: () => 0.5 * GiB });
+    expect(low.of('disk').map((r) => [r.status, r.summary])).toEqual([
+      ['fail', '0.5 GiB free for /var/lib/fleetlet: less than 1 GiB'],
+      ['fail', '0.5 GiB free for /var/lib/rancher/k3s: less than 1 GiB'],
+    ]);
+    expect(low.code).toBe(1);
+    expect((await doctor(root, { arch: 'x64', freeBytes: () => 2 * GiB })).of('disk')[0]!.status).toBe('warn');
+  });
+
+  it('fails on a clock in the past and on an empty machine-id', async () => {
+    const root = rootFrom('amd64-ready');
+    writeFileSync(join(root, 'etc/machine-id'), '');
+    const { of } = await doctor(root, { arch: 'x64', now: new Date('2020-01-01T00:00:00Z') });
+    expect(of('clock')[0]!.status).toBe('fail');
+    expect(of('node-name').find((r) => r.status === 'fail')!.summary).toContain('/etc/machine-id is empty');
+  });
+
+  it('fails on an unsupported architecture', async () => {
+    const { of } = await doctor(rootFrom('amd64-ready'), { arch: 'ia32' });
+    expect(of('platform')[0]!.status).toBe('fail');
+  });
+
+  it('reports a broken configuration as a failing check and still checks the device', async () => {
+    const { code, of, results } = await doctor(rootFrom('amd64-ready'), { arch: 'x64' }, 'broker: { url: "http://nope" }');
+    expect(code).toBe(1);
+    expect(of('config')[0]).toMatchObject({ status: 'fail' });
+    expect(of('config')[0]!.summary).toContain('broker.url');
+    expect(of('broker')[0]!.fix).toBe('fix the configuration first: fleetlet config check');
+    expect(of('cgroups')[0]!.status).toBe('pass');
+    expect(results.length).toBeGreaterThan(10);
+  });
+});
