@@ -3,6 +3,7 @@ import { configJsonSchema } from './config/json-schema.js';
 import { buildProgram, runCli, type CliIo, type CommandHandlers, type ConfigSelection } from './cli/program.js';
 import { EXIT } from './cli/exit-codes.js';
 import { runDoctor } from './cli/doctor.js';
+import { runStatus } from './cli/status.js';
 import { Lifecycle, type Part } from './daemon/lifecycle.js';
 import { runUntilSignal } from './daemon/run-until-signal.js';
 import { SystemdNotifier } from './daemon/systemd-notify.js';
@@ -40,6 +41,7 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
       return EXIT.OK;
     },
     doctor: (selection, options) => runDoctor({ selection, ...options }, io),
+    status: (selection, options) => runStatus({ selection, ...options }, io),
   };
   const program = buildProgram(handlers, io, (code) => (exitCode = code));
   try {

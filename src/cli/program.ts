@@ -17,6 +17,7 @@ export interface CommandHandlers {
   configCheck(selection: ConfigSelection): Promise<number>;
   configSchema(): Promise<number>;
   doctor(selection: ConfigSelection, options: { root: string; json: boolean }): Promise<number>;
+  status(selection: ConfigSelection, options: { json: boolean }): Promise<number>;
 }
 
 export interface CliIo {
@@ -63,6 +64,12 @@ export function buildProgram(handlers: CommandHandlers, io: CliIo, setExitCode: 
     .option('--json', 'print the results as JSON', false)
     .action(async (options: { root: string; json: boolean }, command: Command) =>
       setExitCode(await handlers.doctor(selection(command), { root: options.root, json: options.json })),
+    );
+
+  configOptions(program.command('status').description('show the device at a glance (from the running agent or its database)'))
+    .option('--json', 'print the status and inventory as JSON', false)
+    .action(async (options: { json: boolean }, command: Command) =>
+      setExitCode(await handlers.status(selection(command), { json: options.json })),
     );
 
   const config = program.command('config').description('check and describe the configuration');

@@ -1,0 +1,187 @@
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import BetterSqlite3 from 'better-sqlite3';
+import { loadConfig, type LoadedConfig } from '../config/load.js';
+import { ConfigError } from '../lib/errors.js';
+import { DATABASE_FILE } from '../store/db.js';
+import { InventorySchema, type Inventory } from '../protocol/inventory.js';
+import { StatusSchema, type Status } from '../protocol/status.js';
+import { INVENTORY_KEY, readSnapshot, STATUS_KEY } from '../telemetry/snapshot-store.js';
+import { EXIT } from './exit-codes.js';
+import type { CliIo, ConfigSelection } from './program.js';
+
+/**
+ * `fleetlet status`: the device at a glance. It asks the running agent first (its local endpoint), and otherwise
+ * reads the last snapshot from the state database, opened read-only so that it can never disturb the agent.
+ */
+export interface StatusView {
+  source: 'agent' | 'database';
+  pid?: number;
+  status?: Status;
+  inventory?: Inventory;
+  /** When the database snapshot was written (ms since the epoch). */
+  savedAt?: number;
+}
+
+export interface StatusOptions {
+  selection: ConfigSelection;
+  json: boolean;
+  /** better-sqlite3's native addon, when the single binary carries its own. */
+  nativeBinding?: unknown;
+  now?: () => Date;
+}
+
+const MAX_RESPONSE_BYTES = 256 * 1024;
+
+export async function runStatus(options: StatusOptions, io: CliIo): Promise<number> {
+  let loaded: LoadedConfig;
+  try {
+    loaded = loadConfig({ path: options.selection.path, explicit: options.selection.explicit, env: io.env, sets: options.selection.sets });
+  } catch (err) {
+    if (!(err instanceof ConfigError)) throw err;
+    io.stderr(`fleetlet: ${err.message}\n`);
+    return EXIT.CONFIG;
+  }
+  const { config } = loaded;
+  const http = config.telemetry.http;
+  let view = http.enabled ? await fromAgent(http.port) : undefined;
+  let problem: string | undefined;
+  if (!view) {
+    try {
+      view = fromDatabase(join(config.stateDir, DATABASE_FILE), options.nativeBinding);
+    } catch (err) {
+      problem = err instanceof Error ? err.message : String(err);
+    }
+  }
+  if (!view) {
+    io.stderr(`fleetlet: no status: the agent does not answer${http.enabled ? ` on 127.0.0.1:${http.port}` : ' (telemetry.http is off)'} and ${problem ?? 'the state database has no snapshot yet'}\n`);
+    return EXIT.FAILURE;
+  }
+  io.stdout(options.json ? `${JSON.stringify(view, null, 2)}\n` : renderStatus(view, options.now?.() ?? new Date()));
+  return EXIT.OK;
+}
+
+/** The running agent's view, or undefined when nothing (valid) answers quickly. */
+export async function fromAgent(port: number, timeoutMs = 1500): Promise<StatusView | undefined> {
+  try {
+    const response = await fetch(`http://127.0.0.1:${port}/status`, { signal: AbortSignal.timeout(timeoutMs) });
+    if (!response.ok) return undefined;
+    const text = await response.text();
+    if (Buffer.byteLength(text) > MAX_RESPONSE_BYTES) return undefined;
+    const body = JSON.parse(text) as { pid?: unknown; status?: unknown; inventory?: unknown };
+    const status = StatusSchema.safeParse(body.status);
+    const inventory = InventorySchema.safeParse(body.inventory);
+    // Something else on the port, or an agent of another version: the database may know more.
+    if (!status.success && !inventory.success) return undefined;
+    return {
+      source: 'agent',
+      pid: typeof body.pid === 'number' ? body.pid : undefined,
+      status: status.success ? status.data : undefined,
+      inventory: inventory.success ? inventory.data : undefined,
+    };
+  } catch {
+    return undefined;
+  }
+}
+
+/** The last snapshot in the state database, opened read-only; undefined when there is none yet. */
+export function fromDatabase(file: string, nativeBinding?: unknown): StatusView | undefined {
+  if (!existsSync(file)) throw new Error(`there is no state database at ${file}`);
+  let db: BetterSqlite3.Database;
+  try {
+    db = new BetterSqlite3(file, { readonly: true, fileMustExist: true, ...(nativeBinding ? { nativeBinding: nativeBinding as string } : {}) });
+  } catch (err) {
+    const code = (err as { code?: string }).code;
+    throw new Error(`cannot open ${file} read-only (${code ?? String(err)})${code === 'SQLITE_CANTOPEN' ? '; run as the user the agent runs as' : ''}`);
+  }
+  try {
+    db.pragma('busy_timeout = 2000');
+    const status = readSnapshot(db, STATUS_KEY);
+    const inventory = readSnapshot(db, INVENTORY_KEY);
+    const parsedStatus = StatusSchema.safeParse(status?.value);
+    const parsedInventory = InventorySchema.safeParse(inventory?.value);
+    if (!parsedStatus.success && !parsedInventory.success) return undefined;
+    return {
+      source: 'database',
+      status: parsedStatus.success ? parsedStatus.data : undefined,
+      inventory: parsedInventory.success ? parsedInventory.data : undefined,
+      savedAt: status?.updatedAt,
+    };
+  } catch (err) {
+    // A database from before telemetry existed, or one being migrated: no snapshot to show.
+    if ((err as { code?: string }).code === 'SQLITE_ERROR') return undefined;
+    throw err;
+  } finally {
+    db.close();
+  }
+}
+
+const GIB = 1024 ** 3;
+const MIB = 1024 ** 2;
+
+function size(bytes: number): string {
+  return bytes >= GIB ? `${(bytes / GIB).toFixed(1)} GiB` : `${Math.round(bytes / MIB)} MiB`;
+}
+
+function duration(seconds: number): string {
+  const s = Math.max(0, Math.round(seconds));
+  if (s < 60) return `${s} s`;
+  if (s < 3600) return `${Math.floor(s / 60)} min`;
+  if (s < 86_400) return `${Math.floor(s / 3600)} h ${Math.floor((s % 3600) / 60)} min`;
+  return `${Math.floor(s / 86_400)} d ${Math.floor((s % 86_400) / 3600)} h`;
+}
+
+function ago(iso: string | number, now: Date): string {
+  return `${duration((now.getTime() - new Date(iso).getTime()) / 1000)} ago`;
+}
+
+/** The person-friendly summary: one line per subject, problems marked with "!". */
+export function renderStatus(view: StatusView, now: Date): string {
+  const { status: s, inventory: inv } = view;
+  const lines: [string, string][] = [];
+  const headline =
+    view.source === 'agent'
+      ? `agent running${view.pid ? ` (pid ${view.pid})` : ''}`
+      : `agent not answering; last snapshot from the state database${view.savedAt ? `, ${ago(view.savedAt, now)}` : ''}`;
+  if (inv) {
+    const labels = Object.entries(inv.labels).map(([k, v]) => `${k}=${v}`).join(' ');
+    lines.push(['Device', [inv.deviceId, inv.name ? `"${inv.name}"` : '', inv.groups.length ? `groups ${inv.groups.join(', ')}` : '', labels ? `labels ${labels}` : ''].filter(Boolean).join('  ')]);
+    const hw = inv.hardware;
+    lines.push(['Hardware', `${hw.model}, ${hw.arch}, ${hw.cpuCores} cores, ${size(hw.memoryTotalBytes)} RAM${hw.serial ? `, serial ${hw.serial}` : ''}`]);
+    lines.push(['System', `${inv.os.distro}${inv.os.release ? ` ${inv.os.release}` : ''}, kernel ${inv.os.kernel}, fleetlet ${inv.fleetletVersion}`]);
+  }
+  if (s) {
+    lines.push(['k3s', `${s.k3s.state}${s.k3s.healthy ? ', healthy' : ', not healthy !'}${s.k3s.version ? `, ${s.k3s.version}` : ''}`]);
+    lines.push(['Link', s.link.connected ? `connected${s.link.since ? ` since ${ago(s.link.since, now)}` : ''}` : `not connected${s.link.since ? ` since ${ago(s.link.since, now)}` : ''} !`]);
+    const cpu = [
+      s.cpu.percent !== undefined ? `${s.cpu.percent.toFixed(1)} %` : undefined,
+      s.cpu.load ? `load ${s.cpu.load.map((l) => l.toFixed(2)).join(' ')}` : undefined,
+      s.cpu.mhz !== undefined ? `${s.cpu.mhz} MHz` : undefined,
+      s.temperatureC !== undefined ? `${s.temperatureC.toFixed(1)} °C${s.temperatureC >= 80 ? ' !' : ''}` : undefined,
+    ].filter(Boolean);
+    lines.push(['CPU', cpu.join(', ') || 'no reading']);
+    if (s.memory) {
+      const m = s.memory;
+      const swap = m.swapTotalBytes > 0 ? `; swap ${size(m.swapFreeBytes)} free of ${size(m.swapTotalBytes)}` : '; no swap';
+      lines.push(['Memory', `${size(m.availableBytes)} available of ${size(m.totalBytes)}${swap}`]);
+    }
+    for (const d of s.disks) {
+      const percent = d.totalBytes > 0 ? (d.freeBytes / d.totalBytes) * 100 : 0;
+      lines.push([`Disk ${d.name}`, `${size(d.freeBytes)} free of ${size(d.totalBytes)} (${percent.toFixed(0)} %)${percent < 10 ? ' !' : ''}`]);
+    }
+    if (s.throttle) {
+      const { now: active, occurred } = s.throttle;
+      lines.push([
+        'Power',
+        active.length ? `${active.join(', ')} now !` : occurred.length ? `ok now; since boot: ${occurred.join(', ')}` : 'ok',
+      ]);
+    }
+    const depth = s.outbox.depth;
+    const dropped = s.outbox.dropped.status + s.outbox.dropped.event + s.outbox.dropped.result;
+    lines.push(['Outbox', `${depth.status} status, ${depth.event} events, ${depth.result} results waiting; ${dropped ? `${dropped} dropped !` : 'none dropped'}`]);
+    lines.push(['Uptime', duration(s.uptimeSeconds)]);
+    lines.push(['Sample', `#${s.seq}, ${ago(s.sampledAt, now)}`]);
+  }
+  const width = Math.max(...lines.map(([k]) => k.length));
+  return `fleetlet: ${headline}\n${lines.map(([k, v]) => `  ${k.padEnd(width)}  ${v}`).join('\n')}\n`;
+}

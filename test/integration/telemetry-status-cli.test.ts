@@ -1,0 +1,110 @@
+import { createServer } from 'node:http';
+import { existsSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { fromAgent } from '../../src/cli/status.js';
+import { writeAgentConfig } from '../helpers/agent-config.js';
+import { runCli, startCli } from '../helpers/cli.js';
+import { tempDir } from '../helpers/paths.js';
+import { freePort } from '../helpers/ports.js';
+
+const cleanups: (() => Promise<void> | void)[] = [];
+afterEach(async () => {
+  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
+});
+
+async function answers(port: number): Promise<boolean> {
+  try {
+    return (await fetch(`http://127.0.0.1:${port}/healthz`)).ok;
+  } catch {
+    return false;
+  }
+}
+
+async function startAgent() {
+  const { dir, cleanup } = tempDir('fleetlet-status-');
+  cleanups.push(cleanup);
+  const port = await freePort();
+  const config = writeAgentConfig(dir, {
+    device: { id: 'status-test', name: 'Bench board', labels: { site: 'lab' } },
+    telemetry: { intervalSeconds: 5, http: { enabled: true, port } },
+  });
+  // The same state directory, with the endpoint off: `status` must then read the database.
+  const offline = writeAgentConfig(join(dir, 'offline-view'), {
+    stateDir: join(dir, 'state'),
+    telemetry: { http: { enabled: false } },
+  });
+  const agent = startCli(['agent', '--config', config]);
+  cleanups.push(async () => {
+    if (agent.child.exitCode === null) {
+      agent.child.kill('SIGTERM');
+      await agent.exited;
+    }
+  });
+  let ready = false;
+  for (let i = 0; i < 300 && !ready; i += 1) {
+    ready = await answers(port);
+    if (!ready) await new Promise((r) => setTimeout(r, 50));
+  }
+  if (!ready) throw new Error(`agent did not answer on ${port}: ${agent.output()}`);
+  return { dir, port, config, offline, agent };
+}
+
+describe('fleetlet status', () => {
+  it('shows the running agent, then its database while it runs, then after it stopped', async () => {
+    const { dir, config, offline, agent } = await startAgent();
+    // The inventory comes a moment after start (systeminformation); wait for it in the agent's answer.
+    let running = runCli(['status', '--config', config]);
+    for (let i = 0; i < 100 && !running.stdout.includes('Hardware'); i += 1) {
+      await new Promise((r) => setTimeout(r, 100));
+      running = runCli(['status', '--config', config]);
+    }
+    expect(running.code).toBe(0);
+    expect(running.stdout).toContain(`agent running (pid ${agent.child.pid})`);
+    expect(running.stdout).toMatch(/Device\s+status-test\s+"Bench board"\s+labels site=lab/);
+    expect(running.stdout).toMatch(/Link\s+not connected/);
+    expect(running.stdout).toMatch(/k3s\s+disabled, healthy/);
+    expect(running.stdout).toMatch(/Sample\s+#\d+/);
+
+    const json = runCli(['status', '--config', config, '--json']);
+    const view = JSON.parse(json.stdout) as { source: string; status: { seq: number }; inventory: { deviceId: string } };
+    expect(view).toMatchObject({ source: 'agent', inventory: { deviceId: 'status-test' } });
+
+    // The database, read-only, while the agent writes to it.
+    const fromDb = runCli(['status', '--config', offline]);
+    expect(fromDb.code, fromDb.stderr).toBe(0);
+    expect(fromDb.stdout).toContain('last snapshot from the state database');
+    expect(fromDb.stdout).toMatch(/Hardware\s+\S/);
+
+    agent.child.kill('SIGTERM');
+    expect(await agent.exited).toBe(0);
+    const file = join(dir, 'state/fleetlet.db');
+    const before = statSync(file);
+    const stopped = runCli(['status', '--config', config]);
+    expect(stopped.code, stopped.stderr).toBe(0);
+    expect(stopped.stdout).toContain('agent not answering; last snapshot from the state database');
+    const after = statSync(file);
+    expect([after.size, after.mtimeMs]).toEqual([before.size, before.mtimeMs]);
+    expect(existsSync(`${file}-wal`) && statSync(`${file}-wal`).size > 0).toBe(false);
+  });
+
+  it('says why when there is neither an agent nor a database', async () => {
+    const { dir, cleanup } = tempDir('fleetlet-status-');
+    cleanups.push(cleanup);
+    const config = writeAgentConfig(dir, { telemetry: { http: { enabled: true, port: await freePort() } } });
+    const result = runCli(['status', '--config', config]);
+    expect(result.code).toBe(1);
+    expect(result.stderr).toMatch(/the agent does not answer on 127\.0\.0\.1:\d+ and there is no state database/);
+  });
+
+  it('ignores something else answering on the port with garbage, or too much', async () => {
+    for (const body of ['not json', JSON.stringify({ pid: 1, status: { seq: 'x' } }), 'x'.repeat(300 * 1024)]) {
+      const server = createServer((_req, res) => res.end(body)).listen(0, '127.0.0.1');
+      await new Promise((r) => server.once('listening', r));
+      const port = (server.address() as { port: number }).port;
+      const view = await fromAgent(port);
+      await new Promise((r) => server.close(r));
+      expect(view).toBeUndefined();
+    }
+  });
+});
