@@ -1,30 +1,272 @@
-// `npm start`: runs the agent in the foreground with a development config and its state under ./.fleetlet-dev.
+// `npm start`: the whole system on one machine, with nothing to install. An embedded MQTT broker (aedes) on a
+// free loopback port, a real agent with its state in ./.fleetlet-dev, and a live view of what the fleet sees on
+// the broker: presence, status, events and results. Ctrl-C stops the agent (which says goodbye with its offline
+// presence), then the broker. k3s is configured with everything inside ./.fleetlet-dev and its download URLs on
+// an unused loopback port, so it shows its honest state on this machine and never touches the system.
 import { spawn } from 'node:child_process';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync, readSync, statSync, writeFileSync } from 'node:fs';
+import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import { join, resolve } from 'node:path';
+import { Aedes } from 'aedes';
+import { connectAsync } from 'mqtt';
+import { stringify } from 'yaml';
+import type { z } from 'zod';
+import { EventSchema } from '../src/protocol/event.js';
+import { InventorySchema } from '../src/protocol/inventory.js';
+import { PresenceSchema } from '../src/protocol/presence.js';
+import { StatusSchema } from '../src/protocol/status.js';
+import { Topics } from '../src/protocol/topics.js';
 
-const root = resolve(import.meta.dirname, '..');
-const devDir = join(root, '.fleetlet-dev');
-mkdirSync(devDir, { recursive: true });
-const configFile = join(devDir, 'config.yaml');
-writeFileSync(
-  configFile,
-  [
-    'device:',
-    '  id: dev-sandbox',
-    'broker:',
-    '  url: mqtt://127.0.0.1:1883',
-    '  allowPlaintext: true',
-    'k3s:',
-    '  enabled: false',
-    `stateDir: ${join(devDir, 'state')}`,
-    'log:',
-    '  level: debug',
-    '',
-  ].join('\n'),
-);
-const child = spawn(process.execPath, ['--import', 'tsx', join(root, 'src/bin.ts'), 'agent', '--config', configFile], {
-  stdio: 'inherit',
+const ROOT_DIR = resolve(import.meta.dirname, '..');
+/** FLEETLET_SANDBOX_DIR moves the state elsewhere (the tests use a temporary directory). */
+const DEV_DIR = resolve(process.env.FLEETLET_SANDBOX_DIR ?? join(ROOT_DIR, '.fleetlet-dev'));
+const DEVICE_ID = 'dev-sandbox';
+const STOP_TIMEOUT_MS = 15_000;
+const topics = new Topics('fleetlet/v1');
+
+interface DeviceView {
+  presence?: string;
+  status?: string;
+  k3s?: string;
+  inventory?: string;
+  lastSeen?: Date;
+}
+const devices = new Map<string, DeviceView>();
+const feed: string[] = [];
+let stopping = false;
+
+async function main(): Promise<void> {
+  mkdirSync(DEV_DIR, { recursive: true });
+  const broker = await startBroker();
+  const brokerUrl = `mqtt://127.0.0.1:${broker.port}`;
+  const httpPort = await freePort();
+  const configFile = writeConfig(brokerUrl, httpPort);
+  const logFile = join(DEV_DIR, 'agent.log');
+
+  const fleet = await connectAsync(brokerUrl, { clientId: 'sandbox-fleet-view', reconnectPeriod: 1000 });
+  fleet.on('message', (topic, payload) => onFleetMessage(topic, payload));
+  await fleet.subscribeAsync(['presence', 'inventory', 'status', 'events', 'results'].map((c) => `fleetlet/v1/devices/+/${c}`));
+
+  const logFd = openSync(logFile, 'a');
+  const env = Object.fromEntries(Object.entries(process.env).filter(([key]) => !key.startsWith('FLEETLET_')));
+  const agent = spawn(process.execPath, ['--import', 'tsx', join(ROOT_DIR, 'src/bin.ts'), 'agent', '--config', configFile], {
+    stdio: ['ignore', logFd, logFd],
+    env,
+  });
+  closeSync(logFd);
+  const agentExit = new Promise<number>((done) => agent.once('exit', (code, signal) => done(code ?? (signal ? 128 : 1))));
+
+  const header = [
+    `fleetlet sandbox: broker ${brokerUrl} (embedded aedes), agent pid ${agent.pid}, device ${DEVICE_ID}`,
+    `state ${join(DEV_DIR, 'state')}, agent log ${logFile}, local HTTP port ${httpPort}`,
+    'Ctrl-C stops the agent, then the broker.',
+  ];
+  const render = process.stdout.isTTY ? () => redraw(header, logFile) : () => {};
+  if (!process.stdout.isTTY) console.log(header.join('\n'));
+  const ticker = setInterval(render, 500);
+  render();
+
+  const stop = async () => {
+    if (stopping) {
+      agent.kill('SIGKILL');
+      return;
+    }
+    stopping = true;
+    note('sandbox: stopping the agent (SIGTERM); Ctrl-C again to kill it');
+    agent.kill('SIGTERM');
+    const overdue = setTimeout(() => {
+      note(`sandbox: the agent did not stop within ${STOP_TIMEOUT_MS} ms; killing it`);
+      agent.kill('SIGKILL');
+    }, STOP_TIMEOUT_MS);
+    overdue.unref();
+    void agentExit.then(() => clearTimeout(overdue));
+  };
+  process.on('SIGINT', () => void stop());
+  process.on('SIGTERM', () => void stop());
+
+  const code = await agentExit;
+  note(`sandbox: agent exited with ${code}${stopping ? '' : ' on its own (see the agent log)'}`);
+  // Give the offline presence a moment to reach the view before the broker goes.
+  await new Promise((done) => setTimeout(done, 300));
+  clearInterval(ticker);
+  render();
+  await fleet.endAsync(true);
+  await broker.close();
+  process.exitCode = stopping && code === 0 ? 0 : code;
+}
+
+function onFleetMessage(topic: string, payload: Buffer): void {
+  const parsed = topics.parseDeviceTopic(topic);
+  if (!parsed) return;
+  const view = devices.get(parsed.deviceId) ?? {};
+  devices.set(parsed.deviceId, view);
+  view.lastSeen = new Date();
+  let json: unknown;
+  try {
+    json = JSON.parse(payload.toString());
+  } catch {
+    note(`${parsed.deviceId} ${parsed.channel}: not JSON (${payload.length} bytes)`);
+    return;
+  }
+  const checked = <S extends z.ZodType>(schema: S): z.infer<S> | undefined => {
+    const result = schema.safeParse(json);
+    if (!result.success) note(`${parsed.deviceId} ${parsed.channel}: does not match the wire contract`);
+    return result.success ? result.data : undefined;
+  };
+  switch (parsed.channel) {
+    case 'presence': {
+      const p = checked(PresenceSchema);
+      if (!p) return;
+      view.presence = `${p.state}${p.reason ? ` (${p.reason})` : ''}, boot #${p.bootSequence}`;
+      note(`${parsed.deviceId} is ${view.presence}`);
+      break;
+    }
+    case 'status': {
+      const s = checked(StatusSchema);
+      if (!s) return;
+      const memory = s.memory ? `, mem ${Math.round((1 - s.memory.availableBytes / s.memory.totalBytes) * 100)}%` : '';
+      const cpu = s.cpu.percent !== undefined ? `cpu ${s.cpu.percent.toFixed(1)}%` : 'cpu ?';
+      view.status = `#${s.seq}${s.historical ? ' (historical)' : ''} ${cpu}${memory}, outbox ${s.outbox.depth.status + s.outbox.depth.event + s.outbox.depth.result}`;
+      view.k3s = `${s.k3s.state}${s.k3s.healthy ? ', healthy' : ''}${s.k3s.version ? ` ${s.k3s.version}` : ''}`;
+      break;
+    }
+    case 'inventory': {
+      const i = checked(InventorySchema);
+      if (i) {
+        const k3s = i.k3sVersion ? `k3s ${i.k3sVersion}` : 'no k3s version';
+        view.inventory = `${i.hardware.model} (${i.hardware.arch}, ${i.hardware.cpuCores} cores), ${i.os.distro}, kernel ${i.os.kernel}, fleetlet ${i.fleetletVersion}, ${k3s}`;
+      }
+      break;
+    }
+    case 'events': {
+      const e = checked(EventSchema);
+      if (e) note(`${parsed.deviceId} event ${e.kind} ${e.state} [${e.severity}]: ${e.message}`);
+      break;
+    }
+    default:
+      note(`${parsed.deviceId} ${parsed.channel}: ${payload.toString().slice(0, 120)}`);
+  }
+}
+
+function note(line: string): void {
+  const stamped = `${new Date().toISOString().slice(11, 19)} ${line}`;
+  feed.push(stamped);
+  if (feed.length > 200) feed.shift();
+  if (!process.stdout.isTTY) console.log(stamped);
+}
+
+function redraw(header: string[], logFile: string): void {
+  const rows = process.stdout.rows || 40;
+  const lines = [...header, ''];
+  if (devices.size === 0) lines.push('fleet: no device has said anything yet');
+  for (const [id, view] of devices) {
+    lines.push(`device ${id}  last seen ${view.lastSeen?.toISOString().slice(11, 19) ?? '-'}`);
+    lines.push(`  presence  ${view.presence ?? 'none yet'}`);
+    lines.push(`  status    ${view.status ?? 'none yet'}`);
+    lines.push(`  k3s       ${view.k3s ?? 'no report yet'}`);
+    lines.push(`  inventory ${view.inventory ?? 'none yet'}`);
+  }
+  const logTail = tailLog(logFile, 6);
+  const feedRoom = Math.max(3, rows - lines.length - logTail.length - 5);
+  lines.push('', 'what the fleet sees:', ...feed.slice(-feedRoom).map((l) => `  ${l}`));
+  lines.push('', 'agent log (tail):', ...logTail.map((l) => `  ${l}`));
+  const width = process.stdout.columns || 120;
+  process.stdout.write(`\x1b[H\x1b[2J${lines.map((l) => l.slice(0, width)).join('\n')}\n`);
+}
+
+/** The last lines of the agent's JSON log, as "level message". Reads only the end of the file. */
+function tailLog(file: string, count: number): string[] {
+  let text: string;
+  try {
+    const size = statSync(file).size;
+    const fd = openSync(file, 'r');
+    const length = Math.min(size, 16 * 1024);
+    const buffer = Buffer.alloc(length);
+    readSyncAt(fd, buffer, size - length);
+    closeSync(fd);
+    text = buffer.toString();
+  } catch {
+    return [];
+  }
+  return text
+    .split('\n')
+    .filter(Boolean)
+    .slice(-count)
+    .map((line) => {
+      try {
+        const entry = JSON.parse(line) as { level?: string; msg?: string; error?: string };
+        return `${entry.level ?? '?'} ${entry.msg ?? ''}${entry.error ? `: ${entry.error}` : ''}`;
+      } catch {
+        return line;
+      }
+    });
+}
+
+function readSyncAt(fd: number, buffer: Buffer, position: number): void {
+  readSync(fd, buffer, 0, buffer.length, position);
+}
+
+function writeConfig(brokerUrl: string, httpPort: number): string {
+  const file = join(DEV_DIR, 'config.yaml');
+  // Nothing can be downloaded from port 9 (discard): k3s stays honestly not installed instead of being faked.
+  const nowhere = 'http://127.0.0.1:9';
+  const config = {
+    device: { id: DEVICE_ID, name: 'sandbox on this machine', groups: ['sandbox'], labels: { sandbox: 'true' } },
+    broker: {
+      url: brokerUrl,
+      allowPlaintext: true,
+      keepaliveSeconds: 10,
+      reconnect: { baseMs: 500, capMs: 5000, stableMs: 10_000 },
+    },
+    k3s: {
+      enabled: true,
+      binaryPath: join(DEV_DIR, 'k3s/bin/k3s'),
+      dataDir: join(DEV_DIR, 'k3s/data'),
+      channelUrl: `${nowhere}/channels`,
+      artifactUrl: `${nowhere}/releases`,
+    },
+    stateDir: join(DEV_DIR, 'state'),
+    telemetry: { intervalSeconds: 5, http: { enabled: true, port: httpPort } },
+    log: { level: 'debug' },
+  };
+  writeFileSync(file, `# Written by npm start on every run; edit scripts/sandbox.ts instead.\n${stringify(config)}`);
+  return file;
+}
+
+/** aedes on a free loopback port; close() drops the clients and stops listening. */
+async function startBroker(): Promise<{ port: number; close: () => Promise<void> }> {
+  const aedes = await Aedes.createBroker();
+  const sockets = new Set<Socket>();
+  const server: Server = createServer((socket) => {
+    sockets.add(socket);
+    socket.on('close', () => sockets.delete(socket));
+    aedes.handle(socket);
+  });
+  await new Promise<void>((done) => server.listen(0, '127.0.0.1', done));
+  const port = (server.address() as AddressInfo).port;
+  return {
+    port,
+    close: async () => {
+      const closed = new Promise<void>((done) => server.close(() => done()));
+      for (const socket of sockets) socket.destroy();
+      await new Promise<void>((done) => aedes.close(() => done()));
+      await closed;
+    },
+  };
+}
+
+function freePort(): Promise<number> {
+  return new Promise((done, fail) => {
+    const probe = createServer();
+    probe.on('error', fail);
+    probe.listen(0, '127.0.0.1', () => {
+      const { port } = probe.address() as AddressInfo;
+      probe.close(() => done(port));
+    });
+  });
+}
+
+main().catch((err: unknown) => {
+  console.error(`sandbox: ${err instanceof Error ? err.message : String(err)}`);
+  process.exitCode = 1;
 });
-for (const signal of ['SIGINT', 'SIGTERM'] as const) process.on(signal, () => child.kill(signal));
-child.on('exit', (code) => process.exit(code ?? 1));
