@@ -30,6 +30,7 @@ export type RejectReason = (typeof REJECT_REASONS)[number];
 /** The command id is unknown when the payload was too broken to read one. */
 const CommandId = z.string().max(64).nullable();
 const Detail = z.string().max(2048);
+// Not strict: the outbox adds its own fields (messageId) to every payload, and later versions may add more.
 
 const base = {
   schemaVersion: z.literal(SCHEMA_VERSION),
@@ -39,14 +40,14 @@ const base = {
   at: z.int().min(0),
 };
 
-export const RejectedResultSchema = z.strictObject({
+export const RejectedResultSchema = z.object({
   ...base,
   status: z.literal('rejected'),
   reason: z.enum(REJECT_REASONS),
   detail: Detail,
 });
-export const AcceptedResultSchema = z.strictObject({ ...base, status: z.literal('accepted') });
-export const ProgressResultSchema = z.strictObject({
+export const AcceptedResultSchema = z.object({ ...base, status: z.literal('accepted') });
+export const ProgressResultSchema = z.object({
   ...base,
   status: z.literal('progress'),
   step: z.string().min(1).max(64),
@@ -54,13 +55,13 @@ export const ProgressResultSchema = z.strictObject({
   /** Step-specific data, e.g. one chunk of collected logs. */
   data: z.record(z.string(), z.unknown()).optional(),
 });
-export const SucceededResultSchema = z.strictObject({
+export const SucceededResultSchema = z.object({
   ...base,
   status: z.literal('succeeded'),
   detail: Detail.optional(),
   data: z.record(z.string(), z.unknown()).optional(),
 });
-export const FailedResultSchema = z.strictObject({
+export const FailedResultSchema = z.object({
   ...base,
   status: z.literal('failed'),
   reason: z.string().min(1).max(64),

@@ -1,0 +1,83 @@
+import { createHash } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { link, open, rename, rm, stat } from 'node:fs/promises';
+import { dirname } from 'node:path';
+
+/**
+ * File moves for replacing an executable so that at every instant its path holds a complete binary (old or new)
+ * and the old one survives as `<binary>.previous`. Each step is idempotent: a state machine that is killed
+ * mid-step runs it again. Renames are made durable with an fsync of the directory.
+ */
+
+export function previousPathOf(binaryPath: string): string {
+  return `${binaryPath}.previous`;
+}
+
+export async function sha256OfFile(path: string): Promise<string | undefined> {
+  try {
+    const hash = createHash('sha256');
+    for await (const chunk of createReadStream(path)) hash.update(chunk as Buffer);
+    return hash.digest('hex');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw err;
+  }
+}
+
+export async function exists(path: string): Promise<boolean> {
+  try {
+    await stat(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+export async function fsyncDir(dir: string): Promise<void> {
+  const handle = await open(dir, 'r');
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}
+
+/** Makes `to` a durable copy of `from` by hard link + rename, so `to` is never half-written. */
+async function linkOver(from: string, to: string): Promise<void> {
+  const temp = `${to}.tmp-${process.pid}`;
+  await rm(temp, { force: true });
+  await link(from, temp);
+  await rename(temp, to);
+  await fsyncDir(dirname(to));
+}
+
+/**
+ * Keeps the installed binary as `.previous`, unless `.previous` already holds the binary with `installedSha`
+ * (a resumed run). Refuses to overwrite a good `.previous` with anything but the binary it was asked to keep.
+ */
+export async function keepPrevious(binaryPath: string, installedSha: string): Promise<void> {
+  const previous = previousPathOf(binaryPath);
+  if ((await sha256OfFile(previous)) === installedSha) return;
+  if ((await sha256OfFile(binaryPath)) !== installedSha) {
+    throw new Error(`${binaryPath} is no longer the binary to keep (sha256 changed); refusing to overwrite ${previous}`);
+  }
+  await linkOver(binaryPath, previous);
+}
+
+/** Renames the verified new binary over the installed one; a no-op when that already happened. */
+export async function swapIn(newPath: string, binaryPath: string, newSha: string): Promise<void> {
+  if ((await sha256OfFile(binaryPath)) === newSha) {
+    await rm(newPath, { force: true });
+    return;
+  }
+  await rename(newPath, binaryPath);
+  await fsyncDir(dirname(binaryPath));
+}
+
+/** Puts `.previous` back at the binary path (it stays as `.previous` too). */
+export async function restorePrevious(binaryPath: string, previousSha: string): Promise<void> {
+  if ((await sha256OfFile(binaryPath)) === previousSha) return;
+  const previous = previousPathOf(binaryPath);
+  if ((await sha256OfFile(previous)) !== previousSha) throw new Error(`${previous} is missing or changed; cannot roll back`);
+  await linkOver(previous, binaryPath);
+}

@@ -1,0 +1,32 @@
+/**
+ * What commands need from k3s, and nothing more (DESIGN.md: commands get a narrow control, never the supervisor).
+ * The composition root adapts the k3s part to it.
+ */
+export interface K3sRelease {
+  version: string;
+  /** A mirror or air-gapped URL of the binary; without it the configured release source is used. */
+  artifactUrl?: string;
+  sha256?: string;
+}
+
+/** A downloaded binary whose sha256 matched, in a temp file on the same file system as the installed binary. */
+export interface FetchedBinary {
+  path: string;
+  sha256: string;
+  bytes: number;
+}
+
+export type HealthVerdict = { healthy: true } | { healthy: false; reason: string };
+
+export interface K3sControl {
+  readonly binaryPath: string;
+  /** The version the installed binary reports, or undefined when there is none. */
+  installedVersion(): Promise<string | undefined>;
+  /** Downloads and verifies a release binary beside binaryPath. Throws when it cannot be verified. */
+  fetchRelease(release: K3sRelease, onProgress?: (bytes: number, total: number | undefined) => void): Promise<FetchedBinary>;
+  freeBytes(dir: string): Promise<number>;
+  /** Stops the running k3s (one SIGTERM) and starts the binary now at binaryPath. */
+  restart(): Promise<void>;
+  /** Resolves once k3s is healthy (kubelet healthz and node registered since the last restart), or with why not. */
+  waitHealthy(timeoutMs: number, signal: AbortSignal): Promise<HealthVerdict>;
+}
