@@ -2,6 +2,9 @@ import type { z } from 'zod';
 import { PRESENCE_EXAMPLE, PresenceSchema } from './presence.js';
 import { COMMAND_EXAMPLE, CommandEnvelopeSchema } from './command.js';
 import { CommandResultSchema, RESULT_EXAMPLE } from './result.js';
+import { INVENTORY_EXAMPLE, InventorySchema } from './inventory.js';
+import { STATUS_EXAMPLE, StatusSchema } from './status.js';
+import { EVENT_EXAMPLE, EventSchema } from './event.js';
 
 /**
  * The wire contract as data: one entry per topic, with its payload schema and an example. docs/protocol.md is
@@ -53,5 +56,41 @@ export const WIRE_CONTRACT: readonly TopicSpec[] = [
       '`succeeded` or `failed`, sent through the outbox so that it survives outages and restarts.',
     schema: CommandResultSchema,
     example: RESULT_EXAMPLE,
+  },
+  {
+    pattern: '{root}/devices/{id}/inventory',
+    direction: 'device to fleet',
+    qos: 1,
+    retain: true,
+    description:
+      'What the device is: board, serial, architecture, CPU, memory, OS and kernel, boot time, fleetlet and k3s ' +
+      'versions, node name, labels, groups and identity fingerprints (never key material). Published by the link on ' +
+      'every connect and again whenever it changes.',
+    schema: InventorySchema,
+    example: INVENTORY_EXAMPLE,
+  },
+  {
+    pattern: '{root}/devices/{id}/status',
+    direction: 'device to fleet',
+    qos: 1,
+    retain: false,
+    description:
+      'A sample every `telemetry.intervalSeconds` (default 30), through the outbox. `sampledAt` is the time of ' +
+      'measurement; `historical: true` marks samples sent from the backlog after an outage. Readings the device ' +
+      'cannot make are left out. About 0.6 KiB.',
+    schema: StatusSchema,
+    example: STATUS_EXAMPLE,
+  },
+  {
+    pattern: '{root}/devices/{id}/events',
+    direction: 'device to fleet',
+    qos: 1,
+    retain: false,
+    description:
+      'Transitions worth attention (k3s up/down/crash-loop/password rejected/cgroup missing, disk low, temperature ' +
+      'high, under-voltage, throttling, clock jumps), `raised`/`cleared` or `occurred`, with a remedy where one ' +
+      'exists. Deduplicated and rate-limited on the device; `suppressed` counts what a flapping condition held back.',
+    schema: EventSchema,
+    example: EVENT_EXAMPLE,
   },
 ];
