@@ -113,7 +113,9 @@ function buildAgentParts({ config }: LoadedConfig, logger: Logger, env: Record<s
     logger,
     fleetletVersion: FLEETLET_VERSION,
   });
-  telemetry.onInventoryChange(() => void link.publishInventory());
+  telemetry.onInventoryChange(() => {
+    link.publishInventory().catch((err: unknown) => logger.warn({ err }, 'could not publish the changed inventory'));
+  });
   const systemd = new SystemdNotifier(env, logger);
   return [state, link, telemetry, systemd.asPart()];
 }
