@@ -193,3 +193,13 @@ export function parseThrottled(text: string | undefined): ThrottleReading | unde
     occurred: FLAG_BITS.filter((_, i) => (bits & (1 << (16 + i))) !== 0),
   };
 }
+
+/**
+ * Newer Raspberry Pi kernels report under-voltage through hwmon ("rpi_volt", in0_lcrit_alarm: 0 or 1) and
+ * deprecate get_throttled. That alarm is the only flag there, so it maps to bit 0 and nothing "since boot".
+ */
+export function parseUnderVoltageAlarm(text: string | undefined): ThrottleReading | undefined {
+  const value = text?.trim();
+  if (value !== '0' && value !== '1') return undefined;
+  return value === '1' ? { bits: 1, now: ['under-voltage'], occurred: [] } : { bits: 0, now: [], occurred: [] };
+}

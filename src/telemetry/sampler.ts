@@ -9,6 +9,7 @@ import {
   parseMillidegrees,
   parseNetDev,
   parseThrottled,
+  parseUnderVoltageAlarm,
   parseUptime,
   type CpuTimes,
   type MemoryReading,
@@ -58,6 +59,7 @@ const STAT_READ_LIMIT = 4096;
 export class Sampler {
   private readonly thermalFiles: string[];
   private readonly hasThrottled: boolean;
+  private readonly voltageAlarmFile: string | undefined;
   private readonly hasCpufreq: boolean;
   private previousCpu: { times: CpuTimes; atMs: number } | undefined;
   private readonly now: () => Date;
@@ -73,6 +75,7 @@ export class Sampler {
       .map((zone) => `sys/class/thermal/${zone}/temp`)
       .filter((file) => files.read(file, 64) !== undefined);
     this.hasThrottled = files.read(THROTTLED_FILE, 64) !== undefined;
+    this.voltageAlarmFile = this.hasThrottled ? undefined : findVoltageAlarm(files);
     this.hasCpufreq = files.read(CPUFREQ_FILE, 64) !== undefined;
     // A first reading, so that the first full interval already has a CPU percentage.
     const times = parseCpuTimes(files.read('proc/stat', STAT_READ_LIMIT));
@@ -107,8 +110,14 @@ export class Sampler {
       disks,
       temperatureC: this.hottestZone(),
       network: parseNetDev(files.read('proc/net/dev', 16 * 1024)),
-      throttle: this.hasThrottled ? parseThrottled(files.read(THROTTLED_FILE, 64)) : undefined,
+      throttle: this.readThrottle(),
     };
+  }
+
+  private readThrottle(): RawSample['throttle'] {
+    const files = this.options.files;
+    if (this.hasThrottled) return parseThrottled(files.read(THROTTLED_FILE, 64));
+    return this.voltageAlarmFile ? parseUnderVoltageAlarm(files.read(this.voltageAlarmFile, 16)) : undefined;
   }
 
   private hottestZone(): number | undefined {
@@ -119,4 +128,11 @@ export class Sampler {
     }
     return hottest;
   }
+}
+
+function findVoltageAlarm(files: SystemFiles): string | undefined {
+  for (const hwmon of files.list('sys/class/hwmon')) {
+    if (files.read(`sys/class/hwmon/${hwmon}/name`, 64)?.trim() === 'rpi_volt') return `sys/class/hwmon/${hwmon}/in0_lcrit_alarm`;
+  }
+  return undefined;
 }

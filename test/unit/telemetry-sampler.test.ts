@@ -103,6 +103,23 @@ describe('Sampler on a Raspberry Pi tree', () => {
   });
 });
 
+describe('Sampler on a Raspberry Pi 5 tree (hwmon instead of get_throttled)', () => {
+  it('reads under-voltage from the rpi_volt hwmon alarm, and follows it back to normal', () => {
+    const root = copyOf('raspberry-pi-5-arm64');
+    const sampler = new Sampler({ files: new SystemFiles(root), disks: [], diskSpace: fixedDisk });
+    expect(sampler.sample()).toMatchObject({ temperatureC: 61.3, cpuMhz: 2400, throttle: { bits: 1, now: ['under-voltage'] } });
+    writeFileSync(join(root, 'sys/class/hwmon/hwmon1/in0_lcrit_alarm'), '0\n');
+    expect(sampler.sample().throttle).toEqual({ bits: 0, now: [], occurred: [] });
+    writeFileSync(join(root, 'sys/class/hwmon/hwmon1/in0_lcrit_alarm'), 'x\n');
+    expect(sampler.sample().throttle).toBeUndefined();
+  });
+
+  it('describes the board from its arm64 cpuinfo, which has no model name line', () => {
+    const machine = machineFacts(new SystemFiles(join(FIXTURES, 'raspberry-pi-5-arm64')), {}, new Date());
+    expect(machine.hardware).toMatchObject({ model: 'Raspberry Pi 5 Model B Rev 1.0', serial: 'd1e2f3a4b5c6d7e8', cpuCores: 4 });
+  });
+});
+
 describe('statfsDiskSpace', () => {
   it('measures a directory that does not exist yet at its nearest existing parent', () => {
     const { dir, cleanup } = tempDir();
