@@ -2,6 +2,7 @@ import { connect, type MqttClient } from 'mqtt';
 import type { Config } from '../config/schema.js';
 import { ReconnectSchedule } from '../lib/backoff.js';
 import type { Logger } from '../lib/logger.js';
+import type { Inventory } from '../protocol/inventory.js';
 import { presenceMessage } from '../protocol/presence.js';
 import { Topics } from '../protocol/topics.js';
 import { clientOptions } from './client-options.js';
@@ -15,6 +16,7 @@ export interface LinkState {
   since: number;
   /** Connection attempts since the last stable connection. */
   reconnectAttempts: number;
+  /** The last connection problem, kept after reconnecting as a hint of what happened. */
   lastError?: string;
 }
 
@@ -25,7 +27,8 @@ export interface LinkDrain {
   stop(): void;
 }
 
-export type InventoryProvider = () => object | undefined;
+/** The inventory comes from telemetry; the link only publishes it (retained) on connect and when told it changed. */
+export type InventoryProvider = () => Inventory | undefined;
 
 export interface LinkOptions {
   broker: Config['broker'];
@@ -148,13 +151,18 @@ export class MqttLink {
     this.#client = client;
     client.on('connect', () => void this.#onConnected(client));
     client.on('message', (topic, payload) => this.#inbox.deliver(topic, payload));
-    client.on('error', (err) => this.#recordError(err));
+    client.on('error', (err) => {
+      this.#recordError(err);
+      // Stream and protocol errors leave the session in an unknown state (MQTT.js keeps reading after a parse
+      // error): drop it, and let the close handler schedule a fresh connection.
+      if (client === this.#client) client.end(true);
+    });
     client.on('close', () => this.#onClosed(client));
   }
 
   async #onConnected(client: MqttClient): Promise<void> {
     this.#schedule.connected();
-    this.#state = { connected: true, since: Date.now(), reconnectAttempts: 0 };
+    this.#state = { ...this.#state, connected: true, since: Date.now() };
     this.#log.info({ url: this.#options.broker.url }, 'connected to the broker');
     const current = () => client === this.#client && client.connected && !this.#stopping;
     try {

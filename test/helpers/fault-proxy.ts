@@ -75,6 +75,11 @@ export class FaultProxy {
     this.#delayMs = 0;
   }
 
+  /** Writes raw bytes to every connected client, as a broken or hostile broker would. */
+  injectToClients(bytes: Buffer): void {
+    for (const pair of this.#pairs) if (!pair.dead) pair.client.write(bytes);
+  }
+
   retarget(port: number): void {
     this.targetPort = port;
   }

@@ -1,6 +1,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import type { MqttLink, LinkDrain } from '../../src/link/link.js';
 import type { Publisher } from '../../src/link/drain.js';
+import { INVENTORY_EXAMPLE } from '../../src/protocol/inventory.js';
 import { openDatabase } from '../../src/store/db.js';
 import { nextBootSequence } from '../../src/link/boot-sequence.js';
 import { waitFor } from '../helpers/cli.js';
@@ -42,7 +43,7 @@ const disconnected = (link: MqttLink) => waitFor(() => !link.state().connected, 
 describe('link: offline first', () => {
   it('starts without a broker, keeps retrying with backoff, and connects once the broker appears', async () => {
     const port = await freePort();
-    const { link } = makeLink(brokerConfig(`mqtt://127.0.0.1:${port}`), { inventory: () => ({ model: 'test-board' }) });
+    const { link } = makeLink(brokerConfig(`mqtt://127.0.0.1:${port}`), { inventory: () => INVENTORY_EXAMPLE });
     started(link);
     expect(link.state().connected).toBe(false);
     await waitFor(() => link.state().reconnectAttempts >= 3, 'several refused attempts');
@@ -51,7 +52,7 @@ describe('link: offline first', () => {
     const up = await broker(port);
     await connected(link);
     expect(await Observer.retained(up.url, PRESENCE)).toMatchObject({ state: 'online', bootSequence: 7, schemaVersion: 1 });
-    expect(await Observer.retained(up.url, INVENTORY)).toEqual({ model: 'test-board' });
+    expect(await Observer.retained(up.url, INVENTORY)).toEqual(INVENTORY_EXAMPLE);
   });
 
   it('publishes a fresh birth after the broker restarts, and resubscribes to the command topics', async () => {
@@ -147,6 +148,20 @@ describe('link: faults on the wire', () => {
 
     proxy.heal();
     await waitFor(() => link.state().connected && proxy.accepted > accepted, 'a new connection through the healed link', 30_000);
+  });
+
+  it('survives garbage from the broker side: drops the connection and comes back', async () => {
+    const up = await broker();
+    const proxy = await FaultProxy.start(up.port);
+    cleanups.push(() => proxy.close());
+    const { link } = makeLink(brokerConfig(proxy.url));
+    started(link);
+    await connected(link);
+    const accepted = proxy.accepted;
+    // A reserved packet type with an absurd length: no MQTT parser can accept it.
+    proxy.injectToClients(Buffer.from([0xf0, 0xff, 0xff, 0xff, 0xff, 0x7f, 0x00, 0x01]));
+    await waitFor(() => proxy.accepted > accepted && link.state().connected, 'a fresh connection after the garbage', 30_000);
+    expect(link.state().lastError).toBeDefined();
   });
 
   it('still connects and delivers over a slow link', async () => {
