@@ -58,7 +58,9 @@ export class EventGate implements EventSink {
     this.overall = new TokenBucket(options.overall ?? { burst: 30, refillMs: 20_000 }, this.monotonicMs());
   }
 
-  emit(input: EventInput): EmitOutcome {
+  emit(event: EventInput): EmitOutcome {
+    // Stamped now, so that an event held back and sent later still says when it happened.
+    const input = { ...event, occurredAt: event.occurredAt ?? this.now() };
     const nowMs = this.monotonicMs();
     const id = `${input.kind}/${input.key ?? ''}`;
     const state = this.stateFor(id, nowMs);

@@ -89,7 +89,8 @@ describe('EventGate', () => {
     events.flush();
     const sent = queued();
     expect(sent).toHaveLength(5);
-    expect(sent.at(-1)).toMatchObject({ state: 'raised', suppressed: 248 });
+    // It says when the condition was last raised (second 500), not when the token came back.
+    expect(sent.at(-1)).toMatchObject({ state: 'raised', suppressed: 248, occurredAt: '2026-03-01T00:08:20.000Z' });
     // Nothing is pending any more.
     clock.ms += 6_000_000;
     events.flush();
