@@ -42,7 +42,8 @@ async function startAgent() {
     }
   });
   let ready = false;
-  for (let i = 0; i < 300 && !ready; i += 1) {
+  const deadline = Date.now() + 20_000;
+  while (!ready && Date.now() < deadline) {
     ready = await answers(port);
     if (!ready) await new Promise((r) => setTimeout(r, 50));
   }
@@ -55,7 +56,8 @@ describe('fleetlet status', () => {
     const { dir, config, offline, agent } = await startAgent();
     // The inventory comes a moment after start (systeminformation); wait for it in the agent's answer.
     let running = runCli(['status', '--config', config]);
-    for (let i = 0; i < 100 && !running.stdout.includes('Hardware'); i += 1) {
+    const deadline = Date.now() + 20_000;
+    while (!running.stdout.includes('Hardware') && Date.now() < deadline) {
       await new Promise((r) => setTimeout(r, 100));
       running = runCli(['status', '--config', config]);
     }
@@ -86,7 +88,7 @@ describe('fleetlet status', () => {
     const after = statSync(file);
     expect([after.size, after.mtimeMs]).toEqual([before.size, before.mtimeMs]);
     expect(existsSync(`${file}-wal`) && statSync(`${file}-wal`).size > 0).toBe(false);
-  });
+  }, 90_000);
 
   it('says why when there is neither an agent nor a database', async () => {
     const { dir, cleanup } = tempDir('fleetlet-status-');
