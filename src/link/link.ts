@@ -93,10 +93,15 @@ export class MqttLink {
   async stop(): Promise<void> {
     this.#stopping = true;
     this.#schedule.cancel();
-    this.#options.drain?.stop();
+    // No new reports from here on; PUBACKs still arriving while we say goodbye are recorded by drain.stop() below.
+    this.#options.drain?.onDisconnect();
     const client = this.#client;
     this.#client = undefined;
-    if (!client) return;
+    if (client) await this.#goodbye(client);
+    this.#options.drain?.stop();
+  }
+
+  async #goodbye(client: MqttClient): Promise<void> {
     const timeoutMs = this.#options.stopTimeoutMs ?? 3000;
     if (client.connected) {
       // A clean DISCONNECT discards the last will, so the offline message must be sent by hand first.

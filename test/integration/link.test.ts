@@ -120,6 +120,22 @@ describe('link: presence', () => {
     expect(link.state().reconnectAttempts).toBe(attempts);
   });
 
+  it('stops within its bound when the link is black-holed', async () => {
+    const up = await broker();
+    const proxy = await FaultProxy.start(up.port);
+    cleanups.push(() => proxy.close());
+    // A long keepalive: without the stop bound, the goodbye would wait for a PUBACK that never comes.
+    const { link } = makeLink(brokerConfig(proxy.url, { keepaliveSeconds: 120 }), { stopTimeoutMs: 500 });
+    link.start();
+    await connected(link);
+    proxy.blackhole();
+    const outcome = await Promise.race([
+      link.stop().then(() => 'stopped'),
+      new Promise((resolve) => setTimeout(() => resolve('still stopping after 20 s'), 20_000)),
+    ]);
+    expect(outcome).toBe('stopped');
+  });
+
   it('increments the boot sequence in the state database at every start', () => {
     const { dir, cleanup } = tempDir();
     cleanups.push(cleanup);
