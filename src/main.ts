@@ -14,7 +14,7 @@ import { openDatabase } from './store/db.js';
 import { EventLog } from './store/event-log.js';
 import type { Database } from './store/db.js';
 import { nextBootSequence } from './link/boot-sequence.js';
-import { MqttLink } from './link/link.js';
+import { MqttLink, type InventoryProvider } from './link/link.js';
 import { Drainer } from './link/drain.js';
 import { outboxLimitsFromConfig } from './store/outbox-limits.js';
 import { SqliteOutbox } from './store/sqlite-outbox.js';
@@ -125,7 +125,7 @@ function buildLink(
   db: Database,
   drain: Drainer,
   logger: Logger,
-  inventory: () => object | undefined,
+  inventory: InventoryProvider,
 ): MqttLink {
   const deviceId = config.device.id;
   if (!deviceId) {
