@@ -1,6 +1,6 @@
 import { Option, type Command } from 'commander';
 import { FleetletError, UsageError } from '../lib/errors.js';
-import { COMMAND_TYPES, type CommandTarget, type CommandType } from '../protocol/command.js';
+import { COMMAND_ARGS, COMMAND_TYPES, type CommandTarget, type CommandType } from '../protocol/command.js';
 import type { DeviceChannel } from '../protocol/topics.js';
 import type { FleetConnectionOptions } from '../fleet/connection.js';
 import { listDevices } from '../fleet/devices.js';
@@ -8,6 +8,8 @@ import { generateSigningKey, trustSnippet } from '../fleet/keygen.js';
 import { buildSignedCommand, loadSigningKey } from '../fleet/signer.js';
 import { sendSigned } from '../fleet/send.js';
 import { watchFleet } from '../fleet/watch.js';
+import { parseAmount, type RolloutPlan } from '../fleet/rollout-plan.js';
+import { runRollout } from '../fleet/rollout.js';
 import type { CliIo } from './program.js';
 import { EXIT } from './exit-codes.js';
 
@@ -83,6 +85,77 @@ export function registerFleetCommands(program: Command, io: CliIo, setExitCode: 
       );
       setExitCode(EXIT.OK);
     }));
+
+  withConnection(withSigning(fleet.command('rollout').description('roll a k3s or agent upgrade out: canaries, batches, halt on failures')))
+    .argument('<what>', 'k3s or agent')
+    .requiredOption('--state <file>', 'rollout state file; rerun with the same file to resume')
+    .option('--to <version>', 'target version (e.g. v1.36.3+k3s1 for k3s, 1.2.3 for agent)')
+    .option('--sha256 <hex>', 'sha256 of the artifact')
+    .option('--artifact-url <url>', 'where devices download the artifact')
+    .option('--allow-downgrade', 'allow a k3s downgrade')
+    .option('--label <key=value>', 'only devices with this label (repeatable)', collect, [])
+    .option('--group <name>', 'only devices in this group')
+    .option('--include-offline', 'also devices whose presence is offline (they will likely time out)')
+    .option('--canary <ids>', 'comma-separated devices to upgrade first')
+    .option('--canary-count <n>', 'without --canary: how many devices go first', '1')
+    .option('--batch-size <n|p%>', 'devices per batch after the canaries', '10%')
+    .option('--max-failures <n|p%>', 'halt when more devices than this have failed', '0')
+    .option('--device-timeout <seconds>', 'how long one device may take', '900')
+    .option('--ttl <seconds>', 'how long each command stays valid', '86400')
+    .action(guarded(io, setExitCode, async (what: string, options: RolloutFlags, command: Command) => {
+      if (what !== 'k3s' && what !== 'agent') throw new UsageError('rollout what? expected k3s or agent');
+      const signer = loadSigningKey(options.key, options.keyId);
+      const state = await runRollout({
+        stateFile: options.state,
+        ...(options.to ? { plan: rolloutPlan(what, options) } : {}),
+        connection: connectionOf(command),
+        signer,
+        out: (line) => io.stdout(`${line}\n`),
+      });
+      setExitCode(state.outcome === 'halted' ? EXIT.FAILURE : EXIT.OK);
+    }));
+}
+
+interface RolloutFlags {
+  key: string;
+  keyId?: string;
+  state: string;
+  to?: string;
+  sha256?: string;
+  artifactUrl?: string;
+  allowDowngrade?: boolean;
+  label: string[];
+  group?: string;
+  includeOffline?: boolean;
+  canary?: string;
+  canaryCount: string;
+  batchSize: string;
+  maxFailures: string;
+  deviceTimeout: string;
+  ttl: string;
+}
+
+function rolloutPlan(what: 'k3s' | 'agent', o: RolloutFlags): RolloutPlan {
+  const args: Record<string, unknown> = { version: o.to };
+  if (o.sha256) args.sha256 = o.sha256;
+  if (o.artifactUrl) args.artifactUrl = o.artifactUrl;
+  if (o.allowDowngrade) args.allowDowngrade = true;
+  const kind = what === 'k3s' ? 'k3s.upgrade' : 'agent.upgrade';
+  const checked = COMMAND_ARGS[kind].safeParse(args);
+  if (!checked.success) throw new UsageError(`invalid ${kind} args: ${checked.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`);
+  const canaryCount = Number(o.canaryCount);
+  if (!Number.isInteger(canaryCount) || canaryCount < 0) throw new UsageError('--canary-count expects a whole number');
+  return {
+    kind,
+    args,
+    filter: { labels: labelsOf(o.label), ...(o.group ? { group: o.group } : {}), onlineOnly: o.includeOffline !== true },
+    canaries: o.canary ? o.canary.split(',').map((id) => id.trim()).filter(Boolean) : [],
+    canaryCount,
+    batchSize: parseAmount(o.batchSize, '--batch-size'),
+    maxFailures: parseAmount(o.maxFailures, '--max-failures'),
+    deviceTimeoutSeconds: positive(o.deviceTimeout, '--device-timeout'),
+    ttlSeconds: positive(o.ttl, '--ttl'),
+  };
 }
 
 /** Maps the errors an operator can fix to a message and an exit code instead of a stack trace. */
