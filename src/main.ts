@@ -3,6 +3,8 @@ import { configJsonSchema } from './config/json-schema.js';
 import { buildProgram, runCli, type CliIo, type CommandHandlers, type ConfigSelection } from './cli/program.js';
 import { EXIT } from './cli/exit-codes.js';
 import { runDoctor } from './cli/doctor.js';
+import { runProvision } from './cli/provision.js';
+import { runUninstall } from './cli/uninstall.js';
 import { runStatus } from './cli/status.js';
 import { Lifecycle, type Part } from './daemon/lifecycle.js';
 import { runUntilSignal } from './daemon/run-until-signal.js';
@@ -10,6 +12,7 @@ import { SystemdNotifier } from './daemon/systemd-notify.js';
 import { ConfigError, FleetletError } from './lib/errors.js';
 import { createLogger, type Logger } from './lib/logger.js';
 import { FLEETLET_VERSION } from './lib/version.js';
+import { sqliteNativeBinding } from './lib/native-addon.js';
 import { openDatabase } from './store/db.js';
 import { EventLog } from './store/event-log.js';
 import type { Database } from './store/db.js';
@@ -41,6 +44,8 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
       return EXIT.OK;
     },
     doctor: (selection, options) => runDoctor({ selection, ...options }, io),
+    provision: (options) => runProvision({ ...options, trustAnchors: options.trustAnchor }, io),
+    uninstall: (selection, options) => runUninstall({ selection, ...options }, io),
     status: (selection, options) => runStatus({ selection, ...options }, io),
   };
   const program = buildProgram(handlers, io, (code) => (exitCode = code));
@@ -82,7 +87,11 @@ async function runAgent(selection: ConfigSelection, io: CliIo): Promise<number> 
 }
 
 function buildAgentParts({ config }: LoadedConfig, logger: Logger, env: Record<string, string | undefined>): Part[] {
-  const opened = openDatabase({ stateDir: config.stateDir, fleetletVersion: FLEETLET_VERSION });
+  const opened = openDatabase({
+    stateDir: config.stateDir,
+    fleetletVersion: FLEETLET_VERSION,
+    nativeBinding: sqliteNativeBinding(config.stateDir, env),
+  });
   const eventLog = new EventLog(opened.db);
   if (opened.recovered) {
     logger.error(opened.recovered, 'state database was unreadable; moved it aside and started a fresh one');

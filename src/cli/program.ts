@@ -17,7 +17,19 @@ export interface CommandHandlers {
   configCheck(selection: ConfigSelection): Promise<number>;
   configSchema(): Promise<number>;
   doctor(selection: ConfigSelection, options: { root: string; json: boolean }): Promise<number>;
+  provision(options: ProvisionCliOptions): Promise<number>;
+  uninstall(selection: ConfigSelection, options: { root: string; purge: boolean; removeNodeIdentity: boolean }): Promise<number>;
   status(selection: ConfigSelection, options: { json: boolean }): Promise<number>;
+}
+
+export interface ProvisionCliOptions {
+  root: string;
+  binary?: string;
+  config?: string;
+  trustAnchor: string[];
+  airgap?: string;
+  enable: boolean;
+  allowIdentity: boolean;
 }
 
 export interface CliIo {
@@ -64,6 +76,26 @@ export function buildProgram(handlers: CommandHandlers, io: CliIo, setExitCode: 
     .option('--json', 'print the results as JSON', false)
     .action(async (options: { root: string; json: boolean }, command: Command) =>
       setExitCode(await handlers.doctor(selection(command), { root: options.root, json: options.json })),
+    );
+
+  program
+    .command('provision')
+    .description('write fleetlet into a root filesystem (a golden image, or / on this device); never a device identity')
+    .requiredOption('--root <dir>', 'root of the filesystem to write into')
+    .option('--binary <file>', 'the fleetlet binary for the device (default: this binary)')
+    .option('--config <file>', 'config.yaml for the device (must not set device.id)')
+    .option('--trust-anchor <file>', 'a CA certificate or key to install under /etc/fleetlet/trust (repeatable)', collect, [])
+    .option('--airgap <dir>', 'a k3s release folder (binary, sha256sum-<arch>.txt, images) to install as well')
+    .option('--no-enable', 'do not enable the unit')
+    .option('--allow-identity', 'the root already is a device (install.sh on the device itself)', false)
+    .action(async (options: ProvisionCliOptions) => setExitCode(await handlers.provision(options)));
+
+  configOptions(program.command('uninstall').description('remove fleetlet: unit, binary; stops k3s with one SIGTERM'))
+    .option('--root <dir>', 'root of the filesystem to remove fleetlet from', '/')
+    .option('--purge', 'also remove the config, the state and k3s (binary and data dir)', false)
+    .option('--remove-node-identity', 'also remove /etc/rancher/node (the server then rejects this node)', false)
+    .action(async (options: { root: string; purge: boolean; removeNodeIdentity: boolean }, command: Command) =>
+      setExitCode(await handlers.uninstall(selection(command), options)),
     );
 
   configOptions(program.command('status').description('show the device at a glance (from the running agent or its database)'))
