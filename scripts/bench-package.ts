@@ -1,0 +1,69 @@
+// Size, startup time and memory of the single binaries, each beside a baseline measured in the same run with
+// the same runtime: startup against `node -e 0`, memory against an idle `node`. Under qemu-user-static the
+// figures include the emulator and only compare with each other. `npm run bench:package` (after npm run package).
+import { spawn, spawnSync } from 'node:child_process';
+import { existsSync, readFileSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { writeAgentConfig } from '../test/helpers/agent-config.js';
+import { startMosquitto } from '../test/helpers/mosquitto.js';
+import { tempDir } from '../test/helpers/paths.js';
+import { ensureRuntime } from './package-runtimes.js';
+import { ARCHES, DIST, TARGETS, binaryName, commandFor, type Target } from './package-targets.js';
+
+const MiB = 1024 * 1024;
+
+function medianMs(target: Target, program: string, args: string[], runs: number): number {
+  const [command, argv] = commandFor(target, program, args);
+  const times: number[] = [];
+  for (let i = 0; i < runs; i++) {
+    const started = process.hrtime.bigint();
+    const result = spawnSync(command, argv, { stdio: 'ignore' });
+    if (result.status !== 0) throw new Error(`${command} ${argv.join(' ')} exited ${result.status}`);
+    times.push(Number(process.hrtime.bigint() - started) / 1e6);
+  }
+  times.sort((a, b) => a - b);
+  return times[Math.floor(times.length / 2)]!;
+}
+
+/** RSS of a process once it has run `settleMs` (VmRSS of the emulator process under qemu). */
+async function rssAfter(target: Target, program: string, args: string[], settleMs: number): Promise<number> {
+  const [command, argv] = commandFor(target, program, args);
+  const child = spawn(command, argv, { stdio: 'ignore' });
+  await new Promise((resolve) => setTimeout(resolve, settleMs));
+  const status = readFileSync(`/proc/${child.pid}/status`, 'utf8');
+  child.kill('SIGTERM');
+  await new Promise((resolve) => child.once('exit', resolve));
+  return Number(/^VmRSS:\s+(\d+) kB/m.exec(status)?.[1] ?? NaN) * 1024;
+}
+
+const broker = await startMosquitto();
+const { dir, cleanup } = tempDir('fleetlet-bench-package-');
+const rows: string[] = [];
+try {
+  for (const arch of ARCHES) {
+    const binary = join(DIST, binaryName(arch));
+    if (!existsSync(binary)) continue;
+    const target = TARGETS[arch];
+    const node = ensureRuntime(target).node;
+    const emulated = target.emulator !== undefined;
+    const runs = emulated ? 5 : 15;
+    const settleMs = emulated ? 10_000 : 4_000;
+    const config = writeAgentConfig(join(dir, arch), { device: { id: `bench-${arch}` }, broker: { url: broker.url, allowPlaintext: true } });
+    const startup = medianMs(target, binary, ['--version'], runs);
+    const baseline = medianMs(target, node, ['-e', '0'], runs);
+    const agentRss = await rssAfter(target, binary, ['agent', '--config', config], settleMs);
+    const idleRss = await rssAfter(target, node, ['-e', 'setTimeout(() => {}, 60000)'], settleMs);
+    const size = statSync(binary).size / MiB;
+    const gz = statSync(`${binary}.gz`).size / MiB;
+    rows.push(
+      `| ${arch}${emulated ? ' (qemu)' : ''} | ${size.toFixed(1)} MiB (${gz.toFixed(1)} gz) | ${startup.toFixed(0)} ms | ${baseline.toFixed(0)} ms | ` +
+        `${(agentRss / MiB).toFixed(0)} MiB | ${(idleRss / MiB).toFixed(0)} MiB |`,
+    );
+  }
+} finally {
+  await broker.close();
+  cleanup();
+}
+console.log('| target | binary | `--version` (median) | `node -e 0` same runtime | agent RSS | idle `node` RSS |');
+console.log('|---|---|---|---|---|---|');
+for (const row of rows) console.log(row);

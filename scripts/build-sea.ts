@@ -1,0 +1,79 @@
+// Makes one single executable: the agent bundled into one CommonJS file with the target's SQLite addon inside,
+// turned into a SEA blob by a runtime of the same version and word size, and injected into the target's runtime.
+import { execFileSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { chmodSync, copyFileSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { join } from 'node:path';
+import { build, type Plugin } from 'esbuild';
+import { CACHE, DIST, REPO_ROOT, binaryName, commandFor, type Target } from './package-targets.js';
+import type { Runtime } from './package-runtimes.js';
+
+// Fixed by Node for every SEA: the marker postject flips so the runtime looks for the blob.
+const SEA_FUSE = 'NODE_SEA_FUSE_fce680ab2cc467b6e072b8b5df1996b2';
+
+export interface SeaInputs {
+  target: Target;
+  runtime: Runtime;
+  /** The runtime that writes the blob (the x64 one, or the target's own), and the target that runs it. */
+  generator: { target: Target; node: string };
+  addon: string;
+}
+
+export async function buildSea({ target, runtime, generator, addon }: SeaInputs): Promise<string> {
+  const work = join(CACHE, 'sea', target.arch);
+  rmSync(work, { recursive: true, force: true });
+  mkdirSync(work, { recursive: true });
+
+  const bundle = join(work, 'fleetlet.cjs');
+  await bundleWithAddon(bundle, addon);
+
+  const blob = join(work, 'sea-prep.blob');
+  const baseConfig = JSON.parse(readFileSync(join(REPO_ROOT, 'packaging/sea-config.json'), 'utf8')) as object;
+  const seaConfig = join(work, 'sea-config.json');
+  writeFileSync(seaConfig, JSON.stringify({ ...baseConfig, main: bundle, output: blob }, null, 2));
+  execFileSync(...commandFor(generator.target, generator.node, ['--experimental-sea-config', seaConfig]), {
+    stdio: ['ignore', 'ignore', 'inherit'],
+  });
+
+  const output = join(DIST, binaryName(target.arch));
+  rmSync(output, { force: true });
+  copyFileSync(runtime.node, output);
+  chmodSync(output, 0o755);
+  // The runtimes ship with debug info and a full symbol table (12 MB); the dynamic symbols addons link against stay.
+  execFileSync(`${target.crossPrefix ?? ''}strip`, ['--strip-all', output], { stdio: ['ignore', 'ignore', 'ignore'] });
+  const postject = createRequire(import.meta.url).resolve('postject/dist/cli.js');
+  execFileSync(process.execPath, [postject, output, 'NODE_SEA_BLOB', blob, '--sentinel-fuse', SEA_FUSE], {
+    stdio: ['ignore', 'ignore', 'inherit'],
+  });
+  return output;
+}
+
+async function bundleWithAddon(outfile: string, addonFile: string): Promise<void> {
+  const bytes = readFileSync(addonFile);
+  const embedded = {
+    name: 'better_sqlite3',
+    sha256: createHash('sha256').update(bytes).digest('hex'),
+    base64: bytes.toString('base64'),
+  };
+  const embedAddon: Plugin = {
+    name: 'embed-sqlite-addon',
+    setup(pluginBuild) {
+      pluginBuild.onLoad({ filter: /[\\/]src[\\/]lib[\\/]embedded-addon\.ts$/ }, () => ({
+        contents: `export const EMBEDDED_SQLITE_ADDON = ${JSON.stringify(embedded)};`,
+        loader: 'js',
+      }));
+    },
+  };
+  await build({
+    entryPoints: [join(REPO_ROOT, 'src/bin.ts')],
+    outfile,
+    bundle: true,
+    platform: 'node',
+    target: 'node20',
+    format: 'cjs',
+    plugins: [embedAddon],
+    legalComments: 'none',
+    logLevel: 'warning',
+  });
+}

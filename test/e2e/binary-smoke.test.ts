@@ -1,0 +1,130 @@
+import { spawn, spawnSync } from 'node:child_process';
+import { mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { connectAsync, type MqttClient } from 'mqtt';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { writeAgentConfig } from '../helpers/agent-config.js';
+import { startMosquitto, type TestBroker } from '../helpers/mosquitto.js';
+import { REPO_ROOT, tempDir } from '../helpers/paths.js';
+import { REQUIRE_BINARIES, builtBinaries, type BuiltBinary } from './binaries.js';
+
+const VERSION = (JSON.parse(readFileSync(join(REPO_ROOT, 'package.json'), 'utf8')) as { version: string }).version;
+// Under emulation a start takes seconds, not milliseconds.
+const SLOW = 120_000;
+const cleanEnv = { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: '/nonexistent' };
+
+function run(binary: BuiltBinary, args: string[]) {
+  const [command, argv] = binary.command(args);
+  const result = spawnSync(command, argv, { env: cleanEnv, encoding: 'utf8', timeout: SLOW });
+  return { code: result.status, stdout: result.stdout, stderr: result.stderr };
+}
+
+/** Runs the agent until `until` resolves, then stops it with SIGTERM; returns its exit code and output. */
+async function runAgent(command: [string, string[]], until: () => Promise<void>) {
+  const child = spawn(command[0], command[1], { env: cleanEnv, stdio: ['ignore', 'pipe', 'pipe'] });
+  let output = '';
+  child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
+  child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  try {
+    await Promise.race([until(), exited.then((code) => Promise.reject(new Error(`agent exited early (${code}):\n${output}`)))]);
+  } finally {
+    child.kill('SIGTERM');
+  }
+  return { code: await exited, output };
+}
+
+function messagesOn(client: MqttClient, topic: string): Promise<() => { topic: string; payload: Record<string, unknown> }[]> {
+  const seen: { topic: string; payload: Record<string, unknown> }[] = [];
+  client.on('message', (t, payload) => seen.push({ topic: t, payload: JSON.parse(payload.toString()) as Record<string, unknown> }));
+  return client.subscribeAsync(topic, { qos: 1 }).then(() => () => seen);
+}
+
+async function until(condition: () => boolean, what: string, timeoutMs = SLOW / 2): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
+
+// Telemetry publishes a status sample through the outbox once the composition root wires it in.
+const telemetryWired = /from '\.\/telemetry\//.test(readFileSync(join(REPO_ROOT, 'src/main.ts'), 'utf8'));
+
+for (const binary of builtBinaries()) {
+  describe.skipIf(!binary.present && !REQUIRE_BINARIES)(`single binary ${binary.arch}`, { timeout: SLOW }, () => {
+    let broker: TestBroker;
+    let client: MqttClient;
+    const { dir, cleanup } = tempDir(`fleetlet-e2e-${binary.arch}-`);
+
+    beforeAll(async () => {
+      expect(binary.present, `${binary.path} was not built (npm run package)`).toBe(true);
+      broker = await startMosquitto();
+      client = await connectAsync(broker.url, { clientId: `e2e-observer-${binary.arch}-${process.pid}` });
+    });
+    afterAll(async () => {
+      await client?.endAsync();
+      await broker?.close();
+      cleanup();
+    });
+
+    it('prints its version', () => {
+      const result = run(binary, ['--version']);
+      expect(result).toMatchObject({ code: 0, stdout: `${VERSION}\n` });
+    });
+
+    it('checks a config file: a good one passes, a bad one exits 78 naming the key', () => {
+      const good = writeAgentConfig(join(dir, 'good'));
+      expect(run(binary, ['config', 'check', good])).toMatchObject({ code: 0 });
+      const bad = join(dir, 'bad.yaml');
+      writeFileSync(bad, 'broker:\n  url: http://example.invalid\n');
+      const result = run(binary, ['config', 'check', bad]);
+      expect(result.code).toBe(78);
+      expect(result.stderr).toContain('broker.url');
+    });
+
+    it('runs the agent: opens its database, publishes presence, stops cleanly on SIGTERM', async () => {
+      const deviceId = `e2e-${binary.arch}`;
+      const config = writeAgentConfig(join(dir, 'agent'), {
+        device: { id: deviceId },
+        broker: { url: broker.url, allowPlaintext: true },
+        telemetry: { intervalSeconds: 5, http: { enabled: false } },
+      });
+      const seen = await messagesOn(client, `fleetlet/v1/devices/${deviceId}/#`);
+      const presence = () => seen().filter((m) => m.topic.endsWith('/presence')).map((m) => m.payload.state);
+      const status = () => seen().filter((m) => m.topic.endsWith('/status'));
+      const { code, output } = await runAgent(binary.command(['agent', '--config', config]), async () => {
+        await until(() => presence().includes('online'), 'presence online');
+        if (telemetryWired) await until(() => status().length > 0, 'a status sample drained from the outbox');
+      });
+      expect(code, output).toBe(0);
+      const stateDir = join(dir, 'agent', 'state');
+      expect(readdirSync(stateDir)).toContain('fleetlet.db');
+      const [addon] = readdirSync(join(stateDir, 'native'));
+      expect(addon).toMatch(/^better_sqlite3-[0-9a-f]{16}\.node$/);
+      expect(statSync(join(stateDir, 'native', addon!)).mode & 0o777).toBe(0o500);
+    });
+
+    it('runs on a read-only root: the addon goes to the writable state dir', async () => {
+      const deviceId = `ro-${binary.arch}`;
+      const config = writeAgentConfig(join(dir, 'ro'), {
+        device: { id: deviceId },
+        broker: { url: broker.url, allowPlaintext: true },
+      });
+      const stateDir = join(dir, 'ro', 'state');
+      mkdirSync(stateDir, { recursive: true });
+      const seen = await messagesOn(client, `fleetlet/v1/devices/${deviceId}/presence`);
+      const [command, args] = binary.command(['agent', '--config', config]);
+      // A private mount namespace: a fresh tmpfs for the state, then everything else read-only.
+      const readOnlyRoot: [string, string[]] = [
+        'unshare',
+        ['--mount', '--propagation', 'private', 'sh', '-c', `mount -t tmpfs tmpfs "$0" && mount -o remount,bind,ro / && exec "$@"`, stateDir, command, ...args],
+      ];
+      const { code, output } = await runAgent(readOnlyRoot, () =>
+        until(() => seen().some((m) => m.payload.state === 'online'), 'presence online from a read-only root'),
+      );
+      expect(code, output).toBe(0);
+      expect(output).not.toContain('cannot load the embedded');
+    });
+  });
+}
