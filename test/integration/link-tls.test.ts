@@ -43,6 +43,10 @@ function shippedConfig(dir: string): { globalLines: string[]; listenerLines: str
   return { globalLines: lines.slice(0, listenerAt), listenerLines: lines.slice(listenerAt + 1) };
 }
 
+if (!mosquittoAvailable()) {
+  console.warn('mosquitto is not installed: the TLS and ACL tests need its configuration and are skipped');
+}
+
 describe.skipIf(!mosquittoAvailable())('link over TLS with the shipped mosquitto config and ACL', () => {
   let pki: Pki;
   let broker: TestBroker;

@@ -1,4 +1,7 @@
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
+import { ConfigError } from '../../src/lib/errors.js';
 import type { MqttLink, LinkDrain } from '../../src/link/link.js';
 import type { Publisher } from '../../src/link/drain.js';
 import { INVENTORY_EXAMPLE } from '../../src/protocol/inventory.js';
@@ -134,6 +137,17 @@ describe('link: presence', () => {
       new Promise((resolve) => setTimeout(() => resolve('still stopping after 20 s'), 20_000)),
     ]);
     expect(outcome).toBe('stopped');
+  });
+
+  it('refuses unreadable or oversized TLS files up front, naming the key', () => {
+    const { dir, cleanup } = tempDir();
+    cleanups.push(cleanup);
+    const huge = join(dir, 'huge.pem');
+    writeFileSync(huge, Buffer.alloc(300 * 1024, 0x41));
+    const withTls = (tls: Record<string, string>) => () => makeLink(brokerConfig('mqtts://127.0.0.1:8883', { tls }));
+    expect(withTls({ caFile: join(dir, 'missing.pem') })).toThrow(/broker\.tls\.caFile[\s\S]*ENOENT/);
+    expect(withTls({ keyFile: huge })).toThrow(/broker\.tls\.keyFile[\s\S]*larger than/);
+    expect(withTls({ certFile: huge })).toThrow(ConfigError);
   });
 
   it('increments the boot sequence in the state database at every start', () => {
