@@ -23,6 +23,7 @@ import { outboxLimitsFromConfig } from './store/outbox-limits.js';
 import { SqliteOutbox } from './store/sqlite-outbox.js';
 import { Topics } from './protocol/topics.js';
 import { createTelemetry } from './telemetry/create-telemetry.js';
+import { createCommandsPart } from './commands/commands-part.js';
 
 /** The composition root: the only place that builds parts and wires them together. */
 
@@ -125,8 +126,19 @@ function buildAgentParts({ config }: LoadedConfig, logger: Logger, env: Record<s
   telemetry.onInventoryChange(() => {
     link.publishInventory().catch((err: unknown) => logger.warn({ err }, 'could not publish the changed inventory'));
   });
+  const commands = createCommandsPart({
+    config,
+    deviceId: config.device.id!,
+    db: opened.db,
+    outbox,
+    topics: new Topics(config.broker.topicRoot),
+    logger,
+    agentVersion: FLEETLET_VERSION,
+    onCommand: (handler) => link.onCommand((_topic, payload) => handler(payload)),
+  });
   const systemd = new SystemdNotifier(env, logger);
-  return [state, link, telemetry, systemd.asPart()];
+  // Commands start before the link delivers any and stop after it: nothing arrives at a stopped router.
+  return [state, commands.part, link, telemetry, systemd.asPart()];
 }
 
 function buildLink(

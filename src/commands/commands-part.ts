@@ -1,0 +1,83 @@
+import type { Config } from '../config/schema.js';
+import type { Logger } from '../lib/logger.js';
+import type { Topics } from '../protocol/topics.js';
+import type { Database } from '../store/db.js';
+import type { Outbox } from '../store/outbox.js';
+import type { AnyCommandHandler } from './handler.js';
+import { CommandJournal } from './journal.js';
+import type { K3sControl } from './k3s-control.js';
+import { k3sUpgradeHandler } from './k3s-upgrade.js';
+import { pingHandler } from './ping.js';
+import { CommandRouter } from './router.js';
+import { trustedKeyMap } from './trust.js';
+
+export interface CommandsDeps {
+  config: Config;
+  deviceId: string;
+  db: Database;
+  outbox: Outbox;
+  topics: Topics;
+  logger: Logger;
+  agentVersion: string;
+  /** Registers for raw payloads from the command topics (the link's onCommand). */
+  onCommand: (handler: (payload: Buffer) => void) => () => void;
+  /** Absent when k3s is disabled or not supervised here: k3s commands are then refused as unavailable. */
+  k3s?: K3sControl;
+}
+
+const MAX_QUEUED = 16;
+
+/**
+ * The commands part: built from the `commands` config section, it resumes or fails what a restart interrupted
+ * when it starts, then takes commands from the link. Stopping it lets the running handler save its step.
+ */
+export function createCommandsPart(deps: CommandsDeps) {
+  const { config } = deps;
+  const section = config.commands;
+  const handlers: AnyCommandHandler[] = [pingHandler(deps.agentVersion)];
+  if (deps.k3s) {
+    handlers.push(
+      k3sUpgradeHandler({
+        k3s: deps.k3s,
+        healthTimeoutMs: section.k3sUpgrade.healthTimeoutSeconds * 1000,
+        minFreeBytes: section.k3sUpgrade.minFreeBytes,
+      }),
+    );
+  }
+  const router = new CommandRouter({
+    settings: {
+      enabled: section.enabled,
+      deviceId: deps.deviceId,
+      groups: config.device.groups,
+      trustedKeys: trustedKeyMap(section.trustedKeys),
+      clockSkewMs: section.clockSkewSeconds * 1000,
+      maxLifetimeMs: section.maxLifetimeSeconds * 1000,
+      maxBytes: section.maxCommandBytes,
+      maxQueued: MAX_QUEUED,
+    },
+    journal: new CommandJournal(deps.db),
+    outbox: deps.outbox,
+    topics: deps.topics,
+    handlers,
+    logger: deps.logger.child({ part: 'commands' }),
+  });
+  let unsubscribe: (() => void) | undefined;
+  return {
+    router,
+    part: {
+      name: 'commands',
+      start: () => {
+        if (section.enabled && section.trustedKeys.every((k) => k.revoked)) {
+          deps.logger.warn('commands are enabled but no operator key is trusted: every command will be refused');
+        }
+        const resumed = router.resumeInterrupted();
+        if (resumed > 0) deps.logger.warn({ resumed }, 'commands interrupted by the last stop were resumed or reported failed');
+        unsubscribe = deps.onCommand((payload) => router.receive(payload));
+      },
+      stop: async () => {
+        unsubscribe?.();
+        await router.stop();
+      },
+    },
+  };
+}
