@@ -168,7 +168,7 @@ export class MqttLink {
   async #onConnected(client: MqttClient): Promise<void> {
     this.#schedule.connected();
     this.#state = { ...this.#state, connected: true, since: Date.now() };
-    this.#log.info({ url: this.#options.broker.url }, 'connected to the broker');
+    this.#log.info({ broker: brokerAddress(this.#options.broker.url) }, 'connected to the broker');
     const current = () => client === this.#client && client.connected && !this.#stopping;
     try {
       // Subscribe before announcing ourselves: an operator reacting to the birth must not miss us.
@@ -223,4 +223,10 @@ async function withTimeout(work: Promise<unknown>, ms: number): Promise<'done' |
   } finally {
     clearTimeout(timer);
   }
+}
+
+/** Scheme, host and port only: a URL may carry user:password, which must not reach the logs. */
+function brokerAddress(url: string): string {
+  const parsed = new URL(url);
+  return `${parsed.protocol}//${parsed.host}`;
 }

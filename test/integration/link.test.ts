@@ -139,6 +139,15 @@ describe('link: presence', () => {
     expect(outcome).toBe('stopped');
   });
 
+  it('never logs credentials given in the broker URL', async () => {
+    const up = await broker();
+    const { link, logs } = makeLink(brokerConfig(`mqtt://someone:url-secret@127.0.0.1:${up.port}`));
+    started(link);
+    await connected(link);
+    expect(logs().some((line) => line.includes(`127.0.0.1:${up.port}`))).toBe(true);
+    expect(logs().join('\n')).not.toContain('url-secret');
+  });
+
   it('refuses unreadable or oversized TLS files up front, naming the key', () => {
     const { dir, cleanup } = tempDir();
     cleanups.push(cleanup);
