@@ -23,7 +23,9 @@ export function clientOptions(broker: Config['broker'], deviceId: string, will: 
   const options: IClientOptions = {
     clientId: deviceId,
     protocolVersion: 4,
-    clean: true,
+    // A persistent session: the broker keeps the command subscriptions and queues commands (QoS 1) while the
+    // device is away, and hands them over at the next connect. Reports need no such help: they wait in the outbox.
+    clean: false,
     keepalive,
     reconnectPeriod: 0,
     connectTimeout: Math.min(30_000, keepalive * 1500),

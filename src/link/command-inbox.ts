@@ -21,14 +21,18 @@ export class CommandInbox {
     return () => this.#handlers.delete(handler);
   }
 
-  deliver(topic: string, payload: Buffer): void {
+  /**
+   * Returns 'stray' for a topic that is not (or no longer) one of ours: a persistent session may still hold the
+   * subscription of a group the device has left, and the caller unsubscribes it.
+   */
+  deliver(topic: string, payload: Buffer): 'delivered' | 'dropped' | 'stray' {
     if (!this.topics.includes(topic)) {
       this.log.warn({ topic }, 'message on a topic the link did not subscribe to; dropped');
-      return;
+      return 'stray';
     }
     if (payload.length > this.maxBytes) {
       this.log.warn({ topic, bytes: payload.length, maxBytes: this.maxBytes }, 'command larger than limits.maxMessageBytes; dropped');
-      return;
+      return 'dropped';
     }
     for (const handler of this.#handlers) {
       try {
@@ -37,5 +41,6 @@ export class CommandInbox {
         this.log.error({ topic, err }, 'command handler failed');
       }
     }
+    return 'delivered';
   }
 }

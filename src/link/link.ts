@@ -155,7 +155,13 @@ export class MqttLink {
     const client = connect(this.#options.broker.url, options);
     this.#client = client;
     client.on('connect', () => void this.#onConnected(client));
-    client.on('message', (topic, payload) => this.#inbox.deliver(topic, payload));
+    client.on('message', (topic, payload) => {
+      if (this.#inbox.deliver(topic, payload) !== 'stray') return;
+      client.unsubscribeAsync(topic).then(
+        () => this.#log.info({ topic }, 'unsubscribed from a topic left over in the session'),
+        (err: unknown) => this.#recordError(err),
+      );
+    });
     client.on('error', (err) => {
       this.#recordError(err);
       // Stream and protocol errors leave the session in an unknown state (MQTT.js keeps reading after a parse

@@ -253,6 +253,53 @@ describe('link: commands and the drain', () => {
     expect(link.state().connected).toBe(true);
   });
 
+  it('receives commands sent while it was away, through its persistent session', async () => {
+    const up = await broker();
+    const proxy = await FaultProxy.start(up.port);
+    cleanups.push(() => proxy.close());
+    const { link } = makeLink(brokerConfig(proxy.url));
+    const received: string[] = [];
+    link.onCommand((_topic, payload) => received.push(payload.toString()));
+    started(link);
+    await connected(link);
+
+    proxy.refuse();
+    proxy.cut();
+    await disconnected(link);
+    const fleet = await observe(up.url, []);
+    await fleet.client.publishAsync('fleetlet/v1/devices/dev-a/commands', 'sent-while-away', { qos: 1 });
+    await fleet.client.publishAsync('fleetlet/v1/groups/canary/commands', 'group-while-away', { qos: 1 });
+    expect(received).toEqual([]);
+
+    proxy.heal();
+    await waitFor(() => received.length === 2, 'the queued commands after the reconnect');
+    expect(received.sort()).toEqual(['group-while-away', 'sent-while-away']);
+  });
+
+  it('lets go of a group it no longer belongs to, left over in its session', async () => {
+    const up = await broker();
+    const before = makeLink(brokerConfig(up.url), { groups: ['canary', 'retired'] });
+    before.link.start();
+    await connected(before.link);
+    await before.link.stop();
+
+    const { link, logs } = makeLink(brokerConfig(up.url), { groups: ['canary'] });
+    const received: string[] = [];
+    link.onCommand((_topic, payload) => received.push(payload.toString()));
+    started(link);
+    await connected(link);
+    const fleet = await observe(up.url, []);
+    const strays = () => logs().filter((line) => line.includes('did not subscribe')).length;
+    await fleet.client.publishAsync('fleetlet/v1/groups/retired/commands', 'old-group-1', { qos: 1 });
+    await waitFor(() => logs().some((line) => line.includes('unsubscribed from a topic left over')), 'the unsubscribe');
+    expect(strays()).toBe(1);
+    await fleet.client.publishAsync('fleetlet/v1/groups/retired/commands', 'old-group-2', { qos: 1 });
+    await fleet.client.publishAsync('fleetlet/v1/groups/canary/commands', 'current-group', { qos: 1 });
+    await waitFor(() => received.includes('current-group'), 'a command of the current group');
+    expect(received).toEqual(['current-group']);
+    expect(strays()).toBe(1); // unsubscribed after the first: the broker sent no second one
+  });
+
   it('starts the drain after the birth on every connect and stops it on disconnect', async () => {
     const up = await broker();
     const proxy = await FaultProxy.start(up.port);
