@@ -135,6 +135,9 @@ function buildAgentParts({ config }: LoadedConfig, logger: Logger, env: Record<s
     logger,
     agentVersion: FLEETLET_VERSION,
     onCommand: (handler) => link.onCommand((_topic, payload) => handler(payload)),
+    agentHealthy: () => link.state().connected,
+    // A clean stop; systemd (Restart=always) starts the service again, from the new binary.
+    requestRestart: () => process.kill(process.pid, 'SIGTERM'),
   });
   const systemd = new SystemdNotifier(env, logger);
   // Commands start before the link delivers any and stop after it: nothing arrives at a stopped router.

@@ -8,6 +8,7 @@ import { CommandJournal } from './journal.js';
 import type { K3sControl } from './k3s-control.js';
 import { k3sUpgradeHandler } from './k3s-upgrade.js';
 import { pingHandler } from './ping.js';
+import { agentUpgradeHandler } from './agent-upgrade.js';
 import { CommandRouter } from './router.js';
 import { trustedKeyMap } from './trust.js';
 
@@ -23,6 +24,10 @@ export interface CommandsDeps {
   onCommand: (handler: (payload: Buffer) => void) => () => void;
   /** Absent when k3s is disabled or not supervised here: k3s commands are then refused as unavailable. */
   k3s?: K3sControl;
+  /** Connected and publishing: what a self-updated binary must reach to confirm itself. */
+  agentHealthy: () => boolean;
+  /** A clean stop after which the service manager starts the agent again (self-update). */
+  requestRestart: () => void;
 }
 
 const MAX_QUEUED = 16;
@@ -34,7 +39,19 @@ const MAX_QUEUED = 16;
 export function createCommandsPart(deps: CommandsDeps) {
   const { config } = deps;
   const section = config.commands;
-  const handlers: AnyCommandHandler[] = [pingHandler(deps.agentVersion)];
+  const handlers: AnyCommandHandler[] = [
+    pingHandler(deps.agentVersion),
+    agentUpgradeHandler({
+      binaryPath: section.agentUpgrade.binaryPath,
+      stateDir: config.stateDir,
+      currentVersion: deps.agentVersion,
+      confirmTimeoutMs: section.agentUpgrade.confirmTimeoutSeconds * 1000,
+      maxArtifactBytes: section.agentUpgrade.maxArtifactBytes,
+      agentHealthy: deps.agentHealthy,
+      requestRestart: deps.requestRestart,
+      startedAt: Date.now(),
+    }),
+  ];
   if (deps.k3s) {
     handlers.push(
       k3sUpgradeHandler({
