@@ -138,6 +138,11 @@ function buildAgentParts({ config }: LoadedConfig, logger: Logger, env: Record<s
     agentHealthy: () => link.state().connected,
     // A clean stop; systemd (Restart=always) starts the service again, from the new binary.
     requestRestart: () => process.kill(process.pid, 'SIGTERM'),
+    agentLogLines: async (max) =>
+      eventLog
+        .recent(max)
+        .reverse()
+        .map((e) => `${new Date(e.at).toISOString()} ${e.kind} ${JSON.stringify(e.detail)}`),
   });
   const systemd = new SystemdNotifier(env, logger);
   // Commands start before the link delivers any and stop after it: nothing arrives at a stopped router.

@@ -9,6 +9,9 @@ import type { K3sControl } from './k3s-control.js';
 import { k3sUpgradeHandler } from './k3s-upgrade.js';
 import { pingHandler } from './ping.js';
 import { agentUpgradeHandler } from './agent-upgrade.js';
+import { k3sConfigureHandler } from './k3s-configure.js';
+import { k3sRestartHandler } from './k3s-restart.js';
+import { logsCollectHandler } from './logs-collect.js';
 import { CommandRouter } from './router.js';
 import { trustedKeyMap } from './trust.js';
 
@@ -28,6 +31,8 @@ export interface CommandsDeps {
   agentHealthy: () => boolean;
   /** A clean stop after which the service manager starts the agent again (self-update). */
   requestRestart: () => void;
+  /** The agent's newest notable lines, oldest first (for logs.collect). */
+  agentLogLines: (max: number) => Promise<string[]>;
 }
 
 const MAX_QUEUED = 16;
@@ -52,13 +57,14 @@ export function createCommandsPart(deps: CommandsDeps) {
       startedAt: Date.now(),
     }),
   ];
-  if (deps.k3s) {
+  const k3s = deps.k3s;
+  handlers.push(logsCollectHandler({ agent: deps.agentLogLines, ...(k3s ? { k3s: (max: number) => k3s.recentLogLines(max) } : {}) }));
+  if (k3s) {
+    const healthTimeoutMs = section.k3sUpgrade.healthTimeoutSeconds * 1000;
     handlers.push(
-      k3sUpgradeHandler({
-        k3s: deps.k3s,
-        healthTimeoutMs: section.k3sUpgrade.healthTimeoutSeconds * 1000,
-        minFreeBytes: section.k3sUpgrade.minFreeBytes,
-      }),
+      k3sUpgradeHandler({ k3s, healthTimeoutMs, minFreeBytes: section.k3sUpgrade.minFreeBytes }),
+      k3sRestartHandler(k3s, healthTimeoutMs),
+      k3sConfigureHandler(k3s, healthTimeoutMs),
     );
   }
   const router = new CommandRouter({

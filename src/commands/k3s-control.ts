@@ -16,6 +16,15 @@ export interface FetchedBinary {
   bytes: number;
 }
 
+/** Node settings a `k3s.configure` command may change; absent fields stay as they are. */
+export interface K3sNodeChanges {
+  labels?: Record<string, string>;
+  taints?: string[];
+  serverUrl?: string;
+  /** Secret: written where k3s reads it (a 0600 token file), never logged or echoed in a result. */
+  joinToken?: string;
+}
+
 export type HealthVerdict = { healthy: true } | { healthy: false; reason: string };
 
 export interface K3sControl {
@@ -29,4 +38,10 @@ export interface K3sControl {
   restart(): Promise<void>;
   /** Resolves once k3s is healthy (kubelet healthz and node registered since the last restart), or with why not. */
   waitHealthy(timeoutMs: number, signal: AbortSignal): Promise<HealthVerdict>;
+  /** Writes the changed settings for the next start, keeping the current ones aside for revertNodeSettings. */
+  applyNodeSettings(changes: K3sNodeChanges): Promise<void>;
+  /** Puts back the settings kept by the last applyNodeSettings. */
+  revertNodeSettings(): Promise<void>;
+  /** The newest lines of k3s's own log, oldest first, at most `max`. */
+  recentLogLines(max: number): Promise<string[]>;
 }

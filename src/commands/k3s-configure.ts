@@ -1,0 +1,40 @@
+import { z } from 'zod';
+import type { CommandHandler } from './handler.js';
+import type { K3sControl } from './k3s-control.js';
+
+const StepSchema = z.object({ phase: z.enum(['applied', 'reverted']), reason: z.string().optional() });
+
+/**
+ * `k3s.configure`: labels, taints, server URL, join-token rotation, applied with a restart. When k3s is not healthy
+ * with the new settings (a wrong token, an unreachable server), the previous settings are put back and k3s
+ * restarted on them, so a bad change cannot strand the node. The token never appears in a result.
+ */
+export function k3sConfigureHandler(k3s: K3sControl, healthTimeoutMs: number): CommandHandler<'k3s.configure'> {
+  return {
+    type: 'k3s.configure',
+    onInterrupted: 'resume',
+    run: async (context) => {
+      const saved = StepSchema.safeParse(context.savedStep);
+      const changed = Object.keys(context.command.args).join(', ');
+      let reason = saved.success ? (saved.data.reason ?? 'unhealthy') : 'unhealthy';
+      if (!saved.success) {
+        await k3s.applyNodeSettings(context.command.args);
+        context.saveStep({ phase: 'applied' }, true);
+        context.progress('applied', changed);
+      }
+      if (!saved.success || saved.data.phase === 'applied') {
+        await k3s.restart();
+        const health = await k3s.waitHealthy(healthTimeoutMs, context.signal);
+        if (health.healthy) return { status: 'succeeded', detail: `applied ${changed}; k3s healthy` };
+        reason = health.reason;
+        await k3s.revertNodeSettings();
+        context.saveStep({ phase: 'reverted', reason }, true);
+        context.progress('reverted', `k3s was not healthy with the new settings: ${health.reason}`);
+      }
+      await k3s.restart();
+      const health = await k3s.waitHealthy(healthTimeoutMs, context.signal);
+      const back = health.healthy ? 'previous settings restored and healthy' : `previous settings restored but not healthy (${health.reason})`;
+      return { status: 'failed', reason: 'rolled_back', detail: `k3s was not healthy with the new ${changed} (${reason}); ${back}` };
+    },
+  };
+}
