@@ -151,6 +151,8 @@ export class CommandRouter {
     }
     this.deps.journal.finish(command.id, outcome.status, outcome.status === 'succeeded' ? (outcome.detail ?? 'ok') : outcome.detail, this.now());
     this.deps.logger.info({ commandId: command.id, outcome: outcome.status }, 'command finished');
+    // Keeps the journal bounded by the commands still valid, whatever the agent's uptime.
+    this.deps.journal.prune(this.now(), this.deps.settings.clockSkewMs);
   }
 
   private reject(commandId: string | null, type: CommandType | null, reason: RejectReason, detail: string): void {
