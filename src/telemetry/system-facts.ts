@@ -2,7 +2,7 @@
  * The facts about the machine that do not change while it runs, as systeminformation reports them. It spawns
  * a few helpers on some systems (dmidecode, lsb_release...), which is fine once at start and never per interval.
  * Only the four modules needed are loaded, not the package index with its twenty (docker, wifi, printers...):
- * that keeps about 5 MiB of RSS off the agent for good (see docs/benchmarks.md, "Telemetry").
+ * that keeps about 11 MiB of RSS off the idle agent for good (see docs/benchmarks.md, "Telemetry").
  */
 export interface SystemFacts {
   model?: string;
