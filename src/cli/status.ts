@@ -179,7 +179,7 @@ export function renderStatus(view: StatusView, now: Date): string {
     const depth = s.outbox.depth;
     const dropped = s.outbox.dropped.status + s.outbox.dropped.event + s.outbox.dropped.result;
     lines.push(['Outbox', `${depth.status} status, ${depth.event} events, ${depth.result} results waiting; ${dropped ? `${dropped} dropped !` : 'none dropped'}`]);
-    lines.push(['Uptime', duration(s.uptimeSeconds)]);
+    if (s.uptimeSeconds !== undefined) lines.push(['Uptime', duration(s.uptimeSeconds)]);
     lines.push(['Sample', `#${s.seq}, ${ago(s.sampledAt, now)}`]);
   }
   const width = Math.max(...lines.map(([k]) => k.length));

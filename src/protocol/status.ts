@@ -23,7 +23,7 @@ export const StatusSchema = z.object({
   sampledAt: z.iso.datetime(),
   /** Set by the link when the sample is sent from the backlog after an outage. */
   historical: z.boolean().optional(),
-  uptimeSeconds: z.number().min(0),
+  uptimeSeconds: z.number().min(0).optional(),
   cpu: z.object({
     /** Busy share of all cores since the previous sample. */
     percent: percent.optional(),

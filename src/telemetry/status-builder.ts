@@ -14,7 +14,7 @@ export function buildStatus(seq: number, sample: RawSample, providers: Telemetry
     schemaVersion: SCHEMA_VERSION,
     seq,
     sampledAt: sample.sampledAt.toISOString(),
-    uptimeSeconds: sample.uptimeSeconds ?? 0,
+    uptimeSeconds: sample.uptimeSeconds,
     cpu: { percent: sample.cpuPercent, load: sample.load, mhz: sample.cpuMhz },
     memory: sample.memory,
     disks: sample.disks.map(({ name, totalBytes, freeBytes }) => ({ name, totalBytes, freeBytes })),

@@ -91,6 +91,17 @@ describe('Sampler on a Raspberry Pi tree', () => {
       }
       const status = buildStatus(1, sample, DEFAULT_PROVIDERS);
       expect(StatusSchema.parse(status)).toEqual(status);
+      // Left out, not reported as zero: a zero uptime or load would be a wrong reading.
+      expect(JSON.parse(JSON.stringify(status))).toEqual({
+        schemaVersion: 1,
+        seq: 1,
+        sampledAt: status.sampledAt,
+        cpu: {},
+        disks: [],
+        k3s: { state: 'unknown', healthy: false },
+        link: { connected: false },
+        outbox: { depth: { status: 0, event: 0, result: 0 }, dropped: { status: 0, event: 0, result: 0 } },
+      });
     }
   });
 
