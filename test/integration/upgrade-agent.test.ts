@@ -53,6 +53,11 @@ class ServiceManager {
     this.child = child;
   }
 
+  /** A power cut for the agent: SIGKILL, then the manager starts it again as systemd would. */
+  kill(): void {
+    this.child?.kill('SIGKILL');
+  }
+
   async stop(): Promise<void> {
     this.stopped = true;
     const child = this.child;
@@ -139,6 +144,49 @@ describe('agent self-update', () => {
     expect(device.service.output).toContain('previous binary restored');
     expect(device.service.starts).toBe(3);
   });
+
+  it('a new binary that runs but never gets healthy restores the previous one itself before the deadline', async () => {
+    // The real agent, started with a broker address it cannot reach: alive, but never connected.
+    const unreachable = Buffer.from(
+      `#!/bin/sh\nFLEETLET_BROKER_URL=mqtt://127.0.0.1:1 exec ${JSON.stringify(process.execPath)} ${JSON.stringify(FLEETLET_BUNDLE)} "$@"\n`,
+    );
+    const device = await setup(unreachable);
+    const command = device.upgrade(unreachable);
+    await device.fleet.client.publishAsync('fleetlet/v1/devices/test-device/commands', encode(command), { qos: 1 });
+    const result = await device.final(command.id);
+    expect(result.json, device.service.output).toMatchObject({ status: 'failed', reason: 'reverted' });
+    expect(sha(readFileSync(device.binary))).toBe(device.oldSha);
+    expect(device.service.output).toContain('did not become healthy in time');
+    expect(device.service.output).not.toContain('previous binary restored');
+    expect(device.service.starts).toBe(3);
+  }, 60_000);
+
+  it.each(['download', 'swap', 'restarting'])('SIGKILL as the %s step is reported: the device still ends on a working binary and reports once', async (step) => {
+    const newBinary = Buffer.concat([readFileSync(FLEETLET_BUNDLE), Buffer.from(`\n// build killed at ${step}\n`)]);
+    const device = await setup(newBinary);
+    const command = device.upgrade(newBinary);
+    await device.fleet.client.publishAsync('fleetlet/v1/devices/test-device/commands', encode(command), { qos: 1 });
+    await device.fleet.waitFor((m) => {
+      const r = m.json as CommandResult;
+      return r.commandId === command.id && r.status === 'progress' && r.step === step;
+    }, `the ${step} progress`);
+    device.service.kill();
+    const result = await device.final(command.id);
+    const finals = device.fleet.messages.filter((m) => {
+      const r = m.json as CommandResult;
+      return m.topic === RESULTS && r.commandId === command.id && ['succeeded', 'failed'].includes(r.status);
+    });
+    expect(finals).toHaveLength(1);
+    // Either outcome is safe; what must hold is that the binary in place matches what was reported.
+    const installed = sha(readFileSync(device.binary));
+    if ((result.json as CommandResult).status === 'succeeded') expect(installed).toBe(sha(newBinary));
+    else expect([device.oldSha, sha(newBinary)]).toContain(installed);
+    await waitFor(
+      () => device.fleet.messages.filter((m) => m.topic === PRESENCE && (m.json as { state: string }).state === 'online').length >= 2,
+      'the agent back online',
+      30_000,
+    );
+  }, 90_000);
 
   it('refuses an artifact whose sha256 does not match, changing nothing', async () => {
     const newBinary = Buffer.concat([readFileSync(FLEETLET_BUNDLE), Buffer.from('\n// tampered\n')]);
