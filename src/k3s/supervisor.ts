@@ -1,0 +1,353 @@
+import { existsSync, mkdirSync, renameSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { backoffCeiling } from '../lib/backoff.js';
+import { childEnvironment } from './args.js';
+import {
+  adoptAgent,
+  clearProcessRecord,
+  processStartTime,
+  readProcessRecord,
+  spawnAgent,
+  writeProcessRecord,
+  type AgentProcess,
+  type ExitInfo,
+} from './agent-process.js';
+import type { K3sEvent } from './events.js';
+import { probeHealthz } from './health.js';
+import { classifyLine, isReadyLine } from './log-patterns.js';
+import { LogRing } from './log-ring.js';
+import { LogTail } from './log-tail.js';
+import {
+  DEFAULT_TIMINGS,
+  SYSTEM_CLOCK,
+  type Clock,
+  type K3sStatus,
+  type StateName,
+  type SupervisorOptions,
+  type SupervisorTimings,
+} from './supervisor-options.js';
+
+type State =
+  | { name: 'stopped' }
+  | { name: 'launching' }
+  | { name: 'not-installed' }
+  | { name: 'starting' | 'running-healthy' | 'running-unhealthy' | 'stopping'; child: AgentProcess }
+  | { name: 'backoff' | 'crash-loop'; delayMs: number };
+
+export const LOG_FILE = 'agent-output.log';
+export const RECORD_FILE = 'agent-process.json';
+export const STATUS_FILE = 'agent-status.json';
+
+/**
+ * Runs `k3s agent` as an explicit state machine in the manner of Mender's client: every state's handler waits for
+ * what can happen in it and returns the next state.
+ *
+ *   launching -> starting -> running-healthy <-> running-unhealthy
+ *   any exit (k3s exits 0 on internal failures too) -> backoff -> launching, or -> crash-loop -> launching
+ *   stop -> stopping (ONE SIGTERM, SIGKILL after the grace period) -> stopped
+ *
+ * k3s writes to a log file, not a pipe, and its pid and start time are recorded, so that a fleetlet restart adopts
+ * the running k3s instead of starting a second one.
+ */
+export class K3sSupervisor {
+  private readonly t: SupervisorTimings;
+  private readonly clock: Clock;
+  private readonly random: () => number;
+  private readonly ring: LogRing;
+  private readonly tail: LogTail;
+  private readonly stopController = new AbortController();
+  private keepRunningOnStop = false;
+  private loop: Promise<void> | undefined;
+  private exitTimes: number[] = [];
+  private attempt = 0;
+  private healthySince: number | undefined;
+  private seenProblems = new Set<string>();
+  private current: K3sStatus;
+
+  constructor(private readonly options: SupervisorOptions) {
+    this.t = { ...DEFAULT_TIMINGS, ...options.timings };
+    this.clock = options.clock ?? SYSTEM_CLOCK;
+    this.random = options.random ?? Math.random;
+    this.ring = new LogRing(options.logRingLines ?? 500);
+    this.tail = new LogTail(this.logFile, (line) => this.onLogLine(line), {
+      pollMs: this.t.logPollMs,
+      maxFileBytes: options.maxLogFileBytes ?? 20 * 1024 * 1024,
+      maxLineLength: 4096,
+    });
+    this.current = { state: 'stopped', since: this.clock.now(), adopted: false, restarts: 0, registered: false };
+  }
+
+  get logFile(): string {
+    return join(this.options.workDir, LOG_FILE);
+  }
+
+  private get recordFile(): string {
+    return join(this.options.workDir, RECORD_FILE);
+  }
+
+  status(): K3sStatus {
+    return { ...this.current };
+  }
+
+  recentLogLines(max: number): string[] {
+    return this.ring.lines(max);
+  }
+
+  /** Adopts a k3s left running by a previous fleetlet, or starts one. Returns at once; the machine runs on. */
+  async start(): Promise<void> {
+    mkdirSync(this.options.workDir, { recursive: true, mode: 0o700 });
+    const record = readProcessRecord(this.recordFile);
+    const adopted = record ? adoptAgent(record, this.t.adoptPollMs) : undefined;
+    await this.tail.start(true);
+    let first: State = { name: 'launching' };
+    if (adopted) {
+      this.emit('k3s.adopted', { pid: adopted.pid });
+      first = { name: 'starting', child: adopted };
+    }
+    this.loop = this.run(first);
+  }
+
+  /**
+   * Stops k3s (one SIGTERM, SIGKILL after the grace period) and the machine. With keepRunning, only the machine
+   * stops and k3s is left for the next fleetlet to adopt (self-update, restart of fleetlet alone).
+   */
+  async stop(options: { keepRunning?: boolean } = {}): Promise<void> {
+    this.keepRunningOnStop = options.keepRunning === true;
+    this.stopController.abort();
+    await this.loop;
+    this.tail.stop();
+    await this.tail.poll().catch(() => undefined);
+  }
+
+  /** Restarts k3s now: one SIGTERM, then a start without backoff. Resolves when the new process runs. */
+  async restart(): Promise<void> {
+    this.restartRequested = true;
+    this.restartWaker?.();
+    for (let i = 0; i < 600 && this.restartRequested; i++) await this.clock.sleep(50, this.stopController.signal).catch(() => undefined);
+  }
+
+  private restartRequested = false;
+  private spawnedBefore = false;
+  private restartWaker: (() => void) | undefined;
+
+  private async run(first: State): Promise<void> {
+    let state = first;
+    this.enter(state);
+    while (state.name !== 'stopped') {
+      let next: State;
+      try {
+        next = await this.step(state);
+      } catch (err) {
+        this.options.logger.error({ err, state: state.name }, 'k3s supervisor step failed; backing off');
+        next = this.backoffAfter(undefined);
+      }
+      this.enter(next);
+      state = next;
+    }
+  }
+
+  private step(state: State): Promise<State> {
+    switch (state.name) {
+      case 'launching':
+        return this.launch();
+      case 'not-installed':
+        return this.waitThenLaunch(this.t.notInstalledRetryMs);
+      case 'starting':
+      case 'running-healthy':
+      case 'running-unhealthy':
+        return this.watch(state.child, state.name);
+      case 'backoff':
+      case 'crash-loop':
+        return this.waitThenLaunch(state.delayMs);
+      case 'stopping':
+        return this.terminate(state.child);
+      case 'stopped':
+        return Promise.resolve(state);
+    }
+  }
+
+  private async launch(): Promise<State> {
+    if (this.stopping) return { name: 'stopped' };
+    if (!existsSync(this.options.binaryPath)) return { name: 'not-installed' };
+    try {
+      await this.options.beforeLaunch?.();
+      const invocation = this.options.invocation();
+      const child = await spawnAgent({
+        binaryPath: this.options.binaryPath,
+        args: invocation.args,
+        env: childEnvironment(this.options.baseEnv, invocation),
+        logFile: this.logFile,
+      });
+      const startTime = processStartTime(child.pid);
+      if (startTime) {
+        writeProcessRecord(this.recordFile, { pid: child.pid, startTime, binaryPath: this.options.binaryPath, startedAt: this.clock.now() });
+      }
+      if (this.spawnedBefore) this.current.restarts += 1;
+      this.spawnedBefore = true;
+      this.seenProblems.clear();
+      this.current.problem = undefined;
+      this.current.registered = false;
+      this.restartRequested = false;
+      return { name: 'starting', child };
+    } catch (err) {
+      this.emit('k3s.start_failed', { error: err instanceof Error ? err.message : String(err) });
+      return this.backoffAfter(undefined);
+    }
+  }
+
+  /** The running states: probe health every interval until the process exits or a stop/restart is asked. */
+  private async watch(child: AgentProcess, name: 'starting' | 'running-healthy' | 'running-unhealthy'): Promise<State> {
+    let failures = 0;
+    for (;;) {
+      const outcome = await this.waitFor(this.t.healthIntervalMs, child);
+      if (outcome === 'exit') return this.afterExit(await child.exited);
+      if (outcome === 'stop' || this.restartRequested) return { name: 'stopping', child };
+      const healthy = await probeHealthz(this.options.healthzUrl, this.t.probeTimeoutMs);
+      if (healthy) {
+        failures = 0;
+        if (name !== 'running-healthy') return { name: 'running-healthy', child };
+        if (this.healthySince !== undefined && this.clock.now() - this.healthySince >= this.t.stableMs) {
+          this.attempt = 0;
+          this.exitTimes = [];
+        }
+      } else if (name === 'running-healthy' && ++failures >= this.t.unhealthyAfterFailures) {
+        return { name: 'running-unhealthy', child };
+      }
+    }
+  }
+
+  private async afterExit(exit: ExitInfo): Promise<State> {
+    // Read what k3s wrote before it died: its last lines usually say why.
+    await this.tail.poll().catch(() => undefined);
+    this.current.lastExit = exit;
+    clearProcessRecord(this.recordFile);
+    this.emit('k3s.down', { code: exit.code, signal: exit.signal, lastLines: this.ring.lines(20) });
+    return this.backoffAfter(exit);
+  }
+
+  private backoffAfter(exit: ExitInfo | undefined): State {
+    const now = this.clock.now();
+    this.exitTimes = [...this.exitTimes.filter((at) => now - at < this.t.crashLoopWindowMs), now];
+    if (this.exitTimes.length >= this.t.crashLoopExits) {
+      this.emit(
+        'k3s.crash_loop',
+        { exits: this.exitTimes.length, windowMs: this.t.crashLoopWindowMs, retryMs: this.t.crashLoopRetryMs, lastExit: exit },
+        this.current.problem?.remedy,
+      );
+      return { name: 'crash-loop', delayMs: this.t.crashLoopRetryMs };
+    }
+    // Exponential with jitter, never below half the ceiling: a crashing k3s must not spin.
+    const ceiling = backoffCeiling(this.attempt++, { baseMs: this.t.backoffBaseMs, capMs: this.t.backoffCapMs });
+    return { name: 'backoff', delayMs: Math.round(ceiling / 2 + (this.random() * ceiling) / 2) };
+  }
+
+  private async waitThenLaunch(delayMs: number): Promise<State> {
+    this.current.nextStartAt = this.clock.now() + delayMs;
+    const outcome = await this.waitFor(delayMs, undefined);
+    this.current.nextStartAt = undefined;
+    return outcome === 'stop' ? { name: 'stopped' } : { name: 'launching' };
+  }
+
+  private async terminate(child: AgentProcess): Promise<State> {
+    if (this.keepRunningOnStop && !this.restartRequested) return { name: 'stopped' };
+    if (child.isRunning()) child.signal('SIGTERM'); // once: a second SIGTERM makes k3s exit 1 at once
+    const graceTimer = new AbortController();
+    const graceful = await Promise.race([
+      child.exited.then(() => true),
+      this.clock.sleep(this.t.graceMs, graceTimer.signal).then(
+        () => false,
+        () => true,
+      ),
+    ]);
+    graceTimer.abort();
+    if (!graceful) {
+      this.emit('k3s.stop_forced', { pid: child.pid, graceMs: this.t.graceMs });
+      child.signal('SIGKILL');
+    }
+    this.current.lastExit = await child.exited;
+    clearProcessRecord(this.recordFile);
+    if (this.restartRequested && !this.stopping) return { name: 'launching' };
+    this.emit('k3s.down', { code: this.current.lastExit.code, signal: this.current.lastExit.signal, requested: true });
+    return { name: 'stopped' };
+  }
+
+  private get stopping(): boolean {
+    return this.stopController.signal.aborted;
+  }
+
+  /** Waits `ms`, or less when the child exits, a stop is asked or a restart is asked. */
+  private async waitFor(ms: number, child: AgentProcess | undefined): Promise<'tick' | 'exit' | 'stop'> {
+    if (this.stopping) return 'stop';
+    const timer = new AbortController();
+    const stopped = this.stopController.signal;
+    const onStop = () => timer.abort();
+    stopped.addEventListener('abort', onStop);
+    const woken = new Promise<'tick'>((resolve) => (this.restartWaker = () => resolve('tick')));
+    try {
+      return await Promise.race([
+        child ? child.exited.then(() => 'exit' as const) : new Promise<never>(() => {}),
+        this.clock.sleep(ms, timer.signal).then(
+          () => 'tick' as const,
+          () => 'stop' as const,
+        ),
+        woken,
+      ]);
+    } finally {
+      timer.abort();
+      stopped.removeEventListener('abort', onStop);
+      this.restartWaker = undefined;
+    }
+  }
+
+  private enter(state: State): void {
+    const previous = this.current.state;
+    const name: StateName = state.name === 'launching' ? 'starting' : state.name;
+    const child = 'child' in state ? state.child : undefined;
+    this.current = { ...this.current, state: name, pid: child?.pid, adopted: child?.adopted ?? false };
+    if (name !== previous) {
+      this.current.since = this.clock.now();
+      this.options.logger.info({ from: previous, to: name, pid: child?.pid }, 'k3s state');
+      if (name === 'running-healthy') {
+        this.healthySince = this.clock.now();
+        this.emit('k3s.up', { pid: child?.pid });
+      } else this.healthySince = undefined;
+      if (name === 'running-unhealthy') this.emit('k3s.unhealthy', { pid: child?.pid, lastLines: this.ring.lines(20) });
+      if (name === 'not-installed') {
+        this.emit('k3s.not_installed', { binaryPath: this.options.binaryPath }, 'run `fleetlet k3s install`, or install from an air-gap folder');
+      }
+    }
+    this.saveStatus();
+  }
+
+  private onLogLine(line: string): void {
+    this.ring.push(line);
+    if (isReadyLine(line)) this.current.registered = true;
+    const problem = classifyLine(line);
+    if (!problem) return;
+    this.current.problem = { kind: problem.kind, remedy: problem.remedy, line, at: this.clock.now() };
+    // k3s repeats these every few seconds; one event per run is news, the rest is noise.
+    if (this.seenProblems.has(problem.kind)) return;
+    this.seenProblems.add(problem.kind);
+    this.emit(problem.kind, { line }, problem.remedy);
+  }
+
+  private emit(kind: K3sEvent['kind'], detail: Record<string, unknown>, remedy?: string): void {
+    const event: K3sEvent = { kind, at: this.clock.now(), detail, ...(remedy ? { remedy } : {}) };
+    this.options.logger.info({ event: kind, remedy }, 'k3s event');
+    try {
+      this.options.sink.emit(event);
+    } catch (err) {
+      this.options.logger.error({ err, event: kind }, 'k3s event sink failed');
+    }
+  }
+
+  private saveStatus(): void {
+    try {
+      const file = join(this.options.workDir, STATUS_FILE);
+      writeFileSync(`${file}.tmp`, JSON.stringify({ ...this.current, savedAt: this.clock.now() }), { mode: 0o600 });
+      renameSync(`${file}.tmp`, file);
+    } catch (err) {
+      this.options.logger.warn({ err }, 'cannot save k3s status');
+    }
+  }
+}

@@ -1,0 +1,172 @@
+import { chmodSync, copyFileSync, readFileSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { descendantsOf } from '../helpers/processes.js';
+import { FAKE_K3S } from '../helpers/fake-k3s.js';
+import { isAlive, JOIN_TOKEN, supervisedFake, waitUntil, type SupervisedFake } from '../helpers/k3s-supervisor.js';
+import { tempDir } from '../helpers/paths.js';
+
+let dir: string;
+let cleanup: () => void;
+let running: SupervisedFake[] = [];
+
+beforeEach(() => {
+  ({ dir, cleanup } = tempDir('fleetlet-k3s-sup-'));
+});
+afterEach(async () => {
+  for (const fake of running) await fake.supervisor.stop();
+  running = [];
+  cleanup();
+});
+
+async function start(
+  env: Record<string, string> = {},
+  runs?: Record<string, unknown>[],
+  overrides: Parameters<typeof supervisedFake>[2] = {},
+): Promise<SupervisedFake> {
+  const fake = await supervisedFake(dir, env, overrides);
+  if (runs) fake.script(runs);
+  running.push(fake);
+  await fake.supervisor.start();
+  return fake;
+}
+
+const state = (fake: SupervisedFake) => fake.supervisor.status().state;
+const logText = (fake: SupervisedFake) => readFileSync(join(fake.workDir, 'agent-output.log'), 'utf8');
+
+describe('k3s supervisor', () => {
+  it('starts k3s, reports it healthy and stops it with one SIGTERM, leaving no process behind', async () => {
+    const fake = await start();
+    await waitUntil(() => state(fake) === 'running-healthy', 'healthy');
+    const { pid } = fake.supervisor.status();
+    expect(fake.kinds()).toContain('k3s.up');
+    await waitUntil(() => fake.supervisor.status().registered, 'registered line seen');
+
+    // The join token reached k3s through its environment, never its command line.
+    const cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
+    expect(cmdline).toContain('--server');
+    expect(cmdline).not.toContain(JOIN_TOKEN);
+    const record = JSON.parse(readFileSync(join(dir, `${pid}.json`), 'utf8')) as { tokenLength: number; argv: string[] };
+    expect(record.tokenLength).toBe(JOIN_TOKEN.length);
+    expect(readFileSync(`/proc/${pid}/environ`, 'utf8').split('\0')).toContain(`K3S_TOKEN=${JOIN_TOKEN}`);
+    expect(readFileSync(`/proc/${process.pid}/cmdline`, 'utf8')).not.toContain(JOIN_TOKEN);
+
+    await fake.supervisor.stop();
+    expect(state(fake)).toBe('stopped');
+    expect(fake.supervisor.status().lastExit).toMatchObject({ code: 0, signal: null });
+    expect(isAlive(pid!)).toBe(false);
+    expect(descendantsOf(process.pid)).toEqual([]);
+    expect(logText(fake)).not.toContain('Second shutdown signal');
+    expect(fake.supervisor.recentLogLines(100).some((line) => line.includes('Starting k3s agent'))).toBe(true);
+  });
+
+  it('restarts k3s after it exits 0 on an internal failure', async () => {
+    const fake = await start({}, [{ crashAfterMs: 300, crashMode: 'exit0' }, {}]);
+    await waitUntil(() => fake.kinds().includes('k3s.down'), 'the crash');
+    expect(fake.events.find((event) => event.kind === 'k3s.down')!.detail).toMatchObject({ code: 0 });
+    await waitUntil(() => state(fake) === 'running-healthy' && fake.supervisor.status().restarts === 1, 'healthy after restart');
+    expect(fake.kinds().filter((kind) => kind === 'k3s.up')).toHaveLength(2);
+  });
+
+  it('restarts k3s after a SIGKILL from outside', async () => {
+    const fake = await start();
+    await waitUntil(() => state(fake) === 'running-healthy', 'healthy');
+    const first = fake.supervisor.status().pid!;
+    process.kill(first, 'SIGKILL');
+    await waitUntil(() => state(fake) === 'running-healthy' && fake.supervisor.status().pid !== first, 'a new healthy k3s');
+    expect(fake.events.find((event) => event.kind === 'k3s.down')!.detail).toMatchObject({ signal: 'SIGKILL' });
+  });
+
+  it('declares a crash loop after repeated exits and says so once', async () => {
+    const fake = await start({}, [{ crashAfterMs: 50, crashMode: 'exit1' }]);
+    await waitUntil(() => state(fake) === 'crash-loop', 'crash loop');
+    expect(fake.kinds().filter((kind) => kind === 'k3s.down')).toHaveLength(3);
+    expect(fake.kinds().filter((kind) => kind === 'k3s.crash_loop')).toHaveLength(1);
+    expect(fake.supervisor.status().nextStartAt).toBeGreaterThan(Date.now() + 30_000);
+  });
+
+  it('turns a missing memory cgroup into an event with the cmdline.txt fix', async () => {
+    const fake = await start({ FAKE_K3S_CGROUP: 'v1-no-memory' });
+    await waitUntil(() => state(fake) === 'crash-loop', 'crash loop');
+    const cgroup = fake.events.filter((event) => event.kind === 'k3s.cgroup_missing');
+    expect(cgroup.length).toBeGreaterThanOrEqual(1);
+    expect(cgroup[0]!.remedy).toContain('cgroup_memory=1 cgroup_enable=memory');
+    expect(cgroup[0]!.remedy).toContain('/boot/firmware/cmdline.txt');
+    expect(fake.events.find((event) => event.kind === 'k3s.crash_loop')!.remedy).toContain('cmdline.txt');
+    expect(fake.supervisor.status().lastExit).toMatchObject({ code: 1 });
+  });
+
+  it('reports a rejected node password while k3s keeps retrying without exiting', async () => {
+    const fake = await start({ FAKE_K3S_SERVER: 'password-rejected' });
+    await waitUntil(() => fake.kinds().includes('k3s.password_rejected'), 'password event');
+    const pid = fake.supervisor.status().pid!;
+    await waitUntil(() => (logText(fake).match(/Node password rejected/g) ?? []).length >= 4, 'several retries');
+    expect(fake.kinds().filter((kind) => kind === 'k3s.password_rejected')).toHaveLength(1);
+    expect(fake.supervisor.status()).toMatchObject({ state: 'starting', pid, problem: { kind: 'k3s.password_rejected' } });
+    expect(fake.events.find((event) => event.kind === 'k3s.password_rejected')!.remedy).toMatch(/kubectl delete node/);
+    expect(fake.kinds()).not.toContain('k3s.down');
+  });
+
+  it('kills a k3s that ignores SIGTERM after the grace period, having sent only one SIGTERM', async () => {
+    const fake = await start({ FAKE_K3S_ON_SIGTERM: 'hang' });
+    await waitUntil(() => state(fake) === 'running-healthy', 'healthy');
+    const pid = fake.supervisor.status().pid!;
+    await fake.supervisor.stop();
+    expect(fake.kinds()).toContain('k3s.stop_forced');
+    expect(fake.supervisor.status().lastExit).toMatchObject({ signal: 'SIGKILL' });
+    expect(isAlive(pid)).toBe(false);
+    expect(logText(fake)).not.toContain('Second shutdown signal');
+    expect(descendantsOf(process.pid)).toEqual([]);
+  });
+
+  it('notices a k3s whose kubelet stops answering healthz', async () => {
+    const fake = await start({ FAKE_K3S_HEALTHZ_FAIL_AFTER_MS: '1500' });
+    await waitUntil(() => state(fake) === 'running-healthy', 'healthy');
+    await waitUntil(() => state(fake) === 'running-unhealthy', 'unhealthy');
+    expect(fake.kinds()).toContain('k3s.unhealthy');
+  });
+
+  it('restarts on request: one SIGTERM, then a new process', async () => {
+    const fake = await start();
+    await waitUntil(() => state(fake) === 'running-healthy', 'healthy');
+    const first = fake.supervisor.status().pid!;
+    await fake.supervisor.restart();
+    expect(isAlive(first)).toBe(false);
+    await waitUntil(() => state(fake) === 'running-healthy', 'healthy again');
+    expect(fake.supervisor.status().pid).not.toBe(first);
+    expect(fake.supervisor.status().restarts).toBe(1);
+  });
+
+  it('lets the next fleetlet adopt a k3s that is still running instead of starting another', async () => {
+    const first = await start();
+    await waitUntil(() => state(first) === 'running-healthy', 'healthy');
+    const pid = first.supervisor.status().pid!;
+    await first.supervisor.stop({ keepRunning: true });
+    running = [];
+    expect(isAlive(pid)).toBe(true);
+
+    // The adopted k3s keeps serving healthz where the first one told it to.
+    const second = await start({}, undefined, { healthzUrl: first.healthzUrl });
+    await waitUntil(() => state(second) === 'running-healthy', 'adopted and healthy');
+    expect(second.supervisor.status()).toMatchObject({ pid, adopted: true });
+    expect(second.kinds()).toContain('k3s.adopted');
+    expect(readdirSync(dir).filter((name) => /^\d+\.json$/.test(name))).toHaveLength(1); // one k3s ever started
+
+    await second.supervisor.stop();
+    await waitUntil(() => !isAlive(pid), 'adopted k3s stopped');
+    expect(descendantsOf(process.pid)).toEqual([]);
+  });
+
+  it('reports a missing binary honestly and starts once it appears', async () => {
+    const binaryPath = join(dir, 'bin-k3s');
+    const fake = await supervisedFake(dir, {}, { binaryPath });
+    running.push(fake);
+    await fake.supervisor.start();
+    await waitUntil(() => state(fake) === 'not-installed', 'not installed');
+    expect(fake.kinds().filter((kind) => kind === 'k3s.not_installed')).toHaveLength(1);
+    copyFileSync(FAKE_K3S, binaryPath);
+    chmodSync(binaryPath, 0o755);
+    await waitUntil(() => state(fake) !== 'not-installed', 'started');
+    expect(fake.kinds()).not.toContain('k3s.start_failed');
+  });
+});
