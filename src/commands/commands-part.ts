@@ -77,6 +77,7 @@ export function createCommandsPart(deps: CommandsDeps) {
       maxLifetimeMs: section.maxLifetimeSeconds * 1000,
       maxBytes: section.maxCommandBytes,
       maxQueued: MAX_QUEUED,
+      maxRejectionsPerMinute: section.maxRejectionsPerMinute,
     },
     journal: new CommandJournal(deps.db),
     outbox: deps.outbox,

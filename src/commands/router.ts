@@ -5,6 +5,7 @@ import { SCHEMA_VERSION, type Topics } from '../protocol/topics.js';
 import type { Outbox } from '../store/outbox.js';
 import type { AnyCommandHandler, CommandContext, HandlerOutcome } from './handler.js';
 import type { CommandJournal } from './journal.js';
+import { RejectionBudget } from './rejection-budget.js';
 import { verifyCommand, type TrustedKey } from './verify.js';
 
 export interface RouterSettings {
@@ -17,6 +18,8 @@ export interface RouterSettings {
   maxBytes: number;
   /** Commands waiting behind the running one; more are refused as `busy` (not journaled: they may be resent). */
   maxQueued: number;
+  /** `rejected` results sent per minute at most; further refusals are only logged and counted. */
+  maxRejectionsPerMinute?: number;
 }
 
 export interface RouterDeps {
@@ -40,10 +43,12 @@ export class CommandRouter {
   private queue: Promise<void> = Promise.resolve();
   private queued = 0;
   private readonly now: () => number;
+  private readonly rejections: RejectionBudget;
 
   constructor(private readonly deps: RouterDeps) {
     for (const handler of deps.handlers) this.handlers.set(handler.type, handler);
     this.now = deps.now ?? Date.now;
+    this.rejections = new RejectionBudget(deps.settings.maxRejectionsPerMinute ?? DEFAULT_REJECTIONS_PER_MINUTE, this.now());
   }
 
   /** Entry point for a raw payload from a command topic. Never throws. */
@@ -156,6 +161,15 @@ export class CommandRouter {
   }
 
   private reject(commandId: string | null, type: CommandType | null, reason: RejectReason, detail: string): void {
+    const suppressedBefore = this.rejections.suppressed;
+    if (!this.rejections.take(this.now())) {
+      if (this.rejections.suppressed % 100 === 1) this.deps.logger.warn({ suppressed: this.rejections.suppressed }, 'too many refusals; not reporting them all');
+      return;
+    }
+    if (suppressedBefore > 0) {
+      detail = `${detail} (and ${suppressedBefore} refusal(s) before this one not reported: too many)`;
+      this.rejections.suppressed = 0;
+    }
     this.enqueue({ schemaVersion: SCHEMA_VERSION, commandId, deviceId: this.deps.settings.deviceId, type, at: this.now(), status: 'rejected', reason, detail: boundedDetail(detail) });
   }
 
@@ -168,5 +182,7 @@ export class CommandRouter {
     this.deps.outbox.enqueue({ class: 'result', topic, payload: result as unknown as Record<string, unknown>, qos: 1 });
   }
 }
+
+const DEFAULT_REJECTIONS_PER_MINUTE = 60;
 
 type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never;

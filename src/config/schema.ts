@@ -177,6 +177,12 @@ const CommandsSection = z
       .default(7 * 86_400)
       .describe('Longest validity a command may ask for; bounds how long the replay journal keeps entries.'),
     maxCommandBytes: z.int().min(1024).max(1024 * 1024).default(64 * 1024).describe('Largest command envelope accepted.'),
+    maxRejectionsPerMinute: z
+      .int()
+      .min(1)
+      .max(10_000)
+      .default(60)
+      .describe('Refusals reported per minute at most; a flood of bad commands cannot crowd real results out of the outbox.'),
     k3sUpgrade: z
       .strictObject({
         healthTimeoutSeconds: z.int().min(10).max(3600).default(300).describe('How long a new k3s has to become healthy.'),

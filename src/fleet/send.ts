@@ -31,6 +31,9 @@ export async function sendSigned(
     const show = (result: CommandResult) => {
       results.push(result);
       out(formatResult(result));
+      // logs.collect: the lines themselves, so the operator need not dig them out of JSON.
+      const lines = result.status === 'progress' ? result.data?.lines : undefined;
+      if (Array.isArray(lines)) for (const line of lines) out(`  ${result.deviceId} | ${String(line)}`);
     };
     if ('device' in envelope.target) {
       const final = listener.finalResult(envelope.id, envelope.target.device, waitSeconds * 1000, show);

@@ -116,6 +116,22 @@ describe('command router', () => {
     expect(statuses.filter((s) => s === 'succeeded')).toHaveLength(2);
   });
 
+  it('reports at most maxRejectionsPerMinute refusals, then says how many it left out', async () => {
+    let now = Date.now();
+    const handler = countingHandler();
+    rig = routerRig({ stateDir: dir.dir, operator, handlers: [handler], settings: { maxRejectionsPerMinute: 60 }, now: () => now });
+    for (let i = 0; i < 100; i++) rig.router.receive(Buffer.from(`garbage ${i}`));
+    expect(rig.outbox.results()).toHaveLength(60);
+    now += 30_000;
+    rig.router.receive(Buffer.from('more garbage'));
+    expect(rig.outbox.results().at(-1)).toMatchObject({ status: 'rejected', reason: 'malformed', detail: expect.stringContaining('and 40 refusal(s)') });
+    // Accepted commands are not limited by it.
+    const envelope = signedCommand(operator, { type: 'k3s.restart' });
+    rig.router.receive(encode(envelope));
+    await rig.router.idle();
+    expect(rig.outbox.results().filter((r) => r.commandId === envelope.id).map((r) => r.status)).toEqual(['accepted', 'succeeded']);
+  });
+
   it('reports a handler that throws as failed with its message', async () => {
     const broken: CommandHandler<'k3s.restart'> = {
       type: 'k3s.restart',

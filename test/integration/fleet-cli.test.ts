@@ -4,6 +4,7 @@ import { chmodSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { pingHandler } from '../../src/commands/ping.js';
+import { logsCollectHandler } from '../../src/commands/logs-collect.js';
 import { publicKeyToBase64 } from '../../src/protocol/command.js';
 import { startMosquitto, type TestBroker } from '../helpers/mosquitto.js';
 import { FLEETLET_BUNDLE, tempDir } from '../helpers/paths.js';
@@ -53,7 +54,7 @@ describe('fleet CLI against a real broker', () => {
           brokerUrl: broker.url,
           stateDir: join(dir.dir, spec.deviceId),
           operator,
-          handlers: [pingHandler('0.1.0')],
+          handlers: [pingHandler('0.1.0'), logsCollectHandler({ agent: async (max) => [`${spec.deviceId} booted`, 'link connected'].slice(-max) })],
           ...spec,
         }),
       );
@@ -101,6 +102,13 @@ describe('fleet CLI against a real broker', () => {
     const bad = await fleetlet(['fleet', 'send', 'k3s.upgrade', '--device', 'pi-1', '--arg', 'version=latest', '--key', keyFile, ...common()]);
     expect(bad.code).toBe(64);
     expect(bad.stderr).toContain('invalid args for k3s.upgrade');
+  });
+
+  it('shows the lines a logs.collect brings back', async () => {
+    const run = await fleetlet(['fleet', 'send', 'logs.collect', '--device', 'pi-2', '--arg', 'lines=5', '--key', keyFile, '--wait', '20', ...common()]);
+    expect(run.code, run.stderr).toBe(0);
+    expect(run.stdout).toContain('  pi-2 | pi-2 booted\n  pi-2 | link connected\n');
+    expect(run.stdout).toMatch(/succeeded: 2 line\(s\) in 1 chunk\(s\)/);
   });
 
   it('exits 75 when nobody answers in time', async () => {
