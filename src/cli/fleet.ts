@@ -1,3 +1,4 @@
+import { readFileSync, statSync } from 'node:fs';
 import { Option, type Command } from 'commander';
 import { FleetletError, UsageError } from '../lib/errors.js';
 import { COMMAND_ARGS, COMMAND_TYPES, type CommandTarget, type CommandType } from '../protocol/command.js';
@@ -41,6 +42,7 @@ export function registerFleetCommands(program: Command, io: CliIo, setExitCode: 
     .option('--group <name>', 'target group')
     .option('--args <json>', 'arguments as a JSON object')
     .option('--arg <key=value>', 'one argument (repeatable); the value is JSON if it parses, else a string', collect, [])
+    .option('--arg-file <key=file>', 'one argument read from a file, for secrets such as joinToken (kept off the command line)', collect, [])
     .option('--ttl <seconds>', 'how long the command stays valid', '3600')
     .option('--wait <seconds>', 'how long to wait for results', '60')
     .action(guarded(io, setExitCode, async (type: string, options: SendFlags, command: Command) => {
@@ -182,6 +184,7 @@ interface SendFlags {
   group?: string;
   args?: string;
   arg: string[];
+  argFile: string[];
   ttl: string;
   wait: string;
 }
@@ -251,7 +254,24 @@ function argsOf(options: SendFlags): Record<string, unknown> {
       args[key] = raw;
     }
   }
+  for (const pair of options.argFile) {
+    const at = pair.indexOf('=');
+    if (at <= 0) throw new UsageError(`--arg-file expects key=file, got "${pair}"`);
+    args[pair.slice(0, at)] = readSmallFile(pair.slice(at + 1));
+  }
   return args;
+}
+
+const MAX_ARG_FILE_BYTES = 64 * 1024;
+
+function readSmallFile(file: string): string {
+  try {
+    if (statSync(file).size > MAX_ARG_FILE_BYTES) throw new UsageError(`${file} is larger than ${MAX_ARG_FILE_BYTES} bytes`);
+    return readFileSync(file, 'utf8').trim();
+  } catch (err) {
+    if (err instanceof UsageError) throw err;
+    throw new UsageError(`cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`);
+  }
 }
 
 export function labelsOf(pairs: string[]): Record<string, string> {

@@ -1,6 +1,6 @@
 import { execFile } from 'node:child_process';
 import { createPublicKey, createPrivateKey } from 'node:crypto';
-import { chmodSync, readFileSync, statSync } from 'node:fs';
+import { chmodSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { pingHandler } from '../../src/commands/ping.js';
@@ -109,6 +109,15 @@ describe('fleet CLI against a real broker', () => {
     expect(run.code, run.stderr).toBe(0);
     expect(run.stdout).toContain('  pi-2 | pi-2 booted\n  pi-2 | link connected\n');
     expect(run.stdout).toMatch(/succeeded: 2 line\(s\) in 1 chunk\(s\)/);
+  });
+
+  it('takes a secret argument from a file, keeping it off the command line and out of the output', async () => {
+    const tokenFile = join(dir.dir, 'token');
+    writeFileSync(tokenFile, 'K10new-join-token::server:0123456789\n', { mode: 0o600 });
+    const run = await fleetlet(['fleet', 'send', 'k3s.configure', '--device', 'pi-1', '--arg-file', `joinToken=${tokenFile}`, '--key', keyFile, '--wait', '20', ...common()]);
+    // This test device supervises no k3s: it verified the signed command and refused it as unavailable.
+    expect(run.stdout).toContain('rejected (disabled): k3s.configure is not available on this device');
+    expect(run.stdout + run.stderr).not.toContain('K10new-join-token');
   });
 
   it('exits 75 when nobody answers in time', async () => {
