@@ -6,6 +6,7 @@ import { runDoctor } from './cli/doctor.js';
 import { runProvision } from './cli/provision.js';
 import { runUninstall } from './cli/uninstall.js';
 import { runStatus } from './cli/status.js';
+import { runK3sCli } from './cli/k3s.js';
 import { Lifecycle, type Part } from './daemon/lifecycle.js';
 import { runUntilSignal } from './daemon/run-until-signal.js';
 import { SystemdNotifier } from './daemon/systemd-notify.js';
@@ -24,6 +25,8 @@ import { SqliteOutbox } from './store/sqlite-outbox.js';
 import { Topics } from './protocol/topics.js';
 import { createTelemetry } from './telemetry/create-telemetry.js';
 import { createCommandsPart } from './commands/commands-part.js';
+import { readMachineIdentity, resolveDeviceId } from './identity/device-id.js';
+import { createK3sPart } from './k3s/k3s-part.js';
 
 /** The composition root: the only place that builds parts and wires them together. */
 
@@ -48,6 +51,7 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
     provision: (options) => runProvision({ ...options, trustAnchors: options.trustAnchor }, io),
     uninstall: (selection, options) => runUninstall({ selection, ...options }, io),
     status: (selection, options) => runStatus({ selection, ...options }, io),
+    k3s: (selection, action) => runK3sCli({ selection, action, interactive: process.stderr.isTTY === true }, io),
   };
   const program = buildProgram(handlers, io, (code) => (exitCode = code));
   try {
@@ -101,11 +105,28 @@ function buildAgentParts({ config }: LoadedConfig, logger: Logger, env: Record<s
   const state: Part = { name: 'state-database', start: () => {}, stop: () => void opened.db.close() };
   const outbox = new SqliteOutbox(opened.db, { limits: outboxLimitsFromConfig(config.limits), logger, conditions: eventLog });
   const drainer = new Drainer(outbox, { window: config.broker.inflightWindow, logger });
-  const link = buildLink(config, opened.db, drainer, logger, () => telemetry.inventory());
+  // device.id from the config, else derived from /etc/machine-id or the board serial.
+  const machine = readMachineIdentity();
+  const { deviceId } = resolveDeviceId(config.device.id, machine);
+  const k3s = config.k3s.enabled
+    ? createK3sPart({
+        k3s: config.k3s,
+        stateDir: config.stateDir,
+        db: opened.db,
+        machine,
+        deviceIdConfigured: config.device.id !== undefined,
+        env,
+        argv: process.argv,
+        // The telemetry work routes these to the outbox; until then they are kept in the local event log.
+        sink: { emit: (event) => eventLog.record(event.kind, { ...event.detail, ...(event.remedy ? { remedy: event.remedy } : {}) }, event.at) },
+        logger,
+      })
+    : undefined;
+  const link = buildLink(config, deviceId, opened.db, drainer, logger, () => telemetry.inventory());
   // Providers are read at each sample, after every part is built; a part that does not exist yet reports "unknown".
   const { telemetry } = createTelemetry({
     config,
-    deviceId: config.device.id!, // buildLink refused a config without one
+    deviceId,
     topics: new Topics(config.broker.topicRoot),
     outbox,
     db: opened.db,
@@ -114,7 +135,8 @@ function buildAgentParts({ config }: LoadedConfig, logger: Logger, env: Record<s
         const { connected, since } = link.state();
         return { connected, since: new Date(since) };
       },
-      k3sState: () => (config.k3s.enabled ? { state: 'unknown', healthy: false } : { state: 'disabled', healthy: true }),
+      k3sState: () => (k3s ? k3s.view() : { state: 'disabled', healthy: true }),
+      identityFingerprints: () => k3s?.fingerprints() ?? {},
       outboxStats: () => {
         const stats = outbox.stats();
         return { depth: stats.rows, dropped: stats.dropped };
@@ -128,7 +150,8 @@ function buildAgentParts({ config }: LoadedConfig, logger: Logger, env: Record<s
   });
   const commands = createCommandsPart({
     config,
-    deviceId: config.device.id!,
+    deviceId,
+    ...(k3s?.control ? { k3s: k3s.control } : {}),
     db: opened.db,
     outbox,
     topics: new Topics(config.broker.topicRoot),
@@ -146,20 +169,18 @@ function buildAgentParts({ config }: LoadedConfig, logger: Logger, env: Record<s
   });
   const systemd = new SystemdNotifier(env, logger);
   // Commands start before the link delivers any and stop after it: nothing arrives at a stopped router.
-  return [state, commands.part, link, telemetry, systemd.asPart()];
+  // k3s stops first (one SIGTERM) and starts after everything that reports on it.
+  return [state, commands.part, link, telemetry, ...(k3s ? [k3s.part] : []), systemd.asPart()];
 }
 
 function buildLink(
   config: LoadedConfig['config'],
+  deviceId: string,
   db: Database,
   drain: Drainer,
   logger: Logger,
   inventory: InventoryProvider,
 ): MqttLink {
-  const deviceId = config.device.id;
-  if (!deviceId) {
-    throw new ConfigError([{ path: 'device.id', source: 'not set', message: 'set device.id: every device needs its own id' }]);
-  }
   return new MqttLink({
     broker: config.broker,
     deviceId,

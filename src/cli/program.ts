@@ -4,6 +4,7 @@ import { LOG_LEVELS } from '../lib/logger.js';
 import { DEFAULT_CONFIG_PATH } from '../config/load.js';
 import { EXIT } from './exit-codes.js';
 import { registerFleetCommands } from './fleet.js';
+import type { K3sCliAction } from './k3s.js';
 
 export interface ConfigSelection {
   path: string;
@@ -20,6 +21,7 @@ export interface CommandHandlers {
   provision(options: ProvisionCliOptions): Promise<number>;
   uninstall(selection: ConfigSelection, options: { root: string; purge: boolean; removeNodeIdentity: boolean }): Promise<number>;
   status(selection: ConfigSelection, options: { json: boolean }): Promise<number>;
+  k3s(selection: ConfigSelection, action: K3sCliAction): Promise<number>;
 }
 
 export interface ProvisionCliOptions {
@@ -102,6 +104,24 @@ export function buildProgram(handlers: CommandHandlers, io: CliIo, setExitCode: 
     .option('--json', 'print the status and inventory as JSON', false)
     .action(async (options: { json: boolean }, command: Command) =>
       setExitCode(await handlers.status(selection(command), { json: options.json })),
+    );
+
+  const k3s = program.command('k3s').description('the k3s agent on this device: status, install, logs');
+  configOptions(k3s.command('status').description('what the supervisor knows: state, pid, restarts, the last problem and its fix'))
+    .option('--json', 'print as JSON', false)
+    .action(async (options: { json: boolean }, command: Command) =>
+      setExitCode(await handlers.k3s(selection(command), { kind: 'status', json: options.json })),
+    );
+  configOptions(k3s.command('install').description('download, verify and install k3s (or from an air-gap folder)'))
+    .option('--version <version>', 'k3s version, e.g. v1.36.3+k3s1 (default: k3s.version, else the channel)')
+    .option('--from <dir>', 'air-gap folder: the binary, sha256sum-<arch>.txt and optionally the images archive')
+    .action(async (options: { version?: string; from?: string }, command: Command) =>
+      setExitCode(await handlers.k3s(selection(command), { kind: 'install', ...options })),
+    );
+  configOptions(k3s.command('logs').description("print the newest lines of k3s's own log"))
+    .option('-n, --lines <count>', 'how many lines', '100')
+    .action(async (options: { lines: string }, command: Command) =>
+      setExitCode(await handlers.k3s(selection(command), { kind: 'logs', lines: Number(options.lines) || 100 })),
     );
 
   const config = program.command('config').description('check and describe the configuration');

@@ -71,17 +71,33 @@ export class K3sInstaller {
 
   async install(onProgress?: Progress): Promise<InstallResult> {
     const version = await resolveVersion(this.options, this.get);
-    const artifacts = releaseArtifacts(this.options.arch);
-    const sumsUrl = artifactUrl(this.options.artifactUrl, version, artifacts.checksumName);
-    const sums = parseChecksums(await fetchSmallText(sumsUrl, MAX_CHECKSUM_FILE_BYTES, this.get));
-    const expected = expectedSha256(sums, artifacts.binaryName, artifacts.checksumName);
+    const expected = await this.expectedSha256(version);
     const { binaryPath } = this.options;
-
     if ((await exists(binaryPath)) && (await sha256OfFile(binaryPath)) === expected) {
       return { version, binaryPath, sha256: expected, changed: false, links: await this.createLinks() };
     }
+    const temp = await this.fetchBinary(version, { sha256: expected, onProgress });
+    const previousPath = await placeBinary(temp, binaryPath);
+    return { version, binaryPath, sha256: expected, changed: true, previousPath, links: await this.createLinks() };
+  }
+
+  /** The release's sha256 of this architecture's binary, from its checksum file. */
+  async expectedSha256(version: string): Promise<string> {
+    const artifacts = releaseArtifacts(this.options.arch);
+    const sumsUrl = artifactUrl(this.options.artifactUrl, version, artifacts.checksumName);
+    const sums = parseChecksums(await fetchSmallText(sumsUrl, MAX_CHECKSUM_FILE_BYTES, this.get));
+    return expectedSha256(sums, artifacts.binaryName, artifacts.checksumName);
+  }
+
+  /**
+   * Downloads and verifies a release binary into a temp file beside the installed one (same file system, so the
+   * caller's rename is atomic). `url` overrides the configured mirror; `sha256` skips the checksum file.
+   */
+  async fetchBinary(version: string, options: { url?: string; sha256?: string; onProgress?: Progress } = {}): Promise<VerifiedTemp> {
+    const expected = options.sha256 ?? (await this.expectedSha256(version));
+    const { binaryPath } = this.options;
     await mkdir(dirname(binaryPath), { recursive: true });
-    const binaryUrl = artifactUrl(this.options.artifactUrl, version, artifacts.binaryName);
+    const binaryUrl = options.url ?? artifactUrl(this.options.artifactUrl, version, releaseArtifacts(this.options.arch).binaryName);
     const response = await this.download(binaryUrl);
     const declared = Number(response.headers.get('content-length') ?? NaN);
     const totalBytes = Number.isFinite(declared) ? declared : undefined;
@@ -91,14 +107,16 @@ export class K3sInstaller {
       await response.body?.cancel();
       throw err;
     }
-    const temp = await writeVerifiedTemp(Readable.fromWeb(response.body! as never), binaryPath, expected, {
+    return writeVerifiedTemp(Readable.fromWeb(response.body! as never), binaryPath, expected, {
       maxBytes: MAX_BINARY_BYTES,
       totalBytes,
-      onProgress,
+      onProgress: options.onProgress,
       what: binaryUrl,
     });
-    const previousPath = await placeBinary(temp, binaryPath);
-    return { version, binaryPath, sha256: expected, changed: true, previousPath, links: await this.createLinks() };
+  }
+
+  freeBytesIn(dir: string): Promise<number> {
+    return this.freeBytes(dir);
   }
 
   /** Puts the previous binary back. Returns false when there is none. */

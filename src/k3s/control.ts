@@ -1,0 +1,110 @@
+import { execFile } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { promisify } from 'node:util';
+import type { K3sInstaller } from './installer.js';
+import type { NodeSettings, NodeSettingsFile } from './node-settings.js';
+import type { K3sSupervisor } from './supervisor.js';
+
+/**
+ * The narrow handle other features get on k3s (commands restart, upgrade and reconfigure it through this, never
+ * through the supervisor). The shape matches what the commands feature asks for, so the composition root passes
+ * it over unchanged.
+ */
+export interface K3sRelease {
+  version: string;
+  /** Full URL of the binary (a mirror or an air-gapped server); the configured artifact URL otherwise. */
+  artifactUrl?: string;
+  sha256?: string;
+}
+
+export interface FetchedBinary {
+  path: string;
+  sha256: string;
+  bytes: number;
+}
+
+export type HealthVerdict = { healthy: true } | { healthy: false; reason: string };
+
+export interface K3sControl {
+  readonly binaryPath: string;
+  installedVersion(): Promise<string | undefined>;
+  fetchRelease(release: K3sRelease, onProgress?: (bytes: number, total: number | undefined) => void): Promise<FetchedBinary>;
+  freeBytes(dir: string): Promise<number>;
+  /** One SIGTERM to the running k3s, then a start of the binary now at binaryPath. */
+  restart(): Promise<void>;
+  waitHealthy(timeoutMs: number, signal: AbortSignal): Promise<HealthVerdict>;
+  applyNodeSettings(changes: { labels?: Record<string, string>; taints?: string[]; serverUrl?: string; joinToken?: string }): Promise<void>;
+  revertNodeSettings(): Promise<void>;
+  recentLogLines(max: number): Promise<string[]>;
+}
+
+const run = promisify(execFile);
+
+/** `k3s --version` prints "k3s version v1.36.3+k3s1 (469d009f)". */
+export async function binaryVersion(binaryPath: string): Promise<string | undefined> {
+  if (!existsSync(binaryPath)) return undefined;
+  try {
+    const { stdout } = await run(binaryPath, ['--version'], { timeout: 15_000, maxBuffer: 64 * 1024 });
+    return /k3s version (v\S+)/.exec(stdout)?.[1];
+  } catch {
+    return undefined;
+  }
+}
+
+export class SupervisedK3sControl implements K3sControl {
+  constructor(
+    private readonly supervisor: K3sSupervisor,
+    private readonly installer: K3sInstaller,
+    private readonly settings: NodeSettingsFile,
+    readonly binaryPath: string,
+    private readonly pollMs = 500,
+  ) {}
+
+  installedVersion(): Promise<string | undefined> {
+    return binaryVersion(this.binaryPath);
+  }
+
+  async fetchRelease(release: K3sRelease, onProgress?: (bytes: number, total: number | undefined) => void): Promise<FetchedBinary> {
+    const temp = await this.installer.fetchBinary(release.version, {
+      ...(release.artifactUrl ? { url: release.artifactUrl } : {}),
+      ...(release.sha256 ? { sha256: release.sha256 } : {}),
+      ...(onProgress ? { onProgress } : {}),
+    });
+    return { path: temp.path, sha256: temp.sha256, bytes: temp.bytes };
+  }
+
+  freeBytes(dir: string = dirname(this.binaryPath)): Promise<number> {
+    return this.installer.freeBytesIn(dir);
+  }
+
+  restart(): Promise<void> {
+    return this.supervisor.restart();
+  }
+
+  /** Healthy = kubelet healthz answers and the node registered since the last start. */
+  async waitHealthy(timeoutMs: number, signal: AbortSignal): Promise<HealthVerdict> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const status = this.supervisor.status();
+      if (status.state === 'running-healthy' && status.registered) return { healthy: true };
+      if (Date.now() >= deadline || signal.aborted) {
+        const why = status.problem ? `${status.problem.kind}: ${status.problem.remedy}` : `k3s is ${status.state}`;
+        return { healthy: false, reason: `not healthy within ${timeoutMs} ms (${why})` };
+      }
+      await new Promise((resolve) => setTimeout(resolve, this.pollMs));
+    }
+  }
+
+  async applyNodeSettings(changes: NodeSettings): Promise<void> {
+    this.settings.apply(changes);
+  }
+
+  async revertNodeSettings(): Promise<void> {
+    this.settings.revert();
+  }
+
+  async recentLogLines(max: number): Promise<string[]> {
+    return this.supervisor.recentLogLines(max);
+  }
+}

@@ -1,0 +1,126 @@
+import { hostname } from 'node:os';
+import { join } from 'node:path';
+import type { Database } from '../store/db.js';
+import type { Logger } from '../lib/logger.js';
+import type { MachineIdentity } from '../identity/device-id.js';
+import { IdentityStore } from '../identity/identity-store.js';
+import { DEFAULT_NODE_DIR, NodeFiles } from '../identity/node-files.js';
+import { ensureNodeIdentity, type NodeIdentityReport } from '../identity/node-identity.js';
+import { buildAgentInvocation, commandLineLooksLikeK3s, type K3sConfig } from './args.js';
+import { binaryVersion, SupervisedK3sControl } from './control.js';
+import type { K3sEventSink } from './events.js';
+import { DEFAULT_HEALTHZ_URL } from './health.js';
+import { K3sInstaller } from './installer.js';
+import { NodeSettingsFile, withNodeSettings } from './node-settings.js';
+import { k3sArch } from './release.js';
+import { K3sSupervisor } from './supervisor.js';
+
+/** fleetlet's own files about the k3s it runs; the name avoids "k3s" on purpose (see DESIGN.md). */
+export const WORK_DIR_NAME = 'node-agent';
+
+export interface K3sPartDeps {
+  k3s: K3sConfig;
+  stateDir: string;
+  db: Database;
+  machine: MachineIdentity | undefined;
+  /** True when device.id comes from the config file: a cloned image then clones it too. */
+  deviceIdConfigured: boolean;
+  env: Record<string, string | undefined>;
+  argv: readonly string[];
+  sink: K3sEventSink;
+  logger: Logger;
+  /** Injectable for tests; /etc/rancher/node in production. */
+  nodeDir?: string;
+  healthzUrl?: string;
+}
+
+export interface K3sView {
+  state: string;
+  healthy: boolean;
+  version?: string;
+  nodeName?: string;
+}
+
+/** Builds the supervisor, its control handle and the identity check that runs before every start of k3s. */
+export function createK3sPart(deps: K3sPartDeps) {
+  const { k3s, logger } = deps;
+  const workDir = join(deps.stateDir, WORK_DIR_NAME);
+  const settings = new NodeSettingsFile(join(workDir, 'node-settings.json'));
+  const identityStore = new IdentityStore(deps.db);
+  const files = new NodeFiles(deps.nodeDir ?? DEFAULT_NODE_DIR);
+  let identity: NodeIdentityReport | undefined;
+  let version: string | undefined;
+
+  if (commandLineLooksLikeK3s(deps.argv)) {
+    logger.warn({ argv: deps.argv }, 'fleetlet\'s command line contains "k3s": the system-upgrade-controller would take fleetlet for k3s');
+  }
+
+  const checkIdentity = () => {
+    identity = ensureNodeIdentity({ store: identityStore, files, machineFingerprint: deps.machine?.fingerprint, withNodeId: k3s.withNodeId });
+    if (identity.actions.some((action) => action !== 'unchanged')) {
+      deps.sink.emit({
+        kind: 'k3s.identity',
+        at: Date.now(),
+        detail: { actions: identity.actions, passwordFingerprint: identity.passwordFingerprint, clone: identity.clone },
+        ...(identity.clone && deps.deviceIdConfigured
+          ? { remedy: 'this image was cloned and device.id is set in its config, so the clones share it: give each device its own device.id, or remove it to derive one from the machine id' }
+          : {}),
+      });
+    }
+  };
+
+  const supervisor = new K3sSupervisor({
+    binaryPath: k3s.binaryPath,
+    invocation: () => buildAgentInvocation(withNodeSettings(k3s, settings.load())),
+    baseEnv: deps.env,
+    workDir,
+    healthzUrl: deps.healthzUrl ?? DEFAULT_HEALTHZ_URL,
+    sink: deps.sink,
+    logger: logger.child({ part: 'k3s' }),
+    // fleetlet's whole shutdown has 10 s; k3s itself exits almost at once after SIGTERM.
+    timings: { graceMs: 7_000 },
+    beforeLaunch: async () => {
+      checkIdentity();
+      version = await binaryVersion(k3s.binaryPath);
+    },
+  });
+
+  let control: SupervisedK3sControl | undefined;
+  try {
+    const installer = new K3sInstaller({
+      binaryPath: k3s.binaryPath,
+      arch: k3sArch(process.arch),
+      artifactUrl: k3s.artifactUrl,
+      channel: k3s.channel,
+      channelUrl: k3s.channelUrl,
+      version: k3s.version,
+    });
+    control = new SupervisedK3sControl(supervisor, installer, settings, k3s.binaryPath);
+  } catch (err) {
+    logger.warn({ err }, 'k3s upgrades are unavailable on this architecture');
+  }
+
+  const part = {
+    name: 'k3s',
+    start: () => supervisor.start(),
+    stop: () => supervisor.stop(),
+  };
+
+  const view = (): K3sView => {
+    const status = supervisor.status();
+    const nodeName = (k3s.nodeName ?? hostname()).toLowerCase();
+    return {
+      state: status.state,
+      healthy: status.state === 'running-healthy',
+      ...(version ? { version } : {}),
+      ...(nodeName ? { nodeName: k3s.withNodeId && identity?.nodeId ? `${nodeName}-${identity.nodeId}` : nodeName } : {}),
+    };
+  };
+
+  const fingerprints = (): Record<string, string> => ({
+    ...(identity ? { nodePassword: identity.passwordFingerprint } : {}),
+    ...(deps.machine ? { machine: deps.machine.fingerprint } : {}),
+  });
+
+  return { part, control, supervisor, view, fingerprints };
+}
