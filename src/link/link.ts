@@ -1,4 +1,4 @@
-import { connect, type MqttClient } from 'mqtt';
+import { connect } from 'mqtt';
 import type { Config } from '../config/schema.js';
 import { ReconnectSchedule } from '../lib/backoff.js';
 import type { Logger } from '../lib/logger.js';
@@ -7,7 +7,8 @@ import { presenceMessage } from '../protocol/presence.js';
 import { Topics } from '../protocol/topics.js';
 import { clientOptions } from './client-options.js';
 import { CommandInbox, type CommandHandler } from './command-inbox.js';
-import { publisherOf, type Publisher } from './drain.js';
+import type { Publisher } from './drain.js';
+import { LinkSession } from './session.js';
 
 /** What telemetry shows about the link. */
 export interface LinkState {
@@ -58,7 +59,7 @@ export class MqttLink {
   readonly #schedule: ReconnectSchedule;
   readonly #inbox: CommandInbox;
   readonly #log: Logger;
-  #client: MqttClient | undefined;
+  #session: LinkSession | undefined;
   #state: LinkState = { connected: false, since: Date.now(), reconnectAttempts: 0 };
   #stopping = false;
 
@@ -95,19 +96,23 @@ export class MqttLink {
     this.#schedule.cancel();
     // No new reports from here on; PUBACKs still arriving while we say goodbye are recorded by drain.stop() below.
     this.#options.drain?.onDisconnect();
-    const client = this.#client;
-    this.#client = undefined;
-    if (client) await this.#goodbye(client);
+    const session = this.#session;
+    this.#session = undefined;
+    if (session) {
+      await this.#goodbye(session);
+      session.close();
+    }
     this.#options.drain?.stop();
   }
 
-  async #goodbye(client: MqttClient): Promise<void> {
+  async #goodbye(session: LinkSession): Promise<void> {
+    const { client } = session;
     const timeoutMs = this.#options.stopTimeoutMs ?? 3000;
-    if (client.connected) {
+    if (session.open) {
       // A clean DISCONNECT discards the last will, so the offline message must be sent by hand first.
       const offline = presenceMessage('offline', this.#options.bootSequence, this.#options.fleetletVersion, 'stopped');
       const sent = await withTimeout(
-        client.publishAsync(this.#presenceTopic, JSON.stringify(offline), { qos: 1, retain: true }),
+        session.publish(this.#presenceTopic, JSON.stringify(offline), { qos: 1, retain: true }),
         timeoutMs,
       );
       if (sent !== 'done') this.#log.warn({ outcome: sent }, 'offline presence not acknowledged before stopping');
@@ -118,15 +123,15 @@ export class MqttLink {
 
   /** Publishes the inventory again (retained), e.g. after it changed. A no-op while disconnected. */
   async publishInventory(): Promise<void> {
-    const client = this.#client;
+    const session = this.#session;
     const inventory = this.#options.inventory?.();
-    if (!client?.connected || !inventory) return;
+    if (!session?.open || !inventory) return;
     const payload = JSON.stringify(inventory);
     if (Buffer.byteLength(payload) > this.#options.maxMessageBytes) {
       this.#log.error({ bytes: Buffer.byteLength(payload) }, 'inventory larger than limits.maxMessageBytes; not sent');
       return;
     }
-    await client.publishAsync(this.#topics.device(this.#options.deviceId, 'inventory'), payload, { qos: 1, retain: true });
+    await session.publish(this.#topics.device(this.#options.deviceId, 'inventory'), payload, { qos: 1, retain: true });
   }
 
   get #presenceTopic(): string {
@@ -153,8 +158,9 @@ export class MqttLink {
       return;
     }
     const client = connect(this.#options.broker.url, options);
-    this.#client = client;
-    client.on('connect', () => void this.#onConnected(client));
+    const session = new LinkSession(client);
+    this.#session = session;
+    client.on('connect', () => void this.#onConnected(session));
     client.on('message', (topic, payload) => {
       if (this.#inbox.deliver(topic, payload) !== 'stray') return;
       client.unsubscribeAsync(topic).then(
@@ -166,43 +172,45 @@ export class MqttLink {
       this.#recordError(err);
       // Stream and protocol errors leave the session in an unknown state (MQTT.js keeps reading after a parse
       // error): drop it, and let the close handler schedule a fresh connection.
-      if (client === this.#client) client.end(true);
+      if (session === this.#session) client.end(true);
     });
-    client.on('close', () => this.#onClosed(client));
+    client.on('close', () => this.#onClosed(session));
   }
 
-  async #onConnected(client: MqttClient): Promise<void> {
+  async #onConnected(session: LinkSession): Promise<void> {
     this.#schedule.connected();
     this.#state = { ...this.#state, connected: true, since: Date.now() };
     this.#log.info({ broker: brokerAddress(this.#options.broker.url) }, 'connected to the broker');
-    const current = () => client === this.#client && client.connected && !this.#stopping;
+    const current = () => session === this.#session && session.open && !this.#stopping;
     try {
       // Subscribe before announcing ourselves: an operator reacting to the birth must not miss us.
-      const granted = await client.subscribeAsync([...this.#inbox.topics], { qos: 1 });
+      const granted = await session.track(() => session.client.subscribeAsync([...this.#inbox.topics], { qos: 1 }));
       const refused = granted.filter((grant) => grant.qos === 128).map((grant) => grant.topic);
       if (refused.length > 0) this.#log.error({ topics: refused }, 'the broker refused command subscriptions (check its ACL)');
       if (!current()) return;
       const online = presenceMessage('online', this.#options.bootSequence, this.#options.fleetletVersion);
-      await client.publishAsync(this.#presenceTopic, JSON.stringify(online), { qos: 1, retain: true });
+      await session.publish(this.#presenceTopic, JSON.stringify(online), { qos: 1, retain: true });
       if (!current()) return;
       await this.publishInventory();
       if (!current()) return;
-      this.#options.drain?.onConnect(publisherOf(client));
+      this.#log.info({ bootSequence: this.#options.bootSequence }, 'online: subscribed to commands and announced');
+      this.#options.drain?.onConnect(session);
     } catch (err) {
       // The connection dropped half-way; the close handler schedules the next attempt.
       this.#recordError(err);
     }
   }
 
-  #onClosed(client: MqttClient): void {
-    if (client !== this.#client) return;
-    this.#client = undefined;
-    client.removeAllListeners('connect');
-    client.end(true);
+  #onClosed(session: LinkSession): void {
+    if (session !== this.#session) return;
+    this.#session = undefined;
+    session.client.removeAllListeners('connect');
+    session.client.end(true);
     if (this.#state.connected) {
       this.#log.warn({ error: this.#state.lastError }, 'disconnected from the broker');
       this.#options.drain?.onDisconnect();
     }
+    session.close();
     this.#schedule.disconnected();
     this.#state = { ...this.#state, connected: false, since: this.#state.connected ? Date.now() : this.#state.since };
     this.#retryLater();

@@ -2,6 +2,7 @@ import { Writable } from 'node:stream';
 import { ConfigSchema, type Config } from '../../src/config/schema.js';
 import { createLogger, type Logger } from '../../src/lib/logger.js';
 import { MqttLink, type LinkOptions } from '../../src/link/link.js';
+import { waitFor } from './cli.js';
 
 /** The broker section as the loader would produce it, with fast reconnects for tests. */
 export function brokerConfig(url: string, overrides: Record<string, unknown> = {}): Config['broker'] {
@@ -39,4 +40,13 @@ export function makeLink(broker: Config['broker'], options: Partial<LinkOptions>
     ...options,
   });
   return { link, logs: lines };
+}
+
+/**
+ * Waits until the link has completed its n-th connect: subscribed to its command topics and published its birth.
+ * `connected` alone is not enough: it is true from the CONNACK, before the subscriptions reach the broker.
+ */
+export async function announced(made: { logs: () => string[] }, times = 1, timeoutMs = 20_000): Promise<void> {
+  const count = () => made.logs().filter((line) => line.includes('online: subscribed to commands and announced')).length;
+  await waitFor(() => count() >= times, `connect #${times} to complete`, timeoutMs);
 }

@@ -73,6 +73,27 @@ describe('link and outbox', () => {
     expect(live.json).not.toHaveProperty('historical');
   });
 
+  it('settles every in-flight publish when a black-holed link is dropped, then delivers the rest', async () => {
+    const up = await startTestBroker();
+    cleanups.push(() => up.close());
+    const proxy = await FaultProxy.start(up.port);
+    cleanups.push(() => proxy.close());
+    const { outbox, drainer } = device();
+    const { link } = makeLink(brokerConfig(proxy.url), { drain: drainer });
+    link.start();
+    cleanups.push(() => link.stop());
+    await waitFor(() => link.state().connected, 'the link to connect');
+    proxy.blackhole();
+    for (let seq = 1; seq <= 500; seq++) enqueueStatus(outbox, seq);
+    await waitFor(() => drainer.counters.inFlight > 0, 'publishes waiting for a PUBACK that cannot come');
+    await waitFor(() => !link.state().connected, 'the keepalive to drop the link', 30_000);
+    // Nothing waits forever on the dead connection, so nothing is stuck in the window.
+    await waitFor(() => drainer.counters.inFlight === 0, 'the lost publishes to fail');
+    expect(queued(outbox)).toBe(500);
+    proxy.heal();
+    await waitFor(() => queued(outbox) === 0, 'everything delivered after the link healed', 30_000);
+  });
+
   it('keeps unacknowledged records when the broker dies mid-drain, and sends them after the restart', async () => {
     const up = await startTestBroker();
     cleanups.push(() => up.close());
@@ -87,7 +108,9 @@ describe('link and outbox', () => {
     proxy.refuse();
     await up.stop();
     await waitFor(() => !link.state().connected, 'the link to see the broker go');
-    await new Promise((resolve) => setImmediate(resolve)); // acks read before the close are flushed
+    // Every publish of the lost connection settles (acknowledged or failed), and stop() writes the last deletes.
+    await waitFor(() => drainer.counters.inFlight === 0, 'the in-flight publishes to settle');
+    drainer.stop();
     const left = seqsIn(outbox);
     expect(left.length).toBeGreaterThan(0);
 

@@ -8,7 +8,7 @@ import { ConfigError } from '../../src/lib/errors.js';
 import type { MqttLink } from '../../src/link/link.js';
 import { createCa, issueCert, type KeyPair } from '../helpers/certs.js';
 import { waitFor } from '../helpers/cli.js';
-import { brokerConfig, makeLink } from '../helpers/link.js';
+import { announced, brokerConfig, makeLink } from '../helpers/link.js';
 import { mosquittoAvailable, startMosquitto, type TestBroker } from '../helpers/mosquitto.js';
 import { Observer } from '../helpers/observer.js';
 import { REPO_ROOT, tempDir } from '../helpers/paths.js';
@@ -125,7 +125,7 @@ describe.skipIf(!mosquittoAvailable())('link over TLS with the shipped mosquitto
 
   it('connects with the device certificate and announces itself to the operator', async () => {
     const made = link('dev-a', pki.devA);
-    await waitFor(() => made.link.state().connected, 'a TLS connection', 20_000);
+    await announced(made);
     const presence = await Observer.retained(url, `${ROOT}/devices/dev-a/presence`, asClient(pki.operator));
     expect(presence).toMatchObject({ state: 'online', bootSequence: 7 });
   });

@@ -9,7 +9,7 @@ import { openDatabase } from '../../src/store/db.js';
 import { nextBootSequence } from '../../src/link/boot-sequence.js';
 import { waitFor } from '../helpers/cli.js';
 import { FaultProxy } from '../helpers/fault-proxy.js';
-import { brokerConfig, makeLink } from '../helpers/link.js';
+import { announced, brokerConfig, makeLink } from '../helpers/link.js';
 import { startTestBroker, type TestBroker } from '../helpers/mosquitto.js';
 import { Observer } from '../helpers/observer.js';
 import { tempDir } from '../helpers/paths.js';
@@ -46,29 +46,30 @@ const disconnected = (link: MqttLink) => waitFor(() => !link.state().connected, 
 describe('link: offline first', () => {
   it('starts without a broker, keeps retrying with backoff, and connects once the broker appears', async () => {
     const port = await freePort();
-    const { link } = makeLink(brokerConfig(`mqtt://127.0.0.1:${port}`), { inventory: () => INVENTORY_EXAMPLE });
+    const made = makeLink(brokerConfig(`mqtt://127.0.0.1:${port}`), { inventory: () => INVENTORY_EXAMPLE });
+    const { link } = made;
     started(link);
     expect(link.state().connected).toBe(false);
     await waitFor(() => link.state().reconnectAttempts >= 3, 'several refused attempts');
     expect(link.state().lastError).toMatch(/ECONNREFUSED/);
 
     const up = await broker(port);
-    await connected(link);
+    await announced(made);
     expect(await Observer.retained(up.url, PRESENCE)).toMatchObject({ state: 'online', bootSequence: 7, schemaVersion: 1 });
     expect(await Observer.retained(up.url, INVENTORY)).toEqual(INVENTORY_EXAMPLE);
   });
 
   it('publishes a fresh birth after the broker restarts, and resubscribes to the command topics', async () => {
     const up = await broker();
-    const { link } = makeLink(brokerConfig(up.url));
+    const made = makeLink(brokerConfig(up.url));
+    const { link } = made;
     const commands: string[] = [];
     link.onCommand((topic, payload) => commands.push(`${topic} ${payload.toString()}`));
     started(link);
-    await connected(link);
+    await announced(made);
 
-    const accepted = link.state().since;
     await up.restart();
-    await waitFor(() => link.state().connected && link.state().since > accepted, 'a new connection after the restart');
+    await announced(made, 2);
     // The restarted broker kept nothing: the presence there now is the new birth.
     expect(await Observer.retained(up.url, PRESENCE)).toMatchObject({ state: 'online', bootSequence: 7 });
     const fleet = await observe(up.url, []);
@@ -176,6 +177,7 @@ describe('link: faults on the wire', () => {
     const up = await broker();
     const proxy = await FaultProxy.start(up.port);
     cleanups.push(() => proxy.close());
+    const fleet = await observe(up.url, [PRESENCE]);
     const { link } = makeLink(brokerConfig(proxy.url, { keepaliveSeconds: 5 }));
     started(link);
     await connected(link);
@@ -187,6 +189,10 @@ describe('link: faults on the wire', () => {
 
     proxy.heal();
     await waitFor(() => link.state().connected && proxy.accepted > accepted, 'a new connection through the healed link', 30_000);
+    // The broker may only now let go of the old, half-open session (and send its will): the birth must come last.
+    const online = () => fleet.messages.filter((m) => (m.json as { state?: string })?.state === 'online').length;
+    await waitFor(() => online() === 2, 'the second birth');
+    expect(await Observer.retained(up.url, PRESENCE)).toMatchObject({ state: 'online', bootSequence: 7 });
   });
 
   it('survives garbage from the broker side: drops the connection and comes back', async () => {
@@ -234,14 +240,15 @@ describe('link: faults on the wire', () => {
 describe('link: commands and the drain', () => {
   it('hands over command messages within the size bound and drops the rest', async () => {
     const up = await broker();
-    const { link, logs } = makeLink(brokerConfig(up.url), { maxMessageBytes: 1024 });
+    const made = makeLink(brokerConfig(up.url), { maxMessageBytes: 1024 });
+    const { link, logs } = made;
     const received: { topic: string; payload: string }[] = [];
     link.onCommand((topic, payload) => received.push({ topic, payload: payload.toString() }));
     link.onCommand(() => {
       throw new Error('a failing handler must not stop the others');
     });
     started(link);
-    await connected(link);
+    await announced(made);
     const fleet = await observe(up.url, []);
     await fleet.client.publishAsync('fleetlet/v1/devices/dev-a/commands', 'x'.repeat(5000), { qos: 1 });
     await fleet.client.publishAsync('fleetlet/v1/devices/dev-b/commands', 'not-for-us', { qos: 1 });
@@ -257,11 +264,12 @@ describe('link: commands and the drain', () => {
     const up = await broker();
     const proxy = await FaultProxy.start(up.port);
     cleanups.push(() => proxy.close());
-    const { link } = makeLink(brokerConfig(proxy.url));
+    const made = makeLink(brokerConfig(proxy.url));
+    const { link } = made;
     const received: string[] = [];
     link.onCommand((_topic, payload) => received.push(payload.toString()));
     started(link);
-    await connected(link);
+    await announced(made);
 
     proxy.refuse();
     proxy.cut();
@@ -280,14 +288,15 @@ describe('link: commands and the drain', () => {
     const up = await broker();
     const before = makeLink(brokerConfig(up.url), { groups: ['canary', 'retired'] });
     before.link.start();
-    await connected(before.link);
+    await announced(before);
     await before.link.stop();
 
-    const { link, logs } = makeLink(brokerConfig(up.url), { groups: ['canary'] });
+    const made = makeLink(brokerConfig(up.url), { groups: ['canary'] });
+    const { link, logs } = made;
     const received: string[] = [];
     link.onCommand((_topic, payload) => received.push(payload.toString()));
     started(link);
-    await connected(link);
+    await announced(made);
     const fleet = await observe(up.url, []);
     const strays = () => logs().filter((line) => line.includes('did not subscribe')).length;
     await fleet.client.publishAsync('fleetlet/v1/groups/retired/commands', 'old-group-1', { qos: 1 });
