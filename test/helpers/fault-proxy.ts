@@ -101,8 +101,10 @@ export class FaultProxy {
     client.on('data', (chunk: Buffer) => this.#forward(pair, upstream, chunk));
     upstream.on('data', (chunk: Buffer) => this.#forward(pair, client, chunk));
     for (const socket of [client, upstream]) {
-      socket.on('error', () => this.#close(pair));
-      socket.on('close', () => this.#close(pair));
+      // Inside a black hole even a close does not get through: the other side must find out by itself.
+      const closed = () => (pair.dead && this.#pairs.has(pair) ? socket.destroy() : this.#close(pair));
+      socket.on('error', closed);
+      socket.on('close', closed);
     }
   }
 
