@@ -44,8 +44,9 @@ export function publisherOf(client: {
   return { publish: (topic, payload, options) => client.publishAsync(topic, payload, options) };
 }
 
-/** Fetching below this many free window slots would mean one query per PUBACK; wait for a few to free up. */
-const REFILL_MIN_SLOTS_DIVISOR = 4;
+/** Records read from the outbox at a time, at least (a small window would otherwise mean many small queries). */
+const READ_AHEAD_MIN = 100;
+const ACK_FLUSH_DELAY_MS = 10;
 
 export class Drainer {
   private session: DrainSession | undefined;
@@ -81,8 +82,9 @@ export class Drainer {
     this.acked.push(seq);
     if (this.ackFlushScheduled) return;
     this.ackFlushScheduled = true;
-    // All PUBACKs read in one I/O turn are deleted in one transaction.
-    setImmediate(() => this.flushAcks());
+    // Deletes are batched: one transaction per few milliseconds of PUBACKs rather than per PUBACK (a crash in
+    // between only means those records are sent again, with the same ids).
+    setTimeout(() => this.flushAcks(), ACK_FLUSH_DELAY_MS);
   }
 
   private flushAcks(): void {
@@ -101,7 +103,7 @@ export class Drainer {
 }
 
 class DrainSession {
-  /** Highest seq handed to the publisher in this session. */
+  /** Highest seq read from the outbox in this session. */
   private cursor = 0;
   /** Records up to this seq were queued before the connection came up: the backlog. */
   private readonly backlogEnd: number;
@@ -109,6 +111,9 @@ class DrainSession {
   private inFlight = 0;
   private ended = false;
   private pumpScheduled = false;
+  private pumping = false;
+  private readAhead: QueuedRecord[] = [];
+  private readAheadIndex = 0;
   private unsubscribe: Unsubscribe | undefined;
 
   constructor(
@@ -132,6 +137,7 @@ class DrainSession {
 
   end(): void {
     this.ended = true;
+    this.readAhead = [];
     this.unsubscribe?.();
   }
 
@@ -144,25 +150,39 @@ class DrainSession {
     });
   }
 
+  /**
+   * Tops the window up from a read-ahead buffer: a publish goes out as soon as a PUBACK frees a slot (the broker
+   * takes a steady stream faster than bursts), while the outbox is read a batch at a time.
+   */
   private pump(): void {
-    const window = this.options.window;
-    const minSlots = Math.max(1, Math.floor(window / REFILL_MIN_SLOTS_DIVISOR));
-    while (!this.ended && window - this.inFlight >= Math.min(minSlots, window)) {
-      let batch: QueuedRecord[];
-      try {
-        batch = this.outbox.pending(this.cursor, window - this.inFlight);
-      } catch (err) {
-        this.options.logger?.error({ err }, 'drain: could not read the outbox; waiting for the next connect');
-        this.end();
-        return;
-      }
-      if (batch.length === 0) return;
-      for (const record of batch) {
-        this.cursor = record.seq;
+    if (this.pumping) return;
+    this.pumping = true;
+    try {
+      while (!this.ended && this.inFlight < this.options.window) {
+        const record = this.nextRecord();
+        if (!record) return;
         if (record.seq === this.sentFirst) continue;
         this.send(record, record.seq <= this.backlogEnd);
       }
+    } finally {
+      this.pumping = false;
     }
+  }
+
+  private nextRecord(): QueuedRecord | undefined {
+    if (this.readAheadIndex >= this.readAhead.length) {
+      try {
+        this.readAhead = this.outbox.pending(this.cursor, Math.max(this.options.window, READ_AHEAD_MIN));
+      } catch (err) {
+        this.options.logger?.error({ err }, 'drain: could not read the outbox; waiting for the next connect');
+        this.end();
+        return undefined;
+      }
+      this.readAheadIndex = 0;
+      if (this.readAhead.length === 0) return undefined;
+      this.cursor = this.readAhead.at(-1)!.seq;
+    }
+    return this.readAhead[this.readAheadIndex++];
   }
 
   private send(record: QueuedRecord, historical: boolean): void {
@@ -176,11 +196,12 @@ class DrainSession {
         this.drainer.acknowledged(record.seq);
       },
       (err: unknown) => {
+        if (!this.ended) {
+          // Usually the connection is going away; the record stays queued and the next connect sends it again.
+          this.options.logger?.warn({ err, topic: record.topic }, 'drain: publish failed; pausing until the next connect');
+          this.end();
+        }
         this.settle();
-        if (this.ended) return;
-        // Usually the connection is going away; the record stays queued and the next connect sends it again.
-        this.options.logger?.warn({ err, topic: record.topic }, 'drain: publish failed; pausing until the next connect');
-        this.end();
       },
     );
   }
@@ -188,6 +209,6 @@ class DrainSession {
   private settle(): void {
     this.inFlight -= 1;
     this.drainer.counters.inFlight -= 1;
-    this.schedulePump();
+    this.pump();
   }
 }

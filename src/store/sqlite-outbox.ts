@@ -36,16 +36,8 @@ const SYNCHRONOUS_FULL = 2;
 
 const SELECT_COLUMNS = 'seq, message_id, class, topic, body, qos, retain, created_at';
 
-interface Row {
-  seq: number;
-  message_id: string;
-  class: OutboxClass;
-  topic: string;
-  body: string;
-  qos: 0 | 1;
-  retain: number;
-  created_at: number;
-}
+/** A row of SELECT_COLUMNS, in that order. */
+type Row = [seq: number, messageId: string, cls: OutboxClass, topic: string, body: string, qos: 0 | 1, retain: number, createdAt: number];
 
 /**
  * The outbox in the state database (table `outbox`, migration 2).
@@ -72,7 +64,8 @@ export class SqliteOutbox implements OutboxStore {
     insert: Statement;
     evictOldest: Statement;
     shedOldest: Statement;
-    acknowledge: Statement;
+    totalsBetween: Statement;
+    deleteBetween: Statement;
     pending: Statement;
     latest: Statement;
     saveCounter: Statement;
@@ -96,9 +89,13 @@ export class SqliteOutbox implements OutboxStore {
       shedOldest: db.prepare(
         'DELETE FROM outbox WHERE seq IN (SELECT seq FROM outbox WHERE class = ? ORDER BY seq LIMIT ?) RETURNING bytes',
       ),
-      acknowledge: db.prepare('DELETE FROM outbox WHERE seq = ? RETURNING class, bytes'),
-      pending: db.prepare(`SELECT ${SELECT_COLUMNS} FROM outbox WHERE seq > ? ORDER BY seq LIMIT ?`),
-      latest: db.prepare(`SELECT ${SELECT_COLUMNS} FROM outbox WHERE class = ? ORDER BY seq DESC LIMIT 1`),
+      totalsBetween: db.prepare(
+        'SELECT class, COUNT(*) AS n, SUM(bytes) AS b FROM outbox WHERE seq BETWEEN ? AND ? GROUP BY class',
+      ),
+      deleteBetween: db.prepare('DELETE FROM outbox WHERE seq BETWEEN ? AND ?'),
+      // Rows as arrays: the drain reads every record once, and skipping the intermediate objects is measurably faster.
+      pending: db.prepare(`SELECT ${SELECT_COLUMNS} FROM outbox WHERE seq > ? ORDER BY seq LIMIT ?`).raw(true),
+      latest: db.prepare(`SELECT ${SELECT_COLUMNS} FROM outbox WHERE class = ? ORDER BY seq DESC LIMIT 1`).raw(true),
       saveCounter: db.prepare(
         'INSERT INTO outbox_counters (name, value) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET value = excluded.value',
       ),
@@ -143,11 +140,15 @@ export class SqliteOutbox implements OutboxStore {
     try {
       return this.db.transaction(() => {
         let deleted = 0;
-        for (const seq of seqs) {
-          const row = this.statements.acknowledge.get(seq) as { class: OutboxClass; bytes: number } | undefined;
-          if (!row) continue;
-          this.ledger.removed(row.class, row.bytes);
-          deleted += 1;
+        // PUBACKs come in runs of consecutive seqs: one statement per run instead of one per record.
+        for (const [first, last] of consecutiveRuns(seqs)) {
+          const totals = this.statements.totalsBetween.all(first, last) as { class: OutboxClass; n: number; b: number }[];
+          this.statements.deleteBetween.run(first, last);
+          for (const { class: cls, n, b } of totals) {
+            this.ledger.rows[cls] -= n;
+            this.ledger.bytes[cls] -= b;
+            deleted += n;
+          }
         }
         return deleted;
       })();
@@ -314,17 +315,8 @@ export class SqliteOutbox implements OutboxStore {
   }
 }
 
-function toQueued(row: Row): QueuedRecord {
-  return {
-    seq: row.seq,
-    messageId: row.message_id,
-    class: row.class,
-    topic: row.topic,
-    body: row.body,
-    qos: row.qos,
-    retain: row.retain === 1,
-    createdAt: row.created_at,
-  };
+function toQueued([seq, messageId, cls, topic, body, qos, retain, createdAt]: Row): QueuedRecord {
+  return { seq, messageId, class: cls, topic, body, qos, retain: retain === 1, createdAt };
 }
 
 function unstored(input: NewOutboxRecord, createdAt: number): OutboxRecord {
@@ -338,6 +330,18 @@ function unstored(input: NewOutboxRecord, createdAt: number): OutboxRecord {
     retain: input.retain ?? false,
     createdAt,
   };
+}
+
+/** Sorted runs of consecutive numbers: [3, 1, 2, 7] gives [1, 3] and [7, 7]. */
+function consecutiveRuns(values: readonly number[]): [number, number][] {
+  const sorted = [...values].sort((a, b) => a - b);
+  const runs: [number, number][] = [];
+  for (const value of sorted) {
+    const last = runs.at(-1);
+    if (last && value <= last[1] + 1) last[1] = Math.max(last[1], value);
+    else runs.push([value, value]);
+  }
+  return runs;
 }
 
 function isDiskFull(err: unknown): boolean {

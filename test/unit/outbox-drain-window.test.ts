@@ -18,7 +18,9 @@ class ManualPublisher implements Publisher {
 }
 
 const turn = () => new Promise((resolve) => setImmediate(resolve));
+/** Lets acknowledged deletes flush (a timer that expires before this one) and the drainer refill. */
 async function settle(): Promise<void> {
+  await new Promise((resolve) => setTimeout(resolve, 30));
   for (let i = 0; i < 5; i++) await turn();
 }
 
