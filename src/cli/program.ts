@@ -113,10 +113,10 @@ export function buildProgram(handlers: CommandHandlers, io: CliIo, setExitCode: 
       setExitCode(await handlers.k3s(selection(command), { kind: 'status', json: options.json })),
     );
   configOptions(k3s.command('install').description('download, verify and install k3s (or from an air-gap folder)'))
-    .option('--version <version>', 'k3s version, e.g. v1.36.3+k3s1 (default: k3s.version, else the channel)')
+    .option('--release <version>', 'k3s version, e.g. v1.36.3+k3s1 (default: k3s.version, else the channel)')
     .option('--from <dir>', 'air-gap folder: the binary, sha256sum-<arch>.txt and optionally the images archive')
-    .action(async (options: { version?: string; from?: string }, command: Command) =>
-      setExitCode(await handlers.k3s(selection(command), { kind: 'install', ...options })),
+    .action(async (options: { release?: string; from?: string }, command: Command) =>
+      setExitCode(await handlers.k3s(selection(command), { kind: 'install', version: options.release, from: options.from })),
     );
   configOptions(k3s.command('logs').description("print the newest lines of k3s's own log"))
     .option('-n, --lines <count>', 'how many lines', '100')

@@ -1,6 +1,6 @@
 import { createReadStream } from 'node:fs';
 import { mkdir, readFile, rename, rm, stat } from 'node:fs/promises';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { AirgapBundleError } from './errors.js';
 import { MAX_BINARY_BYTES, placeBinary, type InstallResult } from './installer.js';
 import { expectedSha256, MAX_CHECKSUM_FILE_BYTES, parseChecksums, releaseArtifacts, type K3sArch } from './release.js';
@@ -41,7 +41,8 @@ export async function installFromFolder(folder: string, options: AirgapOptions):
   const imageSums = imageSources.map((path) => expectedSha256(sums, path.slice(folder.length + 1), artifacts.checksumName));
 
   const binarySize = (await stat(binarySource)).size;
-  await options.checkDiskSpace(join(options.binaryPath, '..'), binarySize);
+  await mkdir(dirname(options.binaryPath), { recursive: true });
+  await options.checkDiskSpace(dirname(options.binaryPath), binarySize);
   const binaryTemp = await writeVerifiedTemp(createReadStream(binarySource), options.binaryPath, expected, {
     maxBytes: MAX_BINARY_BYTES,
     totalBytes: binarySize,

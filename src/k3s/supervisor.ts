@@ -321,13 +321,17 @@ export class K3sSupervisor {
 
   private onLogLine(line: string): void {
     this.ring.push(line);
-    if (isReadyLine(line)) this.current.registered = true;
+    if (isReadyLine(line) && !this.current.registered) {
+      this.current.registered = true;
+      this.saveStatus();
+    }
     const problem = classifyLine(line);
     if (!problem) return;
     this.current.problem = { kind: problem.kind, remedy: problem.remedy, line, at: this.clock.now() };
     // k3s repeats these every few seconds; one event per run is news, the rest is noise.
     if (this.seenProblems.has(problem.kind)) return;
     this.seenProblems.add(problem.kind);
+    this.saveStatus();
     this.emit(problem.kind, { line }, problem.remedy);
   }
 
