@@ -26,6 +26,8 @@ export function k3sConfigureHandler(k3s: K3sControl, healthTimeoutMs: number): C
         await k3s.restart();
         const health = await k3s.waitHealthy(healthTimeoutMs, context.signal);
         if (health.healthy) return { status: 'succeeded', detail: `applied ${changed}; k3s healthy` };
+        // Cut short by a stop: not a verdict on the new settings; the resumed run restarts and waits again.
+        if (context.signal.aborted) throw new Error('stopping while waiting for k3s');
         reason = health.reason;
         await k3s.revertNodeSettings();
         context.saveStep({ phase: 'reverted', reason }, true);

@@ -31,7 +31,7 @@ export function k3sUpgradeHandler(options: K3sUpgradeOptions): CommandHandler<'k
         options.onState?.(state.state);
         context.progress(state.state);
         try {
-          state = await runState(state, {
+          const next = await runState(state, {
             k3s: options.k3s,
             args: context.command.args,
             commandId: context.command.id,
@@ -40,6 +40,9 @@ export function k3sUpgradeHandler(options: K3sUpgradeOptions): CommandHandler<'k
             signal: context.signal,
             progress: context.progress,
           });
+          // A health wait cut short by a stop says nothing about k3s: keep the current state, to run again on resume.
+          if (context.signal.aborted) throw new Error(`stopping during ${state.state}`);
+          state = next;
         } catch (err) {
           if (context.signal.aborted) throw err;
           state = afterError(state, err instanceof Error ? err.message : String(err));

@@ -116,7 +116,9 @@ export class CommandRouter {
       this.queued -= 1;
       if (this.abort.signal.aborted) return;
       const outcome = await this.runHandler(handler, command, savedStep, resumed);
-      if (this.abort.signal.aborted && outcome.status === 'failed' && outcome.reason === 'aborted') return;
+      // A run that failed while the agent was stopping most likely failed because of the stop: leave it running in
+      // the journal, so that the next start resumes it (or reports it interrupted) instead of a misleading failure.
+      if (this.abort.signal.aborted && outcome.status === 'failed') return;
       this.finish(command, outcome);
     });
   }
