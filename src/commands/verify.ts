@@ -75,14 +75,20 @@ export function verifyCommand(payload: Uint8Array, context: VerifyContext): Verd
     return refuse('lifetime_too_long', `valid from ${command.issuedAt} to ${command.expiresAt}`, command.id, command.type);
   }
   if (command.expiresAt + clockSkewMs < nowMs) {
-    return refuse('expired', `expired at ${new Date(command.expiresAt).toISOString()}`, command.id, command.type);
+    return refuse('expired', `expired at ${iso(command.expiresAt)}; device clock ${iso(nowMs)}`, command.id, command.type);
   }
   if (command.issuedAt - clockSkewMs > nowMs) {
-    return refuse('not_yet_valid', `issued in the future (${new Date(command.issuedAt).toISOString()})`, command.id, command.type);
+    return refuse('not_yet_valid', `issued at ${iso(command.issuedAt)}, after the device clock ${iso(nowMs)}`, command.id, command.type);
   }
 
   if (context.seenBefore(command.id)) return refuse('replayed', 'this command id was seen before', command.id, command.type);
   return { ok: true, command };
+}
+
+/** Both times in refusals: a board without a real-time clock may boot years behind, and refuse everything. */
+function iso(ms: number): string {
+  const date = new Date(ms);
+  return Number.isNaN(date.getTime()) ? String(ms) : date.toISOString();
 }
 
 function targetsMe(command: Command, context: VerifyContext): boolean {

@@ -91,7 +91,7 @@ describe('verifyCommand', () => {
     const withinSkew = signedCommand(operator, { issuedAt: NOW - 3_600_000, expiresAt: NOW - skew + 1000 }, NOW);
     expect(verifyCommand(encode(withinSkew), context()).ok).toBe(true);
     const future = signedCommand(operator, { issuedAt: NOW + skew + 1000 }, NOW);
-    expect(refusal(encode(future)).reason).toBe('not_yet_valid');
+    expect(refusal(encode(future))).toMatchObject({ reason: 'not_yet_valid', detail: expect.stringContaining('device clock 2026-01-01T00:00:00.000Z') });
     const slightlyAhead = signedCommand(operator, { issuedAt: NOW + skew - 1000 }, NOW);
     expect(verifyCommand(encode(slightlyAhead), context()).ok).toBe(true);
   });
