@@ -1,0 +1,93 @@
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { SYSTEM_CLOCK, type Clock } from '../../src/k3s/supervisor-options.js';
+import type { K3sSupervisor } from '../../src/k3s/supervisor.js';
+import { supervisedFake, waitUntil, type SupervisedFake } from '../helpers/k3s-supervisor.js';
+import { tempDir } from '../helpers/paths.js';
+
+let dir: string;
+let cleanup: () => void;
+let fake: SupervisedFake | undefined;
+
+beforeEach(() => {
+  ({ dir, cleanup } = tempDir('fleetlet-k3s-backoff-'));
+});
+afterEach(async () => {
+  await fake?.supervisor.stop();
+  fake = undefined;
+  cleanup();
+});
+
+/** A real clock that remembers how long the supervisor chose to wait in backoff. */
+function recordingClock(supervisor: () => K3sSupervisor | undefined, delays: number[]): Clock {
+  return {
+    now: SYSTEM_CLOCK.now,
+    sleep: (ms, signal) => {
+      if (supervisor()?.status().state === 'backoff') delays.push(ms);
+      return SYSTEM_CLOCK.sleep(ms, signal);
+    },
+  };
+}
+
+describe('restart pacing', () => {
+  it('backs off exponentially with jitter, capped', async () => {
+    const delays: number[] = [];
+    fake = await supervisedFake(
+      dir,
+      {},
+      {
+        clock: recordingClock(() => fake?.supervisor, delays),
+        random: () => 0.5,
+        timings: { backoffBaseMs: 100, backoffCapMs: 400, crashLoopExits: 6, crashLoopWindowMs: 60_000, healthIntervalMs: 50, logPollMs: 50 },
+      },
+    );
+    fake.script([{ crashAfterMs: 0, crashMode: 'exit1' }]);
+    await fake.supervisor.start();
+    await waitUntil(() => fake!.supervisor.status().state === 'crash-loop', 'crash loop');
+    // ceiling = min(400, 100 * 2^n); delay = ceiling/2 + random * ceiling/2
+    expect(delays).toEqual([75, 150, 300, 300, 300]);
+  });
+
+  it('forgets the backoff once k3s has been healthy for the stable period', async () => {
+    const delays: number[] = [];
+    fake = await supervisedFake(
+      dir,
+      {},
+      {
+        clock: recordingClock(() => fake?.supervisor, delays),
+        random: () => 0.5,
+        timings: { backoffBaseMs: 100, backoffCapMs: 400, stableMs: 1_000, healthIntervalMs: 50, logPollMs: 50 },
+      },
+    );
+    fake.script([{ crashAfterMs: 0, crashMode: 'exit1' }, { crashAfterMs: 2_500, crashMode: 'exit0' }, {}]);
+    await fake.supervisor.start();
+    await waitUntil(() => fake!.supervisor.status().restarts === 2 && fake!.supervisor.status().state === 'running-healthy', 'third run healthy');
+    expect(delays).toEqual([75, 75]); // not 75, 150: the second run was stable
+    expect(fake.kinds()).not.toContain('k3s.crash_loop');
+  });
+
+  it('leaves a crash loop when k3s comes back healthy', async () => {
+    fake = await supervisedFake(dir, {}, { timings: { crashLoopExits: 2, crashLoopRetryMs: 300, backoffBaseMs: 50, backoffCapMs: 50 } });
+    fake.script([{ crashAfterMs: 0, crashMode: 'exit1' }, { crashAfterMs: 0, crashMode: 'exit1' }, {}]);
+    await fake.supervisor.start();
+    await waitUntil(() => fake!.kinds().includes('k3s.crash_loop'), 'crash loop');
+    await waitUntil(() => fake!.supervisor.status().state === 'running-healthy', 'healthy after the slow retry');
+    expect(fake.kinds().filter((kind) => kind === 'k3s.crash_loop')).toHaveLength(1);
+  });
+
+  it('returns to healthy when healthz recovers', async () => {
+    fake = await supervisedFake(dir, { FAKE_K3S_HEALTHZ: 'ok' });
+    await fake.supervisor.start();
+    await waitUntil(() => fake!.supervisor.status().state === 'running-healthy', 'healthy');
+    // A kubelet that stops answering for a while: a stopped process leaves healthz connections unanswered.
+    const pid = fake.supervisor.status().pid!;
+    process.kill(pid, 'SIGSTOP');
+    try {
+      await waitUntil(() => fake!.supervisor.status().state === 'running-unhealthy', 'unhealthy while stopped');
+    } finally {
+      process.kill(pid, 'SIGCONT');
+    }
+    await waitUntil(() => fake!.supervisor.status().state === 'running-healthy', 'healthy again');
+    expect(fake.supervisor.status().pid).toBe(pid);
+    expect(fake.kinds().filter((kind) => kind === 'k3s.up')).toHaveLength(2);
+  });
+});
