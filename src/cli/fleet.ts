@@ -104,6 +104,7 @@ export function registerFleetCommands(program: Command, io: CliIo, setExitCode: 
     .option('--max-failures <n|p%>', 'halt when more devices than this have failed', '0')
     .option('--device-timeout <seconds>', 'how long one device may take', '900')
     .option('--ttl <seconds>', 'how long each command stays valid', '86400')
+    .option('--dry-run', 'show the devices and batches, send nothing')
     .action(guarded(io, setExitCode, async (what: string, options: RolloutFlags, command: Command) => {
       if (what !== 'k3s' && what !== 'agent') throw new UsageError('rollout what? expected k3s or agent');
       const signer = loadSigningKey(options.key, options.keyId);
@@ -113,6 +114,7 @@ export function registerFleetCommands(program: Command, io: CliIo, setExitCode: 
         connection: connectionOf(command),
         signer,
         out: (line) => io.stdout(`${line}\n`),
+        dryRun: options.dryRun === true,
       });
       setExitCode(state.outcome === 'halted' ? EXIT.FAILURE : EXIT.OK);
     }));
@@ -135,6 +137,7 @@ interface RolloutFlags {
   maxFailures: string;
   deviceTimeout: string;
   ttl: string;
+  dryRun?: boolean;
 }
 
 function rolloutPlan(what: 'k3s' | 'agent', o: RolloutFlags): RolloutPlan {

@@ -17,6 +17,8 @@ export interface RolloutRequest {
   connection: FleetConnectionOptions;
   signer: SigningKey;
   out: (line: string) => void;
+  /** Show the devices and batches a new rollout would use, and send nothing. */
+  dryRun?: boolean;
 }
 
 /**
@@ -35,6 +37,7 @@ export async function runRollout(request: RolloutRequest): Promise<RolloutState>
       out(`resuming rollout ${state.rolloutId} from ${request.stateFile}${request.plan ? ' (its own plan; options given now are ignored)' : ''}`);
     } else {
       if (!request.plan) throw new UsageError(`${request.stateFile} does not exist: give a plan to start a rollout`);
+      if (request.dryRun) return await planOnly(client, topics, request.plan, out);
       state = await startRollout(client, topics, request.plan, request.stateFile, out);
     }
     if (state.outcome !== 'running') {
@@ -55,10 +58,23 @@ export async function runRollout(request: RolloutRequest): Promise<RolloutState>
   }
 }
 
-async function startRollout(client: MqttClient, topics: Topics, plan: RolloutPlan, stateFile: string, out: (line: string) => void): Promise<RolloutState> {
+async function selectDevices(client: MqttClient, topics: Topics, plan: RolloutPlan): Promise<string[]> {
   const fleet = await collectFleet(client, topics, { settleMs: 500, maxWaitMs: 15_000 });
   const selected = [...fleet.values()].filter((d) => matches(d, plan.filter)).map((d) => d.deviceId);
   if (selected.length === 0) throw new UsageError('no device matches the selection; nothing to roll out');
+  return selected;
+}
+
+async function planOnly(client: MqttClient, topics: Topics, plan: RolloutPlan, out: (line: string) => void): Promise<RolloutState> {
+  const selected = await selectDevices(client, topics, plan);
+  const batches = planBatches(plan, selected);
+  out(`dry run: ${plan.kind} ${JSON.stringify(plan.args)} to ${selected.length} device(s) in ${batches.length} batch(es); nothing sent`);
+  for (const [index, batch] of batches.entries()) out(`  batch ${index + 1}: ${batch.join(', ')}`);
+  return { formatVersion: 1, rolloutId: 'dry-run', createdAt: new Date().toISOString(), plan, batches, devices: {}, outcome: 'running' };
+}
+
+async function startRollout(client: MqttClient, topics: Topics, plan: RolloutPlan, stateFile: string, out: (line: string) => void): Promise<RolloutState> {
+  const selected = await selectDevices(client, topics, plan);
   const batches = planBatches(plan, selected);
   const state: RolloutState = {
     formatVersion: 1,

@@ -1,6 +1,6 @@
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { build } from 'esbuild';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -111,6 +111,16 @@ describe('fleet rollout over 20 device processes on a real broker', () => {
   const version = (id: string) => k3s.get(id)!.installedVersion();
   const starts = (id: string, v: string) =>
     readFileSync(join(dir.dir, id, 'k3s', 'k3s.log'), 'utf8').split('\n').filter((l) => l.includes(`Starting k3s agent ${v}`)).length;
+
+  it('a dry run shows the batches from the live fleet and sends nothing', async () => {
+    const stateFile = join(dir.dir, 'dry.json');
+    const run = await fleetlet(['rollout', 'k3s', '--to', GOOD, '--canary-count', '2', '--batch-size', '25%', '--dry-run', '--state', stateFile]);
+    expect(run.code, run.stderr).toBe(0);
+    expect(run.stdout).toContain('to 20 device(s) in 5 batch(es); nothing sent');
+    expect(run.stdout).toContain('  batch 1: dev-01, dev-02\n  batch 2: dev-03, dev-04, dev-05, dev-06, dev-07\n');
+    expect(existsSync(stateFile)).toBe(false);
+    for (const id of DEVICES) expect(await version(id)).toBe(OLD);
+  });
 
   it('upgrades canaries then batches, and halts once failures pass the threshold', async () => {
     const stateFile = join(dir.dir, 'site-a.json');
