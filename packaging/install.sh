@@ -1,0 +1,181 @@
+#!/bin/sh
+# Installs fleetlet on this device: the binary for its arch, a config, the systemd unit; then runs fleetlet doctor.
+#
+#   curl -fsSLO https://<your-server>/fleetlet/install.sh
+#   K3S_TOKEN=... sh install.sh --url 'https://<your-server>/fleetlet/fleetlet-linux-%ARCH%.gz' --sha256 <hex> \
+#     --broker mqtts://broker.example.com:8883 --ca ./fleet-ca.crt --server https://k3s.example.com:6443
+#
+# Options (or the environment variable after each):
+#   --binary FILE      a fleetlet binary already on this device             FLEETLET_BINARY
+#   --url URL          where to download it; %ARCH% becomes x64, arm64 or armv7  FLEETLET_URL
+#   --sha256 HEX       its sha256 (required with --url; from SHA256SUMS)    FLEETLET_SHA256
+#   --broker URL       mqtts://host:8883                                    FLEETLET_BROKER_URL
+#   --ca FILE          CA certificate of the broker                         FLEETLET_BROKER_CA
+#   --server URL       k3s server, https://host:6443 (omit to run without k3s)  K3S_URL
+#   --token-file FILE  file holding the k3s join token                      K3S_TOKEN_FILE
+#                      or the token itself in K3S_TOKEN (never as an argument: arguments are visible in ps)
+#   --name NAME        a name for this device shown to operators            FLEETLET_DEVICE_NAME
+#   --root DIR         install under DIR instead of / (images, tests)       FLEETLET_ROOT
+#   --no-start         do not enable and start the service
+set -eu
+
+BINARY=${FLEETLET_BINARY:-}
+URL=${FLEETLET_URL:-}
+SHA256=${FLEETLET_SHA256:-}
+BROKER=${FLEETLET_BROKER_URL:-}
+CA=${FLEETLET_BROKER_CA:-}
+SERVER=${K3S_URL:-}
+TOKEN_FILE=${K3S_TOKEN_FILE:-}
+NAME=${FLEETLET_DEVICE_NAME:-}
+ROOT=${FLEETLET_ROOT:-/}
+START=yes
+
+fatal() {
+  echo "install.sh: $*" >&2
+  exit 1
+}
+
+need_value() {
+  [ "$#" -ge 2 ] || fatal "$1 needs a value"
+}
+
+while [ "$#" -gt 0 ]; do
+  case "$1" in
+    --binary) need_value "$@"; BINARY=$2; shift 2 ;;
+    --url) need_value "$@"; URL=$2; shift 2 ;;
+    --sha256) need_value "$@"; SHA256=$2; shift 2 ;;
+    --broker) need_value "$@"; BROKER=$2; shift 2 ;;
+    --ca) need_value "$@"; CA=$2; shift 2 ;;
+    --server) need_value "$@"; SERVER=$2; shift 2 ;;
+    --token-file) need_value "$@"; TOKEN_FILE=$2; shift 2 ;;
+    --token|--token=*) fatal "the token is never an argument (ps shows arguments to everyone): use K3S_TOKEN or --token-file" ;;
+    --name) need_value "$@"; NAME=$2; shift 2 ;;
+    --root) need_value "$@"; ROOT=$2; shift 2 ;;
+    --no-start) START=no; shift ;;
+    -h|--help) sed -n '2,21p' "$0"; exit 0 ;;
+    *) fatal "unknown option $1 (see --help)" ;;
+  esac
+done
+
+detect_arch() {
+  machine=${FLEETLET_ARCH:-$(uname -m)}
+  case "$machine" in
+    x86_64|amd64|x64) echo x64 ;;
+    aarch64|arm64) echo arm64 ;;
+    armv7*|armhf) echo armv7 ;;
+    armv6*) fatal "armv6 (Raspberry Pi Zero/1) is not supported: Node.js has no armv6 runtime" ;;
+    *) fatal "unsupported architecture $machine" ;;
+  esac
+}
+
+# Values go into YAML between double quotes: refuse anything that could break out of them.
+NEWLINE='
+'
+check_value() {
+  case "$2" in
+    *\"*|*\\*|*"$NEWLINE"*) fatal "$1 contains a quote, backslash or newline" ;;
+  esac
+}
+
+download() {
+  if command -v curl >/dev/null 2>&1; then
+    curl -fsSL --retry 3 -o "$2" "$1"
+  elif command -v wget >/dev/null 2>&1; then
+    wget -q -O "$2" "$1"
+  else
+    fatal "neither curl nor wget is installed"
+  fi
+}
+
+ARCH=$(detect_arch)
+[ -n "$BROKER" ] || fatal "give the broker: --broker mqtts://host:8883"
+for pair in "broker:$BROKER" "server:$SERVER" "name:$NAME"; do check_value "${pair%%:*}" "${pair#*:}"; done
+if [ -n "$SERVER" ] && [ -z "${K3S_TOKEN:-}" ] && [ -z "$TOKEN_FILE" ]; then
+  fatal "k3s needs a join token: set K3S_TOKEN or --token-file"
+fi
+
+WORK=$(mktemp -d)
+trap 'rm -rf "$WORK"' EXIT INT TERM
+
+if [ -n "$URL" ]; then
+  [ -n "$SHA256" ] || fatal "--url needs --sha256 (the line for this file in SHA256SUMS)"
+  URL=$(printf '%s' "$URL" | sed "s/%ARCH%/$ARCH/g")
+  echo "downloading $URL"
+  download "$URL" "$WORK/download"
+  echo "$SHA256  $WORK/download" | sha256sum -c - >/dev/null 2>&1 || fatal "sha256 of $URL does not match $SHA256"
+  case "$URL" in
+    *.gz) gunzip -c "$WORK/download" > "$WORK/fleetlet" ;;
+    *) mv "$WORK/download" "$WORK/fleetlet" ;;
+  esac
+elif [ -n "$BINARY" ]; then
+  [ -f "$BINARY" ] || fatal "no such file: $BINARY"
+  if [ -n "$SHA256" ]; then
+    echo "$SHA256  $BINARY" | sha256sum -c - >/dev/null 2>&1 || fatal "sha256 of $BINARY does not match $SHA256"
+  fi
+  cp "$BINARY" "$WORK/fleetlet"
+else
+  fatal "give the binary: --binary FILE, or --url URL --sha256 HEX"
+fi
+chmod 0755 "$WORK/fleetlet"
+"$WORK/fleetlet" --version >/dev/null 2>&1 || fatal "the fleetlet binary does not run on this $ARCH device"
+
+ETC="$ROOT/etc/fleetlet"
+mkdir -p "$ETC"
+chmod 0750 "$ETC"
+umask 077
+if [ -n "$SERVER" ]; then
+  # printf is a shell builtin: the token never becomes an argument of another process.
+  if [ -n "${K3S_TOKEN:-}" ]; then
+    printf '%s\n' "$K3S_TOKEN" > "$ETC/k3s-token.new"
+  else
+    cat "$TOKEN_FILE" > "$ETC/k3s-token.new"
+  fi
+  chmod 0600 "$ETC/k3s-token.new"
+  mv "$ETC/k3s-token.new" "$ETC/k3s-token"
+fi
+
+TRUST_ARGS=""
+CA_LINE=""
+if [ -n "$CA" ]; then
+  [ -f "$CA" ] || fatal "no such file: $CA"
+  CA_NAME=$(basename "$CA")
+  check_value ca "$CA_NAME"
+  TRUST_ARGS="--trust-anchor"
+  CA_LINE="  tls:
+    caFile: \"/etc/fleetlet/trust/$CA_NAME\""
+fi
+
+{
+  echo "# Written by install.sh. Every key: fleetlet config schema; check it with: fleetlet config check"
+  [ -z "$NAME" ] || printf 'device:\n  name: "%s"\n' "$NAME"
+  printf 'broker:\n  url: "%s"\n' "$BROKER"
+  [ -z "$CA_LINE" ] || echo "$CA_LINE"
+  if [ -n "$SERVER" ]; then
+    printf 'k3s:\n  serverUrl: "%s"\n  tokenFile: /etc/fleetlet/k3s-token\n' "$SERVER"
+  else
+    printf 'k3s:\n  enabled: false\n'
+  fi
+} > "$WORK/config.yaml"
+umask 022
+
+# The binary writes itself, the config, the CA and the unit: the same code that provisions factory images.
+if [ -n "$TRUST_ARGS" ]; then
+  "$WORK/fleetlet" provision --root "$ROOT" --binary "$WORK/fleetlet" --config "$WORK/config.yaml" --trust-anchor "$CA" --allow-identity
+else
+  "$WORK/fleetlet" provision --root "$ROOT" --binary "$WORK/fleetlet" --config "$WORK/config.yaml" --allow-identity
+fi
+
+if [ "$START" = yes ] && [ "$ROOT" = / ] && [ -d /run/systemd/system ]; then
+  systemctl daemon-reload
+  systemctl enable --now fleetlet.service
+  echo "fleetlet.service started; logs: journalctl -u fleetlet -f"
+else
+  echo "not starting the service (root $ROOT, --no-start, or no systemd)"
+fi
+
+echo "checking this device:"
+if "$ROOT/usr/local/bin/fleetlet" doctor --root "$ROOT" --config "$ETC/config.yaml"; then
+  echo "fleetlet is installed and the device is ready."
+else
+  echo "fleetlet is installed; fix what doctor reports above (the service keeps retrying meanwhile)."
+fi

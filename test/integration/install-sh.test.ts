@@ -1,0 +1,147 @@
+import { spawn, spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { existsSync, readFileSync, readlinkSync, statSync, writeFileSync } from 'node:fs';
+import { createServer, type Server } from 'node:http';
+import { join } from 'node:path';
+import { gzipSync } from 'node:zlib';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { FLEETLET_BUNDLE, REPO_ROOT, tempDir } from '../helpers/paths.js';
+import { freePort } from '../helpers/ports.js';
+
+const INSTALL_SH = join(REPO_ROOT, 'packaging/install.sh');
+const TOKEN = 'K10secret-join-token::server:0123456789abcdef';
+// CI installs shellcheck and strace; elsewhere the checks that need them are skipped.
+const REQUIRE_TOOLS = process.env.FLEETLET_TEST_REQUIRE_INSTALL_TOOLS === '1';
+const has = (tool: string) => spawnSync(tool, ['--version']).error === undefined;
+
+const cleanups: (() => void)[] = [];
+afterEach(() => cleanups.splice(0).forEach((cleanup) => cleanup()));
+function scratch(): string {
+  const { dir, cleanup } = tempDir('fleetlet-install-');
+  cleanups.push(cleanup);
+  return dir;
+}
+
+/** The "binary" install.sh installs here: a script running the bundle, which is what the single binary embeds. */
+const { dir: inputs, cleanup: cleanupInputs } = tempDir('fleetlet-install-inputs-');
+const binary = join(inputs, 'fleetlet-linux-x64');
+writeFileSync(binary, `#!/bin/sh\nexec "${process.execPath}" "${FLEETLET_BUNDLE}" "$@"\n`, { mode: 0o755 });
+const ca = join(inputs, 'fleet-ca.crt');
+writeFileSync(ca, '-----BEGIN CERTIFICATE-----\n(test)\n-----END CERTIFICATE-----\n');
+
+let server: Server;
+let base: string;
+let closedPort: number;
+beforeAll(async () => {
+  closedPort = await freePort();
+  const gz = gzipSync(readFileSync(binary));
+  server = createServer((req, res) => {
+    if (req.url === '/fleetlet-linux-x64.gz') res.end(gz);
+    else res.writeHead(404).end();
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  base = `http://127.0.0.1:${(server.address() as { port: number }).port}`;
+});
+afterAll(() => {
+  server.close();
+  cleanupInputs();
+});
+
+/** Runs install.sh asynchronously: the download server lives in this process and must keep answering. */
+function install(args: string[], env: Record<string, string> = {}, wrap: string[] = []): Promise<{ code: number | null; output: string }> {
+  const [command, ...prefix] = wrap.length > 0 ? [...wrap, 'sh'] : ['sh'];
+  const child = spawn(command!, [...prefix, INSTALL_SH, ...args], {
+    env: { PATH: process.env.PATH!, HOME: inputs, FLEETLET_ARCH: 'x86_64', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let output = '';
+  child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
+  child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));
+  return new Promise((resolve) => child.once('close', (code) => resolve({ code, output })));
+}
+
+const deviceArgs = (root: string) => [
+  '--broker', `mqtts://127.0.0.1:${closedPort}`,
+  '--ca', ca,
+  '--server', `https://127.0.0.1:${closedPort}`,
+  '--name', 'Kitchen Pi',
+  '--root', root,
+];
+const mode = (file: string) => statSync(file).mode & 0o777;
+
+describe('packaging/install.sh', () => {
+  it('is POSIX sh and passes shellcheck', () => {
+    expect(spawnSync('sh', ['-n', INSTALL_SH]).status).toBe(0);
+    if (!has('shellcheck') && !REQUIRE_TOOLS) return;
+    const check = spawnSync('shellcheck', ['--shell=sh', INSTALL_SH], { encoding: 'utf8' });
+    expect(check.stdout).toBe('');
+    expect(check.status).toBe(0);
+  });
+
+  it('installs from a local file: binary, config from flags, token file 0600, CA, unit; then runs doctor', async () => {
+    const root = scratch();
+    const result = await install(['--binary', binary, ...deviceArgs(root)], { K3S_TOKEN: TOKEN });
+    expect(result.code, result.output).toBe(0);
+    expect(mode(join(root, 'usr/local/bin/fleetlet'))).toBe(0o755);
+    expect(readFileSync(join(root, 'etc/fleetlet/k3s-token'), 'utf8')).toBe(`${TOKEN}\n`);
+    expect(mode(join(root, 'etc/fleetlet/k3s-token'))).toBe(0o600);
+    expect(readFileSync(join(root, 'etc/fleetlet/trust/fleet-ca.crt'), 'utf8')).toBe(readFileSync(ca, 'utf8'));
+    expect(readlinkSync(join(root, 'etc/systemd/system/multi-user.target.wants/fleetlet.service'))).toBe('/etc/systemd/system/fleetlet.service');
+    const config = readFileSync(join(root, 'etc/fleetlet/config.yaml'), 'utf8');
+    expect(config).toContain(`url: "mqtts://127.0.0.1:${closedPort}"`);
+    expect(config).toContain('caFile: "/etc/fleetlet/trust/fleet-ca.crt"');
+    expect(config).toContain('tokenFile: /etc/fleetlet/k3s-token');
+    expect(config).toContain('name: "Kitchen Pi"');
+    expect(result.output).toContain('checking this device:');
+    expect(result.output).toMatch(/FAIL {2}broker/);
+    expect(result.output).not.toContain(TOKEN);
+
+    // The written config is valid once its files are where the device will have them.
+    const check = spawnSync(process.execPath, [FLEETLET_BUNDLE, 'config', 'check', join(root, 'etc/fleetlet/config.yaml'),
+      '--set', `k3s.tokenFile=${join(root, 'etc/fleetlet/k3s-token')}`, '--set', `broker.tls.caFile=${ca}`], { encoding: 'utf8' });
+    expect(check.stderr).toBe('');
+    expect(check.status).toBe(0);
+  });
+
+  it('never puts the token on a command line of any process it starts', async () => {
+    if (!has('strace') && !REQUIRE_TOOLS) return;
+    const root = scratch();
+    const trace = join(scratch(), 'execve.log');
+    const result = await install(['--binary', binary, ...deviceArgs(root)], { K3S_TOKEN: TOKEN }, ['strace', '-f', '-s', '65536', '-e', 'trace=execve', '-o', trace]);
+    expect(result.code, result.output).toBe(0);
+    const calls = readFileSync(trace, 'utf8');
+    expect(calls).toContain('provision'); // the trace did see the processes
+    expect(calls).not.toContain(TOKEN);
+  });
+
+  it('downloads from a URL with %ARCH%, verifies the sha256, and refuses a mismatch', async () => {
+    const url = `${base}/fleetlet-linux-%ARCH%.gz`;
+    const sha = createHash('sha256').update(gzipSync(readFileSync(binary))).digest('hex');
+    const good = scratch();
+    const ok = await install(['--url', url, '--sha256', sha, ...deviceArgs(good)], { K3S_TOKEN: TOKEN });
+    expect(ok.code, ok.output).toBe(0);
+    expect(readFileSync(join(good, 'usr/local/bin/fleetlet'), 'utf8')).toBe(readFileSync(binary, 'utf8'));
+
+    const bad = scratch();
+    const refused = await install(['--url', url, '--sha256', '0'.repeat(64), ...deviceArgs(bad)], { K3S_TOKEN: TOKEN });
+    expect(refused.code).toBe(1);
+    expect(refused.output).toContain('does not match');
+    expect(existsSync(join(bad, 'usr'))).toBe(false);
+  });
+
+  it('refuses a token given as an argument, and a k3s server without a token', async () => {
+    const root = scratch();
+    expect((await install(['--binary', binary, '--token', TOKEN, ...deviceArgs(root)])).output).toContain('the token is never an argument');
+    const missing = await install(['--binary', binary, ...deviceArgs(root)]);
+    expect(missing.code).toBe(1);
+    expect(missing.output).toContain('k3s needs a join token');
+  });
+
+  it('maps the machine to a binary arch and refuses armv6', async () => {
+    const root = scratch();
+    const url = `${base}/fleetlet-linux-%ARCH%.gz`;
+    const arm = await install(['--url', url, '--sha256', '0'.repeat(64), ...deviceArgs(root)], { K3S_TOKEN: TOKEN, FLEETLET_ARCH: 'armv7l' });
+    expect(arm.output).toContain(`${base}/fleetlet-linux-armv7.gz`);
+    expect((await install(['--binary', binary, ...deviceArgs(root)], { K3S_TOKEN: TOKEN, FLEETLET_ARCH: 'armv6l' })).output).toContain('armv6');
+  });
+});
