@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { link, open, rename, rm, stat } from 'node:fs/promises';
+import { chmod, link, open, rename, rm, stat } from 'node:fs/promises';
 import { dirname } from 'node:path';
 
 /**
@@ -70,6 +70,8 @@ export async function swapIn(newPath: string, binaryPath: string, newSha: string
     await rm(newPath, { force: true });
     return;
   }
+  // Downloads are written 0600; the binary must be executable before it takes the name.
+  await chmod(newPath, 0o755);
   await rename(newPath, binaryPath);
   await fsyncDir(dirname(binaryPath));
 }
