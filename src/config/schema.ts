@@ -124,6 +124,9 @@ const K3sSection = z
     lbServerPort: port.default(6444),
     kubeletArgs: z.array(z.string().min(1).max(1024)).default([]),
     extraArgs: z.array(z.string().min(1).max(1024)).default([]).describe('Further `k3s agent` flags, checked against its flag list.'),
+    nodeConfigDir: absolutePath
+      .default('/etc/rancher/node')
+      .describe('Where k3s keeps the node password and id; only rootless k3s uses another (<dataDir>/agent/etc/rancher/node).'),
   })
   .prefault({});
 

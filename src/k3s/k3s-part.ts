@@ -4,12 +4,12 @@ import type { Database } from '../store/db.js';
 import type { Logger } from '../lib/logger.js';
 import type { MachineIdentity } from '../identity/device-id.js';
 import { IdentityStore } from '../identity/identity-store.js';
-import { DEFAULT_NODE_DIR, NodeFiles } from '../identity/node-files.js';
+import { NodeFiles } from '../identity/node-files.js';
 import { ensureNodeIdentity, type NodeIdentityReport } from '../identity/node-identity.js';
 import { buildAgentInvocation, commandLineLooksLikeK3s, type K3sConfig } from './args.js';
 import { binaryVersion, SupervisedK3sControl } from './control.js';
 import type { K3sEventSink } from './events.js';
-import { DEFAULT_HEALTHZ_URL } from './health.js';
+import { kubeletHealthzUrl } from './health.js';
 import { K3sInstaller } from './installer.js';
 import { NodeSettingsFile, withNodeSettings } from './node-settings.js';
 import { k3sArch } from './release.js';
@@ -29,9 +29,6 @@ export interface K3sPartDeps {
   argv: readonly string[];
   sink: K3sEventSink;
   logger: Logger;
-  /** Injectable for tests; /etc/rancher/node in production. */
-  nodeDir?: string;
-  healthzUrl?: string;
 }
 
 export interface K3sView {
@@ -47,7 +44,7 @@ export function createK3sPart(deps: K3sPartDeps) {
   const workDir = join(deps.stateDir, WORK_DIR_NAME);
   const settings = new NodeSettingsFile(join(workDir, 'node-settings.json'));
   const identityStore = new IdentityStore(deps.db);
-  const files = new NodeFiles(deps.nodeDir ?? DEFAULT_NODE_DIR);
+  const files = new NodeFiles(k3s.nodeConfigDir);
   let identity: NodeIdentityReport | undefined;
   let version: string | undefined;
 
@@ -74,7 +71,7 @@ export function createK3sPart(deps: K3sPartDeps) {
     invocation: () => buildAgentInvocation(withNodeSettings(k3s, settings.load())),
     baseEnv: deps.env,
     workDir,
-    healthzUrl: deps.healthzUrl ?? DEFAULT_HEALTHZ_URL,
+    healthzUrl: kubeletHealthzUrl(k3s.kubeletArgs),
     sink: deps.sink,
     logger: logger.child({ part: 'k3s' }),
     // fleetlet's whole shutdown has 10 s; k3s itself exits almost at once after SIGTERM.

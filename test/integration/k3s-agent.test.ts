@@ -1,0 +1,105 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import BetterSqlite3 from 'better-sqlite3';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { FAKE_K3S } from '../helpers/fake-k3s.js';
+import { isAlive, waitUntil } from '../helpers/k3s-supervisor.js';
+import { FLEETLET_BUNDLE, tempDir } from '../helpers/paths.js';
+import { freePort } from '../helpers/ports.js';
+import { processesMatching } from '../helpers/processes.js';
+
+let dir: string;
+let cleanup: () => void;
+let configFile: string;
+let agents: ChildProcess[] = [];
+
+beforeEach(async () => {
+  // No "k3s" in fleetlet's own command line: the upgrade controller would take it for k3s.
+  ({ dir, cleanup } = tempDir('fleetlet-agent-e2e-'));
+  configFile = join(dir, 'config.yaml');
+  writeFileSync(
+    configFile,
+    [
+      'device:',
+      '  id: pi-e2e',
+      'broker:',
+      `  url: mqtt://127.0.0.1:${await freePort()}`,
+      '  allowPlaintext: true',
+      'k3s:',
+      '  serverUrl: https://10.0.0.1:6443',
+      '  token: K10abc::node:e2e-join-token',
+      `  binaryPath: ${FAKE_K3S}`,
+      `  dataDir: ${join(dir, 'data')}`,
+      `  nodeConfigDir: ${join(dir, 'etc-rancher-node')}`,
+      `  lbServerPort: ${await freePort()}`,
+      `  kubeletArgs: ["healthz-port=${await freePort()}"]`,
+      `stateDir: ${join(dir, 'state')}`,
+      'telemetry:',
+      '  http:',
+      '    enabled: false',
+      'log:',
+      '  level: warn',
+      '',
+    ].join('\n'),
+  );
+});
+afterEach(async () => {
+  for (const agent of agents) if (agent.exitCode === null && agent.signalCode === null) agent.kill('SIGKILL');
+  for (const pid of processesMatching(join(dir, 'data'))) process.kill(pid, 'SIGKILL');
+  agents = [];
+  cleanup();
+});
+
+function startAgent(): { agent: ChildProcess; exited: Promise<number | null> } {
+  const agent = spawn(process.execPath, [FLEETLET_BUNDLE, 'agent', '--config', configFile], {
+    stdio: ['ignore', 'ignore', 'ignore'],
+    env: { ...process.env, FAKE_K3S_AS_ROOT: '1', FAKE_K3S_RECORD_DIR: dir, FAKE_K3S_RETRY_MS: '200' },
+  });
+  agents.push(agent);
+  return { agent, exited: new Promise((resolve) => agent.once('exit', (code) => resolve(code))) };
+}
+
+function k3sStatus(): { state?: string; pid?: number; adopted?: boolean } {
+  try {
+    return JSON.parse(readFileSync(join(dir, 'state', 'node-agent', 'agent-status.json'), 'utf8')) as { state: string; pid: number };
+  } catch {
+    return {};
+  }
+}
+
+describe('the agent supervising k3s', () => {
+  it('survives its own SIGKILL without restarting k3s, and the next agent adopts and finally stops it', async () => {
+    const first = startAgent();
+    await waitUntil(() => k3sStatus().state === 'running-healthy', 'k3s healthy under the first agent', 60_000);
+    const { pid } = k3sStatus();
+    expect(readFileSync(`/proc/${first.agent.pid}/cmdline`, 'utf8')).not.toContain('k3s');
+    const passwordFile = join(dir, 'etc-rancher-node', 'password');
+    expect(readFileSync(passwordFile, 'utf8')).toMatch(/^[0-9a-f]{32}\n$/);
+    expect(statSync(passwordFile).mode & 0o777).toBe(0o600);
+
+    first.agent.kill('SIGKILL');
+    await first.exited;
+    expect(isAlive(pid!)).toBe(true);
+
+    const second = startAgent();
+    await waitUntil(() => k3sStatus().adopted === true && k3sStatus().state === 'running-healthy', 'adopted by the second agent', 60_000);
+    expect(k3sStatus().pid).toBe(pid);
+    expect(readdirSync(dir).filter((name) => /^\d+\.json$/.test(name))).toHaveLength(1); // k3s was started once
+
+    second.agent.kill('SIGTERM');
+    expect(await second.exited).toBe(0);
+    await waitUntil(() => !existsSync(`/proc/${pid}`) || readFileSync(`/proc/${pid}/stat`, 'utf8').includes(') Z '), 'k3s stopped');
+    expect(processesMatching(join(dir, 'data'))).toEqual([]);
+    expect(readFileSync(join(dir, 'state', 'node-agent', 'agent-output.log'), 'utf8')).not.toContain('Second shutdown signal');
+
+    const db = new BetterSqlite3(join(dir, 'state', 'fleetlet.db'), { readonly: true });
+    const events = db.prepare('SELECT kind, detail FROM event_log ORDER BY id').all() as { kind: string; detail: string }[];
+    db.close();
+    const kinds = events.map((event) => event.kind);
+    expect(kinds).toEqual(expect.arrayContaining(['k3s.identity', 'k3s.up', 'k3s.adopted', 'k3s.down']));
+    const password = readFileSync(passwordFile, 'utf8').trim();
+    expect(events.every((event) => !event.detail.includes(password))).toBe(true);
+    expect(events.every((event) => !event.detail.includes('e2e-join-token'))).toBe(true);
+  });
+});
