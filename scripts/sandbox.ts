@@ -22,6 +22,7 @@ const ROOT_DIR = resolve(import.meta.dirname, '..');
 const DEV_DIR = resolve(process.env.FLEETLET_SANDBOX_DIR ?? join(ROOT_DIR, '.fleetlet-dev'));
 const DEVICE_ID = 'dev-sandbox';
 const STOP_TIMEOUT_MS = 15_000;
+const FORCE_AFTER_MS = 2000;
 const topics = new Topics('fleetlet/v1');
 
 interface DeviceView {
@@ -52,8 +53,14 @@ async function main(): Promise<void> {
   const agent = spawn(process.execPath, ['--import', 'tsx', join(ROOT_DIR, 'src/bin.ts'), 'agent', '--config', configFile], {
     stdio: ['ignore', logFd, logFd],
     env,
+    // Its own process group: Ctrl-C in the terminal reaches only the sandbox, which then stops the agent with one
+    // SIGTERM (a second signal would make the agent exit at once, without its offline presence).
+    detached: true,
   });
   closeSync(logFd);
+  process.on('exit', () => {
+    if (agent.exitCode === null && agent.signalCode === null) agent.kill('SIGTERM');
+  });
   const agentExit = new Promise<number>((done) => agent.once('exit', (code, signal) => done(code ?? (signal ? 128 : 1))));
 
   const header = [
@@ -66,12 +73,17 @@ async function main(): Promise<void> {
   const ticker = setInterval(render, 500);
   render();
 
+  let firstSignalAt = 0;
   const stop = async () => {
     if (stopping) {
+      // npm relays the terminal's Ctrl-C to us as well: only a second press, a moment later, means "kill it now".
+      if (Date.now() - firstSignalAt < FORCE_AFTER_MS) return;
+      note('sandbox: second Ctrl-C; killing the agent');
       agent.kill('SIGKILL');
       return;
     }
     stopping = true;
+    firstSignalAt = Date.now();
     note('sandbox: stopping the agent (SIGTERM); Ctrl-C again to kill it');
     agent.kill('SIGTERM');
     const overdue = setTimeout(() => {
@@ -182,7 +194,7 @@ function tailLog(file: string, count: number): string[] {
     const fd = openSync(file, 'r');
     const length = Math.min(size, 16 * 1024);
     const buffer = Buffer.alloc(length);
-    readSyncAt(fd, buffer, size - length);
+    readSync(fd, buffer, 0, length, size - length);
     closeSync(fd);
     text = buffer.toString();
   } catch {
@@ -200,10 +212,6 @@ function tailLog(file: string, count: number): string[] {
         return line;
       }
     });
-}
-
-function readSyncAt(fd: number, buffer: Buffer, position: number): void {
-  readSync(fd, buffer, 0, buffer.length, position);
 }
 
 function writeConfig(brokerUrl: string, httpPort: number): string {

@@ -11,6 +11,8 @@ it('npm start shows the agent come online, and Ctrl-C stops agent and broker cle
     cwd: REPO_ROOT,
     env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: process.env.HOME ?? '/root', FLEETLET_SANDBOX_DIR: dir },
     stdio: ['ignore', 'pipe', 'pipe'],
+    // Its own process group, like a terminal session: Ctrl-C goes to the whole group.
+    detached: true,
   });
   let output = '';
   sandbox.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
@@ -23,13 +25,13 @@ it('npm start shows the agent come online, and Ctrl-C stops agent and broker cle
     const children = descendantsOf(sandbox.pid!);
     expect(children.length).toBeGreaterThan(0);
 
-    sandbox.kill('SIGINT');
+    process.kill(-sandbox.pid!, 'SIGINT'); // what Ctrl-C in a terminal does
     expect(await exited).toBe(0);
     expect(output).toMatch(/dev-sandbox is offline \(stopped\)/);
     expect(output).toMatch(/agent exited with 0/);
     await waitFor(() => children.every((pid) => !isAlive(pid)), 'no process left behind');
   } finally {
-    if (sandbox.exitCode === null) sandbox.kill('SIGKILL');
+    if (sandbox.exitCode === null) process.kill(-sandbox.pid!, 'SIGKILL');
     cleanup();
   }
 }, 90_000);
