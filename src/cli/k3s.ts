@@ -4,6 +4,7 @@ import { loadConfig, type LoadedConfig } from '../config/load.js';
 import { ConfigError } from '../lib/errors.js';
 import { processStartTime, readProcessRecord } from '../k3s/agent-process.js';
 import { installFromFolder } from '../k3s/airgap.js';
+import { installFromBundle } from '../k3s/bundle.js';
 import { binaryVersion } from '../k3s/control.js';
 import { K3sInstaller } from '../k3s/installer.js';
 import { WORK_DIR_NAME } from '../k3s/k3s-part.js';
@@ -110,7 +111,8 @@ async function install(config: LoadedConfig['config'], action: Extract<K3sCliAct
     searchPath: io.env.PATH ?? '',
   });
   if (action.from) {
-    const result = await installFromFolder(action.from, {
+    const install = statSync(action.from).isFile() ? installFromBundle : installFromFolder;
+    const result = await install(action.from, {
       binaryPath: config.k3s.binaryPath,
       dataDir: config.k3s.dataDir,
       arch: k3sArch(process.arch),

@@ -114,7 +114,7 @@ export function buildProgram(handlers: CommandHandlers, io: CliIo, setExitCode: 
     );
   configOptions(k3s.command('install').description('download, verify and install k3s (or from an air-gap folder)'))
     .option('--release <version>', 'k3s version, e.g. v1.36.3+k3s1 (default: k3s.version, else the channel)')
-    .option('--from <dir>', 'air-gap folder: the binary, sha256sum-<arch>.txt and optionally the images archive')
+    .option('--from <path>', 'air-gap folder or .tar bundle: the binary, sha256sum-<arch>.txt and optionally the images archive')
     .action(async (options: { release?: string; from?: string }, command: Command) =>
       setExitCode(await handlers.k3s(selection(command), { kind: 'install', version: options.release, from: options.from })),
     );
