@@ -24,6 +24,7 @@ import { outboxLimitsFromConfig } from './store/outbox-limits.js';
 import { SqliteOutbox } from './store/sqlite-outbox.js';
 import { Topics } from './protocol/topics.js';
 import { createTelemetry } from './telemetry/create-telemetry.js';
+import { eventFromProducer } from './telemetry/producer-events.js';
 import { createCommandsPart } from './commands/commands-part.js';
 import { readMachineIdentity, resolveDeviceId } from './identity/device-id.js';
 import { createK3sPart } from './k3s/k3s-part.js';
@@ -108,23 +109,8 @@ function buildAgentParts({ config }: LoadedConfig, logger: Logger, env: Record<s
   // device.id from the config, else derived from /etc/machine-id or the board serial.
   const machine = readMachineIdentity();
   const { deviceId } = resolveDeviceId(config.device.id, machine);
-  const k3s = config.k3s.enabled
-    ? createK3sPart({
-        k3s: config.k3s,
-        stateDir: config.stateDir,
-        db: opened.db,
-        machine,
-        deviceIdConfigured: config.device.id !== undefined,
-        env,
-        argv: process.argv,
-        // The telemetry work routes these to the outbox; until then they are kept in the local event log.
-        sink: { emit: (event) => eventLog.record(event.kind, { ...event.detail, ...(event.remedy ? { remedy: event.remedy } : {}) }, event.at) },
-        logger,
-      })
-    : undefined;
-  const link = buildLink(config, deviceId, opened.db, drainer, logger, () => telemetry.inventory());
   // Providers are read at each sample, after every part is built; a part that does not exist yet reports "unknown".
-  const { telemetry } = createTelemetry({
+  const { telemetry, events } = createTelemetry({
     config,
     deviceId,
     topics: new Topics(config.broker.topicRoot),
@@ -145,9 +131,32 @@ function buildAgentParts({ config }: LoadedConfig, logger: Logger, env: Record<s
     logger,
     fleetletVersion: FLEETLET_VERSION,
   });
+  if (opened.recovered) {
+    events.emit(eventFromProducer({ kind: 'state.database-recovered', at: Date.now(), detail: { movedTo: opened.recovered.movedTo } }));
+  }
   telemetry.onInventoryChange(() => {
     link.publishInventory().catch((err: unknown) => logger.warn({ err }, 'could not publish the changed inventory'));
   });
+  const k3s = config.k3s.enabled
+    ? createK3sPart({
+        k3s: config.k3s,
+        stateDir: config.stateDir,
+        db: opened.db,
+        machine,
+        deviceIdConfigured: config.device.id !== undefined,
+        env,
+        argv: process.argv,
+        // Kept in the local event log, and sent to the fleet through the deduplicating, rate-limited gate.
+        sink: {
+          emit: (event) => {
+            eventLog.record(event.kind, { ...event.detail, ...(event.remedy ? { remedy: event.remedy } : {}) }, event.at);
+            events.emit(eventFromProducer(event));
+          },
+        },
+        logger,
+      })
+    : undefined;
+  const link = buildLink(config, deviceId, opened.db, drainer, logger, () => telemetry.inventory());
   const commands = createCommandsPart({
     config,
     deviceId,

@@ -5,6 +5,7 @@ import { MemoryOutbox } from '../../src/store/memory-outbox.js';
 import type { OutboxLimits } from '../../src/store/outbox.js';
 import { ConditionDetector } from '../../src/telemetry/condition-detector.js';
 import { EventGate } from '../../src/telemetry/event-gate.js';
+import { eventFromProducer } from '../../src/telemetry/producer-events.js';
 import type { RawSample } from '../../src/telemetry/sampler.js';
 
 const LIMITS: OutboxLimits = {
@@ -185,5 +186,47 @@ describe('ConditionDetector', () => {
     expect(back?.message).toContain('back');
     // A device that was suspended: both clocks move on together.
     expect(detector.evaluate(sample({ atMs: 86_400_000 * 90 - 570_000, monoMs: 120_000 }))).toEqual([]);
+  });
+});
+
+describe('events of other producers (the k3s supervisor)', () => {
+  it('are spelled, described and bounded for the wire, without anything secret', () => {
+    const event = eventFromProducer({
+      kind: 'k3s.password_rejected',
+      at: Date.UTC(2026, 2, 1, 8),
+      remedy: 'restore /etc/rancher/node/password or delete the node on the server',
+      detail: {
+        line: `Node password rejected ${'x'.repeat(1000)}`,
+        token: 'K10abc::server:secret',
+        passwordFingerprint: 'sha256:9f2c4e0d7b1a',
+        actions: ['created', 'repaired'],
+        exitCode: 1,
+        ...Object.fromEntries(Array.from({ length: 30 }, (_, i) => [`extra${i}`, i])),
+      },
+    });
+    expect(event).toMatchObject({
+      kind: 'k3s.password-rejected',
+      state: 'occurred',
+      severity: 'critical',
+      message: 'the server rejected the node password',
+      occurredAt: new Date(Date.UTC(2026, 2, 1, 8)),
+    });
+    expect(event.detail).toMatchObject({ passwordFingerprint: 'sha256:9f2c4e0d7b1a', actions: '["created","repaired"]', exitCode: 1 });
+    expect(event.detail).not.toHaveProperty('token');
+    expect((event.detail!.line as string).length).toBe(256);
+    expect(Object.keys(event.detail!)).toHaveLength(16);
+    expect(eventFromProducer({ kind: 'K3S.Something Odd!', at: NaN }).kind).toBe('unknown');
+  });
+
+  it('pass the gate: a crash loop reported over and over becomes one event, then what the rate allows', () => {
+    const { clock, events, queued } = gate();
+    for (let i = 0; i < 100; i += 1) {
+      events.emit(eventFromProducer({ kind: 'k3s.crash_loop', at: Date.UTC(2026, 2, 1) + clock.ms, detail: { restarts: 5 } }));
+      clock.ms += 1000;
+    }
+    // One per minute passes the duplicate check; the bucket allows four, then one per ten minutes.
+    expect(queued().map((e) => e.kind)).toEqual(['k3s.crash-loop', 'k3s.crash-loop']);
+    expect(events.stats.duplicates).toBe(98);
+    for (const e of queued()) expect(EventSchema.parse(e).severity).toBe('critical');
   });
 });
