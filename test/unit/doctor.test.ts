@@ -1,10 +1,12 @@
+import { spawnSync } from 'node:child_process';
 import { chmodSync, cpSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { runDoctor } from '../../src/cli/doctor.js';
 import type { CheckResult, DoctorContext } from '../../src/cli/doctor/check.js';
 import type { NetworkProbe } from '../../src/cli/doctor/network-probe.js';
-import { REPO_ROOT, tempDir } from '../helpers/paths.js';
+import { FLEETLET_BUNDLE, REPO_ROOT, tempDir } from '../helpers/paths.js';
+import { freePort } from '../helpers/ports.js';
 
 const FIXTURES = join(REPO_ROOT, 'test/fixtures/doctor');
 const GiB = 1024 ** 3;
@@ -140,5 +142,20 @@ describe('fleetlet doctor on a ready amd64 edge PC', () => {
     expect(of('broker')[0]!.fix).toBe('fix the configuration first: fleetlet config check');
     expect(of('cgroups')[0]!.status).toBe('pass');
     expect(results.length).toBeGreaterThan(10);
+  });
+});
+
+describe('fleetlet doctor from the command line', () => {
+  it('prints each result with its fix and a verdict, and exits 1 when the device is not ready', async () => {
+    const root = rootFrom('pi-bookworm-not-ready');
+    const port = await freePort();
+    const config = join(root, 'cli-config.yaml');
+    writeFileSync(config, `broker: { url: "mqtt://127.0.0.1:${port}", allowPlaintext: true }\nk3s: { enabled: false }\nstateDir: /var/lib/fleetlet\n`);
+    const result = spawnSync(process.execPath, [FLEETLET_BUNDLE, 'doctor', '--root', root, '--config', config], { encoding: 'utf8', timeout: 20_000 });
+    expect(result.status).toBe(1);
+    expect(result.stdout).toContain('FAIL  cgroups        cgroup v2 without the memory controller: k3s will not start');
+    expect(result.stdout).toContain('fix: append " cgroup_memory=1 cgroup_enable=memory" to the end of the single line in /boot/firmware/cmdline.txt, then reboot');
+    expect(result.stdout).toContain(`FAIL  broker         cannot reach 127.0.0.1:${port}: ECONNREFUSED`);
+    expect(result.stdout).toMatch(/\nNOT READY: \d+ failed, \d+ warnings\n$/);
   });
 });
