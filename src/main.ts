@@ -51,7 +51,8 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
     doctor: (selection, options) => runDoctor({ selection, ...options }, io),
     provision: (options) => runProvision({ ...options, trustAnchors: options.trustAnchor }, io),
     uninstall: (selection, options) => runUninstall({ selection, ...options }, io),
-    status: (selection, options) => runStatus({ selection, ...options }, io),
+    status: (selection, options) =>
+      runStatus({ selection, ...options, nativeBinding: (stateDir) => sqliteNativeBinding(stateDir, io.env) }, io),
     k3s: (selection, action) => runK3sCli({ selection, action, interactive: process.stderr.isTTY === true }, io),
   };
   const program = buildProgram(handlers, io, (code) => (exitCode = code));

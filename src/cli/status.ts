@@ -26,8 +26,8 @@ export interface StatusView {
 export interface StatusOptions {
   selection: ConfigSelection;
   json: boolean;
-  /** better-sqlite3's native addon, when the single binary carries its own. */
-  nativeBinding?: unknown;
+  /** better-sqlite3's native addon for a state directory, when the single binary carries its own. */
+  nativeBinding?: (stateDir: string) => unknown;
   now?: () => Date;
 }
 
@@ -48,7 +48,7 @@ export async function runStatus(options: StatusOptions, io: CliIo): Promise<numb
   let problem: string | undefined;
   if (!view) {
     try {
-      view = fromDatabase(join(config.stateDir, DATABASE_FILE), options.nativeBinding);
+      view = fromDatabase(join(config.stateDir, DATABASE_FILE), options.nativeBinding?.(config.stateDir));
     } catch (err) {
       problem = err instanceof Error ? err.message : String(err);
     }
