@@ -140,6 +140,8 @@ function onFleetMessage(topic: string, payload: Buffer): void {
       const cpu = s.cpu.percent !== undefined ? `cpu ${s.cpu.percent.toFixed(1)}%` : 'cpu ?';
       view.status = `#${s.seq}${s.historical ? ' (historical)' : ''} ${cpu}${memory}, outbox ${s.outbox.depth.status + s.outbox.depth.event + s.outbox.depth.result}`;
       view.k3s = `${s.k3s.state}${s.k3s.healthy ? ', healthy' : ''}${s.k3s.version ? ` ${s.k3s.version}` : ''}`;
+      // On a terminal the table shows it; in a log, one line per sample.
+      if (!process.stdout.isTTY) note(`${parsed.deviceId} status ${view.status}; k3s ${view.k3s}`);
       break;
     }
     case 'inventory': {

@@ -20,6 +20,8 @@ it('npm start shows the agent come online, and Ctrl-C stops agent and broker cle
   const exited = new Promise<number | null>((resolve) => sandbox.once('exit', (code) => resolve(code)));
   try {
     await waitFor(() => output.includes('dev-sandbox is online, boot #'), 'the agent online in the fleet view', 45_000);
+    // The fleet view shows what telemetry reports through the outbox and the link, k3s's real state included.
+    await waitFor(() => /dev-sandbox status #\d+ .*; k3s \S+/.test(output), 'a status sample in the fleet view', 45_000);
     expect(output).toMatch(/embedded aedes/);
     expect(output).toContain(dir);
     const children = descendantsOf(sandbox.pid!);
