@@ -215,11 +215,16 @@ export const ConfigSchema = z.strictObject({
   stateDir: absolutePath.default('/var/lib/fleetlet').describe('Where the state database lives.'),
   telemetry: z
     .strictObject({
-      intervalSeconds: z.int().min(5).max(86_400).default(30),
+      intervalSeconds: z
+        .int()
+        .min(5)
+        .max(86_400)
+        .default(30)
+        .describe('Seconds between status samples (each costs well under 1 ms of CPU and starts no process).'),
       http: z
         .strictObject({
-          enabled: z.boolean().default(true),
-          port: port.default(9101).describe('Local /healthz and /metrics on 127.0.0.1.'),
+          enabled: z.boolean().default(true).describe('Serve /healthz, /metrics (Prometheus) and /status on 127.0.0.1.'),
+          port: port.default(9101).describe('Port of the local endpoint; it listens on 127.0.0.1 only.'),
         })
         .prefault({}),
     })
