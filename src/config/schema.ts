@@ -220,7 +220,7 @@ export const ConfigSchema = z.strictObject({
         .min(5)
         .max(86_400)
         .default(30)
-        .describe('Seconds between status samples (each costs well under 1 ms of CPU and starts no process).'),
+        .describe('Seconds between status samples; a sample reads /proc and /sys and starts no process.'),
       http: z
         .strictObject({
           enabled: z.boolean().default(true).describe('Serve /healthz, /metrics (Prometheus) and /status on 127.0.0.1.'),
