@@ -1,4 +1,6 @@
-import { chmodSync, copyFileSync, readFileSync, readdirSync } from 'node:fs';
+import { chmodSync, copyFileSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { ConfigSchema } from '../../src/config/schema.js';
+import { buildAgentInvocation } from '../../src/k3s/args.js';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { descendantsOf } from '../helpers/processes.js';
@@ -58,6 +60,26 @@ describe('k3s supervisor', () => {
     expect(descendantsOf(process.pid)).toEqual([]);
     expect(logText(fake)).not.toContain('Second shutdown signal');
     expect(fake.supervisor.recentLogLines(100).some((line) => line.includes('Starting k3s agent'))).toBe(true);
+  });
+
+  it('passes a token file by path: k3s reads it, the command line shows only the path', async () => {
+    const tokenFile = join(dir, 'join-token');
+    writeFileSync(tokenFile, `${JOIN_TOKEN}\n`, { mode: 0o600 });
+    const k3s = ConfigSchema.parse({
+      broker: { url: 'mqtts://broker.example:8883' },
+      k3s: { serverUrl: 'https://10.0.0.1:6443', tokenFile, dataDir: join(dir, 'data'), disableApiserverLb: true },
+    }).k3s;
+    const fake = await supervisedFake(dir, {}, { invocation: () => buildAgentInvocation(k3s) });
+    running.push(fake);
+    await fake.supervisor.start();
+    await waitUntil(() => state(fake) === 'running-healthy', 'healthy');
+    const pid = fake.supervisor.status().pid!;
+    const cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
+    expect(cmdline).toContain(`--token-file\0${tokenFile}`);
+    expect(cmdline).not.toContain(JOIN_TOKEN);
+    expect(readFileSync(`/proc/${pid}/environ`, 'utf8')).not.toContain(JOIN_TOKEN);
+    const record = JSON.parse(readFileSync(join(dir, `${pid}.json`), 'utf8')) as { tokenSource: string; tokenLength: number };
+    expect(record).toMatchObject({ tokenSource: 'file', tokenLength: JOIN_TOKEN.length });
   });
 
   it('restarts k3s after it exits 0 on an internal failure', async () => {
