@@ -109,6 +109,20 @@ describe('EventGate', () => {
     expect(queued()).toHaveLength(15);
   });
 
+  it('remembers a bounded number of keys, so a producer inventing keys cannot grow memory', () => {
+    const { clock, events } = gate({ overall: { burst: 1000, refillMs: 1 } });
+    const disk = (key: string): EventInput => ({ kind: 'disk.low', key, state: 'raised', severity: 'warning', message: 'low' });
+    expect(events.emit(disk('first'))).toBe('sent');
+    expect(events.emit(disk('first'))).toBe('duplicate');
+    for (let i = 0; i < 300; i += 1) {
+      clock.ms += 1;
+      events.emit(disk(`key-${i}`));
+    }
+    // "first" was forgotten to make room: the same event is news again.
+    expect(events.emit(disk('first'))).toBe('sent');
+    expect(events.emit(disk('key-299'))).toBe('duplicate');
+  });
+
   it('does not refill on a monotonic clock that goes backwards', () => {
     const { clock, events } = gate({ perKey: { burst: 1, refillMs: 1000 } });
     clock.ms = 10_000;
