@@ -57,6 +57,7 @@ export class Telemetry {
   private startedAtMs = 0;
   private lastTickMs: number | undefined;
   private endpoint: LocalEndpoint | undefined;
+  private stopped = false;
   private readonly monotonicMs: () => number;
 
   constructor(private readonly options: TelemetryOptions) {
@@ -84,6 +85,7 @@ export class Telemetry {
   }
 
   async stop(): Promise<void> {
+    this.stopped = true;
     clearInterval(this.timer);
     this.timer = undefined;
     await this.endpoint?.stop();
@@ -181,6 +183,8 @@ export class Telemetry {
         return {};
       })
       .finally(() => clearTimeout(timer));
+    // Facts that arrive after a stop would write to a closed database and wake a stopped link.
+    if (this.stopped) return;
     this.machine = machineFacts(this.options.files, facts, new Date());
     try {
       this.refreshInventory();
