@@ -84,6 +84,8 @@ export function registerFleetCommands(program: Command, io: CliIo, setExitCode: 
         { channels, json: options.json === true, ...(options.device ? { device: options.device } : {}) },
         stopSignal(options.duration),
         (line) => io.stdout(`${line}\n`),
+        // On stderr, so that the stream on stdout stays pure (JSON lines with --json).
+        (what) => io.stderr(`${what}\n`),
       );
       setExitCode(EXIT.OK);
     }));

@@ -15,6 +15,8 @@ export async function watchFleet(
   options: { channels: DeviceChannel[]; json: boolean; device?: string },
   until: Promise<void>,
   out: (line: string) => void,
+  /** Told once the subscriptions are in place: from then on nothing is missed. */
+  onReady: (what: string) => void = () => {},
 ): Promise<number> {
   const topics = new Topics(connection.topicRoot);
   const client = await connectOperator(connection);
@@ -28,6 +30,7 @@ export async function watchFleet(
   try {
     const subscriptions = options.channels.map((c) => (options.device ? topics.device(options.device, c) : topics.allDevices(c)));
     await client.subscribeAsync(subscriptions, { qos: 1 });
+    onReady(`watching ${subscriptions.join(', ')}`);
     await until;
     return count;
   } finally {

@@ -1,4 +1,4 @@
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { createPublicKey, createPrivateKey } from 'node:crypto';
 import { chmodSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -6,6 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { pingHandler } from '../../src/commands/ping.js';
 import { logsCollectHandler } from '../../src/commands/logs-collect.js';
 import { publicKeyToBase64 } from '../../src/protocol/command.js';
+import { waitFor } from '../helpers/cli.js';
 import { startMosquitto, type TestBroker } from '../helpers/mosquitto.js';
 import { FLEETLET_BUNDLE, tempDir } from '../helpers/paths.js';
 import type { TestKey } from '../fixtures/command-keys.js';
@@ -145,13 +146,18 @@ describe('fleet CLI against a real broker', () => {
   });
 
   it('watch prints live results and skips retained history', async () => {
-    const watching = fleetlet(['fleet', 'watch', '--duration', '4', ...common()]);
-    await new Promise((r) => setTimeout(r, 1500));
+    const watcher = spawn(process.execPath, [FLEETLET_BUNDLE, 'fleet', 'watch', '--duration', '20', ...common()], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    watcher.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
+    watcher.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+    const exited = new Promise<number | null>((resolve) => watcher.once('exit', (code) => resolve(code)));
+    await waitFor(() => stderr.includes('watching fleetlet/v1/devices/+/presence'), 'the watcher to subscribe', 20_000);
     const sent = await fleetlet(['fleet', 'send', 'ping', '--device', 'pi-3', '--key', keyFile, '--wait', '20', ...common()]);
     expect(sent.code).toBe(0);
-    const watched = await watching;
-    expect(watched.code, watched.stderr).toBe(0);
-    expect(watched.stdout).toMatch(/results +\S+ +pi-3 +c-\S+ +succeeded: pong/);
-    expect(watched.stdout).not.toMatch(/^presence/m);
+    await waitFor(() => /results +\S+ +pi-3 +c-\S+ +succeeded: pong/.test(stdout), 'the result in the watch', 20_000);
+    watcher.kill('SIGINT');
+    expect(await exited, stderr).toBe(0);
+    expect(stdout).not.toMatch(/^presence/m);
   });
 });
