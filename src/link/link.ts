@@ -62,6 +62,8 @@ export class MqttLink {
   #session: LinkSession | undefined;
   #state: LinkState = { connected: false, since: Date.now(), reconnectAttempts: 0 };
   #stopping = false;
+  /** The last problem written to the log: a broker that stays down gives one warning, not one per attempt. */
+  #loggedError: string | undefined;
 
   constructor(options: LinkOptions) {
     this.#options = options;
@@ -180,6 +182,7 @@ export class MqttLink {
   async #onConnected(session: LinkSession): Promise<void> {
     this.#schedule.connected();
     this.#state = { ...this.#state, connected: true, since: Date.now() };
+    this.#loggedError = undefined;
     this.#log.info({ broker: brokerAddress(this.#options.broker.url) }, 'connected to the broker');
     const current = () => session === this.#session && session.open && !this.#stopping;
     try {
@@ -207,7 +210,7 @@ export class MqttLink {
     session.client.removeAllListeners('connect');
     session.client.end(true);
     if (this.#state.connected) {
-      this.#log.warn({ error: this.#state.lastError }, 'disconnected from the broker');
+      this.#log.warn({ error: this.#loggedError }, 'disconnected from the broker');
       this.#options.drain?.onDisconnect();
     }
     session.close();
@@ -224,7 +227,8 @@ export class MqttLink {
 
   #recordError(err: unknown): void {
     const message = err instanceof Error ? err.message : String(err);
-    if (message !== this.#state.lastError) this.#log.warn({ error: message }, 'broker connection problem');
+    if (message !== this.#loggedError) this.#log.warn({ error: message }, 'broker connection problem');
+    this.#loggedError = message;
     this.#state = { ...this.#state, lastError: message };
   }
 }

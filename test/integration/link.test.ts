@@ -57,6 +57,14 @@ describe('link: offline first', () => {
     await announced(made);
     expect(await Observer.retained(up.url, PRESENCE)).toMatchObject({ state: 'online', bootSequence: 7, schemaVersion: 1 });
     expect(await Observer.retained(up.url, INVENTORY)).toEqual(INVENTORY_EXAMPLE);
+
+    // One warning per outage, not one per attempt.
+    const warnings = () => made.logs().filter((line) => line.includes('ECONNREFUSED') && line.includes('"level":"warn"'));
+    expect(warnings()).toHaveLength(1);
+    await up.stop();
+    const attempts = link.state().reconnectAttempts;
+    await waitFor(() => link.state().reconnectAttempts >= attempts + 3, 'several attempts in the second outage');
+    expect(warnings()).toHaveLength(2);
   });
 
   it('publishes a fresh birth after the broker restarts, and resubscribes to the command topics', async () => {
