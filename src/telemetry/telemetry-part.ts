@@ -81,7 +81,7 @@ export class Telemetry {
       await this.endpoint.start();
     }
     // Inventory needs systeminformation, which takes a moment: the status loop does not wait for it.
-    void this.collectMachineFacts();
+    this.collectMachineFacts().catch((err: unknown) => this.options.logger.warn({ err }, 'could not collect the inventory'));
   }
 
   async stop(): Promise<void> {
