@@ -65,9 +65,9 @@ export async function runStatus(options: StatusOptions, io: CliIo): Promise<numb
 export async function fromAgent(port: number, timeoutMs = 1500): Promise<StatusView | undefined> {
   try {
     const response = await fetch(`http://127.0.0.1:${port}/status`, { signal: AbortSignal.timeout(timeoutMs) });
-    if (!response.ok) return undefined;
-    const text = await response.text();
-    if (Buffer.byteLength(text) > MAX_RESPONSE_BYTES) return undefined;
+    if (!response.ok || !response.body) return undefined;
+    const text = await readBounded(response.body, MAX_RESPONSE_BYTES);
+    if (text === undefined) return undefined;
     const body = JSON.parse(text) as { pid?: unknown; status?: unknown; inventory?: unknown };
     const status = StatusSchema.safeParse(body.status);
     const inventory = InventorySchema.safeParse(body.inventory);
@@ -81,6 +81,23 @@ export async function fromAgent(port: number, timeoutMs = 1500): Promise<StatusV
     };
   } catch {
     return undefined;
+  }
+}
+
+/** The body as text, or undefined once it exceeds `limit` bytes (whatever answers on the port is not trusted). */
+async function readBounded(body: ReadableStream<Uint8Array>, limit: number): Promise<string | undefined> {
+  const reader = body.getReader();
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) return Buffer.concat(chunks).toString('utf8');
+    size += value.byteLength;
+    if (size > limit) {
+      await reader.cancel();
+      return undefined;
+    }
+    chunks.push(value);
   }
 }
 
