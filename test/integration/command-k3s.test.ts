@@ -30,7 +30,7 @@ describe('k3s.restart, k3s.configure and logs.collect on a running (fake) k3s', 
       operator,
       handlers: [
         k3sRestartHandler(k3s, 3000),
-        k3sConfigureHandler(k3s, 1500),
+        k3sConfigureHandler(k3s, 3000),
         logsCollectHandler({ agent: async (max) => agentLines.slice(-max), k3s: (max) => k3s.recentLogLines(max) }),
       ],
     });

@@ -78,7 +78,7 @@ describe('fleet rollout over 20 device processes on a real broker', () => {
           DEV_MIRROR: mirror,
           DEV_OPERATOR_PUB: key.publicKey,
           DEV_BROKER_URL: broker.url,
-          DEV_HEALTH_TIMEOUT_MS: '1500',
+          DEV_HEALTH_TIMEOUT_MS: '3000',
         },
       });
       processes.push(child);

@@ -60,7 +60,8 @@ function runDevice(d: Device, options: { command?: unknown; killAt?: string; hea
     RUN_MIRROR: join(d.dir, 'mirror'),
     RUN_HEALTHZ_PORT: String(d.port),
     RUN_OPERATOR_PUB: operator.publicBase64,
-    RUN_HEALTH_TIMEOUT_MS: String(options.healthTimeoutMs ?? 1500),
+    // Long enough for a loaded machine to start a healthy fake; a broken one costs this much per wait.
+    RUN_HEALTH_TIMEOUT_MS: String(options.healthTimeoutMs ?? 4000),
     RUN_KILL_AT: options.killAt ?? '',
   };
   if (options.free !== undefined) env.RUN_FREE_BYTES = String(options.free);
@@ -117,14 +118,14 @@ describe('k3s upgrade state machine', () => {
 
   it('upgrades to a healthy version: keeps the previous binary, restarts, commits', async () => {
     const d = (current = await device());
-    const run = await runDevice(d, { command: upgradeTo(GOOD) });
+    const run = await runDevice(d, { command: upgradeTo(GOOD), healthTimeoutMs: 15_000 });
     expect(run.code).toBe(0);
     expect(run.states).toEqual(['check', 'download', 'swap', 'restart', 'wait_health', 'commit', 'done']);
     expect(finals(results(d))).toMatchObject([{ status: 'succeeded', detail: `k3s ${OLD} -> ${GOOD}, healthy` }]);
     expect(await d.k3s.installedVersion()).toBe(GOOD);
     expect(execFileSync(`${d.k3s.binaryPath}.previous`, ['--version'], { encoding: 'utf8' })).toContain(OLD);
     expect(await d.k3s.waitHealthy(5000, new AbortController().signal)).toEqual({ healthy: true });
-  });
+  }, 90_000);
 
   it('rolls back a version that never becomes healthy and reports why', async () => {
     const d = (current = await device());
@@ -136,7 +137,7 @@ describe('k3s upgrade state machine', () => {
     expect(final?.status === 'failed' && final.detail).toContain(`${OLD} restored and healthy`);
     expect(await d.k3s.installedVersion()).toBe(OLD);
     expect(await d.k3s.waitHealthy(5000, new AbortController().signal)).toEqual({ healthy: true });
-  });
+  }, 90_000);
 
   it('refuses a downgrade, a corrupt download and a full disk without touching the running k3s', async () => {
     const d = (current = await device());
@@ -147,16 +148,16 @@ describe('k3s upgrade state machine', () => {
     expect(finals(results(d)).map((r) => r.status === 'failed' && r.reason)).toEqual(['downgrade_refused', 'download_failed', 'disk_space']);
     expect(d.k3s.runningPid()).toBe(pid);
     expect(await d.k3s.installedVersion()).toBe(OLD);
-  });
+  }, 90_000);
 
   const happyStates = ['check', 'download', 'swap', 'restart', 'wait_health', 'commit', 'done'];
   it.each(happyStates)('SIGKILL as %s begins: the next start finishes the upgrade and reports it once', async (killAt) => {
     const d = (current = await device());
     const command = upgradeTo(GOOD);
-    const first = await runDevice(d, { command, killAt });
+    const first = await runDevice(d, { command, killAt, healthTimeoutMs: 15_000 });
     expect(first.signal).toBe('SIGKILL');
     expect(first.states.at(-1)).toBe(killAt);
-    const second = await runDevice(d, {});
+    const second = await runDevice(d, { healthTimeoutMs: 15_000 });
     expect(second.code).toBe(0);
     const all = results(d);
     expect(finals(all)).toMatchObject([{ commandId: command.id, status: 'succeeded' }]);
@@ -164,7 +165,7 @@ describe('k3s upgrade state machine', () => {
     expect(await d.k3s.installedVersion()).toBe(GOOD);
     expect(await d.k3s.waitHealthy(5000, new AbortController().signal)).toEqual({ healthy: true });
     expect(processesMatching(d.k3s.binaryPath)).toEqual([d.k3s.runningPid()]);
-  });
+  }, 90_000);
 
   const rollbackStates = ['wait_health', 'rollback', 'rollback_restart', 'rollback_wait_health', 'done'];
   it.each(rollbackStates)('SIGKILL as %s begins on a bad version: the next start rolls back and reports it once', async (killAt) => {
@@ -179,5 +180,5 @@ describe('k3s upgrade state machine', () => {
     expect(await d.k3s.installedVersion()).toBe(OLD);
     expect(await d.k3s.waitHealthy(5000, new AbortController().signal)).toEqual({ healthy: true });
     expect(processesMatching(d.k3s.binaryPath)).toEqual([d.k3s.runningPid()]);
-  });
+  }, 90_000);
 });
