@@ -88,9 +88,14 @@ download() {
 }
 
 ARCH=$(detect_arch)
+# fleetlet reads FLEETLET_* variables as configuration (and refuses unknown ones): the inputs of this script
+# must not reach it. K3S_TOKEN is kept in TOKEN until it is written to its file.
+TOKEN=${K3S_TOKEN:-}
+unset FLEETLET_BINARY FLEETLET_URL FLEETLET_SHA256 FLEETLET_BROKER_URL FLEETLET_BROKER_CA FLEETLET_DEVICE_NAME \
+  FLEETLET_ROOT FLEETLET_ARCH K3S_TOKEN K3S_TOKEN_FILE K3S_URL
 [ -n "$BROKER" ] || fatal "give the broker: --broker mqtts://host:8883"
 for pair in "broker:$BROKER" "server:$SERVER" "name:$NAME"; do check_value "${pair%%:*}" "${pair#*:}"; done
-if [ -n "$SERVER" ] && [ -z "${K3S_TOKEN:-}" ] && [ -z "$TOKEN_FILE" ]; then
+if [ -n "$SERVER" ] && [ -z "$TOKEN" ] && [ -z "$TOKEN_FILE" ]; then
   fatal "k3s needs a join token: set K3S_TOKEN or --token-file"
 fi
 
@@ -125,8 +130,8 @@ chmod 0750 "$ETC"
 umask 077
 if [ -n "$SERVER" ]; then
   # printf is a shell builtin: the token never becomes an argument of another process.
-  if [ -n "${K3S_TOKEN:-}" ]; then
-    printf '%s\n' "$K3S_TOKEN" > "$ETC/k3s-token.new"
+  if [ -n "$TOKEN" ]; then
+    printf '%s\n' "$TOKEN" > "$ETC/k3s-token.new"
   else
     cat "$TOKEN_FILE" > "$ETC/k3s-token.new"
   fi

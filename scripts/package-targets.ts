@@ -68,7 +68,7 @@ export const ARCHES = Object.keys(TARGETS) as Arch[];
 export const REPO_ROOT = resolve(import.meta.dirname, '..');
 export const DIST = join(REPO_ROOT, 'dist');
 /** Downloads and builds that do not change between runs: runtimes and cross-built addons. */
-export const CACHE = process.env.FLEETLET_PACKAGE_CACHE ?? join(DIST, 'cache');
+export const CACHE = process.env.PACKAGE_CACHE ?? join(DIST, 'cache');
 
 export const binaryName = (arch: Arch) => `fleetlet-linux-${arch}`;
 

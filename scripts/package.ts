@@ -1,5 +1,5 @@
 // `npm run package`: builds dist/fleetlet-linux-{x64,arm64,armv7}, a .gz of each and SHA256SUMS.
-// FLEETLET_ARCHES=x64,arm64 limits the targets. Needs the Debian cross compilers and qemu-user-static
+// PACKAGE_ARCHES=x64,arm64 limits the targets. Needs the Debian cross compilers and qemu-user-static
 // (.ci/run installs them); runtimes and addons are cached under dist/cache between runs.
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
@@ -55,6 +55,6 @@ function stopwatch() {
 }
 
 const started = Date.now();
-for (const arch of selectArches(process.env.FLEETLET_ARCHES)) await packageTarget(TARGETS[arch]);
+for (const arch of selectArches(process.env.PACKAGE_ARCHES)) await packageTarget(TARGETS[arch]);
 writeChecksums();
 console.log(`package: done in ${((Date.now() - started) / 1000).toFixed(0)}s`);

@@ -4,9 +4,9 @@ import { ARCHES, DIST, TARGETS, binaryName, commandFor, type Arch } from '../../
 
 /**
  * The single binaries `npm run package` built. Locally a missing one skips its tests; CI sets
- * FLEETLET_E2E_REQUIRE_BINARIES=1 after building them, so there a missing binary fails.
+ * E2E_REQUIRE_BINARIES=1 after building them, so there a missing binary fails.
  */
-export const REQUIRE_BINARIES = process.env.FLEETLET_E2E_REQUIRE_BINARIES === '1';
+export const REQUIRE_BINARIES = process.env.E2E_REQUIRE_BINARIES === '1';
 
 export interface BuiltBinary {
   arch: Arch;

@@ -11,7 +11,7 @@ import { freePort } from '../helpers/ports.js';
 const INSTALL_SH = join(REPO_ROOT, 'packaging/install.sh');
 const TOKEN = 'K10secret-join-token::server:0123456789abcdef';
 // CI installs shellcheck and strace; elsewhere the checks that need them are skipped.
-const REQUIRE_TOOLS = process.env.FLEETLET_TEST_REQUIRE_INSTALL_TOOLS === '1';
+const REQUIRE_TOOLS = process.env.TEST_REQUIRE_INSTALL_TOOLS === '1';
 const has = (tool: string) => spawnSync(tool, ['--version']).error === undefined;
 
 const cleanups: (() => void)[] = [];
@@ -98,9 +98,21 @@ describe('packaging/install.sh', () => {
 
     // The written config is valid once its files are where the device will have them.
     const check = spawnSync(process.execPath, [FLEETLET_BUNDLE, 'config', 'check', join(root, 'etc/fleetlet/config.yaml'),
-      '--set', `k3s.tokenFile=${join(root, 'etc/fleetlet/k3s-token')}`, '--set', `broker.tls.caFile=${ca}`], { encoding: 'utf8' });
+      '--set', `k3s.tokenFile=${join(root, 'etc/fleetlet/k3s-token')}`, '--set', `broker.tls.caFile=${ca}`],
+      { encoding: 'utf8', env: { PATH: process.env.PATH! } });
     expect(check.stderr).toBe('');
     expect(check.status).toBe(0);
+  });
+
+  it('keeps its own FLEETLET_* inputs away from fleetlet, which would refuse them as unknown config', async () => {
+    const root = scratch();
+    const result = await install(['--binary', binary, '--broker', `mqtts://127.0.0.1:${closedPort}`, '--root', root], {
+      FLEETLET_DEVICE_NAME: 'From Env',
+    });
+    expect(result.code, result.output).toBe(0);
+    expect(readFileSync(join(root, 'etc/fleetlet/config.yaml'), 'utf8')).toContain('name: "From Env"');
+    expect(result.output).toMatch(/PASS {2}config/);
+    expect(result.output).toContain(`TLS with 127.0.0.1:${closedPort} failed: ECONNREFUSED`);
   });
 
   it('never puts the token on a command line of any process it starts', async () => {

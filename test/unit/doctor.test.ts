@@ -151,7 +151,8 @@ describe('fleetlet doctor from the command line', () => {
     const port = await freePort();
     const config = join(root, 'cli-config.yaml');
     writeFileSync(config, `broker: { url: "mqtt://127.0.0.1:${port}", allowPlaintext: true }\nk3s: { enabled: false }\nstateDir: /var/lib/fleetlet\n`);
-    const result = spawnSync(process.execPath, [FLEETLET_BUNDLE, 'doctor', '--root', root, '--config', config], { encoding: 'utf8', timeout: 20_000 });
+    const env = { PATH: process.env.PATH! };
+    const result = spawnSync(process.execPath, [FLEETLET_BUNDLE, 'doctor', '--root', root, '--config', config], { encoding: 'utf8', env, timeout: 20_000 });
     expect(result.status).toBe(1);
     expect(result.stdout).toContain('FAIL  cgroups        cgroup v2 without the memory controller: k3s will not start');
     expect(result.stdout).toContain('fix: append " cgroup_memory=1 cgroup_enable=memory" to the end of the single line in /boot/firmware/cmdline.txt, then reboot');
