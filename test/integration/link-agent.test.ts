@@ -7,7 +7,9 @@ import { tempDir } from '../helpers/paths.js';
 import { freePort } from '../helpers/ports.js';
 
 /** The real agent process (the bundle) talking to a real broker. */
-const PRESENCE = 'fleetlet/v1/devices/test-device/presence';
+// An id of this file's own: an agent of another test that outlived its broker must never meet ours on a reused port.
+const DEVICE_ID = `link-agent-${process.pid}`;
+const PRESENCE = `fleetlet/v1/devices/${DEVICE_ID}/presence`;
 const cleanups: (() => Promise<void> | void)[] = [];
 afterEach(async () => {
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
@@ -18,6 +20,7 @@ async function setup(port?: number) {
   cleanups.push(cleanup);
   const brokerPort = port ?? (await freePort());
   const config = writeAgentConfig(dir, {
+    device: { id: DEVICE_ID },
     broker: { url: `mqtt://127.0.0.1:${brokerPort}`, allowPlaintext: true, keepaliveSeconds: 5, reconnect: { baseMs: 200, capMs: 1000 } },
   });
   return { config, brokerPort };
@@ -40,6 +43,15 @@ async function broker(port: number): Promise<TestBroker> {
   return started;
 }
 
+/** A failed wait shows what the agent said, which is what one needs to know when it fails on a loaded machine. */
+async function explained<T>(run: { output: () => string }, wait: Promise<T>): Promise<T> {
+  try {
+    return await wait;
+  } catch (err) {
+    throw new Error(`${(err as Error).message}\nagent output:\n${run.output().slice(-4000)}`);
+  }
+}
+
 type PresenceJson = { state: string; reason?: string; bootSequence: number };
 const presence = (fleet: Observer) => fleet.messages.filter((m) => m.topic === PRESENCE).map((m) => m.json as PresenceJson);
 
@@ -54,7 +66,7 @@ describe('agent process and presence', () => {
     const up = await broker(brokerPort);
     const fleet = await Observer.connect(up.url, [PRESENCE]);
     cleanups.push(() => fleet.close());
-    await fleet.waitFor((m) => (m.json as PresenceJson)?.state === 'online', 'the birth message', 30_000);
+    await explained(run, fleet.waitFor((m) => (m.json as PresenceJson)?.state === 'online', 'the birth message', 45_000));
     expect(presence(fleet)[0]).toMatchObject({ state: 'online', bootSequence: 1 });
   });
 
@@ -65,7 +77,7 @@ describe('agent process and presence', () => {
     cleanups.push(() => fleet.close());
 
     const first = agent(config);
-    await fleet.waitFor((m) => (m.json as PresenceJson)?.state === 'online', 'the first birth');
+    await explained(first, fleet.waitFor((m) => (m.json as PresenceJson)?.state === 'online', 'the first birth', 45_000));
     first.child.kill('SIGKILL');
     await first.exited;
     await fleet.waitFor((m) => (m.json as PresenceJson)?.state === 'offline', 'the last will');
@@ -76,7 +88,7 @@ describe('agent process and presence', () => {
     expect(await Observer.retained(up.url, PRESENCE)).toMatchObject({ state: 'offline', reason: 'connection-lost' });
 
     const second = agent(config);
-    await waitFor(() => presence(fleet).length === 3, 'the second birth');
+    await explained(second, waitFor(() => presence(fleet).length === 3, 'the second birth', 45_000));
     expect(presence(fleet)[2]).toMatchObject({ state: 'online', bootSequence: 2 });
 
     second.child.kill('SIGTERM');
