@@ -1,4 +1,4 @@
-import { existsSync, openSync, readFileSync, readSync, closeSync, statSync } from 'node:fs';
+import { closeSync, existsSync, openSync, readSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { loadConfig, type LoadedConfig } from '../config/load.js';
 import { ConfigError } from '../lib/errors.js';
@@ -9,8 +9,8 @@ import { binaryVersion } from '../k3s/control.js';
 import { K3sInstaller } from '../k3s/installer.js';
 import { WORK_DIR_NAME } from '../k3s/k3s-part.js';
 import { k3sArch } from '../k3s/release.js';
-import { LOG_FILE, RECORD_FILE, STATUS_FILE } from '../k3s/supervisor.js';
-import type { K3sStatus } from '../k3s/supervisor-options.js';
+import { LOG_FILE, RECORD_FILE } from '../k3s/supervisor.js';
+import { readStatusFile } from '../k3s/status-file.js';
 import { EXIT } from './exit-codes.js';
 import type { CliIo, ConfigSelection } from './program.js';
 
@@ -58,7 +58,7 @@ export async function runK3sCli(options: K3sCliOptions, io: CliIo): Promise<numb
 
 async function showStatus(binaryPath: string, workDir: string, json: boolean, io: CliIo): Promise<number> {
   const version = await binaryVersion(binaryPath);
-  const status = readJson<K3sStatus & { savedAt?: number }>(join(workDir, STATUS_FILE));
+  const status = readStatusFile(workDir);
   const record = readProcessRecord(join(workDir, RECORD_FILE));
   const running = record !== undefined && processStartTime(record.pid) === record.startTime;
   if (json) {
@@ -140,12 +140,4 @@ async function install(config: LoadedConfig['config'], action: Extract<K3sCliAct
   for (const link of result.links) io.stdout(`linked ${link} -> ${result.binaryPath}\n`);
   io.stdout('the running agent starts it within a minute, or restart fleetlet\n');
   return EXIT.OK;
-}
-
-function readJson<T>(file: string): T | undefined {
-  try {
-    return JSON.parse(readFileSync(file, 'utf8').slice(0, 256 * 1024)) as T;
-  } catch {
-    return undefined;
-  }
 }

@@ -1,6 +1,5 @@
-import { existsSync, mkdirSync, renameSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { backoffCeiling } from '../lib/backoff.js';
 import { childEnvironment } from './args.js';
 import {
   adoptAgent,
@@ -14,9 +13,10 @@ import {
 } from './agent-process.js';
 import type { K3sEvent } from './events.js';
 import { probeHealthz } from './health.js';
-import { classifyLine, isReadyLine } from './log-patterns.js';
-import { LogRing } from './log-ring.js';
+import { LogWatch } from './log-watch.js';
+import { RestartPolicy } from './restart-policy.js';
 import { LogTail } from './log-tail.js';
+import { writeStatusFile } from './status-file.js';
 import {
   DEFAULT_TIMINGS,
   SYSTEM_CLOCK,
@@ -36,7 +36,6 @@ type State =
 
 export const LOG_FILE = 'agent-output.log';
 export const RECORD_FILE = 'agent-process.json';
-export const STATUS_FILE = 'agent-status.json';
 
 /**
  * Runs `k3s agent` as an explicit state machine in the manner of Mender's client: every state's handler waits for
@@ -52,24 +51,33 @@ export const STATUS_FILE = 'agent-status.json';
 export class K3sSupervisor {
   private readonly t: SupervisorTimings;
   private readonly clock: Clock;
-  private readonly random: () => number;
-  private readonly ring: LogRing;
+  private readonly log: LogWatch;
   private readonly tail: LogTail;
   private readonly stopController = new AbortController();
   private keepRunningOnStop = false;
   private loop: Promise<void> | undefined;
-  private exitTimes: number[] = [];
-  private attempt = 0;
+  private readonly restartPolicy: RestartPolicy;
   private healthySince: number | undefined;
-  private seenProblems = new Set<string>();
   private current: K3sStatus;
 
   constructor(private readonly options: SupervisorOptions) {
     this.t = { ...DEFAULT_TIMINGS, ...options.timings };
     this.clock = options.clock ?? SYSTEM_CLOCK;
-    this.random = options.random ?? Math.random;
-    this.ring = new LogRing(options.logRingLines ?? 500);
-    this.tail = new LogTail(this.logFile, (line) => this.onLogLine(line), {
+    this.restartPolicy = new RestartPolicy(this.t, options.random ?? Math.random);
+    this.log = new LogWatch(options.logRingLines ?? 500, {
+      registered: () => {
+        if (this.current.registered) return;
+        this.current.registered = true;
+        this.saveStatus();
+      },
+      problem: (problem, line, firstInRun) => {
+        this.current.problem = { kind: problem.kind, remedy: problem.remedy, line, at: this.clock.now() };
+        if (!firstInRun) return;
+        this.saveStatus();
+        this.emit(problem.kind, { line }, problem.remedy);
+      },
+    });
+    this.tail = new LogTail(this.logFile, (line) => this.log.feed(line), {
       pollMs: this.t.logPollMs,
       maxFileBytes: options.maxLogFileBytes ?? 20 * 1024 * 1024,
       maxLineLength: 4096,
@@ -90,7 +98,7 @@ export class K3sSupervisor {
   }
 
   recentLogLines(max: number): string[] {
-    return this.ring.lines(max);
+    return this.log.ring.lines(max);
   }
 
   /** Adopts a k3s left running by a previous fleetlet, or starts one. Returns at once; the machine runs on. */
@@ -115,20 +123,31 @@ export class K3sSupervisor {
     this.keepRunningOnStop = options.keepRunning === true;
     this.stopController.abort();
     await this.loop;
+    this.settleLaunchWaiters();
     this.tail.stop();
     await this.tail.poll().catch(() => undefined);
   }
 
-  /** Restarts k3s now: one SIGTERM, then a start without backoff. Resolves when the new process runs. */
-  async restart(): Promise<void> {
+  /**
+   * Restarts k3s now: one SIGTERM, then a start without backoff (also out of backoff or a crash loop). Resolves
+   * after the next start attempt, whatever its outcome; waitHealthy-style callers judge the result from status().
+   */
+  restart(): Promise<void> {
+    if (this.stopping || !this.loop) return Promise.resolve();
     this.restartRequested = true;
+    const attempted = new Promise<void>((resolve) => this.launchWaiters.push(resolve));
     this.restartWaker?.();
-    for (let i = 0; i < 600 && this.restartRequested; i++) await this.clock.sleep(50, this.stopController.signal).catch(() => undefined);
+    return attempted;
   }
 
   private restartRequested = false;
   private spawnedBefore = false;
   private restartWaker: (() => void) | undefined;
+  private launchWaiters: (() => void)[] = [];
+
+  private settleLaunchWaiters(): void {
+    for (const resolve of this.launchWaiters.splice(0)) resolve();
+  }
 
   private async run(first: State): Promise<void> {
     let state = first;
@@ -167,6 +186,15 @@ export class K3sSupervisor {
   }
 
   private async launch(): Promise<State> {
+    try {
+      return await this.tryLaunch();
+    } finally {
+      this.restartRequested = false;
+      this.settleLaunchWaiters();
+    }
+  }
+
+  private async tryLaunch(): Promise<State> {
     if (this.stopping) return { name: 'stopped' };
     if (!existsSync(this.options.binaryPath)) return { name: 'not-installed' };
     try {
@@ -184,10 +212,9 @@ export class K3sSupervisor {
       }
       if (this.spawnedBefore) this.current.restarts += 1;
       this.spawnedBefore = true;
-      this.seenProblems.clear();
+      this.log.newRun();
       this.current.problem = undefined;
       this.current.registered = false;
-      this.restartRequested = false;
       return { name: 'starting', child };
     } catch (err) {
       this.emit('k3s.start_failed', { error: err instanceof Error ? err.message : String(err) });
@@ -207,8 +234,7 @@ export class K3sSupervisor {
         failures = 0;
         if (name !== 'running-healthy') return { name: 'running-healthy', child };
         if (this.healthySince !== undefined && this.clock.now() - this.healthySince >= this.t.stableMs) {
-          this.attempt = 0;
-          this.exitTimes = [];
+          this.restartPolicy.reset();
         }
       } else if (name === 'running-healthy' && ++failures >= this.t.unhealthyAfterFailures) {
         return { name: 'running-unhealthy', child };
@@ -221,25 +247,18 @@ export class K3sSupervisor {
     await this.tail.poll().catch(() => undefined);
     this.current.lastExit = exit;
     clearProcessRecord(this.recordFile);
-    this.emit('k3s.down', { code: exit.code, signal: exit.signal, lastLines: this.ring.lines(20) });
+    this.emit('k3s.down', { code: exit.code, signal: exit.signal, lastLines: this.log.ring.lines(20) });
     return this.backoffAfter(exit);
   }
 
   private backoffAfter(exit: ExitInfo | undefined): State {
-    const now = this.clock.now();
-    this.exitTimes = [...this.exitTimes.filter((at) => now - at < this.t.crashLoopWindowMs), now];
-    if (this.exitTimes.length >= this.t.crashLoopExits) {
-      this.emit(
-        'k3s.crash_loop',
-        { exits: this.exitTimes.length, windowMs: this.t.crashLoopWindowMs, retryMs: this.t.crashLoopRetryMs, lastExit: exit },
-        this.current.problem?.remedy,
-      );
-      return { name: 'crash-loop', delayMs: this.t.crashLoopRetryMs };
-    }
-    // Exponential with jitter, never below half the ceiling: a crashing k3s must not spin.
-    const ceiling = backoffCeiling(this.attempt++, { baseMs: this.t.backoffBaseMs, capMs: this.t.backoffCapMs });
-    return { name: 'backoff', delayMs: Math.round(ceiling / 2 + (this.random() * ceiling) / 2) };
+    const decision = this.restartPolicy.afterExit(this.clock.now());
+    if (decision.verdict === 'backoff') return { name: 'backoff', delayMs: decision.delayMs };
+    const detail = { exits: decision.exits, windowMs: this.t.crashLoopWindowMs, retryMs: decision.delayMs, lastExit: exit };
+    this.emit('k3s.crash_loop', detail, this.current.problem?.remedy);
+    return { name: 'crash-loop', delayMs: decision.delayMs };
   }
+
 
   private async waitThenLaunch(delayMs: number): Promise<State> {
     this.current.nextStartAt = this.clock.now() + delayMs;
@@ -311,28 +330,12 @@ export class K3sSupervisor {
         this.healthySince = this.clock.now();
         this.emit('k3s.up', { pid: child?.pid });
       } else this.healthySince = undefined;
-      if (name === 'running-unhealthy') this.emit('k3s.unhealthy', { pid: child?.pid, lastLines: this.ring.lines(20) });
+      if (name === 'running-unhealthy') this.emit('k3s.unhealthy', { pid: child?.pid, lastLines: this.log.ring.lines(20) });
       if (name === 'not-installed') {
         this.emit('k3s.not_installed', { binaryPath: this.options.binaryPath }, 'run `fleetlet k3s install`, or install from an air-gap folder');
       }
     }
     this.saveStatus();
-  }
-
-  private onLogLine(line: string): void {
-    this.ring.push(line);
-    if (isReadyLine(line) && !this.current.registered) {
-      this.current.registered = true;
-      this.saveStatus();
-    }
-    const problem = classifyLine(line);
-    if (!problem) return;
-    this.current.problem = { kind: problem.kind, remedy: problem.remedy, line, at: this.clock.now() };
-    // k3s repeats these every few seconds; one event per run is news, the rest is noise.
-    if (this.seenProblems.has(problem.kind)) return;
-    this.seenProblems.add(problem.kind);
-    this.saveStatus();
-    this.emit(problem.kind, { line }, problem.remedy);
   }
 
   private emit(kind: K3sEvent['kind'], detail: Record<string, unknown>, remedy?: string): void {
@@ -347,9 +350,7 @@ export class K3sSupervisor {
 
   private saveStatus(): void {
     try {
-      const file = join(this.options.workDir, STATUS_FILE);
-      writeFileSync(`${file}.tmp`, JSON.stringify({ ...this.current, savedAt: this.clock.now() }), { mode: 0o600 });
-      renameSync(`${file}.tmp`, file);
+      writeStatusFile(this.options.workDir, this.current, this.clock.now());
     } catch (err) {
       this.options.logger.warn({ err }, 'cannot save k3s status');
     }
