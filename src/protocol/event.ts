@@ -9,19 +9,29 @@ import { SCHEMA_VERSION } from './topics.js';
  */
 export const EVENT_KIND_PATTERN = /^[a-z0-9]+(?:[.-][a-z0-9]+){0,7}$/;
 
-/** The kinds fleetlet itself produces; the schema accepts any kind of the same shape. */
-export const EVENT_KINDS = {
-  'k3s.up': 'k3s agent became healthy',
-  'k3s.down': 'k3s agent stopped being healthy or exited',
+/** The kinds fleetlet itself produces, each with the sentence sent when a producer gives none; any kind of the same shape is valid. */
+export const EVENT_KINDS: Readonly<Record<string, string>> = {
+  'k3s.up': 'k3s agent is up and healthy',
+  'k3s.down': 'k3s agent is down',
+  'k3s.unhealthy': 'k3s agent runs but its kubelet is not healthy',
   'k3s.crash-loop': 'k3s agent keeps exiting soon after start',
+  'k3s.adopted': 'a k3s agent still running from before was adopted',
+  'k3s.not-installed': 'k3s is not installed',
+  'k3s.start-failed': 'k3s agent could not be started',
+  'k3s.stop-forced': 'k3s agent did not stop in time and was killed',
   'k3s.password-rejected': 'the server rejected the node password',
   'k3s.cgroup-missing': 'the kernel lacks the memory cgroup k3s needs',
+  'k3s.server-unreachable': 'the k3s server cannot be reached',
+  'k3s.token-rejected': 'the server rejected the join token',
+  'k3s.certificate-error': 'a certificate of the k3s server is not trusted',
+  'k3s.identity': 'the node identity was created or repaired',
+  'state.database-recovered': 'the state database was unreadable; it was moved aside and a fresh one started',
   'disk.low': 'little free space on the state or k3s filesystem',
   'temperature.high': 'the SoC is hot',
   'power.under-voltage': 'the supply voltage is too low (Raspberry Pi firmware)',
   'power.throttled': 'the firmware throttles or caps the CPU (Raspberry Pi firmware)',
   'clock.jump': 'the wall clock moved against the monotonic clock',
-} as const;
+};
 
 const detailValue = z.union([z.string().max(256), z.number(), z.boolean(), z.null()]);
 

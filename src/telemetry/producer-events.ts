@@ -1,4 +1,4 @@
-import { EVENT_KIND_PATTERN, type EventInput } from '../protocol/event.js';
+import { EVENT_KIND_PATTERN, EVENT_KINDS, type EventInput } from '../protocol/event.js';
 
 /**
  * Turns an event of another part (the k3s supervisor's sink speaks `{ kind, at, remedy, detail }`) into the
@@ -15,22 +15,18 @@ export interface ProducerEvent {
 
 type Severity = EventInput['severity'];
 
-const KNOWN: Record<string, { severity: Severity; message: string }> = {
-  'k3s.up': { severity: 'info', message: 'k3s agent is up and healthy' },
-  'k3s.down': { severity: 'warning', message: 'k3s agent is down' },
-  'k3s.unhealthy': { severity: 'warning', message: 'k3s agent runs but its kubelet is not healthy' },
-  'k3s.crash-loop': { severity: 'critical', message: 'k3s agent keeps exiting soon after start' },
-  'k3s.adopted': { severity: 'info', message: 'a k3s agent still running from before was adopted' },
-  'k3s.not-installed': { severity: 'critical', message: 'k3s is not installed' },
-  'k3s.start-failed': { severity: 'critical', message: 'k3s agent could not be started' },
-  'k3s.stop-forced': { severity: 'warning', message: 'k3s agent did not stop in time and was killed' },
-  'k3s.password-rejected': { severity: 'critical', message: 'the server rejected the node password' },
-  'k3s.cgroup-missing': { severity: 'critical', message: 'the kernel lacks the memory cgroup k3s needs' },
-  'k3s.server-unreachable': { severity: 'warning', message: 'the k3s server cannot be reached' },
-  'k3s.token-rejected': { severity: 'critical', message: 'the server rejected the join token' },
-  'k3s.certificate-error': { severity: 'critical', message: 'a certificate of the k3s server is not trusted' },
-  'k3s.identity': { severity: 'info', message: 'the node identity was created or repaired' },
-  'state.database-recovered': { severity: 'warning', message: 'the state database was unreadable; it was moved aside and a fresh one started' },
+/** Kinds that are good news or bookkeeping; unknown kinds count as warnings. */
+const SEVERITY: Record<string, Severity> = {
+  'k3s.up': 'info',
+  'k3s.adopted': 'info',
+  'k3s.identity': 'info',
+  'k3s.crash-loop': 'critical',
+  'k3s.not-installed': 'critical',
+  'k3s.start-failed': 'critical',
+  'k3s.password-rejected': 'critical',
+  'k3s.cgroup-missing': 'critical',
+  'k3s.token-rejected': 'critical',
+  'k3s.certificate-error': 'critical',
 };
 
 const SECRET_KEY = /token|password|secret|private|credential/i;
@@ -38,13 +34,12 @@ const MAX_DETAIL_ENTRIES = 16;
 
 export function eventFromProducer(event: ProducerEvent): EventInput {
   const kind = normaliseKind(event.kind);
-  const known = KNOWN[kind];
   return {
     kind,
     // These report that something happened; none of them is later "cleared" by the same producer.
     state: 'occurred',
-    severity: known?.severity ?? 'warning',
-    message: known?.message ?? kind,
+    severity: SEVERITY[kind] ?? 'warning',
+    message: EVENT_KINDS[kind] ?? kind,
     ...(event.remedy ? { remedy: event.remedy.slice(0, 1024) } : {}),
     ...(event.detail ? { detail: boundedDetail(event.detail) } : {}),
     occurredAt: Number.isFinite(event.at) ? new Date(event.at) : undefined,
