@@ -99,7 +99,16 @@ export function createK3sPart(deps: K3sPartDeps) {
 
   const part = {
     name: 'k3s',
-    start: () => supervisor.start(),
+    start: async () => {
+      // Also when a running k3s is adopted (no launch follows): the inventory wants its version and fingerprints.
+      try {
+        checkIdentity();
+      } catch (err) {
+        logger.error({ err }, 'cannot check the node identity files; retried before k3s starts');
+      }
+      version = await binaryVersion(k3s.binaryPath);
+      await supervisor.start();
+    },
     stop: () => supervisor.stop(),
   };
 
