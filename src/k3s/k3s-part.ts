@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import type { Database } from '../store/db.js';
@@ -101,12 +102,15 @@ export function createK3sPart(deps: K3sPartDeps) {
     name: 'k3s',
     start: async () => {
       // Also when a running k3s is adopted (no launch follows): the inventory wants its version and fingerprints.
-      try {
-        checkIdentity();
-      } catch (err) {
-        logger.error({ err }, 'cannot check the node identity files; retried before k3s starts');
+      // Without a binary nothing is written to the node config dir until k3s is installed.
+      if (existsSync(k3s.binaryPath)) {
+        try {
+          checkIdentity();
+        } catch (err) {
+          logger.error({ err }, 'cannot check the node identity files; retried before k3s starts');
+        }
+        version = await binaryVersion(k3s.binaryPath);
       }
-      version = await binaryVersion(k3s.binaryPath);
       await supervisor.start();
     },
     stop: () => supervisor.stop(),
