@@ -2,7 +2,8 @@
 //   enqueue   SqliteOutbox.enqueue / enqueueMany   vs  a bare better-sqlite3 INSERT of the same rows, same commits
 //   drain     100,000 queued records to mosquitto   vs  a bare MQTT.js QoS 1 publisher of the same messages, same window
 //   disk      bytes written per status record (/proc/self/io write_bytes)  vs  the record's own size
-//   memory    RSS growth while draining             vs  that of the bare publisher
+//   memory    RSS of a fresh process while draining vs  the same process idle
+import { spawnSync } from 'node:child_process';
 import { closeSync, fdatasyncSync, openSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setFlagsFromString } from 'node:v8';
@@ -114,15 +115,20 @@ const collectGarbage = (() => {
 
 const mb = (bytes: number) => Math.round(bytes / 1024 / 1024);
 
-/** Runs work while sampling RSS; `before` is taken after a full GC, so the growth is what the work holds. */
+/** Runs work while sampling RSS and the JS heap; the heap is measured from a full GC, so its growth is what the work holds. */
 async function withRssSampler(
   work: () => Promise<void>,
-): Promise<{ ms: number; cpuMs: number; beforeMb: number; maxMb: number }> {
+): Promise<{ ms: number; cpuMs: number; maxMb: number; heapGrowthMb: number }> {
   collectGarbage();
-  const before = process.memoryUsage.rss();
+  const heapBefore = process.memoryUsage().heapUsed;
   const cpuBefore = process.cpuUsage();
-  let max = before;
-  const timer = setInterval(() => (max = Math.max(max, process.memoryUsage.rss())), 20);
+  let max = process.memoryUsage.rss();
+  let maxHeap = heapBefore;
+  const timer = setInterval(() => {
+    const usage = process.memoryUsage();
+    max = Math.max(max, usage.rss);
+    maxHeap = Math.max(maxHeap, usage.heapUsed);
+  }, 20);
   const start = performance.now();
   try {
     await work();
@@ -130,8 +136,8 @@ async function withRssSampler(
     return {
       ms: performance.now() - start,
       cpuMs: (cpu.user + cpu.system) / 1000,
-      beforeMb: mb(before),
       maxMb: mb(Math.max(max, process.memoryUsage.rss())),
+      heapGrowthMb: mb(maxHeap - heapBefore),
     };
   } finally {
     clearInterval(timer);
@@ -172,8 +178,8 @@ const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floo
  */
 async function benchDrain(brokerUrl: string): Promise<void> {
   const { dir, db, outbox } = freshOutbox();
-  const bare: { rate: number; cpuUs: number; growthMb: number }[] = [];
-  const ours: { rate: number; cpuUs: number; growthMb: number }[] = [];
+  const bare: { rate: number; cpuUs: number; maxMb: number; heapGrowthMb: number }[] = [];
+  const ours: { rate: number; cpuUs: number; maxMb: number; heapGrowthMb: number }[] = [];
   let size = 0;
   for (let round = 0; round < ROUNDS; round++) {
     // The bare publisher sends the very same bytes (messageId included), read from a filled outbox; the outbox then
@@ -184,12 +190,12 @@ async function benchDrain(brokerUrl: string): Promise<void> {
       outbox.acknowledge(outbox.pending(0, DRAIN_RECORDS).map((r) => r.seq));
       size = bodies[0]!.length;
       const b = await withRssSampler(() => publishBare(brokerUrl, bodies));
-      bare.push({ rate: rate(DRAIN_RECORDS, b.ms), cpuUs: (b.cpuMs * 1000) / DRAIN_RECORDS, growthMb: b.maxMb - b.beforeMb });
+      bare.push({ rate: rate(DRAIN_RECORDS, b.ms), cpuUs: (b.cpuMs * 1000) / DRAIN_RECORDS, maxMb: b.maxMb, heapGrowthMb: b.heapGrowthMb });
     };
     const runOurs = async () => {
       fill(outbox);
       const o = await withRssSampler(() => drainOutbox(brokerUrl, outbox));
-      ours.push({ rate: rate(DRAIN_RECORDS, o.ms), cpuUs: (o.cpuMs * 1000) / DRAIN_RECORDS, growthMb: o.maxMb - o.beforeMb });
+      ours.push({ rate: rate(DRAIN_RECORDS, o.ms), cpuUs: (o.cpuMs * 1000) / DRAIN_RECORDS, maxMb: o.maxMb, heapGrowthMb: o.heapGrowthMb });
     };
     if (round % 2 === 0) {
       await runBare();
@@ -215,8 +221,9 @@ async function benchDrain(brokerUrl: string): Promise<void> {
     `drain CPU of this process per message: ${oursCpu.toFixed(1)} us; bare publisher ${bareCpu.toFixed(1)} us; ratio ${(oursCpu / bareCpu).toFixed(2)}`,
   );
   report(
-    `RSS growth while draining: ${median(ours.map((r) => r.growthMb))} MB over the ${mb(process.memoryUsage.rss())} MB process; ` +
-      `bare publisher (holding its ${DRAIN_RECORDS} messages) ${median(bare.map((r) => r.growthMb))} MB`,
+    `memory while draining: RSS max ${median(ours.map((r) => r.maxMb))} MB, JS heap growth max ` +
+      `${median(ours.map((r) => r.heapGrowthMb))} MB; bare publisher (holding its ${DRAIN_RECORDS} messages in memory): ` +
+      `RSS max ${median(bare.map((r) => r.maxMb))} MB, heap growth max ${median(bare.map((r) => r.heapGrowthMb))} MB`,
   );
   db.close();
   dir.cleanup();
@@ -279,14 +286,61 @@ async function benchDiskBytes(brokerUrl: string): Promise<void> {
   online.dir.cleanup();
 }
 
-const broker = await startMosquitto({ globalLines: ['max_queued_messages 0'] });
-try {
-  report(`node ${process.version}, ${new Date().toISOString()}`);
-  // BENCH_ONLY=enqueue|drain|disk runs one part.
-  const only = process.env.BENCH_ONLY;
-  if (!only || only === 'enqueue') benchEnqueue();
-  if (!only || only === 'drain') await benchDrain(broker.url);
-  if (!only || only === 'disk') await benchDiskBytes(broker.url);
-} finally {
-  await broker.close();
+/**
+ * RSS of a fresh process that opens a database holding DRAIN_RECORDS queued records and drains them, so that no
+ * benchmark data sits in its memory: idle (database open, client connected) beside the maximum while draining.
+ */
+async function drainInFreshProcess(brokerUrl: string): Promise<void> {
+  const { dir, db, outbox } = freshOutbox();
+  fill(outbox);
+  db.close();
+  const child = spawnSync(process.execPath, [...process.execArgv, import.meta.filename, '--drain-child', dir.dir, brokerUrl], {
+    encoding: 'utf8',
+    timeout: 600_000,
+  });
+  dir.cleanup();
+  const result = /^idle (\d+) max (\d+) rate (\d+)$/m.exec(child.stdout);
+  if (!result) throw new Error(`drain child failed: ${child.stderr}`);
+  const [idle, max, childRate] = [Number(result[1]), Number(result[2]), Number(result[3])];
+  report(
+    `RSS of a fresh process draining ${DRAIN_RECORDS} records: max ${max} MB; the same process idle (database open, ` +
+      `connected) ${idle} MB; ratio ${(max / idle).toFixed(2)} (${childRate} msg/s)`,
+  );
+}
+
+async function drainChild(stateDir: string, brokerUrl: string): Promise<void> {
+  const { db } = openDatabase({ stateDir, fleetletVersion: 'bench' });
+  const outbox = new SqliteOutbox(db, { limits: LIMITS });
+  const client = await mqtt.connectAsync(brokerUrl, { clientId: 'bench-child' });
+  await new Promise((resolve) => setTimeout(resolve, 500));
+  const idle = process.memoryUsage.rss();
+  let max = idle;
+  const timer = setInterval(() => (max = Math.max(max, process.memoryUsage.rss())), 20);
+  const drainer = new Drainer(outbox, { window: WINDOW });
+  const start = performance.now();
+  drainer.onConnect(publisherOf(client));
+  while (outbox.stats().rows.status > 0) await new Promise((resolve) => setTimeout(resolve, 5));
+  const ms = performance.now() - start;
+  clearInterval(timer);
+  drainer.stop();
+  await client.endAsync();
+  db.close();
+  console.log(`idle ${mb(idle)} max ${mb(max)} rate ${rate(DRAIN_RECORDS, ms)}`);
+}
+
+if (process.argv[2] === '--drain-child') {
+  await drainChild(process.argv[3]!, process.argv[4]!);
+} else {
+  const broker = await startMosquitto({ globalLines: ['max_queued_messages 0'] });
+  try {
+    report(`node ${process.version}, ${new Date().toISOString()}`);
+    // BENCH_ONLY=enqueue|drain|memory|disk runs one part.
+    const only = process.env.BENCH_ONLY;
+    if (!only || only === 'enqueue') benchEnqueue();
+    if (!only || only === 'drain') await benchDrain(broker.url);
+    if (!only || only === 'memory') await drainInFreshProcess(broker.url);
+    if (!only || only === 'disk') await benchDiskBytes(broker.url);
+  } finally {
+    await broker.close();
+  }
 }
