@@ -54,7 +54,15 @@ afterEach(async () => {
 function startAgent(): { agent: ChildProcess; exited: Promise<number | null> } {
   const agent = spawn(process.execPath, [FLEETLET_BUNDLE, 'agent', '--config', configFile], {
     stdio: ['ignore', 'ignore', 'ignore'],
-    env: { ...process.env, FAKE_K3S_AS_ROOT: '1', FAKE_K3S_RECORD_DIR: dir, FAKE_K3S_RETRY_MS: '200' },
+    env: {
+      ...process.env,
+      FAKE_K3S_AS_ROOT: '1',
+      FAKE_K3S_RECORD_DIR: dir,
+      FAKE_K3S_RETRY_MS: '200',
+      // Where the real agent would find /etc/rancher/node: the same folder fleetlet was told about.
+      FAKE_K3S_NODE_CONFIG_PATH: join(dir, 'etc-rancher-node'),
+      FAKE_K3S_SERVER_PASSWORDS: join(dir, 'server-passwords.json'),
+    },
   });
   agents.push(agent);
   return { agent, exited: new Promise((resolve) => agent.once('exit', (code) => resolve(code))) };
@@ -77,6 +85,9 @@ describe('the agent supervising k3s', () => {
     const passwordFile = join(dir, 'etc-rancher-node', 'password');
     expect(readFileSync(passwordFile, 'utf8')).toMatch(/^[0-9a-f]{32}\n$/);
     expect(statSync(passwordFile).mode & 0o777).toBe(0o600);
+    // k3s registered with the password fleetlet made (and keeps), not one of its own.
+    const serverSide = JSON.parse(readFileSync(join(dir, 'server-passwords.json'), 'utf8')) as Record<string, string>;
+    expect(Object.values(serverSide)).toEqual([readFileSync(passwordFile, 'utf8').trim()]);
 
     first.agent.kill('SIGKILL');
     await first.exited;
