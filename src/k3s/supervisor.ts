@@ -206,10 +206,7 @@ export class K3sSupervisor {
         env: childEnvironment(this.options.baseEnv, invocation),
         logFile: this.logFile,
       });
-      const startTime = processStartTime(child.pid);
-      if (startTime) {
-        writeProcessRecord(this.recordFile, { pid: child.pid, startTime, binaryPath: this.options.binaryPath, startedAt: this.clock.now() });
-      }
+      this.recordProcess(child);
       if (this.spawnedBefore) this.current.restarts += 1;
       this.spawnedBefore = true;
       this.log.newRun();
@@ -239,6 +236,18 @@ export class K3sSupervisor {
       } else if (name === 'running-healthy' && ++failures >= this.t.unhealthyAfterFailures) {
         return { name: 'running-unhealthy', child };
       }
+    }
+  }
+
+  /** Without the record a restarted fleetlet cannot adopt this k3s; it is still supervised now, so only warn. */
+  private recordProcess(child: AgentProcess): void {
+    try {
+      const startTime = processStartTime(child.pid);
+      if (startTime) {
+        writeProcessRecord(this.recordFile, { pid: child.pid, startTime, binaryPath: this.options.binaryPath, startedAt: this.clock.now() });
+      }
+    } catch (err) {
+      this.options.logger.warn({ err, pid: child.pid }, 'cannot record the k3s process; a fleetlet restart would not adopt it');
     }
   }
 
