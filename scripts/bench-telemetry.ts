@@ -4,7 +4,8 @@
 //     cpuTemperature).
 //  2. The idle agent (bundled, default interval, link up to a local mosquitto when installed): CPU share and RSS
 //     over a window, vs a bare Node process started alongside it.
-//   usage: npm run bench:telemetry -- [--samples N] [--idle-seconds S] [--full]   (--full: a 10-minute window)
+//   usage: npm run bench:telemetry -- [--samples N] [--idle-seconds S] [--full] [--binary PATH]
+//   (--full: a 10-minute window; --binary: measure that single executable instead of a fresh bundle)
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createRequire } from 'node:module';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -19,6 +20,7 @@ const { values } = parseArgs({
     'idle-seconds': { type: 'string', default: '120' },
     full: { type: 'boolean', default: false },
     'skip-idle': { type: 'boolean', default: false },
+    binary: { type: 'string' },
   },
 });
 const SAMPLES = Number(values.samples);
@@ -127,8 +129,8 @@ async function perSample(): Promise<void> {
   console.log(`status payload: ${Buffer.byteLength(JSON.stringify(fleetlet()))} bytes JSON (goal <= 1024)`);
 }
 
-function startProcess(args: string[]): ChildProcess {
-  return spawn(process.execPath, args, { stdio: ['ignore', 'ignore', 'pipe'], cwd: ROOT });
+function startProcess(command: string, args: string[]): ChildProcess {
+  return spawn(command, args, { stdio: ['ignore', 'ignore', 'pipe'], cwd: ROOT });
 }
 
 async function idle(): Promise<void> {
@@ -136,7 +138,7 @@ async function idle(): Promise<void> {
   const bundle = join(ROOT, 'dist/bench-telemetry-agent.cjs');
   // Bundled as the single binary bundles it (no inline source map: the test bundle's map alone adds ~40 MB RSS).
   const { build } = await import('esbuild');
-  await build({
+  if (!values.binary) await build({
     entryPoints: [join(ROOT, 'src/bin.ts')],
     outfile: bundle,
     bundle: true,
@@ -164,8 +166,10 @@ async function idle(): Promise<void> {
       '',
     ].join('\n'),
   );
-  const agent = startProcess([bundle, 'agent', '--config', config]);
-  const baseline = startProcess(['-e', 'setInterval(() => {}, 1 << 30)']);
+  const agent = values.binary
+    ? startProcess(resolve(values.binary), ['agent', '--config', config])
+    : startProcess(process.execPath, [bundle, 'agent', '--config', config]);
+  const baseline = startProcess(process.execPath, ['-e', 'setInterval(() => {}, 1 << 30)']);
   try {
     // Startup (bundle load, database open, systeminformation inventory) is not idle: skip it.
     await new Promise((r) => setTimeout(r, 10_000));
@@ -190,7 +194,8 @@ async function idle(): Promise<void> {
     const sampleCpu = metric('fleetlet_telemetry_sample_cpu_seconds_total');
     const max = (xs: number[]) => Math.max(...xs) / 1024;
     const last = (xs: number[]) => xs[xs.length - 1]! / 1024;
-    console.log(`\nIdle over ${seconds.toFixed(0)} s at the default interval (30 s), link ${broker ? 'up to a local mosquitto' : 'down'}\n`);
+    const what = values.binary ? `the single executable ${values.binary}` : 'a bundle as the single executable bundles it';
+    console.log(`\nIdle over ${seconds.toFixed(0)} s at the default interval (30 s), ${what}, link ${broker ? 'up to a local mosquitto' : 'down'}\n`);
     console.log('| process | CPU % of one core | CPU ms of children | RSS MiB max | RSS MiB last |');
     console.log('| --- | --- | --- | --- | --- |');
     console.log(`| fleetlet agent | ${a.percent.toFixed(3)} | ${a.children} | ${max(rss.agent).toFixed(1)} | ${last(rss.agent).toFixed(1)} |`);
