@@ -82,6 +82,18 @@ describe('fleetlet k3s install', () => {
     expect(sha256(readFileSync(binaryPath))).toBe(sha256(BINARY));
   });
 
+  it('shows download progress when run from a terminal', async (context) => {
+    if (!existsSync('/usr/bin/script')) return context.skip(); // util-linux script(1) gives the CLI a pty
+    server.publish(VERSION, { k3s: fakeK3sBinary(8 * 1024 * 1024, 'tty') });
+    const command = [process.execPath, FLEETLET_BUNDLE, 'k3s', 'install', '--release', VERSION, '--config', configFile]
+      .map((part) => `'${part}'`)
+      .join(' ');
+    const { stdout } = await run('/usr/bin/script', ['-qec', command, '/dev/null'], { timeout: 60_000 });
+    expect(stdout).toMatch(/downloading k3s: \d+\.\d \/ 8\.0 MiB/);
+    expect(stdout).toContain('downloading k3s: 8.0 / 8.0 MiB');
+    expect(stdout).toContain(`installed k3s ${VERSION}`);
+  });
+
   it('refuses a binary whose checksum does not match, with a clear message', async () => {
     server.publish(VERSION, { k3s: BINARY }, { checksums: checksumFile({ k3s: 'something else' }) });
     const result = await fleetlet('k3s', 'install', '--release', VERSION);
