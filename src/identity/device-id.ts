@@ -33,20 +33,27 @@ export interface DeviceIdentity {
 const MAX_SOURCE_BYTES = 4096;
 
 /**
- * Reads the machine's identity: /etc/machine-id first (unique per installed OS, regenerated on first boot of a
- * properly prepared golden image), else the board serial. Returns undefined when neither exists.
+ * Reads the machine's identity from /etc/machine-id (unique per installed OS, regenerated on the first boot of a
+ * properly prepared golden image) together with the board serial when there is one. Both go into the fingerprint
+ * and the derived id, so an image cloned without resetting its machine id still gives each board its own identity
+ * (and the serial alone serves while the machine id is "uninitialized"). Undefined when neither exists.
  */
 export function readMachineIdentity(sources: MachineSources = DEFAULT_MACHINE_SOURCES): MachineIdentity | undefined {
-  const machineId = readSmall(sources.machineIdPath)?.trim();
+  const text = readSmall(sources.machineIdPath)?.trim();
   // "uninitialized" is what systemd leaves in a golden image until first boot completes.
-  if (machineId && /^[0-9a-f]{32}$/.test(machineId)) return derive('machine-id', machineId);
+  const machineId = text && /^[0-9a-f]{32}$/.test(text) ? text : undefined;
+  const serial = boardSerial(sources);
+  if (!machineId && !serial) return undefined;
+  return derive(machineId ? 'machine-id' : 'serial', [machineId ?? '', serial ?? ''].join('|'));
+}
+
+function boardSerial(sources: MachineSources): string | undefined {
   for (const path of sources.serialPaths) {
-    const serial = readSmall(path)?.replace(/\0/g, '').trim();
-    if (serial && /^[0-9A-Za-z-]{4,64}$/.test(serial) && !/^0+$/.test(serial)) return derive('serial', serial);
+    const serial = readSmall(path)?.replace(/\0/g, '').trim().toLowerCase();
+    if (serial && /^[0-9a-z-]{4,64}$/.test(serial) && !/^[0-]+$/.test(serial)) return serial;
   }
   const cpuSerial = /^Serial\s*:\s*([0-9a-fA-F]+)\s*$/m.exec(readSmall(sources.cpuinfoPath) ?? '')?.[1];
-  if (cpuSerial && !/^0+$/.test(cpuSerial)) return derive('serial', cpuSerial.toLowerCase());
-  return undefined;
+  return cpuSerial && !/^0+$/.test(cpuSerial) ? cpuSerial.toLowerCase() : undefined;
 }
 
 /** config.device.id when set, else the derived one; throws when there is nothing to derive from. */

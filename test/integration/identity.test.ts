@@ -69,6 +69,14 @@ describe('device id', () => {
     expect(fromCpuinfo.derivedId).toBe(fromDt.derivedId);
   });
 
+  it('tells apart boards cloned with the same machine id by their serials', () => {
+    const boardA = readMachineIdentity(sources(join(dir, 'a'), { machineId: MACHINE_A, serial: '10000000aaaa0001' }))!;
+    const boardB = readMachineIdentity(sources(join(dir, 'b'), { machineId: MACHINE_A, serial: '10000000bbbb0002' }))!;
+    expect(boardA.derivedId).not.toBe(boardB.derivedId);
+    expect(boardA.fingerprint).not.toBe(boardB.fingerprint);
+    expect(readMachineIdentity(sources(join(dir, 'a2'), { machineId: MACHINE_A, serial: '10000000aaaa0001' }))).toEqual(boardA);
+  });
+
   it('prefers the configured id and fails clearly when there is nothing to derive from', () => {
     const machine = readMachineIdentity(sources(dir, { machineId: MACHINE_A }));
     expect(resolveDeviceId('pi-kitchen', machine)).toMatchObject({ deviceId: 'pi-kitchen', deviceIdSource: 'config' });
