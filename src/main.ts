@@ -27,6 +27,7 @@ import { createTelemetry } from './telemetry/create-telemetry.js';
 import { eventFromProducer } from './telemetry/producer-events.js';
 import { createCommandsPart } from './commands/commands-part.js';
 import { readMachineIdentity, resolveDeviceId } from './identity/device-id.js';
+import { DeviceIdUnavailableError } from './identity/errors.js';
 import { createK3sPart } from './k3s/k3s-part.js';
 
 /** The composition root: the only place that builds parts and wires them together. */
@@ -109,7 +110,7 @@ function buildAgentParts({ config }: LoadedConfig, logger: Logger, env: Record<s
   const drainer = new Drainer(outbox, { window: config.broker.inflightWindow, logger });
   // device.id from the config, else derived from /etc/machine-id or the board serial.
   const machine = readMachineIdentity();
-  const { deviceId } = resolveDeviceId(config.device.id, machine);
+  const { deviceId } = deviceIdOrConfigError(config.device.id, machine);
   // Providers are read at each sample, after every part is built; a part that does not exist yet reports "unknown".
   const { telemetry, events } = createTelemetry({
     config,
@@ -181,6 +182,16 @@ function buildAgentParts({ config }: LoadedConfig, logger: Logger, env: Record<s
   // Commands start before the link delivers any and stop after it: nothing arrives at a stopped router.
   // k3s stops first (one SIGTERM) and starts after everything that reports on it.
   return [state, commands.part, link, telemetry, ...(k3s ? [k3s.part] : []), systemd.asPart()];
+}
+
+/** A device with neither device.id nor a machine id or serial is misconfigured: exit as for a bad config. */
+function deviceIdOrConfigError(configured: string | undefined, machine: ReturnType<typeof readMachineIdentity>) {
+  try {
+    return resolveDeviceId(configured, machine);
+  } catch (err) {
+    if (!(err instanceof DeviceIdUnavailableError)) throw err;
+    throw new ConfigError([{ path: 'device.id', source: 'not set', message: err.message }]);
+  }
 }
 
 function buildLink(
