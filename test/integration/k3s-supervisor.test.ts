@@ -1,4 +1,4 @@
-import { chmodSync, copyFileSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { chmodSync, copyFileSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { ConfigSchema } from '../../src/config/schema.js';
 import { buildAgentInvocation } from '../../src/k3s/args.js';
 import { join } from 'node:path';
@@ -177,6 +177,24 @@ describe('k3s supervisor', () => {
     await second.supervisor.stop();
     await waitUntil(() => !isAlive(pid), 'adopted k3s stopped');
     expect(descendantsOf(process.pid)).toEqual([]);
+  });
+
+  it('does not adopt, or signal, a process that merely reuses the recorded pid', async () => {
+    const fake = await supervisedFake(dir);
+    running.push(fake);
+    // A record left by a k3s that died while fleetlet was down; its pid now belongs to another process (this one).
+    mkdirSync(fake.workDir, { recursive: true });
+    writeFileSync(
+      join(fake.workDir, 'agent-process.json'),
+      JSON.stringify({ pid: process.pid, startTime: '1', binaryPath: FAKE_K3S, startedAt: Date.now() - 60_000 }),
+    );
+    await fake.supervisor.start();
+    await waitUntil(() => state(fake) === 'running-healthy', 'a fresh k3s');
+    expect(fake.supervisor.status()).toMatchObject({ adopted: false });
+    expect(fake.supervisor.status().pid).not.toBe(process.pid);
+    expect(fake.kinds()).not.toContain('k3s.adopted');
+    await fake.supervisor.stop();
+    expect(isAlive(process.pid)).toBe(true);
   });
 
   it('reports a missing binary honestly and starts once it appears', async () => {
