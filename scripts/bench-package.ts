@@ -16,17 +16,19 @@ const MiB = 1024 * 1024;
 // fleetlet reads FLEETLET_* variables as config and refuses unknown ones: the children get none of the caller's.
 const childEnv = Object.fromEntries(Object.entries(process.env).filter(([name]) => !name.startsWith('FLEETLET_')));
 
-function medianMs(target: Target, program: string, args: string[], runs: number): number {
-  const [command, argv] = commandFor(target, program, args);
-  const times: number[] = [];
+/** Median wall time of each command line, run alternately so that both see the same load. */
+function interleavedMedians(target: Target, lines: [string, string[]][], runs: number): number[] {
+  const times: number[][] = lines.map(() => []);
   for (let i = 0; i < runs; i++) {
-    const started = process.hrtime.bigint();
-    const result = spawnSync(command, argv, { stdio: 'ignore', env: childEnv });
-    if (result.status !== 0) throw new Error(`${command} ${argv.join(' ')} exited ${result.status}`);
-    times.push(Number(process.hrtime.bigint() - started) / 1e6);
+    lines.forEach(([program, args], index) => {
+      const [command, argv] = commandFor(target, program, args);
+      const started = process.hrtime.bigint();
+      const result = spawnSync(command, argv, { stdio: 'ignore', env: childEnv });
+      if (result.status !== 0) throw new Error(`${command} ${argv.join(' ')} exited ${result.status}`);
+      times[index]!.push(Number(process.hrtime.bigint() - started) / 1e6);
+    });
   }
-  times.sort((a, b) => a - b);
-  return times[Math.floor(times.length / 2)]!;
+  return times.map((list) => list.sort((a, b) => a - b)[Math.floor(list.length / 2)]!);
 }
 
 /** RSS of a process once it has run `settleMs` (VmRSS of the emulator process under qemu). */
@@ -56,8 +58,7 @@ try {
     const runs = emulated ? 5 : 15;
     const settleMs = emulated ? 10_000 : 4_000;
     const config = writeAgentConfig(join(dir, arch), { device: { id: `bench-${arch}` }, broker: { url: broker.url, allowPlaintext: true } });
-    const startup = medianMs(target, binary, ['--version'], runs);
-    const baseline = medianMs(target, node, ['-e', '0'], runs);
+    const [startup = NaN, baseline = NaN] = interleavedMedians(target, [[binary, ['--version']], [node, ['-e', '0']]], runs);
     const agentRss = await rssAfter(target, binary, ['agent', '--config', config], settleMs);
     const idleRss = await rssAfter(target, node, ['-e', 'setTimeout(() => {}, 60000)'], settleMs);
     // The plain bundle loads the host's better-sqlite3 build, so it only runs on x64 here.
