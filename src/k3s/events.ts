@@ -11,6 +11,7 @@ export type K3sEventKind =
   | 'k3s.not_installed'
   | 'k3s.start_failed'
   | 'k3s.stop_forced'
+  | 'k3s.foreign_process'
   | 'k3s.password_rejected'
   | 'k3s.cgroup_missing'
   | 'k3s.server_unreachable'

@@ -13,6 +13,7 @@ import {
 } from './agent-process.js';
 import type { K3sEvent } from './events.js';
 import { probeHealthz } from './health.js';
+import { FOREIGN_PROCESS_REMEDY, OtherAgentsWatch } from './foreign-process.js';
 import { LogWatch } from './log-watch.js';
 import { RestartPolicy } from './restart-policy.js';
 import { LogTail } from './log-tail.js';
@@ -57,12 +58,14 @@ export class K3sSupervisor {
   private keepRunningOnStop = false;
   private loop: Promise<void> | undefined;
   private readonly restartPolicy: RestartPolicy;
+  private readonly otherAgents: OtherAgentsWatch;
   private healthySince: number | undefined;
   private current: K3sStatus;
 
   constructor(private readonly options: SupervisorOptions) {
     this.t = { ...DEFAULT_TIMINGS, ...options.timings };
     this.clock = options.clock ?? SYSTEM_CLOCK;
+    this.otherAgents = new OtherAgentsWatch(options.binaryPath);
     this.restartPolicy = new RestartPolicy(this.t, options.random ?? Math.random);
     this.log = new LogWatch(options.logRingLines ?? 500, {
       registered: () => {
@@ -142,6 +145,7 @@ export class K3sSupervisor {
 
   private restartRequested = false;
   private spawnedBefore = false;
+
   private restartWaker: (() => void) | undefined;
   private launchWaiters: (() => void)[] = [];
 
@@ -197,6 +201,9 @@ export class K3sSupervisor {
   private async tryLaunch(): Promise<State> {
     if (this.stopping) return { name: 'stopped' };
     if (!existsSync(this.options.binaryPath)) return { name: 'not-installed' };
+    // Advisory only: fleetlet still starts its own, whose port conflicts then show in its log.
+    const others = this.otherAgents.newlySeen();
+    if (others) this.emit('k3s.foreign_process', { pids: others }, FOREIGN_PROCESS_REMEDY);
     try {
       await this.options.beforeLaunch?.();
       const invocation = this.options.invocation();

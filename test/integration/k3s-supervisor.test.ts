@@ -1,10 +1,11 @@
 import { chmodSync, copyFileSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { ConfigSchema } from '../../src/config/schema.js';
 import { buildAgentInvocation } from '../../src/k3s/args.js';
+import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { descendantsOf } from '../helpers/processes.js';
-import { FAKE_K3S } from '../helpers/fake-k3s.js';
+import { FAKE_K3S, fakeK3sBinary } from '../helpers/fake-k3s.js';
 import { isAlive, JOIN_TOKEN, supervisedFake, waitUntil, type SupervisedFake } from '../helpers/k3s-supervisor.js';
 import { tempDir } from '../helpers/paths.js';
 
@@ -195,6 +196,29 @@ describe('k3s supervisor', () => {
     expect(fake.kinds()).not.toContain('k3s.adopted');
     await fake.supervisor.stop();
     expect(isAlive(process.pid)).toBe(true);
+  });
+
+  it('warns when another k3s agent runs from the same binary (e.g. install.sh\'s service), once', async () => {
+    const binaryPath = join(dir, 'usr-local-bin-k3s');
+    writeFileSync(binaryPath, fakeK3sBinary(1024, 'shared'), { mode: 0o755 });
+    const foreign = spawn(binaryPath, ['agent', '--server', 'https://10.0.0.1:6443', '--data-dir', join(dir, 'foreign'), '--disable-apiserver-lb'], {
+      env: { ...process.env, K3S_TOKEN: 'x', FAKE_K3S_AS_ROOT: '1', FAKE_K3S_HEALTHZ: 'none', FAKE_K3S_NODE_CONFIG_PATH: join(dir, 'foreign-node') },
+      stdio: 'ignore',
+    });
+    try {
+      await waitUntil(() => readFileSync(`/proc/${foreign.pid}/cmdline`, 'utf8').includes(`${binaryPath}\0agent`), 'the other agent');
+      const fake = await supervisedFake(dir, {}, { binaryPath });
+      running.push(fake);
+      fake.script([{ crashAfterMs: 200, crashMode: 'exit0' }, {}]);
+      await fake.supervisor.start();
+      await waitUntil(() => state(fake) === 'running-healthy' && fake.supervisor.status().restarts === 1, 'own k3s healthy after a restart');
+      const warnings = fake.events.filter((event) => event.kind === 'k3s.foreign_process');
+      expect(warnings).toHaveLength(1);
+      expect(warnings[0]!.detail).toEqual({ pids: [foreign.pid] });
+      expect(warnings[0]!.remedy).toContain('systemctl disable --now k3s-agent');
+    } finally {
+      foreign.kill('SIGTERM');
+    }
   });
 
   it('reports a missing binary honestly and starts once it appears', async () => {
