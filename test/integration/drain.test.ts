@@ -119,10 +119,10 @@ describe.skipIf(!mosquittoAvailable())('drain to a real mosquitto', () => {
     const left = outbox.stats().rows;
     expect(left.status + left.event).toBeGreaterThan(0);
     await waitFor(() => outbox.pending(0, 1).length === 0, 30_000, 'the outbox to empty after the restart');
-    // Everything was acknowledged once (the outbox is empty); what was in flight at the restart went out twice.
+    // Every record went out (and was acknowledged: the outbox is empty). Whether any was still unacknowledged when
+    // mosquitto stopped depends on its shutdown; the black-holed link below makes sure some were.
     expect([...attempts.keys()].every((id) => byId.has(id))).toBe(true);
     expect(attempts.size).toBe(made.length);
-    expect([...attempts.values()].some((count) => count > 1)).toBe(true);
     // Whatever arrived is a record we made, body and id together (a duplicate carries the same id and content).
     for (const arrival of arrivals.arrivals) {
       expect(arrival.body.n).toBe(byId.get(arrival.body.messageId)?.payload.n);
@@ -137,7 +137,7 @@ describe.skipIf(!mosquittoAvailable())('drain to a real mosquitto', () => {
     const attempts = new Map<string, number>();
     const drainer = new Drainer(outbox, { window: 100 });
     const client = device(drainer, proxy.url, { keepalive: 1, wrap: counting(attempts) });
-    const made = outbox.enqueueMany(Array.from({ length: 5000 }, (_, n) => rec(n % 2 ? 'status' : 'result', n)));
+    const made = outbox.enqueueMany(Array.from({ length: 20_000 }, (_, n) => rec(n % 2 ? 'status' : 'result', n)));
     await waitFor(() => drainer.counters.acknowledged >= 500, 20_000, 'some acknowledgements');
     proxy.blackhole();
     // Records keep coming while the link is dead.
@@ -153,6 +153,9 @@ describe.skipIf(!mosquittoAvailable())('drain to a real mosquitto', () => {
     expect(arrivals.ids()).toEqual(new Set(made.map((r) => r.messageId)));
     const byId = new Map(made.map((r) => [r.messageId, r.payload.n]));
     for (const arrival of arrivals.arrivals) expect(arrival.body.n).toBe(byId.get(arrival.body.messageId));
+    // What was in flight when the link died never got its PUBACK there, so it went out again, with the same id.
+    expect([...attempts.values()].some((count) => count > 1)).toBe(true);
+    expect(attempts.size).toBe(made.length);
     // Per class, first arrivals keep the order of enqueueing (except the newest status, sent first by design).
     for (const channel of ['status', 'results', 'events']) {
       const seen = new Set<string>();
