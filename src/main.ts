@@ -177,6 +177,7 @@ function buildAgentParts({ config }: LoadedConfig, logger: Logger, env: Record<s
         .recent(max)
         .reverse()
         .map((e) => `${new Date(e.at).toISOString()} ${e.kind} ${JSON.stringify(e.detail)}`),
+    invocationId: env.INVOCATION_ID,
   });
   const systemd = new SystemdNotifier(env, logger);
   // Commands start before the link delivers any and stop after it: nothing arrives at a stopped router.

@@ -9,10 +9,13 @@ import { join } from 'node:path';
  */
 export const GUARD_FILE = 'upgrade-guard.sh';
 export const MARKER_FILE = 'agent-upgrade.state';
+export const SEEN_FILE = 'upgrade-guard.seen';
 
 export const GUARD_SCRIPT = `#!/bin/sh
 # fleetlet upgrade guard: reverts a self-update that did not confirm itself healthy on its first start.
 marker="$1"
+# Proof for the agent that this guard runs before it (systemd gives every process of one start the same id).
+[ -n "$INVOCATION_ID" ] && echo "$INVOCATION_ID" > "$(dirname "$marker")/${SEEN_FILE}"
 [ -f "$marker" ] || exit 0
 value() { sed -n "s/^$1=//p" "$marker"; }
 [ "$(value state)" = "trial" ] || exit 0
@@ -82,4 +85,22 @@ export async function readMarker(stateDir: string): Promise<TrialMarker | undefi
     toVersion: values.get('toVersion') ?? '',
     newSha: values.get('newSha') ?? '',
   };
+}
+
+/**
+ * Whether the guard ran before this start of the agent: without it a new binary that cannot start would never be
+ * reverted, so a self-update is refused until the service runs it.
+ */
+export async function guardRanForThisStart(stateDir: string, invocationId: string | undefined): Promise<boolean> {
+  if (!invocationId) return false;
+  try {
+    return (await readFile(join(stateDir, SEEN_FILE), 'utf8')).trim() === invocationId;
+  } catch {
+    return false;
+  }
+}
+
+/** The line the service unit needs; named in the refusal so that an operator can fix it. */
+export function guardUnitLine(stateDir: string): string {
+  return `ExecStartPre=-/bin/sh ${join(stateDir, GUARD_FILE)} ${join(stateDir, MARKER_FILE)}`;
 }

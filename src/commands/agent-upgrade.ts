@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { keepPrevious, restorePrevious, sha256OfFile, swapIn } from './binary-swap.js';
 import { downloadVerified } from './download.js';
-import { readMarker, writeGuard, writeMarker } from './agent-upgrade-guard.js';
+import { guardRanForThisStart, guardUnitLine, readMarker, writeGuard, writeMarker } from './agent-upgrade-guard.js';
 import type { CommandHandler, CommandContext, HandlerOutcome } from './handler.js';
 import { compareVersions } from './versions.js';
 
@@ -17,6 +17,8 @@ export interface AgentUpgradeOptions {
   requestRestart: () => void;
   /** When this process started: the confirmation deadline counts from here. */
   startedAt: number;
+  /** systemd's INVOCATION_ID of this start; the guard records the one it ran for. */
+  invocationId: string | undefined;
 }
 
 const StepSchema = z.discriminatedUnion('state', [
@@ -70,6 +72,13 @@ async function prepare(
   if (fromSha === args.sha256) return { status: 'succeeded', detail: `fleetlet ${args.version} is already installed` };
   if (compareVersions(args.version, options.currentVersion) < 0) {
     return { status: 'failed', reason: 'downgrade_refused', detail: `${args.version} is older than the running ${options.currentVersion}` };
+  }
+  if (!(await guardRanForThisStart(options.stateDir, options.invocationId))) {
+    return {
+      status: 'failed',
+      reason: 'no_revert_guard',
+      detail: `the service does not run the upgrade guard, so a broken build could not be reverted; add "${guardUnitLine(options.stateDir)}" to the unit`,
+    };
   }
   context.progress('download', args.artifactUrl);
   let fetched;

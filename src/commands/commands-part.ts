@@ -9,6 +9,7 @@ import type { K3sControl } from './k3s-control.js';
 import { k3sUpgradeHandler } from './k3s-upgrade.js';
 import { pingHandler } from './ping.js';
 import { agentUpgradeHandler } from './agent-upgrade.js';
+import { writeGuard } from './agent-upgrade-guard.js';
 import { k3sConfigureHandler } from './k3s-configure.js';
 import { k3sRestartHandler } from './k3s-restart.js';
 import { logsCollectHandler } from './logs-collect.js';
@@ -33,6 +34,8 @@ export interface CommandsDeps {
   requestRestart: () => void;
   /** The agent's newest notable lines, oldest first (for logs.collect). */
   agentLogLines: (max: number) => Promise<string[]>;
+  /** systemd's INVOCATION_ID, set for every start of the service. */
+  invocationId: string | undefined;
 }
 
 const MAX_QUEUED = 16;
@@ -55,6 +58,7 @@ export function createCommandsPart(deps: CommandsDeps) {
       agentHealthy: deps.agentHealthy,
       requestRestart: deps.requestRestart,
       startedAt: Date.now(),
+      invocationId: deps.invocationId,
     }),
   ];
   const k3s = deps.k3s;
@@ -90,10 +94,12 @@ export function createCommandsPart(deps: CommandsDeps) {
     router,
     part: {
       name: 'commands',
-      start: () => {
+      start: async () => {
         if (section.enabled && section.trustedKeys.every((k) => k.revoked)) {
           deps.logger.warn('commands are enabled but no operator key is trusted: every command will be refused');
         }
+        // Kept current at every start, so that a unit that runs it is ready before the first self-update.
+        await writeGuard(config.stateDir);
         const resumed = router.resumeInterrupted();
         if (resumed > 0) deps.logger.warn({ resumed }, 'commands interrupted by the last stop were resumed or reported failed');
         unsubscribe = deps.onCommand((payload) => router.receive(payload));

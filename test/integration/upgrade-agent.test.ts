@@ -1,9 +1,10 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { createHash } from 'node:crypto';
-import { chmodSync, copyFileSync, existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { createHash, randomBytes } from 'node:crypto';
+import { chmodSync, copyFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import { dirname, join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
+import { GUARD_FILE, GUARD_SCRIPT } from '../../src/commands/agent-upgrade-guard.js';
 import type { CommandResult } from '../../src/protocol/result.js';
 import { writeAgentConfig } from '../helpers/agent-config.js';
 import { waitFor } from '../helpers/cli.js';
@@ -32,20 +33,24 @@ class ServiceManager {
     private readonly binary: string,
     private readonly config: string,
     private readonly stateDir: string,
+    /** False: a unit without the guard's ExecStartPre line. */
+    private readonly runsGuard = true,
     private readonly maxStarts = 6,
   ) {}
 
   start(): void {
     if (this.stopped || this.starts >= this.maxStarts) return;
+    // systemd gives the ExecStartPre and the main process of one start the same INVOCATION_ID.
+    const invocation = { INVOCATION_ID: randomBytes(16).toString('hex') };
     const guard = join(this.stateDir, 'upgrade-guard.sh');
-    if (existsSync(guard)) {
-      const ran = spawnSync('/bin/sh', [guard, join(this.stateDir, 'agent-upgrade.state')], { encoding: 'utf8', timeout: 10_000 });
+    if (this.runsGuard && existsSync(guard)) {
+      const ran = spawnSync('/bin/sh', [guard, join(this.stateDir, 'agent-upgrade.state')], { encoding: 'utf8', timeout: 10_000, env: invocation });
       this.output += ran.stdout + ran.stderr;
     }
     this.starts += 1;
     const child = spawn(this.binary, ['agent', '--config', this.config], {
       stdio: ['ignore', 'pipe', 'pipe'],
-      env: { PATH: `${dirname(process.execPath)}:${process.env.PATH ?? ''}`, NODE_PATH: join(REPO_ROOT, 'node_modules') },
+      env: { PATH: `${dirname(process.execPath)}:${process.env.PATH ?? ''}`, NODE_PATH: join(REPO_ROOT, 'node_modules'), ...invocation },
     });
     child.stdout!.on('data', (chunk: Buffer) => (this.output += chunk.toString()));
     child.stderr!.on('data', (chunk: Buffer) => (this.output += chunk.toString()));
@@ -73,7 +78,7 @@ afterEach(async () => {
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
 });
 
-async function setup(newBinary: Buffer) {
+async function setup(newBinary: Buffer, options: { runsGuard?: boolean } = {}) {
   const { dir, cleanup } = tempDir('fleetlet-selfupdate-');
   cleanups.push(cleanup);
   const broker = await startMosquitto();
@@ -100,7 +105,10 @@ async function setup(newBinary: Buffer) {
   });
   const fleet = await Observer.connect(broker.url, [RESULTS, PRESENCE]);
   cleanups.push(() => fleet.client.endAsync());
-  const service = new ServiceManager(binary, config, stateDir);
+  // Installed with the device, as provisioning does, so that the very first start already runs it.
+  mkdirSync(stateDir, { recursive: true, mode: 0o700 });
+  writeFileSync(join(stateDir, GUARD_FILE), GUARD_SCRIPT, { mode: 0o700 });
+  const service = new ServiceManager(binary, config, stateDir, options.runsGuard ?? true);
   cleanups.push(() => service.stop());
   service.start();
   await waitFor(() => fleet.messages.some((m) => m.topic === PRESENCE && (m.json as { state: string }).state === 'online'), 'the agent online', 20_000);
@@ -187,6 +195,17 @@ describe('agent self-update', () => {
       30_000,
     );
   }, 90_000);
+
+  it('refuses to self-update when the service does not run the revert guard', async () => {
+    const newBinary = Buffer.concat([readFileSync(FLEETLET_BUNDLE), Buffer.from('\n// unguarded\n')]);
+    const device = await setup(newBinary, { runsGuard: false });
+    const command = device.upgrade(newBinary);
+    await device.fleet.client.publishAsync('fleetlet/v1/devices/test-device/commands', encode(command), { qos: 1 });
+    const result = await device.final(command.id);
+    expect(result.json).toMatchObject({ status: 'failed', reason: 'no_revert_guard', detail: expect.stringContaining('ExecStartPre=-/bin/sh') });
+    expect(sha(readFileSync(device.binary))).toBe(device.oldSha);
+    expect(device.service.starts).toBe(1);
+  });
 
   it('refuses an artifact whose sha256 does not match, changing nothing', async () => {
     const newBinary = Buffer.concat([readFileSync(FLEETLET_BUNDLE), Buffer.from('\n// tampered\n')]);
