@@ -99,7 +99,9 @@ export function createCommandsPart(deps: CommandsDeps) {
           deps.logger.warn('commands are enabled but no operator key is trusted: every command will be refused');
         }
         // Kept current at every start, so that a unit that runs it is ready before the first self-update.
-        await writeGuard(config.stateDir);
+        await writeGuard(config.stateDir).catch((err: unknown) =>
+          deps.logger.warn({ err }, 'could not write the upgrade guard; agent self-updates will be refused'),
+        );
         const resumed = router.resumeInterrupted();
         if (resumed > 0) deps.logger.warn({ resumed }, 'commands interrupted by the last stop were resumed or reported failed');
         unsubscribe = deps.onCommand((payload) => router.receive(payload));
