@@ -6,7 +6,9 @@ import { FleetletError } from '../lib/errors.js';
  * `pending`/`latest` to read, `acknowledge` to delete once the broker sent its PUBACK. Two implementations share
  * one contract suite: SqliteOutbox (the product) and MemoryOutbox (for tests of other parts).
  *
- * On the wire every record's JSON carries `messageId` (the same on every re-send, for deduplication downstream).
+ * On the wire every record's JSON carries `messageId`, for deduplication downstream: a random UUID made at enqueue
+ * and stored with the record, so every re-send carries the same one. Random rather than device prefix + counter:
+ * it needs no state that could repeat (a database moved aside, a golden image restored on many devices).
  * Once anything was dropped, every status carries `outboxDrops`: how many records of each class were dropped and
  * how often the disk was full, counted since the state database was created. They are counters (the fleet takes
  * differences), so a status that is itself dropped loses no count.
