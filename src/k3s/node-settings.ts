@@ -26,9 +26,10 @@ export class NodeSettingsFile {
 
   /** Merges `changes` into the current settings, keeping the current ones for revert(). */
   apply(changes: NodeSettings): void {
+    const valid = NodeSettingsSchema.parse(changes); // before anything is written: a bad change leaves both files
     const current = this.load();
     writeSettings(`${this.file}.previous`, current);
-    writeSettings(this.file, { ...current, ...NodeSettingsSchema.parse(changes) });
+    writeSettings(this.file, { ...current, ...valid });
   }
 
   revert(): void {
