@@ -67,6 +67,11 @@ async function prepare(
   options: AgentUpgradeOptions,
 ): Promise<HandlerOutcome | { newPath: string; newSha: string; fromSha: string }> {
   const { args } = context.command;
+  const open = await readMarker(options.stateDir);
+  if (open?.state === 'trial' && open.commandId !== context.command.id) {
+    // Until the running trial confirms or reverts, "already installed" would be a premature answer.
+    return { status: 'failed', reason: 'trial_in_progress', detail: `fleetlet ${open.toVersion} is still on trial (command ${open.commandId})` };
+  }
   const fromSha = await sha256OfFile(options.binaryPath);
   if (!fromSha) return { status: 'failed', reason: 'not_installed', detail: `no fleetlet binary at ${options.binaryPath}` };
   if (fromSha === args.sha256) return { status: 'succeeded', detail: `fleetlet ${args.version} is already installed` };
