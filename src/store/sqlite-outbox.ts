@@ -5,6 +5,7 @@ import { BudgetLedger, EnqueueNotifier } from './outbox-budget.js';
 import { prepareRecord } from './outbox-records.js';
 import {
   OUTBOX_CLASSES,
+  zeroCounts,
   type NewOutboxRecord,
   type OutboxStore,
   type OutboxClass,
@@ -60,6 +61,7 @@ export class SqliteOutbox implements OutboxStore {
   private readonly defaultSynchronous: number;
   private seq: number;
   private inDiskFullEpisode = false;
+  private totalsMayDrift = false;
   private readonly statements: {
     insert: Statement;
     evictOldest: Statement;
@@ -109,6 +111,8 @@ export class SqliteOutbox implements OutboxStore {
 
   enqueueMany(inputs: readonly NewOutboxRecord[]): OutboxRecord[] {
     if (inputs.length === 0) return [];
+    this.resyncIfNeeded();
+    if (this.db.inTransaction) this.totalsMayDrift = true;
     let records: OutboxRecord[];
     try {
       records = this.write(inputs);
@@ -136,6 +140,7 @@ export class SqliteOutbox implements OutboxStore {
 
   acknowledge(seqs: readonly number[]): number {
     if (seqs.length === 0) return 0;
+    this.resyncIfNeeded();
     const rollback = this.ledger.snapshot();
     try {
       return this.db.transaction(() => {
@@ -159,6 +164,7 @@ export class SqliteOutbox implements OutboxStore {
   }
 
   stats(): OutboxStats {
+    this.resyncIfNeeded();
     return this.ledger.stats();
   }
 
@@ -282,8 +288,12 @@ export class SqliteOutbox implements OutboxStore {
     this.ledger.countersDirty = false;
   }
 
+  /**
+   * Runs work with synchronous=FULL when it must survive a power cut. Inside a caller's transaction (a producer that
+   * writes its own state and the record atomically) SQLite refuses to change it; that commit is the caller's.
+   */
   private withSynchronous<T>(durable: boolean, work: () => T): T {
-    if (!durable || this.defaultSynchronous >= SYNCHRONOUS_FULL) return work();
+    if (!durable || this.defaultSynchronous >= SYNCHRONOUS_FULL || this.db.inTransaction) return work();
     this.db.pragma('synchronous = FULL');
     try {
       return work();
@@ -294,6 +304,8 @@ export class SqliteOutbox implements OutboxStore {
 
   /** Totals and counters from the table (once, at open); returns the highest seq. */
   private loadTotals(): number {
+    this.ledger.rows = zeroCounts();
+    this.ledger.bytes = zeroCounts();
     const totals = this.db.prepare('SELECT class, COUNT(*) AS n, SUM(bytes) AS b FROM outbox GROUP BY class').all() as {
       class: OutboxClass;
       n: number;
@@ -312,6 +324,16 @@ export class SqliteOutbox implements OutboxStore {
     }
     const max = this.db.prepare('SELECT MAX(seq) AS seq FROM outbox').get() as { seq: number | null };
     return max.seq ?? 0;
+  }
+
+  /**
+   * A record enqueued inside a caller's transaction is undone if the caller rolls back, which the ledger cannot
+   * see: after such an enqueue the totals are read again from the table before they are next used.
+   */
+  private resyncIfNeeded(): void {
+    if (!this.totalsMayDrift || this.db.inTransaction) return;
+    this.totalsMayDrift = false;
+    this.seq = Math.max(this.seq, this.loadTotals());
   }
 }
 

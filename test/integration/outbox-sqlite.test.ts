@@ -41,6 +41,28 @@ describe('SqliteOutbox on a real database file', () => {
     expect(subject.db!.pragma('synchronous', { simple: true })).toBe(1);
   });
 
+  it('enqueues inside a caller\'s transaction, atomically with the caller\'s own writes', () => {
+    subject = sqliteOutbox(testLimits());
+    const db = subject.db!;
+    db.exec('CREATE TABLE caller_state (v INTEGER NOT NULL)');
+    db.transaction(() => {
+      db.prepare('INSERT INTO caller_state (v) VALUES (1)').run();
+      subject!.outbox.enqueue(rec('result', 1));
+    })();
+    expect(subject.outbox.stats().rows.result).toBe(1);
+    expect(() =>
+      db.transaction(() => {
+        subject!.outbox.enqueue(rec('event', 2));
+        throw new Error('caller fails after enqueueing');
+      })(),
+    ).toThrow('caller fails');
+    // The caller's rollback took the event with it; the outbox's totals must not count it.
+    expect(subject.outbox.stats().rows).toEqual({ status: 0, event: 0, result: 1 });
+    expect(subject.outbox.pending(0, 10).map((r) => r.class)).toEqual(['result']);
+    expect(subject.outbox.enqueue(rec('event', 3)).seq).toBeGreaterThan(1);
+    expect(subject.outbox.stats().rows).toEqual({ status: 0, event: 1, result: 1 });
+  });
+
   it('keeps the database file bounded however long the outage', () => {
     subject = sqliteOutbox(
       testLimits({
