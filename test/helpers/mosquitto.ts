@@ -8,7 +8,7 @@ import { tempDir } from './paths.js';
 
 /**
  * A real mosquitto (the Debian package) on a free loopback port, started and stopped by the test.
- * CI sets FLEETLET_TEST_REQUIRE_MOSQUITTO=1 so that a missing mosquitto fails loudly instead of being skipped.
+ * CI sets TEST_REQUIRE_MOSQUITTO=1 so that a missing mosquitto fails loudly instead of being skipped.
  */
 export interface TestBroker {
   port: number;
@@ -39,8 +39,8 @@ function findMosquitto(): string | undefined {
 }
 
 export function mosquittoAvailable(): boolean {
-  if (!MOSQUITTO && process.env.FLEETLET_TEST_REQUIRE_MOSQUITTO === '1') {
-    throw new Error('mosquitto is required (FLEETLET_TEST_REQUIRE_MOSQUITTO=1) but not installed: apt-get install mosquitto');
+  if (!MOSQUITTO && process.env.TEST_REQUIRE_MOSQUITTO === '1') {
+    throw new Error('mosquitto is required (TEST_REQUIRE_MOSQUITTO=1) but not installed: apt-get install mosquitto');
   }
   return MOSQUITTO !== undefined;
 }
@@ -102,18 +102,18 @@ export async function startMosquitto(options: BrokerOptions = {}): Promise<TestB
 
 /**
  * The broker for tests that need only plain MQTT: the real mosquitto, or, on a developer machine without it, the
- * embedded aedes broker (with a notice). CI sets FLEETLET_TEST_REQUIRE_MOSQUITTO=1, so there it never falls back.
- * FLEETLET_TEST_BROKER=embedded forces the embedded broker, to check that the suite passes against it too.
+ * embedded aedes broker (with a notice). CI sets TEST_REQUIRE_MOSQUITTO=1, so there it never falls back.
+ * TEST_BROKER=embedded forces the embedded broker, to check that the suite passes against it too.
  * Tests that need mosquitto's configuration (TLS, ACL) check mosquittoAvailable() and skip otherwise.
  */
 export async function startTestBroker(options: { port?: number } = {}): Promise<TestBroker> {
-  if (process.env.FLEETLET_TEST_BROKER !== 'embedded' && mosquittoAvailable()) return startMosquitto(options);
-  if (process.env.FLEETLET_TEST_REQUIRE_MOSQUITTO === '1') {
-    throw new Error('FLEETLET_TEST_REQUIRE_MOSQUITTO=1: refusing to fall back to the embedded broker');
+  if (process.env.TEST_BROKER !== 'embedded' && mosquittoAvailable()) return startMosquitto(options);
+  if (process.env.TEST_REQUIRE_MOSQUITTO === '1') {
+    throw new Error('TEST_REQUIRE_MOSQUITTO=1: refusing to fall back to the embedded broker');
   }
   if (!embeddedNoticeShown) {
     embeddedNoticeShown = true;
-    console.warn(`${MOSQUITTO ? 'FLEETLET_TEST_BROKER=embedded' : 'mosquitto is not installed'}: these tests run against the embedded aedes broker`);
+    console.warn(`${MOSQUITTO ? 'TEST_BROKER=embedded' : 'mosquitto is not installed'}: these tests run against the embedded aedes broker`);
   }
   return startEmbeddedBroker(options.port ?? (await freePort()));
 }
