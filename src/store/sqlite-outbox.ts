@@ -1,8 +1,9 @@
 import { randomUUID } from 'node:crypto';
-import type { Database, Statement } from 'better-sqlite3';
+import type { Database } from 'better-sqlite3';
 import type { Logger } from '../lib/logger.js';
 import { BudgetLedger, EnqueueNotifier } from './outbox-budget.js';
 import { prepareRecord } from './outbox-records.js';
+import { consecutiveRuns, isDiskFull, prepareOutboxStatements, toQueued, type OutboxStatements, type Row } from './outbox-sql.js';
 import {
   OUTBOX_CLASSES,
   zeroCounts,
@@ -35,11 +36,6 @@ const SHED_CHUNK_MAX_ROWS = 1000;
 const SHED_ATTEMPTS_MAX = 8;
 const SYNCHRONOUS_FULL = 2;
 
-const SELECT_COLUMNS = 'seq, message_id, class, topic, body, qos, retain, created_at';
-
-/** A row of SELECT_COLUMNS, in that order. */
-type Row = [seq: number, messageId: string, cls: OutboxClass, topic: string, body: string, qos: 0 | 1, retain: number, createdAt: number];
-
 /**
  * The outbox in the state database (table `outbox`, migration 2).
  *
@@ -62,16 +58,7 @@ export class SqliteOutbox implements OutboxStore {
   private seq: number;
   private inDiskFullEpisode = false;
   private totalsMayDrift = false;
-  private readonly statements: {
-    insert: Statement;
-    evictOldest: Statement;
-    shedOldest: Statement;
-    totalsBetween: Statement;
-    deleteBetween: Statement;
-    pending: Statement;
-    latest: Statement;
-    saveCounter: Statement;
-  };
+  private readonly statements: OutboxStatements;
 
   constructor(
     private readonly db: Database,
@@ -81,27 +68,7 @@ export class SqliteOutbox implements OutboxStore {
     this.ledger = new BudgetLedger(options.limits);
     this.defaultSynchronous = Number(db.pragma('synchronous', { simple: true }));
     db.pragma(`journal_size_limit = ${WAL_SIZE_LIMIT_BYTES}`);
-    this.statements = {
-      insert: db.prepare(
-        'INSERT INTO outbox (seq, message_id, class, topic, body, qos, retain, created_at, bytes) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)',
-      ),
-      evictOldest: db.prepare(
-        'DELETE FROM outbox WHERE seq = (SELECT seq FROM outbox WHERE class = ? ORDER BY seq LIMIT 1) RETURNING bytes',
-      ),
-      shedOldest: db.prepare(
-        'DELETE FROM outbox WHERE seq IN (SELECT seq FROM outbox WHERE class = ? ORDER BY seq LIMIT ?) RETURNING bytes',
-      ),
-      totalsBetween: db.prepare(
-        'SELECT class, COUNT(*) AS n, SUM(bytes) AS b FROM outbox WHERE seq BETWEEN ? AND ? GROUP BY class',
-      ),
-      deleteBetween: db.prepare('DELETE FROM outbox WHERE seq BETWEEN ? AND ?'),
-      // Rows as arrays: the drain reads every record once, and skipping the intermediate objects is measurably faster.
-      pending: db.prepare(`SELECT ${SELECT_COLUMNS} FROM outbox WHERE seq > ? ORDER BY seq LIMIT ?`).raw(true),
-      latest: db.prepare(`SELECT ${SELECT_COLUMNS} FROM outbox WHERE class = ? ORDER BY seq DESC LIMIT 1`).raw(true),
-      saveCounter: db.prepare(
-        'INSERT INTO outbox_counters (name, value) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET value = excluded.value',
-      ),
-    };
+    this.statements = prepareOutboxStatements(db);
     this.seq = this.loadTotals();
   }
 
@@ -337,10 +304,6 @@ export class SqliteOutbox implements OutboxStore {
   }
 }
 
-function toQueued([seq, messageId, cls, topic, body, qos, retain, createdAt]: Row): QueuedRecord {
-  return { seq, messageId, class: cls, topic, body, qos, retain: retain === 1, createdAt };
-}
-
 function unstored(input: NewOutboxRecord, createdAt: number): OutboxRecord {
   return {
     seq: 0,
@@ -352,21 +315,4 @@ function unstored(input: NewOutboxRecord, createdAt: number): OutboxRecord {
     retain: input.retain ?? false,
     createdAt,
   };
-}
-
-/** Sorted runs of consecutive numbers: [3, 1, 2, 7] gives [1, 3] and [7, 7]. */
-function consecutiveRuns(values: readonly number[]): [number, number][] {
-  const sorted = [...values].sort((a, b) => a - b);
-  const runs: [number, number][] = [];
-  for (const value of sorted) {
-    const last = runs.at(-1);
-    if (last && value <= last[1] + 1) last[1] = Math.max(last[1], value);
-    else runs.push([value, value]);
-  }
-  return runs;
-}
-
-function isDiskFull(err: unknown): boolean {
-  const code = (err as { code?: unknown } | null)?.code;
-  return code === 'SQLITE_FULL';
 }
