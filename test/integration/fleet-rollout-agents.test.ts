@@ -60,6 +60,7 @@ describe('fleet rollout over 20 real agent processes', () => {
             token: 'K10abc::node:secret',
             binaryPath,
             dataDir: join(root, 'data'),
+          nodeConfigDir: join(root, 'node'),
             artifactUrl: mirror.artifactUrl,
             channelUrl: mirror.channelUrl,
             nodeName: id,

@@ -53,6 +53,7 @@ describe('k3s upgrade through the real agent', () => {
           token: 'K10abc::node:secret',
           binaryPath,
           dataDir: join(dir, 'data'),
+          nodeConfigDir: join(dir, 'node'),
           artifactUrl: releases.artifactUrl,
           channelUrl: releases.channelUrl,
           nodeName: 'pi-e2e',
