@@ -32,13 +32,15 @@ export async function buildSea({ target, runtime, generator, addon }: SeaInputs)
   const baseConfig = JSON.parse(readFileSync(join(REPO_ROOT, 'packaging/sea-config.json'), 'utf8')) as object;
   const seaConfig = join(work, 'sea-config.json');
   // V8's code cache cuts startup by about 40% (docs/benchmarks.md), but it is only sound when the blob's writer
-  // is the target's own runtime: the arm64 blob is written by the x64 runtime and goes without.
-  const useCodeCache = generator.target.arch === target.arch;
+  // is the target's own runtime: the arm64 blob is written by the x64 runtime and goes without. It also differs
+  // from run to run, so PACKAGE_CODE_CACHE=0 builds byte-identical binaries (to check a release against).
+  const useCodeCache = generator.target.arch === target.arch && process.env.PACKAGE_CODE_CACHE !== '0';
   writeFileSync(seaConfig, JSON.stringify({ ...baseConfig, main: bundle, output: blob, useCodeCache }, null, 2));
   execFileSync(...commandFor(generator.target, generator.node, ['--experimental-sea-config', seaConfig]), {
     stdio: ['ignore', 'ignore', 'inherit'],
   });
 
+  mkdirSync(DIST, { recursive: true });
   const output = join(DIST, binaryName(target.arch));
   rmSync(output, { force: true });
   copyFileSync(runtime.node, output);
