@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, lstatSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { BINARY_PATH, CONFIG_PATH, ENABLE_LINK, TRUST_DIR, UNIT_PATH } from './provision.js';
 import { UNIT_NAME } from './provision-unit.js';
@@ -48,7 +48,7 @@ export async function uninstall(options: UninstallOptions): Promise<UninstallRep
   const removed: string[] = [];
   for (const path of paths) {
     const target = join(options.root, path);
-    if (!existsSync(target) && !isDanglingLink(target)) continue;
+    if (!entryExists(target)) continue;
     rmSync(target, { recursive: true, force: true });
     removed.push(path);
   }
@@ -91,9 +91,11 @@ function isZombie(pid: string): boolean {
   }
 }
 
-function isDanglingLink(path: string): boolean {
+/** Like existsSync, but true for a symlink whose target is missing (an enable link in an image points at /etc). */
+function entryExists(path: string): boolean {
   try {
-    return readdirSync(join(path, '..')).includes(path.split('/').pop()!);
+    lstatSync(path);
+    return true;
   } catch {
     return false;
   }
