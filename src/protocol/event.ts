@@ -54,6 +54,8 @@ export const EventSchema = z.object({
   suppressed: z.int().min(0).optional(),
   /** Set by the outbox: the same on every re-send, for deduplication downstream. */
   messageId: z.string().max(64).optional(),
+  /** Set by the link when the event is sent from the backlog after an outage. */
+  historical: z.boolean().optional(),
 });
 
 export type FleetEvent = z.infer<typeof EventSchema>;

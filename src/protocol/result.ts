@@ -38,6 +38,10 @@ const base = {
   deviceId: DeviceIdSchema,
   type: z.enum(COMMAND_TYPES).nullable(),
   at: z.int().min(0),
+  /** Set by the outbox: the same on every re-send, for deduplication downstream. */
+  messageId: z.string().max(64).optional(),
+  /** Set by the link when the result is sent from the backlog after an outage. */
+  historical: z.boolean().optional(),
 };
 
 export const RejectedResultSchema = z.object({
