@@ -87,7 +87,7 @@ export function buildProgram(handlers: CommandHandlers, io: CliIo, setExitCode: 
     .option('--binary <file>', 'the fleetlet binary for the device (default: this binary)')
     .option('--config <file>', 'config.yaml for the device (must not set device.id)')
     .option('--trust-anchor <file>', 'a CA certificate or key to install under /etc/fleetlet/trust (repeatable)', collect, [])
-    .option('--airgap <dir>', 'a k3s release folder (binary, sha256sum-<arch>.txt, images) to install as well')
+    .option('--airgap <path>', 'a k3s release to install as well: a folder or plain tar of binary, sha256sum-<arch>.txt, images')
     .option('--no-enable', 'do not enable the unit')
     .option('--allow-identity', 'the root already is a device (install.sh on the device itself)', false)
     .action(async (options: ProvisionCliOptions) => setExitCode(await handlers.provision(options)));

@@ -3,6 +3,7 @@ import { basename, dirname, join } from 'node:path';
 import { parse } from 'yaml';
 import { ConfigSchema } from '../config/schema.js';
 import { installFromFolder } from '../k3s/airgap.js';
+import { installFromBundle } from '../k3s/bundle.js';
 import type { K3sArch } from '../k3s/release.js';
 import { EMBEDDED_SQLITE_ADDON } from '../lib/embedded-addon.js';
 import { ConfigError, FleetletError } from '../lib/errors.js';
@@ -20,7 +21,7 @@ export interface ProvisionOptions {
   binary?: string;
   config?: string;
   trustAnchors: string[];
-  /** Folder with a k3s release for the image's arch: binary, sha256sum-<arch>.txt, images archive. */
+  /** A k3s release for the image's arch (binary, sha256sum-<arch>.txt, images): a folder, or a plain tar of one. */
   airgap?: string;
   enable: boolean;
   /** Installing on a device that already has its identity (install.sh), rather than into a golden image. */
@@ -82,7 +83,8 @@ export async function provision(options: ProvisionOptions): Promise<ProvisionRep
   }
   if (options.airgap) {
     const k3s = config?.k3s ?? ConfigSchema.shape.k3s.parse(undefined);
-    const result = await installFromFolder(options.airgap, {
+    const install = statSync(options.airgap).isDirectory() ? installFromFolder : installFromBundle;
+    const result = await install(options.airgap, {
       binaryPath: join(root, k3s.binaryPath),
       dataDir: join(root, k3s.dataDir),
       arch: k3sArchOf(binary),

@@ -104,6 +104,18 @@ describe('fleetlet provision into a mounted rootfs', () => {
     await expect(provision({ root: scratch(), ...imageInputs(inputs), airgap: bundle })).rejects.toThrow();
   });
 
+  it('installs an air-gap k3s from a tar bundle of the same files', async () => {
+    const [inputs, root, bundle] = [scratch(), scratch(), scratch()];
+    const k3s = Buffer.from('#!/bin/sh\necho fake k3s\n');
+    writeFileSync(join(bundle, 'k3s-arm64'), k3s);
+    writeFileSync(join(bundle, 'sha256sum-arm64.txt'), `${createHash('sha256').update(k3s).digest('hex')}  k3s-arm64\n`);
+    const tar = join(scratch(), 'k3s-airgap-arm64.tar');
+    expect(spawnSync('tar', ['-cf', tar, '-C', bundle, 'k3s-arm64', 'sha256sum-arm64.txt']).status).toBe(0);
+    const report = await provision({ root, ...imageInputs(inputs), airgap: tar });
+    expect(report.written).toContain('/usr/local/bin/k3s');
+    expect(readFileSync(join(root, 'usr/local/bin/k3s'))).toEqual(k3s);
+  });
+
   it('ships packaging/fleetlet.service equal to the unit the binary writes', () => {
     expect(readFileSync(join(REPO_ROOT, 'packaging/fleetlet.service'), 'utf8')).toBe(SYSTEMD_UNIT);
   });
