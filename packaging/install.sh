@@ -172,7 +172,9 @@ fi
 
 if [ "$START" = yes ] && [ "$ROOT" = / ] && [ -d /run/systemd/system ]; then
   systemctl daemon-reload
-  systemctl enable --now fleetlet.service
+  systemctl enable fleetlet.service
+  # restart, not start: a re-run (an upgrade) must run the new binary. k3s stays up (KillMode=process).
+  systemctl restart fleetlet.service
   echo "fleetlet.service started; logs: journalctl -u fleetlet -f"
 else
   echo "not starting the service (root $ROOT, --no-start, or no systemd)"
