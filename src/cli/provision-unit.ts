@@ -35,6 +35,9 @@ LimitNPROC=infinity
 TasksMax=infinity
 ExecStartPre=-/sbin/modprobe br_netfilter
 ExecStartPre=-/sbin/modprobe overlay
+# Before every start: if a self-update is on trial and the new binary did not confirm itself, put the previous
+# binary back. Plain sh, so the revert never depends on the new binary working; the agent writes the script.
+ExecStartPre=-/bin/sh /var/lib/fleetlet/upgrade-guard.sh /var/lib/fleetlet/agent-upgrade.state
 StateDirectory=fleetlet
 StateDirectoryMode=0700
 CacheDirectory=fleetlet
