@@ -58,6 +58,9 @@ export async function startMosquitto(options: BrokerOptions = {}): Promise<TestB
       'log_type error',
       'log_type warning',
       'per_listener_settings false',
+      // The observers in tests share a loaded process with everything else: mosquitto's default of 1000 queued
+      // messages per slow subscriber would drop messages the test then misses.
+      'max_queued_messages 0',
       ...(options.globalLines ?? []),
       `listener ${port} 127.0.0.1`,
       ...(options.listenerLines ?? ['allow_anonymous true']),
