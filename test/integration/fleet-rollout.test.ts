@@ -2,12 +2,12 @@ import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { build } from 'esbuild';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { generateSigningKey } from '../../src/fleet/keygen.js';
 import type { RolloutState } from '../../src/fleet/rollout-state.js';
 import { startMosquitto, type TestBroker } from '../helpers/mosquitto.js';
 import { FLEETLET_BUNDLE, REPO_ROOT, tempDir } from '../helpers/paths.js';
+import { bundleFixture } from '../helpers/bundle-fixture.js';
 import { writeShellFakeK3s } from '../fixtures/command-fake-k3s.js';
 import { ProcessK3sControl } from '../fixtures/command-k3s-control.js';
 
@@ -39,16 +39,7 @@ describe('fleet rollout over 20 device processes on a real broker', () => {
     });
 
   beforeAll(async () => {
-    await build({
-      entryPoints: [join(REPO_ROOT, 'test/fixtures/command-device-process.ts')],
-      outfile: DEVICE_BUNDLE,
-      bundle: true,
-      platform: 'node',
-      target: 'node20',
-      format: 'cjs',
-      external: ['better-sqlite3'],
-      logLevel: 'warning',
-    });
+    await bundleFixture('command-device-process.ts', DEVICE_BUNDLE);
     broker = await startMosquitto();
     dir = tempDir('fleetlet-rollout-');
     keyFile = join(dir.dir, 'ops.key');

@@ -1,12 +1,12 @@
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import BetterSqlite3 from 'better-sqlite3';
-import { build } from 'esbuild';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DATABASE_FILE } from '../../src/store/db.js';
 import { ArrivalRecorder, waitFor } from '../fixtures/outbox-mqtt.js';
 import { mosquittoAvailable, startMosquitto, type TestBroker } from '../helpers/mosquitto.js';
 import { REPO_ROOT, tempDir } from '../helpers/paths.js';
+import { bundleFixture } from '../helpers/bundle-fixture.js';
 
 /**
  * SIGKILL at random moments while a real process enqueues and drains to a real broker. After every kill: the
@@ -43,16 +43,7 @@ describe.skipIf(!mosquittoAvailable())('outbox under SIGKILL', () => {
   let state: { dir: string; cleanup: () => void };
 
   beforeAll(async () => {
-    await build({
-      entryPoints: [join(REPO_ROOT, 'test/fixtures/outbox-crash-child.ts')],
-      outfile: CHILD_BUNDLE,
-      bundle: true,
-      platform: 'node',
-      target: 'node20',
-      format: 'cjs',
-      external: ['better-sqlite3'],
-      logLevel: 'warning',
-    });
+    await bundleFixture('outbox-crash-child.ts', CHILD_BUNDLE);
     broker = await startMosquitto({ globalLines: ['max_queued_messages 0'] });
     state = tempDir('fleetlet-outbox-crash-');
   });

@@ -1,10 +1,10 @@
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { join } from 'node:path';
-import { build } from 'esbuild';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ArrivalRecorder, waitFor } from '../fixtures/outbox-mqtt.js';
 import { mosquittoAvailable, startMosquitto, type TestBroker } from '../helpers/mosquitto.js';
 import { REPO_ROOT, tempDir } from '../helpers/paths.js';
+import { bundleFixture } from '../helpers/bundle-fixture.js';
 
 /** A real process on a full disk: it keeps running, sheds status, keeps every event, and says so in its status. */
 const CHILD_BUNDLE = join(REPO_ROOT, 'dist/outbox-diskfull-child.cjs');
@@ -16,16 +16,7 @@ describe.skipIf(!mosquittoAvailable())('outbox on a full disk, in a real process
   let child: ChildProcessWithoutNullStreams | undefined;
 
   beforeAll(async () => {
-    await build({
-      entryPoints: [join(REPO_ROOT, 'test/fixtures/outbox-diskfull-child.ts')],
-      outfile: CHILD_BUNDLE,
-      bundle: true,
-      platform: 'node',
-      target: 'node20',
-      format: 'cjs',
-      external: ['better-sqlite3'],
-      logLevel: 'warning',
-    });
+    await bundleFixture('outbox-diskfull-child.ts', CHILD_BUNDLE);
     broker = await startMosquitto({ globalLines: ['max_queued_messages 0'] });
     state = tempDir('fleetlet-outbox-diskfull-');
   });

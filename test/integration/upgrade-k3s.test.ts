@@ -2,7 +2,6 @@ import { execFileSync, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { build } from 'esbuild';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { openDatabase } from '../../src/store/db.js';
 import { SqliteOutbox } from '../../src/store/sqlite-outbox.js';
@@ -10,6 +9,7 @@ import type { CommandResult } from '../../src/protocol/result.js';
 import { freePort } from '../helpers/ports.js';
 import { processesMatching } from '../helpers/processes.js';
 import { REPO_ROOT, tempDir } from '../helpers/paths.js';
+import { bundleFixture } from '../helpers/bundle-fixture.js';
 import { encode, signedCommand, testKey } from '../fixtures/command-keys.js';
 import { writeFakeK3s, type FakeK3sBehaviour } from '../fixtures/command-fake-k3s.js';
 import { ProcessK3sControl } from '../fixtures/command-k3s-control.js';
@@ -98,16 +98,7 @@ const upgradeTo = (version: string, args: Record<string, unknown> = {}) =>
 describe('k3s upgrade state machine', () => {
   let current: Device | undefined;
   beforeAll(async () => {
-    await build({
-      entryPoints: [join(REPO_ROOT, 'test/fixtures/command-upgrade-runner.ts')],
-      outfile: RUNNER,
-      bundle: true,
-      platform: 'node',
-      target: 'node20',
-      format: 'cjs',
-      external: ['better-sqlite3'],
-      logLevel: 'warning',
-    });
+    await bundleFixture('command-upgrade-runner.ts', RUNNER);
   });
   afterEach(() => {
     current?.k3s.stop();
