@@ -1,7 +1,8 @@
-import { loadConfig, type LoadedConfig } from './config/load.js';
+import type { LoadedConfig } from './config/load.js';
 import { configJsonSchema } from './config/json-schema.js';
 import { buildProgram, runCli, type CliIo, type CommandHandlers, type ConfigSelection } from './cli/program.js';
 import { EXIT } from './cli/exit-codes.js';
+import { loadSelectedConfig } from './cli/load-selected-config.js';
 import { runDoctor } from './cli/doctor.js';
 import { runProvision } from './cli/provision.js';
 import { runUninstall } from './cli/uninstall.js';
@@ -39,7 +40,7 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
   const handlers: CommandHandlers = {
     agent: (selection) => runAgent(selection, io),
     configCheck: async (selection) => {
-      const loaded = loadOrReport(selection, io);
+      const loaded = loadSelectedConfig(selection, io);
       if (!loaded) return EXIT.CONFIG;
       for (const warning of loaded.warnings) io.stderr(`warning: ${warning}\n`);
       io.stdout(`configuration ok (${loaded.files.length > 0 ? loaded.files.join(', ') : 'no files; defaults and environment'})\n`);
@@ -65,18 +66,8 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
   }
 }
 
-function loadOrReport(selection: ConfigSelection, io: CliIo): LoadedConfig | undefined {
-  try {
-    return loadConfig({ path: selection.path, explicit: selection.explicit, env: io.env, sets: selection.sets });
-  } catch (err) {
-    if (!(err instanceof ConfigError)) throw err;
-    io.stderr(`fleetlet: ${err.message}\n`);
-    return undefined;
-  }
-}
-
 async function runAgent(selection: ConfigSelection, io: CliIo): Promise<number> {
-  const loaded = loadOrReport(selection, io);
+  const loaded = loadSelectedConfig(selection, io);
   if (!loaded) return EXIT.CONFIG;
   const { config } = loaded;
   const logger = createLogger({ level: config.log.level });

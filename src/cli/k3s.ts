@@ -1,7 +1,6 @@
 import { closeSync, existsSync, openSync, readSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { loadConfig, type LoadedConfig } from '../config/load.js';
-import { ConfigError } from '../lib/errors.js';
+import type { Config } from '../config/schema.js';
 import { processStartTime, readProcessRecord } from '../k3s/agent-process.js';
 import { installFromFolder } from '../k3s/airgap.js';
 import { installFromBundle } from '../k3s/bundle.js';
@@ -12,6 +11,7 @@ import { k3sArch } from '../k3s/release.js';
 import { LOG_FILE, RECORD_FILE } from '../k3s/supervisor.js';
 import { readStatusFile } from '../k3s/status-file.js';
 import { EXIT } from './exit-codes.js';
+import { loadSelectedConfig } from './load-selected-config.js';
 import type { CliIo, ConfigSelection } from './program.js';
 
 /** `fleetlet k3s status|install|logs`, for a person at the device. */
@@ -31,14 +31,8 @@ const MAX_LOG_LINES = 10_000;
 const LOG_TAIL_BYTES = 4 * 1024 * 1024;
 
 export async function runK3sCli(options: K3sCliOptions, io: CliIo): Promise<number> {
-  let loaded: LoadedConfig;
-  try {
-    loaded = loadConfig({ path: options.selection.path, explicit: options.selection.explicit, env: io.env, sets: options.selection.sets });
-  } catch (err) {
-    if (!(err instanceof ConfigError)) throw err;
-    io.stderr(`fleetlet: ${err.message}\n`);
-    return EXIT.CONFIG;
-  }
+  const loaded = loadSelectedConfig(options.selection, io);
+  if (!loaded) return EXIT.CONFIG;
   const { config } = loaded;
   const workDir = join(config.stateDir, WORK_DIR_NAME);
   try {
@@ -100,7 +94,7 @@ function showLogs(file: string, count: number, io: CliIo): number {
   return EXIT.OK;
 }
 
-async function install(config: LoadedConfig['config'], action: Extract<K3sCliAction, { kind: 'install' }>, interactive: boolean, io: CliIo): Promise<number> {
+async function install(config: Config, action: Extract<K3sCliAction, { kind: 'install' }>, interactive: boolean, io: CliIo): Promise<number> {
   const installer = new K3sInstaller({
     binaryPath: config.k3s.binaryPath,
     arch: k3sArch(process.arch),

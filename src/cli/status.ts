@@ -1,13 +1,12 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import BetterSqlite3 from 'better-sqlite3';
-import { loadConfig, type LoadedConfig } from '../config/load.js';
-import { ConfigError } from '../lib/errors.js';
 import { DATABASE_FILE } from '../store/db.js';
 import { InventorySchema, type Inventory } from '../protocol/inventory.js';
 import { StatusSchema, type Status } from '../protocol/status.js';
 import { INVENTORY_KEY, readSnapshot, STATUS_KEY } from '../telemetry/snapshot-store.js';
 import { EXIT } from './exit-codes.js';
+import { loadSelectedConfig } from './load-selected-config.js';
 import type { CliIo, ConfigSelection } from './program.js';
 
 /**
@@ -34,14 +33,8 @@ export interface StatusOptions {
 const MAX_RESPONSE_BYTES = 256 * 1024;
 
 export async function runStatus(options: StatusOptions, io: CliIo): Promise<number> {
-  let loaded: LoadedConfig;
-  try {
-    loaded = loadConfig({ path: options.selection.path, explicit: options.selection.explicit, env: io.env, sets: options.selection.sets });
-  } catch (err) {
-    if (!(err instanceof ConfigError)) throw err;
-    io.stderr(`fleetlet: ${err.message}\n`);
-    return EXIT.CONFIG;
-  }
+  const loaded = loadSelectedConfig(options.selection, io);
+  if (!loaded) return EXIT.CONFIG;
   const { config } = loaded;
   const http = config.telemetry.http;
   let view = http.enabled ? await fromAgent(http.port) : undefined;
