@@ -102,11 +102,12 @@ function buildAgentParts({ config }: LoadedConfig, logger: Logger, env: Record<s
   // device.id from the config, else derived from /etc/machine-id or the board serial.
   const machine = readMachineIdentity();
   const { deviceId } = deviceIdOrConfigError(config.device.id, machine);
+  const topics = new Topics(config.broker.topicRoot);
   // Providers are read at each sample, after every part is built; a part that does not exist yet reports "unknown".
   const { telemetry, events } = createTelemetry({
     config,
     deviceId,
-    topics: new Topics(config.broker.topicRoot),
+    topics,
     outbox,
     db: opened.db,
     providers: {
@@ -156,7 +157,7 @@ function buildAgentParts({ config }: LoadedConfig, logger: Logger, env: Record<s
     ...(k3s?.control ? { k3s: k3s.control } : {}),
     db: opened.db,
     outbox,
-    topics: new Topics(config.broker.topicRoot),
+    topics,
     logger,
     agentVersion: FLEETLET_VERSION,
     onCommand: (handler) => link.onCommand((_topic, payload) => handler(payload)),
