@@ -10,7 +10,9 @@ export default function setup(): () => void {
   const existedBefore = existsSync(HOST_NODE_IDENTITY);
   return () => {
     if (!existedBefore && existsSync(HOST_NODE_IDENTITY)) {
-      throw new Error(`a test wrote the host's ${HOST_NODE_IDENTITY}: give it k3s.nodeConfigDir in a temp dir`);
+      // A throw here is only logged by vitest; the exit code is what CI reads.
+      console.error(`a test wrote the host's ${HOST_NODE_IDENTITY}: give it k3s.nodeConfigDir in a temp dir`);
+      process.exitCode = 1;
     }
   };
 }
