@@ -1,6 +1,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
+import { freePort } from './ports.js';
 
 /**
  * Writes a config for an agent under test: state in `dir`, no k3s, no local HTTP port (tests run in parallel),
@@ -26,4 +27,27 @@ export function writeAgentConfig(dir: string, overrides: Record<string, unknown>
   const file = join(dir, 'config.yaml');
   writeFileSync(file, stringify(base));
   return file;
+}
+
+/**
+ * A k3s section whose agent lives wholly inside `dir`: its data, its node identity (never the host's
+ * /etc/rancher/node) and free loopback ports for its load balancer and kubelet healthz. Every test that runs an
+ * agent with k3s enabled builds its section here, so none can forget a path and touch the host.
+ */
+export async function isolatedK3s(
+  dir: string,
+  binaryPath: string,
+  extra: Record<string, unknown> = {},
+): Promise<Record<string, unknown>> {
+  return {
+    enabled: true,
+    serverUrl: 'https://10.0.0.1:6443',
+    token: 'K10abc::node:test-join-token',
+    binaryPath,
+    dataDir: join(dir, 'data'),
+    nodeConfigDir: join(dir, 'etc-rancher-node'),
+    lbServerPort: await freePort(),
+    kubeletArgs: [`healthz-port=${await freePort()}`],
+    ...extra,
+  };
 }

@@ -5,12 +5,12 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
 import { generateSigningKey } from '../../src/fleet/keygen.js';
 import type { RolloutState } from '../../src/fleet/rollout-state.js';
+import { isolatedK3s } from '../helpers/agent-config.js';
 import { waitFor } from '../helpers/cli.js';
 import { startMosquitto, type TestBroker } from '../helpers/mosquitto.js';
 import { Observer } from '../helpers/observer.js';
 import { FLEETLET_BUNDLE, tempDir } from '../helpers/paths.js';
 import { processesMatching } from '../helpers/processes.js';
-import { freePort } from '../helpers/ports.js';
 import { sha256, startReleaseServer, type ReleaseServer } from '../helpers/release-server.js';
 import { shellK3sWithHealthz } from '../fixtures/command-agent-fake-k3s.js';
 
@@ -55,18 +55,11 @@ describe('fleet rollout over 20 real agent processes', () => {
         stringify({
           device: { id, labels: { site: index < 10 ? 'a' : 'b' } },
           broker: { url: broker.url, allowPlaintext: true, keepaliveSeconds: 10, reconnect: { baseMs: 200, capMs: 2000 } },
-          k3s: {
-            serverUrl: 'https://10.0.0.1:6443',
-            token: 'K10abc::node:secret',
-            binaryPath,
-            dataDir: join(root, 'data'),
-          nodeConfigDir: join(root, 'node'),
+          k3s: await isolatedK3s(root, binaryPath, {
             artifactUrl: mirror.artifactUrl,
             channelUrl: mirror.channelUrl,
             nodeName: id,
-            lbServerPort: await freePort(),
-            kubeletArgs: [`healthz-port=${await freePort()}`],
-          },
+          }),
           commands: { trustedKeys: [{ id: 'ops', publicKey: key.publicKey }], k3sUpgrade: { healthTimeoutSeconds: 10, minFreeBytes: 1024 } },
           stateDir: join(root, 'state'),
           telemetry: { intervalSeconds: 3600, http: { enabled: false } },

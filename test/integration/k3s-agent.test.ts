@@ -1,8 +1,9 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import BetterSqlite3 from 'better-sqlite3';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { isolatedK3s, writeAgentConfig } from '../helpers/agent-config.js';
 import { FAKE_K3S } from '../helpers/fake-k3s.js';
 import { isAlive, waitUntil } from '../helpers/k3s-supervisor.js';
 import { FLEETLET_BUNDLE, tempDir } from '../helpers/paths.js';
@@ -17,32 +18,12 @@ let agents: ChildProcess[] = [];
 beforeEach(async () => {
   // No "k3s" in fleetlet's own command line: the upgrade controller would take it for k3s.
   ({ dir, cleanup } = tempDir('fleetlet-agent-e2e-'));
-  configFile = join(dir, 'config.yaml');
-  writeFileSync(
-    configFile,
-    [
-      'device:',
-      '  id: pi-e2e',
-      'broker:',
-      `  url: mqtt://127.0.0.1:${await freePort()}`,
-      '  allowPlaintext: true',
-      'k3s:',
-      '  serverUrl: https://10.0.0.1:6443',
-      '  token: K10abc::node:e2e-join-token',
-      `  binaryPath: ${FAKE_K3S}`,
-      `  dataDir: ${join(dir, 'data')}`,
-      `  nodeConfigDir: ${join(dir, 'etc-rancher-node')}`,
-      `  lbServerPort: ${await freePort()}`,
-      `  kubeletArgs: ["healthz-port=${await freePort()}"]`,
-      `stateDir: ${join(dir, 'state')}`,
-      'telemetry:',
-      '  http:',
-      '    enabled: false',
-      'log:',
-      '  level: warn',
-      '',
-    ].join('\n'),
-  );
+  configFile = writeAgentConfig(dir, {
+    device: { id: 'pi-e2e' },
+    broker: { url: `mqtt://127.0.0.1:${await freePort()}` },
+    k3s: await isolatedK3s(dir, FAKE_K3S, { token: 'K10abc::node:e2e-join-token' }),
+    log: { level: 'warn' },
+  });
 });
 afterEach(async () => {
   for (const agent of agents) if (agent.exitCode === null && agent.signalCode === null) agent.kill('SIGKILL');

@@ -1,11 +1,11 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import BetterSqlite3 from 'better-sqlite3';
 import { afterEach, describe, expect, it } from 'vitest';
 import { EventSchema, type FleetEvent } from '../../src/protocol/event.js';
 import { InventorySchema } from '../../src/protocol/inventory.js';
 import { StatusSchema, type Status } from '../../src/protocol/status.js';
+import { isolatedK3s, writeAgentConfig } from '../helpers/agent-config.js';
 import { FAKE_K3S } from '../helpers/fake-k3s.js';
 import { FLEETLET_BUNDLE, tempDir } from '../helpers/paths.js';
 import { freePort } from '../helpers/ports.js';
@@ -43,26 +43,13 @@ describe('k3s supervisor events through the telemetry event gate', () => {
   it('reach the outbox as event messages, and the status and inventory carry the k3s view', async () => {
     const { dir, cleanup } = tempDir('fleetlet-telemetry-k3s-');
     cleanups.push(cleanup);
-    const config = join(dir, 'config.yaml');
-    writeFileSync(
-      config,
-      [
-        'device: { id: pi-events }',
-        `broker: { url: "mqtt://127.0.0.1:${await freePort()}", allowPlaintext: true }`,
-        'k3s:',
-        '  serverUrl: https://10.0.0.1:6443',
-        '  token: K10abc::node:events-join-token',
-        `  binaryPath: ${FAKE_K3S}`,
-        `  dataDir: ${join(dir, 'data')}`,
-        `  nodeConfigDir: ${join(dir, 'etc-rancher-node')}`,
-        `  lbServerPort: ${await freePort()}`,
-        `  kubeletArgs: ["healthz-port=${await freePort()}"]`,
-        `stateDir: ${join(dir, 'state')}`,
-        'telemetry: { intervalSeconds: 5, http: { enabled: false } }',
-        'log: { level: warn }',
-        '',
-      ].join('\n'),
-    );
+    const config = writeAgentConfig(dir, {
+      device: { id: 'pi-events' },
+      broker: { url: `mqtt://127.0.0.1:${await freePort()}` },
+      k3s: await isolatedK3s(dir, FAKE_K3S, { token: 'K10abc::node:events-join-token' }),
+      telemetry: { intervalSeconds: 5, http: { enabled: false } },
+      log: { level: 'warn' },
+    });
     const agent: ChildProcess = spawn(process.execPath, [FLEETLET_BUNDLE, 'agent', '--config', config], {
       stdio: 'ignore',
       env: { ...process.env, FAKE_K3S_AS_ROOT: '1', FAKE_K3S_RECORD_DIR: dir, FAKE_K3S_RETRY_MS: '200' },

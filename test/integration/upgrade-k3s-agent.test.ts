@@ -7,6 +7,7 @@ import { generateSigningKey } from '../../src/fleet/keygen.js';
 import { startCli, waitFor } from '../helpers/cli.js';
 import { fakeK3sBinary } from '../helpers/fake-k3s.js';
 import { startMosquitto } from '../helpers/mosquitto.js';
+import { isolatedK3s } from '../helpers/agent-config.js';
 import { Observer } from '../helpers/observer.js';
 import { FLEETLET_BUNDLE, tempDir } from '../helpers/paths.js';
 import { freePort } from '../helpers/ports.js';
@@ -48,18 +49,12 @@ describe('k3s upgrade through the real agent', () => {
       stringify({
         device: { id: 'pi-e2e' },
         broker: { url: broker.url, allowPlaintext: true, keepaliveSeconds: 5, reconnect: { baseMs: 200, capMs: 1000 } },
-        k3s: {
-          serverUrl: 'https://10.0.0.1:6443',
-          token: 'K10abc::node:secret',
-          binaryPath,
-          dataDir: join(dir, 'data'),
-          nodeConfigDir: join(dir, 'node'),
+        k3s: await isolatedK3s(dir, binaryPath, {
           artifactUrl: releases.artifactUrl,
           channelUrl: releases.channelUrl,
           nodeName: 'pi-e2e',
-          lbServerPort: await freePort(),
           kubeletArgs: [`healthz-port=${healthzPort}`],
-        },
+        }),
         commands: { trustedKeys: [{ id: 'ops', publicKey: key.publicKey }], k3sUpgrade: { healthTimeoutSeconds: 10, minFreeBytes: 1024 } },
         stateDir: join(dir, 'state'),
         telemetry: { http: { enabled: false } },
