@@ -1,4 +1,5 @@
 import { connect, createServer, type Server, type Socket } from 'node:net';
+import { startTestBroker, type TestBroker } from './mosquitto.js';
 
 /**
  * A TCP proxy on a free loopback port between a client and a broker, that breaks the link on demand:
@@ -125,4 +126,18 @@ export class FaultProxy {
     pair.client.destroy();
     pair.upstream.destroy();
   }
+}
+
+/**
+ * A real test broker with a fault proxy in front of it: the device talks to the proxy, the fleet's observers to
+ * the broker. Both are closed by the caller's cleanups, the proxy first.
+ */
+export async function brokerBehindProxy(
+  cleanups: (() => Promise<void> | void)[],
+): Promise<{ up: TestBroker; proxy: FaultProxy }> {
+  const up = await startTestBroker();
+  cleanups.push(() => up.close());
+  const proxy = await FaultProxy.start(up.port);
+  cleanups.push(() => proxy.close());
+  return { up, proxy };
 }

@@ -5,9 +5,8 @@ import { openDatabase } from '../../src/store/db.js';
 import { outboxLimitsFromConfig } from '../../src/store/outbox-limits.js';
 import { SqliteOutbox } from '../../src/store/sqlite-outbox.js';
 import { waitFor } from '../helpers/cli.js';
-import { FaultProxy } from '../helpers/fault-proxy.js';
+import { brokerBehindProxy } from '../helpers/fault-proxy.js';
 import { brokerConfig, makeLink } from '../helpers/link.js';
-import { startTestBroker } from '../helpers/mosquitto.js';
 import { Observer } from '../helpers/observer.js';
 import { tempDir } from '../helpers/paths.js';
 
@@ -40,10 +39,7 @@ const seenSeqs = (observer: Observer) => new Set(observer.messages.map((m) => (m
 
 describe('link and outbox', () => {
   it('delivers everything queued while the broker was away once it is back, marked historical, oldest first', async () => {
-    const up = await startTestBroker();
-    cleanups.push(() => up.close());
-    const proxy = await FaultProxy.start(up.port);
-    cleanups.push(() => proxy.close());
+    const { up, proxy } = await brokerBehindProxy(cleanups);
     const { outbox, drainer } = device();
     const { link } = makeLink(brokerConfig(proxy.url), { drain: drainer });
     link.start();
@@ -74,10 +70,7 @@ describe('link and outbox', () => {
   });
 
   it('settles every in-flight publish when a black-holed link is dropped, then delivers the rest', async () => {
-    const up = await startTestBroker();
-    cleanups.push(() => up.close());
-    const proxy = await FaultProxy.start(up.port);
-    cleanups.push(() => proxy.close());
+    const { proxy } = await brokerBehindProxy(cleanups);
     const { outbox, drainer } = device();
     const { link } = makeLink(brokerConfig(proxy.url), { drain: drainer });
     link.start();
@@ -95,10 +88,7 @@ describe('link and outbox', () => {
   });
 
   it('keeps unacknowledged records when the broker dies mid-drain, and sends them after the restart', async () => {
-    const up = await startTestBroker();
-    cleanups.push(() => up.close());
-    const proxy = await FaultProxy.start(up.port);
-    cleanups.push(() => proxy.close());
+    const { up, proxy } = await brokerBehindProxy(cleanups);
     const { outbox, drainer } = device();
     for (let seq = 1; seq <= 5000; seq++) enqueueStatus(outbox, seq);
     const { link } = makeLink(brokerConfig(proxy.url), { drain: drainer });

@@ -8,7 +8,7 @@ import { INVENTORY_EXAMPLE } from '../../src/protocol/inventory.js';
 import { openDatabase } from '../../src/store/db.js';
 import { nextBootSequence } from '../../src/link/boot-sequence.js';
 import { waitFor } from '../helpers/cli.js';
-import { FaultProxy } from '../helpers/fault-proxy.js';
+import { brokerBehindProxy } from '../helpers/fault-proxy.js';
 import { announced, brokerConfig, makeLink } from '../helpers/link.js';
 import { startTestBroker, type TestBroker } from '../helpers/mosquitto.js';
 import { Observer } from '../helpers/observer.js';
@@ -94,9 +94,7 @@ describe('link: offline first', () => {
 
 describe('link: presence', () => {
   it('keeps the retained presence right through connect, lost connection, reconnect and clean stop', async () => {
-    const up = await broker();
-    const proxy = await FaultProxy.start(up.port);
-    cleanups.push(() => proxy.close());
+    const { up, proxy } = await brokerBehindProxy(cleanups);
     const fleet = await observe(up.url, [PRESENCE]);
     const { link } = makeLink(brokerConfig(proxy.url));
     started(link);
@@ -133,9 +131,7 @@ describe('link: presence', () => {
   });
 
   it('stops within its bound when the link is black-holed', async () => {
-    const up = await broker();
-    const proxy = await FaultProxy.start(up.port);
-    cleanups.push(() => proxy.close());
+    const { proxy } = await brokerBehindProxy(cleanups);
     // A long keepalive: without the stop bound, the goodbye would wait for a PUBACK that never comes.
     const { link } = makeLink(brokerConfig(proxy.url, { keepaliveSeconds: 120 }), { stopTimeoutMs: 500 });
     link.start();
@@ -182,9 +178,7 @@ describe('link: presence', () => {
 
 describe('link: faults on the wire', () => {
   it('detects a black-holed link by keepalive, and reconnects once it heals', async () => {
-    const up = await broker();
-    const proxy = await FaultProxy.start(up.port);
-    cleanups.push(() => proxy.close());
+    const { up, proxy } = await brokerBehindProxy(cleanups);
     const fleet = await observe(up.url, [PRESENCE]);
     const { link } = makeLink(brokerConfig(proxy.url, { keepaliveSeconds: 5 }));
     started(link);
@@ -204,9 +198,7 @@ describe('link: faults on the wire', () => {
   });
 
   it('survives garbage from the broker side: drops the connection and comes back', async () => {
-    const up = await broker();
-    const proxy = await FaultProxy.start(up.port);
-    cleanups.push(() => proxy.close());
+    const { proxy } = await brokerBehindProxy(cleanups);
     const { link } = makeLink(brokerConfig(proxy.url));
     started(link);
     await connected(link);
@@ -218,9 +210,7 @@ describe('link: faults on the wire', () => {
   });
 
   it('still connects and delivers over a slow link', async () => {
-    const up = await broker();
-    const proxy = await FaultProxy.start(up.port);
-    cleanups.push(() => proxy.close());
+    const { up, proxy } = await brokerBehindProxy(cleanups);
     proxy.slow(300);
     const fleet = await observe(up.url, [PRESENCE]);
     const { link } = makeLink(brokerConfig(proxy.url));
@@ -230,9 +220,7 @@ describe('link: faults on the wire', () => {
   });
 
   it('reconnects after the connection is cut repeatedly, backing off while the broker refuses', async () => {
-    const up = await broker();
-    const proxy = await FaultProxy.start(up.port);
-    cleanups.push(() => proxy.close());
+    const { proxy } = await brokerBehindProxy(cleanups);
     const { link } = makeLink(brokerConfig(proxy.url));
     started(link);
     await connected(link);
@@ -269,9 +257,7 @@ describe('link: commands and the drain', () => {
   });
 
   it('receives commands sent while it was away, through its persistent session', async () => {
-    const up = await broker();
-    const proxy = await FaultProxy.start(up.port);
-    cleanups.push(() => proxy.close());
+    const { up, proxy } = await brokerBehindProxy(cleanups);
     const made = makeLink(brokerConfig(proxy.url));
     const { link } = made;
     const received: string[] = [];
@@ -318,9 +304,7 @@ describe('link: commands and the drain', () => {
   });
 
   it('starts the drain after the birth on every connect and stops it on disconnect', async () => {
-    const up = await broker();
-    const proxy = await FaultProxy.start(up.port);
-    cleanups.push(() => proxy.close());
+    const { up, proxy } = await brokerBehindProxy(cleanups);
     const fleet = await observe(up.url, [PRESENCE, 'fleetlet/v1/devices/dev-a/status']);
     const events: string[] = [];
     let publisher: Publisher | undefined;
