@@ -6,11 +6,6 @@ import type { K3sInstaller } from './installer.js';
 import type { NodeSettings, NodeSettingsFile } from './node-settings.js';
 import type { K3sSupervisor } from './supervisor.js';
 
-/**
- * The narrow handle other features get on k3s (commands restart, upgrade and reconfigure it through this, never
- * through the supervisor). The shape matches what the commands feature asks for, so the composition root passes
- * it over unchanged.
- */
 export interface K3sRelease {
   version: string;
   /** Full URL of the binary (a mirror or an air-gapped server); the configured artifact URL otherwise. */
@@ -26,19 +21,6 @@ export interface FetchedBinary {
 
 export type HealthVerdict = { healthy: true } | { healthy: false; reason: string };
 
-export interface K3sControl {
-  readonly binaryPath: string;
-  installedVersion(): Promise<string | undefined>;
-  fetchRelease(release: K3sRelease, onProgress?: (bytes: number, total: number | undefined) => void): Promise<FetchedBinary>;
-  freeBytes(dir: string): Promise<number>;
-  /** One SIGTERM to the running k3s, then a start of the binary now at binaryPath. */
-  restart(): Promise<void>;
-  waitHealthy(timeoutMs: number, signal: AbortSignal): Promise<HealthVerdict>;
-  applyNodeSettings(changes: { labels?: Record<string, string>; taints?: string[]; serverUrl?: string; joinToken?: string }): Promise<void>;
-  revertNodeSettings(): Promise<void>;
-  recentLogLines(max: number): Promise<string[]>;
-}
-
 const run = promisify(execFile);
 
 /** `k3s --version` prints "k3s version v1.36.3+k3s1 (469d009f)". */
@@ -52,7 +34,12 @@ export async function binaryVersion(binaryPath: string): Promise<string | undefi
   }
 }
 
-export class SupervisedK3sControl implements K3sControl {
+/**
+ * The narrow handle other features get on k3s (commands restart, upgrade and reconfigure it through this, never
+ * through the supervisor). Its shape is the K3sControl the commands feature declares; the composition root passes
+ * it over, and the compiler checks the two match there.
+ */
+export class SupervisedK3sControl {
   constructor(
     private readonly supervisor: K3sSupervisor,
     private readonly installer: K3sInstaller,
