@@ -2,7 +2,7 @@ import type { MqttClient } from 'mqtt';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { Drainer, type Publisher } from '../../src/link/drain.js';
 import type { NewOutboxRecord, OutboxClass, OutboxStore } from '../../src/store/outbox.js';
-import { BlackholeProxy } from '../fixtures/outbox-blackhole-proxy.js';
+import { FaultProxy } from '../helpers/fault-proxy.js';
 import { ArrivalRecorder, connectDrainingClient, waitFor } from '../fixtures/outbox-mqtt.js';
 import { sqliteOutbox, testLimits, type OutboxUnderTest } from '../fixtures/outbox-setup.js';
 import { mosquittoAvailable, startMosquitto, type TestBroker } from '../helpers/mosquitto.js';
@@ -131,7 +131,7 @@ describe.skipIf(!mosquittoAvailable())('drain to a real mosquitto', () => {
 
   it('survives a black-holed link: nothing is deleted without a PUBACK, and all arrives after it heals', async () => {
     setup();
-    const proxy = await BlackholeProxy.start(broker.port);
+    const proxy = await FaultProxy.start(broker.port);
     closers.push(() => proxy.close());
     const arrivals = await recorder();
     const attempts = new Map<string, number>();
