@@ -1,5 +1,6 @@
 import { z } from 'zod';
-import { keepPrevious, restorePrevious, sha256OfFile, swapIn } from './binary-swap.js';
+import { sha256OfFileIfPresent } from '../lib/files.js';
+import { keepPrevious, restorePrevious, swapIn } from './binary-swap.js';
 import { downloadVerified } from './download.js';
 import { guardRanForThisStart, guardUnitLine, readMarker, writeGuard, writeMarker } from './agent-upgrade-guard.js';
 import type { CommandHandler, CommandContext, HandlerOutcome } from './handler.js';
@@ -72,7 +73,7 @@ async function prepare(
     // Until the running trial confirms or reverts, "already installed" would be a premature answer.
     return { status: 'failed', reason: 'trial_in_progress', detail: `fleetlet ${open.toVersion} is still on trial (command ${open.commandId})` };
   }
-  const fromSha = await sha256OfFile(options.binaryPath);
+  const fromSha = await sha256OfFileIfPresent(options.binaryPath);
   if (!fromSha) return { status: 'failed', reason: 'not_installed', detail: `no fleetlet binary at ${options.binaryPath}` };
   if (fromSha === args.sha256) return { status: 'succeeded', detail: `fleetlet ${args.version} is already installed` };
   if (compareVersions(args.version, options.currentVersion) < 0) {

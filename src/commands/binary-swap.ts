@@ -1,7 +1,5 @@
-import { createHash } from 'node:crypto';
-import { createReadStream } from 'node:fs';
-import { chmod, link, open, rename, rm, stat } from 'node:fs/promises';
-import { dirname } from 'node:path';
+import { chmod, link, rm, stat } from 'node:fs/promises';
+import { renameDurable, sha256OfFileIfPresent } from '../lib/files.js';
 
 /**
  * File moves for replacing an executable so that at every instant its path holds a complete binary (old or new)
@@ -13,17 +11,6 @@ export function previousPathOf(binaryPath: string): string {
   return `${binaryPath}.previous`;
 }
 
-export async function sha256OfFile(path: string): Promise<string | undefined> {
-  try {
-    const hash = createHash('sha256');
-    for await (const chunk of createReadStream(path)) hash.update(chunk as Buffer);
-    return hash.digest('hex');
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw err;
-  }
-}
-
 export async function exists(path: string): Promise<boolean> {
   try {
     await stat(path);
@@ -33,22 +20,12 @@ export async function exists(path: string): Promise<boolean> {
   }
 }
 
-export async function fsyncDir(dir: string): Promise<void> {
-  const handle = await open(dir, 'r');
-  try {
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
-}
-
 /** Makes `to` a durable copy of `from` by hard link + rename, so `to` is never half-written. */
 async function linkOver(from: string, to: string): Promise<void> {
   const temp = `${to}.tmp-${process.pid}`;
   await rm(temp, { force: true });
   await link(from, temp);
-  await rename(temp, to);
-  await fsyncDir(dirname(to));
+  await renameDurable(temp, to);
 }
 
 /**
@@ -57,8 +34,8 @@ async function linkOver(from: string, to: string): Promise<void> {
  */
 export async function keepPrevious(binaryPath: string, installedSha: string): Promise<void> {
   const previous = previousPathOf(binaryPath);
-  if ((await sha256OfFile(previous)) === installedSha) return;
-  if ((await sha256OfFile(binaryPath)) !== installedSha) {
+  if ((await sha256OfFileIfPresent(previous)) === installedSha) return;
+  if ((await sha256OfFileIfPresent(binaryPath)) !== installedSha) {
     throw new Error(`${binaryPath} is no longer the binary to keep (sha256 changed); refusing to overwrite ${previous}`);
   }
   await linkOver(binaryPath, previous);
@@ -66,20 +43,19 @@ export async function keepPrevious(binaryPath: string, installedSha: string): Pr
 
 /** Renames the verified new binary over the installed one; a no-op when that already happened. */
 export async function swapIn(newPath: string, binaryPath: string, newSha: string): Promise<void> {
-  if ((await sha256OfFile(binaryPath)) === newSha) {
+  if ((await sha256OfFileIfPresent(binaryPath)) === newSha) {
     await rm(newPath, { force: true });
     return;
   }
   // Downloads are written 0600; the binary must be executable before it takes the name.
   await chmod(newPath, 0o755);
-  await rename(newPath, binaryPath);
-  await fsyncDir(dirname(binaryPath));
+  await renameDurable(newPath, binaryPath);
 }
 
 /** Puts `.previous` back at the binary path (it stays as `.previous` too). */
 export async function restorePrevious(binaryPath: string, previousSha: string): Promise<void> {
-  if ((await sha256OfFile(binaryPath)) === previousSha) return;
+  if ((await sha256OfFileIfPresent(binaryPath)) === previousSha) return;
   const previous = previousPathOf(binaryPath);
-  if ((await sha256OfFile(previous)) !== previousSha) throw new Error(`${previous} is missing or changed; cannot roll back`);
+  if ((await sha256OfFileIfPresent(previous)) !== previousSha) throw new Error(`${previous} is missing or changed; cannot roll back`);
   await linkOver(previous, binaryPath);
 }

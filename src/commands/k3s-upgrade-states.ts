@@ -2,7 +2,8 @@ import { rm } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { z } from 'zod';
 import type { CommandArgs } from '../protocol/command.js';
-import { keepPrevious, restorePrevious, sha256OfFile, swapIn } from './binary-swap.js';
+import { sha256OfFileIfPresent } from '../lib/files.js';
+import { keepPrevious, restorePrevious, swapIn } from './binary-swap.js';
 import type { K3sControl } from './k3s-control.js';
 import { compareVersions } from './versions.js';
 
@@ -46,7 +47,7 @@ export async function runState(state: UpgradeState, env: UpgradeEnv): Promise<Up
   switch (state.state) {
     case 'check': {
       const fromVersion = await k3s.installedVersion();
-      const fromSha = await sha256OfFile(k3s.binaryPath);
+      const fromSha = await sha256OfFileIfPresent(k3s.binaryPath);
       if (!fromVersion || !fromSha) return done('failed', 'not_installed', `no working k3s at ${k3s.binaryPath} to upgrade`);
       const order = compareVersions(args.version, fromVersion);
       if (order === 0) return done('succeeded', 'already_installed', `k3s ${fromVersion} is already installed`);
@@ -73,7 +74,7 @@ export async function runState(state: UpgradeState, env: UpgradeEnv): Promise<Up
     }
     case 'swap': {
       await keepPrevious(k3s.binaryPath, state.fromSha);
-      if ((await sha256OfFile(k3s.binaryPath)) !== state.newSha && (await sha256OfFile(state.newPath)) !== state.newSha) {
+      if ((await sha256OfFileIfPresent(k3s.binaryPath)) !== state.newSha && (await sha256OfFileIfPresent(state.newPath)) !== state.newSha) {
         // The verified download vanished before the swap (e.g. a cleanup): nothing changed yet, so nothing to undo.
         return done('failed', 'download_lost', 'the verified download disappeared before the swap; nothing was changed');
       }

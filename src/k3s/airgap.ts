@@ -4,7 +4,8 @@ import { dirname, join } from 'node:path';
 import { AirgapBundleError } from './errors.js';
 import { MAX_BINARY_BYTES, placeBinary, type InstallResult } from './installer.js';
 import { expectedSha256, MAX_CHECKSUM_FILE_BYTES, parseChecksums, releaseArtifacts, type K3sArch } from './release.js';
-import { fsyncDir, writeVerifiedTemp } from './verified-file.js';
+import { fsyncDir } from '../lib/files.js';
+import { writeVerifiedTemp } from './verified-file.js';
 
 /** Image archives are a few hundred MiB; bound them anyway so a wrong file cannot fill the disk. */
 const MAX_IMAGES_BYTES = 4 * 1024 * 1024 * 1024;

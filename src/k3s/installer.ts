@@ -15,7 +15,8 @@ import {
   type HttpGet,
   type K3sArch,
 } from './release.js';
-import { fsyncDir, makeExecutable, sha256OfFile, writeVerifiedTemp, type Progress, type VerifiedTemp } from './verified-file.js';
+import { fsyncDir, sha256OfFile } from '../lib/files.js';
+import { makeExecutable, writeVerifiedTemp, type Progress, type VerifiedTemp } from './verified-file.js';
 
 /** The k3s binary is ~70 MiB; anything far larger is not a k3s binary. */
 export const MAX_BINARY_BYTES = 512 * 1024 * 1024;

@@ -1,6 +1,7 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { createReadStream, createWriteStream, type ReadStream } from 'node:fs';
-import { chmod, open, rm } from 'node:fs/promises';
+import { createWriteStream, type ReadStream } from 'node:fs';
+import { chmod, rm } from 'node:fs/promises';
+import { fsyncFile } from '../lib/files.js';
 import { basename, dirname, join } from 'node:path';
 import { Transform, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -47,7 +48,7 @@ export async function writeVerifiedTemp(
       throw new DownloadError(`${options.what} was cut short: got ${bytes} of ${options.totalBytes} bytes; nothing was installed`);
     }
     if (sha256 !== expectedSha) throw new ChecksumMismatchError(options.what, expectedSha, sha256);
-    await fsyncPath(path);
+    await fsyncFile(path);
     return { path, bytes, sha256 };
   } catch (err) {
     await rm(path, { force: true });
@@ -56,26 +57,6 @@ export async function writeVerifiedTemp(
       cause: err,
     });
   }
-}
-
-export async function sha256OfFile(path: string): Promise<string> {
-  const hash = createHash('sha256');
-  await pipeline(createReadStream(path), hash);
-  return hash.digest('hex');
-}
-
-export async function fsyncPath(path: string): Promise<void> {
-  const handle = await open(path, 'r');
-  try {
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
-}
-
-/** Makes a rename durable: the directory entry itself must reach the disk. */
-export async function fsyncDir(dir: string): Promise<void> {
-  await fsyncPath(dir);
 }
 
 export async function makeExecutable(path: string): Promise<void> {
