@@ -27,8 +27,14 @@ import { Topics } from './protocol/topics.js';
 import { createTelemetry } from './telemetry/create-telemetry.js';
 import { eventFromProducer } from './telemetry/producer-events.js';
 import { createCommandsPart } from './commands/commands-part.js';
-import { readMachineIdentity, resolveDeviceId } from './identity/device-id.js';
+import { machineSourcesUnder, readMachineIdentity, type MachineIdentity } from './identity/device-id.js';
+import { DeviceRecordFile, resolveDevice, type ResolvedDevice } from './identity/device-record.js';
 import { DeviceIdUnavailableError } from './identity/errors.js';
+import { IdentityStore } from './identity/identity-store.js';
+import { NodeFiles } from './identity/node-files.js';
+import { createIdentityControl, fingerprintChangedEvent } from './identity/reidentify.js';
+import type { IdentityControl } from './commands/identity-reidentify.js';
+import { certificateCommonName } from './link/client-options.js';
 import { createK3sPart } from './k3s/k3s-part.js';
 
 /** The composition root: the only place that builds parts and wires them together. */
@@ -76,7 +82,7 @@ async function runAgent(selection: ConfigSelection, io: CliIo): Promise<number> 
 
   let parts: Part[];
   try {
-    parts = buildAgentParts(loaded, logger, io.env);
+    parts = await buildAgentParts(loaded, logger, io.env);
   } catch (err) {
     logger.fatal({ err }, err instanceof FleetletError ? err.message : 'failed to start');
     return err instanceof ConfigError ? EXIT.CONFIG : EXIT.FAILURE;
@@ -85,7 +91,7 @@ async function runAgent(selection: ConfigSelection, io: CliIo): Promise<number> 
   return runUntilSignal(lifecycle, logger, process, (code) => process.exit(code));
 }
 
-function buildAgentParts({ config }: LoadedConfig, logger: Logger, env: Record<string, string | undefined>): Part[] {
+async function buildAgentParts({ config }: LoadedConfig, logger: Logger, env: Record<string, string | undefined>): Promise<Part[]> {
   const opened = openDatabase({
     stateDir: config.stateDir,
     fleetletVersion: FLEETLET_VERSION,
@@ -99,9 +105,11 @@ function buildAgentParts({ config }: LoadedConfig, logger: Logger, env: Record<s
   const state: Part = { name: 'state-database', start: () => {}, stop: () => void opened.db.close() };
   const outbox = new SqliteOutbox(opened.db, { limits: outboxLimitsFromConfig(config.limits), logger, conditions: eventLog });
   const drainer = new Drainer(outbox, { window: config.broker.inflightWindow, logger });
-  // device.id from the config, else derived from /etc/machine-id or the board serial.
-  const machine = readMachineIdentity();
-  const { deviceId } = deviceIdOrConfigError(config.device.id, machine);
+  // device.id from the config, else the id recorded at the first start (derived from /etc/machine-id or the serial).
+  const machine = readMachineIdentity(machineSourcesUnder(config.device.identityRoot));
+  const deviceRecord = new DeviceRecordFile(config.stateDir);
+  const device = await deviceOrConfigError(deviceRecord, config.device.id, machine, logger);
+  const { deviceId } = device;
   const topics = new Topics(config.broker.topicRoot);
   // Providers are read at each sample, after every part is built; a part that does not exist yet reports "unknown".
   const { telemetry, events } = createTelemetry({
@@ -128,6 +136,11 @@ function buildAgentParts({ config }: LoadedConfig, logger: Logger, env: Record<s
   if (opened.recovered) {
     events.emit(eventFromProducer({ kind: 'state.database-recovered', at: Date.now(), detail: { movedTo: opened.recovered.movedTo } }));
   }
+  if (device.fingerprintChange) {
+    const event = fingerprintChangedEvent(deviceId, device.fingerprintChange);
+    eventLog.record(event.kind, { ...event.detail });
+    events.emit(event);
+  }
   telemetry.onInventoryChange(() => {
     link.publishInventory().catch((err: unknown) => logger.warn({ err }, 'could not publish the changed inventory'));
   });
@@ -137,7 +150,6 @@ function buildAgentParts({ config }: LoadedConfig, logger: Logger, env: Record<s
         stateDir: config.stateDir,
         db: opened.db,
         machine,
-        deviceIdConfigured: config.device.id !== undefined,
         env,
         argv: process.argv,
         // Kept in the local event log, and sent to the fleet through the deduplicating, rate-limited gate.
@@ -170,6 +182,15 @@ function buildAgentParts({ config }: LoadedConfig, logger: Logger, env: Record<s
         .reverse()
         .map((e) => `${new Date(e.at).toISOString()} ${e.kind} ${JSON.stringify(e.detail)}`),
     invocationId: env.INVOCATION_ID,
+    identity: createIdentityControl({
+      deviceId,
+      configuredDeviceId: config.device.id,
+      record: deviceRecord,
+      machine,
+      ...(config.broker.tls.certFile ? { clientCertificateName: () => certificateCommonName(config.broker.tls.certFile!) } : {}),
+      ...(config.k3s.enabled ? { node: { store: new IdentityStore(opened.db), files: new NodeFiles(config.k3s.nodeConfigDir) } } : {}),
+      events,
+    }) satisfies IdentityControl,
   });
   const systemd = new SystemdNotifier(env, logger);
   // Commands start before the link delivers any and stop after it: nothing arrives at a stopped router.
@@ -177,14 +198,28 @@ function buildAgentParts({ config }: LoadedConfig, logger: Logger, env: Record<s
   return [state, commands.part, link, telemetry, ...(k3s ? [k3s.part] : []), systemd.asPart()];
 }
 
-/** A device with neither device.id nor a machine id or serial is misconfigured: exit as for a bad config. */
-function deviceIdOrConfigError(configured: string | undefined, machine: ReturnType<typeof readMachineIdentity>) {
+/** A device with neither device.id, a recorded id, a machine id nor a serial is misconfigured: exit as for a bad config. */
+async function deviceOrConfigError(
+  record: DeviceRecordFile,
+  configured: string | undefined,
+  machine: MachineIdentity | undefined,
+  logger: Logger,
+): Promise<ResolvedDevice> {
+  let device: ResolvedDevice;
   try {
-    return resolveDeviceId(configured, machine);
+    device = await resolveDevice({ file: record, configured, machine });
   } catch (err) {
     if (!(err instanceof DeviceIdUnavailableError)) throw err;
     throw new ConfigError([{ path: 'device.id', source: 'not set', message: err.message }]);
   }
+  if (device.damagedRecord) logger.error({ file: record.path, reason: device.damagedRecord }, 'the recorded device id was unreadable; recorded it afresh');
+  if (device.replacedDeviceId) {
+    logger.warn({ recorded: device.replacedDeviceId, configured: device.deviceId }, 'device.id in the config differs from the recorded id: using the configured one');
+  }
+  if (device.fingerprintChange) {
+    logger.warn({ deviceId: device.deviceId, ...device.fingerprintChange }, 'this device runs on another machine than its id was recorded on; kept the id until an operator decides');
+  }
+  return device;
 }
 
 function buildLink(

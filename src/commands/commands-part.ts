@@ -13,6 +13,7 @@ import { writeGuard } from './agent-upgrade-guard.js';
 import { k3sConfigureHandler } from './k3s-configure.js';
 import { k3sRestartHandler } from './k3s-restart.js';
 import { logsCollectHandler } from './logs-collect.js';
+import { identityReidentifyHandler, type IdentityControl } from './identity-reidentify.js';
 import { CommandRouter } from './router.js';
 import { trustedKeyMap } from './trust.js';
 
@@ -36,6 +37,8 @@ export interface CommandsDeps {
   agentLogLines: (max: number) => Promise<string[]>;
   /** systemd's INVOCATION_ID, set for every start of the service. */
   invocationId: string | undefined;
+  /** The device's identity, for identity.reidentify; absent: the command is refused as unavailable. */
+  identity?: IdentityControl;
 }
 
 const MAX_QUEUED = 16;
@@ -63,6 +66,9 @@ export function createCommandsPart(deps: CommandsDeps) {
   ];
   const k3s = deps.k3s;
   handlers.push(logsCollectHandler({ agent: deps.agentLogLines, ...(k3s ? { k3s: (max: number) => k3s.recentLogLines(max) } : {}) }));
+  if (deps.identity) {
+    handlers.push(identityReidentifyHandler({ identity: deps.identity, ...(k3s ? { k3s } : {}), requestRestart: deps.requestRestart }));
+  }
   if (k3s) {
     const healthTimeoutMs = section.k3sUpgrade.healthTimeoutSeconds * 1000;
     handlers.push(

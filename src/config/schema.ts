@@ -54,10 +54,15 @@ const port = z.int().min(1).max(65535);
 
 const DeviceSection = z
   .strictObject({
-    id: DeviceIdSchema.optional().describe('Device id; when unset it is derived from /etc/machine-id or the board serial.'),
+    id: DeviceIdSchema.optional().describe(
+      'Device id; when unset it is derived from /etc/machine-id or the board serial at the first start and kept from then on.',
+    ),
     name: z.string().min(1).max(128).optional().describe('Human-friendly name shown to operators.'),
     labels: Labels.default({}).describe('Labels for selecting devices in rollouts (Kubernetes label syntax).'),
     groups: z.array(GroupIdSchema).max(32).default([]).describe('Groups whose command topics the device subscribes to.'),
+    identityRoot: absolutePath
+      .default('/')
+      .describe('Root under which the machine id, board serial, DMI product uuid and network cards are read; "/" unless the host is mounted elsewhere (a container).'),
   })
   .prefault({});
 

@@ -24,8 +24,6 @@ export interface K3sPartDeps {
   stateDir: string;
   db: Database;
   machine: MachineIdentity | undefined;
-  /** True when device.id comes from the config file: a cloned image then clones it too. */
-  deviceIdConfigured: boolean;
   env: Record<string, string | undefined>;
   argv: readonly string[];
   sink: K3sEventSink;
@@ -59,10 +57,7 @@ export function createK3sPart(deps: K3sPartDeps) {
       deps.sink.emit({
         kind: 'k3s.identity',
         at: Date.now(),
-        detail: { actions: identity.actions, passwordFingerprint: identity.passwordFingerprint, clone: identity.clone },
-        ...(identity.clone && deps.deviceIdConfigured
-          ? { remedy: 'this image was cloned and device.id is set in its config, so the clones share it: give each device its own device.id, or remove it to derive one from the machine id' }
-          : {}),
+        detail: { actions: identity.actions, passwordFingerprint: identity.passwordFingerprint },
       });
     }
   };

@@ -68,6 +68,14 @@ export const AgentUpgradeArgsSchema = z.strictObject({
   sha256: z.string().regex(SHA256_HEX, { error: 'expected a lowercase hex sha256' }),
 });
 
+/** The operator's answer to identity.fingerprint-changed; `fingerprint` picks one device among clones sharing an id. */
+export const IdentityReidentifyArgsSchema = z.strictObject({
+  fingerprint: z.string().regex(/^sha256:[0-9a-f]{16}$/, { error: 'expected the currentFingerprint the device reported' }),
+  deviceId: DeviceIdSchema.optional(),
+  /** A cloned image: a new k3s node password and id, so that the device joins as a node of its own. */
+  newNodeIdentity: z.boolean().optional(),
+});
+
 export const COMMAND_ARGS = {
   ping: PingArgsSchema,
   'k3s.upgrade': K3sUpgradeArgsSchema,
@@ -75,6 +83,7 @@ export const COMMAND_ARGS = {
   'k3s.configure': K3sConfigureArgsSchema,
   'logs.collect': LogsCollectArgsSchema,
   'agent.upgrade': AgentUpgradeArgsSchema,
+  'identity.reidentify': IdentityReidentifyArgsSchema,
 } as const;
 
 export type CommandType = keyof typeof COMMAND_ARGS;
