@@ -6,7 +6,9 @@ import { machineSourcesUnder, readMachineIdentity, type MachineIdentity } from '
 import { DEVICE_RECORD_FILE } from '../../src/identity/device-record.js';
 import type { FleetEvent } from '../../src/protocol/event.js';
 import type { CommandResult } from '../../src/protocol/result.js';
-import { writeAgentConfig } from '../helpers/agent-config.js';
+import { isolatedK3s, writeAgentConfig } from '../helpers/agent-config.js';
+import { FAKE_K3S } from '../helpers/fake-k3s.js';
+import { processesMatching } from '../helpers/processes.js';
 import { createCa, issueCert, type KeyPair } from '../helpers/certs.js';
 import { startCli, waitFor } from '../helpers/cli.js';
 import { mosquittoAvailable, startMosquitto, type TestBroker } from '../helpers/mosquitto.js';
@@ -64,8 +66,8 @@ describe.skipIf(!mosquittoAvailable())('a board swap', () => {
     for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
   });
 
-  function agent(config: string) {
-    const run = startCli(['agent', '--config', config]);
+  function agent(config: string, env: Record<string, string> = {}) {
+    const run = startCli(['agent', '--config', config], env);
     cleanups.push(async () => {
       if (run.child.exitCode === null && run.child.signalCode === null) {
         run.child.kill('SIGTERM');
@@ -163,5 +165,91 @@ describe.skipIf(!mosquittoAvailable())('a board swap', () => {
     const logged = db.prepare("SELECT COUNT(*) AS n FROM event_log WHERE kind = 'identity.fingerprint-changed'").get() as { n: number };
     db.close();
     expect(logged.n).toBe(1);
+  });
+
+  it('keeps the k3s node on a swapped board, and gives a clone a node and device id of its own on the operator\'s word', async () => {
+    const plain = await startMosquitto();
+    cleanups.push(() => plain.close());
+    const golden = board(join(dir, 'golden'), '0123456789abcdef0123456789abcdef', '10000000aaaa0001');
+    const clone = board(join(dir, 'clone'), 'fedcba9876543210fedcba9876543210', '10000000cccc0003');
+    const work = join(dir, 'k3s-device');
+    cleanups.push(() => {
+      for (const pid of processesMatching(join(work, 'data'))) process.kill(pid, 'SIGKILL');
+    });
+    const k3s = await isolatedK3s(work, FAKE_K3S, { nodeName: 'pi-golden', withNodeId: true });
+    const serverPasswords = join(work, 'server-passwords.json');
+    const env = {
+      FAKE_K3S_AS_ROOT: '1',
+      FAKE_K3S_RETRY_MS: '200',
+      FAKE_K3S_NODE_CONFIG_PATH: join(work, 'etc-rancher-node'),
+      FAKE_K3S_SERVER_PASSWORDS: serverPasswords,
+    };
+    const configOn = (root: string) =>
+      writeAgentConfig(work, {
+        device: { id: undefined, identityRoot: root },
+        broker: { url: plain.url, allowPlaintext: true, keepaliveSeconds: 5, reconnect: { baseMs: 200, capMs: 1000 } },
+        commands: { trustedKeys: [{ id: operatorKey.id, publicKey: operatorKey.publicBase64 }] },
+        k3s,
+      });
+    const fleet = await Observer.connect(plain.url, [`${ROOT}/devices/+/presence`, `${ROOT}/devices/+/results`, `${ROOT}/devices/+/events`]);
+    cleanups.push(() => fleet.close());
+    const online = (id: string) => fleet.messages.filter((m) => m.topic === `${ROOT}/devices/${id}/presence` && (m.json as { state?: string }).state === 'online').length;
+    const registered = () => JSON.parse(readFileSync(serverPasswords, 'utf8')) as Record<string, string>;
+    const password = () => readFileSync(join(work, 'etc-rancher-node', 'password'), 'utf8').trim();
+    const k3sRegistered = (names: number) => {
+      try {
+        return Object.keys(registered()).length === names;
+      } catch {
+        return false;
+      }
+    };
+    const k3sState = () => {
+      try {
+        return (JSON.parse(readFileSync(join(work, 'state', 'node-agent', 'agent-status.json'), 'utf8')) as { state?: string }).state;
+      } catch {
+        return undefined;
+      }
+    };
+    const deviceId = golden.derivedId!;
+
+    const first = agent(configOn(join(dir, 'golden')), env);
+    await waitFor(() => online(deviceId) === 1 && k3sRegistered(1), 'the golden device online and its node registered', 60_000);
+    const goldenPassword = password();
+    first.child.kill('SIGTERM');
+    expect(await first.exited).toBe(0);
+
+    // The card in another board: the node keeps its password and id, so the server still knows it as the same node.
+    const second = agent(configOn(join(dir, 'clone')), env);
+    await fleet.waitFor((m) => (m.json as FleetEvent).kind === 'identity.fingerprint-changed' && m.topic.includes(deviceId), 'the fingerprint-changed event', 30_000);
+    await waitFor(() => online(deviceId) === 2, 'the device online on the other board', 30_000);
+    // Healthy means registered: had the node password changed, the server would now know a second node.
+    await waitFor(() => k3sState() === 'running-healthy', 'k3s healthy on the other board', 60_000);
+    expect(Object.keys(registered())).toHaveLength(1);
+    expect(password()).toBe(goldenPassword);
+
+    // The operator decides it is a clone: a node identity and a device id of its own.
+    const command = signedCommand(operatorKey, {
+      type: 'identity.reidentify',
+      target: { device: deviceId },
+      args: { fingerprint: clone.fingerprint, deviceId: 'pi-clone-2', newNodeIdentity: true },
+    });
+    await fleet.client.publishAsync(`${ROOT}/devices/${deviceId}/commands`, encode(command), { qos: 1 });
+    // It restarts itself to take the new id (systemd would start it again).
+    expect(await second.exited).toBe(0);
+    const steps = fleet.messages.filter((m) => m.topic === `${ROOT}/devices/${deviceId}/results`).map((m) => m.json as CommandResult).filter((r) => r.commandId === command.id);
+    expect(steps.map((r) => (r.status === 'progress' ? r.step : r.status))).toEqual(['accepted', 'adopt', 'restart_k3s', 'restarting']);
+    expect(password()).not.toBe(goldenPassword);
+
+    const third = agent(configOn(join(dir, 'clone')), env);
+    await waitFor(() => online('pi-clone-2') === 1, 'the clone online under its new id', 30_000);
+    const final = await fleet.waitFor(
+      (m) => m.topic === `${ROOT}/devices/pi-clone-2/results` && (m.json as CommandResult).commandId === command.id,
+      'the result from the new id',
+    );
+    expect(final.json).toMatchObject({ status: 'succeeded', deviceId: 'pi-clone-2' });
+    await waitFor(() => k3sRegistered(2), 'the clone registered as a node of its own', 60_000);
+    expect(Object.values(registered())).toEqual([goldenPassword, password()]);
+    third.child.kill('SIGTERM');
+    expect(await third.exited).toBe(0);
   });
 });
