@@ -10,6 +10,8 @@ import { IdentityStore } from '../../src/identity/identity-store.js';
 import { NodeFiles } from '../../src/identity/node-files.js';
 import { ensureNodeIdentity, renewNodeIdentity } from '../../src/identity/node-identity.js';
 import { adoptMachine, DeviceRecordFile, resolveDevice } from '../../src/identity/device-record.js';
+import { createIdentityControl } from '../../src/identity/reidentify.js';
+import type { EventInput } from '../../src/protocol/event.js';
 import { openDatabase, type OpenedDatabase } from '../../src/store/db.js';
 import { FAKE_K3S } from '../helpers/fake-k3s.js';
 import { freePort } from '../helpers/ports.js';
@@ -201,6 +203,25 @@ describe('the device id recorded at the first start', () => {
     const machine = readMachineIdentity(sources(join(dir, 'm'), { machineId: MACHINE_A }))!;
     expect(await resolveDevice({ file: record, configured: undefined, machine })).toMatchObject({ deviceId: machine.derivedId, damagedRecord: 'not JSON' });
     expect(record.load()).toEqual({ record: expect.objectContaining({ deviceId: machine.derivedId }) });
+  });
+});
+
+describe('identity.reidentify on the device', () => {
+  it('refuses an id the config or the client certificate overrules, and a node identity without k3s', async () => {
+    mkdirSync(join(dir, 'state'));
+    const record = new DeviceRecordFile(join(dir, 'state'));
+    const machine = readMachineIdentity(sources(join(dir, 'm'), { machineId: MACHINE_A }))!;
+    const emitted: EventInput[] = [];
+    const base = { deviceId: 'pi-1', record, machine, events: { emit: (e: EventInput) => void emitted.push(e) } };
+    expect(createIdentityControl({ ...base, configuredDeviceId: 'pi-1' }).refuseDeviceId('pi-2')).toMatch(/device.id is set to pi-1/);
+    const withCert = createIdentityControl({ ...base, configuredDeviceId: undefined, clientCertificateName: () => 'pi-1' });
+    expect(withCert.refuseDeviceId('pi-2')).toMatch(/issued to "pi-1"/);
+    expect(createIdentityControl({ ...base, configuredDeviceId: undefined, clientCertificateName: () => 'pi-2' }).refuseDeviceId('pi-2')).toBeUndefined();
+    expect(withCert.refuseNodeIdentity()).toMatch(/k3s is not supervised/);
+
+    await withCert.adopt({ deviceId: 'pi-1', newNodeIdentity: false });
+    expect(record.load().record).toMatchObject({ deviceId: 'pi-1', source: 'operator', signals: machine.signals });
+    expect(emitted).toEqual([expect.objectContaining({ kind: 'identity.fingerprint-changed', state: 'cleared' })]);
   });
 });
 
