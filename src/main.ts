@@ -213,6 +213,7 @@ async function deviceOrConfigError(
     throw new ConfigError([{ path: 'device.id', source: 'not set', message: err.message }]);
   }
   if (device.damagedRecord) logger.error({ file: record.path, reason: device.damagedRecord }, 'the recorded device id was unreadable; recorded it afresh');
+  if (device.unsaved) logger.error({ file: record.path, reason: device.unsaved }, 'could not record the device id; trying again at the next start');
   if (device.replacedDeviceId) {
     logger.warn({ recorded: device.replacedDeviceId, configured: device.deviceId }, 'device.id in the config differs from the recorded id: using the configured one');
   }

@@ -77,6 +77,8 @@ export interface ResolvedDevice {
   replacedDeviceId?: string;
   /** Why the record could not be read (then the id was derived or configured afresh). */
   damagedRecord?: string;
+  /** Why the record could not be written (a full disk); it is tried again at the next start. */
+  unsaved?: string;
 }
 
 /**
@@ -115,7 +117,14 @@ export async function resolveDevice(options: {
     signals,
     recordedAt: record?.deviceId === deviceId ? record.recordedAt : (options.now ?? Date.now)(),
   };
-  if (JSON.stringify(next) !== JSON.stringify(record)) await file.save(next);
+  let unsaved: string | undefined;
+  if (JSON.stringify(next) !== JSON.stringify(record)) {
+    // A full disk must not keep the device from starting: the id is known for this run, and recorded next time.
+    unsaved = await file.save(next).then(
+      () => undefined,
+      (err: unknown) => (err as NodeJS.ErrnoException).code ?? String(err),
+    );
+  }
   return {
     deviceId,
     source: next.source,
@@ -124,6 +133,7 @@ export async function resolveDevice(options: {
       : {}),
     ...(record && record.deviceId !== deviceId ? { replacedDeviceId: record.deviceId } : {}),
     ...(damaged ? { damagedRecord: damaged } : {}),
+    ...(unsaved ? { unsaved } : {}),
   };
 }
 

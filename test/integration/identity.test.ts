@@ -197,6 +197,18 @@ describe('the device id recorded at the first start', () => {
     await expect(resolveDevice({ file: recordIn(join(dir, 'c')), configured: undefined, machine: hardwareOnly })).rejects.toThrow(DeviceIdUnavailableError);
   });
 
+  it('starts with the derived id when the record cannot be written, and records it at a later start', async () => {
+    const record = recordIn(join(dir, 'state'));
+    // Something in the way of the rename (as a full disk would fail the write): the start must not fail.
+    mkdirSync(join(record.path, 'in-the-way'), { recursive: true });
+    const machine = readMachineIdentity(sources(join(dir, 'm'), { machineId: MACHINE_A }))!;
+    const blocked = await resolveDevice({ file: record, configured: undefined, machine });
+    expect(blocked).toMatchObject({ deviceId: machine.derivedId, unsaved: expect.any(String) });
+    rmSync(record.path, { recursive: true });
+    expect(await resolveDevice({ file: record, configured: undefined, machine })).toEqual({ deviceId: machine.derivedId, source: 'machine-id' });
+    expect(record.load().record?.deviceId).toBe(machine.derivedId);
+  });
+
   it('reports a damaged record and records the id afresh', async () => {
     const record = recordIn(dir);
     writeFileSync(record.path, '{"version":1,"deviceId":"Bad/Id"');
