@@ -124,7 +124,8 @@ async function buildAgentParts({ config }: LoadedConfig, logger: Logger, env: Re
         return { connected, since: new Date(since) };
       },
       k3sState: () => (k3s ? k3s.view() : { state: 'disabled', healthy: true }),
-      identityFingerprints: () => k3s?.fingerprints() ?? {},
+      // The machine's fingerprint is what identity.reidentify quotes: the inventory shows it also without k3s.
+      identityFingerprints: () => ({ ...(machine ? { machine: machine.fingerprint } : {}), ...k3s?.fingerprints() }),
       outboxStats: () => {
         const stats = outbox.stats();
         return { depth: stats.rows, dropped: stats.dropped };

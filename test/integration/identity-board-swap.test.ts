@@ -86,7 +86,8 @@ describe.skipIf(!mosquittoAvailable())('a board swap', () => {
     const cert = issueCert(ca, pki, deviceId);
     const operatorCert = issueCert(ca, pki, 'fleet-operator');
     const topic = (leaf: string) => `${ROOT}/devices/${deviceId}/${leaf}`;
-    const fleet = await Observer.connect(`mqtts://127.0.0.1:${broker.port}`, [`${ROOT}/devices/+/presence`, topic('events'), topic('results')], {
+    // One operator connection: the shipped config makes the certificate's name the client id.
+    const fleet = await Observer.connect(`mqtts://127.0.0.1:${broker.port}`, [`${ROOT}/devices/+/presence`, topic('events'), topic('results'), topic('inventory')], {
       ca: readFileSync(ca.cert),
       cert: readFileSync(operatorCert.cert),
       key: readFileSync(operatorCert.key),
@@ -133,6 +134,11 @@ describe.skipIf(!mosquittoAvailable())('a board swap', () => {
       detail: { deviceId, changed: 'machineId,serial', recordedFingerprint: board1.fingerprint, currentFingerprint: board2.fingerprint },
     });
     expect(fleet.messages.filter((m) => m.topic.endsWith('/presence')).every((m) => m.topic === topic('presence'))).toBe(true);
+    // The retained inventory shows the fingerprint to quote as well, for an operator who missed the event.
+    await fleet.waitFor(
+      (m) => m.topic === topic('inventory') && (m.json as { identity?: Record<string, string> }).identity?.machine === board2.fingerprint,
+      'the inventory with the new machine fingerprint',
+    );
 
     // A command that quotes another machine (a sibling clone's, here board 1) is not for this device.
     const publish = (args: Record<string, unknown>) => {
