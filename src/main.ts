@@ -11,8 +11,11 @@ import { runK3sCli } from './cli/k3s.js';
 import { Lifecycle, type Part } from './daemon/lifecycle.js';
 import { runUntilSignal } from './daemon/run-until-signal.js';
 import { SystemdNotifier } from './daemon/systemd-notify.js';
+import { outboxWithWriteProgress, ProgressMonitor } from './daemon/progress-monitor.js';
+import { registerWatchedParts } from './daemon/watched-parts.js';
 import { ConfigError, FleetletError } from './lib/errors.js';
 import { createLogger, type Logger } from './lib/logger.js';
+import type { Heartbeat } from './lib/heartbeat.js';
 import { FLEETLET_VERSION } from './lib/version.js';
 import { sqliteNativeBinding } from './lib/native-addon.js';
 import { openDatabase } from './store/db.js';
@@ -99,6 +102,10 @@ function buildAgentParts({ config }: LoadedConfig, logger: Logger, env: Record<s
   const state: Part = { name: 'state-database', start: () => {}, stop: () => void opened.db.close() };
   const outbox = new SqliteOutbox(opened.db, { limits: outboxLimitsFromConfig(config.limits), logger, conditions: eventLog });
   const drainer = new Drainer(outbox, { window: config.broker.inflightWindow, logger });
+  // The watchdog is pinged only while each of these shows progress (see daemon/watched-parts.ts).
+  const progress = new ProgressMonitor();
+  const watched = registerWatchedParts(progress, config);
+  const reports = outboxWithWriteProgress(outbox, watched.database);
   // device.id from the config, else derived from /etc/machine-id or the board serial.
   const machine = readMachineIdentity();
   const { deviceId } = deviceIdOrConfigError(config.device.id, machine);
@@ -108,8 +115,9 @@ function buildAgentParts({ config }: LoadedConfig, logger: Logger, env: Record<s
     config,
     deviceId,
     topics,
-    outbox,
+    outbox: reports,
     db: opened.db,
+    progress: watched.sampler,
     providers: {
       linkState: () => {
         const { connected, since } = link.state();
@@ -150,13 +158,13 @@ function buildAgentParts({ config }: LoadedConfig, logger: Logger, env: Record<s
         logger,
       })
     : undefined;
-  const link = buildLink(config, deviceId, opened.db, drainer, logger, () => telemetry.inventory());
+  const link = buildLink(config, deviceId, opened.db, drainer, logger, () => telemetry.inventory(), watched.link);
   const commands = createCommandsPart({
     config,
     deviceId,
     ...(k3s?.control ? { k3s: k3s.control } : {}),
     db: opened.db,
-    outbox,
+    outbox: reports,
     topics,
     logger,
     agentVersion: FLEETLET_VERSION,
@@ -171,10 +179,11 @@ function buildAgentParts({ config }: LoadedConfig, logger: Logger, env: Record<s
         .map((e) => `${new Date(e.at).toISOString()} ${e.kind} ${JSON.stringify(e.detail)}`),
     invocationId: env.INVOCATION_ID,
   });
+  commands.router.reportProgress(watched.commands);
   const systemd = new SystemdNotifier(env, logger);
   // Commands start before the link delivers any and stop after it: nothing arrives at a stopped router.
   // k3s stops first (one SIGTERM) and starts after everything that reports on it.
-  return [state, commands.part, link, telemetry, ...(k3s ? [k3s.part] : []), systemd.asPart()];
+  return [state, commands.part, link, telemetry, ...(k3s ? [k3s.part] : []), systemd.asPart(progress)];
 }
 
 /** A device with neither device.id nor a machine id or serial is misconfigured: exit as for a bad config. */
@@ -194,6 +203,7 @@ function buildLink(
   drain: Drainer,
   logger: Logger,
   inventory: InventoryProvider,
+  progress: Heartbeat,
 ): MqttLink {
   return new MqttLink({
     broker: config.broker,
@@ -205,5 +215,6 @@ function buildLink(
     logger,
     drain,
     inventory,
+    progress,
   });
 }
