@@ -13,15 +13,13 @@ import { runUntilSignal } from './daemon/run-until-signal.js';
 import { SystemdNotifier } from './daemon/systemd-notify.js';
 import { outboxWithWriteProgress, ProgressMonitor } from './daemon/progress-monitor.js';
 import { registerWatchedParts } from './daemon/watched-parts.js';
+import { diskFullEvent, openAgentState } from './daemon/agent-state.js';
 import { ConfigError, FleetletError } from './lib/errors.js';
 import { createLogger, type Logger } from './lib/logger.js';
 import type { Heartbeat } from './lib/heartbeat.js';
 import { FLEETLET_VERSION } from './lib/version.js';
 import { sqliteNativeBinding } from './lib/native-addon.js';
-import { openDatabase } from './store/db.js';
 import { EventLog } from './store/event-log.js';
-import type { Database } from './store/db.js';
-import { nextBootSequence } from './link/boot-sequence.js';
 import { MqttLink, type InventoryProvider } from './link/link.js';
 import { Drainer } from './link/drain.js';
 import { outboxLimitsFromConfig } from './store/outbox-limits.js';
@@ -89,11 +87,14 @@ async function runAgent(selection: ConfigSelection, io: CliIo): Promise<number> 
 }
 
 function buildAgentParts({ config }: LoadedConfig, logger: Logger, env: Record<string, string | undefined>): Part[] {
-  const opened = openDatabase({
+  const { opened, bootSequence, diskFull } = openAgentState({
     stateDir: config.stateDir,
     fleetletVersion: FLEETLET_VERSION,
     nativeBinding: sqliteNativeBinding(config.stateDir, env),
   });
+  if (diskFull) {
+    logger.error(diskFull, 'the file system of the state directory is full: running on an in-memory copy of the state until a restart with room; commands are refused meanwhile');
+  }
   const eventLog = new EventLog(opened.db);
   if (opened.recovered) {
     logger.error(opened.recovered, 'state database was unreadable; moved it aside and started a fresh one');
@@ -136,6 +137,7 @@ function buildAgentParts({ config }: LoadedConfig, logger: Logger, env: Record<s
   if (opened.recovered) {
     events.emit(eventFromProducer({ kind: 'state.database-recovered', at: Date.now(), detail: { movedTo: opened.recovered.movedTo } }));
   }
+  if (diskFull) events.emit(diskFullEvent(config.stateDir, diskFull));
   telemetry.onInventoryChange(() => {
     link.publishInventory().catch((err: unknown) => logger.warn({ err }, 'could not publish the changed inventory'));
   });
@@ -158,9 +160,10 @@ function buildAgentParts({ config }: LoadedConfig, logger: Logger, env: Record<s
         logger,
       })
     : undefined;
-  const link = buildLink(config, deviceId, opened.db, drainer, logger, () => telemetry.inventory(), watched.link);
+  const link = buildLink(config, deviceId, bootSequence, drainer, logger, () => telemetry.inventory(), watched.link);
   const commands = createCommandsPart({
-    config,
+    // On the in-memory copy no command can be journaled for good, so replay protection would not outlive a restart.
+    config: diskFull ? { ...config, commands: { ...config.commands, enabled: false } } : config,
     deviceId,
     ...(k3s?.control ? { k3s: k3s.control } : {}),
     db: opened.db,
@@ -199,7 +202,7 @@ function deviceIdOrConfigError(configured: string | undefined, machine: ReturnTy
 function buildLink(
   config: LoadedConfig['config'],
   deviceId: string,
-  db: Database,
+  bootSequence: number,
   drain: Drainer,
   logger: Logger,
   inventory: InventoryProvider,
@@ -210,7 +213,7 @@ function buildLink(
     deviceId,
     groups: config.device.groups,
     maxMessageBytes: config.limits.maxMessageBytes,
-    bootSequence: nextBootSequence(db),
+    bootSequence,
     fleetletVersion: FLEETLET_VERSION,
     logger,
     drain,
