@@ -9,6 +9,12 @@ import { mosquittoAvailable, startMosquitto } from '../helpers/mosquitto.js';
 import { Observer } from '../helpers/observer.js';
 import { REPO_ROOT, tempDir } from '../helpers/paths.js';
 import { encode, signedCommand, testKey } from '../fixtures/command-keys.js';
+import { ConfigSchema } from '../../src/config/schema.js';
+import { createLogger } from '../../src/lib/logger.js';
+import { Topics } from '../../src/protocol/topics.js';
+import { openDatabase } from '../../src/store/db.js';
+import { SqliteOutbox } from '../../src/store/sqlite-outbox.js';
+import { createTelemetry } from '../../src/telemetry/create-telemetry.js';
 
 /**
  * A real full file system: a small tmpfs mounted for the test. Mounting needs root (CI runs as root); elsewhere
@@ -158,5 +164,40 @@ describe.skipIf(!MOUNTABLE || !mosquittoAvailable())('an agent whose state file 
     expect(online.json).toMatchObject({ bootSequence: 1 });
     agent.child.kill('SIGTERM');
     expect(await agent.exited).toBe(0);
+  });
+
+  it('keeps sampling when the disk fills while it runs: the status snapshot fails, the sample and its heartbeat go on', async () => {
+    const mountPoint = smallFileSystem();
+    const stateDir = join(mountPoint, 'state');
+    const config = ConfigSchema.parse({
+      broker: { url: 'mqtt://127.0.0.1:1', allowPlaintext: true },
+      k3s: { enabled: false },
+      stateDir,
+      telemetry: { http: { enabled: false } },
+    });
+    const { db } = openDatabase({ stateDir, fleetletVersion: 'test' });
+    cleanups.push(() => void db.close());
+    const roomy = { maxRows: 1_000_000, maxBytes: 1 << 30 };
+    const outbox = new SqliteOutbox(db, {
+      limits: { budgets: { status: roomy, event: roomy, result: roomy }, maxTotalBytes: 1 << 30, maxRecordBytes: 1 << 16 },
+    });
+    const beats: number[] = [];
+    const { telemetry } = createTelemetry({
+      config,
+      deviceId: 'test-device',
+      topics: new Topics('fleetlet/v1'),
+      outbox,
+      db,
+      providers: {},
+      logger: createLogger({ level: 'silent' }),
+      fleetletVersion: 'test',
+      progress: { beat: () => void beats.push(Date.now()), idle: () => {}, busyFor: () => {} },
+    });
+    expect(telemetry.tick()).toBeDefined();
+    fill(mountPoint);
+    const samples = Array.from({ length: 20 }, () => telemetry.tick());
+    expect(outbox.stats().diskFull).toBeGreaterThan(0);
+    expect(samples.map((sample) => sample?.seq)).toEqual(Array.from({ length: 20 }, (_, i) => i + 2));
+    expect(beats).toHaveLength(21);
   });
 });
