@@ -7,6 +7,10 @@ import { SystemdNotifier } from '../../src/daemon/systemd-notify.js';
 import type { Heartbeat } from '../../src/lib/heartbeat.js';
 import { openDatabase } from '../../src/store/db.js';
 import { SqliteOutbox } from '../../src/store/sqlite-outbox.js';
+import { ConfigSchema } from '../../src/config/schema.js';
+import { createLogger } from '../../src/lib/logger.js';
+import { Topics } from '../../src/protocol/topics.js';
+import { createTelemetry } from '../../src/telemetry/create-telemetry.js';
 import { waitFor } from '../helpers/cli.js';
 import { announced, brokerConfig, capturingLogger, makeLink } from '../helpers/link.js';
 import { mosquittoAvailable, startMosquitto, type TestBroker } from '../helpers/mosquitto.js';
@@ -149,6 +153,34 @@ describe('progress of the parts', () => {
     db.close();
     expect(() => outbox.enqueue({ class: 'event', topic: 't/events', payload: { n: 2 } })).toThrow();
     expect(writes.beats).toHaveLength(51);
+  });
+
+  it('the sampler beats after every sample it queued, and not after one that failed', () => {
+    const { dir, cleanup } = tempDir('fleetlet-watchdog-sampler-');
+    cleanups.push(cleanup);
+    const { db } = openDatabase({ stateDir: dir, fleetletVersion: 'test' });
+    const roomy = { maxRows: 1000, maxBytes: 1 << 20 };
+    const outbox = new SqliteOutbox(db, {
+      limits: { budgets: { status: roomy, event: roomy, result: roomy }, maxTotalBytes: 1 << 22, maxRecordBytes: 1 << 16 },
+    });
+    const sampler = recordingHeartbeat();
+    const { telemetry } = createTelemetry({
+      config: ConfigSchema.parse({ broker: { url: 'mqtt://127.0.0.1:1', allowPlaintext: true }, k3s: { enabled: false }, stateDir: dir }),
+      deviceId: 'dev-1',
+      topics: new Topics('fleetlet/v1'),
+      outbox,
+      providers: {},
+      logger: createLogger({ level: 'silent' }),
+      fleetletVersion: 'test',
+      progress: sampler,
+    });
+    telemetry.tick();
+    telemetry.tick();
+    expect(sampler.beats).toHaveLength(2);
+    // A database that no longer answers: the sample cannot be queued, so the loop is not making progress.
+    db.close();
+    expect(telemetry.tick()).toBeUndefined();
+    expect(sampler.beats).toHaveLength(2);
   });
 
   it('the link beats at every attempt while the broker is down', async () => {
