@@ -11,14 +11,15 @@ import { runK3sCli } from './cli/k3s.js';
 import { Lifecycle, type Part } from './daemon/lifecycle.js';
 import { runUntilSignal } from './daemon/run-until-signal.js';
 import { SystemdNotifier } from './daemon/systemd-notify.js';
+import { outboxWithWriteProgress, ProgressMonitor } from './daemon/progress-monitor.js';
+import { registerWatchedParts } from './daemon/watched-parts.js';
+import { diskFullEvent, openAgentState } from './daemon/agent-state.js';
 import { ConfigError, FleetletError } from './lib/errors.js';
 import { createLogger, type Logger } from './lib/logger.js';
+import type { Heartbeat } from './lib/heartbeat.js';
 import { FLEETLET_VERSION } from './lib/version.js';
 import { sqliteNativeBinding } from './lib/native-addon.js';
-import { openDatabase } from './store/db.js';
 import { EventLog } from './store/event-log.js';
-import type { Database } from './store/db.js';
-import { nextBootSequence } from './link/boot-sequence.js';
 import { MqttLink, type InventoryProvider } from './link/link.js';
 import { Drainer } from './link/drain.js';
 import { outboxLimitsFromConfig } from './store/outbox-limits.js';
@@ -92,11 +93,14 @@ async function runAgent(selection: ConfigSelection, io: CliIo): Promise<number> 
 }
 
 async function buildAgentParts({ config }: LoadedConfig, logger: Logger, env: Record<string, string | undefined>): Promise<Part[]> {
-  const opened = openDatabase({
+  const { opened, bootSequence, diskFull } = openAgentState({
     stateDir: config.stateDir,
     fleetletVersion: FLEETLET_VERSION,
     nativeBinding: sqliteNativeBinding(config.stateDir, env),
   });
+  if (diskFull) {
+    logger.error(diskFull, 'the file system of the state directory is full: running on an in-memory copy of the state until a restart with room; commands are refused meanwhile');
+  }
   const eventLog = new EventLog(opened.db);
   if (opened.recovered) {
     logger.error(opened.recovered, 'state database was unreadable; moved it aside and started a fresh one');
@@ -105,6 +109,10 @@ async function buildAgentParts({ config }: LoadedConfig, logger: Logger, env: Re
   const state: Part = { name: 'state-database', start: () => {}, stop: () => void opened.db.close() };
   const outbox = new SqliteOutbox(opened.db, { limits: outboxLimitsFromConfig(config.limits), logger, conditions: eventLog });
   const drainer = new Drainer(outbox, { window: config.broker.inflightWindow, logger });
+  // The watchdog is pinged only while each of these shows progress (see daemon/watched-parts.ts).
+  const progress = new ProgressMonitor();
+  const watched = registerWatchedParts(progress, config);
+  const reports = outboxWithWriteProgress(outbox, watched.database);
   // device.id from the config, else the id recorded at the first start (derived from /etc/machine-id or the serial).
   const machine = readMachineIdentity(machineSourcesUnder(config.device.identityRoot));
   const deviceRecord = new DeviceRecordFile(config.stateDir);
@@ -116,8 +124,9 @@ async function buildAgentParts({ config }: LoadedConfig, logger: Logger, env: Re
     config,
     deviceId,
     topics,
-    outbox,
+    outbox: reports,
     db: opened.db,
+    progress: watched.sampler,
     providers: {
       linkState: () => {
         const { connected, since } = link.state();
@@ -142,6 +151,7 @@ async function buildAgentParts({ config }: LoadedConfig, logger: Logger, env: Re
     eventLog.record(event.kind, { ...event.detail });
     events.emit(event);
   }
+  if (diskFull) events.emit(diskFullEvent(config.stateDir, diskFull));
   telemetry.onInventoryChange(() => {
     link.publishInventory().catch((err: unknown) => logger.warn({ err }, 'could not publish the changed inventory'));
   });
@@ -163,13 +173,14 @@ async function buildAgentParts({ config }: LoadedConfig, logger: Logger, env: Re
         logger,
       })
     : undefined;
-  const link = buildLink(config, deviceId, opened.db, drainer, logger, () => telemetry.inventory());
+  const link = buildLink(config, deviceId, bootSequence, drainer, logger, () => telemetry.inventory(), watched.link);
   const commands = createCommandsPart({
-    config,
+    // On the in-memory copy no command can be journaled for good, so replay protection would not outlive a restart.
+    config: diskFull ? { ...config, commands: { ...config.commands, enabled: false } } : config,
     deviceId,
     ...(k3s?.control ? { k3s: k3s.control } : {}),
     db: opened.db,
-    outbox,
+    outbox: reports,
     topics,
     logger,
     agentVersion: FLEETLET_VERSION,
@@ -193,10 +204,11 @@ async function buildAgentParts({ config }: LoadedConfig, logger: Logger, env: Re
       events,
     }) satisfies IdentityControl,
   });
+  commands.router.reportProgress(watched.commands);
   const systemd = new SystemdNotifier(env, logger);
   // Commands start before the link delivers any and stop after it: nothing arrives at a stopped router.
   // k3s stops first (one SIGTERM) and starts after everything that reports on it.
-  return [state, commands.part, link, telemetry, ...(k3s ? [k3s.part] : []), systemd.asPart()];
+  return [state, commands.part, link, telemetry, ...(k3s ? [k3s.part] : []), systemd.asPart(progress)];
 }
 
 /** A device with neither device.id, a recorded id, a machine id nor a serial is misconfigured: exit as for a bad config. */
@@ -227,20 +239,22 @@ async function deviceOrConfigError(
 function buildLink(
   config: LoadedConfig['config'],
   deviceId: string,
-  db: Database,
+  bootSequence: number,
   drain: Drainer,
   logger: Logger,
   inventory: InventoryProvider,
+  progress: Heartbeat,
 ): MqttLink {
   return new MqttLink({
     broker: config.broker,
     deviceId,
     groups: config.device.groups,
     maxMessageBytes: config.limits.maxMessageBytes,
-    bootSequence: nextBootSequence(db),
+    bootSequence,
     fleetletVersion: FLEETLET_VERSION,
     logger,
     drain,
     inventory,
+    progress,
   });
 }

@@ -1,3 +1,4 @@
+import type { Heartbeat } from '../lib/heartbeat.js';
 import type { Logger } from '../lib/logger.js';
 import type { Command, CommandType } from '../protocol/command.js';
 import { boundedDetail, type CommandResult, type RejectReason } from '../protocol/result.js';
@@ -44,6 +45,7 @@ export class CommandRouter {
   private queued = 0;
   private readonly now: () => number;
   private readonly rejections: RejectionBudget;
+  private progress: Heartbeat | undefined;
 
   constructor(private readonly deps: RouterDeps) {
     for (const handler of deps.handlers) this.handlers.set(handler.type, handler);
@@ -99,6 +101,15 @@ export class CommandRouter {
     return entries.length;
   }
 
+  /**
+   * Reports the queue's liveness to the watchdog: idle while nothing runs, and a running command may take until
+   * it expires (plus the clock-skew allowance); one still running after that is wedged.
+   */
+  reportProgress(heartbeat: Heartbeat): void {
+    this.progress = heartbeat;
+    if (this.queued === 0) heartbeat.idle();
+  }
+
   /** Resolves when every queued command has finished (or is pending a restart). */
   idle(): Promise<void> {
     return this.queue;
@@ -115,7 +126,9 @@ export class CommandRouter {
     this.queue = this.queue.then(async () => {
       this.queued -= 1;
       if (this.abort.signal.aborted) return;
+      this.progress?.busyFor(command.expiresAt - this.now() + this.deps.settings.clockSkewMs);
       const outcome = await this.runHandler(handler, command, savedStep, resumed);
+      if (this.queued === 0) this.progress?.idle();
       // A run that failed while the agent was stopping most likely failed because of the stop: leave it running in
       // the journal, so that the next start resumes it (or reports it interrupted) instead of a misleading failure.
       if (this.abort.signal.aborted && outcome.status === 'failed') return;

@@ -1,6 +1,7 @@
 import { connect } from 'mqtt';
 import type { Config } from '../config/schema.js';
 import { ReconnectSchedule } from '../lib/backoff.js';
+import type { Heartbeat } from '../lib/heartbeat.js';
 import type { Logger } from '../lib/logger.js';
 import type { Inventory } from '../protocol/inventory.js';
 import { presenceMessage } from '../protocol/presence.js';
@@ -44,6 +45,11 @@ export interface LinkOptions {
   /** Bound on the clean stop (offline presence, then DISCONNECT). */
   stopTimeoutMs?: number;
   random?: () => number;
+  /**
+   * Beaten at every connection attempt, every packet from the broker and every close: the loop is alive while it
+   * either hears the broker (at least each keepalive) or keeps trying to reach it (at least each reconnect cap).
+   */
+  progress?: Heartbeat;
 }
 
 /**
@@ -151,6 +157,7 @@ export class MqttLink {
 
   #connect(): void {
     if (this.#stopping) return;
+    this.#options.progress?.beat();
     let options;
     try {
       options = this.#clientOptions();
@@ -163,6 +170,7 @@ export class MqttLink {
     const session = new LinkSession(client);
     this.#session = session;
     client.on('connect', () => void this.#onConnected(session));
+    client.on('packetreceive', () => this.#options.progress?.beat());
     client.on('message', (topic, payload) => {
       if (this.#inbox.deliver(topic, payload) !== 'stray') return;
       client.unsubscribeAsync(topic).then(
@@ -206,6 +214,7 @@ export class MqttLink {
 
   #onClosed(session: LinkSession): void {
     if (session !== this.#session) return;
+    this.#options.progress?.beat();
     this.#session = undefined;
     session.client.removeAllListeners('connect');
     session.client.end(true);

@@ -27,6 +27,7 @@ export const EVENT_KINDS: Readonly<Record<string, string>> = {
   'k3s.identity': 'the node identity was created or repaired',
   'identity.fingerprint-changed': 'this device runs on another machine than the one its id was recorded on',
   'state.database-recovered': 'the state database was unreadable; it was moved aside and a fresh one started',
+  'state.disk-full': 'the state file system is full; fleetlet runs on an in-memory copy of its state and refuses commands',
   'disk.low': 'little free space on the state or k3s filesystem',
   'temperature.high': 'the SoC is hot',
   'power.under-voltage': 'the supply voltage is too low (Raspberry Pi firmware)',

@@ -67,7 +67,7 @@ function openAndMigrate(file: string, migrations: readonly Migration[], options:
   }
 }
 
-function migrate(db: Database, file: string, migrations: readonly Migration[], fleetletVersion: string): number {
+export function migrate(db: Database, file: string, migrations: readonly Migration[], fleetletVersion: string): number {
   db.exec(`CREATE TABLE IF NOT EXISTS schema_version (
     version INTEGER PRIMARY KEY,
     applied_at INTEGER NOT NULL,

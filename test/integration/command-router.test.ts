@@ -85,14 +85,20 @@ describe('command router', () => {
 
   it('refuses a type it has no handler for, and everything when commands are disabled', async () => {
     rig = routerRig({ stateDir: dir.dir, operator, handlers: [] });
-    rig.router.receive(encode(signedCommand(operator, { type: 'k3s.restart' })));
+    const unhandled = signedCommand(operator, { type: 'k3s.restart' });
+    rig.router.receive(encode(unhandled));
+    await rig.router.idle();
+    expect(rig.outbox.results()).toMatchObject([
+      { commandId: unhandled.id, status: 'rejected', reason: 'disabled', detail: 'k3s.restart is not available on this device' },
+    ]);
+    expect(rig.journal.get(unhandled.id)).toBeUndefined();
     rig.close();
     const handler = countingHandler();
     rig = routerRig({ stateDir: dir.dir, operator, handlers: [handler], settings: { enabled: false } });
     rig.router.receive(encode(signedCommand(operator, { type: 'k3s.restart' })));
     await rig.router.idle();
     expect(handler.runs).toHaveLength(0);
-    expect(rig.outbox.results()).toMatchObject([{ status: 'rejected', reason: 'disabled' }]);
+    expect(rig.outbox.results()).toMatchObject([{ status: 'rejected', reason: 'disabled', detail: 'commands are disabled on this device' }]);
   });
 
   it('refuses commands beyond the queue bound as busy, without journaling them', async () => {
