@@ -1,7 +1,7 @@
 import { readFileSync, statSync } from 'node:fs';
 import { Option, type Command } from 'commander';
 import { FleetletError, UsageError } from '../lib/errors.js';
-import { COMMAND_ARGS, COMMAND_TYPES, type CommandTarget, type CommandType } from '../protocol/command.js';
+import { COMMAND_ARGS, COMMAND_TYPES, SECRET_ARGS, type CommandTarget, type CommandType } from '../protocol/command.js';
 import type { DeviceChannel } from '../protocol/topics.js';
 import type { FleetConnectionOptions } from '../fleet/connection.js';
 import { listDevices } from '../fleet/devices.js';
@@ -36,23 +36,25 @@ export function registerFleetCommands(program: Command, io: CliIo, setExitCode: 
       setExitCode(EXIT.OK);
     }));
 
-  withConnection(withSigning(fleet.command('send').description('sign one command, publish it, wait for its result')))
+  withPlaintextOptIn(withConnection(withSigning(fleet.command('send').description('sign one command, publish it, wait for its result'))))
     .argument('<type>', `command type: ${COMMAND_TYPES.join(', ')}`)
     .option('--device <id>', 'target device')
     .option('--group <name>', 'target group')
     .option('--args <json>', 'arguments as a JSON object')
     .option('--arg <key=value>', 'one argument (repeatable); the value is JSON if it parses, else a string', collect, [])
-    .option('--arg-file <key=file>', 'one argument read from a file, for secrets such as joinToken (kept off the command line)', collect, [])
+    .option('--arg-file <key=file>', 'one argument read from a file; secrets such as joinToken only this way (kept off the command line)', collect, [])
     .option('--ttl <seconds>', 'how long the command stays valid', '3600')
     .option('--wait <seconds>', 'how long to wait for results', '60')
     .action(guarded(io, setExitCode, async (type: string, options: SendFlags, command: Command) => {
       if (!(COMMAND_TYPES as string[]).includes(type)) throw new UsageError(`unknown command type "${type}"`);
+      const connection = encryptedConnectionOf(command);
+      refuseSecretsOnCommandLine(type as CommandType, options);
       const signer = loadSigningKey(options.key, options.keyId);
       const envelope = buildSignedCommand(
         { type: type as CommandType, target: targetOf(options), args: argsOf(options), ttlSeconds: positive(options.ttl, '--ttl') },
         signer,
       );
-      const sent = await sendSigned(envelope, connectionOf(command), positive(options.wait, '--wait'), (line) => io.stdout(`${line}\n`));
+      const sent = await sendSigned(envelope, connection, positive(options.wait, '--wait'), (line) => io.stdout(`${line}\n`));
       if (sent.outcome === 'timeout') io.stderr(`no final result within ${options.wait} s\n`);
       setExitCode(sent.outcome === 'succeeded' ? EXIT.OK : sent.outcome === 'timeout' ? EXIT_NO_ANSWER : EXIT.FAILURE);
     }));
@@ -90,7 +92,7 @@ export function registerFleetCommands(program: Command, io: CliIo, setExitCode: 
       setExitCode(EXIT.OK);
     }));
 
-  withConnection(withSigning(fleet.command('rollout').description('roll a k3s or agent upgrade out: canaries, batches, halt on failures')))
+  withPlaintextOptIn(withConnection(withSigning(fleet.command('rollout').description('roll a k3s or agent upgrade out: canaries, batches, halt on failures'))))
     .argument('<what>', 'k3s or agent')
     .requiredOption('--state <file>', 'rollout state file; rerun with the same file to resume')
     .option('--to <version>', 'target version (e.g. v1.36.3+k3s1 for k3s, 1.2.3 for agent)')
@@ -109,11 +111,12 @@ export function registerFleetCommands(program: Command, io: CliIo, setExitCode: 
     .option('--dry-run', 'show the devices and batches, send nothing')
     .action(guarded(io, setExitCode, async (what: string, options: RolloutFlags, command: Command) => {
       if (what !== 'k3s' && what !== 'agent') throw new UsageError('rollout what? expected k3s or agent');
+      const connection = encryptedConnectionOf(command);
       const signer = loadSigningKey(options.key, options.keyId);
       const state = await runRollout({
         stateFile: options.state,
         ...(options.to ? { plan: rolloutPlan(what, options) } : {}),
-        connection: connectionOf(command),
+        connection,
         signer,
         out: (line) => io.stdout(`${line}\n`),
         dryRun: options.dryRun === true,
@@ -205,6 +208,24 @@ export function withConnection(command: Command): Command {
     .option('--tls-key-file <file>', 'client certificate key');
 }
 
+/** For the tools that send signed commands: they refuse an unencrypted broker unless told otherwise. */
+export function withPlaintextOptIn(command: Command): Command {
+  return command.option('--allow-plaintext', 'allow a plain mqtt:// broker URL (commands and results then cross the network unencrypted)');
+}
+
+/**
+ * The connection of a command-sending tool. Signatures stop forgery, not reading: over plain mqtt:// anyone on
+ * the path reads every command and result and the operator's MQTT password, so it takes an explicit opt-in.
+ */
+export function encryptedConnectionOf(command: Command): FleetConnectionOptions {
+  const connection = connectionOf(command);
+  const allowPlaintext = command.opts<{ allowPlaintext?: boolean }>().allowPlaintext === true;
+  if (!connection.broker.startsWith('mqtts://') && !allowPlaintext) {
+    throw new UsageError(`${connection.broker} is not encrypted: use an mqtts:// broker URL, or give --allow-plaintext to send over it anyway`);
+  }
+  return connection;
+}
+
 export function withSigning(command: Command): Command {
   return command
     .addOption(new Option('--key <file>', 'operator private key (mode 0600)').env('FLEET_SIGNING_KEY').makeOptionMandatory())
@@ -237,6 +258,22 @@ function targetOf(options: SendFlags): CommandTarget {
   if (options.device) return { device: options.device };
   if (options.group) return { group: options.group };
   throw new UsageError('give a target: --device <id> or --group <name>');
+}
+
+/** Secret arguments on the command line would stay in ps output and shell history: only --arg-file may carry them. */
+function refuseSecretsOnCommandLine(type: CommandType, options: SendFlags): void {
+  const secrets: readonly string[] = SECRET_ARGS[type] ?? [];
+  const inline = options.arg.map((pair) => pair.split('=', 1)[0]!);
+  if (options.args) {
+    try {
+      const parsed = JSON.parse(options.args) as unknown;
+      if (parsed && typeof parsed === 'object') inline.push(...Object.keys(parsed));
+    } catch {
+      // argsOf reports the bad JSON
+    }
+  }
+  const named = secrets.find((key) => inline.includes(key));
+  if (named) throw new UsageError(`${named} is a secret: give it from a file with --arg-file ${named}=FILE, not on the command line`);
 }
 
 function argsOf(options: SendFlags): Record<string, unknown> {

@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import { userInfo } from 'node:os';
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
 import { FleetConnectionError } from './errors.js';
 
@@ -19,7 +20,7 @@ export interface FleetConnectionOptions {
 /** One MQTT connection for an operator command; the caller ends it. Fails fast instead of retrying forever. */
 export async function connectOperator(options: FleetConnectionOptions): Promise<MqttClient> {
   const clientOptions: IClientOptions = {
-    clientId: `fleetlet-operator-${randomBytes(6).toString('hex')}`,
+    clientId: operatorClientId(options.username),
     clean: true,
     reconnectPeriod: 0,
     connectTimeout: options.connectTimeoutMs ?? 10_000,
@@ -37,4 +38,19 @@ export async function connectOperator(options: FleetConnectionOptions): Promise<
       cause: err,
     });
   }
+}
+
+/**
+ * `<user>-<random>`: unique per process, so two tools run with one operator certificate (on the broker's operator
+ * listener, which keeps the client's id) do not take each other's session; the user part makes broker logs readable.
+ */
+export function operatorClientId(username?: string): string {
+  let user = username;
+  try {
+    user ??= userInfo().username;
+  } catch {
+    // no passwd entry (a container): the random part alone keeps it unique
+  }
+  const safe = (user ?? 'operator').replace(/[^A-Za-z0-9_.-]/g, '').slice(0, 32) || 'operator';
+  return `${safe}-${randomBytes(6).toString('hex')}`;
 }

@@ -1,7 +1,7 @@
 import { Topics } from '../protocol/topics.js';
 import { connectOperator, type FleetConnectionOptions } from './connection.js';
 import { collectFleet, matches, type DeviceFilter, type DeviceView } from './fleet-view.js';
-import { table } from './format.js';
+import { printableJson, table } from './format.js';
 
 /** `fleet devices`: the fleet as a table (or JSON), filtered by label, group or state. */
 export async function listDevices(
@@ -15,7 +15,7 @@ export async function listDevices(
     const fleet = await collectFleet(client, new Topics(connection.topicRoot), { settleMs: options.settleMs ?? 500, maxWaitMs: 10_000 });
     const devices = [...fleet.values()].filter((d) => matches(d, filter)).sort((a, b) => a.deviceId.localeCompare(b.deviceId));
     if (options.json) {
-      out(`${JSON.stringify(devices, null, 2)}\n`);
+      out(`${printableJson(JSON.stringify(devices, null, 2))}\n`);
     } else {
       const rows = devices.map((d) => [
         d.deviceId,

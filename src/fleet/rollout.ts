@@ -4,7 +4,7 @@ import type { CommandResult } from '../protocol/result.js';
 import { Topics } from '../protocol/topics.js';
 import { connectOperator, type FleetConnectionOptions } from './connection.js';
 import { collectFleet, matches } from './fleet-view.js';
-import { formatResult } from './format.js';
+import { formatResult, printable } from './format.js';
 import { ResultListener } from './results.js';
 import { planBatches, resolveAmount, type RolloutPlan } from './rollout-plan.js';
 import { loadRolloutState, newRolloutId, saveRolloutState, type RolloutState } from './rollout-state.js';
@@ -27,7 +27,9 @@ export interface RolloutRequest {
  * rollout halts above it. Progress lives in the state file, so a rerun resumes; devices whose result was not seen
  * get a fresh command (upgrades to an installed version succeed at once, so nothing runs twice).
  */
-export async function runRollout(request: RolloutRequest): Promise<RolloutState> {
+export async function runRollout(given: RolloutRequest): Promise<RolloutState> {
+  // Device ids, details and halt reasons come from devices: every line is escaped before it reaches a terminal.
+  const request: RolloutRequest = { ...given, out: (line) => given.out(printable(line)) };
   const { out } = request;
   const topics = new Topics(request.connection.topicRoot);
   const client = await connectOperator(request.connection);

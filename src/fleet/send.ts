@@ -2,7 +2,7 @@ import type { CommandEnvelope } from '../protocol/command.js';
 import type { CommandResult } from '../protocol/result.js';
 import { Topics } from '../protocol/topics.js';
 import { connectOperator, type FleetConnectionOptions } from './connection.js';
-import { formatResult } from './format.js';
+import { formatResult, printable } from './format.js';
 import { ResultListener } from './results.js';
 
 export interface SendOutcome {
@@ -33,7 +33,7 @@ export async function sendSigned(
       out(formatResult(result));
       // logs.collect: the lines themselves, so the operator need not dig them out of JSON.
       const lines = result.status === 'progress' ? result.data?.lines : undefined;
-      if (Array.isArray(lines)) for (const line of lines) out(`  ${result.deviceId} | ${String(line)}`);
+      if (Array.isArray(lines)) for (const line of lines) out(printable(`  ${result.deviceId} | ${String(line)}`));
     };
     if ('device' in envelope.target) {
       const final = listener.finalResult(envelope.id, envelope.target.device, waitSeconds * 1000, show);

@@ -1,7 +1,7 @@
 import { CommandResultSchema } from '../protocol/result.js';
 import { Topics, type DeviceChannel } from '../protocol/topics.js';
 import { connectOperator, type FleetConnectionOptions } from './connection.js';
-import { formatResult } from './format.js';
+import { formatResult, printable, printableJson } from './format.js';
 
 const MAX_MESSAGE_BYTES = 256 * 1024;
 const MAX_SUMMARY_CHARS = 400;
@@ -40,9 +40,9 @@ export async function watchFleet(
 
 function jsonLine(deviceId: string, channel: string, payload: Buffer): string {
   try {
-    return JSON.stringify({ deviceId, channel, payload: JSON.parse(payload.toString('utf8')) });
+    return printableJson(JSON.stringify({ deviceId, channel, payload: JSON.parse(payload.toString('utf8')) }));
   } catch {
-    return JSON.stringify({ deviceId, channel, invalid: true });
+    return printableJson(JSON.stringify({ deviceId, channel, invalid: true }));
   }
 }
 
@@ -57,5 +57,5 @@ function textLine(deviceId: string, channel: string, payload: Buffer): string {
     }
   }
   const summary = text.length > MAX_SUMMARY_CHARS ? `${text.slice(0, MAX_SUMMARY_CHARS)}...` : text;
-  return `${channel.padEnd(9)} ${new Date().toISOString()}  ${deviceId}  ${summary.replace(/\s+/g, ' ')}`;
+  return printable(`${channel.padEnd(9)} ${new Date().toISOString()}  ${deviceId}  ${summary.replace(/\s+/g, ' ')}`);
 }

@@ -196,3 +196,6 @@ export const COMMAND_EXAMPLE: CommandEnvelope = {
   keyId: 'ops-2026',
   sig: `${'A'.repeat(86)}==`,
 };
+
+/** Arguments that are secrets: operator tools take them only from files, never from the command line. */
+export const SECRET_ARGS: Partial<Record<CommandType, readonly string[]>> = { 'k3s.configure': ['joinToken'] };

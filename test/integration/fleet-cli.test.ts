@@ -69,6 +69,8 @@ describe('fleet CLI against a real broker', () => {
   });
 
   const common = () => ['--broker', broker.url];
+  /** The test broker is plain mqtt://, which the command-sending tools take only with the explicit opt-in. */
+  const sending = () => [...common(), '--allow-plaintext'];
 
   it('keygen writes a 0600 private key, prints only the public half, and never overwrites', async () => {
     expect(statSync(keyFile).mode & 0o777).toBe(0o600);
@@ -78,7 +80,7 @@ describe('fleet CLI against a real broker', () => {
   });
 
   it('send signs a ping, the device verifies it and the CLI shows the result and exits 0', async () => {
-    const run = await fleetlet(['fleet', 'send', 'ping', '--device', 'pi-1', '--key', keyFile, '--wait', '20', ...common()]);
+    const run = await fleetlet(['fleet', 'send', 'ping', '--device', 'pi-1', '--key', keyFile, '--wait', '20', ...sending()]);
     expect(run.code, run.stderr).toBe(0);
     expect(run.stdout).toMatch(/pi-1 +c-\S+ +accepted/);
     expect(run.stdout).toMatch(/pi-1 +c-\S+ +succeeded: pong/);
@@ -88,7 +90,7 @@ describe('fleet CLI against a real broker', () => {
   it('a key the device does not trust is rejected by the device, and the CLI exits 1', async () => {
     const otherKey = join(dir.dir, 'intruder.key');
     expect((await fleetlet(['fleet', 'keygen', otherKey])).code).toBe(0);
-    const run = await fleetlet(['fleet', 'send', 'ping', '--device', 'pi-1', '--key', otherKey, '--wait', '20', ...common()]);
+    const run = await fleetlet(['fleet', 'send', 'ping', '--device', 'pi-1', '--key', otherKey, '--wait', '20', ...sending()]);
     expect(run.code).toBe(1);
     expect(run.stdout).toContain('rejected (unknown_key)');
   });
@@ -97,16 +99,16 @@ describe('fleet CLI against a real broker', () => {
     const loose = join(dir.dir, 'loose.key');
     await fleetlet(['fleet', 'keygen', loose]);
     chmodSync(loose, 0o644);
-    const run = await fleetlet(['fleet', 'send', 'ping', '--device', 'pi-1', '--key', loose, ...common()]);
+    const run = await fleetlet(['fleet', 'send', 'ping', '--device', 'pi-1', '--key', loose, ...sending()]);
     expect(run.code).toBe(1);
     expect(run.stderr).toContain('readable by others');
-    const bad = await fleetlet(['fleet', 'send', 'k3s.upgrade', '--device', 'pi-1', '--arg', 'version=latest', '--key', keyFile, ...common()]);
+    const bad = await fleetlet(['fleet', 'send', 'k3s.upgrade', '--device', 'pi-1', '--arg', 'version=latest', '--key', keyFile, ...sending()]);
     expect(bad.code).toBe(64);
     expect(bad.stderr).toContain('invalid args for k3s.upgrade');
   });
 
   it('shows the lines a logs.collect brings back', async () => {
-    const run = await fleetlet(['fleet', 'send', 'logs.collect', '--device', 'pi-2', '--arg', 'lines=5', '--key', keyFile, '--wait', '20', ...common()]);
+    const run = await fleetlet(['fleet', 'send', 'logs.collect', '--device', 'pi-2', '--arg', 'lines=5', '--key', keyFile, '--wait', '20', ...sending()]);
     expect(run.code, run.stderr).toBe(0);
     expect(run.stdout).toContain('  pi-2 | pi-2 booted\n  pi-2 | link connected\n');
     expect(run.stdout).toMatch(/succeeded: 2 line\(s\) in 1 chunk\(s\)/);
@@ -115,20 +117,20 @@ describe('fleet CLI against a real broker', () => {
   it('takes a secret argument from a file, keeping it off the command line and out of the output', async () => {
     const tokenFile = join(dir.dir, 'token');
     writeFileSync(tokenFile, 'K10new-join-token::server:0123456789\n', { mode: 0o600 });
-    const run = await fleetlet(['fleet', 'send', 'k3s.configure', '--device', 'pi-1', '--arg-file', `joinToken=${tokenFile}`, '--key', keyFile, '--wait', '20', ...common()]);
+    const run = await fleetlet(['fleet', 'send', 'k3s.configure', '--device', 'pi-1', '--arg-file', `joinToken=${tokenFile}`, '--key', keyFile, '--wait', '20', ...sending()]);
     // This test device supervises no k3s: it verified the signed command and refused it as unavailable.
     expect(run.stdout).toContain('rejected (disabled): k3s.configure is not available on this device');
     expect(run.stdout + run.stderr).not.toContain('K10new-join-token');
   });
 
   it('exits 75 when nobody answers in time', async () => {
-    const run = await fleetlet(['fleet', 'send', 'ping', '--device', 'ghost', '--key', keyFile, '--wait', '1', ...common()]);
+    const run = await fleetlet(['fleet', 'send', 'ping', '--device', 'ghost', '--key', keyFile, '--wait', '1', ...sending()]);
     expect(run.code).toBe(75);
     expect(run.stderr).toContain('no final result');
   });
 
   it('sends to a group and sums up the answers of its members', async () => {
-    const run = await fleetlet(['fleet', 'send', 'ping', '--group', 'canary', '--key', keyFile, '--wait', '3', ...common()]);
+    const run = await fleetlet(['fleet', 'send', 'ping', '--group', 'canary', '--key', keyFile, '--wait', '3', ...sending()]);
     expect(run.code, run.stdout + run.stderr).toBe(0);
     expect(run.stdout).toContain('2 device(s) answered: 2 succeeded, 0 failed or rejected');
   });
@@ -153,7 +155,7 @@ describe('fleet CLI against a real broker', () => {
     watcher.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
     const exited = new Promise<number | null>((resolve) => watcher.once('exit', (code) => resolve(code)));
     await waitFor(() => stderr.includes('watching fleetlet/v1/devices/+/presence'), 'the watcher to subscribe', 20_000);
-    const sent = await fleetlet(['fleet', 'send', 'ping', '--device', 'pi-3', '--key', keyFile, '--wait', '20', ...common()]);
+    const sent = await fleetlet(['fleet', 'send', 'ping', '--device', 'pi-3', '--key', keyFile, '--wait', '20', ...sending()]);
     expect(sent.code).toBe(0);
     await waitFor(() => /results +\S+ +pi-3 +c-\S+ +succeeded: pong/.test(stdout), 'the result in the watch', 20_000);
     watcher.kill('SIGINT');

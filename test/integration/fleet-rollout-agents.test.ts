@@ -110,7 +110,7 @@ describe('fleet rollout over 20 real agent processes', () => {
 
   it('upgrades canaries, then batches, and halts when the failures pass the threshold', async () => {
     const stateFile = join(dir.dir, 'rollout.json');
-    const args = ['fleet', 'rollout', 'k3s', '--to', NEW, '--canary-count', '2', '--batch-size', '4', '--max-failures', '2', '--device-timeout', '90', '--state', stateFile, '--broker', broker.url, '--key', keyFile];
+    const args = ['fleet', 'rollout', 'k3s', '--to', NEW, '--canary-count', '2', '--batch-size', '4', '--max-failures', '2', '--device-timeout', '90', '--state', stateFile, '--broker', broker.url, '--allow-plaintext', '--key', keyFile];
     const run = await new Promise<{ code: number; stdout: string }>((resolve) =>
       execFile(process.execPath, [FLEETLET_BUNDLE, ...args], { timeout: 240_000 }, (err, stdout) =>
         resolve({ code: err ? (typeof err.code === 'number' ? err.code : -1) : 0, stdout }),

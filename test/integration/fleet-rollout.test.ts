@@ -33,7 +33,7 @@ describe('fleet rollout over 20 device processes on a real broker', () => {
 
   const fleetlet = (args: string[]): Promise<Run> =>
     new Promise((resolve) => {
-      execFile(process.execPath, [FLEETLET_BUNDLE, 'fleet', ...args, '--broker', broker.url, '--key', keyFile], { timeout: 120_000 }, (err, stdout, stderr) =>
+      execFile(process.execPath, [FLEETLET_BUNDLE, 'fleet', ...args, '--broker', broker.url, '--allow-plaintext', '--key', keyFile], { timeout: 120_000 }, (err, stdout, stderr) =>
         resolve({ code: err ? (typeof err.code === 'number' ? err.code : -1) : 0, stdout, stderr }),
       );
     });
@@ -149,7 +149,7 @@ describe('fleet rollout over 20 device processes on a real broker', () => {
 
   it('resumes after the operator process is killed mid-rollout, upgrading every device exactly once', async () => {
     const stateFile = join(dir.dir, 'site-b.json');
-    const args = ['fleet', 'rollout', 'k3s', '--to', GOOD, '--label', 'site=b', '--canary-count', '1', '--batch-size', '3', '--max-failures', '0', '--device-timeout', '30', '--state', stateFile, '--broker', broker.url, '--key', keyFile];
+    const args = ['fleet', 'rollout', 'k3s', '--to', GOOD, '--label', 'site=b', '--canary-count', '1', '--batch-size', '3', '--max-failures', '0', '--device-timeout', '30', '--state', stateFile, '--broker', broker.url, '--allow-plaintext', '--key', keyFile];
     const first = spawn(process.execPath, [FLEETLET_BUNDLE, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
     first.stdout.on('data', (chunk: Buffer) => (out += chunk.toString()));
