@@ -27,6 +27,8 @@ export interface BrokerOptions {
   /** Lines before the listener (global options). */
   globalLines?: string[];
   port?: number;
+  /** Further listeners on loopback, each with its own lines (e.g. the shipped operator listener). */
+  extraListeners?: { port: number; lines: string[] }[];
 }
 
 export const MOSQUITTO = findMosquitto();
@@ -64,6 +66,7 @@ export async function startMosquitto(options: BrokerOptions = {}): Promise<TestB
       ...(options.globalLines ?? []),
       `listener ${port} 127.0.0.1`,
       ...(options.listenerLines ?? ['allow_anonymous true']),
+      ...(options.extraListeners ?? []).flatMap((extra) => [`listener ${extra.port} 127.0.0.1`, ...extra.lines]),
       '',
     ].join('\n'),
   );
@@ -76,7 +79,7 @@ export async function startMosquitto(options: BrokerOptions = {}): Promise<TestB
     const exited = new Promise<never>((_, reject) =>
       child!.once('exit', (code) => reject(new Error(`mosquitto exited with ${code}: ${stderr}`))),
     );
-    await Promise.race([waitForPort(port), exited]);
+    await Promise.race([Promise.all([port, ...(options.extraListeners ?? []).map((e) => e.port)].map((p) => waitForPort(p))), exited]);
   };
   const stop = async () => {
     const running = child;

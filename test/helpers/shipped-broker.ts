@@ -5,8 +5,11 @@ import { REPO_ROOT } from './paths.js';
 /** The broker configuration fleetlet ships for the cloud side: mutual TLS and the per-device ACL. */
 export const SHIPPED_MOSQUITTO_DIR = join(REPO_ROOT, 'packaging/cloud/mosquitto');
 
-/** The shipped mosquitto.conf, with its /etc paths pointed at the test's files (in `dir`) and its listener left to the test. */
-export function shippedMosquittoConfig(dir: string): { globalLines: string[]; listenerLines: string[] } {
+/**
+ * The shipped mosquitto.conf, with its /etc paths pointed at the test's files (in `dir`) and its listeners' ports
+ * left to the test: `listenerLines` are the device listener's, `operatorListenerLines` the operator listener's.
+ */
+export function shippedMosquittoConfig(dir: string): { globalLines: string[]; listenerLines: string[]; operatorListenerLines: string[] } {
   const lines = readFileSync(join(SHIPPED_MOSQUITTO_DIR, 'mosquitto.conf'), 'utf8')
     .split('\n')
     .map((line) => line.trim())
@@ -14,5 +17,10 @@ export function shippedMosquittoConfig(dir: string): { globalLines: string[]; li
     .filter((line) => !/^(persistence|persistence_location|per_listener_settings)\b/.test(line))
     .map((line) => line.replaceAll('/etc/mosquitto/fleetlet/', `${dir}/`));
   const listenerAt = lines.findIndex((line) => line.startsWith('listener '));
-  return { globalLines: lines.slice(0, listenerAt), listenerLines: lines.slice(listenerAt + 1) };
+  const operatorAt = lines.findIndex((line, i) => i > listenerAt && line.startsWith('listener '));
+  return {
+    globalLines: lines.slice(0, listenerAt),
+    listenerLines: lines.slice(listenerAt + 1, operatorAt < 0 ? undefined : operatorAt),
+    operatorListenerLines: operatorAt < 0 ? [] : lines.slice(operatorAt + 1),
+  };
 }
