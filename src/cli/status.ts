@@ -1,17 +1,20 @@
 import { existsSync } from 'node:fs';
+import { request } from 'node:http';
 import { join } from 'node:path';
 import BetterSqlite3 from 'better-sqlite3';
 import { DATABASE_FILE } from '../store/db.js';
 import { InventorySchema, type Inventory } from '../protocol/inventory.js';
 import { StatusSchema, type Status } from '../protocol/status.js';
 import { INVENTORY_KEY, readSnapshot, STATUS_KEY } from '../telemetry/snapshot-store.js';
+import { STATUS_SOCKET_FILE } from '../telemetry/status-socket.js';
 import { EXIT } from './exit-codes.js';
 import { loadSelectedConfig } from './load-selected-config.js';
 import type { CliIo, ConfigSelection } from './program.js';
 
 /**
- * `fleetlet status`: the device at a glance. It asks the running agent first (its local endpoint), and otherwise
- * reads the last snapshot from the state database, opened read-only so that it can never disturb the agent.
+ * `fleetlet status`: the device at a glance. It asks the running agent first (its status socket, which only the
+ * agent's user can open), and otherwise reads the last snapshot from the state database, opened read-only so that
+ * it can never disturb the agent.
  */
 export interface StatusView {
   source: 'agent' | 'database';
@@ -36,8 +39,9 @@ export async function runStatus(options: StatusOptions, io: CliIo): Promise<numb
   const loaded = loadSelectedConfig(options.selection, io);
   if (!loaded) return EXIT.CONFIG;
   const { config } = loaded;
-  const http = config.telemetry.http;
-  let view = http.enabled ? await fromAgent(http.port) : undefined;
+  const socket = join(config.stateDir, STATUS_SOCKET_FILE);
+  const socketEnabled = config.telemetry.statusSocket.enabled;
+  let view = socketEnabled ? await fromAgent(socket) : undefined;
   let problem: string | undefined;
   if (!view) {
     try {
@@ -47,24 +51,22 @@ export async function runStatus(options: StatusOptions, io: CliIo): Promise<numb
     }
   }
   if (!view) {
-    io.stderr(`fleetlet: no status: the agent does not answer${http.enabled ? ` on 127.0.0.1:${http.port}` : ' (telemetry.http is off)'} and ${problem ?? 'the state database has no snapshot yet'}\n`);
+    io.stderr(`fleetlet: no status: the agent does not answer${socketEnabled ? ` on ${socket}` : ' (telemetry.statusSocket is off)'} and ${problem ?? 'the state database has no snapshot yet'}\n`);
     return EXIT.FAILURE;
   }
   io.stdout(options.json ? `${JSON.stringify(view, null, 2)}\n` : renderStatus(view, options.now?.() ?? new Date()));
   return EXIT.OK;
 }
 
-/** The running agent's view, or undefined when nothing (valid) answers quickly. */
-export async function fromAgent(port: number, timeoutMs = 1500): Promise<StatusView | undefined> {
+/** The running agent's view from its status socket, or undefined when nothing (valid) answers quickly. */
+export async function fromAgent(socketPath: string, timeoutMs = 1500): Promise<StatusView | undefined> {
+  const text = await getBounded(socketPath, '/status', timeoutMs, MAX_RESPONSE_BYTES);
+  if (text === undefined) return undefined;
   try {
-    const response = await fetch(`http://127.0.0.1:${port}/status`, { signal: AbortSignal.timeout(timeoutMs) });
-    if (!response.ok || !response.body) return undefined;
-    const text = await readBounded(response.body, MAX_RESPONSE_BYTES);
-    if (text === undefined) return undefined;
     const body = JSON.parse(text) as { pid?: unknown; status?: unknown; inventory?: unknown };
     const status = StatusSchema.safeParse(body.status);
     const inventory = InventorySchema.safeParse(body.inventory);
-    // Something else on the port, or an agent of another version: the database may know more.
+    // An agent of another version: the database may know more.
     if (!status.success && !inventory.success) return undefined;
     return {
       source: 'agent',
@@ -77,21 +79,34 @@ export async function fromAgent(port: number, timeoutMs = 1500): Promise<StatusV
   }
 }
 
-/** The body as text, or undefined once it exceeds `limit` bytes (whatever answers on the port is not trusted). */
-async function readBounded(body: ReadableStream<Uint8Array>, limit: number): Promise<string | undefined> {
-  const reader = body.getReader();
-  const chunks: Uint8Array[] = [];
-  let size = 0;
-  for (;;) {
-    const { done, value } = await reader.read();
-    if (done) return Buffer.concat(chunks).toString('utf8');
-    size += value.byteLength;
-    if (size > limit) {
-      await reader.cancel();
-      return undefined;
-    }
-    chunks.push(value);
-  }
+/**
+ * The body of a GET over a unix socket, or undefined on any failure (no socket, not allowed to connect, an error
+ * status, a timeout) or once it exceeds `limit` bytes.
+ */
+function getBounded(socketPath: string, path: string, timeoutMs: number, limit: number): Promise<string | undefined> {
+  return new Promise((resolve) => {
+    const req = request({ socketPath, path, method: 'GET', timeout: timeoutMs }, (res) => {
+      if (res.statusCode !== 200) {
+        res.resume();
+        return resolve(undefined);
+      }
+      const chunks: Buffer[] = [];
+      let size = 0;
+      res.on('data', (chunk: Buffer) => {
+        size += chunk.length;
+        if (size > limit) {
+          req.destroy();
+          return resolve(undefined);
+        }
+        chunks.push(chunk);
+      });
+      res.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
+      res.on('error', () => resolve(undefined));
+    });
+    req.on('timeout', () => req.destroy());
+    req.on('error', () => resolve(undefined));
+    req.end();
+  });
 }
 
 /** The last snapshot in the state database, opened read-only; undefined when there is none yet. */

@@ -228,8 +228,16 @@ export const ConfigSchema = z.strictObject({
         .describe('Seconds between status samples; a sample reads /proc and /sys and starts no process.'),
       http: z
         .strictObject({
-          enabled: z.boolean().default(true).describe('Serve /healthz, /metrics (Prometheus) and /status on 127.0.0.1.'),
+          enabled: z.boolean().default(true).describe('Serve /healthz and /metrics (Prometheus) on 127.0.0.1, without identity data.'),
           port: port.default(9101).describe('Port of the local endpoint; it listens on 127.0.0.1 only.'),
+        })
+        .prefault({}),
+      statusSocket: z
+        .strictObject({
+          enabled: z
+            .boolean()
+            .default(true)
+            .describe('Serve the full status (board serial, identity fingerprints) to `fleetlet status` on <stateDir>/status.sock, mode 0600.'),
         })
         .prefault({}),
     })

@@ -1,3 +1,4 @@
+import { join } from 'node:path';
 import type { Config } from '../config/schema.js';
 import type { Heartbeat } from '../lib/heartbeat.js';
 import type { Logger } from '../lib/logger.js';
@@ -9,6 +10,7 @@ import { statfsDiskSpace } from './disk-space.js';
 import { EventGate } from './event-gate.js';
 import { DEFAULT_PROVIDERS, type TelemetryProviders } from './providers.js';
 import { Sampler } from './sampler.js';
+import { STATUS_SOCKET_FILE } from './status-socket.js';
 import { SnapshotStore } from './snapshot-store.js';
 import { systeminformationFacts } from './system-facts.js';
 import { SystemFiles } from './system-files.js';
@@ -64,6 +66,7 @@ export function createTelemetry(deps: TelemetryDeps): { telemetry: Telemetry; ev
     facts: systeminformationFacts,
     snapshots: deps.db ? new SnapshotStore(deps.db) : undefined,
     http: config.telemetry.http.enabled ? { port: config.telemetry.http.port } : undefined,
+    statusSocket: config.telemetry.statusSocket.enabled ? { path: join(config.stateDir, STATUS_SOCKET_FILE) } : undefined,
     logger: logger.child({ part: 'telemetry' }),
     ...(deps.progress ? { progress: deps.progress } : {}),
   });

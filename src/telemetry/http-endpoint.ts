@@ -10,15 +10,15 @@ export interface LocalEndpointOptions {
   port: number;
   health: () => Health;
   metrics: () => string;
-  /** The latest status and inventory as JSON, for `fleetlet status`. */
-  status: () => unknown;
   logger: Logger;
 }
 
 const HOST = '127.0.0.1';
 
 /**
- * /healthz, /metrics and /status on 127.0.0.1 only. It serves GETs of fixed paths and reads no request body;
+ * /healthz and /metrics on 127.0.0.1 only. Every hostNetwork pod reaches 127.0.0.1, so nothing here identifies the
+ * device (no id, serial or fingerprint): the full view is on the status socket (status-socket.ts). It serves GETs
+ * of fixed paths and reads no request body;
  * connections and header sizes are bounded, and slow clients are cut off, so a local process cannot tie the
  * daemon up. A port that is taken does not stop the agent: the endpoint is a convenience, reporting is not.
  */
@@ -69,8 +69,7 @@ export class LocalEndpoint {
         return send(res, health.healthy ? 200 : 503, 'application/json', `${JSON.stringify({ status: health.healthy ? 'ok' : 'unhealthy', ...health.detail })}\n`);
       }
       if (path === '/metrics') return send(res, 200, 'text/plain; version=0.0.4; charset=utf-8', this.options.metrics());
-      if (path === '/status') return send(res, 200, 'application/json', `${JSON.stringify(this.options.status())}\n`);
-      return send(res, 404, 'text/plain', 'not found; try /healthz, /metrics or /status\n');
+      return send(res, 404, 'text/plain', 'not found; try /healthz or /metrics\n');
     } catch (err) {
       this.options.logger.error({ err }, 'local HTTP endpoint failed to answer');
       return send(res, 500, 'text/plain', 'internal error\n');
@@ -78,7 +77,7 @@ export class LocalEndpoint {
   }
 }
 
-function send(res: ServerResponse, code: number, type: string, body: string, headers: Record<string, string> = {}): void {
+export function send(res: ServerResponse, code: number, type: string, body: string, headers: Record<string, string> = {}): void {
   res.writeHead(code, { 'content-type': type, 'content-length': Buffer.byteLength(body), 'cache-control': 'no-store', ...headers });
   res.end(res.req.method === 'HEAD' ? undefined : body);
 }

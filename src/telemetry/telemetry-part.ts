@@ -7,6 +7,7 @@ import type { ConditionDetector } from './condition-detector.js';
 import type { EventGate } from './event-gate.js';
 import type { Health } from './http-endpoint.js';
 import { LocalEndpoint } from './http-endpoint.js';
+import { StatusSocket } from './status-socket.js';
 import { buildInventory, machineFacts, sameInventory, type DeviceDescription, type MachineFacts } from './inventory.js';
 import { renderMetrics } from './metrics.js';
 import type { TelemetryProviders } from './providers.js';
@@ -28,8 +29,10 @@ export interface TelemetryOptions {
   files: SystemFiles;
   facts: SystemFactsSource;
   snapshots?: SnapshotStore;
-  /** The local /healthz, /metrics and /status endpoint; undefined turns it off. */
+  /** The local /healthz and /metrics endpoint on 127.0.0.1; undefined turns it off. */
   http?: { port: number };
+  /** The unix socket serving /status, the full view, to `fleetlet status`; undefined turns it off. */
+  statusSocket?: { path: string };
   logger: Logger;
   monotonicMs?: () => number;
   /** How long systeminformation may take at start before the inventory falls back to /proc and Node. */
@@ -60,6 +63,7 @@ export class Telemetry {
   private startedAtMs = 0;
   private lastTickMs: number | undefined;
   private endpoint: LocalEndpoint | undefined;
+  private statusSocket: StatusSocket | undefined;
   private stopped = false;
   private snapshotFailing = false;
   private readonly monotonicMs: () => number;
@@ -79,10 +83,17 @@ export class Telemetry {
         port: this.options.http.port,
         health: () => this.health(),
         metrics: () => this.metricsText(),
-        status: () => ({ pid: process.pid, status: this.latestStatus, inventory: this.currentInventory }),
         logger: this.options.logger,
       });
       await this.endpoint.start();
+    }
+    if (this.options.statusSocket) {
+      this.statusSocket = new StatusSocket({
+        path: this.options.statusSocket.path,
+        status: () => ({ pid: process.pid, status: this.latestStatus, inventory: this.currentInventory }),
+        logger: this.options.logger,
+      });
+      await this.statusSocket.start();
     }
     // Inventory needs systeminformation, which takes a moment: the status loop does not wait for it.
     this.collectMachineFacts().catch((err: unknown) => this.options.logger.warn({ err }, 'could not collect the inventory'));
@@ -93,11 +104,17 @@ export class Telemetry {
     clearInterval(this.timer);
     this.timer = undefined;
     await this.endpoint?.stop();
+    await this.statusSocket?.stop();
   }
 
   /** The port the local endpoint listens on, when it does. */
   get httpPort(): number | undefined {
     return this.endpoint?.port;
+  }
+
+  /** Whether the status socket is being served. */
+  get statusSocketListening(): boolean {
+    return this.statusSocket?.listening ?? false;
   }
 
   latest(): Status | undefined {

@@ -1,3 +1,6 @@
+import { execFile, spawnSync } from 'node:child_process';
+import { chmodSync, lstatSync, mkdirSync } from 'node:fs';
+import { request } from 'node:http';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -14,6 +17,7 @@ import { Sampler } from '../../src/telemetry/sampler.js';
 import { INVENTORY_KEY, readSnapshot, SnapshotStore, STATUS_KEY } from '../../src/telemetry/snapshot-store.js';
 import { systeminformationFacts, type SystemFactsSource } from '../../src/telemetry/system-facts.js';
 import { SystemFiles } from '../../src/telemetry/system-files.js';
+import { STATUS_SOCKET_FILE } from '../../src/telemetry/status-socket.js';
 import { Telemetry } from '../../src/telemetry/telemetry-part.js';
 import { REPO_ROOT, tempDir } from '../helpers/paths.js';
 import { freePort } from '../helpers/ports.js';
@@ -39,13 +43,32 @@ interface Harness {
   clock: { ms: number };
   db: ReturnType<typeof openDatabase>['db'];
   base: () => string;
+  socket: string;
+}
+
+const FINGERPRINT = 'sha256:5eed5eed5eed5eed';
+const PI_SERIAL = '00000000a1b2c3d4';
+
+/** A GET over the status socket: status code and body. */
+function getSocket(socketPath: string, path: string): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = request({ socketPath, path }, (res) => {
+      let body = '';
+      res.on('data', (chunk: Buffer) => (body += chunk.toString()));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+    });
+    req.on('error', reject);
+    req.end();
+  });
 }
 
 async function harness(
-  options: { port?: number; facts?: SystemFactsSource; factsTimeoutMs?: number; providers?: Partial<TelemetryProviders> } = {},
+  options: { port?: number; facts?: SystemFactsSource; factsTimeoutMs?: number; providers?: Partial<TelemetryProviders>; dir?: string } = {},
 ): Promise<Harness> {
-  const { dir, cleanup } = tempDir('fleetlet-telemetry-');
+  const temp = options.dir ? { dir: options.dir, cleanup: () => {} } : tempDir('fleetlet-telemetry-');
+  const { dir, cleanup } = temp;
   const { db } = openDatabase({ stateDir: join(dir, 'state'), fleetletVersion: '0.1.0' });
+  const socket = join(dir, 'state', STATUS_SOCKET_FILE);
   cleanups.push(cleanup, () => void db.close());
   const logger = pino({ level: 'silent' });
   const outbox = new SqliteOutbox(db, { limits: LIMITS });
@@ -59,19 +82,20 @@ async function harness(
     events: new EventGate({ outbox, topic: topics.device('pi-3', 'events'), logger }),
     outbox,
     statusTopic: topics.device('pi-3', 'status'),
-    providers: { ...DEFAULT_PROVIDERS, ...options.providers },
+    providers: { ...DEFAULT_PROVIDERS, identityFingerprints: () => ({ nodePassword: FINGERPRINT }), ...options.providers },
     device: { deviceId: 'pi-3', labels: { site: 'lab' }, groups: [], fleetletVersion: '0.1.0' },
     files,
     facts: options.facts ?? (async () => ({ distro: 'Raspbian GNU/Linux', release: '11', kernel: '6.1.21-v7+' })),
     snapshots: new SnapshotStore(db),
     http: { port: options.port ?? (await freePort()) },
+    statusSocket: { path: socket },
     logger,
     monotonicMs: () => clock.ms,
     factsTimeoutMs: options.factsTimeoutMs,
   });
   await telemetry.start();
   cleanups.push(() => telemetry.stop());
-  return { telemetry, outbox, clock, db, base: () => `http://127.0.0.1:${telemetry.httpPort}` };
+  return { telemetry, outbox, clock, db, base: () => `http://127.0.0.1:${telemetry.httpPort}`, socket };
 }
 
 async function inventoryOf(telemetry: Telemetry): Promise<Inventory> {
@@ -140,17 +164,79 @@ describe('telemetry part with its local endpoint', () => {
     expect(text).toContain('fleetlet_filesystem_free_bytes{dir="state"} 5\n');
   });
 
-  it('serves /status for `fleetlet status`, refuses other methods and paths, and listens on 127.0.0.1 only', async () => {
-    const { base, telemetry } = await harness();
+  it('serves /status on the unix socket only, mode 0600, and refuses other methods and paths', async () => {
+    const { base, telemetry, socket } = await harness();
     await inventoryOf(telemetry);
-    const body = (await (await fetch(`${base()}/status`)).json()) as { pid: number; status: unknown; inventory: unknown };
+    const info = lstatSync(socket);
+    expect(info.isSocket()).toBe(true);
+    expect(info.mode & 0o777).toBe(0o600);
+    expect(info.uid).toBe(process.getuid!());
+    const answer = await getSocket(socket, '/status');
+    expect(answer.status).toBe(200);
+    const body = JSON.parse(answer.body) as { pid: number; status: unknown; inventory: unknown };
     expect(body.pid).toBe(process.pid);
     expect(StatusSchema.parse(body.status).seq).toBe(1);
-    expect(InventorySchema.parse(body.inventory).hardware.model).toBe('Raspberry Pi 3 Model B Rev 1.2');
+    const inventory = InventorySchema.parse(body.inventory);
+    expect(inventory.hardware).toMatchObject({ model: 'Raspberry Pi 3 Model B Rev 1.2', serial: PI_SERIAL });
+    expect(inventory.identity).toEqual({ nodePassword: FINGERPRINT });
+    expect((await getSocket(socket, '/metrics')).status).toBe(404);
+    expect((await fetch(`${base()}/status`)).status).toBe(404);
     expect((await fetch(`${base()}/metrics`, { method: 'POST', body: 'x' })).status).toBe(405);
     expect((await fetch(`${base()}/../etc/passwd`)).status).toBe(404);
     const headers = { 'x-big': 'a'.repeat(20_000) };
     expect((await fetch(`${base()}/healthz`, { headers })).status).toBe(431);
+    await telemetry.stop();
+    expect(lstatSync(socket, { throwIfNoEntry: false })).toBeUndefined();
+  });
+
+  it('hands nothing that identifies the device to whatever reaches 127.0.0.1', async () => {
+    const { base, telemetry } = await harness();
+    await inventoryOf(telemetry);
+    for (const path of ['/healthz', '/metrics', '/status', '/']) {
+      const body = await (await fetch(`${base()}${path}`)).text();
+      expect(body, path).not.toContain(PI_SERIAL);
+      expect(body, path).not.toContain(FINGERPRINT);
+      expect(body, path).not.toContain('pi-3');
+    }
+  });
+
+  it('lets no other user connect to the status socket', async (context) => {
+    if (process.getuid!() !== 0 || spawnSync('runuser', ['-u', 'nobody', '--', 'true']).status !== 0) {
+      context.skip('needs root and runuser to try as nobody');
+    }
+    // Directories nobody may traverse (0711) but not list or write: only the socket's own mode stands in the way.
+    const { dir, cleanup } = tempDir('fleetlet-telemetry-');
+    cleanups.push(cleanup);
+    chmodSync(dir, 0o711);
+    mkdirSync(join(dir, 'state'), { mode: 0o711 });
+    const { socket } = await harness({ dir });
+    expect(lstatSync(join(dir, 'state')).mode & 0o777).toBe(0o711);
+    const probe = `require('http').get({ socketPath: ${JSON.stringify(socket)}, path: '/status' }, (r) => console.log('status', r.statusCode)).on('error', (e) => console.log(e.code))`;
+    // Asynchronously: the socket is served by this very process, which must stay free to answer.
+    const run = (command: string, args: string[]) =>
+      new Promise<string>((resolve) => execFile(command, args, { timeout: 20_000 }, (_err, stdout) => resolve(stdout.trim())));
+    expect(await run('runuser', ['-u', 'nobody', '--', process.execPath, '-e', probe])).toBe('EACCES');
+    expect(await run(process.execPath, ['-e', probe])).toBe('status 200');
+  });
+
+  it('replaces a stale socket, and serves none in a directory others may write to', async () => {
+    const { dir, cleanup } = tempDir('fleetlet-telemetry-');
+    cleanups.push(cleanup);
+    const state = join(dir, 'state');
+    mkdirSync(state, { mode: 0o700 });
+    // A killed agent leaves its socket file behind (a clean stop removes it).
+    const listener = `require('net').createServer().listen(${JSON.stringify(join(state, STATUS_SOCKET_FILE))}, () => process.kill(process.pid, 'SIGKILL'))`;
+    spawnSync(process.execPath, ['-e', listener]);
+    expect(lstatSync(join(state, STATUS_SOCKET_FILE)).isSocket()).toBe(true);
+    const { telemetry, socket } = await harness({ dir });
+    expect(telemetry.statusSocketListening).toBe(true);
+    expect((await getSocket(socket, '/status')).status).toBe(200);
+    await telemetry.stop();
+
+    chmodSync(state, 0o777);
+    const loose = await harness({ dir });
+    expect(loose.telemetry.statusSocketListening).toBe(false);
+    expect(lstatSync(loose.socket, { throwIfNoEntry: false })).toBeUndefined();
   });
 
   it('keeps running without the endpoint when its port is taken', async () => {

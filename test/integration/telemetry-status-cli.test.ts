@@ -29,10 +29,10 @@ async function startAgent() {
     device: { id: 'status-test', name: 'Bench board', labels: { site: 'lab' } },
     telemetry: { intervalSeconds: 5, http: { enabled: true, port } },
   });
-  // The same state directory, with the endpoint off: `status` must then read the database.
+  // The same state directory, with the status socket off: `status` must then read the database.
   const offline = writeAgentConfig(join(dir, 'offline-view'), {
     stateDir: join(dir, 'state'),
-    telemetry: { http: { enabled: false } },
+    telemetry: { http: { enabled: false }, statusSocket: { enabled: false } },
   });
   const agent = startCli(['agent', '--config', config]);
   cleanups.push(async () => {
@@ -53,7 +53,7 @@ async function startAgent() {
 
 describe('fleetlet status', () => {
   it('shows the running agent, then its database while it runs, then after it stopped', async () => {
-    const { dir, config, offline, agent } = await startAgent();
+    const { dir, port, config, offline, agent } = await startAgent();
     // The inventory comes a moment after start (systeminformation); wait for it in the agent's answer.
     let running = runCli(['status', '--config', config]);
     const deadline = Date.now() + 20_000;
@@ -71,6 +71,11 @@ describe('fleetlet status', () => {
     const json = runCli(['status', '--config', config, '--json']);
     const view = JSON.parse(json.stdout) as { source: string; status: { seq: number }; inventory: { deviceId: string } };
     expect(view).toMatchObject({ source: 'agent', inventory: { deviceId: 'status-test' } });
+    // The agent's full view came through its socket: only the agent's user may open it.
+    const socket = statSync(join(dir, 'state/status.sock'));
+    expect([socket.isSocket(), socket.mode & 0o777]).toEqual([true, 0o600]);
+    // The TCP port every hostNetwork pod reaches no longer has it.
+    expect((await fetch(`http://127.0.0.1:${port}/status`)).status).toBe(404);
 
     // The database, read-only, while the agent writes to it.
     const fromDb = runCli(['status', '--config', offline]);
@@ -93,18 +98,24 @@ describe('fleetlet status', () => {
   it('says why when there is neither an agent nor a database', async () => {
     const { dir, cleanup } = tempDir('fleetlet-status-');
     cleanups.push(cleanup);
-    const config = writeAgentConfig(dir, { telemetry: { http: { enabled: true, port: await freePort() } } });
+    const config = writeAgentConfig(dir);
     const result = runCli(['status', '--config', config]);
     expect(result.code).toBe(1);
-    expect(result.stderr).toMatch(/the agent does not answer on 127\.0\.0\.1:\d+ and there is no state database/);
+    expect(result.stderr).toMatch(/the agent does not answer on \S+\/state\/status\.sock and there is no state database/);
   });
 
-  it('ignores something else answering on the port with garbage, or too much', async () => {
-    for (const body of ['not json', JSON.stringify({ pid: 1, status: { seq: 'x' } }), 'x'.repeat(300 * 1024)]) {
-      const server = createServer((_req, res) => res.end(body)).listen(0, '127.0.0.1');
+  it('ignores something else answering on the socket with garbage, an error, or too much', async () => {
+    const { dir, cleanup } = tempDir('fleetlet-status-');
+    cleanups.push(cleanup);
+    const socket = join(dir, 'status.sock');
+    const answers: [number, string][] = [[200, 'not json'], [200, JSON.stringify({ pid: 1, status: { seq: 'x' } })], [200, 'x'.repeat(300 * 1024)], [500, '{}']];
+    for (const [code, body] of answers) {
+      const server = createServer((_req, res) => {
+        res.statusCode = code;
+        res.end(body);
+      }).listen(socket);
       await new Promise((r) => server.once('listening', r));
-      const port = (server.address() as { port: number }).port;
-      const view = await fromAgent(port);
+      const view = await fromAgent(socket);
       await new Promise((r) => server.close(r));
       expect(view).toBeUndefined();
     }
