@@ -149,8 +149,8 @@ describe('fleet rollout over 20 device processes on a real broker', () => {
 
   it('resumes after the operator process is killed mid-rollout, upgrading every device exactly once', async () => {
     const stateFile = join(dir.dir, 'site-b.json');
-    const args = ['fleet', 'rollout', 'k3s', '--to', GOOD, '--label', 'site=b', '--canary-count', '1', '--batch-size', '3', '--max-failures', '0', '--device-timeout', '30', '--state', stateFile, '--broker', broker.url, '--allow-plaintext', '--key', keyFile];
-    const first = spawn(process.execPath, [FLEETLET_BUNDLE, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const args = ['fleet', 'rollout', 'k3s', '--to', GOOD, '--label', 'site=b', '--canary-count', '1', '--batch-size', '3', '--max-failures', '0', '--device-timeout', '30', '--state', stateFile, '--broker', broker.url, '--key', keyFile];
+    const first = spawn(process.execPath, [FLEETLET_BUNDLE, ...args, '--allow-plaintext'], { stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
     first.stdout.on('data', (chunk: Buffer) => (out += chunk.toString()));
     const deadline = Date.now() + 60_000;
