@@ -38,10 +38,13 @@ export interface K3sControl {
   restart(): Promise<void>;
   /** Resolves once k3s is healthy (kubelet healthz and node registered since the last restart), or with why not. */
   waitHealthy(timeoutMs: number, signal: AbortSignal): Promise<HealthVerdict>;
-  /** Writes the changed settings for the next start, keeping the current ones aside for revertNodeSettings. */
-  applyNodeSettings(changes: K3sNodeChanges): Promise<void>;
-  /** Puts back the settings kept by the last applyNodeSettings. */
-  revertNodeSettings(): Promise<void>;
+  /**
+   * Writes the changed settings for the next start, after keeping (durably) the ones from before command
+   * `commandId` for revertNodeSettings. Repeating it for the same command gives the same result.
+   */
+  applyNodeSettings(commandId: string, changes: K3sNodeChanges): Promise<void>;
+  /** Puts back the settings from before command `commandId`; repeating it writes the same settings again. */
+  revertNodeSettings(commandId: string): Promise<void>;
   /** The newest lines of k3s's own log, oldest first, at most `max`. */
   recentLogLines(max: number): Promise<string[]>;
 }

@@ -83,12 +83,12 @@ export class SupervisedK3sControl {
     }
   }
 
-  async applyNodeSettings(changes: NodeSettings): Promise<void> {
-    this.settings.apply(changes);
+  applyNodeSettings(commandId: string, changes: NodeSettings): Promise<void> {
+    return this.settings.apply(commandId, changes);
   }
 
-  async revertNodeSettings(): Promise<void> {
-    this.settings.revert();
+  revertNodeSettings(commandId: string): Promise<void> {
+    return this.settings.revert(commandId);
   }
 
   async recentLogLines(max: number): Promise<string[]> {

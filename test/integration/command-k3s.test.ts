@@ -1,7 +1,6 @@
 import { mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { k3sConfigureHandler } from '../../src/commands/k3s-configure.js';
 import { k3sRestartHandler } from '../../src/commands/k3s-restart.js';
 import { CHUNK_BYTES, logsCollectHandler } from '../../src/commands/logs-collect.js';
 import { tempDir } from '../helpers/paths.js';
@@ -11,9 +10,8 @@ import { ProcessK3sControl } from '../fixtures/command-k3s-control.js';
 import { routerRig, type RouterRig } from '../fixtures/command-router-setup.js';
 
 const operator = testKey('ops');
-const TOKEN = 'K10rotated-secret-token::server:abcdef';
 
-describe('k3s.restart, k3s.configure and logs.collect on a running (fake) k3s', () => {
+describe('k3s.restart and logs.collect on a running (fake) k3s', () => {
   let dir: { dir: string; cleanup: () => void };
   let k3s: ProcessK3sControl;
   let rig: RouterRig;
@@ -30,7 +28,6 @@ describe('k3s.restart, k3s.configure and logs.collect on a running (fake) k3s', 
       operator,
       handlers: [
         k3sRestartHandler(k3s, 3000),
-        k3sConfigureHandler(k3s, 3000),
         logsCollectHandler({ agent: async (max) => agentLines.slice(-max), k3s: (max) => k3s.recentLogLines(max) }),
       ],
     });
@@ -41,7 +38,7 @@ describe('k3s.restart, k3s.configure and logs.collect on a running (fake) k3s', 
     dir.cleanup();
   });
 
-  const run = async (type: 'k3s.restart' | 'k3s.configure' | 'logs.collect', args: Record<string, unknown> = {}) => {
+  const run = async (type: 'k3s.restart' | 'logs.collect', args: Record<string, unknown> = {}) => {
     const envelope = signedCommand(operator, { type, args });
     rig.router.receive(encode(envelope));
     await rig.router.idle();
@@ -54,27 +51,6 @@ describe('k3s.restart, k3s.configure and logs.collect on a running (fake) k3s', 
     expect(results.at(-1)).toMatchObject({ status: 'succeeded', detail: 'k3s restarted and healthy' });
     expect(k3s.runningPid()).not.toBe(before);
     expect(k3s.runningPid()).toBeDefined();
-  });
-
-  it('k3s.configure applies labels and a rotated token with a restart, and never echoes the token', async () => {
-    const results = await run('k3s.configure', { labels: { zone: 'north' }, joinToken: TOKEN });
-    expect(results.at(-1)).toMatchObject({ status: 'succeeded' });
-    expect(k3s.settings()).toEqual({ labels: { zone: 'north' }, joinToken: TOKEN });
-    expect(JSON.stringify(rig.outbox.records)).not.toContain(TOKEN);
-    expect(JSON.stringify(rig.journal.get(results[0]!.commandId!)?.command)).not.toContain(TOKEN);
-  });
-
-  it('k3s.configure puts the previous settings back when k3s is not healthy with the new ones', async () => {
-    await run('k3s.configure', { labels: { zone: 'north' } });
-    const results = await run('k3s.configure', { serverUrl: 'https://unreachable.example:6443', joinToken: TOKEN });
-    expect(results.at(-1)).toMatchObject({
-      status: 'failed',
-      reason: 'rolled_back',
-      detail: expect.stringContaining('previous settings restored and healthy'),
-    });
-    expect(k3s.settings()).toEqual({ labels: { zone: 'north' } });
-    expect(await k3s.waitHealthy(3000, new AbortController().signal)).toEqual({ healthy: true });
-    expect(JSON.stringify(rig.outbox.records)).not.toContain(TOKEN);
   });
 
   it('logs.collect sends bounded lines in chunks that each fit one message', async () => {

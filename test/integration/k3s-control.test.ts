@@ -72,7 +72,7 @@ describe('the k3s control handle', () => {
 
   it('says why k3s is not healthy when it times out', async () => {
     await control.waitHealthy(30_000, new AbortController().signal);
-    await control.applyNodeSettings({ serverUrl: 'https://10.0.0.9:6443' });
+    await control.applyNodeSettings('cmd-1', { serverUrl: 'https://10.0.0.9:6443' });
     fake.script([{ server: 'password-rejected' }]);
     await control.restart();
     const verdict = await control.waitHealthy(1_500, new AbortController().signal);
@@ -81,7 +81,7 @@ describe('the k3s control handle', () => {
 
   it('applies node settings on the next start and reverts them', async () => {
     await control.waitHealthy(30_000, new AbortController().signal);
-    await control.applyNodeSettings({ labels: { role: 'gateway' }, taints: ['edge=true:NoSchedule'], joinToken: NEW_TOKEN });
+    await control.applyNodeSettings('cmd-2', { labels: { role: 'gateway' }, taints: ['edge=true:NoSchedule'], joinToken: NEW_TOKEN });
     expect(statSync(join(dir, 'work', 'node-settings.json')).mode & 0o777).toBe(0o600);
     await control.restart();
     await control.waitHealthy(30_000, new AbortController().signal);
@@ -90,7 +90,7 @@ describe('the k3s control handle', () => {
     const environ = readFileSync(`/proc/${fake.supervisor.status().pid}/environ`, 'utf8');
     expect(environ.split('\0')).toContain(`K3S_TOKEN=${NEW_TOKEN}`);
 
-    await control.revertNodeSettings();
+    await control.revertNodeSettings('cmd-2');
     await control.restart();
     await control.waitHealthy(30_000, new AbortController().signal);
     expect(lastArgv()).toEqual(expect.arrayContaining(['role=edge']));
