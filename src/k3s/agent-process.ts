@@ -67,6 +67,11 @@ export interface SpawnOptions {
   env: Record<string, string>;
   /** k3s's stdout and stderr go here (appended), never to a pipe: a pipe to a dead fleetlet would SIGPIPE k3s. */
   logFile: string;
+  /**
+   * Called in the same tick as the fork, before any await: a fleetlet killed later than this can be found and
+   * adopted by the next one; one killed while it waited for the spawn event would leave an unknown k3s behind.
+   */
+  onSpawn?: (pid: number) => void;
 }
 
 /**
@@ -78,6 +83,7 @@ export function spawnAgent(options: SpawnOptions): Promise<AgentProcess> {
   const logFd = openSync(options.logFile, 'a', 0o600);
   try {
     const child = spawn(options.binaryPath, options.args, { env: options.env, detached: true, stdio: ['ignore', logFd, logFd] });
+    if (child.pid !== undefined) options.onSpawn?.(child.pid);
     let running = true;
     const exited = new Promise<ExitInfo>((resolve) => {
       child.once('exit', (code, signal) => {

@@ -212,8 +212,8 @@ export class K3sSupervisor {
         args: invocation.args,
         env: childEnvironment(this.options.baseEnv, invocation),
         logFile: this.logFile,
+        onSpawn: (pid) => this.recordProcess(pid),
       });
-      this.recordProcess(child);
       if (this.spawnedBefore) this.current.restarts += 1;
       this.spawnedBefore = true;
       this.log.newRun();
@@ -247,14 +247,14 @@ export class K3sSupervisor {
   }
 
   /** Without the record a restarted fleetlet cannot adopt this k3s; it is still supervised now, so only warn. */
-  private recordProcess(child: AgentProcess): void {
+  private recordProcess(pid: number): void {
     try {
-      const startTime = processStartTime(child.pid);
+      const startTime = processStartTime(pid);
       if (startTime) {
-        writeProcessRecord(this.recordFile, { pid: child.pid, startTime, binaryPath: this.options.binaryPath, startedAt: this.clock.now() });
+        writeProcessRecord(this.recordFile, { pid, startTime, binaryPath: this.options.binaryPath, startedAt: this.clock.now() });
       }
     } catch (err) {
-      this.options.logger.warn({ err, pid: child.pid }, 'cannot record the k3s process; a fleetlet restart would not adopt it');
+      this.options.logger.warn({ err, pid }, 'cannot record the k3s process; a fleetlet restart would not adopt it');
     }
   }
 
