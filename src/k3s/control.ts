@@ -69,12 +69,16 @@ export class SupervisedK3sControl {
     return this.supervisor.restart();
   }
 
-  /** Healthy = kubelet healthz answers and the node registered since the last start. */
+  /**
+   * Healthy = kubelet healthz answers and the node registered since the last start. A k3s adopted from a previous
+   * fleetlet (restarted in the middle of a health wait) registered before this one watched its log: for it, kubelet
+   * healthz is the evidence there is, and a healthy k3s is not rolled back for a line it logged before.
+   */
   async waitHealthy(timeoutMs: number, signal: AbortSignal): Promise<HealthVerdict> {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
       const status = this.supervisor.status();
-      if (status.state === 'running-healthy' && status.registered) return { healthy: true };
+      if (status.state === 'running-healthy' && (status.registered || status.adopted)) return { healthy: true };
       if (Date.now() >= deadline || signal.aborted) {
         const why = status.problem ? `${status.problem.kind}: ${status.problem.remedy}` : `k3s is ${status.state}`;
         return { healthy: false, reason: `not healthy within ${timeoutMs} ms (${why})` };

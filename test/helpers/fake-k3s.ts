@@ -12,3 +12,17 @@ export function fakeK3sBinary(sizeBytes = 2 * 1024 * 1024, variant = ''): Buffer
   const padding = Math.max(0, sizeBytes - head.length - 4);
   return Buffer.from(`${head}/*${'x'.repeat(padding)}*/\n`);
 }
+
+/**
+ * A release "binary" of a given version: `--version` prints it, and `agent` runs the fake k3s, which serves a
+ * failing kubelet healthz when `never-healthy` (a build that starts but never becomes healthy). Versions differ in
+ * their bytes, so each has its own sha256.
+ */
+export function fakeK3sRelease(version: string, behaviour: 'healthy' | 'never-healthy' = 'healthy'): Buffer {
+  return Buffer.from(`#!/usr/bin/env node
+// fake k3s ${version} (${behaviour})
+process.env.FAKE_K3S_VERSION = ${JSON.stringify(version)};
+${behaviour === 'never-healthy' ? "process.env.FAKE_K3S_HEALTHZ = 'fail';\n" : ''}// No import statement and no top-level await: it also runs as \`k3s.previous\`, an extension node loads as CommonJS.
+void import(${JSON.stringify(FAKE_K3S)});
+`);
+}
