@@ -14,6 +14,7 @@ import { REPO_ROOT, tempDir } from '../helpers/paths.js';
 import { freePort } from '../helpers/ports.js';
 import { processesMatching } from '../helpers/processes.js';
 import { encode, signedCommand, testKey } from '../fixtures/command-keys.js';
+import { CONFIGURED_K3S } from '../fixtures/runner-device.js';
 
 const RUNNER = join(REPO_ROOT, 'dist/k3s-configure-runner.cjs');
 const ITERATIONS = 52;
@@ -21,8 +22,6 @@ const ITERATIONS = 52;
 const BAD_SHARE = 0.2;
 /** The fake k3s is healthy well within this even on a loaded machine; a bad change costs this much per wait. */
 const HEALTH_TIMEOUT_MS = 2_000;
-/** As the runner configures k3s before any command changed it. */
-const CONFIGURED = { server: 'https://10.0.0.1:6443', token: 'K10abc::node:original' };
 /** Never resolves (RFC 2606): the fake k3s retries it forever and never becomes healthy. */
 const UNREACHABLE = 'https://k3s.unreachable.invalid:6443';
 const operator = testKey('ops');
@@ -184,9 +183,9 @@ describe('k3s.configure across SIGKILL at random moments', () => {
     }
     expect(settingsOnDisk(), context).toEqual(expected);
     const k3s = runningK3s();
-    expect(k3s.argv, context).toEqual(expect.arrayContaining(['--server', expected.serverUrl ?? CONFIGURED.server]));
+    expect(k3s.argv, context).toEqual(expect.arrayContaining(['--server', expected.serverUrl ?? CONFIGURED_K3S.serverUrl]));
     if (expected.labels) expect(k3s.argv, context).toContain(`zone=${expected.labels.zone}`);
-    expect(k3s.token, context).toBe(expected.joinToken ?? CONFIGURED.token);
+    expect(k3s.token, context).toBe(expected.joinToken ?? CONFIGURED_K3S.token);
     expect(await healthz(), context).toBe(200);
     // One k3s, the supervised one: a run killed around a restart must not leave a k3s nobody supervises.
     const stray = processesMatching(join(dir, 'data')).filter((pid) => pid !== k3s.pid);
