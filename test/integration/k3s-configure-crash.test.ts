@@ -134,6 +134,23 @@ describe('k3s.configure across SIGKILL at random moments', () => {
     const file = join(dir, 'work', 'node-settings.json');
     return existsSync(file) ? (JSON.parse(readFileSync(file, 'utf8')) as NodeSettings) : {};
   };
+  /** Every fake k3s of this device, with what it was started with and whether the supervisor's record names it. */
+  const k3sProcesses = () => {
+    const record = join(dir, 'work', 'agent-process.json');
+    const recorded = existsSync(record) ? (JSON.parse(readFileSync(record, 'utf8')) as { pid: number }).pid : undefined;
+    return processesMatching(join(dir, 'data')).map((pid) => ({
+      pid,
+      recorded: pid === recorded,
+      labels: existsSync(join(dir, `${pid}.json`)) ? (JSON.parse(readFileSync(join(dir, `${pid}.json`), 'utf8')) as { flags?: unknown }).flags : undefined,
+    }));
+  };
+  /** The end of k3s's log, which says why it was not healthy when a check fails. */
+  const logTail = (): string => {
+    const file = join(dir, 'work', 'agent-output.log');
+    if (!existsSync(file)) return '(none)';
+    const text = readFileSync(file, 'utf8');
+    return text.slice(-3000);
+  };
   /** What the k3s the supervisor runs now was started with, from the process itself. */
   const runningK3s = () => {
     const { pid } = JSON.parse(readFileSync(join(dir, 'work', 'agent-process.json'), 'utf8')) as { pid: number };
@@ -167,7 +184,7 @@ describe('k3s.configure across SIGKILL at random moments', () => {
 
     const results = resultsOf(command.id);
     const finals = results.filter((r) => r.status === 'succeeded' || r.status === 'failed');
-    const context = `command ${serial} (${bad ? 'bad' : 'good'}), killed ${JSON.stringify(kill)} at ${stage}: ${JSON.stringify(finals)}`;
+    const context = `command ${serial} (${bad ? 'bad' : 'good'}), killed ${JSON.stringify(kill)} at ${stage}: ${JSON.stringify(finals)}\nk3s processes: ${JSON.stringify(k3sProcesses())}\nk3s log: ${logTail()}`;
     let expected: NodeSettings = before;
     if (stage === 'not-received') {
       expect(results, context).toEqual([]);
