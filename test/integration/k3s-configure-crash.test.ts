@@ -11,7 +11,7 @@ import { bundleFixture } from '../helpers/bundle-fixture.js';
 import { FAKE_K3S } from '../helpers/fake-k3s.js';
 import { isAlive } from '../helpers/k3s-supervisor.js';
 import { REPO_ROOT, tempDir } from '../helpers/paths.js';
-import { freePort } from '../helpers/ports.js';
+import { freeFixedPort } from '../helpers/ports.js';
 import { processesMatching } from '../helpers/processes.js';
 import { encode, signedCommand, testKey } from '../fixtures/command-keys.js';
 import { CONFIGURED_K3S } from '../fixtures/runner-device.js';
@@ -56,7 +56,7 @@ describe('k3s.configure across SIGKILL at random moments', () => {
   beforeAll(async () => {
     await bundleFixture('k3s-configure-runner.ts', RUNNER);
     ({ dir, cleanup } = tempDir('fleetlet-configure-crash-'));
-    healthzPort = await freePort();
+    healthzPort = await freeFixedPort();
     const boot = await runOnce();
     expect(boot.code, boot.stderr).toBe(0);
     // A run without a command starts k3s and leaves at once; k3s becomes healthy on its own.

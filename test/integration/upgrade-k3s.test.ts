@@ -6,7 +6,7 @@ import { binaryVersion } from '../../src/k3s/control.js';
 import { openDatabase } from '../../src/store/db.js';
 import { SqliteOutbox } from '../../src/store/sqlite-outbox.js';
 import type { CommandResult } from '../../src/protocol/result.js';
-import { freePort } from '../helpers/ports.js';
+import { freeFixedPort } from '../helpers/ports.js';
 import { processesMatching } from '../helpers/processes.js';
 import { REPO_ROOT, tempDir } from '../helpers/paths.js';
 import { bundleFixture } from '../helpers/bundle-fixture.js';
@@ -49,7 +49,7 @@ async function device(): Promise<Device> {
   mkdirSync(join(dir, 'k3s', 'bin'), { recursive: true });
   writeFileSync(binaryPath, fakeK3sRelease(OLD));
   chmodSync(binaryPath, 0o755);
-  const d = { dir, binaryPath, healthzPort: await freePort(), cleanup };
+  const d = { dir, binaryPath, healthzPort: await freeFixedPort(), cleanup };
   // A run without a command starts k3s and leaves it running, as the agent's first start does.
   const boot = await runDevice(d, {});
   expect(boot.code, boot.stderr).toBe(0);
