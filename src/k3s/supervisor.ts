@@ -14,6 +14,7 @@ import {
 import type { K3sEvent } from './events.js';
 import { probeHealthz } from './health.js';
 import { FOREIGN_PROCESS_REMEDY, OtherAgentsWatch } from './foreign-process.js';
+import { findLaunchedProcess, LAUNCH_ID_ENV, writeLaunchIntent } from './launch-intent.js';
 import { LogWatch } from './log-watch.js';
 import { RestartPolicy } from './restart-policy.js';
 import { LogTail } from './log-tail.js';
@@ -37,6 +38,7 @@ type State =
 
 export const LOG_FILE = 'agent-output.log';
 export const RECORD_FILE = 'agent-process.json';
+const LAUNCH_FILE = 'agent-launch.json';
 
 /**
  * Runs `k3s agent` as an explicit state machine in the manner of Mender's client: every state's handler waits for
@@ -96,6 +98,10 @@ export class K3sSupervisor {
     return join(this.options.workDir, RECORD_FILE);
   }
 
+  private get launchFile(): string {
+    return join(this.options.workDir, LAUNCH_FILE);
+  }
+
   status(): K3sStatus {
     return { ...this.current };
   }
@@ -108,7 +114,9 @@ export class K3sSupervisor {
   async start(): Promise<void> {
     mkdirSync(this.options.workDir, { recursive: true, mode: 0o700 });
     const record = readProcessRecord(this.recordFile);
-    const adopted = record ? adoptAgent(record, this.t.adoptPollMs) : undefined;
+    const launched = () => findLaunchedProcess(this.launchFile, this.clock.now());
+    const adoptable = record && processStartTime(record.pid) === record.startTime ? record : launched();
+    const adopted = adoptable ? adoptAgent(adoptable, this.t.adoptPollMs) : undefined;
     await this.tail.start(true);
     let first: State = { name: 'launching' };
     if (adopted) {
@@ -210,7 +218,7 @@ export class K3sSupervisor {
       const child = await spawnAgent({
         binaryPath: this.options.binaryPath,
         args: invocation.args,
-        env: childEnvironment(this.options.baseEnv, invocation),
+        env: { ...childEnvironment(this.options.baseEnv, invocation), [LAUNCH_ID_ENV]: writeLaunchIntent(this.launchFile, this.options.binaryPath) },
         logFile: this.logFile,
         onSpawn: (pid) => this.recordProcess(pid),
       });
