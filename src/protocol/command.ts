@@ -68,6 +68,11 @@ export const AgentUpgradeArgsSchema = z.strictObject({
   sha256: z.string().regex(SHA256_HEX, { error: 'expected a lowercase hex sha256' }),
 });
 
+/** Stops the running or waiting command with this id; it then reports `failed` with reason `cancelled`. */
+export const CommandCancelArgsSchema = z.strictObject({
+  commandId: z.string().regex(COMMAND_ID_PATTERN, { error: 'expected a command id: 8-64 of A-Z a-z 0-9 _ -' }),
+});
+
 export const COMMAND_ARGS = {
   ping: PingArgsSchema,
   'k3s.upgrade': K3sUpgradeArgsSchema,
@@ -75,6 +80,7 @@ export const COMMAND_ARGS = {
   'k3s.configure': K3sConfigureArgsSchema,
   'logs.collect': LogsCollectArgsSchema,
   'agent.upgrade': AgentUpgradeArgsSchema,
+  'command.cancel': CommandCancelArgsSchema,
 } as const;
 
 export type CommandType = keyof typeof COMMAND_ARGS;
