@@ -213,3 +213,41 @@ describe('a stop of the agent during a download', () => {
     expect(sha256(readFileSync(binaryPath))).toBe(installedSha);
   }, 40_000);
 });
+
+describe('a k3s.upgrade resumed between its download and its swap', () => {
+  /** What a crash right after the download leaves: the command running at `swap`, its temp file possibly gone. */
+  function interruptedAtSwap(command: ReturnType<typeof upgrade>, newPath: string): void {
+    const before = device();
+    expect(before.journal.begin(command as never, Date.now())).toBe(true);
+    before.journal.saveStep(command.id, { state: 'swap', fromVersion: 'v1.36.3+k3s1', fromSha: installedSha, newPath, newSha: sha256(GOOD_BINARY) }, true);
+    before.close();
+    rig = undefined;
+  }
+
+  it('downloads again when the sweep at start removed its verified file, then completes', async () => {
+    const command = upgrade(GOOD);
+    interruptedAtSwap(command, join(dir, 'bin', '.k3s.download-5eb7e9ed'));
+    const d = device({ healthTimeoutMs: 30_000 });
+    d.router.resumeInterrupted();
+    await d.router.idle();
+    expect(finalOf(d.outbox.results(), command.id)).toMatchObject({ status: 'succeeded', detail: expect.stringContaining('healthy') });
+    expect(d.outbox.results().flatMap((r) => (r.commandId === command.id && r.status === 'progress' ? [r.step] : []))).toEqual(
+      expect.arrayContaining(['swap', 'download', 'restart', 'wait_health', 'commit']),
+    );
+    expect(sha256(readFileSync(binaryPath))).toBe(sha256(GOOD_BINARY));
+  }, 60_000);
+
+  it('ends as expired, with nothing changed and its file removed, when the command expired meanwhile', async () => {
+    const command = upgrade(GOOD, 1_000);
+    const newPath = join(dir, 'bin', '.k3s.download-0ddba11e');
+    writeFileSync(newPath, GOOD_BINARY, { mode: 0o600 });
+    interruptedAtSwap(command, newPath);
+    await waitUntil(() => Date.now() > command.expiresAt, 'the command to expire', 10_000);
+    const d = device();
+    d.router.resumeInterrupted();
+    await d.router.idle();
+    expect(finalOf(d.outbox.results(), command.id)).toMatchObject({ status: 'failed', reason: 'expired' });
+    expect(sha256(readFileSync(binaryPath))).toBe(installedSha);
+    expect(strayFiles()).toEqual([]);
+  }, 40_000);
+});
