@@ -52,6 +52,11 @@ export function agentUpgradeHandler(options: AgentUpgradeOptions): CommandHandle
       const resumed = saved.success && saved.data.state === 'swap' ? await resumeSwap(saved.data, context, options) : undefined;
       const step = resumed ?? (await prepare(context, options));
       if ('status' in step) return step;
+      if (context.cancelled()) {
+        // The cancel came as the download completed: stop before anything is changed.
+        await rm(step.newPath, { force: true });
+        return { status: 'failed', reason: 'cancelled', detail: 'cancelled after the download; nothing was changed' };
+      }
       context.progress('swap', `keeping ${options.binaryPath}.previous, opening a trial`);
       await writeGuard(options.stateDir);
       await keepPrevious(options.binaryPath, step.fromSha);

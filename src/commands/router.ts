@@ -144,17 +144,24 @@ export class CommandRouter {
       }
       let settle: (status: 'succeeded' | 'failed' | 'pending' | undefined) => void = () => {};
       const run: Run = { command, handler, step: savedStep, cancel: new AbortController(), ended: new Promise((resolve) => (settle = resolve)) };
-      this.running = run;
-      let outcome = await this.runHandler(run, savedStep, resumed);
-      this.running = undefined;
-      // A run that failed while the agent was stopping most likely failed because of the stop: leave it running in
-      // the journal, so that the next start resumes it (or reports it interrupted) instead of a misleading failure.
-      if (this.abort.signal.aborted && outcome.status === 'failed') return settle(undefined);
-      if (run.cancelledBy && outcome.status === 'failed') {
-        outcome = { status: 'failed', reason: 'cancelled', detail: `cancelled by ${run.cancelledBy}: ${outcome.detail}` };
+      let ended: 'succeeded' | 'failed' | 'pending' | undefined;
+      try {
+        this.running = run;
+        let outcome = await this.runHandler(run, savedStep, resumed);
+        this.running = undefined;
+        // A run that failed while the agent was stopping most likely failed because of the stop: leave it running in
+        // the journal, so that the next start resumes it (or reports it interrupted) instead of a misleading failure.
+        if (this.abort.signal.aborted && outcome.status === 'failed') return;
+        if (run.cancelledBy && outcome.status === 'failed') {
+          outcome = { status: 'failed', reason: 'cancelled', detail: `cancelled by ${run.cancelledBy}: ${outcome.detail}` };
+        }
+        this.finish(command, outcome);
+        ended = outcome.status;
+      } finally {
+        this.running = undefined;
+        // Also when finishing threw: a cancel waiting on this run (and stop() waiting on the cancel) must not hang.
+        settle(ended);
       }
-      this.finish(command, outcome);
-      settle(outcome.status);
     });
   }
 
