@@ -124,7 +124,7 @@ export async function runState(state: UpgradeState, env: UpgradeEnv): Promise<Up
       return { ...state, state: 'rollback_wait_health' };
     case 'rollback_wait_health': {
       const health = await k3s.waitHealthy(env.healthTimeoutMs, env.signal);
-      const why = `${args.version} was not healthy (${state.reason})`;
+      const why = state.reason.startsWith('cancelled') ? `the upgrade to ${args.version} was ${state.reason}` : `${args.version} was not healthy (${state.reason})`;
       if (health.healthy) return done('failed', 'rolled_back', `${why}; ${state.fromVersion} restored and healthy`);
       return done('failed', 'rollback_unhealthy', `${why}; ${state.fromVersion} restored but not healthy either (${health.reason})`);
     }
