@@ -1,9 +1,12 @@
 import { z } from 'zod';
+import { rm } from 'node:fs/promises';
+import { dirname } from 'node:path';
+import { DownloadDeadlineError, downloadToTemp, freeBytesIn } from '../lib/download.js';
+import { DiskFullError } from '../lib/errors.js';
 import { sha256OfFileIfPresent } from '../lib/files.js';
-import { keepPrevious, restorePrevious, swapIn } from './binary-swap.js';
-import { downloadVerified } from './download.js';
+import { exists, keepPrevious, restorePrevious, swapIn } from './binary-swap.js';
 import { guardRanForThisStart, guardUnitLine, readMarker, writeGuard, writeMarker } from './agent-upgrade-guard.js';
-import type { CommandHandler, CommandContext, HandlerOutcome } from './handler.js';
+import { expiredOutcome, type CommandHandler, type CommandContext, type HandlerOutcome } from './handler.js';
 import { compareVersions } from './versions.js';
 
 export interface AgentUpgradeOptions {
@@ -12,6 +15,10 @@ export interface AgentUpgradeOptions {
   currentVersion: string;
   confirmTimeoutMs: number;
   maxArtifactBytes: number;
+  /** Free bytes needed beside the binary before the download starts. */
+  minFreeBytes: number;
+  /** A download that receives nothing for this long fails. */
+  downloadIdleTimeoutMs: number;
   /** Connected to the broker and publishing: what a new binary must reach to confirm itself. */
   agentHealthy: () => boolean;
   /** Stops the agent cleanly; the service manager starts it again (Restart=always), now from the new binary. */
@@ -37,11 +44,19 @@ export function agentUpgradeHandler(options: AgentUpgradeOptions): CommandHandle
   return {
     type: 'agent.upgrade',
     onInterrupted: 'resume',
+    // Only the download can be cancelled: once the swap began, the trial decides.
+    cancellable: (step) => step === undefined,
     run: async (context) => {
       const saved = StepSchema.safeParse(context.savedStep);
       if (saved.success && saved.data.state === 'restarting') return afterRestart(context, options);
-      const step = saved.success && saved.data.state === 'swap' ? saved.data : await prepare(context, options);
+      const resumed = saved.success && saved.data.state === 'swap' ? await resumeSwap(saved.data, context, options) : undefined;
+      const step = resumed ?? (await prepare(context, options));
       if ('status' in step) return step;
+      if (context.cancelled()) {
+        // The cancel came as the download completed: stop before anything is changed.
+        await rm(step.newPath, { force: true });
+        return { status: 'failed', reason: 'cancelled', detail: 'cancelled after the download; nothing was changed' };
+      }
       context.progress('swap', `keeping ${options.binaryPath}.previous, opening a trial`);
       await writeGuard(options.stateDir);
       await keepPrevious(options.binaryPath, step.fromSha);
@@ -86,19 +101,53 @@ async function prepare(
       detail: `the service does not run the upgrade guard, so a broken build could not be reverted; add "${guardUnitLine(options.stateDir)}" to the unit`,
     };
   }
+  const expired = expiredOutcome(context.command);
+  if (expired) return expired;
+  const dir = dirname(options.binaryPath);
+  const free = await freeBytesIn(dir);
+  if (free < options.minFreeBytes) {
+    return { status: 'failed', reason: 'disk_space', detail: `${free} bytes free beside ${options.binaryPath}, ${options.minFreeBytes} needed; nothing was changed` };
+  }
   context.progress('download', args.artifactUrl);
   let fetched;
   try {
-    fetched = await downloadVerified(args.artifactUrl, options.binaryPath, args.sha256, {
+    fetched = await downloadToTemp(args.artifactUrl, options.binaryPath, {
       maxBytes: options.maxArtifactBytes,
+      idleTimeoutMs: options.downloadIdleTimeoutMs,
+      deadline: context.command.expiresAt,
       signal: context.signal,
+      expectedSha256: args.sha256,
+      beforeBody: async (total) => {
+        const left = await freeBytesIn(dir);
+        if (total !== undefined && total > left) throw new DiskFullError(`${total} bytes to download, ${left} free beside ${options.binaryPath}`);
+      },
     });
   } catch (err) {
-    return { status: 'failed', reason: 'download_failed', detail: `${err instanceof Error ? err.message : String(err)}; nothing was changed` };
+    const reason = err instanceof DownloadDeadlineError ? 'expired' : err instanceof DiskFullError ? 'disk_space' : 'download_failed';
+    return { status: 'failed', reason, detail: `${err instanceof Error ? err.message : String(err)}; nothing was changed` };
   }
   const step = { state: 'swap' as const, newPath: fetched.path, newSha: fetched.sha256, fromSha };
   context.saveStep(step, true);
   return step;
+}
+
+/**
+ * A restart interrupted the upgrade between the download and the swap. A swap already done must be finished; one
+ * not yet done goes on only while the command is valid and its download is still there (a power cut or the sweep
+ * of leftovers at start may have removed it: then it is downloaded again).
+ */
+async function resumeSwap(
+  step: { newPath: string; newSha: string; fromSha: string },
+  context: CommandContext<'agent.upgrade'>,
+  options: AgentUpgradeOptions,
+): Promise<HandlerOutcome | { newPath: string; newSha: string; fromSha: string } | undefined> {
+  if ((await sha256OfFileIfPresent(options.binaryPath)) === step.newSha) return step;
+  const expired = expiredOutcome(context.command);
+  if (expired) {
+    await rm(step.newPath, { force: true });
+    return expired;
+  }
+  return (await exists(step.newPath)) ? step : undefined;
 }
 
 /** Runs in the process that started after the swap: the new binary on trial, or the old one after a revert. */

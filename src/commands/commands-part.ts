@@ -1,4 +1,5 @@
 import type { Config } from '../config/schema.js';
+import { removeDownloadLeftovers } from '../lib/download.js';
 import type { Logger } from '../lib/logger.js';
 import type { Topics } from '../protocol/topics.js';
 import type { Database } from '../store/db.js';
@@ -58,6 +59,8 @@ export function createCommandsPart(deps: CommandsDeps) {
       currentVersion: deps.agentVersion,
       confirmTimeoutMs: section.agentUpgrade.confirmTimeoutSeconds * 1000,
       maxArtifactBytes: section.agentUpgrade.maxArtifactBytes,
+      minFreeBytes: section.agentUpgrade.minFreeBytes,
+      downloadIdleTimeoutMs: section.downloadIdleTimeoutSeconds * 1000,
       agentHealthy: deps.agentHealthy,
       requestRestart: deps.requestRestart,
       startedAt: Date.now(),
@@ -72,7 +75,13 @@ export function createCommandsPart(deps: CommandsDeps) {
   if (k3s) {
     const healthTimeoutMs = section.k3sUpgrade.healthTimeoutSeconds * 1000;
     handlers.push(
-      k3sUpgradeHandler({ k3s, healthTimeoutMs, minFreeBytes: section.k3sUpgrade.minFreeBytes }),
+      k3sUpgradeHandler({
+        k3s,
+        healthTimeoutMs,
+        minFreeBytes: section.k3sUpgrade.minFreeBytes,
+        maxArtifactBytes: section.k3sUpgrade.maxArtifactBytes,
+        downloadIdleTimeoutMs: section.downloadIdleTimeoutSeconds * 1000,
+      }),
       k3sRestartHandler(k3s, healthTimeoutMs),
       k3sConfigureHandler(k3s, healthTimeoutMs),
     );
@@ -108,6 +117,10 @@ export function createCommandsPart(deps: CommandsDeps) {
         await writeGuard(config.stateDir).catch((err: unknown) =>
           deps.logger.warn({ err }, 'could not write the upgrade guard; agent self-updates will be refused'),
         );
+        // Downloads a crash cut short are never renamed, so nothing else would remove them. Before the resume below:
+        // an interrupted upgrade whose download is gone downloads it again.
+        const swept = removeDownloadLeftovers(section.agentUpgrade.binaryPath);
+        if (swept.length > 0) deps.logger.warn({ files: swept }, 'removed partial downloads a previous run left beside the fleetlet binary');
         const resumed = router.resumeInterrupted();
         if (resumed > 0) deps.logger.warn({ resumed }, 'commands interrupted by the last stop were resumed or reported failed');
         unsubscribe = deps.onCommand((payload) => router.receive(payload));

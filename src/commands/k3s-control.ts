@@ -16,6 +16,15 @@ export interface FetchedBinary {
   bytes: number;
 }
 
+/** What bounds a command's download: its expiry, the stop/cancel signal, a size limit and a silence limit. */
+export interface DownloadBounds {
+  signal: AbortSignal;
+  /** Epoch ms, the command's expiresAt. */
+  deadline: number;
+  maxBytes: number;
+  idleTimeoutMs: number;
+}
+
 /** Node settings a `k3s.configure` command may change; absent fields stay as they are. */
 export interface K3sNodeChanges {
   labels?: Record<string, string>;
@@ -31,8 +40,8 @@ export interface K3sControl {
   readonly binaryPath: string;
   /** The version the installed binary reports, or undefined when there is none. */
   installedVersion(): Promise<string | undefined>;
-  /** Downloads and verifies a release binary beside binaryPath. Throws when it cannot be verified. */
-  fetchRelease(release: K3sRelease, onProgress?: (bytes: number, total: number | undefined) => void): Promise<FetchedBinary>;
+  /** Downloads and verifies a release binary beside binaryPath, within `bounds`. Throws when it cannot be verified. */
+  fetchRelease(release: K3sRelease, onProgress?: (bytes: number, total: number | undefined) => void, bounds?: DownloadBounds): Promise<FetchedBinary>;
   freeBytes(dir: string): Promise<number>;
   /** Stops the running k3s (one SIGTERM) and starts the binary now at binaryPath. */
   restart(): Promise<void>;

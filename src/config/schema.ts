@@ -191,11 +191,17 @@ const CommandsSection = z
       .max(10_000)
       .default(60)
       .describe('Refusals reported per minute at most; a flood of bad commands cannot crowd real results out of the outbox.'),
+    downloadIdleTimeoutSeconds: z
+      .int()
+      .min(1)
+      .max(3600)
+      .default(60)
+      .describe('A command download that receives no byte for this long fails; it never holds the command queue longer.'),
     k3sUpgrade: z
       .strictObject({
         healthTimeoutSeconds: z.int().min(10).max(3600).default(300).describe('How long a new k3s has to become healthy.'),
         minFreeBytes: z.int().min(0).default(512 * 1024 * 1024).describe('Free space needed beside the k3s binary.'),
-        maxArtifactBytes: z.int().min(1024).default(512 * 1024 * 1024),
+        maxArtifactBytes: z.int().min(1024).default(512 * 1024 * 1024).describe('Largest k3s binary a k3s.upgrade downloads.'),
       })
       .prefault({}),
     agentUpgrade: z
@@ -207,7 +213,12 @@ const CommandsSection = z
           .max(3600)
           .default(120)
           .describe('How long a new fleetlet has to prove itself healthy before the next start reverts it.'),
-        maxArtifactBytes: z.int().min(1024).default(256 * 1024 * 1024),
+        maxArtifactBytes: z.int().min(1024).default(256 * 1024 * 1024).describe('Largest fleetlet binary an agent.upgrade downloads.'),
+        minFreeBytes: z
+          .int()
+          .min(0)
+          .default(256 * 1024 * 1024)
+          .describe('Free space needed beside the fleetlet binary before an agent.upgrade downloads.'),
       })
       .prefault({}),
   })

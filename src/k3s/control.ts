@@ -2,7 +2,7 @@ import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { promisify } from 'node:util';
-import type { K3sInstaller } from './installer.js';
+import type { FetchBounds, K3sInstaller } from './installer.js';
 import type { NodeSettings, NodeSettingsFile } from './node-settings.js';
 import type { K3sSupervisor } from './supervisor.js';
 
@@ -52,11 +52,16 @@ export class SupervisedK3sControl {
     return binaryVersion(this.binaryPath);
   }
 
-  async fetchRelease(release: K3sRelease, onProgress?: (bytes: number, total: number | undefined) => void): Promise<FetchedBinary> {
+  async fetchRelease(
+    release: K3sRelease,
+    onProgress?: (bytes: number, total: number | undefined) => void,
+    bounds: FetchBounds = {},
+  ): Promise<FetchedBinary> {
     const temp = await this.installer.fetchBinary(release.version, {
       ...(release.artifactUrl ? { url: release.artifactUrl } : {}),
       ...(release.sha256 ? { sha256: release.sha256 } : {}),
-      ...(onProgress ? { onProgress } : {}),
+      onProgress,
+      ...bounds,
     });
     return { path: temp.path, sha256: temp.sha256, bytes: temp.bytes };
   }

@@ -2,6 +2,7 @@ import { existsSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import type { Database } from '../store/db.js';
+import { removeDownloadLeftovers } from '../lib/download.js';
 import type { Logger } from '../lib/logger.js';
 import type { MachineIdentity } from '../identity/device-id.js';
 import { IdentityStore } from '../identity/identity-store.js';
@@ -77,6 +78,11 @@ export function createK3sPart(deps: K3sPartDeps) {
       version = await binaryVersion(k3s.binaryPath);
     },
   });
+
+  // Downloads a crash cut short are never renamed, so nothing else would remove them. Done while the agent is built,
+  // before the commands part resumes an interrupted upgrade (which downloads again when its file is gone).
+  const swept = removeDownloadLeftovers(k3s.binaryPath);
+  if (swept.length > 0) logger.warn({ files: swept }, 'removed partial downloads a previous run left beside the k3s binary');
 
   let control: SupervisedK3sControl | undefined;
   try {

@@ -76,6 +76,11 @@ export const IdentityReidentifyArgsSchema = z.strictObject({
   newNodeIdentity: z.boolean().optional(),
 });
 
+/** Stops the running or waiting command with this id; it then reports `failed` with reason `cancelled`. */
+export const CommandCancelArgsSchema = z.strictObject({
+  commandId: z.string().regex(COMMAND_ID_PATTERN, { error: 'expected a command id: 8-64 of A-Z a-z 0-9 _ -' }),
+});
+
 export const COMMAND_ARGS = {
   ping: PingArgsSchema,
   'k3s.upgrade': K3sUpgradeArgsSchema,
@@ -84,6 +89,7 @@ export const COMMAND_ARGS = {
   'logs.collect': LogsCollectArgsSchema,
   'agent.upgrade': AgentUpgradeArgsSchema,
   'identity.reidentify': IdentityReidentifyArgsSchema,
+  'command.cancel': CommandCancelArgsSchema,
 } as const;
 
 export type CommandType = keyof typeof COMMAND_ARGS;

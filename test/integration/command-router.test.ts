@@ -202,4 +202,32 @@ describe('command router', () => {
     rig.router.receive(encode(envelope));
     expect(rig.outbox.results().at(-1)).toMatchObject({ status: 'rejected', reason: 'expired' });
   });
+
+  it('command.cancel cannot cut short a handler not written to be undone, and a replayed cancel is refused', async () => {
+    let release: () => void = () => {};
+    const gate = new Promise<void>((resolve) => (release = resolve));
+    const uncancellable: CommandHandler<'k3s.restart'> = {
+      type: 'k3s.restart',
+      onInterrupted: 'fail',
+      run: async (context) => {
+        await gate;
+        return context.signal.aborted ? { status: 'failed', reason: 'aborted', detail: 'cut short' } : { status: 'succeeded', detail: 'ran to its end' };
+      },
+    };
+    rig = routerRig({ stateDir: dir.dir, operator, handlers: [uncancellable] });
+    const running = signedCommand(operator, { type: 'k3s.restart' });
+    rig.router.receive(encode(running));
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    const cancel = signedCommand(operator, { type: 'command.cancel', args: { commandId: running.id } });
+    rig.router.receive(encode(cancel));
+    rig.router.receive(encode(cancel));
+    expect(rig.outbox.results().filter((r) => r.commandId === cancel.id)).toMatchObject([
+      { status: 'accepted', type: 'command.cancel' },
+      { status: 'failed', reason: 'not_cancellable' },
+      { status: 'rejected', reason: 'replayed' },
+    ]);
+    release();
+    await rig.router.idle();
+    expect(rig.outbox.results().filter((r) => r.commandId === running.id).at(-1)).toMatchObject({ status: 'succeeded', detail: 'ran to its end' });
+  });
 });
