@@ -69,6 +69,8 @@ export function createK3sPart(deps: K3sPartDeps) {
 
   const supervisor = new K3sSupervisor({
     binaryPath: k3s.binaryPath,
+    dataDir: k3s.dataDir,
+    binaryVersion,
     invocation: () => buildAgentInvocation(withNodeSettings(k3s, settings.load())),
     baseEnv: deps.env,
     workDir,
@@ -113,6 +115,8 @@ export function createK3sPart(deps: K3sPartDeps) {
       }
       await supervisor.start();
     },
+    // A stop or restart of fleetlet leaves k3s running for the next fleetlet to adopt; only an explicit act
+    // (`fleetlet k3s stop`, a k3s.stop command, `fleetlet uninstall`) stops k3s.
     stop: () => supervisor.stop(),
   };
 

@@ -8,7 +8,7 @@ import { ChecksumMismatchError } from '../../src/k3s/errors.js';
 import { K3sInstaller } from '../../src/k3s/installer.js';
 import { NodeSettingsFile, withNodeSettings } from '../../src/k3s/node-settings.js';
 import { FAKE_K3S, fakeK3sBinary } from '../helpers/fake-k3s.js';
-import { supervisedFake, type SupervisedFake } from '../helpers/k3s-supervisor.js';
+import { shutDown, supervisedFake, type SupervisedFake } from '../helpers/k3s-supervisor.js';
 import { checksumFile, sha256, startReleaseServer, type ReleaseServer } from '../helpers/release-server.js';
 import { tempDir } from '../helpers/paths.js';
 
@@ -50,7 +50,7 @@ beforeEach(async () => {
   await fake.supervisor.start();
 });
 afterEach(async () => {
-  await fake.supervisor.stop();
+  await shutDown(fake);
   cleanup();
 });
 

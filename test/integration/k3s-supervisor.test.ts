@@ -4,9 +4,9 @@ import { buildAgentInvocation } from '../../src/k3s/args.js';
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { descendantsOf } from '../helpers/processes.js';
+import { descendantsOf, processesMatching } from '../helpers/processes.js';
 import { FAKE_K3S, fakeK3sBinary } from '../helpers/fake-k3s.js';
-import { isAlive, JOIN_TOKEN, supervisedFake, waitUntil, type SupervisedFake } from '../helpers/k3s-supervisor.js';
+import { isAlive, JOIN_TOKEN, shutDown, supervisedFake, waitUntil, type SupervisedFake } from '../helpers/k3s-supervisor.js';
 import { tempDir } from '../helpers/paths.js';
 
 let dir: string;
@@ -17,10 +17,13 @@ beforeEach(() => {
   ({ dir, cleanup } = tempDir('fleetlet-k3s-sup-'));
 });
 afterEach(async () => {
-  for (const fake of running) await fake.supervisor.stop();
+  for (const fake of running) await shutDown(fake);
   running = [];
+  // Anything a test left running on purpose (a k3s that was not adopted, a stand-in process).
+  for (const pid of processesMatching(dir)) process.kill(pid, 'SIGKILL');
   cleanup();
 });
+
 
 async function start(
   env: Record<string, string> = {},
@@ -54,8 +57,8 @@ describe('k3s supervisor', () => {
     expect(readFileSync(`/proc/${pid}/environ`, 'utf8').split('\0')).toContain(`K3S_TOKEN=${JOIN_TOKEN}`);
     expect(readFileSync(`/proc/${process.pid}/cmdline`, 'utf8')).not.toContain(JOIN_TOKEN);
 
-    await fake.supervisor.stop();
-    expect(state(fake)).toBe('stopped');
+    await fake.supervisor.stopK3s('test');
+    expect(state(fake)).toBe('held');
     expect(fake.supervisor.status().lastExit).toMatchObject({ code: 0, signal: null });
     expect(isAlive(pid!)).toBe(false);
     expect(descendantsOf(process.pid)).toEqual([]);
@@ -134,7 +137,7 @@ describe('k3s supervisor', () => {
     const fake = await start({ FAKE_K3S_ON_SIGTERM: 'hang' });
     await waitUntil(() => state(fake) === 'running-healthy', 'healthy');
     const pid = fake.supervisor.status().pid!;
-    await fake.supervisor.stop();
+    await fake.supervisor.stopK3s('test');
     expect(fake.kinds()).toContain('k3s.stop_forced');
     expect(fake.supervisor.status().lastExit).toMatchObject({ signal: 'SIGKILL' });
     expect(isAlive(pid)).toBe(false);
@@ -160,22 +163,23 @@ describe('k3s supervisor', () => {
     expect(fake.supervisor.status().restarts).toBe(1);
   });
 
-  it('lets the next fleetlet adopt a k3s that is still running instead of starting another', async () => {
+  it('leaves k3s running when fleetlet stops, and the next fleetlet adopts it instead of starting another', async () => {
     const first = await start();
     await waitUntil(() => state(first) === 'running-healthy', 'healthy');
     const pid = first.supervisor.status().pid!;
-    await first.supervisor.stop({ keepRunning: true });
+    // What a SIGTERM of fleetlet (systemctl stop or restart, a self-update) does to the k3s part.
+    await first.supervisor.stop();
     running = [];
     expect(isAlive(pid)).toBe(true);
 
     // The adopted k3s keeps serving healthz where the first one told it to.
     const second = await start({}, undefined, { healthzUrl: first.healthzUrl });
     await waitUntil(() => state(second) === 'running-healthy', 'adopted and healthy');
-    expect(second.supervisor.status()).toMatchObject({ pid, adopted: true });
+    expect(second.supervisor.status()).toMatchObject({ pid, adopted: true, version: 'v1.36.3+k3s1' });
     expect(second.kinds()).toContain('k3s.adopted');
     expect(readdirSync(dir).filter((name) => /^\d+\.json$/.test(name))).toHaveLength(1); // one k3s ever started
 
-    await second.supervisor.stop();
+    await shutDown(second);
     await waitUntil(() => !isAlive(pid), 'adopted k3s stopped');
     expect(descendantsOf(process.pid)).toEqual([]);
   });
@@ -194,7 +198,7 @@ describe('k3s supervisor', () => {
     expect(fake.supervisor.status()).toMatchObject({ adopted: false });
     expect(fake.supervisor.status().pid).not.toBe(process.pid);
     expect(fake.kinds()).not.toContain('k3s.adopted');
-    await fake.supervisor.stop();
+    await shutDown(fake);
     expect(isAlive(process.pid)).toBe(true);
   });
 
