@@ -12,6 +12,7 @@ import { agentUpgradeHandler } from './agent-upgrade.js';
 import { writeGuard } from './agent-upgrade-guard.js';
 import { k3sConfigureHandler } from './k3s-configure.js';
 import { k3sRestartHandler } from './k3s-restart.js';
+import { k3sStopHandler } from './k3s-stop.js';
 import { logsCollectHandler } from './logs-collect.js';
 import { CommandRouter } from './router.js';
 import { trustedKeyMap } from './trust.js';
@@ -68,6 +69,7 @@ export function createCommandsPart(deps: CommandsDeps) {
     handlers.push(
       k3sUpgradeHandler({ k3s, healthTimeoutMs, minFreeBytes: section.k3sUpgrade.minFreeBytes }),
       k3sRestartHandler(k3s, healthTimeoutMs),
+      k3sStopHandler(k3s),
       k3sConfigureHandler(k3s, healthTimeoutMs),
     );
   }
