@@ -79,6 +79,14 @@ describe('the k3s control handle', () => {
     expect(verdict).toMatchObject({ healthy: false, reason: expect.stringContaining('k3s.password_rejected') });
   });
 
+  it('counts k3s as healthy for an upgrade only when it runs the version asked for', async () => {
+    const signal = new AbortController().signal;
+    expect(await control.waitHealthy(30_000, signal, VERSION)).toEqual({ healthy: true });
+    // Healthy, but still the binary read before a swap: not a verdict on the new version.
+    const verdict = await control.waitHealthy(500, signal, 'v1.37.0+k3s1');
+    expect(verdict).toMatchObject({ healthy: false, reason: expect.stringContaining(`k3s ${VERSION} runs, not v1.37.0+k3s1`) });
+  });
+
   it('applies node settings on the next start and reverts them', async () => {
     await control.waitHealthy(30_000, new AbortController().signal);
     await control.applyNodeSettings({ labels: { role: 'gateway' }, taints: ['edge=true:NoSchedule'], joinToken: NEW_TOKEN });
