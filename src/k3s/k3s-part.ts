@@ -79,10 +79,7 @@ export function createK3sPart(deps: K3sPartDeps) {
     logger: logger.child({ part: 'k3s' }),
     // fleetlet's whole shutdown has 10 s; k3s itself exits almost at once after SIGTERM.
     timings: { graceMs: 7_000 },
-    beforeLaunch: async () => {
-      checkIdentity();
-      version = await binaryVersion(k3s.binaryPath);
-    },
+    beforeLaunch: checkIdentity,
   });
 
   let control: SupervisedK3sControl | undefined;
@@ -123,10 +120,12 @@ export function createK3sPart(deps: K3sPartDeps) {
   const view = (): K3sView => {
     const status = supervisor.status();
     const nodeName = (k3s.nodeName ?? hostname()).toLowerCase();
+    // What runs, once the supervisor knows; else what is installed.
+    const shown = status.version ?? version;
     return {
       state: status.state,
       healthy: status.state === 'running-healthy',
-      ...(version ? { version } : {}),
+      ...(shown ? { version: shown } : {}),
       ...(nodeName ? { nodeName: k3s.withNodeId && identity?.nodeId ? `${nodeName}-${identity.nodeId}` : nodeName } : {}),
     };
   };
