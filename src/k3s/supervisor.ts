@@ -1,15 +1,7 @@
 import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { childEnvironment } from './args.js';
-import {
-  adoptAgent,
-  clearProcessRecord,
-  readProcessRecord,
-  recordAgentProcess,
-  spawnAgent,
-  type AgentProcess,
-  type ExitInfo,
-} from './agent-process.js';
+import { adoptAgent, clearProcessRecord, readProcessRecord, recordAgentProcess, spawnAgent, type AgentProcess, type ExitInfo } from './agent-process.js';
 import type { K3sEvent } from './events.js';
 import { probeHealthz } from './health.js';
 import { clearHold, isHeld, writeHold } from './hold.js';
@@ -21,15 +13,7 @@ import { terminateAgent } from './terminate.js';
 import { RestartPolicy } from './restart-policy.js';
 import { LogTail } from './log-tail.js';
 import { writeStatusFile } from './status-file.js';
-import {
-  DEFAULT_TIMINGS,
-  SYSTEM_CLOCK,
-  type Clock,
-  type K3sStatus,
-  type StateName,
-  type SupervisorOptions,
-  type SupervisorTimings,
-} from './supervisor-options.js';
+import { DEFAULT_TIMINGS, SYSTEM_CLOCK, type Clock, type K3sStatus, type StateName, type SupervisorOptions, type SupervisorTimings } from './supervisor-options.js';
 
 type State =
   | { name: 'stopped' }
