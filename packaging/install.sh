@@ -173,7 +173,8 @@ fi
 if [ "$START" = yes ] && [ "$ROOT" = / ] && [ -d /run/systemd/system ]; then
   systemctl daemon-reload
   systemctl enable fleetlet.service
-  # restart, not start: a re-run (an upgrade) must run the new binary. k3s stays up (KillMode=process).
+  # restart, not start: a re-run (an upgrade) must run the new binary. k3s stays up: a restart of fleetlet never
+  # stops it (KillMode=process), and the new fleetlet adopts it.
   systemctl restart fleetlet.service
   echo "fleetlet.service started; logs: journalctl -u fleetlet -f"
 else

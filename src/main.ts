@@ -207,8 +207,10 @@ async function buildAgentParts({ config }: LoadedConfig, logger: Logger, env: Re
   commands.router.reportProgress(watched.commands);
   const systemd = new SystemdNotifier(env, logger);
   // Commands start before the link delivers any and stop after it: nothing arrives at a stopped router.
-  // k3s stops first (one SIGTERM) and starts after everything that reports on it.
-  return [state, commands.part, link, telemetry, ...(k3s ? [k3s.part] : []), systemd.asPart(progress)];
+  // k3s starts before commands, so that a resumed command finds it supervised, and stops after them: a command is
+  // aborted while k3s is still supervised, so no health wait judges fleetlet's own shutdown. Its stop leaves k3s
+  // running for the next fleetlet.
+  return [state, ...(k3s ? [k3s.part] : []), commands.part, link, telemetry, systemd.asPart(progress)];
 }
 
 /** A device with neither device.id, a recorded id, a machine id nor a serial is misconfigured: exit as for a bad config. */

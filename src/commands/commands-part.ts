@@ -13,6 +13,7 @@ import { agentUpgradeHandler } from './agent-upgrade.js';
 import { writeGuard } from './agent-upgrade-guard.js';
 import { k3sConfigureHandler } from './k3s-configure.js';
 import { k3sRestartHandler } from './k3s-restart.js';
+import { k3sStopHandler } from './k3s-stop.js';
 import { logsCollectHandler } from './logs-collect.js';
 import { identityReidentifyHandler, type IdentityControl } from './identity-reidentify.js';
 import { CommandRouter } from './router.js';
@@ -83,6 +84,7 @@ export function createCommandsPart(deps: CommandsDeps) {
         downloadIdleTimeoutMs: section.downloadIdleTimeoutSeconds * 1000,
       }),
       k3sRestartHandler(k3s, healthTimeoutMs),
+      k3sStopHandler(k3s),
       k3sConfigureHandler(k3s, healthTimeoutMs),
     );
   }

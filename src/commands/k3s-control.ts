@@ -43,10 +43,15 @@ export interface K3sControl {
   /** Downloads and verifies a release binary beside binaryPath, within `bounds`. Throws when it cannot be verified. */
   fetchRelease(release: K3sRelease, onProgress?: (bytes: number, total: number | undefined) => void, bounds?: DownloadBounds): Promise<FetchedBinary>;
   freeBytes(dir: string): Promise<number>;
-  /** Stops the running k3s (one SIGTERM) and starts the binary now at binaryPath. */
+  /** Stops the running k3s (one SIGTERM) and starts the binary now at binaryPath; lifts a stop (see stop). */
   restart(): Promise<void>;
-  /** Resolves once k3s is healthy (kubelet healthz and node registered since the last restart), or with why not. */
-  waitHealthy(timeoutMs: number, signal: AbortSignal): Promise<HealthVerdict>;
+  /** Stops k3s (one SIGTERM) and keeps it stopped, also across agent restarts, until restart(). */
+  stopK3s(by: string): Promise<void>;
+  /**
+   * Resolves once k3s is healthy (kubelet healthz and node registered since the last restart) and, when given,
+   * runs `expectVersion`; or with why not.
+   */
+  waitHealthy(timeoutMs: number, signal: AbortSignal, expectVersion?: string): Promise<HealthVerdict>;
   /** Writes the changed settings for the next start, keeping the current ones aside for revertNodeSettings. */
   applyNodeSettings(changes: K3sNodeChanges): Promise<void>;
   /** Puts back the settings kept by the last applyNodeSettings. */

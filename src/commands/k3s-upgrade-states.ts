@@ -108,7 +108,8 @@ export async function runState(state: UpgradeState, env: UpgradeEnv): Promise<Up
       await k3s.restart();
       return { ...state, state: 'wait_health' };
     case 'wait_health': {
-      const health = await k3s.waitHealthy(env.healthTimeoutMs, env.signal);
+      // Healthy means the new version runs: a k3s still running the old binary is not a verdict on the new one.
+      const health = await k3s.waitHealthy(env.healthTimeoutMs, env.signal, args.version);
       if (health.healthy) return { ...state, state: 'commit' };
       return { state: 'rollback', fromVersion: state.fromVersion, fromSha: state.fromSha, reason: health.reason };
     }
@@ -123,7 +124,7 @@ export async function runState(state: UpgradeState, env: UpgradeEnv): Promise<Up
       await k3s.restart();
       return { ...state, state: 'rollback_wait_health' };
     case 'rollback_wait_health': {
-      const health = await k3s.waitHealthy(env.healthTimeoutMs, env.signal);
+      const health = await k3s.waitHealthy(env.healthTimeoutMs, env.signal, state.fromVersion);
       const why = state.reason.startsWith('cancelled') ? `the upgrade to ${args.version} was ${state.reason}` : `${args.version} was not healthy (${state.reason})`;
       if (health.healthy) return done('failed', 'rolled_back', `${why}; ${state.fromVersion} restored and healthy`);
       return done('failed', 'rollback_unhealthy', `${why}; ${state.fromVersion} restored but not healthy either (${health.reason})`);

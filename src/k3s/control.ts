@@ -74,14 +74,26 @@ export class SupervisedK3sControl {
     return this.supervisor.restart();
   }
 
-  /** Healthy = kubelet healthz answers and the node registered since the last start. */
-  async waitHealthy(timeoutMs: number, signal: AbortSignal): Promise<HealthVerdict> {
+  stopK3s(by: string): Promise<void> {
+    return this.supervisor.stopK3s(by);
+  }
+
+  /**
+   * Healthy = kubelet healthz answers and the node registered since the last start, and, when `expectVersion` is
+   * given, the running k3s was started from that version (not from a binary read before an upgrade swapped it).
+   */
+  async waitHealthy(timeoutMs: number, signal: AbortSignal, expectVersion?: string): Promise<HealthVerdict> {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
       const status = this.supervisor.status();
-      if (status.state === 'running-healthy' && status.registered) return { healthy: true };
+      const versionOk = expectVersion === undefined || status.version === expectVersion;
+      if (status.state === 'running-healthy' && status.registered && versionOk) return { healthy: true };
       if (Date.now() >= deadline || signal.aborted) {
-        const why = status.problem ? `${status.problem.kind}: ${status.problem.remedy}` : `k3s is ${status.state}`;
+        const why = !versionOk
+          ? `k3s ${status.version ?? 'of unknown version'} runs, not ${expectVersion}`
+          : status.problem
+            ? `${status.problem.kind}: ${status.problem.remedy}`
+            : `k3s is ${status.state}`;
         return { healthy: false, reason: `not healthy within ${timeoutMs} ms (${why})` };
       }
       await new Promise((resolve) => setTimeout(resolve, this.pollMs));

@@ -47,6 +47,9 @@ export const K3sUpgradeArgsSchema = z
 
 export const K3sRestartArgsSchema = z.strictObject({});
 
+/** Stops k3s and keeps it stopped, also across agent restarts, until a command restarts it. */
+export const K3sStopArgsSchema = z.strictObject({});
+
 export const K3sConfigureArgsSchema = z
   .strictObject({
     labels: z.record(LabelKey, LabelValue).optional(),
@@ -85,6 +88,7 @@ export const COMMAND_ARGS = {
   ping: PingArgsSchema,
   'k3s.upgrade': K3sUpgradeArgsSchema,
   'k3s.restart': K3sRestartArgsSchema,
+  'k3s.stop': K3sStopArgsSchema,
   'k3s.configure': K3sConfigureArgsSchema,
   'logs.collect': LogsCollectArgsSchema,
   'agent.upgrade': AgentUpgradeArgsSchema,

@@ -1,7 +1,7 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { SYSTEM_CLOCK, type Clock } from '../../src/k3s/supervisor-options.js';
 import type { K3sSupervisor } from '../../src/k3s/supervisor.js';
-import { supervisedFake, waitUntil, type SupervisedFake } from '../helpers/k3s-supervisor.js';
+import { shutDown, supervisedFake, waitUntil, type SupervisedFake } from '../helpers/k3s-supervisor.js';
 import { tempDir } from '../helpers/paths.js';
 
 let dir: string;
@@ -12,7 +12,7 @@ beforeEach(() => {
   ({ dir, cleanup } = tempDir('fleetlet-k3s-backoff-'));
 });
 afterEach(async () => {
-  await fake?.supervisor.stop();
+  if (fake) await shutDown(fake);
   fake = undefined;
   cleanup();
 });
