@@ -20,7 +20,7 @@ import { routerRig, type RouterRig } from '../fixtures/command-router-setup.js';
  */
 const GOOD = 'v1.37.0+k3s1';
 const BROKEN = 'v1.38.0+k3s1';
-const GOOD_BINARY = fakeK3sBinary(256 * 1024, GOOD);
+const GOOD_BINARY = fakeK3sBinary(256 * 1024, GOOD, GOOD);
 const operator = testKey('ops');
 
 let server: ReleaseServer;
