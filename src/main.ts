@@ -94,7 +94,7 @@ function buildAgentParts({ config }: LoadedConfig, logger: Logger, env: Record<s
   const eventLog = new EventLog(opened.db);
   if (opened.recovered) {
     logger.error(opened.recovered, 'state database was unreadable; moved it aside and started a fresh one');
-    eventLog.record('state.database_recovered', opened.recovered);
+    eventLog.record('state.database-recovered', { ...opened.recovered });
   }
   const state: Part = { name: 'state-database', start: () => {}, stop: () => void opened.db.close() };
   const outbox = new SqliteOutbox(opened.db, { limits: outboxLimitsFromConfig(config.limits), logger, conditions: eventLog });
@@ -126,7 +126,7 @@ function buildAgentParts({ config }: LoadedConfig, logger: Logger, env: Record<s
     fleetletVersion: FLEETLET_VERSION,
   });
   if (opened.recovered) {
-    events.emit(eventFromProducer({ kind: 'state.database-recovered', at: Date.now(), detail: { movedTo: opened.recovered.movedTo } }));
+    events.emit(eventFromProducer({ kind: 'state.database-recovered', at: Date.now(), detail: { ...opened.recovered } }));
   }
   telemetry.onInventoryChange(() => {
     link.publishInventory().catch((err: unknown) => logger.warn({ err }, 'could not publish the changed inventory'));

@@ -1,5 +1,6 @@
 import type { Database } from 'better-sqlite3';
 import type { Command } from '../protocol/command.js';
+import { readJournalHorizon } from '../store/journal-horizon.js';
 
 export type JournalState = 'running' | 'succeeded' | 'failed';
 
@@ -36,6 +37,11 @@ export class CommandJournal {
 
   seenBefore(commandId: string): boolean {
     return this.db.prepare('SELECT 1 FROM command_journal WHERE command_id = ?').get(commandId) !== undefined;
+  }
+
+  /** Set when the state database was recovered: commands issued before it may be missing from this journal. */
+  replayHorizon(): number | undefined {
+    return readJournalHorizon(this.db);
   }
 
   /** Records an accepted command as running. False when the id is already there (a replay raced the check). */
