@@ -91,7 +91,7 @@ function buildAgentParts({ config }: LoadedConfig, logger: Logger, env: Record<s
     fleetletVersion: FLEETLET_VERSION,
     nativeBinding: sqliteNativeBinding(config.stateDir, env),
   });
-  const eventLog = new EventLog(opened.db);
+  const eventLog = new EventLog(opened.db, config.limits.eventLog);
   if (opened.recovered) {
     logger.error(opened.recovered, 'state database was unreadable; moved it aside and started a fresh one');
     eventLog.record('state.database-recovered', { ...opened.recovered });

@@ -9,6 +9,9 @@ import { tempDir } from '../helpers/paths.js';
 import { encode, signedCommand, testKey } from '../fixtures/command-keys.js';
 import { routerRig, type RouterRig } from '../fixtures/command-router-setup.js';
 
+/** The defaults of limits.eventLog. */
+const EVENT_LOG_LIMITS = { maxRows: 2000, maxBytes: 2 * 1024 * 1024 };
+
 const operator = testKey('ops');
 const stranger = testKey('stranger');
 
@@ -106,7 +109,7 @@ describe('command router', () => {
     await rig.router.idle();
     // Issued before the recovery but never received: it may be a replay the lost journal would have caught.
     const unseen = encode(signedCommand(operator, { type: 'k3s.restart', expiresAt: hour }));
-    for (let i = 0; i < 300; i++) new EventLog(rig.db).record('filler', { i, text: 'x'.repeat(200) });
+    for (let i = 0; i < 300; i++) new EventLog(rig.db, EVENT_LOG_LIMITS).record('filler', { i, text: 'x'.repeat(200) });
     rig.db.pragma('wal_checkpoint(TRUNCATE)');
     rig.close();
     damage(join(dir.dir, DATABASE_FILE));

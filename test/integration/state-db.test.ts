@@ -16,6 +16,9 @@ import { startTestBroker } from '../helpers/mosquitto.js';
 import { Observer } from '../helpers/observer.js';
 import { EVENT_KINDS, EventSchema, type FleetEvent } from '../../src/protocol/event.js';
 
+/** The defaults of limits.eventLog. */
+const EVENT_LOG_LIMITS = { maxRows: 2000, maxBytes: 2 * 1024 * 1024 };
+
 const operator = testKey('ops');
 const cleanups: (() => Promise<void> | void)[] = [];
 afterEach(async () => {
@@ -133,7 +136,7 @@ describe('state database', () => {
   it.each(corruptions)('moves %s aside, starts fresh and records the event', (_name, damage) => {
     const dir = stateDir();
     const first = open(dir);
-    const events = new EventLog(first.db);
+    const events = new EventLog(first.db, EVENT_LOG_LIMITS);
     for (let i = 0; i < 200; i++) events.record('filler', { i, text: 'x'.repeat(200) });
     first.db.pragma('wal_checkpoint(TRUNCATE)');
     first.db.close();
@@ -155,7 +158,7 @@ describe('state database', () => {
     journal.begin(command('cmd-done', now), now);
     journal.finish('cmd-done', 'succeeded', 'pong', now);
     journal.begin(command('cmd-running', now), now);
-    const events = new EventLog(first.db);
+    const events = new EventLog(first.db, EVENT_LOG_LIMITS);
     for (let i = 0; i < 300; i++) events.record('filler', { i, text: 'x'.repeat(200) });
     first.db.pragma('wal_checkpoint(TRUNCATE)');
     first.db.close();
