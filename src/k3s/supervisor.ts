@@ -17,6 +17,7 @@ import { FOREIGN_PROCESS_REMEDY, OtherAgentsWatch } from './foreign-process.js';
 import { LogWatch } from './log-watch.js';
 import { RestartPolicy } from './restart-policy.js';
 import { LogTail } from './log-tail.js';
+import { withRotatingLog } from './log-rotation.js';
 import { writeStatusFile } from './status-file.js';
 import {
   DEFAULT_TIMINGS,
@@ -46,8 +47,8 @@ export const RECORD_FILE = 'agent-process.json';
  *   any exit (k3s exits 0 on internal failures too) -> backoff -> launching, or -> crash-loop -> launching
  *   stop -> stopping (ONE SIGTERM, SIGKILL after the grace period) -> stopped
  *
- * k3s writes to a log file, not a pipe, and its pid and start time are recorded, so that a fleetlet restart adopts
- * the running k3s instead of starting a second one.
+ * k3s writes to a log file it rotates itself (log-rotation.ts), not a pipe, and its pid and start time are recorded,
+ * so that a fleetlet restart adopts the running k3s instead of starting a second one.
  */
 export class K3sSupervisor {
   private readonly t: SupervisorTimings;
@@ -209,7 +210,7 @@ export class K3sSupervisor {
       const invocation = this.options.invocation();
       const child = await spawnAgent({
         binaryPath: this.options.binaryPath,
-        args: invocation.args,
+        args: withRotatingLog(invocation.args, this.logFile),
         env: childEnvironment(this.options.baseEnv, invocation),
         logFile: this.logFile,
       });
