@@ -26,8 +26,8 @@ export interface VerifyContext {
   /** True when the journal already holds this command id. */
   seenBefore: (commandId: string) => boolean;
   /**
-   * Set after the state database was recovered: the journal of commands accepted before this time may be lost, so
-   * a command issued before it (plus the clock-skew allowance) may have run already.
+   * Set once the journal lost entries (the state database was recovered, or the journal was full): a command issued
+   * before this time (plus the clock-skew allowance) may have run already.
    */
   replayHorizonMs?: number;
 }
@@ -87,12 +87,12 @@ export function verifyCommand(payload: Uint8Array, context: VerifyContext): Verd
   }
 
   if (context.seenBefore(command.id)) return refuse('replayed', 'this command id was seen before', command.id, command.type);
-  // A command accepted before the recovery had issuedAt <= the device clock then + skew: refusing up to that bound
-  // refuses every one that may have run. A new command (new id, issued now) goes through.
+  // A command the journal forgot was accepted before the horizon, so issuedAt <= horizon + skew: refusing up to that
+  // bound refuses every one that may have run. A new command (new id, issued now) goes through.
   if (context.replayHorizonMs !== undefined && command.issuedAt < context.replayHorizonMs + clockSkewMs) {
     return refuse(
       'replayed',
-      `issued at ${iso(command.issuedAt)}, before the state database was recovered at ${iso(context.replayHorizonMs)}: it may have run already; send it again with a new id`,
+      `issued at ${iso(command.issuedAt)}, before ${iso(context.replayHorizonMs)}, the oldest time the command journal still covers (the state database was recovered, or the journal was full): it may have run already; send it again with a new id`,
       command.id,
       command.type,
     );

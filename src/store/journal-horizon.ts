@@ -1,19 +1,22 @@
 import type { Database } from 'better-sqlite3';
 
 /**
- * The replay horizon of the command journal: when the state database had to be started afresh, the journal of the
- * commands accepted before may be lost, so a command issued before that moment may have run already. The time is
- * kept in the kv table (one row); the commands feature refuses such commands as replays.
+ * The replay horizon of the command journal: the journal may no longer hold every command accepted before this time
+ * (the state database had to be started afresh, or the journal was full and its oldest entries went), so a command
+ * issued before it may have run already. The time is kept in the kv table (one row); the commands feature refuses
+ * such commands as replays.
  */
 const KEY = 'commands.journal-horizon';
 
-export function recordJournalHorizon(db: Database, atMs: number): void {
+/** Moves the horizon up to `atMs`; never down, so that no command once refused becomes acceptable again. */
+export function raiseJournalHorizon(db: Database, atMs: number): void {
   db.prepare(
-    'INSERT INTO kv (key, value, updated_at) VALUES (?, ?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at',
+    `INSERT INTO kv (key, value, updated_at) VALUES (?, ?, ?)
+       ON CONFLICT(key) DO UPDATE SET value = MAX(CAST(value AS INTEGER), CAST(excluded.value AS INTEGER)), updated_at = excluded.updated_at`,
   ).run(KEY, String(atMs), atMs);
 }
 
-/** The time of the last recovery in ms since the epoch, or undefined when the journal was never lost. */
+/** The horizon in ms since the epoch, or undefined when the journal never lost an entry of a valid command. */
 export function readJournalHorizon(db: Database): number | undefined {
   const row = db.prepare('SELECT value FROM kv WHERE key = ?').get(KEY) as { value: string } | undefined;
   const value = row ? Number(row.value) : NaN;

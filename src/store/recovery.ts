@@ -1,7 +1,7 @@
 import { existsSync, readdirSync, renameSync, rmSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import BetterSqlite3, { type Database } from 'better-sqlite3';
-import { recordJournalHorizon } from './journal-horizon.js';
+import { raiseJournalHorizon } from './journal-horizon.js';
 
 /** What openDatabase did when the state database was unreadable; reported as the `state.database-recovered` event. */
 export interface DatabaseRecovery {
@@ -36,7 +36,7 @@ export function completeRecovery(
 ): DatabaseRecovery {
   const journalRowsSalvaged = salvageJournal(options.movedTo, db, options.nativeBinding);
   if (hasTable(db, 'kv')) {
-    recordJournalHorizon(db, options.atMs);
+    raiseJournalHorizon(db, options.atMs);
     // The horizon is what keeps a replay out now; a power cut must not take it back (synchronous is NORMAL).
     db.pragma('wal_checkpoint(FULL)');
   }

@@ -130,6 +130,35 @@ describe('command router', () => {
     ]);
   });
 
+  it('keeps the journal bounded: over the cap the oldest finished entries go, and a replay of one is still refused', async () => {
+    const handler = countingHandler();
+    let now = Date.now();
+    rig = routerRig({ stateDir: dir.dir, operator, handlers: [handler], now: () => now, journalMaxEntries: 20, settings: { clockSkewMs: 1000 } });
+    const payloads: Buffer[] = [];
+    for (let i = 0; i < 25; i++) {
+      now += 10_000;
+      payloads.push(encode(signedCommand(operator, { type: 'k3s.restart', expiresAt: now + 3_600_000 }, now)));
+      rig.router.receive(payloads.at(-1)!);
+      await rig.router.idle();
+    }
+    expect(handler.runs).toHaveLength(25);
+    const entries = rig.db.prepare('SELECT COUNT(*) FROM command_journal').pluck().get() as number;
+    expect(entries).toBeLessThanOrEqual(20);
+    expect(entries).toBeGreaterThanOrEqual(18);
+
+    now += 10_000;
+    const fresh = signedCommand(operator, { type: 'k3s.restart', expiresAt: now + 3_600_000 }, now);
+    for (const payload of [payloads[0]!, payloads.at(-1)!, encode(fresh)]) rig.router.receive(payload);
+    await rig.router.idle();
+    expect(handler.runs).toHaveLength(26);
+    expect(rig.outbox.results().slice(-4).map((r) => (r.status === 'rejected' ? `rejected:${r.reason}` : r.status))).toEqual([
+      'rejected:replayed',
+      'rejected:replayed',
+      'accepted',
+      'succeeded',
+    ]);
+  });
+
   it('refuses a type it has no handler for, and everything when commands are disabled', async () => {
     rig = routerRig({ stateDir: dir.dir, operator, handlers: [] });
     rig.router.receive(encode(signedCommand(operator, { type: 'k3s.restart' })));
