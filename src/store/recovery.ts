@@ -52,13 +52,13 @@ export function completeRecovery(
 export function salvageJournal(from: string, db: Database, nativeBinding?: unknown): number {
   if (!hasTable(db, JOURNAL_TABLE)) return 0;
   const columns = (db.prepare(`SELECT name FROM pragma_table_info('${JOURNAL_TABLE}')`).pluck().all() as string[]).join(', ');
-  const rows: unknown[][] = [];
+  let rows: unknown[][] = [];
   let source: Database | undefined;
   try {
     source = new BetterSqlite3(from, { readonly: true, fileMustExist: true, ...(nativeBinding ? { nativeBinding: nativeBinding as string } : {}) });
-    for (const row of source.prepare(`SELECT ${columns} FROM ${JOURNAL_TABLE}`).raw().iterate()) rows.push(row as unknown[]);
+    rows = readableRows(source, columns);
   } catch {
-    // Unreadable from here on (or not a database at all): what was read is all there is.
+    // Not a database at all: nothing to read.
   } finally {
     source?.close();
   }
@@ -75,6 +75,38 @@ export function salvageJournal(from: string, db: Database, nativeBinding?: unkno
     }
   })();
   return salvaged;
+}
+
+/**
+ * The journal rows of a damaged file that can still be read. A table scan stops at the first damaged page; the rows
+ * after it are then looked up one by one through the primary-key index, whose pages lie elsewhere, so that one bad
+ * page costs only its own rows. `columns` starts with command_id.
+ */
+function readableRows(source: Database, columns: string): unknown[][] {
+  const rows = new Map<unknown, unknown[]>();
+  try {
+    for (const row of source.prepare(`SELECT ${columns} FROM ${JOURNAL_TABLE}`).raw().iterate()) rows.set((row as unknown[])[0], row as unknown[]);
+    return [...rows.values()];
+  } catch {
+    // A damaged page: go on through the index.
+  }
+  const ids: unknown[] = [];
+  try {
+    for (const id of source.prepare(`SELECT command_id FROM ${JOURNAL_TABLE} ORDER BY command_id`).pluck().iterate()) ids.push(id);
+  } catch {
+    // The index is damaged too from here on: the ids read so far are what there is.
+  }
+  const byId = source.prepare(`SELECT ${columns} FROM ${JOURNAL_TABLE} WHERE command_id = ?`).raw();
+  for (const id of ids) {
+    if (rows.has(id)) continue;
+    try {
+      const row = byId.get(id) as unknown[] | undefined;
+      if (row) rows.set(id, row);
+    } catch {
+      // This row lies on a damaged page.
+    }
+  }
+  return [...rows.values()];
 }
 
 /** Keeps the newest `keep` moved-aside copies of `file` (the names sort by time) with their side files. */
