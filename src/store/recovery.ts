@@ -1,4 +1,4 @@
-import { existsSync, readdirSync, renameSync, rmSync } from 'node:fs';
+import { existsSync, readdirSync, renameSync, rmSync, statSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import BetterSqlite3, { type Database } from 'better-sqlite3';
 import { raiseJournalHorizon } from './journal-horizon.js';
@@ -34,9 +34,13 @@ export function completeRecovery(
   db: Database,
   options: { file: string; movedTo: string; reason: string; atMs: number; nativeBinding?: unknown },
 ): DatabaseRecovery {
+  // The clock may have been set back since the last write (a board without a real-time clock boots with a stale
+  // time): the file's own last write then says better until when commands were accepted. Read before the salvage
+  // opens the file (which may create its -shm).
+  const horizon = Math.max(options.atMs, lastWriteMs(options.movedTo));
   const journalRowsSalvaged = salvageJournal(options.movedTo, db, options.nativeBinding);
   if (hasTable(db, 'kv')) {
-    raiseJournalHorizon(db, options.atMs);
+    raiseJournalHorizon(db, horizon);
     // The horizon is what keeps a replay out now; a power cut must not take it back (synchronous is NORMAL).
     db.pragma('wal_checkpoint(FULL)');
   }
@@ -120,6 +124,12 @@ export function pruneMovedAsideCopies(file: string, keep: number): number {
     for (const suffix of SIDE_FILES) rmSync(join(dirname(file), name + suffix), { force: true });
   }
   return old.length;
+}
+
+/** When the database or its WAL was last written, by the clock of that time (ms, 0 when neither exists). */
+function lastWriteMs(file: string): number {
+  const times = ['', '-wal'].map((suffix) => statSync(file + suffix, { throwIfNoEntry: false })?.mtimeMs ?? 0);
+  return Math.floor(Math.max(...times));
 }
 
 function hasTable(db: Database, name: string): boolean {

@@ -1,4 +1,4 @@
-import { existsSync, readdirSync, readFileSync, statSync, truncateSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, statSync, truncateSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import BetterSqlite3 from 'better-sqlite3';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -29,6 +29,8 @@ function stateDir(): string {
   cleanups.push(cleanup);
   return join(dir, 'state');
 }
+/** A last write before the clock of open(): the recovery time is then the horizon. */
+const BEFORE_NOW = new Date('2026-11-21T08:00:00Z');
 const open = (dir: string, migrations = MIGRATIONS) =>
   openDatabase({ stateDir: dir, fleetletVersion: 'test', migrations, now: () => new Date('2026-11-22T08:00:00Z') });
 
@@ -167,6 +169,7 @@ describe('state database', () => {
     const bytes = readFileSync(file);
     bytes.fill(0xff, bytes.length - 4096 + 8, bytes.length - 100);
     writeFileSync(file, bytes);
+    utimesSync(file, BEFORE_NOW, BEFORE_NOW);
 
     const reopened = open(dir);
     expect(reopened.recovered).toMatchObject({ journalRowsSalvaged: 2, copiesRemoved: 0 });
@@ -219,10 +222,24 @@ describe('state database', () => {
     new CommandJournal(first.db).begin(command('cmd-lost', Date.now()), Date.now());
     first.db.close();
     writeFileSync(join(dir, DATABASE_FILE), Buffer.alloc(8192, 0x5a));
+    utimesSync(join(dir, DATABASE_FILE), BEFORE_NOW, BEFORE_NOW);
 
     const reopened = open(dir);
     expect(reopened.recovered?.journalRowsSalvaged).toBe(0);
     expect(new CommandJournal(reopened.db).replayHorizon()).toBe(Date.parse('2026-11-22T08:00:00Z'));
+    reopened.db.close();
+  });
+
+  it('puts the replay horizon at the last write of the unreadable file when the clock is behind it', () => {
+    const dir = stateDir();
+    open(dir).db.close();
+    const file = join(dir, DATABASE_FILE);
+    writeFileSync(file, Buffer.alloc(8192, 0x5a));
+    // Written "tomorrow" by the clock of that time; the board now boots with the fixed, earlier time of open().
+    const lastWrite = new Date('2026-11-23T09:30:00Z');
+    utimesSync(file, lastWrite, lastWrite);
+    const reopened = open(dir);
+    expect(new CommandJournal(reopened.db).replayHorizon()).toBe(lastWrite.getTime());
     reopened.db.close();
   });
 
