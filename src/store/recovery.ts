@@ -49,9 +49,8 @@ export function completeRecovery(
 }
 
 /**
- * Copies the journal rows that can still be read from `from` (opened read-only) into `db`. A damaged page ends the
- * scan with an error: the rows read until then are kept. Running commands come back as running, so that the
- * router resumes them or reports them failed, as after any crash.
+ * Copies the journal rows that can still be read from `from` (opened read-only, never changed) into `db`. Running
+ * commands come back as running, so that the router resumes them or reports them failed, as after any crash.
  */
 export function salvageJournal(from: string, db: Database, nativeBinding?: unknown): number {
   if (!hasTable(db, JOURNAL_TABLE)) return 0;
