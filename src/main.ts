@@ -101,10 +101,10 @@ async function buildAgentParts({ config }: LoadedConfig, logger: Logger, env: Re
   if (diskFull) {
     logger.error(diskFull, 'the file system of the state directory is full: running on an in-memory copy of the state until a restart with room; commands are refused meanwhile');
   }
-  const eventLog = new EventLog(opened.db);
+  const eventLog = new EventLog(opened.db, config.limits.eventLog);
   if (opened.recovered) {
     logger.error(opened.recovered, 'state database was unreadable; moved it aside and started a fresh one');
-    eventLog.record('state.database_recovered', opened.recovered);
+    eventLog.record('state.database-recovered', { ...opened.recovered });
   }
   const state: Part = { name: 'state-database', start: () => {}, stop: () => void opened.db.close() };
   const outbox = new SqliteOutbox(opened.db, { limits: outboxLimitsFromConfig(config.limits), logger, conditions: eventLog });
@@ -144,7 +144,7 @@ async function buildAgentParts({ config }: LoadedConfig, logger: Logger, env: Re
     fleetletVersion: FLEETLET_VERSION,
   });
   if (opened.recovered) {
-    events.emit(eventFromProducer({ kind: 'state.database-recovered', at: Date.now(), detail: { movedTo: opened.recovered.movedTo } }));
+    events.emit(eventFromProducer({ kind: 'state.database-recovered', at: Date.now(), detail: { ...opened.recovered } }));
   }
   if (device.fingerprintChange) {
     const event = fingerprintChangedEvent(deviceId, device.fingerprintChange);

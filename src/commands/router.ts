@@ -83,7 +83,13 @@ export class CommandRouter {
   private receiveOrThrow(payload: Uint8Array): void {
     const { settings, journal, logger } = this.deps;
     const nowMs = this.now();
-    const verdict = verifyCommand(payload, { ...settings, nowMs, seenBefore: (id) => journal.seenBefore(id) });
+    const replayHorizonMs = journal.replayHorizon();
+    const verdict = verifyCommand(payload, {
+      ...settings,
+      nowMs,
+      seenBefore: (id) => journal.seenBefore(id),
+      ...(replayHorizonMs !== undefined ? { replayHorizonMs } : {}),
+    });
     if (!verdict.ok) {
       logger.warn({ commandId: verdict.commandId, reason: verdict.reason, detail: verdict.detail }, 'command refused');
       this.reject(verdict.commandId, verdict.type, verdict.reason, verdict.detail);

@@ -25,6 +25,11 @@ export interface VerifyContext {
   maxBytes: number;
   /** True when the journal already holds this command id. */
   seenBefore: (commandId: string) => boolean;
+  /**
+   * Set once the journal lost entries (the state database was recovered, or the journal was full): a command issued
+   * before this time (plus the clock-skew allowance) may have run already.
+   */
+  replayHorizonMs?: number;
 }
 
 export type Verdict =
@@ -82,6 +87,16 @@ export function verifyCommand(payload: Uint8Array, context: VerifyContext): Verd
   }
 
   if (context.seenBefore(command.id)) return refuse('replayed', 'this command id was seen before', command.id, command.type);
+  // A command the journal forgot was accepted before the horizon, so issuedAt <= horizon + skew: refusing up to that
+  // bound refuses every one that may have run. A new command (new id, issued now) goes through.
+  if (context.replayHorizonMs !== undefined && command.issuedAt < context.replayHorizonMs + clockSkewMs) {
+    return refuse(
+      'replayed',
+      `issued at ${iso(command.issuedAt)}, before ${iso(context.replayHorizonMs)}, the oldest time the command journal still covers (the state database was recovered, or the journal was full): it may have run already; send it again with a new id`,
+      command.id,
+      command.type,
+    );
+  }
   return { ok: true, command };
 }
 

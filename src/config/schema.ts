@@ -155,6 +155,16 @@ const LimitsSection = z
       })
       .prefault({}),
     maxMessageBytes: z.int().min(1024).max(16 * 1024 * 1024).default(256 * 1024).describe('Largest MQTT payload accepted.'),
+    eventLog: z
+      .strictObject({
+        maxRows: z.int().min(10).default(2000).describe('Entries the local event log keeps at most; the oldest go first.'),
+        maxBytes: z
+          .int()
+          .min(4096)
+          .default(2 * 1024 * 1024)
+          .describe('Bytes (kind and detail) the local event log keeps at most; the oldest entries go first.'),
+      })
+      .prefault({}),
   })
   .prefault({});
 

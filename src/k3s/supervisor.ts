@@ -12,6 +12,7 @@ import { MachineWait } from './machine-wait.js';
 import { terminateAgent } from './terminate.js';
 import { RestartPolicy } from './restart-policy.js';
 import { LogTail } from './log-tail.js';
+import { withRotatingLog } from './log-rotation.js';
 import { writeStatusFile } from './status-file.js';
 import { DEFAULT_TIMINGS, SYSTEM_CLOCK, type Clock, type K3sStatus, type StateName, type SupervisorOptions, type SupervisorTimings } from './supervisor-options.js';
 
@@ -36,9 +37,9 @@ export const RECORD_FILE = 'agent-process.json';
  *   stopK3s -> stopping -> held (k3s stays down, also for the next fleetlet, until restart or the hold is lifted)
  *   stop -> stopped: only the machine stops; k3s keeps running
  *
- * A stop or restart of fleetlet never stops k3s: k3s writes to a log file, not a pipe, and its pid, start time and
- * boot id are recorded, so that the next fleetlet adopts the running k3s instead of starting a second one.
- * Stopping k3s is an explicit act (stopK3s, `fleetlet k3s stop`, `fleetlet uninstall`).
+ * A stop or restart of fleetlet never stops k3s: k3s writes to a log file it rotates itself (log-rotation.ts), not a
+ * pipe, and its pid, start time and boot id are recorded, so that the next fleetlet adopts the running k3s instead of
+ * starting a second one. Stopping k3s is an explicit act (stopK3s, `fleetlet k3s stop`, `fleetlet uninstall`).
  */
 export class K3sSupervisor {
   private readonly t: SupervisorTimings;
@@ -218,7 +219,7 @@ export class K3sSupervisor {
       const invocation = this.options.invocation();
       const child = await spawnAgent({
         binaryPath: this.options.binaryPath,
-        args: invocation.args,
+        args: withRotatingLog(invocation.args, this.logFile),
         env: childEnvironment(this.options.baseEnv, invocation),
         logFile: this.logFile,
       });

@@ -41,6 +41,16 @@ describe('verifyCommand', () => {
     expect(verifyCommand(encode(envelope), context()).ok).toBe(true);
   });
 
+  it('refuses a command issued before the journal horizon plus the clock-skew allowance, and accepts one issued after', () => {
+    const horizon = NOW - 3_600_000;
+    const skew = 5 * 60_000;
+    const ctx = context({ replayHorizonMs: horizon });
+    const before = signedCommand(operator, { issuedAt: horizon + skew - 1, expiresAt: NOW + 60_000 }, NOW);
+    expect(refusal(encode(before), ctx)).toMatchObject({ reason: 'replayed', detail: expect.stringContaining('oldest time the command journal') });
+    const after = signedCommand(operator, { issuedAt: horizon + skew, expiresAt: NOW + 60_000 }, NOW);
+    expect(verifyCommand(encode(after), ctx).ok).toBe(true);
+  });
+
   it('refuses an oversized payload before parsing it', () => {
     const envelope = signedCommand(operator, {}, NOW);
     const padded = Buffer.concat([encode(envelope), Buffer.alloc(64 * 1024, 0x20)]);
