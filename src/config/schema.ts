@@ -126,7 +126,9 @@ const K3sSection = z
   .strictObject({
     enabled: z.boolean().default(true).describe('Install and supervise `k3s agent`.'),
     serverUrl: urlWithScheme(['https:'], 'an https:// URL (k3s only supports https)').optional(),
-    token: secretString.optional().describe('Join token; prefer tokenFile. Never passed on a command line.'),
+    token: secretString
+      .optional()
+      .describe('Join token: the agent token or a bootstrap token, never the server token; prefer tokenFile. Never passed on a command line.'),
     tokenFile: absolutePath.optional().describe('File holding the join token (mode 0600).'),
     version: z
       .string()
