@@ -113,7 +113,7 @@ function refusePlainHttpMirrors(
       code: 'custom',
       path: [key],
       input: k3s[key],
-      message: `expected an https:// URL (the k3s it names runs as root); for a mirror without TLS set k3s.allowInsecureMirror: true`,
+      message: 'expected an https:// URL (the k3s it names runs as root); for a mirror without TLS set k3s.allowInsecureMirror: true',
     });
   }
 }

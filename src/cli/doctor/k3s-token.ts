@@ -3,7 +3,7 @@ import { type Check, pass, warn } from './check.js';
 /**
  * What kind of k3s join token a device holds, from its form alone (k3s pkg/clientaccess/token.go):
  * `K10<ca-hash>::<user>:<password>` names its user (`server` or `node`), `K10<ca-hash>::<id>.<secret>` and
- * `<id>.<secret>` are bootstrap tokens, anything else is a bare password.
+ * `<id>.<secret>` are bootstrap tokens; anything else tells nothing about its power, like a bare password.
  */
 export type K3sTokenKind = 'server' | 'agent' | 'bootstrap' | 'password';
 
@@ -16,7 +16,7 @@ export function k3sTokenKind(token: string): K3sTokenKind {
   // Only the full form carries a user; a bare token is one password, colons and all.
   const user = full ? /^([^:]+):./s.exec(rest)?.[1] : undefined;
   if (user === 'server') return 'server';
-  if (user !== undefined) return 'agent';
+  if (user === 'node') return 'agent';
   return 'password';
 }
 
