@@ -176,7 +176,8 @@ describe('fleetlet doctor on the k3s join token a device holds', () => {
     ['an agent token', `K10${CA_HASH}::node:${SERVER_PASSWORD}`, 'is an agent token'],
     ['a bootstrap token from k3s token create', `K10${CA_HASH}::abcdef.0123456789abcdef`, 'is a bootstrap token'],
     ['a bare bootstrap token', 'abcdef.0123456789abcdef', 'is a bootstrap token'],
-    ['a bare password, even one with "server:" in it', `server:${SERVER_PASSWORD}`, 'is a bare password'],
+    ['a bare password, even one with "server:" in it', `server:${SERVER_PASSWORD}`, 'cannot tell an agent token from the server token'],
+    ['a full-form token of a user that is neither server nor node', `K10${CA_HASH}::admin:${SERVER_PASSWORD}`, 'cannot tell'],
   ])('passes %s', async (_name, token, summary) => {
     const { of, results } = await doctorWithToken(token);
     expect(of('k3s-token')).toEqual([expect.objectContaining({ status: 'pass', summary: expect.stringContaining(summary) })]);

@@ -23,7 +23,7 @@ export function k3sTokenKind(token: string): K3sTokenKind {
 const SUMMARIES: Record<Exclude<K3sTokenKind, 'server'>, string> = {
   agent: 'the k3s token is an agent token (K10<hash>::node:...): it can join nodes, not administer the cluster',
   bootstrap: 'the k3s token is a bootstrap token: it can only join nodes (and expires, if made with --ttl)',
-  password: 'the k3s token is a bare password: doctor cannot tell an agent token from the server token; it must be the agent token',
+  password: 'the k3s token does not show whose it is (a bare password): doctor cannot tell an agent token from the server token; make sure it is the agent token',
 };
 
 /**
