@@ -54,7 +54,7 @@ while [ "$#" -gt 0 ]; do
     --ca) need_value "$@"; CA=$2; shift 2 ;;
     --server) need_value "$@"; SERVER=$2; shift 2 ;;
     --token-file) need_value "$@"; TOKEN_FILE=$2; shift 2 ;;
-    --token|--token=*) fatal "the token is never an argument (ps shows arguments to everyone): use K3S_TOKEN or --token-file" ;;
+    --token|--token=*) fatal "the token is never an argument (ps shows arguments to everyone): use --token-file FILE, or leave it out to be asked on the terminal" ;;
     --name) need_value "$@"; NAME=$2; shift 2 ;;
     --root) need_value "$@"; ROOT=$2; shift 2 ;;
     --no-start) START=no; shift ;;
