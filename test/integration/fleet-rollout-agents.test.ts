@@ -58,6 +58,7 @@ describe('fleet rollout over 20 real agent processes', () => {
           k3s: await isolatedK3s(root, binaryPath, {
             artifactUrl: mirror.artifactUrl,
             channelUrl: mirror.channelUrl,
+            allowInsecureMirror: true,
             nodeName: id,
           }),
           commands: { trustedKeys: [{ id: 'ops', publicKey: key.publicKey }], k3sUpgrade: { healthTimeoutSeconds: 10, minFreeBytes: 1024 } },

@@ -47,6 +47,7 @@ beforeEach(async () => {
       `  dataDir: ${join(dir, 'data')}`,
       `  artifactUrl: ${server.artifactUrl}`,
       `  channelUrl: ${server.channelUrl}`,
+      '  allowInsecureMirror: true',
       `stateDir: ${stateDir}`,
       'telemetry:',
       '  http:',

@@ -53,6 +53,7 @@ describe('k3s upgrade through the real agent', () => {
         k3s: await isolatedK3s(dir, binaryPath, {
           artifactUrl: releases.artifactUrl,
           channelUrl: releases.channelUrl,
+          allowInsecureMirror: true,
           nodeName: 'pi-e2e',
           kubeletArgs: [`healthz-port=${healthzPort}`],
         }),
