@@ -63,8 +63,8 @@ function findProblem(text: string): string | null {
       if (hasLoneSurrogate(decoded)) return `lone surrogate in a string at ${pathOf(stack)}`;
       if (top?.kind === 'object' && top.expectKey) {
         const where = pathOf(stack.slice(0, -1)) || '(root)';
-        if (FORBIDDEN_KEYS.has(decoded)) return `forbidden key ${JSON.stringify(decoded)} at ${where}`;
-        if (top.keys.has(decoded)) return `duplicate key ${JSON.stringify(decoded)} at ${where}`;
+        if (FORBIDDEN_KEYS.has(decoded)) return `forbidden key ${quoted(decoded)} at ${where}`;
+        if (top.keys.has(decoded)) return `duplicate key ${quoted(decoded)} at ${where}`;
         top.keys.add(decoded);
         top.expectKey = false;
         top.key = decoded;
@@ -81,11 +81,20 @@ function findProblem(text: string): string | null {
   return null;
 }
 
+// Keys and paths come from the sender and end up in logs and results: quoted, escaped and cut short.
+const MAX_KEY_CHARS = 40;
+const MAX_PATH_CHARS = 120;
+
+function quoted(key: string): string {
+  return JSON.stringify(key.length > MAX_KEY_CHARS ? `${key.slice(0, MAX_KEY_CHARS)}…` : key);
+}
+
 function pathOf(stack: readonly Frame[]): string {
-  return stack
-    .map((frame) => (frame.kind === 'array' ? `[${frame.index}]` : `.${frame.key}`))
+  const path = stack
+    .map((frame) => (frame.kind === 'array' ? `[${frame.index}]` : /^[A-Za-z0-9_$-]{1,40}$/.test(frame.key) ? `.${frame.key}` : `[${quoted(frame.key)}]`))
     .join('')
     .replace(/^\./, '');
+  return path.length > MAX_PATH_CHARS ? `…${path.slice(-MAX_PATH_CHARS)}` : path;
 }
 
 function stringEnd(text: string, start: number): number {

@@ -85,3 +85,17 @@ describe('strict JSON before verification', () => {
     expect(verifyCommand(encode(envelope), context).ok).toBe(true);
   });
 });
+
+describe('strict JSON refusals name the place without repeating what the sender wrote at length', () => {
+  it('quotes, escapes and shortens keys and paths in the detail', () => {
+    const genuine = JSON.stringify(signedCommand(operator, { type: 'k3s.configure', args: { labels: { zone: 'a' } } }, NOW));
+    const longKey = `x${'\u001b[31m'.repeat(500)}`;
+    const payload = withMember(genuine, '"labels":{', `${JSON.stringify(longKey)}:{"a":[{"__proto__":1}]}`);
+    const { detail } = refusal(payload);
+    expect(detail).toBe(`forbidden key "__proto__" at args.labels[${JSON.stringify(longKey.slice(0, 40) + '…')}].a[0]`);
+    expect(detail).not.toContain('\u001b');
+    const deep = genuine.replace('"zone":"a"', `"zone":${'['.repeat(300)}{"x":1,"x":2}${']'.repeat(300)}`);
+    const deepDetail = refusal(Buffer.from(deep)).detail;
+    expect(deepDetail).toMatch(/^duplicate key "x" at …(\[0\]){40}$/);
+  });
+});
