@@ -15,7 +15,8 @@ export { canonicalJson } from './canonical-json.js';
 export const COMMAND_ID_PATTERN = /^[A-Za-z0-9_-]{8,64}$/;
 export const KEY_ID_PATTERN = /^[A-Za-z0-9._-]{1,64}$/;
 const K3S_VERSION = /^v\d+\.\d+\.\d+\+k3s\d+$/;
-const SEMVER = /^\d+\.\d+\.\d+(?:-[0-9A-Za-z.-]{1,32})?$/;
+// SemVer 2.0.0 with an optional prerelease of up to 32 characters; no empty identifiers, so that it orders as SemVer.
+const SEMVER = /^\d+\.\d+\.\d+(?:-(?=[0-9A-Za-z.-]{1,32}$)[0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*)?$/;
 const SHA256_HEX = /^[a-f0-9]{64}$/;
 
 const httpUrl = z
