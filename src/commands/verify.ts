@@ -9,6 +9,7 @@ import {
   type CommandType,
 } from '../protocol/command.js';
 import type { RejectReason } from '../protocol/result.js';
+import { parseStrictJson } from '../protocol/strict-json.js';
 
 export interface TrustedKey {
   key: KeyObject;
@@ -37,7 +38,7 @@ export type Verdict =
   | { ok: false; reason: RejectReason; detail: string; commandId: string | null; type: CommandType | null };
 
 /**
- * The checks a command passes before anything runs, in this order: size, schema, trusted key, signature,
+ * The checks a command passes before anything runs, in this order: size, strict JSON, schema, trusted key, signature,
  * target, validity window, journal. Cheap checks that need no trust come first; nothing the sender wrote is
  * believed (not even its id, beyond echoing it) until the signature holds.
  */
@@ -46,12 +47,11 @@ export function verifyCommand(payload: Uint8Array, context: VerifyContext): Verd
     return refuse('too_large', `${payload.byteLength} bytes is over the limit of ${context.maxBytes}`, null, null);
   }
 
-  let json: unknown;
-  try {
-    json = JSON.parse(Buffer.from(payload).toString('utf8'));
-  } catch {
-    return refuse('malformed', 'not JSON', null, null);
-  }
+  // Ambiguous JSON (duplicate keys, __proto__, bad UTF-8...) is refused before any field is read: its id and type
+  // would depend on which parser read it, so none is echoed.
+  const strict = parseStrictJson(payload);
+  if (!strict.ok) return refuse('malformed', strict.problem, null, null);
+  const json = strict.value;
   const parsed = CommandEnvelopeSchema.safeParse(json);
   const echoedId = idOf(json);
   const echoedType = typeOf(json);

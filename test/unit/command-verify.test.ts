@@ -75,6 +75,16 @@ describe('verifyCommand', () => {
     expect(refusal(encode(urlWithoutSum)).reason).toBe('bad_args');
   });
 
+  it('takes an agent version with a SemVer prerelease, and refuses empty prerelease identifiers', () => {
+    const upgrade = (version: string) =>
+      verifyCommand(encode(signedCommand(operator, { type: 'agent.upgrade', args: { version, artifactUrl: 'https://x/f', sha256: 'a'.repeat(64) } }, NOW)), context());
+    expect(upgrade('1.2.3-rc.1').ok).toBe(true);
+    expect(upgrade('1.2.3-x-y.2.z')).toMatchObject({ ok: true });
+    for (const version of ['1.2.3-rc..1', '1.2.3-.rc', '1.2.3-rc.', '1.2.3-', `1.2.3-${'a'.repeat(33)}`]) {
+      expect(upgrade(version), version).toMatchObject({ ok: false, reason: 'bad_args' });
+    }
+  });
+
   it('refuses an unknown key and a revoked key', () => {
     expect(refusal(encode(signedCommand(stranger, {}, NOW))).reason).toBe('unknown_key');
     expect(refusal(encode(signedCommand(retired, {}, NOW))).reason).toBe('revoked_key');
