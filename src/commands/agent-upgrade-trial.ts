@@ -38,11 +38,24 @@ export class AgentUpgradeTrial {
   private stopped = false;
   private timer: NodeJS.Timeout | undefined;
   private wake: (() => void) | undefined;
+  private running: Promise<TrialOutcome | undefined> | undefined;
 
   constructor(private readonly options: AgentTrialOptions) {}
 
-  /** Runs the trial open at start, if any; resolves with what became of it (undefined: there was none). */
-  async run(): Promise<TrialOutcome | undefined> {
+  /** Judges the trial open at start, if any, in the background. */
+  start(): void {
+    this.running ??= this.judge().catch((err: unknown) => {
+      this.options.logger.error({ err }, 'the self-update trial failed to run');
+      return undefined;
+    });
+  }
+
+  /** What became of the trial judged by this process (undefined: there was none to judge). */
+  verdict(): Promise<TrialOutcome | undefined> {
+    return this.running ?? Promise.resolve(undefined);
+  }
+
+  private async judge(): Promise<TrialOutcome | undefined> {
     const { options } = this;
     const marker = await readMarker(options.stateDir);
     if (marker?.state !== 'trial') return undefined;

@@ -3,6 +3,7 @@ import { sha256OfFileIfPresent } from '../lib/files.js';
 import { keepPrevious, swapIn } from './binary-swap.js';
 import { downloadVerified } from './download.js';
 import { guardRanForThisStart, guardUnitLine, readMarker, writeGuard, writeMarker, type TrialMarker } from './agent-upgrade-guard.js';
+import type { TrialOutcome } from './agent-upgrade-trial.js';
 import type { CommandHandler, CommandContext, HandlerOutcome } from './handler.js';
 import { compareVersions } from './versions.js';
 
@@ -14,6 +15,8 @@ export interface AgentUpgradeOptions {
   maxArtifactBytes: number;
   /** Takes a durable snapshot of the state database (before the swap) and returns its path. */
   snapshotState: () => Promise<string>;
+  /** The verdict on the trial this process judges (AgentUpgradeTrial); undefined when it judges none. */
+  trialVerdict: () => Promise<TrialOutcome | undefined>;
   /** Stops the agent cleanly; the service manager starts it again (Restart=always), now from the new binary. */
   requestRestart: () => void;
   /** systemd's INVOCATION_ID of this start; the guard records the one it ran for. */
@@ -121,17 +124,23 @@ async function prepare(
  * reports it, after it put the database snapshot back.
  */
 async function afterRestart(context: CommandContext<'agent.upgrade'>, options: AgentUpgradeOptions): Promise<HandlerOutcome> {
-  let marker = await readMarker(options.stateDir);
-  if (!marker || marker.commandId !== context.command.id) {
+  if ((await readMarker(options.stateDir))?.commandId !== context.command.id) {
     return { status: 'failed', reason: 'interrupted', detail: 'the upgrade trial record is missing; the installed binary was left as it is' };
   }
-  while (marker?.state === 'trial' && !context.signal.aborted) {
-    await new Promise((resolve) => setTimeout(resolve, 250));
-    marker = await readMarker(options.stateDir);
-  }
+  await Promise.race([options.trialVerdict(), whenAborted(context.signal)]);
   if (context.signal.aborted) throw new Error('stopping during the upgrade trial');
-  if (!marker || marker.state === 'reverted') return { status: 'pending' };
+  const marker = await readMarker(options.stateDir);
+  // Reverted: the binary that comes back reports it. Still open: this process did not judge it (the binary was
+  // replaced by other means); the guard decides at the next start.
+  if (!marker || marker.state !== 'confirmed') return { status: 'pending' };
   return concluded(marker, options);
+}
+
+function whenAborted(signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal.aborted) resolve();
+    else signal.addEventListener('abort', () => resolve(), { once: true });
+  });
 }
 
 function concluded(marker: TrialMarker, options: AgentUpgradeOptions): HandlerOutcome {

@@ -61,6 +61,7 @@ export function createCommandsPart(deps: CommandsDeps) {
       confirmTimeoutMs: section.agentUpgrade.confirmTimeoutSeconds * 1000,
       maxArtifactBytes: section.agentUpgrade.maxArtifactBytes,
       snapshotState: () => snapshotDatabase(deps.db, config.stateDir),
+      trialVerdict: () => trial.verdict(),
       requestRestart: deps.requestRestart,
       invocationId: deps.invocationId,
     }),
@@ -119,7 +120,7 @@ export function createCommandsPart(deps: CommandsDeps) {
             deps.logger.warn({ err }, 'could not write the upgrade guard; agent self-updates will be refused'),
           );
         }
-        void trial.run().catch((err: unknown) => deps.logger.error({ err }, 'the self-update trial failed to run'));
+        trial.start();
         const resumed = router.resumeInterrupted();
         if (resumed > 0) deps.logger.warn({ resumed }, 'commands interrupted by the last stop were resumed or reported failed');
         unsubscribe = deps.onCommand((payload) => router.receive(payload));

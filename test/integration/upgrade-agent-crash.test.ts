@@ -157,7 +157,7 @@ describe('agent.upgrade across a migration, SIGKILLed at random moments', () => 
       // Kill in the 1st start (old build: download, snapshot, swap), the 2nd (new build: migrate, trial) or the
       // 3rd (old build after a revert: restore), at a random moment after the process began.
       const killStart = 1 + Math.floor(Math.random() * (device.healthy ? 2 : 3));
-      const killAfterBootMs = Math.floor(Math.random() * 200);
+      const killAfterBootMs = Math.floor(Math.random() * 150);
       let killed: Start | undefined;
       let settled = false;
       for (let start = 1; start <= 8 && !settled; start += 1) {
