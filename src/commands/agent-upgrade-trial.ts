@@ -58,6 +58,8 @@ export class AgentUpgradeTrial {
   private async judge(): Promise<TrialOutcome | undefined> {
     const { options } = this;
     const marker = await readMarker(options.stateDir);
+    // A confirmation cut short by a power cut is finished here: the snapshot has no more use.
+    if (marker?.state === 'confirmed') await dropSnapshot(options.stateDir);
     if (marker?.state !== 'trial') return undefined;
     // A trial belongs to the new binary: the old one, started again because the swap was cut short, resumes it instead.
     if ((await sha256OfFileIfPresent(marker.binary)) !== marker.newSha) return undefined;

@@ -42,8 +42,9 @@ export async function snapshotDatabase(db: Database, stateDir: string): Promise<
 
 /** Forgets the snapshot once the new binary is confirmed: from then on its database is the one that counts. */
 export async function dropSnapshot(stateDir: string): Promise<void> {
-  removeDatabaseFiles(snapshotPath(stateDir));
-  removeDatabaseFiles(join(stateDir, REVERTED_FILE));
+  const files = [snapshotPath(stateDir), join(stateDir, REVERTED_FILE)];
+  if (!files.some((file) => existsSync(file))) return;
+  for (const file of files) removeDatabaseFiles(file);
   await fsyncDir(stateDir);
 }
 

@@ -1,6 +1,6 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, watch, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import { join } from 'node:path';
 import BetterSqlite3 from 'better-sqlite3';
@@ -66,7 +66,7 @@ function readMarkerNow(stateDir: string): TrialMarker | undefined {
 }
 
 /** What systemd does for one start: the guard (ExecStartPre), then the binary, with one INVOCATION_ID for both. */
-function startOnce(device: Device, options: { command?: string; killAfterBootMs?: number }): Promise<Start> {
+function startOnce(device: Device, options: { command?: string; kill?: KillPoint }): Promise<Start> {
   const invocation = randomBytes(16).toString('hex');
   const guard = spawnSync('/bin/sh', [join(device.stateDir, GUARD_FILE), join(device.stateDir, MARKER_FILE)], {
     env: { INVOCATION_ID: invocation, PATH: process.env.PATH },
@@ -83,24 +83,49 @@ function startOnce(device: Device, options: { command?: string; killAfterBootMs?
       CHILD_OPERATOR_PUB: operator.publicBase64,
       CHILD_HEALTHY: device.healthy ? '1' : '0',
       ...(options.command ? { CHILD_COMMAND_FILE: options.command } : {}),
+      ...(options.kill?.after.startsWith('STEP ')
+        ? { CHILD_KILL_AFTER_STEP: options.kill.after.slice('STEP '.length), CHILD_KILL_DELAY_MS: String(options.kill.delayMs) }
+        : {}),
     },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let output = '';
+  let aimed = false;
+  // The trial marker appearing: the few steps from there to the restart are a small target for a random delay.
+  const watcher =
+    options.kill?.after === 'MARKER'
+      ? watch(device.stateDir, (_event, name) => {
+          if (name !== MARKER_FILE || aimed) return;
+          aimed = true;
+          setTimeout(() => child.kill('SIGKILL'), options.kill!.delayMs);
+        })
+      : undefined;
   child.stdout.on('data', (chunk: Buffer) => {
     output += chunk.toString();
-    if (options.killAfterBootMs !== undefined && output.startsWith('BOOT\n') && output.length === 5) {
-      setTimeout(() => child.kill('SIGKILL'), options.killAfterBootMs);
+    const kill = options.kill;
+    if (kill?.after === 'BOOT' && !aimed && output.startsWith('BOOT\n')) {
+      aimed = true;
+      setTimeout(() => child.kill('SIGKILL'), kill.delayMs);
     }
   });
   child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));
   return new Promise((resolve, reject) => {
     child.once('exit', (code, signal) => {
+      watcher?.close();
       if (signal === 'SIGKILL') return resolve({ exit: 'killed', marker: readMarkerNow(device.stateDir) });
       if (code !== 0) return reject(new Error(`a start failed (exit ${code}): ${output}`));
       resolve({ exit: output.includes('SETTLED') ? 'settled' : 'restart' });
     });
   });
+}
+
+/**
+ * SIGKILL `delayMs` after the child began (BOOT) or wrote the trial marker (MARKER), sent by the test, or after it
+ * began a step (STEP <name>), sent by itself.
+ */
+interface KillPoint {
+  after: string;
+  delayMs: number;
 }
 
 interface Device {
@@ -136,7 +161,7 @@ function schemaAndJournal(stateDir: string, commandId: string): { version: numbe
 describe('agent.upgrade across a migration, SIGKILLed at random moments', () => {
   it(`always ends on a binary with a database it opens, and reports what the kill left behind (${ITERATIONS_WITH_A_KILL}+ kills)`, async () => {
     const began = Date.now();
-    const outcomes = { succeeded: 0, reverted: 0, killedIn: [0, 0, 0, 0] };
+    const outcomes = { succeeded: 0, reverted: 0, killedIn: [0, 0, 0, 0], markerAtKill: {} as Record<string, number> };
     let kills = 0;
     for (let run = 0; kills < ITERATIONS_WITH_A_KILL; run += 1) {
       expect(Date.now() - began, `only ${kills} kills within the time budget`).toBeLessThan(TIME_BUDGET_MS);
@@ -155,16 +180,19 @@ describe('agent.upgrade across a migration, SIGKILLed at random moments', () => 
       writeFileSync(commandFile, JSON.stringify(command));
 
       // Kill in the 1st start (old build: download, snapshot, swap), the 2nd (new build: migrate, trial) or the
-      // 3rd (old build after a revert: restore), at a random moment after the process began.
+      // 3rd (old build after a revert: restore), at a random moment after the process began or, in the 1st, after
+      // the download or swap step began or the trial marker appeared.
       const killStart = 1 + Math.floor(Math.random() * (device.healthy ? 2 : 3));
-      const killAfterBootMs = Math.floor(Math.random() * 150);
+      const anchors = killStart === 1 ? ['BOOT', 'STEP download', 'STEP swap', 'MARKER'] : ['BOOT'];
+      const after = anchors[Math.floor(Math.random() * anchors.length)]!;
+      const kill = { after, delayMs: Math.floor(Math.random() * (after === 'MARKER' ? 30 : after === 'STEP swap' ? 100 : 150)) };
       let killed: Start | undefined;
       let settled = false;
       for (let start = 1; start <= 8 && !settled; start += 1) {
         // Delivered at every start, as a broker redelivers what was not acknowledged: once journaled, a replay.
         const outcome = await startOnce(device, {
           command: commandFile,
-          ...(!killed && start === killStart ? { killAfterBootMs } : {}),
+          ...(!killed && start === killStart ? { kill } : {}),
         });
         if (outcome.exit === 'killed') {
           killed = outcome;
@@ -177,11 +205,15 @@ describe('agent.upgrade across a migration, SIGKILLed at random moments', () => 
 
       // The guard's rule decides: a trial whose one start was used and not confirmed is reverted.
       const m = killed?.marker?.commandId === command.id ? killed.marker : undefined;
+      if (killed) {
+        const seen = m ? `${m.state}${m.state === 'trial' ? `-${m.attempts}` : ''}` : 'none';
+        outcomes.markerAtKill[seen] = (outcomes.markerAtKill[seen] ?? 0) + 1;
+      }
       const reverted = !device.healthy || m?.state === 'reverted' || (m?.state === 'trial' && m.attempts >= 1);
       const installed = readFileSync(device.binary, 'utf8');
       const { version, journalState } = schemaAndJournal(device.stateDir, command.id);
       const finals = finalResults(device.stateDir, command.id);
-      const context = `run ${run}: healthy=${device.healthy} killed in start ${killStart} after ${killAfterBootMs} ms, marker ${JSON.stringify(m)}`;
+      const context = `run ${run}: healthy=${device.healthy} killed in start ${killStart} ${kill.delayMs} ms after ${kill.after}, marker ${JSON.stringify(m)}`;
       // At least once (a kill between queuing the result and closing the journal entry repeats it), always the same.
       expect(finals.length, context).toBeGreaterThanOrEqual(1);
       expect(new Set(finals.map((r) => r.status)).size, context).toBe(1);
