@@ -30,6 +30,8 @@ import { eventFromProducer } from './telemetry/producer-events.js';
 import { createCommandsPart } from './commands/commands-part.js';
 import { machineSourcesUnder, readMachineIdentity, type MachineIdentity } from './identity/device-id.js';
 import { DeviceRecordFile, resolveDevice, type ResolvedDevice } from './identity/device-record.js';
+import { restoreStateAfterRevert } from './commands/agent-upgrade-restore.js';
+import { databaseWritable } from './store/write-probe.js';
 import { DeviceIdUnavailableError } from './identity/errors.js';
 import { IdentityStore } from './identity/identity-store.js';
 import { NodeFiles } from './identity/node-files.js';
@@ -83,6 +85,7 @@ async function runAgent(selection: ConfigSelection, io: CliIo): Promise<number> 
 
   let parts: Part[];
   try {
+    await restoreAfterRevert(config.stateDir, io.env, logger);
     parts = await buildAgentParts(loaded, logger, io.env);
   } catch (err) {
     logger.fatal({ err }, err instanceof FleetletError ? err.message : 'failed to start');
@@ -90,6 +93,16 @@ async function runAgent(selection: ConfigSelection, io: CliIo): Promise<number> 
   }
   const lifecycle = new Lifecycle(parts, logger, STOP_TIMEOUT_MS);
   return runUntilSignal(lifecycle, logger, process, (code) => process.exit(code));
+}
+
+/** Before the database is opened: after a reverted self-update it may have been migrated past this binary. */
+async function restoreAfterRevert(stateDir: string, env: Record<string, string | undefined>, logger: Logger): Promise<void> {
+  try {
+    const restored = await restoreStateAfterRevert(stateDir, sqliteNativeBinding(stateDir, env));
+    if (restored) logger.warn(restored, 'self-update reverted: state database restored from the snapshot taken before it');
+  } catch (err) {
+    logger.error({ err }, 'could not restore the state database snapshot of a reverted self-update');
+  }
 }
 
 async function buildAgentParts({ config }: LoadedConfig, logger: Logger, env: Record<string, string | undefined>): Promise<Part[]> {
@@ -185,7 +198,12 @@ async function buildAgentParts({ config }: LoadedConfig, logger: Logger, env: Re
     logger,
     agentVersion: FLEETLET_VERSION,
     onCommand: (handler) => link.onCommand((_topic, payload) => handler(payload)),
-    agentHealthy: () => link.state().connected,
+    // A self-updated binary confirms itself only once each of these (and its command path) works.
+    agentHealth: {
+      link: () => link.state().subscribed,
+      telemetry: () => telemetry.latest() !== undefined,
+      database: () => databaseWritable(opened.db),
+    },
     // A clean stop; systemd (Restart=always) starts the service again, from the new binary.
     requestRestart: () => process.kill(process.pid, 'SIGTERM'),
     agentLogLines: async (max) =>

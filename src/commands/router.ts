@@ -135,6 +135,17 @@ export class CommandRouter {
     if (this.queued === 0) heartbeat.idle();
   }
 
+  /**
+   * Verifies a journaled command again, with this build's verification and the device's trust, as of its issue
+   * time (its age is not the question): a self-updated binary proves its command path works with it.
+   */
+  verifiesAgain(commandId: string): boolean {
+    const entry = this.deps.journal.get(commandId);
+    if (!entry || !this.deps.settings.enabled || !this.handlers.has(entry.command.type)) return false;
+    const payload = Buffer.from(JSON.stringify(entry.command), 'utf8');
+    return verifyCommand(payload, { ...this.deps.settings, nowMs: entry.command.issuedAt, seenBefore: () => false }).ok;
+  }
+
   /** Resolves when every queued command has finished (or is pending a restart). */
   idle(): Promise<void> {
     return this.queue;

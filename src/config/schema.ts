@@ -254,7 +254,7 @@ const CommandsSection = z
           .min(10)
           .max(3600)
           .default(120)
-          .describe('How long a new fleetlet has to prove itself healthy before the next start reverts it.'),
+          .describe('How long a new fleetlet has to prove itself healthy (commands subscribed and verified, telemetry sampled, a database write) before it is reverted.'),
         maxArtifactBytes: z.int().min(1024).default(256 * 1024 * 1024).describe('Largest fleetlet binary an agent.upgrade downloads.'),
         minFreeBytes: z
           .int()

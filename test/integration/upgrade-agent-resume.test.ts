@@ -2,6 +2,7 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { SEEN_FILE } from '../../src/commands/agent-upgrade-guard.js';
+import { snapshotDatabase } from '../../src/store/snapshot.js';
 import { agentUpgradeHandler } from '../../src/commands/agent-upgrade.js';
 import type { CommandResult } from '../../src/protocol/result.js';
 import { waitUntil } from '../helpers/k3s-supervisor.js';
@@ -59,9 +60,10 @@ function device(): RouterRig {
         maxArtifactBytes: 1024 * 1024,
         minFreeBytes: 1024,
         downloadIdleTimeoutMs: 5_000,
-        agentHealthy: () => false,
+        // The real snapshot of the rig's state database; a restart only counts here, so no verdict ever comes.
+        snapshotState: () => snapshotDatabase(rig!.db, join(dir, 'state')),
+        trialVerdict: () => new Promise(() => {}),
         requestRestart: () => void (restarts += 1),
-        startedAt: Date.now(),
         invocationId: INVOCATION,
       }),
     ],
