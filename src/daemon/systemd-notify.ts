@@ -1,6 +1,12 @@
 import { execa } from 'execa';
 import type { Logger } from '../lib/logger.js';
 import type { Part } from './lifecycle.js';
+import type { StuckPart } from './progress-monitor.js';
+
+/** What the watchdog asks before each ping: the parts that show no progress (none: healthy). */
+export interface ProgressCheck {
+  stuck(): StuckPart[];
+}
 
 /**
  * sd_notify through the `systemd-notify` tool, because Node cannot send unix datagrams. `--pid` names our own
@@ -38,14 +44,30 @@ export class SystemdNotifier {
     }
   }
 
-  /** A part that says READY=1 once everything before it has started, pings the watchdog, and says STOPPING=1. */
-  asPart(): Part {
+  /**
+   * A part that says READY=1 once everything before it has started, pings the watchdog, and says STOPPING=1.
+   * The watchdog means healthy, not just alive: while `progress` names a stuck part, no ping is sent (systemd then
+   * restarts the service), the log says which part once, and STATUS shows it in `systemctl status`.
+   */
+  asPart(progress?: ProgressCheck): Part {
+    let withheldFor = '';
+    const ping = async () => {
+      const stuck = progress?.stuck() ?? [];
+      const names = stuck.map((part) => part.name).join(', ');
+      if (names !== withheldFor) {
+        if (names) this.logger.error({ stuck }, `withholding the watchdog: no progress from ${names}`);
+        else this.logger.warn('every part shows progress again; watchdog pings resumed');
+        withheldFor = names;
+        await this.notify(names ? `STATUS=no progress from ${names}` : 'STATUS=running');
+      }
+      if (!names) await this.notify('WATCHDOG=1');
+    };
     return {
       name: 'systemd-notify',
       start: async () => {
         await this.notify('READY=1', 'STATUS=running');
         const interval = this.watchdogIntervalMs;
-        if (interval) this.watchdogTimer = setInterval(() => void this.notify('WATCHDOG=1'), interval);
+        if (interval) this.watchdogTimer = setInterval(() => void ping(), interval);
       },
       stop: async () => {
         clearInterval(this.watchdogTimer);

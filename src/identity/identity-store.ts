@@ -9,7 +9,7 @@ export const StoredIdentitySchema = z.strictObject({
   version: z.literal(1),
   nodePassword: z.string().regex(/^[0-9a-f]{32}$/),
   nodeId: z.string().regex(/^[0-9a-f]{8}$/).optional(),
-  /** Fingerprint of the machine id (or serial) when the identity was made: a different one means a clone. */
+  /** Fingerprint of the machine when the identity was made, for the record; device-identity.json decides on changes. */
   machineFingerprint: z.string().max(128).optional(),
   createdAt: z.int(),
 });

@@ -8,21 +8,19 @@ export type IdentityAction =
   | 'restored-password'
   | 'restored-node-id'
   | 'adopted-changed-password'
-  | 'clone-regenerated'
+  | 'renewed'
   | 'unchanged';
 
 export interface NodeIdentityReport {
   actions: IdentityAction[];
   passwordFingerprint: string;
   nodeId: string | undefined;
-  /** Set when the identity was made on another machine (a cloned image). */
-  clone?: { previousMachine: string | undefined; currentMachine: string | undefined; previousPasswordFingerprint: string };
 }
 
 export interface EnsureIdentityOptions {
   store: IdentityStore;
   files: NodeFiles;
-  /** Fingerprint of the current machine id / serial; undefined when the machine has none. */
+  /** Fingerprint of the current machine, recorded with a new identity; undefined when the machine has none. */
   machineFingerprint: string | undefined;
   withNodeId: boolean;
   now?: () => number;
@@ -32,10 +30,10 @@ export interface EnsureIdentityOptions {
  * Makes sure the node password (and node id) files exist and match what fleetlet keeps, before k3s starts:
  * - nothing anywhere: generate, write, store;
  * - files but nothing stored (k3s ran before fleetlet): adopt the files, since the server knows that password;
- * - stored but files gone (wiped /etc, reinstall): restore them, or the server would answer "Node password rejected";
- * - stored on another machine (an image cloned onto many devices): the files are shared with every sibling, so a
- *   new password and id are generated deliberately and the caller reports the clone.
- * Only fingerprints leave this function.
+ * - stored but files gone (wiped /etc, reinstall): restore them, or the server would answer "Node password rejected".
+ * A stored identity made on another machine is kept like the device id (see device-record.ts): a card moved to a
+ * new board must keep the password the server knows. Whether it is a clone instead is an operator's decision,
+ * carried out by renewNodeIdentity. Only fingerprints leave this function.
  */
 export function ensureNodeIdentity(options: EnsureIdentityOptions): NodeIdentityReport {
   const now = options.now ?? Date.now;
@@ -43,34 +41,6 @@ export function ensureNodeIdentity(options: EnsureIdentityOptions): NodeIdentity
   const stored = store.load();
   const onDisk = { password: files.readPassword(), nodeId: files.readNodeId() };
   const actions: IdentityAction[] = [];
-
-  const isClone =
-    stored !== undefined &&
-    stored.machineFingerprint !== undefined &&
-    options.machineFingerprint !== undefined &&
-    stored.machineFingerprint !== options.machineFingerprint;
-  if (isClone) {
-    const fresh: StoredIdentity = {
-      version: 1,
-      nodePassword: newNodePassword(),
-      nodeId: newNodeId(),
-      machineFingerprint: options.machineFingerprint,
-      createdAt: now(),
-    };
-    files.writePassword(fresh.nodePassword);
-    files.writeNodeId(fresh.nodeId!);
-    store.save(fresh);
-    return {
-      actions: ['clone-regenerated'],
-      passwordFingerprint: fingerprint(fresh.nodePassword),
-      nodeId: fresh.nodeId,
-      clone: {
-        previousMachine: stored.machineFingerprint,
-        currentMachine: options.machineFingerprint,
-        previousPasswordFingerprint: fingerprint(stored.nodePassword),
-      },
-    };
-  }
 
   let identity: StoredIdentity;
   if (!stored) {
@@ -109,4 +79,29 @@ export function ensureNodeIdentity(options: EnsureIdentityOptions): NodeIdentity
 
 function sameIdentity(a: StoredIdentity | undefined, b: StoredIdentity): boolean {
   return a !== undefined && JSON.stringify(a) === JSON.stringify(b);
+}
+
+/**
+ * A new node password and id, on an operator's word that this device is a clone of another (identity.reidentify):
+ * the node then joins as a new node. Returns the fingerprint of the password it replaced.
+ */
+export function renewNodeIdentity(options: Omit<EnsureIdentityOptions, 'withNodeId'>): { previousPasswordFingerprint: string | undefined; report: NodeIdentityReport } {
+  const now = options.now ?? Date.now;
+  const previous = options.store.load();
+  const fresh: StoredIdentity = {
+    version: 1,
+    nodePassword: newNodePassword(),
+    nodeId: newNodeId(),
+    machineFingerprint: options.machineFingerprint,
+    createdAt: now(),
+  };
+  // Files first: after a crash in between, ensureNodeIdentity takes a password on disk that differs from the kept
+  // one for an operator's change and keeps it, which is this one.
+  options.files.writePassword(fresh.nodePassword);
+  options.files.writeNodeId(fresh.nodeId!);
+  options.store.save(fresh);
+  return {
+    previousPasswordFingerprint: previous ? fingerprint(previous.nodePassword) : undefined,
+    report: { actions: ['renewed'], passwordFingerprint: fingerprint(fresh.nodePassword), nodeId: fresh.nodeId },
+  };
 }

@@ -73,7 +73,7 @@ function checkCertificateIdentity(pem: Buffer, file: string, deviceId: string): 
   } catch {
     throw new ConfigError([{ path: 'broker.tls.certFile', source: file, message: 'not a PEM certificate' }]);
   }
-  const commonName = /^CN=(.*)$/m.exec(subject)?.[1];
+  const commonName = commonNameOf(subject);
   if (commonName !== deviceId) {
     throw new ConfigError([
       {
@@ -82,5 +82,18 @@ function checkCertificateIdentity(pem: Buffer, file: string, deviceId: string): 
         message: `the certificate is issued to "${commonName ?? '(no common name)'}", not to this device "${deviceId}"`,
       },
     ]);
+  }
+}
+
+function commonNameOf(subject: string): string | undefined {
+  return /^CN=(.*)$/m.exec(subject)?.[1];
+}
+
+/** The common name of a client certificate file, or undefined when it cannot be read as one. */
+export function certificateCommonName(file: string): string | undefined {
+  try {
+    return commonNameOf(new X509Certificate(readPem(file, 'broker.tls.certFile')).subject);
+  } catch {
+    return undefined;
   }
 }

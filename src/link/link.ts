@@ -1,6 +1,7 @@
 import { connect } from 'mqtt';
 import type { Config } from '../config/schema.js';
 import { ReconnectSchedule } from '../lib/backoff.js';
+import type { Heartbeat } from '../lib/heartbeat.js';
 import type { Logger } from '../lib/logger.js';
 import type { Inventory } from '../protocol/inventory.js';
 import { presenceMessage } from '../protocol/presence.js';
@@ -13,6 +14,8 @@ import { LinkSession } from './session.js';
 /** What telemetry shows about the link. */
 export interface LinkState {
   connected: boolean;
+  /** The broker granted every command subscription of the current connection: commands can reach the device. */
+  subscribed: boolean;
   /** When the link last became connected or disconnected (epoch ms). */
   since: number;
   /** Connection attempts since the last stable connection. */
@@ -44,6 +47,11 @@ export interface LinkOptions {
   /** Bound on the clean stop (offline presence, then DISCONNECT). */
   stopTimeoutMs?: number;
   random?: () => number;
+  /**
+   * Beaten at every connection attempt, every packet from the broker and every close: the loop is alive while it
+   * either hears the broker (at least each keepalive) or keeps trying to reach it (at least each reconnect cap).
+   */
+  progress?: Heartbeat;
 }
 
 /**
@@ -60,7 +68,7 @@ export class MqttLink {
   readonly #inbox: CommandInbox;
   readonly #log: Logger;
   #session: LinkSession | undefined;
-  #state: LinkState = { connected: false, since: Date.now(), reconnectAttempts: 0 };
+  #state: LinkState = { connected: false, subscribed: false, since: Date.now(), reconnectAttempts: 0 };
   #stopping = false;
   /** The last problem written to the log: a broker that stays down gives one warning, not one per attempt. */
   #loggedError: string | undefined;
@@ -151,6 +159,7 @@ export class MqttLink {
 
   #connect(): void {
     if (this.#stopping) return;
+    this.#options.progress?.beat();
     let options;
     try {
       options = this.#clientOptions();
@@ -163,6 +172,7 @@ export class MqttLink {
     const session = new LinkSession(client);
     this.#session = session;
     client.on('connect', () => void this.#onConnected(session));
+    client.on('packetreceive', () => this.#options.progress?.beat());
     client.on('message', (topic, payload) => {
       if (this.#inbox.deliver(topic, payload) !== 'stray') return;
       client.unsubscribeAsync(topic).then(
@@ -191,6 +201,7 @@ export class MqttLink {
       const refused = granted.filter((grant) => grant.qos === 128).map((grant) => grant.topic);
       if (refused.length > 0) this.#log.error({ topics: refused }, 'the broker refused command subscriptions (check its ACL)');
       if (!current()) return;
+      this.#state = { ...this.#state, subscribed: refused.length === 0 };
       const online = presenceMessage('online', this.#options.bootSequence, this.#options.fleetletVersion);
       await session.publish(this.#presenceTopic, JSON.stringify(online), { qos: 1, retain: true });
       if (!current()) return;
@@ -206,6 +217,7 @@ export class MqttLink {
 
   #onClosed(session: LinkSession): void {
     if (session !== this.#session) return;
+    this.#options.progress?.beat();
     this.#session = undefined;
     session.client.removeAllListeners('connect');
     session.client.end(true);
@@ -215,7 +227,7 @@ export class MqttLink {
     }
     session.close();
     this.#schedule.disconnected();
-    this.#state = { ...this.#state, connected: false, since: this.#state.connected ? Date.now() : this.#state.since };
+    this.#state = { ...this.#state, connected: false, subscribed: false, since: this.#state.connected ? Date.now() : this.#state.since };
     this.#retryLater();
   }
 

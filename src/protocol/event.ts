@@ -25,13 +25,29 @@ export const EVENT_KINDS: Readonly<Record<string, string>> = {
   'k3s.token-rejected': 'the server rejected the join token',
   'k3s.certificate-error': 'a certificate of the k3s server is not trusted',
   'k3s.identity': 'the node identity was created or repaired',
+  'identity.fingerprint-changed': 'this device runs on another machine than the one its id was recorded on',
   'state.database-recovered': 'the state database was unreadable; it was moved aside and a fresh one started',
+  'state.disk-full': 'the state file system is full; fleetlet runs on an in-memory copy of its state and refuses commands',
   'disk.low': 'little free space on the state or k3s filesystem',
   'temperature.high': 'the SoC is hot',
   'power.under-voltage': 'the supply voltage is too low (Raspberry Pi firmware)',
   'power.throttled': 'the firmware throttles or caps the CPU (Raspberry Pi firmware)',
   'clock.jump': 'the wall clock moved against the monotonic clock',
 };
+
+/**
+ * A board swap (the card moved to a new board) and a cloned image look the same from the device: both keep the
+ * recorded device id and node password, so a swapped board stays reachable, and a person decides. Raised at every
+ * start until identity.reidentify answers it; cleared then.
+ */
+export const FINGERPRINT_CHANGED_EVENT = {
+  kind: 'identity.fingerprint-changed',
+  severity: 'critical',
+  remedy:
+    'if this card was moved to a new board, send identity.reidentify with args.fingerprint = detail.currentFingerprint; ' +
+    'if the image was cloned (several devices report this id), send each one identity.reidentify with its fingerprint, ' +
+    'a new deviceId (with a client certificate issued to it) and newNodeIdentity: true',
+} as const;
 
 const detailValue = z.union([z.string().max(256), z.number(), z.boolean(), z.null()]);
 

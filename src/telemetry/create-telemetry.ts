@@ -1,4 +1,5 @@
 import type { Config } from '../config/schema.js';
+import type { Heartbeat } from '../lib/heartbeat.js';
 import type { Logger } from '../lib/logger.js';
 import type { Database } from '../store/db.js';
 import type { Outbox } from '../store/outbox.js';
@@ -24,6 +25,8 @@ export interface TelemetryDeps {
   providers: Partial<TelemetryProviders>;
   logger: Logger;
   fleetletVersion: string;
+  /** Beaten at every sample taken (the watchdog's "sampler ticks"). */
+  progress?: Heartbeat;
 }
 
 /**
@@ -62,6 +65,7 @@ export function createTelemetry(deps: TelemetryDeps): { telemetry: Telemetry; ev
     snapshots: deps.db ? new SnapshotStore(deps.db) : undefined,
     http: config.telemetry.http.enabled ? { port: config.telemetry.http.port } : undefined,
     logger: logger.child({ part: 'telemetry' }),
+    ...(deps.progress ? { progress: deps.progress } : {}),
   });
   return { telemetry, events };
 }

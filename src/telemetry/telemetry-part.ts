@@ -1,3 +1,4 @@
+import type { Heartbeat } from '../lib/heartbeat.js';
 import type { Logger } from '../lib/logger.js';
 import type { NewOutboxRecord, OutboxRecord } from '../store/outbox.js';
 import type { Inventory } from '../protocol/inventory.js';
@@ -33,6 +34,8 @@ export interface TelemetryOptions {
   monotonicMs?: () => number;
   /** How long systeminformation may take at start before the inventory falls back to /proc and Node. */
   factsTimeoutMs?: number;
+  /** Beaten after every sample that was taken and queued: the daemon's watchdog waits for it. */
+  progress?: Heartbeat;
 }
 
 /** Failures in a row after which /healthz reports unhealthy (a restart may help: e.g. a wedged database). */
@@ -58,6 +61,7 @@ export class Telemetry {
   private lastTickMs: number | undefined;
   private endpoint: LocalEndpoint | undefined;
   private stopped = false;
+  private snapshotFailing = false;
   private readonly monotonicMs: () => number;
 
   constructor(private readonly options: TelemetryOptions) {
@@ -124,9 +128,10 @@ export class Telemetry {
         this.options.events.emit({ ...event, occurredAt: sample.sampledAt });
       }
       this.options.events.flush();
-      this.options.snapshots?.saveStatus(status);
+      this.saveSnapshot(status);
       this.refreshInventory();
       this.consecutiveFailures = 0;
+      this.options.progress?.beat();
       return status;
     } catch (err) {
       this.counters.failed += 1;
@@ -138,6 +143,20 @@ export class Telemetry {
       this.lastTickMs = this.monotonicMs();
       const used = process.cpuUsage(cpuBefore);
       this.counters.cpuSeconds += (used.user + used.system) / 1e6;
+    }
+  }
+
+  /**
+   * The snapshot only serves `fleetlet status` while the daemon is down: failing to write it (a full disk) must not
+   * fail the sample, whose status the outbox still delivers or counts as dropped. Logged once per episode.
+   */
+  private saveSnapshot(status: Status): void {
+    try {
+      this.options.snapshots?.saveStatus(status);
+      this.snapshotFailing = false;
+    } catch (err) {
+      if (!this.snapshotFailing) this.options.logger.warn({ err }, 'could not save the status snapshot; sampling goes on');
+      this.snapshotFailing = true;
     }
   }
 

@@ -6,9 +6,11 @@ export const FAKE_K3S = join(REPO_ROOT, 'test/fixtures/fake-k3s/k3s.js');
 /**
  * A release "binary": a script that runs the fake k3s, padded to `sizeBytes` so that downloads take several
  * chunks (truncation and progress are then observable). The padding is a comment, so the script still runs.
+ * With `version`, `--version` and the start line report it (the fake's own version otherwise).
  */
-export function fakeK3sBinary(sizeBytes = 2 * 1024 * 1024, variant = ''): Buffer {
-  const head = `#!/usr/bin/env node\n// ${variant}\nimport ${JSON.stringify(FAKE_K3S)};\n`;
+export function fakeK3sBinary(sizeBytes = 2 * 1024 * 1024, variant = '', version?: string): Buffer {
+  const versionLine = version ? `// fake-k3s-version: ${version}\n` : '';
+  const head = `#!/usr/bin/env node\n// ${variant}\n${versionLine}import ${JSON.stringify(FAKE_K3S)};\n`;
   const padding = Math.max(0, sizeBytes - head.length - 4);
   return Buffer.from(`${head}/*${'x'.repeat(padding)}*/\n`);
 }

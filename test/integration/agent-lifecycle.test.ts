@@ -1,10 +1,13 @@
 import { spawn } from 'node:child_process';
+import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { writeAgentConfig } from '../helpers/agent-config.js';
+import { isolatedK3s, writeAgentConfig } from '../helpers/agent-config.js';
 import { runCli, startCli, waitFor } from '../helpers/cli.js';
 import { REPO_ROOT, tempDir } from '../helpers/paths.js';
-import { descendantsOf } from '../helpers/processes.js';
+import { descendantsOf, processesMatching } from '../helpers/processes.js';
+import { FAKE_K3S } from '../helpers/fake-k3s.js';
+import { mosquittoAvailable, startMosquitto } from '../helpers/mosquitto.js';
 
 const { dir, cleanup } = tempDir();
 afterAll(cleanup);
@@ -64,17 +67,55 @@ describe('the agent process', () => {
     expect(result.stderr).toContain('telemetry.intervalSeconds');
   });
 
-  it('never logs a secret: the join token from the config stays out of the output', async () => {
-    const config = writeAgentConfig(join(dir, 'secret'), {
-      k3s: { enabled: false, token: 'K10deadbeef::server:very-secret-value' },
-      log: { level: 'trace' },
-    });
-    const agent = startCli(['agent', '--config', config]);
-    await waitFor(() => agent.output().includes('fleetlet agent running'), 'the agent to run');
-    agent.child.kill('SIGTERM');
-    await agent.exited;
-    expect(agent.output()).not.toContain('very-secret-value');
-  });
+  it.skipIf(!mosquittoAvailable())(
+    'never logs a secret: with k3s supervised and the broker logged in, neither the join token nor the MQTT password reaches the log or a command line',
+    { timeout: 90_000 },
+    async () => {
+      const broker = await startMosquitto();
+      const home = join(dir, 'secret');
+      const token = 'K10deadbeef::server:very-secret-join-value';
+      const password = 'very-secret-mqtt-password';
+      const config = writeAgentConfig(home, {
+        broker: { url: broker.url, auth: { username: 'test-device', password } },
+        k3s: await isolatedK3s(home, FAKE_K3S, { token }),
+        log: { level: 'trace' },
+      });
+      const agent = startCli(['agent', '--config', config], {
+        FAKE_K3S_AS_ROOT: '1',
+        FAKE_K3S_RECORD_DIR: home,
+        FAKE_K3S_NODE_CONFIG_PATH: join(home, 'etc-rancher-node'),
+      });
+      try {
+        const status = () => {
+          try {
+            return JSON.parse(readFileSync(join(home, 'state', 'node-agent', 'agent-status.json'), 'utf8')) as { state?: string; pid?: number };
+          } catch {
+            return {};
+          }
+        };
+        await waitFor(() => status().state === 'running-healthy', 'k3s healthy under the agent', 60_000);
+        await waitFor(() => agent.output().includes('online: subscribed to commands and announced'), 'the agent online at the broker');
+        // Both secrets were really used: k3s joined with the token (it read it from its environment), the broker login worked.
+        const starts = readdirSync(home).filter((name) => /^\d+\.json$/.test(name)).map((name) => readFileSync(join(home, name), 'utf8'));
+        expect(starts.join('\n')).toContain(`"tokenLength":${token.length}`);
+        // The k3s child's argv as it recorded it at start, and the live command lines of k3s and fleetlet.
+        const argvs = starts.map((start) => (JSON.parse(start) as { argv: string[] }).argv.join(' '));
+        const commandLines = [status().pid!, agent.child.pid!].map((pid) => readFileSync(`/proc/${pid}/cmdline`, 'utf8'));
+        expect(commandLines[0]).toContain('agent');
+        for (const text of [...commandLines, ...argvs]) {
+          expect(text).not.toContain('very-secret');
+        }
+        agent.child.kill('SIGTERM');
+        await agent.exited;
+        expect(agent.output()).toContain('"level":"debug"');
+        expect(agent.output()).not.toContain('very-secret');
+      } finally {
+        agent.child.kill('SIGKILL');
+        for (const pid of processesMatching(join(home, 'data'))) process.kill(pid, 'SIGKILL');
+        await broker.close();
+      }
+    },
+  );
 });
 
 describe('the command line', () => {

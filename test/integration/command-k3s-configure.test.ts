@@ -9,7 +9,7 @@ import { K3sInstaller } from '../../src/k3s/installer.js';
 import { NodeSettingsFile, withNodeSettings, type NodeSettings } from '../../src/k3s/node-settings.js';
 import type { Command } from '../../src/protocol/command.js';
 import { FAKE_K3S } from '../helpers/fake-k3s.js';
-import { supervisedFake, type SupervisedFake } from '../helpers/k3s-supervisor.js';
+import { shutDown, supervisedFake, type SupervisedFake } from '../helpers/k3s-supervisor.js';
 import { tempDir } from '../helpers/paths.js';
 import { encode, signedCommand, testKey } from '../fixtures/command-keys.js';
 import { routerRig, type RouterRig } from '../fixtures/command-router-setup.js';
@@ -56,7 +56,7 @@ describe('k3s.configure on the supervised (fake) k3s', () => {
   });
   afterEach(async () => {
     rig.close();
-    await fake.supervisor.stop();
+    await shutDown(fake);
     cleanup();
   });
 

@@ -1,7 +1,7 @@
 import { readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { isAlive, supervisedFake, waitUntil, type SupervisedFake } from '../helpers/k3s-supervisor.js';
+import { isAlive, shutDown, supervisedFake, waitUntil, type SupervisedFake } from '../helpers/k3s-supervisor.js';
 import { tempDir } from '../helpers/paths.js';
 
 let dir: string;
@@ -12,7 +12,7 @@ beforeEach(() => {
   ({ dir, cleanup } = tempDir('fleetlet-k3s-launch-'));
 });
 afterEach(async () => {
-  for (const fake of running) await fake.supervisor.stop();
+  for (const fake of running) await shutDown(fake);
   running = [];
   cleanup();
 });
@@ -29,7 +29,7 @@ describe('k3s supervisor after a fleetlet killed while spawning k3s', () => {
     await first.supervisor.start();
     await waitUntil(() => first.supervisor.status().state === 'running-healthy', 'healthy');
     const pid = first.supervisor.status().pid!;
-    await first.supervisor.stop({ keepRunning: true });
+    await first.supervisor.stop();
     running = [];
     // As if fleetlet had died inside the spawn: k3s runs, the record does not exist.
     rmSync(join(first.workDir, 'agent-process.json'));
@@ -42,7 +42,8 @@ describe('k3s supervisor after a fleetlet killed while spawning k3s', () => {
     expect(second.kinds()).toContain('k3s.adopted');
     expect(readdirSync(dir).filter((name) => /^\d+\.json$/.test(name))).toHaveLength(1); // one k3s ever started
 
-    await second.supervisor.stop();
+    await shutDown(second);
+    running = [];
     await waitUntil(() => !isAlive(pid), 'adopted k3s stopped');
   });
 });

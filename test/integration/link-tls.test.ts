@@ -11,13 +11,13 @@ import { waitFor } from '../helpers/cli.js';
 import { announced, brokerConfig, makeLink } from '../helpers/link.js';
 import { mosquittoAvailable, startMosquitto, type TestBroker } from '../helpers/mosquitto.js';
 import { Observer } from '../helpers/observer.js';
-import { REPO_ROOT, tempDir } from '../helpers/paths.js';
+import { tempDir } from '../helpers/paths.js';
+import { SHIPPED_MOSQUITTO_DIR, shippedMosquittoConfig } from '../helpers/shipped-broker.js';
 
 /**
  * The shipped broker configuration (packaging/cloud/mosquitto) with certificates made at test time: mutual TLS,
  * the per-device ACL, and the agent's own checks. Needs the real mosquitto; skipped (with the reason) without it.
  */
-const TEMPLATE_DIR = join(REPO_ROOT, 'packaging/cloud/mosquitto');
 const ROOT = 'fleetlet/v1';
 
 interface Pki {
@@ -29,18 +29,6 @@ interface Pki {
   operator: KeyPair;
   expiredA: KeyPair;
   foreignA: KeyPair;
-}
-
-/** The shipped mosquitto.conf, with its /etc paths pointed at the test's files and its listener on a free port. */
-function shippedConfig(dir: string): { globalLines: string[]; listenerLines: string[] } {
-  const lines = readFileSync(join(TEMPLATE_DIR, 'mosquitto.conf'), 'utf8')
-    .split('\n')
-    .map((line) => line.trim())
-    .filter((line) => line && !line.startsWith('#'))
-    .filter((line) => !/^(persistence|persistence_location|per_listener_settings)\b/.test(line))
-    .map((line) => line.replaceAll('/etc/mosquitto/fleetlet/', `${dir}/`));
-  const listenerAt = lines.findIndex((line) => line.startsWith('listener '));
-  return { globalLines: lines.slice(0, listenerAt), listenerLines: lines.slice(listenerAt + 1) };
 }
 
 if (!mosquittoAvailable()) {
@@ -64,7 +52,7 @@ describe.skipIf(!mosquittoAvailable())('link over TLS with the shipped mosquitto
     copyFileSync(ca.cert, join(dir, 'ca.crt'));
     copyFileSync(server.cert, join(dir, 'broker.crt'));
     copyFileSync(server.key, join(dir, 'broker.key'));
-    copyFileSync(join(TEMPLATE_DIR, 'acl'), join(dir, 'acl'));
+    copyFileSync(join(SHIPPED_MOSQUITTO_DIR, 'acl'), join(dir, 'acl'));
     // mosquitto started as root reads these after dropping to its own user.
     chmodSync(dir, 0o755);
     for (const name of ['ca.crt', 'broker.crt', 'broker.key', 'acl']) chmodSync(join(dir, name), 0o644);
@@ -78,7 +66,7 @@ describe.skipIf(!mosquittoAvailable())('link over TLS with the shipped mosquitto
       expiredA: issueCert(ca, dir, 'dev-a', { expired: true }),
       foreignA: issueCert(otherCa, dir, 'dev-a'),
     };
-    broker = await startMosquitto(shippedConfig(dir));
+    broker = await startMosquitto(shippedMosquittoConfig(dir));
     url = `mqtts://127.0.0.1:${broker.port}`;
   });
 
@@ -207,11 +195,11 @@ describe.skipIf(!mosquittoAvailable())('link with a username and a password file
     copyFileSync(ca.cert, join(dir, 'ca.crt'));
     copyFileSync(server.cert, join(dir, 'broker.crt'));
     copyFileSync(server.key, join(dir, 'broker.key'));
-    copyFileSync(join(TEMPLATE_DIR, 'acl'), join(dir, 'acl'));
+    copyFileSync(join(SHIPPED_MOSQUITTO_DIR, 'acl'), join(dir, 'acl'));
     writeFileSync(join(dir, 'passwords'), `${mosquittoPasswordLine('dev-a', 'correct horse battery staple')}\n`);
     chmodSync(dir, 0o755);
     for (const name of ['ca.crt', 'broker.crt', 'broker.key', 'acl', 'passwords']) chmodSync(join(dir, name), 0o644);
-    const shipped = shippedConfig(dir);
+    const shipped = shippedMosquittoConfig(dir);
     // As the comment in mosquitto.conf says: no client certificates, a password file instead.
     const listenerLines = shipped.listenerLines
       .filter((line) => !/^(require_certificate|use_identity_as_username)\b/.test(line))

@@ -6,7 +6,7 @@ import { SupervisedK3sControl } from '../../src/k3s/control.js';
 import { K3sInstaller } from '../../src/k3s/installer.js';
 import { NodeSettingsFile } from '../../src/k3s/node-settings.js';
 import { fakeK3sRelease } from '../helpers/fake-k3s.js';
-import { supervisedFake, type SupervisedFake } from '../helpers/k3s-supervisor.js';
+import { shutDown, supervisedFake, type SupervisedFake } from '../helpers/k3s-supervisor.js';
 import { tempDir } from '../helpers/paths.js';
 import { startReleaseServer, type ReleaseServer } from '../helpers/release-server.js';
 import { encode, signedCommand, testKey } from '../fixtures/command-keys.js';
@@ -27,7 +27,7 @@ describe('k3s upgrade when the agent stops cleanly mid-way', () => {
   let rig: RouterRig | undefined;
   afterEach(async () => {
     rig?.close();
-    await fake?.supervisor.stop();
+    if (fake) await shutDown(fake);
     await releases?.close();
     dir?.cleanup();
   });

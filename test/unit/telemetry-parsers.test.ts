@@ -86,7 +86,8 @@ describe('this machine, captured by scripts/capture-proc-fixtures.sh', () => {
     expect(memory.totalBytes).toBeGreaterThan(64 * 1024 * 1024);
     expect(parseLoadAvg(amd64.read('proc/loadavg'))).toHaveLength(3);
     expect(parseUptime(amd64.read('proc/uptime'))).toBeGreaterThan(0);
-    expect(parseNetDev(amd64.read('proc/net/dev'))).toBeDefined();
+    // eth0 only: lo and the ifb devices are not physical interfaces.
+    expect(parseNetDev(amd64.read('proc/net/dev'))).toEqual({ rxBytes: 434_340_372, txBytes: 870_995 });
     expect(parseBootTime(amd64.read('proc/stat'))).toBeGreaterThan(1_500_000_000);
   });
 
