@@ -1,7 +1,7 @@
 import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { childEnvironment } from './args.js';
-import { adoptAgent, clearProcessRecord, readProcessRecord, recordAgentProcess, spawnAgent, type AgentProcess, type ExitInfo } from './agent-process.js';
+import { adoptAgent, clearProcessRecord, processStartTime, readProcessRecord, recordAgentProcess, spawnAgent, type AgentProcess, type ExitInfo } from './agent-process.js';
 import type { K3sEvent } from './events.js';
 import { probeHealthz } from './health.js';
 import { clearHold, isHeld, writeHold } from './hold.js';
@@ -109,11 +109,10 @@ export class K3sSupervisor {
   async start(): Promise<void> {
     mkdirSync(this.options.workDir, { recursive: true, mode: 0o700 });
     const record = readProcessRecord(this.recordFile);
-    // A fleetlet killed while it spawned k3s wrote no record: the launch id k3s carries finds it then.
-    const launched = findLaunchedProcess(this.launchFile, this.clock.now());
-    const adopted =
-      (record ? adoptAgent(record, this.t.adoptPollMs, this.options.dataDir) : undefined) ??
-      (launched ? adoptAgent(launched, this.t.adoptPollMs, this.options.dataDir) : undefined);
+    // A fleetlet killed while it spawned k3s left no record of it (or only one of an earlier k3s, now gone): the
+    // launch id that k3s carries finds it then. A record whose process still runs is judged as it is.
+    const candidate = record && processStartTime(record.pid) === record.startTime ? record : findLaunchedProcess(this.launchFile, this.clock.now());
+    const adopted = candidate ? adoptAgent(candidate, this.t.adoptPollMs, this.options.dataDir) : undefined;
     await this.tail.start(true);
     let first: State = { name: 'launching' };
     if (adopted) {
