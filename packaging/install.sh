@@ -2,18 +2,24 @@
 # Installs fleetlet on this device: the binary for its arch, a config, the systemd unit; then runs fleetlet doctor.
 #
 #   curl -fsSLO https://<your-server>/fleetlet/install.sh
-#   K3S_TOKEN=... sh install.sh --url 'https://<your-server>/fleetlet/fleetlet-linux-%ARCH%.gz' --sha256 <hex> \
+#   sudo sh install.sh --url 'https://<your-server>/fleetlet/fleetlet-linux-%ARCH%.gz' --sha256 <hex> \
 #     --broker mqtts://broker.example.com:8883 --ca ./fleet-ca.crt --server https://k3s.example.com:6443
+#
+# With --server and no token given, it asks for the k3s token on the terminal without showing it (nothing lands
+# in shell history or ps), and writes it to /etc/fleetlet/k3s-token (mode 0600). The device gets the AGENT token
+# (K10<hash>::node:... from the server's /var/lib/rancher/k3s/server/agent-token) or a bootstrap token from
+# `k3s token create --ttl 24h`: never the server token, which makes whoever reads this device cluster admin.
 #
 # Options (or the environment variable after each):
 #   --binary FILE      a fleetlet binary already on this device             FLEETLET_BINARY
 #   --url URL          where to download it; %ARCH% becomes x64, arm64 or armv7  FLEETLET_URL
-#   --sha256 HEX       its sha256 (required with --url; from SHA256SUMS)    FLEETLET_SHA256
+#   --sha256 HEX       its sha256, 64 hex characters (required with --url; from SHA256SUMS)  FLEETLET_SHA256
 #   --broker URL       mqtts://host:8883                                    FLEETLET_BROKER_URL
 #   --ca FILE          CA certificate of the broker                         FLEETLET_BROKER_CA
 #   --server URL       k3s server, https://host:6443 (omit to run without k3s)  K3S_URL
-#   --token-file FILE  file holding the k3s join token                      K3S_TOKEN_FILE
-#                      or the token itself in K3S_TOKEN (never as an argument: arguments are visible in ps)
+#   --token-file FILE  file holding the k3s agent token (for automation)    K3S_TOKEN_FILE
+#                      never as an argument (arguments are visible in ps); K3S_TOKEN=... works but stays in
+#                      shell history
 #   --name NAME        a name for this device shown to operators            FLEETLET_DEVICE_NAME
 #   --root DIR         install under DIR instead of / (images, tests)       FLEETLET_ROOT
 #   --no-start         do not enable and start the service
@@ -48,11 +54,11 @@ while [ "$#" -gt 0 ]; do
     --ca) need_value "$@"; CA=$2; shift 2 ;;
     --server) need_value "$@"; SERVER=$2; shift 2 ;;
     --token-file) need_value "$@"; TOKEN_FILE=$2; shift 2 ;;
-    --token|--token=*) fatal "the token is never an argument (ps shows arguments to everyone): use K3S_TOKEN or --token-file" ;;
+    --token|--token=*) fatal "the token is never an argument (ps shows arguments to everyone): use --token-file FILE, or leave it out to be asked on the terminal" ;;
     --name) need_value "$@"; NAME=$2; shift 2 ;;
     --root) need_value "$@"; ROOT=$2; shift 2 ;;
     --no-start) START=no; shift ;;
-    -h|--help) sed -n '2,21p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,25p' "$0"; exit 0 ;;
     *) fatal "unknown option $1 (see --help)" ;;
   esac
 done
@@ -77,6 +83,18 @@ check_value() {
   esac
 }
 
+# Echo off while the token is typed; on a terminal only, so that piped input is never silently taken for a token.
+ask_token() {
+  # Echo goes off before the prompt shows: a token typed as soon as the prompt appears is not shown either.
+  stty -echo
+  trap 'stty echo; exit 130' INT TERM
+  printf 'k3s agent token for %s (typing is not shown): ' "$SERVER" >&2
+  IFS= read -r TOKEN || true
+  stty echo
+  trap - INT TERM
+  echo >&2
+}
+
 download() {
   if command -v curl >/dev/null 2>&1; then
     curl -fsSL --retry 3 -o "$2" "$1"
@@ -95,8 +113,23 @@ unset FLEETLET_BINARY FLEETLET_URL FLEETLET_SHA256 FLEETLET_BROKER_URL FLEETLET_
   FLEETLET_ROOT FLEETLET_ARCH K3S_TOKEN K3S_TOKEN_FILE K3S_URL
 [ -n "$BROKER" ] || fatal "give the broker: --broker mqtts://host:8883"
 for pair in "broker:$BROKER" "server:$SERVER" "name:$NAME"; do check_value "${pair%%:*}" "${pair#*:}"; done
-if [ -n "$SERVER" ] && [ -z "$TOKEN" ] && [ -z "$TOKEN_FILE" ]; then
-  fatal "k3s needs a join token: set K3S_TOKEN or --token-file"
+if [ -n "$SHA256" ]; then
+  # It goes into a sha256sum check list: anything but one hash could add lines of its own.
+  case "$SHA256" in *[!0-9a-fA-F]*) fatal "--sha256 must be 64 hex characters (the hash from SHA256SUMS); it has other characters" ;; esac
+  [ "${#SHA256}" -eq 64 ] || fatal "--sha256 must be 64 hex characters (the hash from SHA256SUMS); it has ${#SHA256}"
+fi
+if [ -n "$SERVER" ]; then
+  # read is a shell builtin: the token never becomes an argument of another process.
+  if [ -z "$TOKEN" ] && [ -n "$TOKEN_FILE" ]; then
+    if [ ! -f "$TOKEN_FILE" ] || [ ! -r "$TOKEN_FILE" ]; then fatal "cannot read the token file $TOKEN_FILE"; fi
+    IFS= read -r TOKEN < "$TOKEN_FILE" || true
+  elif [ -z "$TOKEN" ] && [ -t 0 ]; then
+    ask_token
+  fi
+  [ -n "$TOKEN" ] || fatal "k3s needs a join token (the agent token): --token-file FILE, or run on a terminal to be asked"
+  case "$TOKEN" in
+    K10*::server:*) echo "install.sh: warning: this is the k3s SERVER token: whoever reads it from this device administers the whole cluster; give devices the agent token (see packaging/cloud/k3s-server/config.yaml)" >&2 ;;
+  esac
 fi
 
 WORK=$(mktemp -d)
@@ -130,11 +163,7 @@ chmod 0750 "$ETC"
 umask 077
 if [ -n "$SERVER" ]; then
   # printf is a shell builtin: the token never becomes an argument of another process.
-  if [ -n "$TOKEN" ]; then
-    printf '%s\n' "$TOKEN" > "$ETC/k3s-token.new"
-  else
-    cat "$TOKEN_FILE" > "$ETC/k3s-token.new"
-  fi
+  printf '%s\n' "$TOKEN" > "$ETC/k3s-token.new"
   chmod 0600 "$ETC/k3s-token.new"
   mv "$ETC/k3s-token.new" "$ETC/k3s-token"
 fi
@@ -173,7 +202,8 @@ fi
 if [ "$START" = yes ] && [ "$ROOT" = / ] && [ -d /run/systemd/system ]; then
   systemctl daemon-reload
   systemctl enable fleetlet.service
-  # restart, not start: a re-run (an upgrade) must run the new binary. k3s stays up (KillMode=process).
+  # restart, not start: a re-run (an upgrade) must run the new binary. k3s stays up: a restart of fleetlet never
+  # stops it (KillMode=process), and the new fleetlet adopts it.
   systemctl restart fleetlet.service
   echo "fleetlet.service started; logs: journalctl -u fleetlet -f"
 else

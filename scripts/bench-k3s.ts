@@ -118,6 +118,7 @@ async function benchSupervision(): Promise<void> {
   await supervisor.start();
   const supervisedMs = await idle();
   const state = supervisor.status().state;
+  await supervisor.stopK3s('benchmark');
   await supervisor.stop();
   const rss = Number(/VmRSS:\s+(\d+)/.exec(readFileSync('/proc/self/status', 'utf8'))?.[1] ?? 0) / 1024;
   cleanup();

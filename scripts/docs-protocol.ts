@@ -5,6 +5,7 @@ import { join, resolve } from 'node:path';
 import { z } from 'zod';
 import { WIRE_CONTRACT, type TopicSpec } from '../src/protocol/registry.js';
 import { SCHEMA_VERSION } from '../src/protocol/topics.js';
+import { signingSection } from './docs-protocol-signing.js';
 
 const target = join(resolve(import.meta.dirname, '..'), 'docs/protocol.md');
 
@@ -56,6 +57,7 @@ function render(): string {
     ...rows,
     '',
     ...WIRE_CONTRACT.map(section),
+    signingSection(),
   ].join('\n');
 }
 

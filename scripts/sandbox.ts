@@ -234,6 +234,7 @@ function writeConfig(brokerUrl: string, httpPort: number): string {
       dataDir: join(DEV_DIR, 'k3s/data'),
       channelUrl: `${nowhere}/channels`,
       artifactUrl: `${nowhere}/releases`,
+      allowInsecureMirror: true,
     },
     stateDir: join(DEV_DIR, 'state'),
     telemetry: { intervalSeconds: 5, http: { enabled: true, port: httpPort } },

@@ -30,6 +30,8 @@ import { eventFromProducer } from './telemetry/producer-events.js';
 import { createCommandsPart } from './commands/commands-part.js';
 import { machineSourcesUnder, readMachineIdentity, type MachineIdentity } from './identity/device-id.js';
 import { DeviceRecordFile, resolveDevice, type ResolvedDevice } from './identity/device-record.js';
+import { restoreStateAfterRevert } from './commands/agent-upgrade-restore.js';
+import { databaseWritable } from './store/write-probe.js';
 import { DeviceIdUnavailableError } from './identity/errors.js';
 import { IdentityStore } from './identity/identity-store.js';
 import { NodeFiles } from './identity/node-files.js';
@@ -83,6 +85,7 @@ async function runAgent(selection: ConfigSelection, io: CliIo): Promise<number> 
 
   let parts: Part[];
   try {
+    await restoreAfterRevert(config.stateDir, io.env, logger);
     parts = await buildAgentParts(loaded, logger, io.env);
   } catch (err) {
     logger.fatal({ err }, err instanceof FleetletError ? err.message : 'failed to start');
@@ -90,6 +93,16 @@ async function runAgent(selection: ConfigSelection, io: CliIo): Promise<number> 
   }
   const lifecycle = new Lifecycle(parts, logger, STOP_TIMEOUT_MS);
   return runUntilSignal(lifecycle, logger, process, (code) => process.exit(code));
+}
+
+/** Before the database is opened: after a reverted self-update it may have been migrated past this binary. */
+async function restoreAfterRevert(stateDir: string, env: Record<string, string | undefined>, logger: Logger): Promise<void> {
+  try {
+    const restored = await restoreStateAfterRevert(stateDir, sqliteNativeBinding(stateDir, env));
+    if (restored) logger.warn(restored, 'self-update reverted: state database restored from the snapshot taken before it');
+  } catch (err) {
+    logger.error({ err }, 'could not restore the state database snapshot of a reverted self-update');
+  }
 }
 
 async function buildAgentParts({ config }: LoadedConfig, logger: Logger, env: Record<string, string | undefined>): Promise<Part[]> {
@@ -101,10 +114,10 @@ async function buildAgentParts({ config }: LoadedConfig, logger: Logger, env: Re
   if (diskFull) {
     logger.error(diskFull, 'the file system of the state directory is full: running on an in-memory copy of the state until a restart with room; commands are refused meanwhile');
   }
-  const eventLog = new EventLog(opened.db);
+  const eventLog = new EventLog(opened.db, config.limits.eventLog);
   if (opened.recovered) {
     logger.error(opened.recovered, 'state database was unreadable; moved it aside and started a fresh one');
-    eventLog.record('state.database_recovered', opened.recovered);
+    eventLog.record('state.database-recovered', { ...opened.recovered });
   }
   const state: Part = { name: 'state-database', start: () => {}, stop: () => void opened.db.close() };
   const outbox = new SqliteOutbox(opened.db, { limits: outboxLimitsFromConfig(config.limits), logger, conditions: eventLog });
@@ -144,7 +157,7 @@ async function buildAgentParts({ config }: LoadedConfig, logger: Logger, env: Re
     fleetletVersion: FLEETLET_VERSION,
   });
   if (opened.recovered) {
-    events.emit(eventFromProducer({ kind: 'state.database-recovered', at: Date.now(), detail: { movedTo: opened.recovered.movedTo } }));
+    events.emit(eventFromProducer({ kind: 'state.database-recovered', at: Date.now(), detail: { ...opened.recovered } }));
   }
   if (device.fingerprintChange) {
     const event = fingerprintChangedEvent(deviceId, device.fingerprintChange);
@@ -185,7 +198,12 @@ async function buildAgentParts({ config }: LoadedConfig, logger: Logger, env: Re
     logger,
     agentVersion: FLEETLET_VERSION,
     onCommand: (handler) => link.onCommand((_topic, payload) => handler(payload)),
-    agentHealthy: () => link.state().connected,
+    // A self-updated binary confirms itself only once each of these (and its command path) works.
+    agentHealth: {
+      link: () => link.state().subscribed,
+      telemetry: () => telemetry.latest() !== undefined,
+      database: () => databaseWritable(opened.db),
+    },
     // A clean stop; systemd (Restart=always) starts the service again, from the new binary.
     requestRestart: () => process.kill(process.pid, 'SIGTERM'),
     agentLogLines: async (max) =>
@@ -207,8 +225,10 @@ async function buildAgentParts({ config }: LoadedConfig, logger: Logger, env: Re
   commands.router.reportProgress(watched.commands);
   const systemd = new SystemdNotifier(env, logger);
   // Commands start before the link delivers any and stop after it: nothing arrives at a stopped router.
-  // k3s stops first (one SIGTERM) and starts after everything that reports on it.
-  return [state, commands.part, link, telemetry, ...(k3s ? [k3s.part] : []), systemd.asPart(progress)];
+  // k3s starts before commands, so that a resumed command finds it supervised, and stops after them: a command is
+  // aborted while k3s is still supervised, so no health wait judges fleetlet's own shutdown. Its stop leaves k3s
+  // running for the next fleetlet.
+  return [state, ...(k3s ? [k3s.part] : []), commands.part, link, telemetry, systemd.asPart(progress)];
 }
 
 /** A device with neither device.id, a recorded id, a machine id nor a serial is misconfigured: exit as for a bad config. */

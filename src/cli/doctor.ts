@@ -5,6 +5,7 @@ import { EXIT } from './exit-codes.js';
 import { type Check, type CheckResult, type DoctorContext, fail, freeBytesOf, pass, warn } from './doctor/check.js';
 import { checkCgroups } from './doctor/cgroups.js';
 import { checkClock, checkNodeName } from './doctor/identity.js';
+import { checkK3sToken } from './doctor/k3s-token.js';
 import { checkKernelModules, checkNetfilter, checkSwap } from './doctor/kernel.js';
 import { checkBroker, checkK3sServer } from './doctor/network.js';
 import { createNetworkProbe } from './doctor/network-probe.js';
@@ -22,6 +23,7 @@ export const CHECKS: readonly Check[] = [
   checkStateDir,
   checkClock,
   checkNodeName,
+  checkK3sToken,
   checkBroker,
   checkK3sServer,
 ];

@@ -1,7 +1,7 @@
 import { closeSync, existsSync, openSync, readSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Config } from '../config/schema.js';
-import { processStartTime, readProcessRecord } from '../k3s/agent-process.js';
+import { readProcessRecord, recordedAgentRunning } from '../k3s/agent-process.js';
 import { installFromFolder } from '../k3s/airgap.js';
 import { installFromBundle } from '../k3s/bundle.js';
 import { binaryVersion } from '../k3s/control.js';
@@ -10,13 +10,17 @@ import { WORK_DIR_NAME } from '../k3s/k3s-part.js';
 import { k3sArch } from '../k3s/release.js';
 import { LOG_FILE, RECORD_FILE } from '../k3s/supervisor.js';
 import { readStatusFile } from '../k3s/status-file.js';
+import { isHeld } from '../k3s/hold.js';
+import { releaseHeldK3s, stopHeldK3s } from './k3s-hold.js';
 import { EXIT } from './exit-codes.js';
 import { loadSelectedConfig } from './load-selected-config.js';
 import type { CliIo, ConfigSelection } from './program.js';
 
-/** `fleetlet k3s status|install|logs`, for a person at the device. */
+/** `fleetlet k3s status|install|logs|stop|start`, for a person at the device. */
 export type K3sCliAction =
   | { kind: 'status'; json: boolean }
+  | { kind: 'stop' }
+  | { kind: 'start' }
   | { kind: 'install'; version?: string; from?: string }
   | { kind: 'logs'; lines: number };
 
@@ -28,6 +32,8 @@ export interface K3sCliOptions {
 }
 
 const MAX_LOG_LINES = 10_000;
+/** How long `k3s stop` waits for k3s to exit after its one SIGTERM (k3s itself exits almost at once). */
+const STOP_TIMEOUT_MS = 60_000;
 const LOG_TAIL_BYTES = 4 * 1024 * 1024;
 
 export async function runK3sCli(options: K3sCliOptions, io: CliIo): Promise<number> {
@@ -38,7 +44,11 @@ export async function runK3sCli(options: K3sCliOptions, io: CliIo): Promise<numb
   try {
     switch (options.action.kind) {
       case 'status':
-        return await showStatus(config.k3s.binaryPath, workDir, options.action.json, io);
+        return await showStatus(config.k3s.binaryPath, config.k3s.dataDir, workDir, options.action.json, io);
+      case 'stop':
+        return await stopHeldK3s(workDir, config.k3s.dataDir, STOP_TIMEOUT_MS, io);
+      case 'start':
+        return await releaseHeldK3s(workDir, io);
       case 'logs':
         return showLogs(join(workDir, LOG_FILE), Math.min(Math.max(1, options.action.lines), MAX_LOG_LINES), io);
       case 'install':
@@ -50,17 +60,20 @@ export async function runK3sCli(options: K3sCliOptions, io: CliIo): Promise<numb
   }
 }
 
-async function showStatus(binaryPath: string, workDir: string, json: boolean, io: CliIo): Promise<number> {
+async function showStatus(binaryPath: string, dataDir: string, workDir: string, json: boolean, io: CliIo): Promise<number> {
   const version = await binaryVersion(binaryPath);
   const status = readStatusFile(workDir);
   const record = readProcessRecord(join(workDir, RECORD_FILE));
-  const running = record !== undefined && processStartTime(record.pid) === record.startTime;
+  const running = record !== undefined && recordedAgentRunning(record, dataDir);
+  const held = isHeld(workDir);
   if (json) {
-    io.stdout(`${JSON.stringify({ binaryPath, installed: existsSync(binaryPath), version, running, pid: running ? record.pid : undefined, status }, null, 2)}\n`);
+    const view = { binaryPath, installed: existsSync(binaryPath), version, running, pid: running ? record.pid : undefined, held, status };
+    io.stdout(`${JSON.stringify(view, null, 2)}\n`);
     return EXIT.OK;
   }
   const lines = [`binary:   ${existsSync(binaryPath) ? `${binaryPath} (${version ?? 'version unknown'})` : `not installed at ${binaryPath}`}`];
   lines.push(`process:  ${running ? `running, pid ${record.pid}` : 'not running'}`);
+  if (held) lines.push('held:     stopped by `fleetlet k3s stop` or a k3s.stop command; `fleetlet k3s start` lets it run');
   if (!status) lines.push('state:    unknown (the agent has not supervised k3s yet)');
   else {
     lines.push(`state:    ${status.state} since ${new Date(status.since).toISOString()}${status.adopted ? ' (adopted)' : ''}`);

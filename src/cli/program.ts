@@ -106,7 +106,7 @@ export function buildProgram(handlers: CommandHandlers, io: CliIo, setExitCode: 
       setExitCode(await handlers.status(selection(command), { json: options.json })),
     );
 
-  const k3s = program.command('k3s').description('the k3s agent on this device: status, install, logs');
+  const k3s = program.command('k3s').description('the k3s agent on this device: status, install, logs, stop, start');
   configOptions(k3s.command('status').description('what the supervisor knows: state, pid, restarts, the last problem and its fix'))
     .option('--json', 'print as JSON', false)
     .action(async (options: { json: boolean }, command: Command) =>
@@ -118,6 +118,10 @@ export function buildProgram(handlers: CommandHandlers, io: CliIo, setExitCode: 
     .action(async (options: { release?: string; from?: string }, command: Command) =>
       setExitCode(await handlers.k3s(selection(command), { kind: 'install', version: options.release, from: options.from })),
     );
+  configOptions(k3s.command('stop').description('stop k3s (one SIGTERM) and keep it stopped, across fleetlet restarts and reboots'))
+    .action(async (_options, command: Command) => setExitCode(await handlers.k3s(selection(command), { kind: 'stop' })));
+  configOptions(k3s.command('start').description('let k3s run again after `fleetlet k3s stop`'))
+    .action(async (_options, command: Command) => setExitCode(await handlers.k3s(selection(command), { kind: 'start' })));
   configOptions(k3s.command('logs').description("print the newest lines of k3s's own log"))
     .option('-n, --lines <count>', 'how many lines', '100')
     .action(async (options: { lines: string }, command: Command) =>

@@ -23,10 +23,10 @@ Restart=always
 RestartSec=5s
 TimeoutStartSec=120s
 WatchdogSec=60s
-# Only fleetlet is signalled on stop or restart: k3s and the container shims stay up across a fleetlet restart
-# (fleetlet adopts the running k3s), and fleetlet stops k3s itself with one SIGTERM when the service stops.
+# Only fleetlet is signalled on stop or restart: k3s and the container shims stay up across a stop or restart of
+# fleetlet, and the next fleetlet adopts the running k3s. Stopping k3s is explicit: \`fleetlet k3s stop\` (one SIGTERM).
 KillMode=process
-# Room for fleetlet to stop k3s cleanly before systemd gives up.
+# Room for a command under way to save its step before systemd gives up.
 TimeoutStopSec=90s
 # k3s manages cgroups below this unit and runs many processes and files, as in k3s's own unit.
 Delegate=yes

@@ -29,9 +29,10 @@ export interface UninstallReport {
 }
 
 /**
- * Removes what fleetlet installed. The service is stopped through systemd when this is the running system (fleetlet
- * then stops k3s itself); a k3s agent still running from this install gets one SIGTERM, since a second one makes
- * it exit with an error (k3s-facts §3). Containers are left to k3s's own killall script.
+ * Removes what fleetlet installed. The service is stopped through systemd when this is the running system (its stop
+ * leaves k3s running, as every stop of fleetlet does); then the k3s agent running from this install gets one
+ * SIGTERM, since a second one makes it exit with an error (k3s-facts §3). Containers are left to k3s's own killall
+ * script.
  */
 export async function uninstall(options: UninstallOptions): Promise<UninstallReport> {
   const live = options.root === '/' && existsSync('/run/systemd/system');

@@ -1,11 +1,18 @@
-import { chmod, readFile, rename, writeFile } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { z } from 'zod';
+import { writeFileAtomic } from '../lib/files.js';
 
 /**
  * The self-update's safety net. A new fleetlet binary gets one start to prove itself healthy; the revert must not
  * depend on it working at all, so it is done by this POSIX shell script, which the service runs before every start
  * (systemd: ExecStartPre=-/bin/sh <stateDir>/upgrade-guard.sh <stateDir>/agent-upgrade.state). On a start while a
  * trial is open and already used, it puts `<binary>.previous` back and marks the trial reverted.
+ *
+ * The guard belongs to the binary that was proven good: only a binary that is not on trial writes it (at its start,
+ * or when it confirms itself), so a broken new build cannot replace the net that is meant to catch it. The old
+ * binary's state database is put back by the old binary itself when it starts after a revert (see
+ * store/snapshot.ts): that needs SQLite, which a device's shell does not have.
  */
 export const GUARD_FILE = 'upgrade-guard.sh';
 export const MARKER_FILE = 'agent-upgrade.state';
@@ -21,7 +28,8 @@ value() { sed -n "s/^$1=//p" "$marker"; }
 [ "$(value state)" = "trial" ] || exit 0
 attempts=$(value attempts)
 binary=$(value binary)
-rewrite() { sed "$1" "$marker" > "$marker.tmp" && mv -f "$marker.tmp" "$marker" && sync; }
+# sync after each rename: the revert must survive a power cut as much as the trial marker does.
+rewrite() { sed "$1" "$marker" > "$marker.tmp" && sync && mv -f "$marker.tmp" "$marker" && sync; }
 if [ "\${attempts:-0}" -ge 1 ]; then
   if [ -f "$binary.previous" ]; then
     ln -f "$binary.previous" "$binary.revert-tmp" && mv -f "$binary.revert-tmp" "$binary" && sync
@@ -34,36 +42,41 @@ rewrite "s/^attempts=.*/attempts=$((\${attempts:-0} + 1))/"
 exit 0
 `;
 
-export type TrialState = 'trial' | 'confirmed' | 'reverted';
-
-export interface TrialMarker {
-  state: TrialState;
-  attempts: number;
-  binary: string;
-  commandId: string;
-  fromVersion: string;
-  toVersion: string;
-  newSha: string;
-}
+/**
+ * The trial marker: key=value lines, so that the shell guard can read and rewrite it with sed. Values never contain
+ * newlines. `snapshot` names the state database's copy taken before the swap; `unmet` says which health checks the
+ * new binary had not passed when it was reverted; `restored` is set once the old binary put the snapshot back.
+ */
+export const TrialMarkerSchema = z.object({
+  state: z.enum(['trial', 'confirmed', 'reverted']),
+  attempts: z.coerce.number().int().min(0).default(0),
+  binary: z.string(),
+  commandId: z.string(),
+  fromVersion: z.string(),
+  toVersion: z.string(),
+  newSha: z.string(),
+  fromSha: z.string().default(''),
+  snapshot: z.string().default(''),
+  unmet: z.string().default(''),
+  restored: z.string().default(''),
+});
+export type TrialMarker = z.output<typeof TrialMarkerSchema>;
+export type TrialState = TrialMarker['state'];
 
 export function markerPath(stateDir: string): string {
   return join(stateDir, MARKER_FILE);
 }
 
+/** Written durably (fsync of file and directory): the net must be there after a power cut. */
 export async function writeGuard(stateDir: string): Promise<string> {
   const path = join(stateDir, GUARD_FILE);
-  await writeFile(`${path}.tmp`, GUARD_SCRIPT, { mode: 0o700 });
-  await chmod(`${path}.tmp`, 0o700);
-  await rename(`${path}.tmp`, path);
+  await writeFileAtomic(path, GUARD_SCRIPT, { mode: 0o700 });
   return path;
 }
 
-/** key=value lines, so that the shell guard can read and rewrite it with sed. Values never contain newlines. */
 export async function writeMarker(stateDir: string, marker: TrialMarker): Promise<void> {
   const lines = Object.entries(marker).map(([key, value]) => `${key}=${String(value).replace(/[\r\n]/g, '')}`);
-  const path = markerPath(stateDir);
-  await writeFile(`${path}.tmp`, `${lines.join('\n')}\n`, { mode: 0o600 });
-  await rename(`${path}.tmp`, path);
+  await writeFileAtomic(markerPath(stateDir), `${lines.join('\n')}\n`, { mode: 0o600 });
 }
 
 export async function readMarker(stateDir: string): Promise<TrialMarker | undefined> {
@@ -73,18 +86,14 @@ export async function readMarker(stateDir: string): Promise<TrialMarker | undefi
   } catch {
     return undefined;
   }
-  const values = new Map(text.split('\n').filter(Boolean).map((line) => [line.slice(0, line.indexOf('=')), line.slice(line.indexOf('=') + 1)]));
-  const state = values.get('state');
-  if (state !== 'trial' && state !== 'confirmed' && state !== 'reverted') return undefined;
-  return {
-    state,
-    attempts: Number(values.get('attempts') ?? 0),
-    binary: values.get('binary') ?? '',
-    commandId: values.get('commandId') ?? '',
-    fromVersion: values.get('fromVersion') ?? '',
-    toVersion: values.get('toVersion') ?? '',
-    newSha: values.get('newSha') ?? '',
-  };
+  const values = Object.fromEntries(
+    text
+      .split('\n')
+      .filter((line) => line.includes('='))
+      .map((line) => [line.slice(0, line.indexOf('=')), line.slice(line.indexOf('=') + 1)]),
+  );
+  const parsed = TrialMarkerSchema.safeParse(values);
+  return parsed.success ? parsed.data : undefined;
 }
 
 /**

@@ -1,9 +1,13 @@
 import { z } from 'zod';
+import { rm } from 'node:fs/promises';
+import { dirname } from 'node:path';
+import { DownloadDeadlineError, downloadToTemp, freeBytesIn } from '../lib/download.js';
+import { DiskFullError } from '../lib/errors.js';
 import { sha256OfFileIfPresent } from '../lib/files.js';
-import { keepPrevious, restorePrevious, swapIn } from './binary-swap.js';
-import { downloadVerified } from './download.js';
-import { guardRanForThisStart, guardUnitLine, readMarker, writeGuard, writeMarker } from './agent-upgrade-guard.js';
-import type { CommandHandler, CommandContext, HandlerOutcome } from './handler.js';
+import { exists, keepPrevious, swapIn } from './binary-swap.js';
+import { guardRanForThisStart, guardUnitLine, readMarker, writeGuard, writeMarker, type TrialMarker } from './agent-upgrade-guard.js';
+import type { TrialOutcome } from './agent-upgrade-trial.js';
+import { expiredOutcome, type CommandHandler, type CommandContext, type HandlerOutcome } from './handler.js';
 import { compareVersions } from './versions.js';
 
 export interface AgentUpgradeOptions {
@@ -12,12 +16,16 @@ export interface AgentUpgradeOptions {
   currentVersion: string;
   confirmTimeoutMs: number;
   maxArtifactBytes: number;
-  /** Connected to the broker and publishing: what a new binary must reach to confirm itself. */
-  agentHealthy: () => boolean;
+  /** Free bytes needed beside the binary before the download starts. */
+  minFreeBytes: number;
+  /** A download that receives nothing for this long fails. */
+  downloadIdleTimeoutMs: number;
+  /** Takes a durable snapshot of the state database (before the swap) and returns its path. */
+  snapshotState: () => Promise<string>;
+  /** The verdict on the trial this process judges (AgentUpgradeTrial); undefined when it judges none. */
+  trialVerdict: () => Promise<TrialOutcome | undefined>;
   /** Stops the agent cleanly; the service manager starts it again (Restart=always), now from the new binary. */
   requestRestart: () => void;
-  /** When this process started: the confirmation deadline counts from here. */
-  startedAt: number;
   /** systemd's INVOCATION_ID of this start; the guard records the one it ran for. */
   invocationId: string | undefined;
 }
@@ -29,22 +37,42 @@ const StepSchema = z.discriminatedUnion('state', [
 
 /**
  * `agent.upgrade`: self-update of the fleetlet binary. Download and verify, keep the old binary as `.previous`,
- * open a trial (marker file read by the shell guard), swap, restart. The new binary confirms the trial once it is
- * healthy within the bound; if it crashes or never gets there, the guard (or the new binary itself, when it still
- * runs) puts the previous one back, and the old binary reports the command failed.
+ * snapshot the state database, open a trial (marker file read by the shell guard), swap, restart. The new binary
+ * confirms the trial once it is healthy within the bound (AgentUpgradeTrial); if it crashes or never gets there, the
+ * guard (or the new binary itself, when it still runs) puts the previous one back, the old binary restores the
+ * database snapshot at its start, and reports the command failed.
  */
 export function agentUpgradeHandler(options: AgentUpgradeOptions): CommandHandler<'agent.upgrade'> {
   return {
     type: 'agent.upgrade',
     onInterrupted: 'resume',
+    // Only the download can be cancelled: once the swap began, the trial decides.
+    cancellable: (step) => step === undefined,
     run: async (context) => {
+      // Whichever binary runs this, a trial of this command that has ended decides the outcome: after a revert the
+      // journal may come from the snapshot, whose saved step is still the swap.
+      const marker = await readMarker(options.stateDir);
+      if (marker?.commandId === context.command.id && marker.state !== 'trial') return concluded(marker, options);
       const saved = StepSchema.safeParse(context.savedStep);
       if (saved.success && saved.data.state === 'restarting') return afterRestart(context, options);
-      const step = saved.success && saved.data.state === 'swap' ? saved.data : await prepare(context, options);
+      const resumed = saved.success && saved.data.state === 'swap' ? await resumeSwap(saved.data, context, options) : undefined;
+      const step = resumed ?? (await prepare(context, options));
       if ('status' in step) return step;
+      if (marker?.commandId === context.command.id && (await sha256OfFileIfPresent(options.binaryPath)) === step.newSha) {
+        // Cut after the swap, before the step was saved: this process is the new binary on trial. Taking a snapshot
+        // or opening the trial again now would overwrite what a revert needs.
+        context.saveStep({ state: 'restarting', newSha: step.newSha, fromSha: step.fromSha }, true);
+        return afterRestart(context, options);
+      }
+      if (context.cancelled()) {
+        // The cancel came as the download completed: stop before anything is changed.
+        await rm(step.newPath, { force: true });
+        return { status: 'failed', reason: 'cancelled', detail: 'cancelled after the download; nothing was changed' };
+      }
       context.progress('swap', `keeping ${options.binaryPath}.previous, opening a trial`);
       await writeGuard(options.stateDir);
       await keepPrevious(options.binaryPath, step.fromSha);
+      const snapshot = await options.snapshotState();
       await writeMarker(options.stateDir, {
         state: 'trial',
         attempts: 0,
@@ -53,6 +81,10 @@ export function agentUpgradeHandler(options: AgentUpgradeOptions): CommandHandle
         fromVersion: options.currentVersion,
         toVersion: context.command.args.version,
         newSha: step.newSha,
+        fromSha: step.fromSha,
+        snapshot,
+        unmet: '',
+        restored: '',
       });
       await swapIn(step.newPath, options.binaryPath, step.newSha);
       context.saveStep({ state: 'restarting', newSha: step.newSha, fromSha: step.fromSha }, true);
@@ -86,50 +118,87 @@ async function prepare(
       detail: `the service does not run the upgrade guard, so a broken build could not be reverted; add "${guardUnitLine(options.stateDir)}" to the unit`,
     };
   }
+  const expired = expiredOutcome(context.command);
+  if (expired) return expired;
+  const dir = dirname(options.binaryPath);
+  const free = await freeBytesIn(dir);
+  if (free < options.minFreeBytes) {
+    return { status: 'failed', reason: 'disk_space', detail: `${free} bytes free beside ${options.binaryPath}, ${options.minFreeBytes} needed; nothing was changed` };
+  }
   context.progress('download', args.artifactUrl);
   let fetched;
   try {
-    fetched = await downloadVerified(args.artifactUrl, options.binaryPath, args.sha256, {
+    fetched = await downloadToTemp(args.artifactUrl, options.binaryPath, {
       maxBytes: options.maxArtifactBytes,
+      idleTimeoutMs: options.downloadIdleTimeoutMs,
+      deadline: context.command.expiresAt,
       signal: context.signal,
+      expectedSha256: args.sha256,
+      beforeBody: async (total) => {
+        const left = await freeBytesIn(dir);
+        if (total !== undefined && total > left) throw new DiskFullError(`${total} bytes to download, ${left} free beside ${options.binaryPath}`);
+      },
     });
   } catch (err) {
-    return { status: 'failed', reason: 'download_failed', detail: `${err instanceof Error ? err.message : String(err)}; nothing was changed` };
+    const reason = err instanceof DownloadDeadlineError ? 'expired' : err instanceof DiskFullError ? 'disk_space' : 'download_failed';
+    return { status: 'failed', reason, detail: `${err instanceof Error ? err.message : String(err)}; nothing was changed` };
   }
   const step = { state: 'swap' as const, newPath: fetched.path, newSha: fetched.sha256, fromSha };
   context.saveStep(step, true);
   return step;
 }
 
-/** Runs in the process that started after the swap: the new binary on trial, or the old one after a revert. */
+/**
+ * A restart interrupted the upgrade between the download and the swap. A swap already done must be finished; one
+ * not yet done goes on only while the command is valid and its download is still there (a power cut or the sweep
+ * of leftovers at start may have removed it: then it is downloaded again).
+ */
+async function resumeSwap(
+  step: { newPath: string; newSha: string; fromSha: string },
+  context: CommandContext<'agent.upgrade'>,
+  options: AgentUpgradeOptions,
+): Promise<HandlerOutcome | { newPath: string; newSha: string; fromSha: string } | undefined> {
+  if ((await sha256OfFileIfPresent(options.binaryPath)) === step.newSha) return step;
+  const expired = expiredOutcome(context.command);
+  if (expired) {
+    await rm(step.newPath, { force: true });
+    return expired;
+  }
+  return (await exists(step.newPath)) ? step : undefined;
+}
+
+/**
+ * Runs in the process that started after the swap. The trial itself (AgentUpgradeTrial) judges the new binary apart
+ * from this handler; here the command only waits for the verdict. A revert restarts into the old binary, which
+ * reports it, after it put the database snapshot back.
+ */
 async function afterRestart(context: CommandContext<'agent.upgrade'>, options: AgentUpgradeOptions): Promise<HandlerOutcome> {
-  const { args } = context.command;
-  const marker = await readMarker(options.stateDir);
-  if (!marker || marker.commandId !== context.command.id) {
+  if ((await readMarker(options.stateDir))?.commandId !== context.command.id) {
     return { status: 'failed', reason: 'interrupted', detail: 'the upgrade trial record is missing; the installed binary was left as it is' };
   }
-  if (marker.state === 'confirmed') return { status: 'succeeded', detail: `fleetlet ${marker.fromVersion} -> ${args.version}, confirmed healthy` };
-  if (marker.state === 'reverted') {
-    return {
-      status: 'failed',
-      reason: 'reverted',
-      detail: `fleetlet ${args.version} did not confirm itself healthy within ${options.confirmTimeoutMs / 1000} s; ${marker.fromVersion} was restored`,
-    };
-  }
-  const deadline = options.startedAt + options.confirmTimeoutMs;
-  while (!options.agentHealthy() && Date.now() < deadline && !context.signal.aborted) {
-    await new Promise((resolve) => setTimeout(resolve, 250));
-  }
+  await Promise.race([options.trialVerdict(), whenAborted(context.signal)]);
   if (context.signal.aborted) throw new Error('stopping during the upgrade trial');
-  if (options.agentHealthy()) {
-    await writeMarker(options.stateDir, { ...marker, state: 'confirmed' });
-    return { status: 'succeeded', detail: `fleetlet ${marker.fromVersion} -> ${args.version}, confirmed healthy` };
-  }
-  // Still running but not healthy: revert now rather than wait for the guard, then start the old binary.
-  const step = StepSchema.parse(context.savedStep);
-  await restorePrevious(options.binaryPath, step.fromSha);
-  await writeMarker(options.stateDir, { ...marker, state: 'reverted' });
-  context.logger.error({ version: args.version }, 'new fleetlet binary did not become healthy in time; previous one restored, restarting');
-  options.requestRestart();
-  return { status: 'pending' };
+  const marker = await readMarker(options.stateDir);
+  // Reverted: the binary that comes back reports it. Still open: this process did not judge it (the binary was
+  // replaced by other means); the guard decides at the next start.
+  if (!marker || marker.state !== 'confirmed') return { status: 'pending' };
+  return concluded(marker, options);
+}
+
+function whenAborted(signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal.aborted) resolve();
+    else signal.addEventListener('abort', () => resolve(), { once: true });
+  });
+}
+
+function concluded(marker: TrialMarker, options: AgentUpgradeOptions): HandlerOutcome {
+  if (marker.state === 'confirmed') return { status: 'succeeded', detail: `fleetlet ${marker.fromVersion} -> ${marker.toVersion}, confirmed healthy` };
+  const why = marker.unmet ? `not shown healthy: ${marker.unmet.split(',').join(', ')}` : 'it stopped before it could';
+  const state = marker.restored ? ', with the state database from before the upgrade' : '';
+  return {
+    status: 'failed',
+    reason: 'reverted',
+    detail: `fleetlet ${marker.toVersion} did not confirm itself healthy within ${options.confirmTimeoutMs / 1000} s (${why}); ${marker.fromVersion} was restored${state}`,
+  };
 }

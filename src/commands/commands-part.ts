@@ -1,4 +1,5 @@
 import type { Config } from '../config/schema.js';
+import { removeDownloadLeftovers } from '../lib/download.js';
 import type { Logger } from '../lib/logger.js';
 import type { Topics } from '../protocol/topics.js';
 import type { Database } from '../store/db.js';
@@ -9,9 +10,12 @@ import type { K3sControl } from './k3s-control.js';
 import { k3sUpgradeHandler } from './k3s-upgrade.js';
 import { pingHandler } from './ping.js';
 import { agentUpgradeHandler } from './agent-upgrade.js';
-import { writeGuard } from './agent-upgrade-guard.js';
+import { readMarker, writeGuard } from './agent-upgrade-guard.js';
+import { AgentUpgradeTrial, type HealthCheck } from './agent-upgrade-trial.js';
+import { snapshotDatabase } from '../store/snapshot.js';
 import { k3sConfigureHandler } from './k3s-configure.js';
 import { k3sRestartHandler } from './k3s-restart.js';
+import { k3sStopHandler } from './k3s-stop.js';
 import { logsCollectHandler } from './logs-collect.js';
 import { identityReidentifyHandler, type IdentityControl } from './identity-reidentify.js';
 import { CommandRouter } from './router.js';
@@ -29,8 +33,11 @@ export interface CommandsDeps {
   onCommand: (handler: (payload: Buffer) => void) => () => void;
   /** Absent when k3s is disabled or not supervised here: k3s commands are then refused as unavailable. */
   k3s?: K3sControl;
-  /** Connected and publishing: what a self-updated binary must reach to confirm itself. */
-  agentHealthy: () => boolean;
+  /**
+   * What a self-updated binary must show, besides a working command path, before it confirms itself: by name, e.g.
+   * the link subscribed to the command topics, telemetry sampled, the database writable.
+   */
+  agentHealth: Record<string, HealthCheck>;
   /** A clean stop after which the service manager starts the agent again (self-update). */
   requestRestart: () => void;
   /** The agent's newest notable lines, oldest first (for logs.collect). */
@@ -58,9 +65,11 @@ export function createCommandsPart(deps: CommandsDeps) {
       currentVersion: deps.agentVersion,
       confirmTimeoutMs: section.agentUpgrade.confirmTimeoutSeconds * 1000,
       maxArtifactBytes: section.agentUpgrade.maxArtifactBytes,
-      agentHealthy: deps.agentHealthy,
+      minFreeBytes: section.agentUpgrade.minFreeBytes,
+      downloadIdleTimeoutMs: section.downloadIdleTimeoutSeconds * 1000,
+      snapshotState: () => snapshotDatabase(deps.db, config.stateDir),
+      trialVerdict: () => trial.verdict(),
       requestRestart: deps.requestRestart,
-      startedAt: Date.now(),
       invocationId: deps.invocationId,
     }),
   ];
@@ -72,8 +81,15 @@ export function createCommandsPart(deps: CommandsDeps) {
   if (k3s) {
     const healthTimeoutMs = section.k3sUpgrade.healthTimeoutSeconds * 1000;
     handlers.push(
-      k3sUpgradeHandler({ k3s, healthTimeoutMs, minFreeBytes: section.k3sUpgrade.minFreeBytes }),
+      k3sUpgradeHandler({
+        k3s,
+        healthTimeoutMs,
+        minFreeBytes: section.k3sUpgrade.minFreeBytes,
+        maxArtifactBytes: section.k3sUpgrade.maxArtifactBytes,
+        downloadIdleTimeoutMs: section.downloadIdleTimeoutSeconds * 1000,
+      }),
       k3sRestartHandler(k3s, healthTimeoutMs),
+      k3sStopHandler(k3s),
       k3sConfigureHandler(k3s, healthTimeoutMs),
     );
   }
@@ -95,6 +111,16 @@ export function createCommandsPart(deps: CommandsDeps) {
     handlers,
     logger: deps.logger.child({ part: 'commands' }),
   });
+  const trial = new AgentUpgradeTrial({
+    stateDir: config.stateDir,
+    confirmTimeoutMs: section.agentUpgrade.confirmTimeoutSeconds * 1000,
+    startedAt: Date.now(),
+    // The command path counts only once this build verified the trial's own signed command again, with its own code
+    // and the device's trust: a build that would refuse every command must not confirm itself.
+    checks: (marker) => ({ ...deps.agentHealth, commands: () => router.verifiesAgain(marker.commandId) }),
+    requestRestart: deps.requestRestart,
+    logger: deps.logger.child({ part: 'agent-upgrade-trial' }),
+  });
   let unsubscribe: (() => void) | undefined;
   return {
     router,
@@ -104,15 +130,24 @@ export function createCommandsPart(deps: CommandsDeps) {
         if (section.enabled && section.trustedKeys.every((k) => k.revoked)) {
           deps.logger.warn('commands are enabled but no operator key is trusted: every command will be refused');
         }
-        // Kept current at every start, so that a unit that runs it is ready before the first self-update.
-        await writeGuard(config.stateDir).catch((err: unknown) =>
-          deps.logger.warn({ err }, 'could not write the upgrade guard; agent self-updates will be refused'),
-        );
+        // Kept current at every start, so that a unit that runs it is ready before the first self-update; but
+        // only by a proven binary: one on trial must not replace the net meant to catch it (it writes it on confirming).
+        if ((await readMarker(config.stateDir))?.state !== 'trial') {
+          await writeGuard(config.stateDir).catch((err: unknown) =>
+            deps.logger.warn({ err }, 'could not write the upgrade guard; agent self-updates will be refused'),
+          );
+        }
+        // Downloads a crash cut short are never renamed, so nothing else would remove them. Before the resume below:
+        // an interrupted upgrade whose download is gone downloads it again.
+        const swept = removeDownloadLeftovers(section.agentUpgrade.binaryPath);
+        if (swept.length > 0) deps.logger.warn({ files: swept }, 'removed partial downloads a previous run left beside the fleetlet binary');
+        trial.start();
         const resumed = router.resumeInterrupted();
         if (resumed > 0) deps.logger.warn({ resumed }, 'commands interrupted by the last stop were resumed or reported failed');
         unsubscribe = deps.onCommand((payload) => router.receive(payload));
       },
       stop: async () => {
+        trial.stop();
         unsubscribe?.();
         await router.stop();
       },

@@ -11,7 +11,12 @@ export interface CommandContext<T extends CommandType = CommandType> {
   saveStep(step: unknown, durable?: boolean): void;
   /** Publishes a `progress` result (through the outbox, so it survives an outage). */
   progress(step: string, detail?: string, data?: Record<string, unknown>): void;
+  /** Aborted when the agent stops or an operator cancels the command: stop what you are doing. */
   signal: AbortSignal;
+  /** Aborted only when the agent stops: what an undo after a cancel (a rollback) waits on. */
+  shutdownSignal: AbortSignal;
+  /** True once a `command.cancel` for this command arrived; the run should end as failed, leaving things consistent. */
+  cancelled(): boolean;
   logger: Logger;
 }
 
@@ -29,8 +34,19 @@ export interface CommandHandler<T extends CommandType = CommandType> {
    * be written to pick up from there); 'fail' reports it failed, for commands that are not safe to repeat.
    */
   readonly onInterrupted: 'resume' | 'fail';
+  /**
+   * Whether a `command.cancel` may stop a run that last saved `step` (undefined before its first save). Absent: it
+   * cannot be cancelled once it started (it is not written to undo a cut-short run); a queued one always can.
+   */
+  readonly cancellable?: (step: unknown) => boolean;
   run(context: CommandContext<T>): Promise<HandlerOutcome>;
 }
 
 /** A handler of any one type; the router keeps them in one list. */
 export type AnyCommandHandler = { [T in CommandType]: CommandHandler<T> }[CommandType];
+
+/** The outcome for a command whose validity ended before a step that changes anything; undefined while valid. */
+export function expiredOutcome(command: Command, nowMs = Date.now()): HandlerOutcome | undefined {
+  if (nowMs <= command.expiresAt) return undefined;
+  return { status: 'failed', reason: 'expired', detail: `the command expired at ${new Date(command.expiresAt).toISOString()} before this step; nothing was changed` };
+}

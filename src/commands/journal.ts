@@ -1,5 +1,6 @@
 import type { Database } from 'better-sqlite3';
 import type { Command } from '../protocol/command.js';
+import { raiseJournalHorizon, readJournalHorizon } from '../store/journal-horizon.js';
 
 export type JournalState = 'running' | 'succeeded' | 'failed';
 
@@ -31,11 +32,27 @@ interface Row {
  * holds every running command with its last persisted step, so that after a crash or power cut the router can
  * resume it or report it failed: an accepted command always ends in a final result.
  */
+/**
+ * Entries kept at most. Expiry bounds the journal by time; this bounds it by size, whatever operators send within a
+ * command's lifetime (a runaway script, a flood of pings). Far above what a device sees in normal use.
+ */
+export const MAX_JOURNAL_ENTRIES = 10_000;
+/** Capping deletes down to this share, so that it runs once per many commands. */
+const CAP_TO = 0.9;
+
 export class CommandJournal {
-  constructor(private readonly db: Database) {}
+  constructor(
+    private readonly db: Database,
+    private readonly maxEntries = MAX_JOURNAL_ENTRIES,
+  ) {}
 
   seenBefore(commandId: string): boolean {
     return this.db.prepare('SELECT 1 FROM command_journal WHERE command_id = ?').get(commandId) !== undefined;
+  }
+
+  /** Set when the journal lost entries (a recovered database, a full journal): commands issued before may be missing. */
+  replayHorizon(): number | undefined {
+    return readJournalHorizon(this.db);
   }
 
   /** Records an accepted command as running. False when the id is already there (a replay raced the check). */
@@ -84,12 +101,33 @@ export class CommandJournal {
     return rows.map(toEntry);
   }
 
-  /** Forgets finished commands whose validity ended: the expiry check refuses them now without the journal. */
+  /**
+   * Forgets finished commands whose validity ended: the expiry check refuses them now without the journal. Over
+   * maxEntries, the oldest finished entries go too, and the replay horizon moves past them, so that they stay refused.
+   */
   prune(nowMs: number, clockSkewMs: number): number {
     // The bare column on one side, so that the expires_at index answers it: this runs after every command.
-    return this.db
+    const expired = this.db
       .prepare(`DELETE FROM command_journal WHERE expires_at < ? AND state != 'running'`)
       .run(nowMs - clockSkewMs).changes;
+    return expired + this.cap();
+  }
+
+  private cap(): number {
+    const entries = this.db.prepare('SELECT COUNT(*) FROM command_journal').pluck().get() as number;
+    if (entries <= this.maxEntries) return 0;
+    const excess = entries - Math.floor(this.maxEntries * CAP_TO);
+    const cut = this.db
+      .prepare(`SELECT received_at FROM command_journal WHERE state != 'running' ORDER BY received_at LIMIT 1 OFFSET ?`)
+      .pluck()
+      .get(excess - 1) as number | undefined;
+    if (cut === undefined) return 0;
+    // An entry received at or before `cut` was issued at most the clock-skew allowance later, which is exactly what
+    // the horizon check refuses (issuedAt < horizon + skew).
+    return this.db.transaction(() => {
+      raiseJournalHorizon(this.db, cut + 1);
+      return this.db.prepare(`DELETE FROM command_journal WHERE state != 'running' AND received_at <= ?`).run(cut).changes;
+    })();
   }
 }
 

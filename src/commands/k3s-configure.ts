@@ -2,7 +2,13 @@ import { z } from 'zod';
 import type { CommandHandler } from './handler.js';
 import type { K3sControl } from './k3s-control.js';
 
-const StepSchema = z.object({ phase: z.enum(['applied', 'reverted']), reason: z.string().optional() });
+/**
+ * Where a run stands, saved durably before the step it names, so that a crash at any instant resumes safely:
+ * `applying` (the default of a first run) repeats the idempotent apply; `applied` restarts and judges the new
+ * settings; `reverting` is saved BEFORE the revert, because a run resumed as `applied` after the revert would
+ * judge the old settings healthy and report the change as succeeded.
+ */
+const StepSchema = z.object({ phase: z.enum(['applying', 'applied', 'reverting']), reason: z.string().optional() });
 
 /**
  * `k3s.configure`: labels, taints, server URL, join-token rotation, applied with a restart. When k3s is not healthy
@@ -14,27 +20,32 @@ export function k3sConfigureHandler(k3s: K3sControl, healthTimeoutMs: number): C
     type: 'k3s.configure',
     onInterrupted: 'resume',
     run: async (context) => {
+      const { id, args } = context.command;
       const saved = StepSchema.safeParse(context.savedStep);
-      const changed = Object.keys(context.command.args).join(', ');
-      let reason = saved.success ? (saved.data.reason ?? 'unhealthy') : 'unhealthy';
-      if (!saved.success) {
-        await k3s.applyNodeSettings(context.command.args);
+      let phase = saved.success ? saved.data.phase : 'applying';
+      let reason = (saved.success && saved.data.reason) || 'unhealthy';
+      const changed = Object.keys(args).join(', ');
+      if (phase === 'applying') {
+        // Keeps the settings from before this command, tagged with its id, before writing the new ones.
+        await k3s.applyNodeSettings(id, args);
         context.saveStep({ phase: 'applied' }, true);
         context.progress('applied', changed);
+        phase = 'applied';
       }
-      if (!saved.success || saved.data.phase === 'applied') {
+      if (phase === 'applied') {
         await k3s.restart();
         const health = await k3s.waitHealthy(healthTimeoutMs, context.signal);
         if (health.healthy) return { status: 'succeeded', detail: `applied ${changed}; k3s healthy` };
         // Cut short by a stop: not a verdict on the new settings; the resumed run restarts and waits again.
         if (context.signal.aborted) throw new Error('stopping while waiting for k3s');
         reason = health.reason;
-        await k3s.revertNodeSettings();
-        context.saveStep({ phase: 'reverted', reason }, true);
-        context.progress('reverted', `k3s was not healthy with the new settings: ${health.reason}`);
+        context.saveStep({ phase: 'reverting', reason }, true);
       }
+      await k3s.revertNodeSettings(id);
+      context.progress('reverted', `k3s was not healthy with the new settings: ${reason}`);
       await k3s.restart();
       const health = await k3s.waitHealthy(healthTimeoutMs, context.signal);
+      if (!health.healthy && context.signal.aborted) throw new Error('stopping while waiting for k3s');
       const back = health.healthy ? 'previous settings restored and healthy' : `previous settings restored but not healthy (${health.reason})`;
       return { status: 'failed', reason: 'rolled_back', detail: `k3s was not healthy with the new ${changed} (${reason}); ${back}` };
     },

@@ -36,16 +36,28 @@ export interface UpgradeEnv {
   commandId: string;
   healthTimeoutMs: number;
   minFreeBytes: number;
+  maxArtifactBytes: number;
+  downloadIdleTimeoutMs: number;
+  /** The command's expiresAt: nothing is changed after it, and the download ends by it. */
+  expiresAt: number;
   signal: AbortSignal;
   progress: (step: string, detail?: string) => void;
 }
 
 const done = (outcome: 'succeeded' | 'failed', reason: string, detail: string): UpgradeState => ({ state: 'done', outcome, reason, detail });
 
+/** Before the swap nothing has changed, so a command past its validity ends there (also when a restart resumes it). */
+function expired(env: UpgradeEnv): UpgradeState | undefined {
+  if (Date.now() <= env.expiresAt) return undefined;
+  return done('failed', 'expired', `the command expired at ${new Date(env.expiresAt).toISOString()}; nothing was changed`);
+}
+
 export async function runState(state: UpgradeState, env: UpgradeEnv): Promise<UpgradeState> {
   const { k3s, args } = env;
   switch (state.state) {
     case 'check': {
+      const late = expired(env);
+      if (late) return late;
       const fromVersion = await k3s.installedVersion();
       const fromSha = await sha256OfFileIfPresent(k3s.binaryPath);
       if (!fromVersion || !fromSha) return done('failed', 'not_installed', `no working k3s at ${k3s.binaryPath} to upgrade`);
@@ -61,23 +73,34 @@ export async function runState(state: UpgradeState, env: UpgradeEnv): Promise<Up
       return { state: 'download', fromVersion, fromSha };
     }
     case 'download': {
+      const late = expired(env);
+      if (late) return late;
       let fetched;
       try {
         fetched = await k3s.fetchRelease(
           { version: args.version, ...(args.artifactUrl ? { artifactUrl: args.artifactUrl } : {}), ...(args.sha256 ? { sha256: args.sha256 } : {}) },
           throttled(env),
+          { signal: env.signal, deadline: env.expiresAt, maxBytes: env.maxArtifactBytes, idleTimeoutMs: env.downloadIdleTimeoutMs },
         );
       } catch (err) {
-        return done('failed', 'download_failed', `${errorText(err)}; nothing was changed`);
+        return done('failed', Date.now() > env.expiresAt ? 'expired' : 'download_failed', `${errorText(err)}; nothing was changed`);
       }
       return { state: 'swap', fromVersion: state.fromVersion, fromSha: state.fromSha, newPath: fetched.path, newSha: fetched.sha256 };
     }
     case 'swap': {
-      await keepPrevious(k3s.binaryPath, state.fromSha);
-      if ((await sha256OfFileIfPresent(k3s.binaryPath)) !== state.newSha && (await sha256OfFileIfPresent(state.newPath)) !== state.newSha) {
-        // The verified download vanished before the swap (e.g. a cleanup): nothing changed yet, so nothing to undo.
-        return done('failed', 'download_lost', 'the verified download disappeared before the swap; nothing was changed');
+      if ((await sha256OfFileIfPresent(k3s.binaryPath)) !== state.newSha) {
+        const late = expired(env);
+        if (late) {
+          await rm(state.newPath, { force: true });
+          return late;
+        }
+        if ((await sha256OfFileIfPresent(state.newPath)) !== state.newSha) {
+          // The verified download vanished before the swap (the sweep of leftovers at start, a power cut before the
+          // directory reached the disk): nothing changed yet, so download it again.
+          return { state: 'download', fromVersion: state.fromVersion, fromSha: state.fromSha };
+        }
       }
+      await keepPrevious(k3s.binaryPath, state.fromSha);
       await swapIn(state.newPath, k3s.binaryPath, state.newSha);
       return { ...state, state: 'restart' };
     }
@@ -85,7 +108,8 @@ export async function runState(state: UpgradeState, env: UpgradeEnv): Promise<Up
       await k3s.restart();
       return { ...state, state: 'wait_health' };
     case 'wait_health': {
-      const health = await k3s.waitHealthy(env.healthTimeoutMs, env.signal);
+      // Healthy means the new version runs: a k3s still running the old binary is not a verdict on the new one.
+      const health = await k3s.waitHealthy(env.healthTimeoutMs, env.signal, args.version);
       if (health.healthy) return { ...state, state: 'commit' };
       return { state: 'rollback', fromVersion: state.fromVersion, fromSha: state.fromSha, reason: health.reason };
     }
@@ -100,8 +124,8 @@ export async function runState(state: UpgradeState, env: UpgradeEnv): Promise<Up
       await k3s.restart();
       return { ...state, state: 'rollback_wait_health' };
     case 'rollback_wait_health': {
-      const health = await k3s.waitHealthy(env.healthTimeoutMs, env.signal);
-      const why = `${args.version} was not healthy (${state.reason})`;
+      const health = await k3s.waitHealthy(env.healthTimeoutMs, env.signal, state.fromVersion);
+      const why = state.reason.startsWith('cancelled') ? `the upgrade to ${args.version} was ${state.reason}` : `${args.version} was not healthy (${state.reason})`;
       if (health.healthy) return done('failed', 'rolled_back', `${why}; ${state.fromVersion} restored and healthy`);
       return done('failed', 'rollback_unhealthy', `${why}; ${state.fromVersion} restored but not healthy either (${health.reason})`);
     }

@@ -33,16 +33,34 @@ export interface RouterDeps {
   now?: () => number;
 }
 
+/** The command that runs now: what a `command.cancel` needs to stop it. */
+interface Run {
+  command: Command;
+  handler: AnyCommandHandler;
+  /** The step it saved last (undefined before its first save). */
+  step: unknown;
+  cancel: AbortController;
+  /** The id of the `command.cancel` that stopped it. */
+  cancelledBy?: string;
+  /** Resolves with how it ended: its final status, 'pending' (awaits a restart), or undefined when a stop cut it. */
+  ended: Promise<'succeeded' | 'failed' | 'pending' | undefined>;
+}
+
 /**
  * verify -> journal -> dispatch, one command at a time (two upgrades must never interleave). It ALWAYS replies:
  * a refusal gets `rejected` with its reason and runs nothing; an accepted command gets `accepted`, progress and
- * one final result, also when a restart interrupted it (see resumeInterrupted).
+ * one final result, also when a restart interrupted it (see resumeInterrupted). `command.cancel` is the exception
+ * to the queue: it is handled at once, so that it can stop the command the queue is waiting on.
  */
 export class CommandRouter {
   private readonly handlers = new Map<CommandType, AnyCommandHandler>();
   private readonly abort = new AbortController();
   private queue: Promise<void> = Promise.resolve();
   private queued = 0;
+  /** Accepted commands not started yet, by id; a cancel marks them so that they never start. */
+  private readonly waiting = new Map<string, { cancelledBy?: string }>();
+  private running: Run | undefined;
+  private readonly cancels = new Set<Promise<void>>();
   private readonly now: () => number;
   private readonly rejections: RejectionBudget;
   private progress: Heartbeat | undefined;
@@ -65,7 +83,13 @@ export class CommandRouter {
   private receiveOrThrow(payload: Uint8Array): void {
     const { settings, journal, logger } = this.deps;
     const nowMs = this.now();
-    const verdict = verifyCommand(payload, { ...settings, nowMs, seenBefore: (id) => journal.seenBefore(id) });
+    const replayHorizonMs = journal.replayHorizon();
+    const verdict = verifyCommand(payload, {
+      ...settings,
+      nowMs,
+      seenBefore: (id) => journal.seenBefore(id),
+      ...(replayHorizonMs !== undefined ? { replayHorizonMs } : {}),
+    });
     if (!verdict.ok) {
       logger.warn({ commandId: verdict.commandId, reason: verdict.reason, detail: verdict.detail }, 'command refused');
       this.reject(verdict.commandId, verdict.type, verdict.reason, verdict.detail);
@@ -73,6 +97,7 @@ export class CommandRouter {
     }
     const { command } = verdict;
     if (!settings.enabled) return this.reject(command.id, command.type, 'disabled', 'commands are disabled on this device');
+    if (command.type === 'command.cancel') return this.acceptCancel(command);
     const handler = this.handlers.get(command.type);
     if (!handler) return this.reject(command.id, command.type, 'disabled', `${command.type} is not available on this device`);
     if (this.queued >= settings.maxQueued) return this.reject(command.id, command.type, 'busy', 'too many commands waiting');
@@ -110,6 +135,17 @@ export class CommandRouter {
     if (this.queued === 0) heartbeat.idle();
   }
 
+  /**
+   * Verifies a journaled command again, with this build's verification and the device's trust, as of its issue
+   * time (its age is not the question): a self-updated binary proves its command path works with it.
+   */
+  verifiesAgain(commandId: string): boolean {
+    const entry = this.deps.journal.get(commandId);
+    if (!entry || !this.deps.settings.enabled || !this.handlers.has(entry.command.type)) return false;
+    const payload = Buffer.from(JSON.stringify(entry.command), 'utf8');
+    return verifyCommand(payload, { ...this.deps.settings, nowMs: entry.command.issuedAt, seenBefore: () => false }).ok;
+  }
+
   /** Resolves when every queued command has finished (or is pending a restart). */
   idle(): Promise<void> {
     return this.queue;
@@ -119,32 +155,61 @@ export class CommandRouter {
   async stop(): Promise<void> {
     this.abort.abort();
     await this.queue;
+    await Promise.all(this.cancels);
   }
 
   private schedule(handler: AnyCommandHandler, command: Command, savedStep: unknown, resumed: boolean): void {
     this.queued += 1;
+    const slot: { cancelledBy?: string } = {};
+    this.waiting.set(command.id, slot);
     this.queue = this.queue.then(async () => {
       this.queued -= 1;
+      this.waiting.delete(command.id);
       if (this.abort.signal.aborted) return;
-      this.progress?.busyFor(command.expiresAt - this.now() + this.deps.settings.clockSkewMs);
-      const outcome = await this.runHandler(handler, command, savedStep, resumed);
-      if (this.queued === 0) this.progress?.idle();
-      // A run that failed while the agent was stopping most likely failed because of the stop: leave it running in
-      // the journal, so that the next start resumes it (or reports it interrupted) instead of a misleading failure.
-      if (this.abort.signal.aborted && outcome.status === 'failed') return;
-      this.finish(command, outcome);
+      if (slot.cancelledBy) {
+        this.finish(command, { status: 'failed', reason: 'cancelled', detail: `cancelled by ${slot.cancelledBy} before it started; nothing ran` });
+        return;
+      }
+      let settle: (status: 'succeeded' | 'failed' | 'pending' | undefined) => void = () => {};
+      const run: Run = { command, handler, step: savedStep, cancel: new AbortController(), ended: new Promise((resolve) => (settle = resolve)) };
+      let ended: 'succeeded' | 'failed' | 'pending' | undefined;
+      try {
+        this.running = run;
+        this.progress?.busyFor(command.expiresAt - this.now() + this.deps.settings.clockSkewMs);
+        let outcome = await this.runHandler(run, savedStep, resumed);
+        this.running = undefined;
+        // A run that failed while the agent was stopping most likely failed because of the stop: leave it running in
+        // the journal, so that the next start resumes it (or reports it interrupted) instead of a misleading failure.
+        if (this.abort.signal.aborted && outcome.status === 'failed') return;
+        if (run.cancelledBy && outcome.status === 'failed') {
+          outcome = { status: 'failed', reason: 'cancelled', detail: `cancelled by ${run.cancelledBy}: ${outcome.detail}` };
+        }
+        this.finish(command, outcome);
+        ended = outcome.status;
+      } finally {
+        this.running = undefined;
+        if (this.queued === 0) this.progress?.idle();
+        // Also when finishing threw: a cancel waiting on this run (and stop() waiting on the cancel) must not hang.
+        settle(ended);
+      }
     });
   }
 
-  private async runHandler(handler: AnyCommandHandler, command: Command, savedStep: unknown, resumed: boolean): Promise<HandlerOutcome> {
+  private async runHandler(run: Run, savedStep: unknown, resumed: boolean): Promise<HandlerOutcome> {
+    const { command, handler } = run;
     const context: CommandContext = {
       command,
       savedStep,
       resumed,
-      saveStep: (step, durable) => this.deps.journal.saveStep(command.id, step, durable, this.now()),
+      saveStep: (step, durable) => {
+        run.step = step;
+        this.deps.journal.saveStep(command.id, step, durable, this.now());
+      },
       progress: (step, detail, data) =>
         this.publish(command, { status: 'progress', step, ...(detail ? { detail: boundedDetail(detail) } : {}), ...(data ? { data } : {}) }),
-      signal: this.abort.signal,
+      signal: AbortSignal.any([this.abort.signal, run.cancel.signal]),
+      shutdownSignal: this.abort.signal,
+      cancelled: () => run.cancelledBy !== undefined,
       logger: this.deps.logger.child({ commandId: command.id, type: command.type }),
     };
     try {
@@ -152,9 +217,38 @@ export class CommandRouter {
       return await handler.run(context as never);
     } catch (err) {
       if (this.abort.signal.aborted) return { status: 'failed', reason: 'aborted', detail: 'the agent is stopping' };
+      if (run.cancelledBy) return { status: 'failed', reason: 'cancelled', detail: err instanceof Error ? err.message : String(err) };
       this.deps.logger.error({ err, commandId: command.id }, 'command handler failed');
       return { status: 'failed', reason: 'error', detail: err instanceof Error ? err.message : String(err) };
     }
+  }
+
+  private acceptCancel(command: Extract<Command, { type: 'command.cancel' }>): void {
+    if (!this.deps.journal.begin(command, this.now())) return this.reject(command.id, command.type, 'replayed', 'this command id was seen before');
+    this.deps.logger.info({ commandId: command.id, target: command.args.commandId }, 'cancel accepted');
+    this.publish(command, { status: 'accepted' });
+    const target = command.args.commandId;
+    const slot = this.waiting.get(target);
+    if (slot) {
+      slot.cancelledBy = command.id;
+      return this.finish(command, { status: 'succeeded', detail: `${target} was waiting; it will not run` });
+    }
+    const run = this.running;
+    if (run?.command.id !== target) {
+      return this.finish(command, { status: 'failed', reason: 'not_running', detail: `no command ${target} is running or waiting here` });
+    }
+    if (!run.handler.cancellable?.(run.step)) {
+      return this.finish(command, { status: 'failed', reason: 'not_cancellable', detail: `${run.command.type} ${target} cannot be stopped at this step` });
+    }
+    run.cancelledBy ??= command.id;
+    run.cancel.abort();
+    const reported = run.ended.then((status) => {
+      if (status === 'failed') this.finish(command, { status: 'succeeded', detail: `${target} stopped and reported failed (cancelled)` });
+      else if (status === undefined) this.finish(command, { status: 'failed', reason: 'interrupted', detail: `the agent stopped before ${target} ended` });
+      else this.finish(command, { status: 'failed', reason: 'not_cancelled', detail: `${target} went on to ${status} before it could be stopped` });
+    });
+    this.cancels.add(reported);
+    void reported.finally(() => this.cancels.delete(reported));
   }
 
   private finish(command: Command, outcome: HandlerOutcome): void {

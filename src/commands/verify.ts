@@ -9,6 +9,7 @@ import {
   type CommandType,
 } from '../protocol/command.js';
 import type { RejectReason } from '../protocol/result.js';
+import { parseStrictJson } from '../protocol/strict-json.js';
 
 export interface TrustedKey {
   key: KeyObject;
@@ -25,6 +26,11 @@ export interface VerifyContext {
   maxBytes: number;
   /** True when the journal already holds this command id. */
   seenBefore: (commandId: string) => boolean;
+  /**
+   * Set once the journal lost entries (the state database was recovered, or the journal was full): a command issued
+   * before this time (plus the clock-skew allowance) may have run already.
+   */
+  replayHorizonMs?: number;
 }
 
 export type Verdict =
@@ -32,7 +38,7 @@ export type Verdict =
   | { ok: false; reason: RejectReason; detail: string; commandId: string | null; type: CommandType | null };
 
 /**
- * The checks a command passes before anything runs, in this order: size, schema, trusted key, signature,
+ * The checks a command passes before anything runs, in this order: size, strict JSON, schema, trusted key, signature,
  * target, validity window, journal. Cheap checks that need no trust come first; nothing the sender wrote is
  * believed (not even its id, beyond echoing it) until the signature holds.
  */
@@ -41,12 +47,11 @@ export function verifyCommand(payload: Uint8Array, context: VerifyContext): Verd
     return refuse('too_large', `${payload.byteLength} bytes is over the limit of ${context.maxBytes}`, null, null);
   }
 
-  let json: unknown;
-  try {
-    json = JSON.parse(Buffer.from(payload).toString('utf8'));
-  } catch {
-    return refuse('malformed', 'not JSON', null, null);
-  }
+  // Ambiguous JSON (duplicate keys, __proto__, bad UTF-8...) is refused before any field is read: its id and type
+  // would depend on which parser read it, so none is echoed.
+  const strict = parseStrictJson(payload);
+  if (!strict.ok) return refuse('malformed', strict.problem, null, null);
+  const json = strict.value;
   const parsed = CommandEnvelopeSchema.safeParse(json);
   const echoedId = idOf(json);
   const echoedType = typeOf(json);
@@ -82,6 +87,16 @@ export function verifyCommand(payload: Uint8Array, context: VerifyContext): Verd
   }
 
   if (context.seenBefore(command.id)) return refuse('replayed', 'this command id was seen before', command.id, command.type);
+  // A command the journal forgot was accepted before the horizon, so issuedAt <= horizon + skew: refusing up to that
+  // bound refuses every one that may have run. A new command (new id, issued now) goes through.
+  if (context.replayHorizonMs !== undefined && command.issuedAt < context.replayHorizonMs + clockSkewMs) {
+    return refuse(
+      'replayed',
+      `issued at ${iso(command.issuedAt)}, before ${iso(context.replayHorizonMs)}, the oldest time the command journal still covers (the state database was recovered, or the journal was full): it may have run already; send it again with a new id`,
+      command.id,
+      command.type,
+    );
+  }
   return { ok: true, command };
 }
 

@@ -5,7 +5,7 @@ import { envLayer } from './env-layer.js';
 import { flagLayer } from './flag-layer.js';
 import { problemsFromIssues } from './issues.js';
 import { emptyLayer, mergeLayers, type Layer } from './layer.js';
-import { ConfigSchema, type Config } from './schema.js';
+import { ConfigSchema, isPlainHttp, type Config } from './schema.js';
 import { resolveFiles } from './secret-files.js';
 import { MAX_CONFIG_FILE_BYTES, yamlLayer } from './yaml-layer.js';
 
@@ -63,6 +63,12 @@ export function loadConfig(options: LoadConfigOptions): LoadedConfig {
       ]);
     }
     warnings.push('broker.url uses plain mqtt://: reports and commands cross the network unencrypted');
+  }
+  const insecureMirrors = (['channelUrl', 'artifactUrl'] as const).filter((key) => isPlainHttp(config.k3s[key]));
+  if (insecureMirrors.length > 0) {
+    warnings.push(
+      `${insecureMirrors.map((key) => `k3s.${key}`).join(' and ')} ${insecureMirrors.length === 1 ? 'uses' : 'use'} plain http:// (k3s.allowInsecureMirror): anyone on the path to the mirror can choose the k3s binary that runs as root`,
+    );
   }
   return { config, warnings, files };
 }

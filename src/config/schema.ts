@@ -98,11 +98,37 @@ const BrokerSection = z.strictObject({
     .prefault({}),
 });
 
+/**
+ * The k3s binary runs as root, and the channel decides which version is fetched: over plain http anyone on the
+ * path chooses what runs. A loopback or air-gap mirror without TLS has to be allowed by name.
+ */
+function refusePlainHttpMirrors(
+  k3s: { channelUrl: string; artifactUrl: string; allowInsecureMirror: boolean },
+  context: z.RefinementCtx,
+): void {
+  if (k3s.allowInsecureMirror) return;
+  for (const key of ['channelUrl', 'artifactUrl'] as const) {
+    if (!isPlainHttp(k3s[key])) continue;
+    context.addIssue({
+      code: 'custom',
+      path: [key],
+      input: k3s[key],
+      message: 'expected an https:// URL (the k3s it names runs as root); for a mirror without TLS set k3s.allowInsecureMirror: true',
+    });
+  }
+}
+
+export function isPlainHttp(url: string): boolean {
+  return URL.parse(url)?.protocol === 'http:';
+}
+
 const K3sSection = z
   .strictObject({
     enabled: z.boolean().default(true).describe('Install and supervise `k3s agent`.'),
     serverUrl: urlWithScheme(['https:'], 'an https:// URL (k3s only supports https)').optional(),
-    token: secretString.optional().describe('Join token; prefer tokenFile. Never passed on a command line.'),
+    token: secretString
+      .optional()
+      .describe('Join token: the agent token or a bootstrap token, never the server token; prefer tokenFile. Never passed on a command line.'),
     tokenFile: absolutePath.optional().describe('File holding the join token (mode 0600).'),
     version: z
       .string()
@@ -111,10 +137,15 @@ const K3sSection = z
       .describe('Pinned k3s version; when unset the channel decides.'),
     channel: z.string().regex(/^[a-z0-9.-]+$/).default('stable'),
     channelUrl: urlWithScheme(['https:', 'http:'], 'an http(s):// URL')
-      .default('https://update.k3s.io/v1-release/channels'),
+      .default('https://update.k3s.io/v1-release/channels')
+      .describe('Where the channel names the k3s version to install; https unless allowInsecureMirror.'),
     artifactUrl: urlWithScheme(['https:', 'http:'], 'an http(s):// URL')
       .default('https://github.com/k3s-io/k3s/releases/download')
-      .describe('Base URL of release artifacts; point it at a mirror for fleets.'),
+      .describe('Base URL of release artifacts; point it at a mirror for fleets. https unless allowInsecureMirror.'),
+    allowInsecureMirror: z
+      .boolean()
+      .default(false)
+      .describe('Allow http:// for channelUrl and artifactUrl (a warning is logged): whoever sits on that path picks the k3s that runs as root.'),
     binaryPath: absolutePath.default('/usr/local/bin/k3s'),
     dataDir: absolutePath.default('/var/lib/rancher/k3s'),
     nodeName: z.string().regex(/^[a-z0-9]([-a-z0-9.]{0,61}[a-z0-9])?$/, { error: 'expected a DNS-1123 node name' }).optional(),
@@ -133,6 +164,7 @@ const K3sSection = z
       .default('/etc/rancher/node')
       .describe('Where k3s keeps the node password and id; only rootless k3s uses another (<dataDir>/agent/etc/rancher/node).'),
   })
+  .superRefine(refusePlainHttpMirrors)
   .prefault({});
 
 /** Rows and payload bytes one class of the outbox may hold; beyond either, its oldest records are dropped (and counted). */
@@ -155,6 +187,16 @@ const LimitsSection = z
       })
       .prefault({}),
     maxMessageBytes: z.int().min(1024).max(16 * 1024 * 1024).default(256 * 1024).describe('Largest MQTT payload accepted.'),
+    eventLog: z
+      .strictObject({
+        maxRows: z.int().min(10).default(2000).describe('Entries the local event log keeps at most; the oldest go first.'),
+        maxBytes: z
+          .int()
+          .min(4096)
+          .default(2 * 1024 * 1024)
+          .describe('Bytes (kind and detail) the local event log keeps at most; the oldest entries go first.'),
+      })
+      .prefault({}),
   })
   .prefault({});
 
@@ -191,11 +233,17 @@ const CommandsSection = z
       .max(10_000)
       .default(60)
       .describe('Refusals reported per minute at most; a flood of bad commands cannot crowd real results out of the outbox.'),
+    downloadIdleTimeoutSeconds: z
+      .int()
+      .min(1)
+      .max(3600)
+      .default(60)
+      .describe('A command download that receives no byte for this long fails; it never holds the command queue longer.'),
     k3sUpgrade: z
       .strictObject({
         healthTimeoutSeconds: z.int().min(10).max(3600).default(300).describe('How long a new k3s has to become healthy.'),
         minFreeBytes: z.int().min(0).default(512 * 1024 * 1024).describe('Free space needed beside the k3s binary.'),
-        maxArtifactBytes: z.int().min(1024).default(512 * 1024 * 1024),
+        maxArtifactBytes: z.int().min(1024).default(512 * 1024 * 1024).describe('Largest k3s binary a k3s.upgrade downloads.'),
       })
       .prefault({}),
     agentUpgrade: z
@@ -206,8 +254,13 @@ const CommandsSection = z
           .min(10)
           .max(3600)
           .default(120)
-          .describe('How long a new fleetlet has to prove itself healthy before the next start reverts it.'),
-        maxArtifactBytes: z.int().min(1024).default(256 * 1024 * 1024),
+          .describe('How long a new fleetlet has to prove itself healthy (commands subscribed and verified, telemetry sampled, a database write) before it is reverted.'),
+        maxArtifactBytes: z.int().min(1024).default(256 * 1024 * 1024).describe('Largest fleetlet binary an agent.upgrade downloads.'),
+        minFreeBytes: z
+          .int()
+          .min(0)
+          .default(256 * 1024 * 1024)
+          .describe('Free space needed beside the fleetlet binary before an agent.upgrade downloads.'),
       })
       .prefault({}),
   })

@@ -9,7 +9,9 @@ import {
   type CommandEnvelope,
   type CommandTarget,
   type CommandType,
+  type UnsignedCommand,
 } from '../protocol/command.js';
+import { parseStrictJson } from '../protocol/strict-json.js';
 import { SCHEMA_VERSION } from '../protocol/topics.js';
 import { UsageError } from '../lib/errors.js';
 import { SigningKeyError } from './errors.js';
@@ -63,17 +65,18 @@ export function buildSignedCommand(request: CommandRequest, signer: SigningKey):
     throw new UsageError(`invalid args for ${request.type}: ${issue?.path.join('.') || '(args)'}: ${issue?.message}`);
   }
   const issuedAt = request.now ?? Date.now();
-  return signCommand(
-    {
-      schemaVersion: SCHEMA_VERSION,
-      id: `c-${randomBytes(9).toString('base64url')}`,
-      type: request.type,
-      target: request.target,
-      issuedAt,
-      expiresAt: issuedAt + request.ttlSeconds * 1000,
-      args: request.args,
-      keyId: signer.keyId,
-    },
-    signer.key,
-  );
+  const command: UnsignedCommand = {
+    schemaVersion: SCHEMA_VERSION,
+    id: `c-${randomBytes(9).toString('base64url')}`,
+    type: request.type,
+    target: request.target,
+    issuedAt,
+    expiresAt: issuedAt + request.ttlSeconds * 1000,
+    args: request.args,
+    keyId: signer.keyId,
+  };
+  // Devices refuse what a strict parser finds ambiguous (a label named "constructor", a lone surrogate): say so here.
+  const strict = parseStrictJson(Buffer.from(JSON.stringify(command), 'utf8'));
+  if (!strict.ok) throw new UsageError(`devices would refuse this ${request.type}: ${strict.problem}`);
+  return signCommand(command, signer.key);
 }

@@ -1,11 +1,10 @@
-import { createReadStream } from 'node:fs';
 import { mkdir, readFile, rename, rm, stat } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { AirgapBundleError } from './errors.js';
+import { copyToTemp, type DownloadedFile } from '../lib/download.js';
+import { AirgapBundleError, k3sDownloadError } from './errors.js';
 import { MAX_BINARY_BYTES, placeBinary, type InstallResult } from './installer.js';
 import { expectedSha256, MAX_CHECKSUM_FILE_BYTES, parseChecksums, releaseArtifacts, type K3sArch } from './release.js';
 import { fsyncDir } from '../lib/files.js';
-import { writeVerifiedTemp } from './verified-file.js';
 
 /** Image archives are a few hundred MiB; bound them anyway so a wrong file cannot fill the disk. */
 const MAX_IMAGES_BYTES = 4 * 1024 * 1024 * 1024;
@@ -44,11 +43,7 @@ export async function installFromFolder(folder: string, options: AirgapOptions):
   const binarySize = (await stat(binarySource)).size;
   await mkdir(dirname(options.binaryPath), { recursive: true });
   await options.checkDiskSpace(dirname(options.binaryPath), binarySize);
-  const binaryTemp = await writeVerifiedTemp(createReadStream(binarySource), options.binaryPath, expected, {
-    maxBytes: MAX_BINARY_BYTES,
-    totalBytes: binarySize,
-    what: binarySource,
-  });
+  const binaryTemp = await copyVerified(binarySource, options.binaryPath, expected, MAX_BINARY_BYTES, binarySize);
 
   const images: string[] = [];
   try {
@@ -57,11 +52,7 @@ export async function installFromFolder(folder: string, options: AirgapOptions):
       const target = join(imagesDir, source.slice(folder.length + 1));
       const size = (await stat(source)).size;
       await options.checkDiskSpace(imagesDir, size);
-      const temp = await writeVerifiedTemp(createReadStream(source), target, imageSums[index]!, {
-        maxBytes: MAX_IMAGES_BYTES,
-        totalBytes: size,
-        what: source,
-      });
+      const temp = await copyVerified(source, target, imageSums[index]!, MAX_IMAGES_BYTES, size);
       await rename(temp.path, target);
       images.push(target);
     }
@@ -73,6 +64,14 @@ export async function installFromFolder(folder: string, options: AirgapOptions):
   // The binary goes last: a failure with the images leaves the installed k3s as it was.
   const previousPath = await placeBinary(binaryTemp, options.binaryPath);
   return { binaryPath: options.binaryPath, sha256: expected, changed: true, previousPath, images };
+}
+
+async function copyVerified(source: string, target: string, sha256: string, maxBytes: number, totalBytes: number): Promise<DownloadedFile> {
+  try {
+    return await copyToTemp(source, target, { maxBytes, expectedSha256: sha256, totalBytes });
+  } catch (err) {
+    throw k3sDownloadError(err, source);
+  }
 }
 
 async function readBoundedFile(path: string, maxBytes: number): Promise<string> {

@@ -2,7 +2,7 @@ import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { promisify } from 'node:util';
-import type { K3sInstaller } from './installer.js';
+import type { FetchBounds, K3sInstaller } from './installer.js';
 import type { NodeSettings, NodeSettingsFile } from './node-settings.js';
 import type { K3sSupervisor } from './supervisor.js';
 
@@ -52,11 +52,16 @@ export class SupervisedK3sControl {
     return binaryVersion(this.binaryPath);
   }
 
-  async fetchRelease(release: K3sRelease, onProgress?: (bytes: number, total: number | undefined) => void): Promise<FetchedBinary> {
+  async fetchRelease(
+    release: K3sRelease,
+    onProgress?: (bytes: number, total: number | undefined) => void,
+    bounds: FetchBounds = {},
+  ): Promise<FetchedBinary> {
     const temp = await this.installer.fetchBinary(release.version, {
       ...(release.artifactUrl ? { url: release.artifactUrl } : {}),
       ...(release.sha256 ? { sha256: release.sha256 } : {}),
-      ...(onProgress ? { onProgress } : {}),
+      onProgress,
+      ...bounds,
     });
     return { path: temp.path, sha256: temp.sha256, bytes: temp.bytes };
   }
@@ -69,26 +74,41 @@ export class SupervisedK3sControl {
     return this.supervisor.restart();
   }
 
-  /** Healthy = kubelet healthz answers and the node registered since the last start. */
-  async waitHealthy(timeoutMs: number, signal: AbortSignal): Promise<HealthVerdict> {
+  stopK3s(by: string): Promise<void> {
+    return this.supervisor.stopK3s(by);
+  }
+
+  /**
+   * Healthy = kubelet healthz answers and the node registered since the last start, and, when `expectVersion` is
+   * given, the running k3s was started from that version (not from a binary read before an upgrade swapped it).
+   * A k3s adopted from a previous fleetlet (restarted in the middle of a health wait) registered before this one
+   * watched its log: for it, kubelet healthz is the evidence there is, and a healthy k3s is not rolled back for a
+   * line it logged before.
+   */
+  async waitHealthy(timeoutMs: number, signal: AbortSignal, expectVersion?: string): Promise<HealthVerdict> {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
       const status = this.supervisor.status();
-      if (status.state === 'running-healthy' && status.registered) return { healthy: true };
+      const versionOk = expectVersion === undefined || status.version === expectVersion;
+      if (status.state === 'running-healthy' && (status.registered || status.adopted) && versionOk) return { healthy: true };
       if (Date.now() >= deadline || signal.aborted) {
-        const why = status.problem ? `${status.problem.kind}: ${status.problem.remedy}` : `k3s is ${status.state}`;
+        const why = !versionOk
+          ? `k3s ${status.version ?? 'of unknown version'} runs, not ${expectVersion}`
+          : status.problem
+            ? `${status.problem.kind}: ${status.problem.remedy}`
+            : `k3s is ${status.state}`;
         return { healthy: false, reason: `not healthy within ${timeoutMs} ms (${why})` };
       }
       await new Promise((resolve) => setTimeout(resolve, this.pollMs));
     }
   }
 
-  async applyNodeSettings(changes: NodeSettings): Promise<void> {
-    this.settings.apply(changes);
+  applyNodeSettings(commandId: string, changes: NodeSettings): Promise<void> {
+    return this.settings.apply(commandId, changes);
   }
 
-  async revertNodeSettings(): Promise<void> {
-    this.settings.revert();
+  revertNodeSettings(commandId: string): Promise<void> {
+    return this.settings.revert(commandId);
   }
 
   async recentLogLines(max: number): Promise<string[]> {

@@ -1,3 +1,4 @@
+import { DownloadChecksumError, DownloadFailedError, DownloadFailure } from '../lib/download.js';
 import { FleetletError } from '../lib/errors.js';
 
 /** The machine's architecture has no k3s release (install.sh: "Unsupported architecture"). */
@@ -58,4 +59,18 @@ export class BinaryNotInstalledError extends FleetletError {
 
 function formatMiB(bytes: number): string {
   return `${(bytes / 1024 / 1024).toFixed(1)} MiB`;
+}
+
+/**
+ * The k3s words for what the download helper reports: a checksum mismatch stays ChecksumMismatchError, a 404 means
+ * the release is not there, and any other download problem is a DownloadError that keeps the original as its cause.
+ * Anything else (a disk-space check) passes through.
+ */
+export function k3sDownloadError(err: unknown, url: string): unknown {
+  if (err instanceof DownloadChecksumError) return new ChecksumMismatchError(err.what, err.expected, err.actual);
+  if (err instanceof DownloadFailedError && err.status === 404) {
+    return new ReleaseNotFoundError(`${url} does not exist (HTTP 404): is the version or the artifact URL wrong?`);
+  }
+  if (err instanceof DownloadFailure) return new DownloadError(`${err.message}; nothing was installed`, { cause: err });
+  return err;
 }

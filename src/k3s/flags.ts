@@ -61,8 +61,7 @@ export const K3S_AGENT_FLAGS: Readonly<Record<string, AgentFlag>> = {
 
 /**
  * Flags extra-args may not set: fleetlet sets them from its own config (a second value would silently win or
- * conflict), they would put a secret on the command line, or they would break supervision (--log forks a
- * "k3s init" parent that fleetlet does not track).
+ * conflict, as --log, which fleetlet sets for k3s's own log rotation), or they would put a secret on the command line.
  */
 export const MANAGED_FLAGS: ReadonlySet<string> = new Set([
   'server',

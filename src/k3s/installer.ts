@@ -1,11 +1,10 @@
 import { constants } from 'node:fs';
-import { access, link, lstat, mkdir, rename, rm, statfs, symlink } from 'node:fs/promises';
-import { Readable } from 'node:stream';
+import { access, chmod, link, lstat, mkdir, rename, rm, symlink } from 'node:fs/promises';
 import { delimiter, dirname, join } from 'node:path';
-import { DownloadError, InsufficientDiskError, ReleaseNotFoundError } from './errors.js';
+import { downloadToTemp, freeBytesIn, type DownloadedFile } from '../lib/download.js';
+import { InsufficientDiskError, k3sDownloadError } from './errors.js';
 import {
   artifactUrl,
-  errorText,
   expectedSha256,
   fetchSmallText,
   MAX_CHECKSUM_FILE_BYTES,
@@ -16,10 +15,22 @@ import {
   type K3sArch,
 } from './release.js';
 import { fsyncDir, sha256OfFile } from '../lib/files.js';
-import { makeExecutable, writeVerifiedTemp, type Progress, type VerifiedTemp } from './verified-file.js';
+
+export type Progress = (receivedBytes: number, totalBytes: number | undefined) => void;
+
+/** Bounds of one binary download; a command passes its own (its expiry, its abort signal). */
+export interface FetchBounds {
+  signal?: AbortSignal | undefined;
+  /** Epoch ms; a command's expiresAt. */
+  deadline?: number | undefined;
+  maxBytes?: number | undefined;
+  idleTimeoutMs?: number | undefined;
+}
 
 /** The k3s binary is ~70 MiB; anything far larger is not a k3s binary. */
 export const MAX_BINARY_BYTES = 512 * 1024 * 1024;
+/** A mirror silent this long has stalled (the CLI's default; commands pass their configured one). */
+const DEFAULT_IDLE_TIMEOUT_MS = 60_000;
 /** Assumed size when a mirror sends no Content-Length. */
 const UNKNOWN_SIZE_ESTIMATE = 128 * 1024 * 1024;
 /** Headroom kept free after the download so that the device does not run out of disk. */
@@ -67,7 +78,7 @@ export class K3sInstaller {
 
   constructor(private readonly options: InstallerOptions) {
     this.get = options.get ?? fetch;
-    this.freeBytes = options.freeBytes ?? statfsFreeBytes;
+    this.freeBytes = options.freeBytes ?? freeBytesIn;
   }
 
   async install(onProgress?: Progress): Promise<InstallResult> {
@@ -94,26 +105,25 @@ export class K3sInstaller {
    * Downloads and verifies a release binary into a temp file beside the installed one (same file system, so the
    * caller's rename is atomic). `url` overrides the configured mirror; `sha256` skips the checksum file.
    */
-  async fetchBinary(version: string, options: { url?: string; sha256?: string; onProgress?: Progress } = {}): Promise<VerifiedTemp> {
+  async fetchBinary(version: string, options: { url?: string; sha256?: string; onProgress?: Progress | undefined } & FetchBounds = {}): Promise<DownloadedFile> {
     const expected = options.sha256 ?? (await this.expectedSha256(version));
     const { binaryPath } = this.options;
     await mkdir(dirname(binaryPath), { recursive: true });
     const binaryUrl = options.url ?? artifactUrl(this.options.artifactUrl, version, releaseArtifacts(this.options.arch).binaryName);
-    const response = await this.download(binaryUrl);
-    const declared = Number(response.headers.get('content-length') ?? NaN);
-    const totalBytes = Number.isFinite(declared) ? declared : undefined;
     try {
-      await this.checkDiskSpace(dirname(binaryPath), totalBytes ?? UNKNOWN_SIZE_ESTIMATE);
+      return await downloadToTemp(binaryUrl, binaryPath, {
+        maxBytes: options.maxBytes ?? MAX_BINARY_BYTES,
+        idleTimeoutMs: options.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS,
+        deadline: options.deadline,
+        signal: options.signal,
+        expectedSha256: expected,
+        onProgress: options.onProgress,
+        beforeBody: (totalBytes) => this.checkDiskSpace(dirname(binaryPath), totalBytes ?? UNKNOWN_SIZE_ESTIMATE),
+        get: this.get,
+      });
     } catch (err) {
-      await response.body?.cancel();
-      throw err;
+      throw k3sDownloadError(err, binaryUrl);
     }
-    return writeVerifiedTemp(Readable.fromWeb(response.body! as never), binaryPath, expected, {
-      maxBytes: MAX_BINARY_BYTES,
-      totalBytes,
-      onProgress: options.onProgress,
-      what: binaryUrl,
-    });
   }
 
   freeBytesIn(dir: string): Promise<number> {
@@ -148,27 +158,14 @@ export class K3sInstaller {
     }
     return created;
   }
-
-  private async download(url: string): Promise<Response> {
-    let response: Response;
-    try {
-      response = await this.get(url, {});
-    } catch (err) {
-      throw new DownloadError(`cannot download ${url}: ${errorText(err)}`, { cause: err });
-    }
-    if (response.ok && response.body) return response;
-    await response.body?.cancel();
-    if (response.status === 404) throw new ReleaseNotFoundError(`${url} does not exist (HTTP 404): is the version or the artifact URL wrong?`);
-    throw new DownloadError(`downloading ${url} failed: HTTP ${response.status}`);
-  }
 }
 
 /**
  * Renames the verified temp file over the binary. The old binary is first hard-linked as `.previous`, so that at
  * every instant the binary path holds a complete binary (old or new).
  */
-export async function placeBinary(temp: VerifiedTemp, binaryPath: string): Promise<string | undefined> {
-  await makeExecutable(temp.path);
+export async function placeBinary(temp: DownloadedFile, binaryPath: string): Promise<string | undefined> {
+  await chmod(temp.path, 0o755);
   let previousPath: string | undefined;
   if (await exists(binaryPath)) {
     previousPath = previousBinaryPath(binaryPath);
@@ -178,11 +175,6 @@ export async function placeBinary(temp: VerifiedTemp, binaryPath: string): Promi
   await rename(temp.path, binaryPath);
   await fsyncDir(dirname(binaryPath));
   return previousPath;
-}
-
-async function statfsFreeBytes(dir: string): Promise<number> {
-  const stats = await statfs(dir);
-  return stats.bavail * stats.bsize;
 }
 
 async function exists(path: string): Promise<boolean> {

@@ -2,6 +2,7 @@ import { existsSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import type { Database } from '../store/db.js';
+import { removeDownloadLeftovers } from '../lib/download.js';
 import type { Logger } from '../lib/logger.js';
 import type { MachineIdentity } from '../identity/device-id.js';
 import { IdentityStore } from '../identity/identity-store.js';
@@ -64,6 +65,8 @@ export function createK3sPart(deps: K3sPartDeps) {
 
   const supervisor = new K3sSupervisor({
     binaryPath: k3s.binaryPath,
+    dataDir: k3s.dataDir,
+    binaryVersion,
     invocation: () => buildAgentInvocation(withNodeSettings(k3s, settings.load())),
     baseEnv: deps.env,
     workDir,
@@ -72,11 +75,13 @@ export function createK3sPart(deps: K3sPartDeps) {
     logger: logger.child({ part: 'k3s' }),
     // fleetlet's whole shutdown has 10 s; k3s itself exits almost at once after SIGTERM.
     timings: { graceMs: 7_000 },
-    beforeLaunch: async () => {
-      checkIdentity();
-      version = await binaryVersion(k3s.binaryPath);
-    },
+    beforeLaunch: checkIdentity,
   });
+
+  // Downloads a crash cut short are never renamed, so nothing else would remove them. Done while the agent is built,
+  // before the commands part resumes an interrupted upgrade (which downloads again when its file is gone).
+  const swept = removeDownloadLeftovers(k3s.binaryPath);
+  if (swept.length > 0) logger.warn({ files: swept }, 'removed partial downloads a previous run left beside the k3s binary');
 
   let control: SupervisedK3sControl | undefined;
   try {
@@ -108,16 +113,20 @@ export function createK3sPart(deps: K3sPartDeps) {
       }
       await supervisor.start();
     },
+    // A stop or restart of fleetlet leaves k3s running for the next fleetlet to adopt; only an explicit act
+    // (`fleetlet k3s stop`, a k3s.stop command, `fleetlet uninstall`) stops k3s.
     stop: () => supervisor.stop(),
   };
 
   const view = (): K3sView => {
     const status = supervisor.status();
     const nodeName = (k3s.nodeName ?? hostname()).toLowerCase();
+    // What runs, once the supervisor knows; else what is installed.
+    const shown = status.version ?? version;
     return {
       state: status.state,
       healthy: status.state === 'running-healthy',
-      ...(version ? { version } : {}),
+      ...(shown ? { version: shown } : {}),
       ...(nodeName ? { nodeName: k3s.withNodeId && identity?.nodeId ? `${nodeName}-${identity.nodeId}` : nodeName } : {}),
     };
   };

@@ -23,6 +23,8 @@ export interface SupervisorTimings {
   notInstalledRetryMs: number;
   logPollMs: number;
   adoptPollMs: number;
+  /** While k3s is held (stopped on request), how often to look whether the hold was lifted from outside. */
+  holdPollMs: number;
 }
 
 export const DEFAULT_TIMINGS: SupervisorTimings = {
@@ -39,6 +41,7 @@ export const DEFAULT_TIMINGS: SupervisorTimings = {
   notInstalledRetryMs: 60_000,
   logPollMs: 500,
   adoptPollMs: 1_000,
+  holdPollMs: 5_000,
 };
 
 export interface Clock {
@@ -54,6 +57,10 @@ export const SYSTEM_CLOCK: Clock = {
 
 export interface SupervisorOptions {
   binaryPath: string;
+  /** k3s's data dir, where the real binary unpacks the copy it re-execs into (the adoption check looks there). */
+  dataDir?: string;
+  /** The version a binary reports, read before each start; the status then says what runs. */
+  binaryVersion?: (binaryPath: string) => Promise<string | undefined>;
   /** Rebuilt before every start, so changed settings apply on the next restart. */
   invocation: () => AgentInvocation;
   /** fleetlet's environment, cleaned of K3S_* before k3s gets it. */
@@ -80,7 +87,9 @@ export type StateName =
   | 'running-unhealthy'
   | 'backoff'
   | 'crash-loop'
-  | 'stopping';
+  | 'stopping'
+  /** Stopped on request (`fleetlet k3s stop`, `k3s.stop`) and not started again until the hold is lifted. */
+  | 'held';
 
 export interface K3sProblem {
   kind: K3sEventKind;
@@ -93,6 +102,8 @@ export interface K3sStatus {
   state: StateName;
   since: number;
   pid?: number;
+  /** The version of the binary the running k3s was started from, when known. */
+  version?: string;
   adopted: boolean;
   /** Restarts since fleetlet started. */
   restarts: number;

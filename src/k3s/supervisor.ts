@@ -1,35 +1,25 @@
 import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { childEnvironment } from './args.js';
-import {
-  adoptAgent,
-  clearProcessRecord,
-  processStartTime,
-  readProcessRecord,
-  spawnAgent,
-  writeProcessRecord,
-  type AgentProcess,
-  type ExitInfo,
-} from './agent-process.js';
+import { adoptAgent, clearProcessRecord, processStartTime, readProcessRecord, recordAgentProcess, spawnAgent, type AgentProcess, type ExitInfo } from './agent-process.js';
 import type { K3sEvent } from './events.js';
 import { probeHealthz } from './health.js';
+import { clearHold, isHeld, writeHold } from './hold.js';
+import { RestartRequests } from './restart-requests.js';
 import { FOREIGN_PROCESS_REMEDY, OtherAgentsWatch } from './foreign-process.js';
+import { findLaunchedProcess, LAUNCH_ID_ENV, writeLaunchIntent } from './launch-intent.js';
 import { LogWatch } from './log-watch.js';
+import { MachineWait } from './machine-wait.js';
+import { terminateAgent } from './terminate.js';
 import { RestartPolicy } from './restart-policy.js';
 import { LogTail } from './log-tail.js';
+import { withRotatingLog } from './log-rotation.js';
 import { writeStatusFile } from './status-file.js';
-import {
-  DEFAULT_TIMINGS,
-  SYSTEM_CLOCK,
-  type Clock,
-  type K3sStatus,
-  type StateName,
-  type SupervisorOptions,
-  type SupervisorTimings,
-} from './supervisor-options.js';
+import { DEFAULT_TIMINGS, SYSTEM_CLOCK, type Clock, type K3sStatus, type StateName, type SupervisorOptions, type SupervisorTimings } from './supervisor-options.js';
 
 type State =
   | { name: 'stopped' }
+  | { name: 'held' }
   | { name: 'launching' }
   | { name: 'not-installed' }
   | { name: 'starting' | 'running-healthy' | 'running-unhealthy' | 'stopping'; child: AgentProcess }
@@ -37,6 +27,7 @@ type State =
 
 export const LOG_FILE = 'agent-output.log';
 export const RECORD_FILE = 'agent-process.json';
+const LAUNCH_FILE = 'agent-launch.json';
 
 /**
  * Runs `k3s agent` as an explicit state machine in the manner of Mender's client: every state's handler waits for
@@ -44,18 +35,23 @@ export const RECORD_FILE = 'agent-process.json';
  *
  *   launching -> starting -> running-healthy <-> running-unhealthy
  *   any exit (k3s exits 0 on internal failures too) -> backoff -> launching, or -> crash-loop -> launching
- *   stop -> stopping (ONE SIGTERM, SIGKILL after the grace period) -> stopped
+ *   restart -> stopping (ONE SIGTERM, SIGKILL after the grace period) -> launching
+ *   stopK3s -> stopping -> held (k3s stays down, also for the next fleetlet, until restart or the hold is lifted)
+ *   stop -> stopped: only the machine stops; k3s keeps running
  *
- * k3s writes to a log file, not a pipe, and its pid and start time are recorded, so that a fleetlet restart adopts
- * the running k3s instead of starting a second one.
+ * A stop or restart of fleetlet never stops k3s: k3s writes to a log file it rotates itself (log-rotation.ts), not a
+ * pipe, and its pid, start time and boot id are recorded, so that the next fleetlet adopts the running k3s instead of
+ * starting a second one. Stopping k3s is an explicit act (stopK3s, `fleetlet k3s stop`, `fleetlet uninstall`).
  */
 export class K3sSupervisor {
   private readonly t: SupervisorTimings;
   private readonly clock: Clock;
   private readonly log: LogWatch;
   private readonly tail: LogTail;
-  private readonly stopController = new AbortController();
-  private keepRunningOnStop = false;
+  private readonly wait: MachineWait;
+  private readonly restarts = new RestartRequests();
+  private holdAsked = false;
+  private heldWaiters: (() => void)[] = [];
   private loop: Promise<void> | undefined;
   private readonly restartPolicy: RestartPolicy;
   private readonly otherAgents: OtherAgentsWatch;
@@ -65,6 +61,7 @@ export class K3sSupervisor {
   constructor(private readonly options: SupervisorOptions) {
     this.t = { ...DEFAULT_TIMINGS, ...options.timings };
     this.clock = options.clock ?? SYSTEM_CLOCK;
+    this.wait = new MachineWait(this.clock);
     this.otherAgents = new OtherAgentsWatch(options.binaryPath);
     this.restartPolicy = new RestartPolicy(this.t, options.random ?? Math.random);
     this.log = new LogWatch(options.logRingLines ?? 500, {
@@ -96,6 +93,10 @@ export class K3sSupervisor {
     return join(this.options.workDir, RECORD_FILE);
   }
 
+  private get launchFile(): string {
+    return join(this.options.workDir, LAUNCH_FILE);
+  }
+
   status(): K3sStatus {
     return { ...this.current };
   }
@@ -108,49 +109,62 @@ export class K3sSupervisor {
   async start(): Promise<void> {
     mkdirSync(this.options.workDir, { recursive: true, mode: 0o700 });
     const record = readProcessRecord(this.recordFile);
-    const adopted = record ? adoptAgent(record, this.t.adoptPollMs) : undefined;
+    // A fleetlet killed while it spawned k3s left no record of it (or only one of an earlier k3s, now gone): the
+    // launch id that k3s carries finds it then. A record whose process still runs is judged as it is.
+    const candidate = record && processStartTime(record.pid) === record.startTime ? record : findLaunchedProcess(this.launchFile, this.clock.now());
+    const adopted = candidate ? adoptAgent(candidate, this.t.adoptPollMs, this.options.dataDir) : undefined;
     await this.tail.start(true);
     let first: State = { name: 'launching' };
     if (adopted) {
       this.emit('k3s.adopted', { pid: adopted.pid });
+      this.current.version = record?.version;
       first = { name: 'starting', child: adopted };
     }
     this.loop = this.run(first);
   }
 
-  /**
-   * Stops k3s (one SIGTERM, SIGKILL after the grace period) and the machine. With keepRunning, only the machine
-   * stops and k3s is left for the next fleetlet to adopt (self-update, restart of fleetlet alone).
-   */
-  async stop(options: { keepRunning?: boolean } = {}): Promise<void> {
-    this.keepRunningOnStop = options.keepRunning === true;
-    this.stopController.abort();
+  /** Stops the machine only: k3s keeps running, recorded, for the next fleetlet to adopt. */
+  async stop(): Promise<void> {
+    this.wait.stop();
     await this.loop;
-    this.settleLaunchWaiters();
+    this.restarts.settleAll();
+    this.settleHeldWaiters();
     this.tail.stop();
     await this.tail.poll().catch(() => undefined);
   }
 
   /**
-   * Restarts k3s now: one SIGTERM, then a start without backoff (also out of backoff or a crash loop). Resolves
-   * after the next start attempt, whatever its outcome; waitHealthy-style callers judge the result from status().
+   * Stops k3s on request (one SIGTERM, SIGKILL after the grace period) and keeps it stopped, also across fleetlet
+   * restarts and reboots, until restart() or `fleetlet k3s start`. Resolves once k3s is down.
    */
-  restart(): Promise<void> {
-    if (this.stopping || !this.loop) return Promise.resolve();
-    this.restartRequested = true;
-    const attempted = new Promise<void>((resolve) => this.launchWaiters.push(resolve));
-    this.restartWaker?.();
-    return attempted;
+  async stopK3s(by: string): Promise<void> {
+    await writeHold(this.options.workDir, by, this.clock.now());
+    if (this.stopping || !this.loop || this.current.state === 'held') return;
+    const held = new Promise<void>((resolve) => this.heldWaiters.push(resolve));
+    this.holdAsked = true;
+    this.wait.wake();
+    await held;
   }
 
-  private restartRequested = false;
+  /**
+   * Restarts k3s now: one SIGTERM, then a start without backoff (also out of backoff, a crash loop or a hold, which
+   * it lifts). Resolves after a start attempt that began after this call, whatever its outcome; waitHealthy-style
+   * callers judge the result from status().
+   */
+  async restart(): Promise<void> {
+    if (this.stopping || !this.loop) return;
+    this.holdAsked = false;
+    // Lifted before the request is counted: a launch that serves it must not find the hold still there.
+    await clearHold(this.options.workDir);
+    const attempted = this.restarts.ask();
+    this.wait.wake();
+    await attempted;
+  }
+
   private spawnedBefore = false;
 
-  private restartWaker: (() => void) | undefined;
-  private launchWaiters: (() => void)[] = [];
-
-  private settleLaunchWaiters(): void {
-    for (const resolve of this.launchWaiters.splice(0)) resolve();
+  private settleHeldWaiters(): void {
+    for (const resolve of this.heldWaiters.splice(0)) resolve();
   }
 
   private async run(first: State): Promise<void> {
@@ -184,36 +198,44 @@ export class K3sSupervisor {
         return this.waitThenLaunch(state.delayMs);
       case 'stopping':
         return this.terminate(state.child);
+      case 'held':
+        return this.waitWhileHeld();
       case 'stopped':
         return Promise.resolve(state);
     }
   }
 
   private async launch(): Promise<State> {
+    // Serves the restart requests made before this point; one made during the launch gets a launch of its own.
+    const generation = this.restarts.launchBegins();
     try {
       return await this.tryLaunch();
     } finally {
-      this.restartRequested = false;
-      this.settleLaunchWaiters();
+      this.restarts.launchEnded(generation);
     }
   }
 
   private async tryLaunch(): Promise<State> {
     if (this.stopping) return { name: 'stopped' };
+    if (isHeld(this.options.workDir)) return { name: 'held' };
     if (!existsSync(this.options.binaryPath)) return { name: 'not-installed' };
     // Advisory only: fleetlet still starts its own, whose port conflicts then show in its log.
     const others = this.otherAgents.newlySeen();
     if (others) this.emit('k3s.foreign_process', { pids: others }, FOREIGN_PROCESS_REMEDY);
     try {
       await this.options.beforeLaunch?.();
+      const version = await this.options.binaryVersion?.(this.options.binaryPath);
       const invocation = this.options.invocation();
+      let recorded: Promise<void> | undefined;
       const child = await spawnAgent({
         binaryPath: this.options.binaryPath,
-        args: invocation.args,
-        env: childEnvironment(this.options.baseEnv, invocation),
+        args: withRotatingLog(invocation.args, this.logFile),
+        env: { ...childEnvironment(this.options.baseEnv, invocation), [LAUNCH_ID_ENV]: writeLaunchIntent(this.launchFile, this.options.binaryPath) },
         logFile: this.logFile,
+        onSpawn: (pid) => (recorded = this.recordProcess(pid, version)),
       });
-      this.recordProcess(child);
+      this.current.version = version;
+      await recorded;
       if (this.spawnedBefore) this.current.restarts += 1;
       this.spawnedBefore = true;
       this.log.newRun();
@@ -230,9 +252,11 @@ export class K3sSupervisor {
   private async watch(child: AgentProcess, name: 'starting' | 'running-healthy' | 'running-unhealthy'): Promise<State> {
     let failures = 0;
     for (;;) {
-      const outcome = await this.waitFor(this.t.healthIntervalMs, child);
+      const outcome = await this.wait.for(this.t.healthIntervalMs, child);
       if (outcome === 'exit') return this.afterExit(await child.exited);
-      if (outcome === 'stop' || this.restartRequested) return { name: 'stopping', child };
+      // fleetlet is stopping, not k3s: the record stays, and the next fleetlet adopts this k3s.
+      if (outcome === 'stop') return { name: 'stopped' };
+      if (this.restarts.pending || this.holdAsked) return { name: 'stopping', child };
       const healthy = await probeHealthz(this.options.healthzUrl, this.t.probeTimeoutMs);
       if (healthy) {
         failures = 0;
@@ -246,16 +270,15 @@ export class K3sSupervisor {
     }
   }
 
-  /** Without the record a restarted fleetlet cannot adopt this k3s; it is still supervised now, so only warn. */
-  private recordProcess(child: AgentProcess): void {
-    try {
-      const startTime = processStartTime(child.pid);
-      if (startTime) {
-        writeProcessRecord(this.recordFile, { pid: child.pid, startTime, binaryPath: this.options.binaryPath, startedAt: this.clock.now() });
-      }
-    } catch (err) {
-      this.options.logger.warn({ err, pid: child.pid }, 'cannot record the k3s process; a fleetlet restart would not adopt it');
-    }
+  /**
+   * Recorded in the tick k3s is forked (the start time is read at once, the file written durably after): a fleetlet
+   * killed later still leaves a record. Without it a restarted fleetlet cannot adopt this k3s; it is still
+   * supervised now, so only warn.
+   */
+  private recordProcess(pid: number, version: string | undefined): Promise<void> {
+    return recordAgentProcess(this.recordFile, pid, { binaryPath: this.options.binaryPath, version, startedAt: this.clock.now() }).catch(
+      (err: unknown) => this.options.logger.warn({ err, pid }, 'cannot record the k3s process; a fleetlet restart would not adopt it'),
+    );
   }
 
   private async afterExit(exit: ExitInfo): Promise<State> {
@@ -263,8 +286,10 @@ export class K3sSupervisor {
     await this.tail.poll().catch(() => undefined);
     this.current.lastExit = exit;
     clearProcessRecord(this.recordFile);
-    this.emit('k3s.down', { code: exit.code, signal: exit.signal, lastLines: this.log.ring.lines(20) });
-    return this.backoffAfter(exit);
+    // Stopped from outside by `fleetlet k3s stop`, which held it first: down on request, not a crash.
+    const held = isHeld(this.options.workDir);
+    this.emit('k3s.down', { code: exit.code, signal: exit.signal, ...(held ? { requested: true } : { lastLines: this.log.ring.lines(20) }) });
+    return held ? { name: 'held' } : this.backoffAfter(exit);
   }
 
   private backoffAfter(exit: ExitInfo | undefined): State {
@@ -275,70 +300,45 @@ export class K3sSupervisor {
     return { name: 'crash-loop', delayMs: decision.delayMs };
   }
 
+  private async waitWhileHeld(): Promise<State> {
+    for (;;) {
+      const outcome = await this.wait.for(this.t.holdPollMs, undefined);
+      if (outcome === 'stop') return { name: 'stopped' };
+      if (this.restarts.pending || !isHeld(this.options.workDir)) return { name: 'launching' };
+    }
+  }
 
   private async waitThenLaunch(delayMs: number): Promise<State> {
     this.current.nextStartAt = this.clock.now() + delayMs;
-    const outcome = await this.waitFor(delayMs, undefined);
+    const outcome = await this.wait.for(delayMs, undefined);
     this.current.nextStartAt = undefined;
     return outcome === 'stop' ? { name: 'stopped' } : { name: 'launching' };
   }
 
   private async terminate(child: AgentProcess): Promise<State> {
-    if (this.keepRunningOnStop && !this.restartRequested) return { name: 'stopped' };
-    if (child.isRunning()) child.signal('SIGTERM'); // once: a second SIGTERM makes k3s exit 1 at once
-    const graceTimer = new AbortController();
-    const graceful = await Promise.race([
-      child.exited.then(() => true),
-      this.clock.sleep(this.t.graceMs, graceTimer.signal).then(
-        () => false,
-        () => true,
-      ),
-    ]);
-    graceTimer.abort();
-    if (!graceful) {
-      this.emit('k3s.stop_forced', { pid: child.pid, graceMs: this.t.graceMs });
-      child.signal('SIGKILL');
-    }
-    this.current.lastExit = await child.exited;
+    const { exit, forced } = await terminateAgent(child, this.t.graceMs, this.clock);
+    if (forced) this.emit('k3s.stop_forced', { pid: child.pid, graceMs: this.t.graceMs });
+    this.current.lastExit = exit;
     clearProcessRecord(this.recordFile);
-    if (this.restartRequested && !this.stopping) return { name: 'launching' };
-    this.emit('k3s.down', { code: this.current.lastExit.code, signal: this.current.lastExit.signal, requested: true });
-    return { name: 'stopped' };
+    const held = isHeld(this.options.workDir);
+    if (this.restarts.pending && !held && !this.stopping) return { name: 'launching' };
+    this.emit('k3s.down', { code: exit.code, signal: exit.signal, requested: true });
+    return this.stopping ? { name: 'stopped' } : { name: 'held' };
   }
 
   private get stopping(): boolean {
-    return this.stopController.signal.aborted;
-  }
-
-  /** Waits `ms`, or less when the child exits, a stop is asked or a restart is asked. */
-  private async waitFor(ms: number, child: AgentProcess | undefined): Promise<'tick' | 'exit' | 'stop'> {
-    if (this.stopping) return 'stop';
-    const timer = new AbortController();
-    const stopped = this.stopController.signal;
-    const onStop = () => timer.abort();
-    stopped.addEventListener('abort', onStop);
-    const woken = new Promise<'tick'>((resolve) => (this.restartWaker = () => resolve('tick')));
-    try {
-      return await Promise.race([
-        child ? child.exited.then(() => 'exit' as const) : new Promise<never>(() => {}),
-        this.clock.sleep(ms, timer.signal).then(
-          () => 'tick' as const,
-          () => 'stop' as const,
-        ),
-        woken,
-      ]);
-    } finally {
-      timer.abort();
-      stopped.removeEventListener('abort', onStop);
-      this.restartWaker = undefined;
-    }
+    return this.wait.stopping;
   }
 
   private enter(state: State): void {
     const previous = this.current.state;
     const name: StateName = state.name === 'launching' ? 'starting' : state.name;
     const child = 'child' in state ? state.child : undefined;
-    this.current = { ...this.current, state: name, pid: child?.pid, adopted: child?.adopted ?? false };
+    this.current = { ...this.current, state: name, pid: child?.pid, version: child ? this.current.version : undefined, adopted: child?.adopted ?? false };
+    if (name === 'held') {
+      this.holdAsked = false;
+      this.settleHeldWaiters();
+    }
     if (name !== previous) {
       this.current.since = this.clock.now();
       this.options.logger.info({ from: previous, to: name, pid: child?.pid }, 'k3s state');

@@ -14,6 +14,8 @@ import { LinkSession } from './session.js';
 /** What telemetry shows about the link. */
 export interface LinkState {
   connected: boolean;
+  /** The broker granted every command subscription of the current connection: commands can reach the device. */
+  subscribed: boolean;
   /** When the link last became connected or disconnected (epoch ms). */
   since: number;
   /** Connection attempts since the last stable connection. */
@@ -66,7 +68,7 @@ export class MqttLink {
   readonly #inbox: CommandInbox;
   readonly #log: Logger;
   #session: LinkSession | undefined;
-  #state: LinkState = { connected: false, since: Date.now(), reconnectAttempts: 0 };
+  #state: LinkState = { connected: false, subscribed: false, since: Date.now(), reconnectAttempts: 0 };
   #stopping = false;
   /** The last problem written to the log: a broker that stays down gives one warning, not one per attempt. */
   #loggedError: string | undefined;
@@ -199,6 +201,7 @@ export class MqttLink {
       const refused = granted.filter((grant) => grant.qos === 128).map((grant) => grant.topic);
       if (refused.length > 0) this.#log.error({ topics: refused }, 'the broker refused command subscriptions (check its ACL)');
       if (!current()) return;
+      this.#state = { ...this.#state, subscribed: refused.length === 0 };
       const online = presenceMessage('online', this.#options.bootSequence, this.#options.fleetletVersion);
       await session.publish(this.#presenceTopic, JSON.stringify(online), { qos: 1, retain: true });
       if (!current()) return;
@@ -224,7 +227,7 @@ export class MqttLink {
     }
     session.close();
     this.#schedule.disconnected();
-    this.#state = { ...this.#state, connected: false, since: this.#state.connected ? Date.now() : this.#state.since };
+    this.#state = { ...this.#state, connected: false, subscribed: false, since: this.#state.connected ? Date.now() : this.#state.since };
     this.#retryLater();
   }
 

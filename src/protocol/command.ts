@@ -2,6 +2,9 @@ import { createPrivateKey, createPublicKey, sign, verify, type KeyObject } from 
 import { z } from 'zod';
 import { DeviceIdSchema, GroupIdSchema } from '../config/schema.js';
 import { SCHEMA_VERSION } from './topics.js';
+import { canonicalJson } from './canonical-json.js';
+
+export { canonicalJson } from './canonical-json.js';
 
 /**
  * The signed command envelope an operator publishes to a device or group command topic (wire contract v1).
@@ -12,7 +15,8 @@ import { SCHEMA_VERSION } from './topics.js';
 export const COMMAND_ID_PATTERN = /^[A-Za-z0-9_-]{8,64}$/;
 export const KEY_ID_PATTERN = /^[A-Za-z0-9._-]{1,64}$/;
 const K3S_VERSION = /^v\d+\.\d+\.\d+\+k3s\d+$/;
-const SEMVER = /^\d+\.\d+\.\d+(?:-[0-9A-Za-z.-]{1,32})?$/;
+// SemVer 2.0.0 with an optional prerelease of up to 32 characters; no empty identifiers, so that it orders as SemVer.
+const SEMVER = /^\d+\.\d+\.\d+(?:-(?=[0-9A-Za-z.-]{1,32}$)[0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*)?$/;
 const SHA256_HEX = /^[a-f0-9]{64}$/;
 
 const httpUrl = z
@@ -47,6 +51,9 @@ export const K3sUpgradeArgsSchema = z
 
 export const K3sRestartArgsSchema = z.strictObject({});
 
+/** Stops k3s and keeps it stopped, also across agent restarts, until a command restarts it. */
+export const K3sStopArgsSchema = z.strictObject({});
+
 export const K3sConfigureArgsSchema = z
   .strictObject({
     labels: z.record(LabelKey, LabelValue).optional(),
@@ -76,14 +83,21 @@ export const IdentityReidentifyArgsSchema = z.strictObject({
   newNodeIdentity: z.boolean().optional(),
 });
 
+/** Stops the running or waiting command with this id; it then reports `failed` with reason `cancelled`. */
+export const CommandCancelArgsSchema = z.strictObject({
+  commandId: z.string().regex(COMMAND_ID_PATTERN, { error: 'expected a command id: 8-64 of A-Z a-z 0-9 _ -' }),
+});
+
 export const COMMAND_ARGS = {
   ping: PingArgsSchema,
   'k3s.upgrade': K3sUpgradeArgsSchema,
   'k3s.restart': K3sRestartArgsSchema,
+  'k3s.stop': K3sStopArgsSchema,
   'k3s.configure': K3sConfigureArgsSchema,
   'logs.collect': LogsCollectArgsSchema,
   'agent.upgrade': AgentUpgradeArgsSchema,
   'identity.reidentify': IdentityReidentifyArgsSchema,
+  'command.cancel': CommandCancelArgsSchema,
 } as const;
 
 export type CommandType = keyof typeof COMMAND_ARGS;
@@ -130,24 +144,10 @@ export function parseCommandArgs(envelope: CommandEnvelope): ArgsCheck {
   return { ok: true, command: { ...envelope, args: result.data } as Command };
 }
 
-const SIGNING_DOMAIN = 'fleetlet-command-v1\n';
+/** Prefixed to what is signed, so that a command signature can never be taken for the signature of anything else. */
+export const SIGNING_DOMAIN = 'fleetlet-command-v1\n';
 
-/**
- * Deterministic JSON: object keys sorted, no whitespace. Both sides run this same code, and values are the JSON
- * the sender produced, so the bytes signed and the bytes verified are equal whenever the content is.
- */
-export function canonicalJson(value: unknown): string {
-  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(',')}]`;
-  if (value !== null && typeof value === 'object') {
-    const entries = Object.keys(value)
-      .filter((key) => (value as Record<string, unknown>)[key] !== undefined)
-      .sort()
-      .map((key) => `${JSON.stringify(key)}:${canonicalJson((value as Record<string, unknown>)[key])}`);
-    return `{${entries.join(',')}}`;
-  }
-  return JSON.stringify(value);
-}
-
+/** The exact bytes an Ed25519 command signature covers: the domain line, then the RFC 8785 form, in UTF-8. */
 export function signingBytes(command: UnsignedCommand): Buffer {
   const { schemaVersion, id, type, target, issuedAt, expiresAt, args, keyId } = command;
   return Buffer.from(SIGNING_DOMAIN + canonicalJson({ schemaVersion, id, type, target, issuedAt, expiresAt, args, keyId }), 'utf8');

@@ -41,8 +41,12 @@ export const WIRE_CONTRACT: readonly TopicSpec[] = [
     qos: 1,
     retain: false,
     description:
-      'A command signed by an operator key (Ed25519 over the canonical JSON of every field but `sig`). The device ' +
-      'checks size, schema, key, signature, target, validity window and its journal, in that order, before anything runs.',
+      'A command signed by an operator key (Ed25519 over the canonical JSON of every field but `sig`; see Signing ' +
+      'commands below). The device checks size, strict JSON, schema, key, signature, target, validity window and its ' +
+      'journal, in that order, before anything runs. ' +
+      'Downloads a command starts end by its `expiresAt`. `command.cancel` (args `commandId`) is handled at once, not ' +
+      'queued: a waiting command never runs, a running one that can be stopped ends `failed` with reason `cancelled` ' +
+      '(a k3s upgrade past its swap restores the previous k3s first); the cancel succeeds, or fails `not_running` or `not_cancellable`.',
     schema: CommandEnvelopeSchema,
     example: COMMAND_EXAMPLE,
   },

@@ -1,8 +1,9 @@
-import { chmodSync, existsSync, mkdirSync, renameSync } from 'node:fs';
+import { chmodSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import BetterSqlite3, { type Database } from 'better-sqlite3';
 import { DatabaseTooNewError, StateDirError } from '../lib/errors.js';
 import { MIGRATIONS, type Migration } from './migrations.js';
+import { completeRecovery, moveAside, type DatabaseRecovery } from './recovery.js';
 
 export type { Database };
 export const DATABASE_FILE = 'fleetlet.db';
@@ -11,7 +12,7 @@ export interface OpenedDatabase {
   db: Database;
   file: string;
   /** Set when the previous file was unreadable and was moved aside. */
-  recovered?: { reason: string; movedTo: string };
+  recovered?: DatabaseRecovery;
   migratedFrom: number;
 }
 
@@ -27,7 +28,8 @@ export interface OpenDatabaseOptions {
 
 /**
  * Opens the state database: WAL, integrity check, migrations. A corrupt or unreadable file must not put the daemon
- * in a crash loop, so it is moved aside with a timestamp and a fresh one is started (the caller records the event).
+ * in a crash loop, so it is moved aside with a timestamp and a fresh one is started (the caller records the event);
+ * what can be read of its command journal is carried over, and commands issued before then count as replays.
  * A file from a newer fleetlet is refused (DatabaseTooNewError) and left untouched: it may still be needed.
  */
 export function openDatabase(options: OpenDatabaseOptions): OpenedDatabase {
@@ -38,11 +40,13 @@ export function openDatabase(options: OpenDatabaseOptions): OpenedDatabase {
     return { file, ...openAndMigrate(file, migrations, options) };
   } catch (err) {
     if (err instanceof DatabaseTooNewError || !isCorruption(err)) throw err;
-    const stamp = (options.now?.() ?? new Date()).toISOString().replace(/[:.]/g, '-');
-    const movedTo = `${file}.corrupt-${stamp}`;
+    const at = options.now?.() ?? new Date();
+    const movedTo = `${file}.corrupt-${at.toISOString().replace(/[:.]/g, '-')}`;
     moveAside(file, movedTo);
     const reason = err instanceof Error ? err.message : String(err);
-    return { file, ...openAndMigrate(file, migrations, options), recovered: { reason, movedTo } };
+    const opened = openAndMigrate(file, migrations, options);
+    const recovered = completeRecovery(opened.db, { file, movedTo, reason, atMs: at.getTime(), nativeBinding: options.nativeBinding });
+    return { file, ...opened, recovered };
   }
 }
 
@@ -91,12 +95,6 @@ function isCorruption(err: unknown): boolean {
   if (err instanceof IntegrityError) return true;
   const code = (err as { code?: string }).code ?? '';
   return ['SQLITE_CORRUPT', 'SQLITE_NOTADB', 'SQLITE_CANTOPEN_ISDIR'].includes(code) || code.startsWith('SQLITE_CORRUPT');
-}
-
-function moveAside(file: string, movedTo: string): void {
-  for (const suffix of ['', '-wal', '-shm']) {
-    if (existsSync(file + suffix)) renameSync(file + suffix, movedTo + suffix);
-  }
 }
 
 function ensureStateDir(dir: string): void {

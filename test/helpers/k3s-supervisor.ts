@@ -2,6 +2,7 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ConfigSchema } from '../../src/config/schema.js';
 import { buildAgentInvocation } from '../../src/k3s/args.js';
+import { binaryVersion } from '../../src/k3s/control.js';
 import type { K3sEvent } from '../../src/k3s/events.js';
 import { K3sSupervisor } from '../../src/k3s/supervisor.js';
 import type { SupervisorOptions } from '../../src/k3s/supervisor-options.js';
@@ -39,6 +40,8 @@ export async function supervisedFake(
   const workDir = join(dir, 'work');
   const supervisor = new K3sSupervisor({
     binaryPath: FAKE_K3S,
+    dataDir: join(dir, 'data'),
+    binaryVersion,
     invocation: () => buildAgentInvocation(k3s),
     baseEnv: {
       ...process.env,
@@ -68,6 +71,7 @@ export async function supervisedFake(
       notInstalledRetryMs: 200,
       logPollMs: 50,
       adoptPollMs: 100,
+      holdPollMs: 100,
     },
     ...overrides,
   });
@@ -81,6 +85,12 @@ export async function supervisedFake(
     script: (runs) => writeFileSync(scriptFile, JSON.stringify({ runs })),
     kinds: () => events.map((event) => event.kind),
   };
+}
+
+/** Stops k3s explicitly, then the machine: a stop of the machine alone leaves k3s running for the next one. */
+export async function shutDown(fake: SupervisedFake): Promise<void> {
+  await fake.supervisor.stopK3s('test');
+  await fake.supervisor.stop();
 }
 
 /** Polls `condition` until it holds; generous by default so that a loaded machine does not fail the test. */

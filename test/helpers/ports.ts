@@ -32,3 +32,24 @@ export async function waitForPort(port: number, timeoutMs = 10_000): Promise<voi
     await new Promise((r) => setTimeout(r, 50));
   }
 }
+
+/**
+ * A free port BELOW the kernel's ephemeral range (as kubelet's 10248 is), for a listener that a test stops and
+ * starts many times on the same port: in the ephemeral range, any outgoing connection on the machine may take the
+ * port as its source port while nothing listens, and the next listen fails with EADDRINUSE.
+ */
+export async function freeFixedPort(): Promise<number> {
+  const { readFileSync } = await import('node:fs');
+  const low = Number(readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/)[0]) || 32768;
+  for (let attempt = 0; attempt < 100; attempt++) {
+    const port = 20000 + Math.floor(Math.random() * Math.max(1, low - 20000));
+    const free = await new Promise<boolean>((resolve) => {
+      const server = createServer();
+      server.unref();
+      server.once('error', () => resolve(false));
+      server.listen(port, '127.0.0.1', () => server.close(() => resolve(true)));
+    });
+    if (free) return port;
+  }
+  throw new Error('no free port below the ephemeral range');
+}

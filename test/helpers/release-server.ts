@@ -12,7 +12,11 @@ export type Fault =
   /** Announces the full Content-Length, sends `bytes` of it, then drops the connection. */
   | { kind: 'truncate'; bytes: number }
   /** Sends the body without a Content-Length (chunked). */
-  | { kind: 'no-length' };
+  | { kind: 'no-length' }
+  /** Announces the full Content-Length, sends `bytes` of it, then sends nothing more and keeps the connection open. */
+  | { kind: 'stall'; bytes: number }
+  /** Sends `bytes` every `everyMs` (never silent for long), so only an overall deadline ends it. */
+  | { kind: 'trickle'; bytes: number; everyMs: number };
 
 export interface ReleaseServer {
   artifactUrl: string;
@@ -66,6 +70,16 @@ export async function startReleaseServer(): Promise<ReleaseServer> {
     res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': content.length });
     if (fault?.kind === 'truncate') {
       res.write(content.subarray(0, fault.bytes), () => res.destroy());
+      return;
+    }
+    if (fault?.kind === 'stall') return void res.write(content.subarray(0, fault.bytes));
+    if (fault?.kind === 'trickle') {
+      let sent = 0;
+      const timer = setInterval(() => {
+        if (res.destroyed || sent >= content.length) return clearInterval(timer);
+        res.write(content.subarray(sent, (sent += fault.bytes)));
+      }, fault.everyMs);
+      res.once('close', () => clearInterval(timer));
       return;
     }
     res.end(content);

@@ -90,6 +90,27 @@ describe('the agent runs signed commands', () => {
     expect(results(fleet).filter((r) => r.status === 'succeeded')).toHaveLength(1);
   });
 
+  it('refuses a signed command made ambiguous by a duplicate or __proto__ key as malformed, and runs it once sent plainly', async () => {
+    const { config, fleet } = await setup();
+    agent(config);
+    await waitFor(() => births(fleet) === 1, 'the birth message', 20_000);
+    const ping = signedCommand(operator, { target: { device: 'test-device' } });
+    const genuine = JSON.stringify(ping);
+    // JSON.parse reads both payloads as the signed ping: the first duplicate and the __proto__ member vanish.
+    const ambiguous = [`{"type":"k3s.restart",${genuine.slice(1)}`, genuine.replace('"args":{}', '"args":{"__proto__":{}}')];
+    for (const [n, payload] of ambiguous.entries()) {
+      await fleet.client.publishAsync(COMMANDS, Buffer.from(payload), { qos: 1 });
+      await waitFor(() => results(fleet).filter((r) => r.status === 'rejected').length === n + 1, `refusal ${n + 1}`);
+    }
+    expect(results(fleet)).toEqual([
+      expect.objectContaining({ status: 'rejected', reason: 'malformed', commandId: null, detail: expect.stringContaining('duplicate key "type"') }),
+      expect.objectContaining({ status: 'rejected', reason: 'malformed', commandId: null, detail: expect.stringContaining('forbidden key "__proto__"') }),
+    ]);
+    await fleet.client.publishAsync(COMMANDS, Buffer.from(genuine), { qos: 1 });
+    await fleet.waitFor(finalFor(fleet, ping.id), 'the ping result');
+    expect(results(fleet).filter((r) => r.commandId === ping.id).map((r) => r.status)).toEqual(['accepted', 'succeeded']);
+  });
+
   it('still refuses a replay after the agent restarted', async () => {
     const { config, fleet } = await setup();
     const first = agent(config);

@@ -1,7 +1,6 @@
-import { mkdirSync, readFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { k3sConfigureHandler } from '../../src/commands/k3s-configure.js';
 import { k3sRestartHandler } from '../../src/commands/k3s-restart.js';
 import { CHUNK_BYTES, logsCollectHandler } from '../../src/commands/logs-collect.js';
 import { tempDir } from '../helpers/paths.js';
@@ -9,11 +8,16 @@ import { encode, signedCommand, testKey } from '../fixtures/command-keys.js';
 import { writeShellFakeK3s } from '../fixtures/command-fake-k3s.js';
 import { ProcessK3sControl } from '../fixtures/command-k3s-control.js';
 import { routerRig, type RouterRig } from '../fixtures/command-router-setup.js';
+import { k3sStopHandler } from '../../src/commands/k3s-stop.js';
+import { SupervisedK3sControl } from '../../src/k3s/control.js';
+import { K3sInstaller } from '../../src/k3s/installer.js';
+import { NodeSettingsFile } from '../../src/k3s/node-settings.js';
+import { FAKE_K3S } from '../helpers/fake-k3s.js';
+import { isAlive, shutDown, supervisedFake, waitUntil, type SupervisedFake } from '../helpers/k3s-supervisor.js';
 
 const operator = testKey('ops');
-const TOKEN = 'K10rotated-secret-token::server:abcdef';
 
-describe('k3s.restart, k3s.configure and logs.collect on a running (fake) k3s', () => {
+describe('logs.collect on a running (fake) k3s', () => {
   let dir: { dir: string; cleanup: () => void };
   let k3s: ProcessK3sControl;
   let rig: RouterRig;
@@ -30,7 +34,6 @@ describe('k3s.restart, k3s.configure and logs.collect on a running (fake) k3s', 
       operator,
       handlers: [
         k3sRestartHandler(k3s, 3000),
-        k3sConfigureHandler(k3s, 3000),
         logsCollectHandler({ agent: async (max) => agentLines.slice(-max), k3s: (max) => k3s.recentLogLines(max) }),
       ],
     });
@@ -48,35 +51,6 @@ describe('k3s.restart, k3s.configure and logs.collect on a running (fake) k3s', 
     return rig.outbox.results().filter((r) => r.commandId === envelope.id);
   };
 
-  it('k3s.restart restarts k3s once and waits for it to be healthy', async () => {
-    const before = k3s.runningPid();
-    const results = await run('k3s.restart');
-    expect(results.at(-1)).toMatchObject({ status: 'succeeded', detail: 'k3s restarted and healthy' });
-    expect(k3s.runningPid()).not.toBe(before);
-    expect(k3s.runningPid()).toBeDefined();
-  });
-
-  it('k3s.configure applies labels and a rotated token with a restart, and never echoes the token', async () => {
-    const results = await run('k3s.configure', { labels: { zone: 'north' }, joinToken: TOKEN });
-    expect(results.at(-1)).toMatchObject({ status: 'succeeded' });
-    expect(k3s.settings()).toEqual({ labels: { zone: 'north' }, joinToken: TOKEN });
-    expect(JSON.stringify(rig.outbox.records)).not.toContain(TOKEN);
-    expect(JSON.stringify(rig.journal.get(results[0]!.commandId!)?.command)).not.toContain(TOKEN);
-  });
-
-  it('k3s.configure puts the previous settings back when k3s is not healthy with the new ones', async () => {
-    await run('k3s.configure', { labels: { zone: 'north' } });
-    const results = await run('k3s.configure', { serverUrl: 'https://unreachable.example:6443', joinToken: TOKEN });
-    expect(results.at(-1)).toMatchObject({
-      status: 'failed',
-      reason: 'rolled_back',
-      detail: expect.stringContaining('previous settings restored and healthy'),
-    });
-    expect(k3s.settings()).toEqual({ labels: { zone: 'north' } });
-    expect(await k3s.waitHealthy(3000, new AbortController().signal)).toEqual({ healthy: true });
-    expect(JSON.stringify(rig.outbox.records)).not.toContain(TOKEN);
-  });
-
   it('logs.collect sends bounded lines in chunks that each fit one message', async () => {
     const results = await run('logs.collect', { lines: 250 });
     const chunks = results.filter((r) => r.status === 'progress' && r.step === 'logs');
@@ -88,5 +62,64 @@ describe('k3s.restart, k3s.configure and logs.collect on a running (fake) k3s', 
     expect(Math.max(...lines.map((l) => l.length))).toBeLessThanOrEqual(2051);
     expect(results.at(-1)).toMatchObject({ status: 'succeeded', data: { chunks: chunks.length } });
     expect(readFileSync(join(dir.dir, 'k3s', 'k3s.log'), 'utf8')).toContain('Starting k3s agent');
+  });
+});
+
+/** The real supervisor over the fake k3s: what these commands do to k3s is seen in its processes and its log. */
+describe('k3s.restart and k3s.stop on the supervised (fake) k3s', () => {
+  let dir: { dir: string; cleanup: () => void };
+  let fake: SupervisedFake;
+  let rig: RouterRig;
+
+  beforeEach(async () => {
+    dir = tempDir('fleetlet-k3s-commands-supervised-');
+    fake = await supervisedFake(dir.dir);
+    const installer = new K3sInstaller({ binaryPath: FAKE_K3S, arch: 'amd64', artifactUrl: 'http://127.0.0.1:1', channel: 'stable', channelUrl: 'http://127.0.0.1:1' });
+    const k3s = new SupervisedK3sControl(fake.supervisor, installer, new NodeSettingsFile(join(dir.dir, 'settings.json')), FAKE_K3S, 50);
+    rig = routerRig({ stateDir: join(dir.dir, 'state'), operator, handlers: [k3sRestartHandler(k3s, 10_000), k3sStopHandler(k3s)] });
+    await fake.supervisor.start();
+    await waitUntil(() => fake.supervisor.status().state === 'running-healthy', 'k3s healthy');
+  });
+  afterEach(async () => {
+    rig.close();
+    await shutDown(fake);
+    dir.cleanup();
+  });
+
+  const run = async (type: 'k3s.restart' | 'k3s.stop') => {
+    const envelope = signedCommand(operator, { type });
+    rig.router.receive(encode(envelope));
+    await rig.router.idle();
+    return rig.outbox.results().filter((r) => r.commandId === envelope.id);
+  };
+  /** The fake k3s records every start in a file named after its pid. */
+  const starts = () => readdirSync(dir.dir).filter((name) => /^\d+\.json$/.test(name)).length;
+  const log = () => readFileSync(fake.supervisor.logFile, 'utf8');
+
+  it('k3s.restart restarts k3s once, with one SIGTERM, and waits for it to be healthy', async () => {
+    const before = fake.supervisor.status().pid!;
+    const results = await run('k3s.restart');
+    expect(results.at(-1)).toMatchObject({ status: 'succeeded', detail: 'k3s restarted and healthy' });
+    expect(isAlive(before)).toBe(false);
+    expect(starts()).toBe(2);
+    expect(fake.supervisor.status()).toMatchObject({ state: 'running-healthy', restarts: 1 });
+    expect(fake.kinds().filter((kind) => kind === 'k3s.up')).toHaveLength(2);
+    expect(log()).not.toContain('Second shutdown signal');
+  });
+
+  it('k3s.stop stops k3s with one SIGTERM and keeps it stopped until k3s.restart', async () => {
+    const pid = fake.supervisor.status().pid!;
+    const stopped = await run('k3s.stop');
+    expect(stopped.at(-1)).toMatchObject({ status: 'succeeded', detail: expect.stringContaining('stays stopped') });
+    expect(isAlive(pid)).toBe(false);
+    expect(fake.supervisor.status()).toMatchObject({ state: 'held', lastExit: { code: 0, signal: null } });
+    expect(log()).not.toContain('Second shutdown signal');
+
+    // A restart of the agent does not start it again: the next supervisor finds the hold.
+    await fake.supervisor.stop();
+    fake = await supervisedFake(dir.dir);
+    await fake.supervisor.start();
+    await waitUntil(() => fake.supervisor.status().state === 'held', 'held by the next supervisor');
+    expect(starts()).toBe(1);
   });
 });

@@ -1,9 +1,16 @@
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { DATABASE_FILE } from '../../src/store/db.js';
+import { EventLog } from '../../src/store/event-log.js';
 import type { CommandHandler, CommandContext } from '../../src/commands/handler.js';
 import { signCommand } from '../../src/protocol/command.js';
 import { tempDir } from '../helpers/paths.js';
 import { encode, signedCommand, testKey } from '../fixtures/command-keys.js';
 import { routerRig, type RouterRig } from '../fixtures/command-router-setup.js';
+
+/** The defaults of limits.eventLog. */
+const EVENT_LOG_LIMITS = { maxRows: 2000, maxBytes: 2 * 1024 * 1024 };
 
 const operator = testKey('ops');
 const stranger = testKey('stranger');
@@ -20,6 +27,13 @@ function countingHandler(): CommandHandler<'k3s.restart'> & { runs: CommandConte
       return { status: 'succeeded', detail: 'restarted' };
     },
   };
+}
+
+/** Fills the last page of the file, past its header, with 0xff: the table written last no longer reads. */
+function damageLastPage(file: string): void {
+  const bytes = readFileSync(file);
+  bytes.fill(0xff, bytes.length - 4096 + 8, bytes.length - 100);
+  writeFileSync(file, bytes);
 }
 
 describe('command router', () => {
@@ -81,6 +95,68 @@ describe('command router', () => {
     await rig.router.idle();
     expect(handler.runs).toHaveLength(1);
     expect(rig.outbox.results()).toMatchObject([{ status: 'rejected', reason: 'replayed' }]);
+  });
+
+  it.each([
+    ['a damaged page elsewhere (its journal entry is salvaged)', damageLastPage],
+    ['garbage (nothing of the journal can be read)', (file: string) => writeFileSync(file, Buffer.alloc(8192, 0x5a))],
+  ])('refuses a replay after the state database was recovered from %s', async (_name, damage) => {
+    const handler = countingHandler();
+    rig = routerRig({ stateDir: dir.dir, operator, handlers: [handler] });
+    const hour = Date.now() + 3_600_000;
+    const ran = encode(signedCommand(operator, { type: 'k3s.restart', expiresAt: hour }));
+    rig.router.receive(ran);
+    await rig.router.idle();
+    // Issued before the recovery but never received: it may be a replay the lost journal would have caught.
+    const unseen = encode(signedCommand(operator, { type: 'k3s.restart', expiresAt: hour }));
+    for (let i = 0; i < 300; i++) new EventLog(rig.db, EVENT_LOG_LIMITS).record('filler', { i, text: 'x'.repeat(200) });
+    rig.db.pragma('wal_checkpoint(TRUNCATE)');
+    rig.close();
+    damage(join(dir.dir, DATABASE_FILE));
+
+    // Later than the recovery plus the clock-skew allowance: a fresh command from the operator.
+    const later = Date.now() + 600_000;
+    rig = routerRig({ stateDir: dir.dir, operator, handlers: [handler], now: () => later });
+    const fresh = signedCommand(operator, { type: 'k3s.restart' }, later);
+    for (const payload of [ran, unseen, encode(fresh)]) rig.router.receive(payload);
+    await rig.router.idle();
+    expect(handler.runs).toHaveLength(2);
+    expect(handler.runs[1]!.command.id).toBe(fresh.id);
+    expect(rig.outbox.results().map((r) => (r.status === 'rejected' ? `rejected:${r.reason}` : r.status))).toEqual([
+      'rejected:replayed',
+      'rejected:replayed',
+      'accepted',
+      'succeeded',
+    ]);
+  });
+
+  it('keeps the journal bounded: over the cap the oldest finished entries go, and a replay of one is still refused', async () => {
+    const handler = countingHandler();
+    let now = Date.now();
+    rig = routerRig({ stateDir: dir.dir, operator, handlers: [handler], now: () => now, journalMaxEntries: 20, settings: { clockSkewMs: 1000 } });
+    const payloads: Buffer[] = [];
+    for (let i = 0; i < 25; i++) {
+      now += 10_000;
+      payloads.push(encode(signedCommand(operator, { type: 'k3s.restart', expiresAt: now + 3_600_000 }, now)));
+      rig.router.receive(payloads.at(-1)!);
+      await rig.router.idle();
+    }
+    expect(handler.runs).toHaveLength(25);
+    const entries = rig.db.prepare('SELECT COUNT(*) FROM command_journal').pluck().get() as number;
+    expect(entries).toBeLessThanOrEqual(20);
+    expect(entries).toBeGreaterThanOrEqual(18);
+
+    now += 10_000;
+    const fresh = signedCommand(operator, { type: 'k3s.restart', expiresAt: now + 3_600_000 }, now);
+    for (const payload of [payloads[0]!, payloads.at(-1)!, encode(fresh)]) rig.router.receive(payload);
+    await rig.router.idle();
+    expect(handler.runs).toHaveLength(26);
+    expect(rig.outbox.results().slice(-4).map((r) => (r.status === 'rejected' ? `rejected:${r.reason}` : r.status))).toEqual([
+      'rejected:replayed',
+      'rejected:replayed',
+      'accepted',
+      'succeeded',
+    ]);
   });
 
   it('refuses a type it has no handler for, and everything when commands are disabled', async () => {
@@ -201,5 +277,33 @@ describe('command router', () => {
     expect(rig.journal.prune(now, 300_000)).toBe(1);
     rig.router.receive(encode(envelope));
     expect(rig.outbox.results().at(-1)).toMatchObject({ status: 'rejected', reason: 'expired' });
+  });
+
+  it('command.cancel cannot cut short a handler not written to be undone, and a replayed cancel is refused', async () => {
+    let release: () => void = () => {};
+    const gate = new Promise<void>((resolve) => (release = resolve));
+    const uncancellable: CommandHandler<'k3s.restart'> = {
+      type: 'k3s.restart',
+      onInterrupted: 'fail',
+      run: async (context) => {
+        await gate;
+        return context.signal.aborted ? { status: 'failed', reason: 'aborted', detail: 'cut short' } : { status: 'succeeded', detail: 'ran to its end' };
+      },
+    };
+    rig = routerRig({ stateDir: dir.dir, operator, handlers: [uncancellable] });
+    const running = signedCommand(operator, { type: 'k3s.restart' });
+    rig.router.receive(encode(running));
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    const cancel = signedCommand(operator, { type: 'command.cancel', args: { commandId: running.id } });
+    rig.router.receive(encode(cancel));
+    rig.router.receive(encode(cancel));
+    expect(rig.outbox.results().filter((r) => r.commandId === cancel.id)).toMatchObject([
+      { status: 'accepted', type: 'command.cancel' },
+      { status: 'failed', reason: 'not_cancellable' },
+      { status: 'rejected', reason: 'replayed' },
+    ]);
+    release();
+    await rig.router.idle();
+    expect(rig.outbox.results().filter((r) => r.commandId === running.id).at(-1)).toMatchObject({ status: 'succeeded', detail: 'ran to its end' });
   });
 });

@@ -178,6 +178,21 @@ const cases: Case[] = [
     expect: ['broker.url (FILE:2): plain mqtt:// sends everything unencrypted; use mqtts://, or set broker.allowPlaintext: true'],
   },
   {
+    name: 'a k3s artifact mirror over plain http without opting in',
+    yaml: `${OK_BROKER}k3s:\n  artifactUrl: http://mirror.example/k3s\n`,
+    expect: [
+      'k3s.artifactUrl (FILE:4): expected an https:// URL (the k3s it names runs as root); for a mirror without TLS set k3s.allowInsecureMirror: true, got "http://mirror.example/k3s"',
+    ],
+  },
+  {
+    name: 'a k3s channel over plain http without opting in',
+    yaml: OK_BROKER,
+    env: { FLEETLET_K3S_CHANNEL_URL: 'http://mirror.example/channels' },
+    expect: [
+      'k3s.channelUrl (env FLEETLET_K3S_CHANNEL_URL): expected an https:// URL (the k3s it names runs as root); for a mirror without TLS set k3s.allowInsecureMirror: true, got "http://mirror.example/channels"',
+    ],
+  },
+  {
     name: 'bad number in an env var',
     yaml: OK_BROKER,
     env: { FLEETLET_TELEMETRY_INTERVAL_SECONDS: 'abc' },
@@ -260,6 +275,15 @@ describe('fleetlet config check: bad configs exit 78 with precise messages', () 
     expect(result.stderr).toContain(`k3s.tokenFile: secret file ${token} is readable by group or others (mode 0644); run: chmod 600 ${token}`);
     expect(result.stdout).toContain('configuration ok');
     expect(result.stdout + result.stderr).not.toContain('K10abc');
+    expect(result.code).toBe(0);
+  });
+
+  it('accepts a plain-http k3s mirror once allowInsecureMirror names it, and warns', () => {
+    const file = join(dir, 'insecure-mirror.yaml');
+    writeFileSync(file, `${OK_BROKER}k3s:\n  artifactUrl: http://10.0.0.9/k3s\n  channelUrl: http://10.0.0.9/channels\n  allowInsecureMirror: true\n`);
+    const result = runCli(['config', 'check', file]);
+    expect(result.stderr).toContain('k3s.channelUrl and k3s.artifactUrl use plain http:// (k3s.allowInsecureMirror)');
+    expect(result.stdout).toContain('configuration ok');
     expect(result.code).toBe(0);
   });
 

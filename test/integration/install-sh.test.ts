@@ -9,8 +9,10 @@ import { FLEETLET_BUNDLE, REPO_ROOT, tempDir } from '../helpers/paths.js';
 import { freePort } from '../helpers/ports.js';
 
 const INSTALL_SH = join(REPO_ROOT, 'packaging/install.sh');
-const TOKEN = 'K10secret-join-token::server:0123456789abcdef';
-// CI installs shellcheck and strace; elsewhere the checks that need them are skipped.
+/** An agent token, the kind a device gets (the server's /var/lib/rancher/k3s/server/agent-token). */
+const TOKEN = `K10${'5e'.repeat(32)}::node:agent-secret-0123456789abcdef`;
+const SERVER_TOKEN = `K10${'5e'.repeat(32)}::server:cluster-admin-secret-0123456789`;
+// CI installs shellcheck and strace (and has script, from util-linux); elsewhere the checks that need them are skipped.
 const REQUIRE_TOOLS = process.env.TEST_REQUIRE_INSTALL_TOOLS === '1';
 const has = (tool: string) => spawnSync(tool, ['--version']).error === undefined;
 
@@ -147,6 +149,73 @@ describe('packaging/install.sh', () => {
     const missing = await install(['--binary', binary, ...deviceArgs(root)]);
     expect(missing.code).toBe(1);
     expect(missing.output).toContain('k3s needs a join token');
+  });
+
+  it('refuses a --sha256 that is not exactly 64 hex characters, before downloading anything', async () => {
+    const url = `${base}/fleetlet-linux-%ARCH%.gz`;
+    const sha = createHash('sha256').update(gzipSync(readFileSync(binary))).digest('hex');
+    for (const bad of [sha.slice(1), `${sha}0`, `${sha.slice(2)}zz`, `${sha}  /etc/passwd\n${sha}`, `-${sha.slice(1)}`]) {
+      const root = scratch();
+      const refused = await install(['--url', url, '--sha256', bad, ...deviceArgs(root)], { K3S_TOKEN: TOKEN });
+      expect(refused.code, bad).toBe(1);
+      expect(refused.output).toContain('--sha256 must be 64 hex characters');
+      expect(refused.output).not.toContain('downloading');
+      expect(existsSync(join(root, 'usr'))).toBe(false);
+    }
+    const upper = await install(['--url', url, '--sha256', sha.toUpperCase(), ...deviceArgs(scratch())], { K3S_TOKEN: TOKEN });
+    expect(upper.code, upper.output).toBe(0);
+  });
+
+  it('reads the token from --token-file into a 0600 file, and never prints it', async () => {
+    const root = scratch();
+    const tokenFile = join(scratch(), 'agent-token');
+    writeFileSync(tokenFile, `${TOKEN}\n`, { mode: 0o600 });
+    const result = await install(['--binary', binary, '--token-file', tokenFile, ...deviceArgs(root)]);
+    expect(result.code, result.output).toBe(0);
+    expect(readFileSync(join(root, 'etc/fleetlet/k3s-token'), 'utf8')).toBe(`${TOKEN}\n`);
+    expect(mode(join(root, 'etc/fleetlet/k3s-token'))).toBe(0o600);
+    expect(result.output).not.toContain('agent-secret');
+    const missing = await install(['--binary', binary, '--token-file', join(root, 'absent'), ...deviceArgs(scratch())]);
+    expect(missing.code).toBe(1);
+    expect(missing.output).toContain('cannot read the token file');
+  });
+
+  it('asks for the token on a terminal without echoing it, and writes it 0600', async () => {
+    if (!has('script') && !REQUIRE_TOOLS) return;
+    const root = scratch();
+    const command = ['sh', INSTALL_SH, '--binary', binary, ...deviceArgs(root)].map((arg) => `'${arg.replaceAll("'", "'\\''")}'`).join(' ');
+    // script(1) gives install.sh a real terminal; what the terminal would show is what script prints.
+    const child = spawn('script', ['-qec', command, '/dev/null'], {
+      env: { PATH: process.env.PATH!, HOME: inputs, SHELL: '/bin/sh', FLEETLET_ARCH: 'x86_64' },
+      stdio: ['pipe', 'pipe', 'pipe'],
+    });
+    let screen = '';
+    let typed = false;
+    const onOutput = (chunk: Buffer) => {
+      screen += chunk.toString();
+      if (!typed && screen.includes('(typing is not shown): ')) {
+        typed = true;
+        child.stdin.write(`${TOKEN}\n`);
+      }
+    };
+    child.stdout.on('data', onOutput);
+    child.stderr.on('data', onOutput);
+    const code = await new Promise<number | null>((resolve) => child.once('close', resolve));
+    expect(screen).toContain(`k3s agent token for https://127.0.0.1:${closedPort} (typing is not shown): `);
+    expect(code, screen).toBe(0);
+    expect(readFileSync(join(root, 'etc/fleetlet/k3s-token'), 'utf8')).toBe(`${TOKEN}\n`);
+    expect(mode(join(root, 'etc/fleetlet/k3s-token'))).toBe(0o600);
+    expect(screen).not.toContain('agent-secret');
+  });
+
+  it('warns when given the k3s server token, without printing it', async () => {
+    const root = scratch();
+    const result = await install(['--binary', binary, ...deviceArgs(root)], { K3S_TOKEN: SERVER_TOKEN });
+    expect(result.code, result.output).toBe(0);
+    expect(result.output).toContain('install.sh: warning: this is the k3s SERVER token');
+    expect(result.output).not.toContain('cluster-admin-secret');
+    const agent = await install(['--binary', binary, ...deviceArgs(scratch())], { K3S_TOKEN: TOKEN });
+    expect(agent.output).not.toContain('SERVER token');
   });
 
   it('maps the machine to a binary arch and refuses armv6', async () => {

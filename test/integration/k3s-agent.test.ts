@@ -9,6 +9,7 @@ import { isAlive, waitUntil } from '../helpers/k3s-supervisor.js';
 import { FLEETLET_BUNDLE, tempDir } from '../helpers/paths.js';
 import { freePort } from '../helpers/ports.js';
 import { processesMatching } from '../helpers/processes.js';
+import { runCli } from '../helpers/cli.js';
 
 let dir: string;
 let cleanup: () => void;
@@ -57,8 +58,14 @@ function k3sStatus(): { state?: string; pid?: number; adopted?: boolean } {
   }
 }
 
+function k3sStarts(): number {
+  return readdirSync(dir).filter((name) => /^\d+\.json$/.test(name)).length;
+}
+
+const gone = (pid: number) => !existsSync(`/proc/${pid}`) || readFileSync(`/proc/${pid}/stat`, 'utf8').includes(') Z ');
+
 describe('the agent supervising k3s', () => {
-  it('survives its own SIGKILL without restarting k3s, and the next agent adopts and finally stops it', async () => {
+  it('leaves k3s running when it gets SIGTERM, and the next agent adopts it instead of starting another', async () => {
     const first = startAgent();
     await waitUntil(() => k3sStatus().state === 'running-healthy', 'k3s healthy under the first agent', 60_000);
     const { pid } = k3sStatus();
@@ -70,28 +77,61 @@ describe('the agent supervising k3s', () => {
     const serverSide = JSON.parse(readFileSync(join(dir, 'server-passwords.json'), 'utf8')) as Record<string, string>;
     expect(Object.values(serverSide)).toEqual([readFileSync(passwordFile, 'utf8').trim()]);
 
-    first.agent.kill('SIGKILL');
-    await first.exited;
+    // What systemctl stop or restart, a self-update or a re-run of install.sh does (KillMode=process).
+    first.agent.kill('SIGTERM');
+    expect(await first.exited).toBe(0);
     expect(isAlive(pid!)).toBe(true);
 
     const second = startAgent();
     await waitUntil(() => k3sStatus().adopted === true && k3sStatus().state === 'running-healthy', 'adopted by the second agent', 60_000);
     expect(k3sStatus().pid).toBe(pid);
-    expect(readdirSync(dir).filter((name) => /^\d+\.json$/.test(name))).toHaveLength(1); // k3s was started once
+    expect(k3sStarts()).toBe(1);
 
     second.agent.kill('SIGTERM');
     expect(await second.exited).toBe(0);
-    await waitUntil(() => !existsSync(`/proc/${pid}`) || readFileSync(`/proc/${pid}/stat`, 'utf8').includes(') Z '), 'k3s stopped');
-    expect(processesMatching(join(dir, 'data'))).toEqual([]);
-    expect(readFileSync(join(dir, 'state', 'node-agent', 'agent-output.log'), 'utf8')).not.toContain('Second shutdown signal');
+    expect(isAlive(pid!)).toBe(true);
 
     const db = new BetterSqlite3(join(dir, 'state', 'fleetlet.db'), { readonly: true });
     const events = db.prepare('SELECT kind, detail FROM event_log ORDER BY id').all() as { kind: string; detail: string }[];
     db.close();
     const kinds = events.map((event) => event.kind);
-    expect(kinds).toEqual(expect.arrayContaining(['k3s.identity', 'k3s.up', 'k3s.adopted', 'k3s.down']));
+    expect(kinds).toEqual(expect.arrayContaining(['k3s.identity', 'k3s.up', 'k3s.adopted']));
+    expect(kinds).not.toContain('k3s.down');
     const password = readFileSync(passwordFile, 'utf8').trim();
     expect(events.every((event) => !event.detail.includes(password))).toBe(true);
     expect(events.every((event) => !event.detail.includes('e2e-join-token'))).toBe(true);
+  });
+
+  it('stops k3s only on `fleetlet k3s stop`, with one SIGTERM, and keeps it stopped until `fleetlet k3s start`', async () => {
+    const agent = startAgent();
+    await waitUntil(() => k3sStatus().state === 'running-healthy', 'k3s healthy', 60_000);
+    const { pid } = k3sStatus();
+
+    const stopped = runCli(['k3s', 'stop', '--config', configFile]);
+    expect(stopped, stopped.stderr).toMatchObject({ code: 0 });
+    expect(stopped.stdout).toContain(`stopped k3s (pid ${pid})`);
+    expect(gone(pid!)).toBe(true);
+    // The agent saw k3s exit and, finding the hold, did not start it again.
+    await waitUntil(() => k3sStatus().state === 'held', 'the agent holding k3s', 30_000);
+    expect(k3sStarts()).toBe(1);
+    expect(runCli(['k3s', 'status', '--config', configFile]).stdout).toContain('held:');
+
+    const started = runCli(['k3s', 'start', '--config', configFile]);
+    expect(started.code).toBe(0);
+    await waitUntil(() => k3sStatus().state === 'running-healthy', 'k3s started again', 60_000);
+    const restarted = k3sStatus().pid!;
+    expect(restarted).not.toBe(pid);
+    expect(k3sStarts()).toBe(2);
+
+    // Without an agent, the command stops the recorded k3s itself, and the next agent leaves it stopped.
+    agent.agent.kill('SIGTERM');
+    expect(await agent.exited).toBe(0);
+    expect(isAlive(restarted)).toBe(true);
+    expect(runCli(['k3s', 'stop', '--config', configFile])).toMatchObject({ code: 0, stdout: expect.stringContaining(`pid ${restarted}`) });
+    expect(gone(restarted)).toBe(true);
+    startAgent();
+    await waitUntil(() => k3sStatus().state === 'held', 'the next agent keeping k3s stopped', 30_000);
+    expect(k3sStarts()).toBe(2);
+    expect(readFileSync(join(dir, 'state', 'node-agent', 'agent-output.log'), 'utf8')).not.toContain('Second shutdown signal');
   });
 });

@@ -6,7 +6,7 @@ import BetterSqlite3 from 'better-sqlite3';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { checksumFile, sha256, startReleaseServer, type ReleaseServer } from '../helpers/release-server.js';
 import { fakeK3sBinary } from '../helpers/fake-k3s.js';
-import { supervisedFake, waitUntil } from '../helpers/k3s-supervisor.js';
+import { shutDown, supervisedFake, waitUntil } from '../helpers/k3s-supervisor.js';
 import { FLEETLET_BUNDLE, tempDir } from '../helpers/paths.js';
 import { freePort } from '../helpers/ports.js';
 
@@ -47,6 +47,7 @@ beforeEach(async () => {
       `  dataDir: ${join(dir, 'data')}`,
       `  artifactUrl: ${server.artifactUrl}`,
       `  channelUrl: ${server.channelUrl}`,
+      '  allowInsecureMirror: true',
       `stateDir: ${stateDir}`,
       'telemetry:',
       '  http:',
@@ -133,10 +134,10 @@ describe('fleetlet k3s status and logs', () => {
       expect(logs.stdout.trim().split('\n')).toHaveLength(2);
       expect(logs.stdout).toContain('Node password rejected');
     } finally {
-      await fake.supervisor.stop();
+      await shutDown(fake);
     }
     const after = JSON.parse((await fleetlet('k3s', 'status', '--json')).stdout) as { running: boolean; status: { state: string } };
-    expect(after).toMatchObject({ running: false, status: { state: 'stopped' } });
+    expect(after).toMatchObject({ running: false, held: true, status: { state: 'stopped' } });
   });
 });
 

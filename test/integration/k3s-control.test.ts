@@ -8,7 +8,7 @@ import { ChecksumMismatchError } from '../../src/k3s/errors.js';
 import { K3sInstaller } from '../../src/k3s/installer.js';
 import { NodeSettingsFile, withNodeSettings } from '../../src/k3s/node-settings.js';
 import { FAKE_K3S, fakeK3sBinary } from '../helpers/fake-k3s.js';
-import { supervisedFake, type SupervisedFake } from '../helpers/k3s-supervisor.js';
+import { shutDown, supervisedFake, type SupervisedFake } from '../helpers/k3s-supervisor.js';
 import { checksumFile, sha256, startReleaseServer, type ReleaseServer } from '../helpers/release-server.js';
 import { tempDir } from '../helpers/paths.js';
 
@@ -50,7 +50,7 @@ beforeEach(async () => {
   await fake.supervisor.start();
 });
 afterEach(async () => {
-  await fake.supervisor.stop();
+  await shutDown(fake);
   cleanup();
 });
 
@@ -72,16 +72,24 @@ describe('the k3s control handle', () => {
 
   it('says why k3s is not healthy when it times out', async () => {
     await control.waitHealthy(30_000, new AbortController().signal);
-    await control.applyNodeSettings({ serverUrl: 'https://10.0.0.9:6443' });
+    await control.applyNodeSettings('cmd-1', { serverUrl: 'https://10.0.0.9:6443' });
     fake.script([{ server: 'password-rejected' }]);
     await control.restart();
     const verdict = await control.waitHealthy(1_500, new AbortController().signal);
     expect(verdict).toMatchObject({ healthy: false, reason: expect.stringContaining('k3s.password_rejected') });
   });
 
+  it('counts k3s as healthy for an upgrade only when it runs the version asked for', async () => {
+    const signal = new AbortController().signal;
+    expect(await control.waitHealthy(30_000, signal, VERSION)).toEqual({ healthy: true });
+    // Healthy, but still the binary read before a swap: not a verdict on the new version.
+    const verdict = await control.waitHealthy(500, signal, 'v1.37.0+k3s1');
+    expect(verdict).toMatchObject({ healthy: false, reason: expect.stringContaining(`k3s ${VERSION} runs, not v1.37.0+k3s1`) });
+  });
+
   it('applies node settings on the next start and reverts them', async () => {
     await control.waitHealthy(30_000, new AbortController().signal);
-    await control.applyNodeSettings({ labels: { role: 'gateway' }, taints: ['edge=true:NoSchedule'], joinToken: NEW_TOKEN });
+    await control.applyNodeSettings('cmd-2', { labels: { role: 'gateway' }, taints: ['edge=true:NoSchedule'], joinToken: NEW_TOKEN });
     expect(statSync(join(dir, 'work', 'node-settings.json')).mode & 0o777).toBe(0o600);
     await control.restart();
     await control.waitHealthy(30_000, new AbortController().signal);
@@ -90,7 +98,7 @@ describe('the k3s control handle', () => {
     const environ = readFileSync(`/proc/${fake.supervisor.status().pid}/environ`, 'utf8');
     expect(environ.split('\0')).toContain(`K3S_TOKEN=${NEW_TOKEN}`);
 
-    await control.revertNodeSettings();
+    await control.revertNodeSettings('cmd-2');
     await control.restart();
     await control.waitHealthy(30_000, new AbortController().signal);
     expect(lastArgv()).toEqual(expect.arrayContaining(['role=edge']));

@@ -51,9 +51,9 @@ function installer(overrides: Partial<InstallerOptions> = {}): K3sInstaller {
   });
 }
 
-/** Leftover partial downloads next to the binary. */
+/** Leftover partial downloads next to the binary (today's temp name and the one older versions used). */
 function partials(): string[] {
-  return readdirSync(join(dir, 'bin')).filter((name) => name.includes('.partial-'));
+  return readdirSync(join(dir, 'bin')).filter((name) => name.includes('.download-') || name.includes('.partial-'));
 }
 
 async function installV1(): Promise<void> {

@@ -1,4 +1,4 @@
-import { appendFileSync, statSync, writeFileSync } from 'node:fs';
+import { appendFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { LogTail } from '../../src/k3s/log-tail.js';
@@ -53,6 +53,21 @@ describe('following the k3s log file', () => {
     writeFileSync(file, 'rotated\n');
     await tail.poll();
     expect(lines.at(-1)).toBe('rotated');
+  });
+
+  it('follows a rotation: reads the rest of the renamed file, then the new one from its start', async () => {
+    await tail.start(false);
+    appendFileSync(file, 'old 1\n');
+    await tail.poll();
+    // k3s writes more, then rotates (renames the file, starts a new one) and writes on, all between two polls.
+    appendFileSync(file, 'old 2\nold, unfinished');
+    renameSync(file, join(dir, 'agent-output-2026-11-30T02-00-00.000.log'));
+    appendFileSync(file, 'new 1, longer than everything read before\nnew 2\n');
+    await tail.poll();
+    expect(lines).toEqual(['old 1', 'old 2', 'old, unfinished', 'new 1, longer than everything read before', 'new 2']);
+    appendFileSync(file, 'new 3\n');
+    await tail.poll();
+    expect(lines.at(-1)).toBe('new 3');
   });
 
   it('waits for a log file that does not exist yet', async () => {

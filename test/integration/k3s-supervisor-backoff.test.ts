@@ -1,7 +1,8 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { SYSTEM_CLOCK, type Clock } from '../../src/k3s/supervisor-options.js';
 import type { K3sSupervisor } from '../../src/k3s/supervisor.js';
-import { supervisedFake, waitUntil, type SupervisedFake } from '../helpers/k3s-supervisor.js';
+import { shutDown, supervisedFake, waitUntil, type SupervisedFake } from '../helpers/k3s-supervisor.js';
+import { descendantsOf } from '../helpers/processes.js';
 import { tempDir } from '../helpers/paths.js';
 
 let dir: string;
@@ -12,7 +13,7 @@ beforeEach(() => {
   ({ dir, cleanup } = tempDir('fleetlet-k3s-backoff-'));
 });
 afterEach(async () => {
-  await fake?.supervisor.stop();
+  if (fake) await shutDown(fake);
   fake = undefined;
   cleanup();
 });
@@ -78,13 +79,15 @@ describe('restart pacing', () => {
     fake = await supervisedFake(dir, { FAKE_K3S_HEALTHZ: 'ok' });
     await fake.supervisor.start();
     await waitUntil(() => fake!.supervisor.status().state === 'running-healthy', 'healthy');
-    // A kubelet that stops answering for a while: a stopped process leaves healthz connections unanswered.
+    // A kubelet that stops answering for a while: a stopped process leaves healthz connections unanswered. The
+    // agent is the only child of the "k3s init" parent that fleetlet started (k3s runs with --log).
     const pid = fake.supervisor.status().pid!;
-    process.kill(pid, 'SIGSTOP');
+    const [agent] = descendantsOf(pid);
+    process.kill(agent!, 'SIGSTOP');
     try {
       await waitUntil(() => fake!.supervisor.status().state === 'running-unhealthy', 'unhealthy while stopped');
     } finally {
-      process.kill(pid, 'SIGCONT');
+      process.kill(agent!, 'SIGCONT');
     }
     await waitUntil(() => fake!.supervisor.status().state === 'running-healthy', 'healthy again');
     expect(fake.supervisor.status().pid).toBe(pid);

@@ -1,12 +1,14 @@
-import { chmodSync, copyFileSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { chmodSync, copyFileSync, existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { processStartTime } from '../../src/k3s/agent-process.js';
+import { currentBootId } from '../../src/k3s/process-check.js';
 import { ConfigSchema } from '../../src/config/schema.js';
 import { buildAgentInvocation } from '../../src/k3s/args.js';
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { descendantsOf } from '../helpers/processes.js';
+import { descendantsOf, processesMatching } from '../helpers/processes.js';
 import { FAKE_K3S, fakeK3sBinary } from '../helpers/fake-k3s.js';
-import { isAlive, JOIN_TOKEN, supervisedFake, waitUntil, type SupervisedFake } from '../helpers/k3s-supervisor.js';
+import { isAlive, JOIN_TOKEN, shutDown, supervisedFake, waitUntil, type SupervisedFake } from '../helpers/k3s-supervisor.js';
 import { tempDir } from '../helpers/paths.js';
 
 let dir: string;
@@ -17,10 +19,13 @@ beforeEach(() => {
   ({ dir, cleanup } = tempDir('fleetlet-k3s-sup-'));
 });
 afterEach(async () => {
-  for (const fake of running) await fake.supervisor.stop();
+  for (const fake of running) await shutDown(fake);
   running = [];
+  // Anything a test left running on purpose (a k3s that was not adopted, a stand-in process).
+  for (const pid of processesMatching(dir)) process.kill(pid, 'SIGKILL');
   cleanup();
 });
+
 
 async function start(
   env: Record<string, string> = {},
@@ -54,8 +59,8 @@ describe('k3s supervisor', () => {
     expect(readFileSync(`/proc/${pid}/environ`, 'utf8').split('\0')).toContain(`K3S_TOKEN=${JOIN_TOKEN}`);
     expect(readFileSync(`/proc/${process.pid}/cmdline`, 'utf8')).not.toContain(JOIN_TOKEN);
 
-    await fake.supervisor.stop();
-    expect(state(fake)).toBe('stopped');
+    await fake.supervisor.stopK3s('test');
+    expect(state(fake)).toBe('held');
     expect(fake.supervisor.status().lastExit).toMatchObject({ code: 0, signal: null });
     expect(isAlive(pid!)).toBe(false);
     expect(descendantsOf(process.pid)).toEqual([]);
@@ -134,7 +139,7 @@ describe('k3s supervisor', () => {
     const fake = await start({ FAKE_K3S_ON_SIGTERM: 'hang' });
     await waitUntil(() => state(fake) === 'running-healthy', 'healthy');
     const pid = fake.supervisor.status().pid!;
-    await fake.supervisor.stop();
+    await fake.supervisor.stopK3s('test');
     expect(fake.kinds()).toContain('k3s.stop_forced');
     expect(fake.supervisor.status().lastExit).toMatchObject({ signal: 'SIGKILL' });
     expect(isAlive(pid)).toBe(false);
@@ -160,22 +165,23 @@ describe('k3s supervisor', () => {
     expect(fake.supervisor.status().restarts).toBe(1);
   });
 
-  it('lets the next fleetlet adopt a k3s that is still running instead of starting another', async () => {
+  it('leaves k3s running when fleetlet stops, and the next fleetlet adopts it instead of starting another', async () => {
     const first = await start();
     await waitUntil(() => state(first) === 'running-healthy', 'healthy');
     const pid = first.supervisor.status().pid!;
-    await first.supervisor.stop({ keepRunning: true });
+    // What a SIGTERM of fleetlet (systemctl stop or restart, a self-update) does to the k3s part.
+    await first.supervisor.stop();
     running = [];
     expect(isAlive(pid)).toBe(true);
 
     // The adopted k3s keeps serving healthz where the first one told it to.
     const second = await start({}, undefined, { healthzUrl: first.healthzUrl });
     await waitUntil(() => state(second) === 'running-healthy', 'adopted and healthy');
-    expect(second.supervisor.status()).toMatchObject({ pid, adopted: true });
+    expect(second.supervisor.status()).toMatchObject({ pid, adopted: true, version: 'v1.36.3+k3s1' });
     expect(second.kinds()).toContain('k3s.adopted');
     expect(readdirSync(dir).filter((name) => /^\d+\.json$/.test(name))).toHaveLength(1); // one k3s ever started
 
-    await second.supervisor.stop();
+    await shutDown(second);
     await waitUntil(() => !isAlive(pid), 'adopted k3s stopped');
     expect(descendantsOf(process.pid)).toEqual([]);
   });
@@ -194,8 +200,105 @@ describe('k3s supervisor', () => {
     expect(fake.supervisor.status()).toMatchObject({ adopted: false });
     expect(fake.supervisor.status().pid).not.toBe(process.pid);
     expect(fake.kinds()).not.toContain('k3s.adopted');
-    await fake.supervisor.stop();
+    await shutDown(fake);
     expect(isAlive(process.pid)).toBe(true);
+  });
+
+  it('does not adopt a recorded k3s from another boot, nor signal it', async () => {
+    const first = await start();
+    await waitUntil(() => state(first) === 'running-healthy', 'healthy');
+    const pid = first.supervisor.status().pid!;
+    await first.supervisor.stop();
+    running = [];
+    // Pids and start ticks begin again at every boot: this record is from before a reboot, as far as the check knows.
+    const recordFile = join(first.workDir, 'agent-process.json');
+    writeFileSync(recordFile, JSON.stringify({ ...JSON.parse(readFileSync(recordFile, 'utf8')), bootId: 'another-boot' }));
+
+    const second = await start();
+    await waitUntil(() => state(second) === 'running-healthy', 'a fresh k3s');
+    expect(second.supervisor.status()).toMatchObject({ adopted: false });
+    expect(second.supervisor.status().pid).not.toBe(pid);
+    expect(second.kinds()).not.toContain('k3s.adopted');
+    expect(isAlive(pid)).toBe(true);
+  });
+
+  it('does not adopt, or signal, a process with the recorded pid and start time that does not run k3s', async () => {
+    const other = spawn('sleep', ['300'], { stdio: 'ignore' });
+    await waitUntil(() => processStartTime(other.pid!) !== undefined, 'the other process');
+    const fake = await supervisedFake(dir);
+    running.push(fake);
+    mkdirSync(fake.workDir, { recursive: true });
+    const record = { pid: other.pid, startTime: processStartTime(other.pid!), bootId: currentBootId(), binaryPath: FAKE_K3S, startedAt: Date.now() };
+    writeFileSync(join(fake.workDir, 'agent-process.json'), JSON.stringify(record));
+    await fake.supervisor.start();
+    await waitUntil(() => state(fake) === 'running-healthy', 'a fresh k3s');
+    expect(fake.supervisor.status()).toMatchObject({ adopted: false });
+    expect(fake.kinds()).not.toContain('k3s.adopted');
+    await shutDown(fake);
+    expect(isAlive(other.pid!)).toBe(true);
+    other.kill('SIGKILL');
+  });
+
+  it("adopts a k3s that re-exec'd into its unpacked copy under the data dir, as the real binary does", async () => {
+    // /proc/<pid>/exe of the real k3s is <data-dir>/data/<hash>/bin/k3s-agent, not the binary it was started as.
+    const unpacked = join(dir, 'data', 'data', '0123abcd', 'bin', 'k3s-agent');
+    mkdirSync(join(unpacked, '..'), { recursive: true });
+    copyFileSync(execFileSync('sh', ['-c', 'command -v sleep'], { encoding: 'utf8' }).trim(), unpacked);
+    chmodSync(unpacked, 0o755);
+    const agent = spawn(unpacked, ['300'], { stdio: 'ignore' });
+    await waitUntil(() => processStartTime(agent.pid!) !== undefined, 'the unpacked agent');
+    const fake = await supervisedFake(dir);
+    running.push(fake);
+    mkdirSync(fake.workDir, { recursive: true });
+    const record = { pid: agent.pid, startTime: processStartTime(agent.pid!), bootId: currentBootId(), binaryPath: FAKE_K3S, startedAt: Date.now() };
+    writeFileSync(join(fake.workDir, 'agent-process.json'), JSON.stringify(record));
+    await fake.supervisor.start();
+    expect(fake.supervisor.status()).toMatchObject({ pid: agent.pid, adopted: true });
+    expect(fake.kinds()).toContain('k3s.adopted');
+    const exited = new Promise((resolve) => agent.once('exit', (_code, signal) => resolve(signal)));
+    await fake.supervisor.stopK3s('test');
+    expect(await exited).toBe('SIGTERM');
+  });
+
+  it('keeps a k3s stopped on request stopped for the next fleetlet, until restart() lifts the hold', async () => {
+    const first = await start();
+    await waitUntil(() => state(first) === 'running-healthy', 'healthy');
+    await shutDown(first);
+    running = [];
+    const second = await start();
+    await waitUntil(() => state(second) === 'held', 'held');
+    expect(readdirSync(dir).filter((name) => /^\d+\.json$/.test(name))).toHaveLength(1);
+    await second.supervisor.restart();
+    await waitUntil(() => state(second) === 'running-healthy', 'healthy after the hold was lifted');
+    expect(existsSync(join(second.workDir, 'agent-held'))).toBe(false);
+    expect(readdirSync(dir).filter((name) => /^\d+\.json$/.test(name))).toHaveLength(2);
+  });
+
+  it('gives a restart asked while a launch is under way a launch of its own', async () => {
+    let launches = 0;
+    let inLaunch: () => void = () => {};
+    let release: () => void = () => {};
+    const entered = new Promise<void>((resolve) => (inLaunch = resolve));
+    const gate = new Promise<void>((resolve) => (release = resolve));
+    const fake = await start({}, undefined, {
+      beforeLaunch: async () => {
+        launches += 1;
+        if (launches !== 2) return;
+        inLaunch();
+        await gate;
+      },
+    });
+    await waitUntil(() => state(fake) === 'running-healthy', 'healthy');
+    const firstRestart = fake.supervisor.restart();
+    await entered;
+    // An upgrade swaps the binary now and asks again; the launch under way may already have read the old one.
+    const secondRestart = fake.supervisor.restart();
+    release();
+    await firstRestart;
+    await secondRestart;
+    expect(launches).toBe(3);
+    await waitUntil(() => state(fake) === 'running-healthy', 'healthy after both restarts');
+    expect(fake.supervisor.status().restarts).toBe(2);
   });
 
   it('warns when another k3s agent runs from the same binary (e.g. install.sh\'s service), once', async () => {

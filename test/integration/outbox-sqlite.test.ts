@@ -6,6 +6,9 @@ import { EventLog } from '../../src/store/event-log.js';
 import type { NewOutboxRecord, OutboxClass } from '../../src/store/outbox.js';
 import { sqliteOutbox, testLimits, type OutboxUnderTest } from '../fixtures/outbox-setup.js';
 
+/** The defaults of limits.eventLog. */
+const EVENT_LOG_LIMITS = { maxRows: 2000, maxBytes: 2 * 1024 * 1024 };
+
 function rec(cls: OutboxClass, n: number, size = 0): NewOutboxRecord {
   return { class: cls, topic: `t/devices/d1/${cls}`, payload: { n, pad: 'p'.repeat(size) } };
 }
@@ -89,7 +92,7 @@ describe('SqliteOutbox on a real database file', () => {
   it('on a full disk sheds status, keeps events, never throws, and records the condition', () => {
     subject = sqliteOutbox(testLimits());
     // The outbox records conditions in the local event log, which lives in the same (full) database.
-    subject = subject.reopen!({ conditions: { record: (kind, detail) => new EventLog(subject!.db!).record(kind, detail) } });
+    subject = subject.reopen!({ conditions: { record: (kind, detail) => new EventLog(subject!.db!, EVENT_LOG_LIMITS).record(kind, detail) } });
     const outbox = subject.outbox;
     // The database may not grow past this many pages: what a full filesystem looks like to SQLite.
     const pages = Number(subject.db!.pragma('page_count', { simple: true }));
@@ -113,7 +116,7 @@ describe('SqliteOutbox on a real database file', () => {
     const newest = JSON.parse(outbox.latest('status')!.body) as { n: number; outboxDrops: { diskFull: number; status: number } };
     expect(newest.n).toBe(2999);
     expect(newest.outboxDrops.diskFull).toBeGreaterThan(0);
-    expect(new EventLog(subject.db!).recent(100).map((e) => e.kind)).toContain('outbox.disk_full');
+    expect(new EventLog(subject.db!, EVENT_LOG_LIMITS).recent(100).map((e) => e.kind)).toContain('outbox.disk_full');
     expect(subject.db!.pragma('integrity_check', { simple: true })).toBe('ok');
   });
 

@@ -11,6 +11,7 @@ import { isolatedK3s } from '../helpers/agent-config.js';
 import { Observer } from '../helpers/observer.js';
 import { FLEETLET_BUNDLE, tempDir } from '../helpers/paths.js';
 import { freePort } from '../helpers/ports.js';
+import { processesMatching } from '../helpers/processes.js';
 import { sha256, startReleaseServer } from '../helpers/release-server.js';
 
 /**
@@ -31,7 +32,7 @@ describe('k3s upgrade through the real agent', () => {
     cleanups.push(() => broker.close());
     const releases = await startReleaseServer();
     cleanups.push(() => releases.close());
-    const good = fakeK3sBinary(256 * 1024, 'v1.37.0');
+    const good = fakeK3sBinary(256 * 1024, 'v1.37.0', 'v1.37.0+k3s1');
     const broken = Buffer.from('#!/bin/sh\necho "level=fatal msg=\\"simulated broken build\\"" >&2\nexit 1\n');
     releases.publish('v1.37.0+k3s1', { k3s: good });
     releases.publish('v1.38.0+k3s1', { k3s: broken });
@@ -52,6 +53,7 @@ describe('k3s upgrade through the real agent', () => {
         k3s: await isolatedK3s(dir, binaryPath, {
           artifactUrl: releases.artifactUrl,
           channelUrl: releases.channelUrl,
+          allowInsecureMirror: true,
           nodeName: 'pi-e2e',
           kubeletArgs: [`healthz-port=${healthzPort}`],
         }),
@@ -75,6 +77,8 @@ describe('k3s upgrade through the real agent', () => {
         agent.child.kill('SIGTERM');
         await agent.exited;
       }
+      // The agent's stop leaves k3s running (the next agent would adopt it).
+      for (const pid of processesMatching(join(dir, 'data'))) process.kill(pid, 'SIGKILL');
     });
     await waitFor(() => fleet.messages.some((m) => (m.json as { state?: string }).state === 'online'), 'the agent online', 20_000);
     await waitFor(() => agent.output().includes('"to":"running-healthy"'), `k3s healthy (${agent.output().slice(-2000)})`, 30_000);

@@ -101,3 +101,57 @@ describe('command verification under fuzzing', () => {
     expect(big).toMatchObject({ ok: false, reason: 'malformed' });
   });
 });
+
+/** JSON text of `value` with one extra member written first into its `target`-th object (depth-first order). */
+function serializeWithExtraMember(value: unknown, target: number, extra: (keys: string[]) => string): string {
+  let seen = 0;
+  const write = (node: unknown): string => {
+    if (Array.isArray(node)) return `[${node.map(write).join(',')}]`;
+    if (node === null || typeof node !== 'object') return JSON.stringify(node);
+    const keys = Object.keys(node);
+    const members = keys.map((key) => `${JSON.stringify(key)}:${write((node as Record<string, unknown>)[key])}`);
+    if (seen++ === target) members.unshift(extra(keys));
+    return `{${members.join(',')}}`;
+  };
+  return write(value);
+}
+
+const countObjects = (node: unknown): number =>
+  Array.isArray(node) ? node.reduce<number>((sum, item) => sum + countObjects(item), 0)
+    : node !== null && typeof node === 'object' ? 1 + Object.values(node).reduce<number>((sum, item) => sum + countObjects(item), 0)
+      : 0;
+
+/** The key spelt with some of its characters as \u escapes, which JSON.parse reads as the same key. */
+function spelt(key: string, next: () => number): string {
+  const chars = [...key].map((c) => (next() < 0.3 ? `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}` : c));
+  return `"${chars.join('')}"`;
+}
+
+describe('duplicate and forbidden keys under fuzzing', () => {
+  it('refuses 1,500 genuine commands with a duplicate or forbidden key added at a random depth, as malformed', () => {
+    const next = prng(0xd0b1e);
+    const specs = [
+      { type: 'k3s.upgrade' as const, args: { version: 'v1.36.3+k3s1', artifactUrl: 'https://mirror.example/k3s', sha256: 'b'.repeat(64) } },
+      { type: 'k3s.configure' as const, args: { labels: { zone: 'a', rack: 'b' }, taints: ['edge=true:NoSchedule'] } },
+      { type: 'logs.collect' as const, args: { source: 'both', lines: 100 } },
+      { type: 'ping' as const, args: {}, target: { group: 'g1' } },
+    ];
+    const details = new Set<string>();
+    for (let i = 0; i < 1500; i++) {
+      const envelope = signedCommand(operator, specs[i % specs.length]!, NOW);
+      const target = Math.floor(next() * countObjects(envelope));
+      const forbidden = next() < 0.4;
+      const text = serializeWithExtraMember(envelope, target, (keys) => {
+        const pool = forbidden || keys.length === 0 ? ['__proto__', 'constructor', 'prototype'] : keys;
+        const key = pool[Math.floor(next() * pool.length)]!;
+        return `${spelt(key, next)}:${JSON.stringify(randomValue(next, 2))}`;
+      });
+      const verdict = verifyCommand(Buffer.from(text), context);
+      expect(verdict, `payload ${i}: ${text}`).toMatchObject({ ok: false, reason: 'malformed', commandId: null });
+      if (!verdict.ok) details.add(verdict.detail.replace(/ at .*/, ''));
+    }
+    expect([...details].sort()).toEqual(
+      expect.arrayContaining(['duplicate key "args"', 'duplicate key "version"', 'duplicate key "zone"', 'forbidden key "__proto__"', 'forbidden key "prototype"']),
+    );
+  });
+});

@@ -41,6 +41,16 @@ describe('verifyCommand', () => {
     expect(verifyCommand(encode(envelope), context()).ok).toBe(true);
   });
 
+  it('refuses a command issued before the journal horizon plus the clock-skew allowance, and accepts one issued after', () => {
+    const horizon = NOW - 3_600_000;
+    const skew = 5 * 60_000;
+    const ctx = context({ replayHorizonMs: horizon });
+    const before = signedCommand(operator, { issuedAt: horizon + skew - 1, expiresAt: NOW + 60_000 }, NOW);
+    expect(refusal(encode(before), ctx)).toMatchObject({ reason: 'replayed', detail: expect.stringContaining('oldest time the command journal') });
+    const after = signedCommand(operator, { issuedAt: horizon + skew, expiresAt: NOW + 60_000 }, NOW);
+    expect(verifyCommand(encode(after), ctx).ok).toBe(true);
+  });
+
   it('refuses an oversized payload before parsing it', () => {
     const envelope = signedCommand(operator, {}, NOW);
     const padded = Buffer.concat([encode(envelope), Buffer.alloc(64 * 1024, 0x20)]);
@@ -63,6 +73,16 @@ describe('verifyCommand', () => {
     expect(refusal(encode(envelope))).toMatchObject({ reason: 'bad_args', commandId: envelope.id });
     const urlWithoutSum = signedCommand(operator, { type: 'k3s.upgrade', args: { version: 'v1.2.3+k3s1', artifactUrl: 'https://x/k3s' } }, NOW);
     expect(refusal(encode(urlWithoutSum)).reason).toBe('bad_args');
+  });
+
+  it('takes an agent version with a SemVer prerelease, and refuses empty prerelease identifiers', () => {
+    const upgrade = (version: string) =>
+      verifyCommand(encode(signedCommand(operator, { type: 'agent.upgrade', args: { version, artifactUrl: 'https://x/f', sha256: 'a'.repeat(64) } }, NOW)), context());
+    expect(upgrade('1.2.3-rc.1').ok).toBe(true);
+    expect(upgrade('1.2.3-x-y.2.z')).toMatchObject({ ok: true });
+    for (const version of ['1.2.3-rc..1', '1.2.3-.rc', '1.2.3-rc.', '1.2.3-', `1.2.3-${'a'.repeat(33)}`]) {
+      expect(upgrade(version), version).toMatchObject({ ok: false, reason: 'bad_args' });
+    }
   });
 
   it('refuses an unknown key and a revoked key', () => {

@@ -145,6 +145,52 @@ describe('fleetlet doctor on a ready amd64 edge PC', () => {
   });
 });
 
+describe('fleetlet doctor on the k3s join token a device holds', () => {
+  const CA_HASH = 'f3b4c1e2d5a6978812345678901234567890abcdefabcdefabcdefabcdef0123';
+  const SERVER_PASSWORD = 'S3rverPassw0rd-cluster-admin';
+
+  /** The amd64-ready device with its token in a 0600 file, as install.sh leaves it. */
+  async function doctorWithToken(token: string) {
+    const root = rootFrom('amd64-ready');
+    const tokenFile = join(root, 'k3s-token');
+    writeFileSync(tokenFile, `${token}\n`, { mode: 0o600 });
+    const config = CONFIG.replace('k3s: { serverUrl: "https://k3s.example.test:6443" }', `k3s: { serverUrl: "https://k3s.example.test:6443", tokenFile: "${tokenFile}" }`);
+    return { tokenFile, ...(await doctor(root, { arch: 'x64' }, config)) };
+  }
+
+  it('warns when the token is a server token, naming the file but never the token, its hash or its password', async () => {
+    const { tokenFile, code, results, of } = await doctorWithToken(`K10${CA_HASH}::server:${SERVER_PASSWORD}`);
+    expect(of('k3s-token')).toHaveLength(1);
+    expect(of('k3s-token')[0]).toMatchObject({ status: 'warn' });
+    expect(of('k3s-token')[0]!.summary).toBe(
+      `${tokenFile} holds the k3s SERVER token (K10<hash>::server:...): whoever reads it from this device administers the whole cluster`,
+    );
+    expect(of('k3s-token')[0]!.fix).toContain('agent-token-file');
+    expect(of('k3s-token')[0]!.fix).toContain('k3s token create --ttl');
+    const printed = JSON.stringify(results);
+    for (const part of [SERVER_PASSWORD, CA_HASH, CA_HASH.slice(0, 12)]) expect(printed).not.toContain(part);
+    expect(code).toBe(0); // a warning: the device can still join
+  });
+
+  it.each([
+    ['an agent token', `K10${CA_HASH}::node:${SERVER_PASSWORD}`, 'is an agent token'],
+    ['a bootstrap token from k3s token create', `K10${CA_HASH}::abcdef.0123456789abcdef`, 'is a bootstrap token'],
+    ['a bare bootstrap token', 'abcdef.0123456789abcdef', 'is a bootstrap token'],
+    ['a bare password, even one with "server:" in it', `server:${SERVER_PASSWORD}`, 'cannot tell an agent token from the server token'],
+    ['a full-form token of a user that is neither server nor node', `K10${CA_HASH}::admin:${SERVER_PASSWORD}`, 'cannot tell'],
+  ])('passes %s', async (_name, token, summary) => {
+    const { of, results } = await doctorWithToken(token);
+    expect(of('k3s-token')).toEqual([expect.objectContaining({ status: 'pass', summary: expect.stringContaining(summary) })]);
+    expect(JSON.stringify(results)).not.toContain(SERVER_PASSWORD);
+  });
+
+  it('says nothing about a token when k3s is disabled', async () => {
+    const root = rootFrom('amd64-ready');
+    const config = CONFIG.replace('k3s: { serverUrl: "https://k3s.example.test:6443" }', `k3s: { enabled: false, token: "K10${CA_HASH}::server:${SERVER_PASSWORD}" }`);
+    expect((await doctor(root, { arch: 'x64' }, config)).of('k3s-token')).toEqual([]);
+  });
+});
+
 describe('fleetlet doctor from the command line', () => {
   it('prints each result with its fix and a verdict, and exits 1 when the device is not ready', async () => {
     const root = rootFrom('pi-bookworm-not-ready');
@@ -158,5 +204,23 @@ describe('fleetlet doctor from the command line', () => {
     expect(result.stdout).toContain('fix: append " cgroup_memory=1 cgroup_enable=memory" to the end of the single line in /boot/firmware/cmdline.txt, then reboot');
     expect(result.stdout).toContain(`FAIL  broker         cannot reach 127.0.0.1:${port}: ECONNREFUSED`);
     expect(result.stdout).toMatch(/\nNOT READY: \d+ failed, \d+ warnings\n$/);
+  });
+
+  it('prints the server-token warning with its fix and never the token', async () => {
+    const root = rootFrom('amd64-ready');
+    const tokenFile = join(root, 'k3s-token');
+    const password = 'cli-visible-server-password';
+    writeFileSync(tokenFile, `K10${'ab'.repeat(32)}::server:${password}\n`, { mode: 0o600 });
+    const config = join(root, 'cli-config.yaml');
+    writeFileSync(config, `broker: { url: "mqtts://127.0.0.1:${await freePort()}" }\nk3s: { serverUrl: "https://127.0.0.1:${await freePort()}", tokenFile: "${tokenFile}" }\n`);
+    const result = spawnSync(process.execPath, [FLEETLET_BUNDLE, 'doctor', '--root', root, '--config', config], {
+      encoding: 'utf8',
+      env: { PATH: process.env.PATH! },
+      timeout: 20_000,
+    });
+    expect(result.stdout).toContain(`WARN  k3s-token      ${tokenFile} holds the k3s SERVER token`);
+    expect(result.stdout).toContain('fix: give devices the agent token instead: set agent-token-file on the server');
+    expect(result.stdout + result.stderr).not.toContain(password);
+    expect(result.stdout + result.stderr).not.toContain('abab');
   });
 });

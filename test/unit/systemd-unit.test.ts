@@ -1,4 +1,7 @@
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { REPO_ROOT } from '../helpers/paths.js';
 import { SYSTEMD_UNIT } from '../../src/cli/provision-unit.js';
 import { guardUnitLine } from '../../src/commands/agent-upgrade-guard.js';
 
@@ -17,5 +20,9 @@ describe('the systemd unit', () => {
     const execStart = lines.find((line) => line.startsWith('ExecStart='));
     expect(execStart).toBeDefined();
     expect(execStart).not.toContain('k3s');
+  });
+
+  it('is the unit shipped in packaging/, word for word', () => {
+    expect(readFileSync(join(REPO_ROOT, 'packaging/fleetlet.service'), 'utf8')).toBe(SYSTEMD_UNIT);
   });
 });
