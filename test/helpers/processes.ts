@@ -43,3 +43,21 @@ export function processesMatching(needle: string): number[] {
   }
   return found;
 }
+
+/**
+ * Like processesMatching, counting a process tree once: k3s started with --log is a `k3s init` parent running the
+ * agent as its child, and both carry the same command line.
+ */
+export function outermostProcessesMatching(needle: string): number[] {
+  const found = processesMatching(needle);
+  return found.filter((pid) => !found.includes(parentOf(pid)));
+}
+
+function parentOf(pid: number): number {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+  } catch {
+    return 0;
+  }
+}

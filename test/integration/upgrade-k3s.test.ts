@@ -7,7 +7,7 @@ import { openDatabase } from '../../src/store/db.js';
 import { SqliteOutbox } from '../../src/store/sqlite-outbox.js';
 import type { CommandResult } from '../../src/protocol/result.js';
 import { freeFixedPort } from '../helpers/ports.js';
-import { processesMatching } from '../helpers/processes.js';
+import { outermostProcessesMatching, processesMatching } from '../helpers/processes.js';
 import { REPO_ROOT, tempDir } from '../helpers/paths.js';
 import { bundleFixture } from '../helpers/bundle-fixture.js';
 import { fakeK3sRelease } from '../helpers/fake-k3s.js';
@@ -208,7 +208,7 @@ describe('k3s upgrade state machine', () => {
     // A kill after the commit (at done) leaves the new k3s running; the supervisor adopted it.
     expect(runningK3s(d).version).toBe(GOOD);
     expect(await healthz(d)).toBe(200);
-    expect(processesMatching(d.binaryPath)).toEqual([runningK3s(d).pid]);
+    expect(outermostProcessesMatching(d.binaryPath)).toEqual([runningK3s(d).pid]);
   }, 90_000);
 
   const rollbackStates = ['wait_health', 'rollback', 'rollback_restart', 'rollback_wait_health', 'done'];
@@ -224,6 +224,6 @@ describe('k3s upgrade state machine', () => {
     expect(await binaryVersion(d.binaryPath)).toBe(OLD);
     expect(runningK3s(d).version).toBe(OLD);
     expect(await healthz(d)).toBe(200);
-    expect(processesMatching(d.binaryPath)).toEqual([runningK3s(d).pid]);
+    expect(outermostProcessesMatching(d.binaryPath)).toEqual([runningK3s(d).pid]);
   }, 90_000);
 });
