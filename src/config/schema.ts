@@ -128,7 +128,7 @@ const K3sSection = z
     serverUrl: urlWithScheme(['https:'], 'an https:// URL (k3s only supports https)').optional(),
     token: secretString
       .optional()
-      .describe('Join token: the agent token or a bootstrap token, never the server token; prefer tokenFile. Never passed on a command line.'),
+      .describe('Join token: the agent token or a bootstrap token, never the server token; prefer tokenFile. k3s reads it from a 0600 file fleetlet writes (--token-file), never from its command line or environment.'),
     tokenFile: absolutePath.optional().describe('File holding the join token (mode 0600).'),
     version: z
       .string()
@@ -160,6 +160,13 @@ const K3sSection = z
     lbServerPort: port.default(6444),
     kubeletArgs: z.array(z.string().min(1).max(1024)).default([]),
     extraArgs: z.array(z.string().min(1).max(1024)).default([]).describe('Further `k3s agent` flags, checked against its flag list.'),
+    passEnv: z
+      .array(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*\*?$/, { error: 'expected a variable name, or a prefix ending in "*"' }))
+      .max(64)
+      .default([])
+      .describe(
+        'Further variables of fleetlet\'s environment k3s gets (a trailing * matches a prefix), beyond PATH, HOME, LANG, LC_*, TZ and the proxy variables. FLEETLET_*, K3S_*, NOTIFY_SOCKET and WATCHDOG_* are never passed.',
+      ),
     nodeConfigDir: absolutePath
       .default('/etc/rancher/node')
       .describe('Where k3s keeps the node password and id; only rootless k3s uses another (<dataDir>/agent/etc/rancher/node).'),

@@ -1,6 +1,6 @@
 import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { childEnvironment } from './args.js';
+import { k3sChildEnvironment } from './child-env.js';
 import { adoptAgent, clearProcessRecord, readProcessRecord, recordAgentProcess, spawnAgent, type AgentProcess, type ExitInfo } from './agent-process.js';
 import type { K3sEvent } from './events.js';
 import { probeHealthz } from './health.js';
@@ -13,7 +13,9 @@ import { terminateAgent } from './terminate.js';
 import { RestartPolicy } from './restart-policy.js';
 import { LogTail } from './log-tail.js';
 import { withRotatingLog } from './log-rotation.js';
+import { startFailureDetail, type StartStep } from './start-failure.js';
 import { writeStatusFile } from './status-file.js';
+import { argsWithTokenFile } from './token-file.js';
 import { DEFAULT_TIMINGS, SYSTEM_CLOCK, type Clock, type K3sStatus, type StateName, type SupervisorOptions, type SupervisorTimings } from './supervisor-options.js';
 
 type State =
@@ -213,16 +215,15 @@ export class K3sSupervisor {
     // Advisory only: fleetlet still starts its own, whose port conflicts then show in its log.
     const others = this.otherAgents.newlySeen();
     if (others) this.emit('k3s.foreign_process', { pids: others }, FOREIGN_PROCESS_REMEDY);
+    let step: StartStep = 'prepare';
     try {
       await this.options.beforeLaunch?.();
       const version = await this.options.binaryVersion?.(this.options.binaryPath);
       const invocation = this.options.invocation();
-      const child = await spawnAgent({
-        binaryPath: this.options.binaryPath,
-        args: withRotatingLog(invocation.args, this.logFile),
-        env: childEnvironment(this.options.baseEnv, invocation),
-        logFile: this.logFile,
-      });
+      const args = withRotatingLog(await argsWithTokenFile(this.options.workDir, invocation), this.logFile);
+      const env = k3sChildEnvironment(this.options.baseEnv, invocation.env, this.options.passEnv);
+      step = 'spawn';
+      const child = await spawnAgent({ binaryPath: this.options.binaryPath, args, env, logFile: this.logFile });
       this.current.version = version;
       // Without the record a restarted fleetlet cannot adopt this k3s; it is still supervised now, so only warn.
       await recordAgentProcess(this.recordFile, child.pid, { binaryPath: this.options.binaryPath, version, startedAt: this.clock.now() }).catch(
@@ -235,7 +236,10 @@ export class K3sSupervisor {
       this.current.registered = false;
       return { name: 'starting', child };
     } catch (err) {
-      this.emit('k3s.start_failed', { error: err instanceof Error ? err.message : String(err) });
+      // A code, never the error's message, also in the log: a spawn error quotes the arguments it refused.
+      const detail = startFailureDetail(err, step);
+      this.options.logger.warn(detail, 'k3s could not be started');
+      this.emit('k3s.start_failed', { ...detail });
       return this.backoffAfter(undefined);
     }
   }
