@@ -22,17 +22,27 @@ const LabelKey = z.string().regex(LABEL_KEY, { error: 'expected a Kubernetes lab
 const LabelValue = z.string().regex(LABEL_VALUE, { error: 'expected a Kubernetes label value (<= 63 of A-Z a-z 0-9 - _ .)' });
 const Labels = z.record(LabelKey, LabelValue);
 
+/**
+ * C0 controls, DEL and C1 controls. In a secret they are a paste gone wrong at best, and a value with a NUL byte makes
+ * Node's spawn fail with an error that quotes it; a URL parser drops tabs and newlines silently, so the URL used
+ * would not be the one written.
+ */
+const isControlCharacter = (code: number) => code < 0x20 || (code >= 0x7f && code <= 0x9f);
+const withoutControlCharacters = (value: string) => ![...value].some((char) => isControlCharacter(char.codePointAt(0)!));
+const NO_CONTROL_CHARACTERS = { error: 'expected no control characters (C0, DEL or C1: a NUL, tab, newline, escape...)' };
+
 const secretString = z
   .string()
   .min(1, { error: 'expected a non-empty secret' })
   .max(4096, { error: 'expected a secret of at most 4096 characters' })
+  .refine(withoutControlCharacters, NO_CONTROL_CHARACTERS)
   .transform((value) => new Secret(value));
 
 const filePath = z.string().min(1, { error: 'expected a file path' }).max(4096);
 const absolutePath = filePath.refine((p) => p.startsWith('/'), { error: 'expected an absolute path' });
 
 const urlWithScheme = (schemes: string[], hint: string) =>
-  z.string().refine(
+  z.string().refine(withoutControlCharacters, { ...NO_CONTROL_CHARACTERS, abort: true }).refine(
     (value) => {
       try {
         const url = new URL(value);
