@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { hasControlCharacter } from '../lib/control-characters.js';
 import { Secret } from '../lib/secret.js';
 import { LOG_LEVELS } from '../lib/logger.js';
 
@@ -22,13 +23,7 @@ const LabelKey = z.string().regex(LABEL_KEY, { error: 'expected a Kubernetes lab
 const LabelValue = z.string().regex(LABEL_VALUE, { error: 'expected a Kubernetes label value (<= 63 of A-Z a-z 0-9 - _ .)' });
 const Labels = z.record(LabelKey, LabelValue);
 
-/**
- * C0 controls, DEL and C1 controls. In a secret they are a paste gone wrong at best, and a value with a NUL byte makes
- * Node's spawn fail with an error that quotes it; a URL parser drops tabs and newlines silently, so the URL used
- * would not be the one written.
- */
-const isControlCharacter = (code: number) => code < 0x20 || (code >= 0x7f && code <= 0x9f);
-const withoutControlCharacters = (value: string) => ![...value].some((char) => isControlCharacter(char.codePointAt(0)!));
+const withoutControlCharacters = (value: string) => !hasControlCharacter(value);
 const NO_CONTROL_CHARACTERS = { error: 'expected no control characters (C0, DEL or C1: a NUL, tab, newline, escape...)' };
 
 const secretString = z

@@ -1,8 +1,10 @@
-import { chmodSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { SystemdNotifier } from '../../src/daemon/systemd-notify.js';
+import { TOKEN_FILE } from '../../src/k3s/token-file.js';
 import { createLogger } from '../../src/lib/logger.js';
+import { Secret } from '../../src/lib/secret.js';
 import { JOIN_TOKEN, shutDown, supervisedFake, waitUntil, type SupervisedFake } from '../helpers/k3s-supervisor.js';
 import { tempDir } from '../helpers/paths.js';
 import { processesMatching } from '../helpers/processes.js';
@@ -76,6 +78,16 @@ describe('secrets and the children fleetlet starts', () => {
     const failed = fake.events.find((event) => event.kind === 'k3s.start_failed')!;
     expect(failed.detail).toMatchObject({ step: 'spawn', code: 'ERR_INVALID_ARG_VALUE' });
     expect(JSON.stringify(fake.events)).not.toContain(secret);
+  });
+
+  it('refuses to start k3s with a join token that holds a control character, set after the config was checked', async () => {
+    const secret = 'K10feed::node:very-secret\nsecond-line';
+    const fake = await start({}, { invocation: () => ({ args: ['agent', '--server', 'https://10.0.0.1:6443'], env: {}, token: new Secret(secret) }) });
+    await waitUntil(() => fake.kinds().includes('k3s.start_failed'), 'the start to fail');
+    const failed = fake.events.find((event) => event.kind === 'k3s.start_failed')!;
+    expect(failed.detail).toMatchObject({ step: 'prepare', code: 'AgentArgsError', reason: expect.stringContaining('control character') });
+    expect(JSON.stringify(fake.events)).not.toContain('very-secret');
+    expect(existsSync(join(fake.workDir, TOKEN_FILE))).toBe(false);
   });
 
   it('gives systemd-notify only NOTIFY_SOCKET and PATH, not fleetlet\'s environment', async () => {
