@@ -110,6 +110,7 @@ async function benchSupervision(): Promise<void> {
     binaryPath: FAKE_K3S,
     invocation: () => buildAgentInvocation(k3s),
     baseEnv: { ...process.env, FAKE_K3S_AS_ROOT: '1', FAKE_K3S_NODE_CONFIG_PATH: join(dir, 'node') },
+    passEnv: ['FAKE_K3S_*'],
     workDir: join(dir, 'work'),
     healthzUrl: `http://127.0.0.1:${healthzPort}/healthz`,
     sink: { emit: () => {} },

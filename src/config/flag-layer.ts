@@ -1,6 +1,7 @@
 import type { z } from 'zod';
 import { emptyLayer, setPath, type Layer } from './layer.js';
-import { parseTextValue } from './env-layer.js';
+import { envName, parseTextValue } from './env-layer.js';
+import { SECRET_PATHS } from './schema.js';
 import { didYouMean, kindOf, objectShape, schemaAt } from './schema-walk.js';
 
 /** `--set key.path=value` flags, the highest-precedence source. A map may be reached into: device.labels.site=x. */
@@ -14,6 +15,11 @@ export function flagLayer(assignments: readonly string[], schema: z.ZodType): La
       continue;
     }
     const path = assignment.slice(0, eq).split('.');
+    const secret = refuseSecret(path);
+    if (secret) {
+      layer.problems.push({ path: path.join('.'), source, message: secret });
+      continue;
+    }
     const target = resolveTarget(schema, path);
     if (!target.ok) {
       layer.problems.push({ path: path.join('.'), source, message: target.message });
@@ -28,6 +34,13 @@ export function flagLayer(assignments: readonly string[], schema: z.ZodType): La
     layer.origins.set(path.join('.'), source);
   }
   return layer;
+}
+
+/** A secret on the command line is in `ps` and /proc/<pid>/cmdline for every user of the machine to read. */
+function refuseSecret(path: string[]): string | undefined {
+  const key = path.join('.');
+  if (!(SECRET_PATHS as readonly string[]).includes(key)) return undefined;
+  return `${key} is a secret and --set would show it to every user in ps; give it in ${key}File (mode 0600) or the environment variable ${envName(path)}`;
 }
 
 type Target = { ok: true; kind: ReturnType<typeof kindOf> } | { ok: false; message: string };

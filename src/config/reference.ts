@@ -1,5 +1,6 @@
 import { configJsonSchema } from './json-schema.js';
 import { envName } from './env-layer.js';
+import { SECRET_PATHS } from './schema.js';
 
 interface JsonNode {
   type?: string | string[];
@@ -32,12 +33,19 @@ export function configReferenceMarkdown(): string {
       typeOf(node),
       node.default === undefined ? '' : `\`${JSON.stringify(node.default)}\``,
       `\`${envName(path)}\``,
-      (node.description ?? '').replaceAll('|', '\\|'),
+      [node.description, secretNote(path)].filter(Boolean).join(' ').replaceAll('|', '\\|'),
     ];
     rows.push(`| ${cells.join(' | ')} |`);
   };
   visit(root, []);
   return `${rows.join('\n')}\n`;
+}
+
+/** Said once, from the list --set and the error messages use, next to each secret key. */
+function secretNote(path: string[]): string | undefined {
+  const key = path.join('.');
+  if (!(SECRET_PATHS as readonly string[]).includes(key)) return undefined;
+  return `Secret: refused by --set (a command line is readable by every user); give it in \`${key}File\` or \`${envName(path)}\`.`;
 }
 
 function typeOf(node: JsonNode): string {

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { hasControlCharacter } from '../lib/control-characters.js';
 import { Secret } from '../lib/secret.js';
 import { LOG_LEVELS } from '../lib/logger.js';
 
@@ -22,17 +23,21 @@ const LabelKey = z.string().regex(LABEL_KEY, { error: 'expected a Kubernetes lab
 const LabelValue = z.string().regex(LABEL_VALUE, { error: 'expected a Kubernetes label value (<= 63 of A-Z a-z 0-9 - _ .)' });
 const Labels = z.record(LabelKey, LabelValue);
 
+const withoutControlCharacters = (value: string) => !hasControlCharacter(value);
+const NO_CONTROL_CHARACTERS = { error: 'expected no control characters (C0, DEL or C1: a NUL, tab, newline, escape...)' };
+
 const secretString = z
   .string()
   .min(1, { error: 'expected a non-empty secret' })
   .max(4096, { error: 'expected a secret of at most 4096 characters' })
+  .refine(withoutControlCharacters, NO_CONTROL_CHARACTERS)
   .transform((value) => new Secret(value));
 
 const filePath = z.string().min(1, { error: 'expected a file path' }).max(4096);
 const absolutePath = filePath.refine((p) => p.startsWith('/'), { error: 'expected an absolute path' });
 
 const urlWithScheme = (schemes: string[], hint: string) =>
-  z.string().refine(
+  z.string().refine(withoutControlCharacters, { ...NO_CONTROL_CHARACTERS, abort: true }).refine(
     (value) => {
       try {
         const url = new URL(value);
@@ -128,7 +133,7 @@ const K3sSection = z
     serverUrl: urlWithScheme(['https:'], 'an https:// URL (k3s only supports https)').optional(),
     token: secretString
       .optional()
-      .describe('Join token: the agent token or a bootstrap token, never the server token; prefer tokenFile. Never passed on a command line.'),
+      .describe('Join token: the agent token or a bootstrap token, never the server token; prefer tokenFile. k3s reads it from a 0600 file fleetlet writes (--token-file), never from its command line or environment.'),
     tokenFile: absolutePath.optional().describe('File holding the join token (mode 0600).'),
     version: z
       .string()
@@ -160,6 +165,13 @@ const K3sSection = z
     lbServerPort: port.default(6444),
     kubeletArgs: z.array(z.string().min(1).max(1024)).default([]),
     extraArgs: z.array(z.string().min(1).max(1024)).default([]).describe('Further `k3s agent` flags, checked against its flag list.'),
+    passEnv: z
+      .array(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*\*?$/, { error: 'expected a variable name, or a prefix ending in "*"' }))
+      .max(64)
+      .default([])
+      .describe(
+        'Further variables of fleetlet\'s environment k3s gets (a trailing * matches a prefix), beyond PATH, HOME, LANG, LC_*, TZ and the proxy variables. FLEETLET_*, K3S_*, NOTIFY_SOCKET and WATCHDOG_* are never passed.',
+      ),
     nodeConfigDir: absolutePath
       .default('/etc/rancher/node')
       .describe('Where k3s keeps the node password and id; only rootless k3s uses another (<dataDir>/agent/etc/rancher/node).'),

@@ -37,7 +37,9 @@ export class SystemdNotifier {
   async notify(...assignments: string[]): Promise<void> {
     if (!this.enabled) return;
     try {
-      await execa(this.command, [`--pid=${process.pid}`, ...assignments], { env: this.env, extendEnv: false, timeout: 5000 });
+      // Only what systemd-notify needs: fleetlet's environment may hold its secrets (FLEETLET_BROKER_AUTH_PASSWORD...).
+      const env = { NOTIFY_SOCKET: this.env.NOTIFY_SOCKET, ...(this.env.PATH ? { PATH: this.env.PATH } : {}) };
+      await execa(this.command, [`--pid=${process.pid}`, ...assignments], { env, extendEnv: false, timeout: 5000 });
     } catch (err) {
       // A lost notification is not worth dying for: systemd's own timeouts take over.
       this.logger.warn({ err: (err as Error).message, assignments }, 'systemd notification failed');

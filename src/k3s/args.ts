@@ -1,4 +1,5 @@
 import type { Config } from '../config/schema.js';
+import type { Secret } from '../lib/secret.js';
 import { AgentArgsError } from './errors.js';
 import { canonicalFlag, K3S_AGENT_FLAGS, MANAGED_FLAGS } from './flags.js';
 
@@ -6,23 +7,26 @@ export type K3sConfig = Config['k3s'];
 
 export interface AgentInvocation {
   args: string[];
-  /** Added to the child's environment; holds the join token, which never goes on a command line. */
+  /** K3S_* variables fleetlet sets on purpose; never a secret (the child's environment is readable in /proc). */
   env: Record<string, string>;
+  /**
+   * The join token, when the config holds it: the supervisor writes it to a 0600 file in its work dir and adds
+   * --token-file, so that it is in neither the command line nor the environment of k3s and of what k3s starts.
+   */
+  token?: Secret;
 }
 
 const DEFAULT_LB_SERVER_PORT = 6444;
 
 /**
- * Builds the `k3s agent` command line from fleetlet's config. The join token travels in K3S_TOKEN (or as the path
- * in --token-file), so `ps` and /proc/<pid>/cmdline never show it.
+ * Builds the `k3s agent` command line from fleetlet's config. The join token travels in a file (`token`, or the
+ * configured k3s.tokenFile by path), so `ps`, /proc/<pid>/cmdline and /proc/<pid>/environ never show it.
  */
 export function buildAgentInvocation(k3s: K3sConfig): AgentInvocation {
   if (!k3s.serverUrl) throw new AgentArgsError('k3s.serverUrl is not set: the agent needs a server to join');
   if (!k3s.token && !k3s.tokenFile) throw new AgentArgsError('k3s.token or k3s.tokenFile is not set: the agent needs a join token');
   const args = ['agent', '--server', k3s.serverUrl, '--data-dir', k3s.dataDir];
-  const env: Record<string, string> = {};
-  if (k3s.token) env.K3S_TOKEN = k3s.token.reveal();
-  else if (k3s.tokenFile) args.push('--token-file', k3s.tokenFile);
+  if (!k3s.token && k3s.tokenFile) args.push('--token-file', k3s.tokenFile);
   if (k3s.nodeName) args.push('--node-name', k3s.nodeName);
   if (k3s.withNodeId) args.push('--with-node-id');
   for (const [key, value] of Object.entries(k3s.nodeLabels).sort(([a], [b]) => a.localeCompare(b))) {
@@ -35,7 +39,7 @@ export function buildAgentInvocation(k3s: K3sConfig): AgentInvocation {
   if (k3s.lbServerPort !== DEFAULT_LB_SERVER_PORT) args.push('--lb-server-port', String(k3s.lbServerPort));
   for (const kubeletArg of k3s.kubeletArgs) args.push('--kubelet-arg', checkKubeletArg(kubeletArg));
   for (const extra of k3s.extraArgs) args.push(...checkExtraArg(extra));
-  return { args, env };
+  return { args, env: {}, ...(k3s.token ? { token: k3s.token } : {}) };
 }
 
 /** k3s passes these to the kubelet as `--<name>=<value>`; a leading "--" would be doubled. */
@@ -63,19 +67,6 @@ export function checkExtraArg(arg: string): string[] {
   }
   if (value === undefined) throw new AgentArgsError(`k3s.extraArgs: --${name} needs a value; write --${name}=<value>`);
   return [`--${name}=${value}`];
-}
-
-/**
- * The child's environment: fleetlet's own minus every K3S_* variable (a stray K3S_URL or K3S_TOKEN in fleetlet's
- * service environment must not override its config), minus NOTIFY_SOCKET (k3s would send READY=1 to systemd in
- * fleetlet's name), plus the invocation's.
- */
-export function childEnvironment(base: Record<string, string | undefined>, invocation: AgentInvocation): Record<string, string> {
-  const env: Record<string, string> = {};
-  for (const [key, value] of Object.entries(base)) {
-    if (value !== undefined && !key.startsWith('K3S_') && key !== 'NOTIFY_SOCKET') env[key] = value;
-  }
-  return { ...env, ...invocation.env };
 }
 
 /**

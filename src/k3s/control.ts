@@ -2,6 +2,7 @@ import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { promisify } from 'node:util';
+import { k3sChildEnvironment } from './child-env.js';
 import type { FetchBounds, K3sInstaller } from './installer.js';
 import type { NodeSettings, NodeSettingsFile } from './node-settings.js';
 import type { K3sSupervisor } from './supervisor.js';
@@ -27,7 +28,8 @@ const run = promisify(execFile);
 export async function binaryVersion(binaryPath: string): Promise<string | undefined> {
   if (!existsSync(binaryPath)) return undefined;
   try {
-    const { stdout } = await run(binaryPath, ['--version'], { timeout: 15_000, maxBuffer: 64 * 1024 });
+    // Like the agent, any k3s binary run sees only the allow-listed environment, never fleetlet's secrets.
+    const { stdout } = await run(binaryPath, ['--version'], { timeout: 15_000, maxBuffer: 64 * 1024, env: k3sChildEnvironment(process.env) });
     return /k3s version (v\S+)/.exec(stdout)?.[1];
   } catch {
     return undefined;

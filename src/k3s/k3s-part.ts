@@ -49,7 +49,8 @@ export function createK3sPart(deps: K3sPartDeps) {
   let version: string | undefined;
 
   if (commandLineLooksLikeK3s(deps.argv)) {
-    logger.warn({ argv: deps.argv }, 'fleetlet\'s command line contains "k3s": the system-upgrade-controller would take fleetlet for k3s');
+    // Only the fact and the program: the rest of the command line may carry --set values.
+    logger.warn({ program: deps.argv[0] }, 'fleetlet\'s command line contains "k3s": the system-upgrade-controller would take fleetlet for k3s');
   }
 
   const checkIdentity = () => {
@@ -69,6 +70,7 @@ export function createK3sPart(deps: K3sPartDeps) {
     binaryVersion,
     invocation: () => buildAgentInvocation(withNodeSettings(k3s, settings.load())),
     baseEnv: deps.env,
+    passEnv: k3s.passEnv,
     workDir,
     healthzUrl: kubeletHealthzUrl(k3s.kubeletArgs),
     sink: deps.sink,

@@ -63,8 +63,10 @@ export interface SupervisorOptions {
   binaryVersion?: (binaryPath: string) => Promise<string | undefined>;
   /** Rebuilt before every start, so changed settings apply on the next restart. */
   invocation: () => AgentInvocation;
-  /** fleetlet's environment, cleaned of K3S_* before k3s gets it. */
+  /** fleetlet's environment; k3s gets only its allow-listed variables (child-env.ts). */
   baseEnv: Record<string, string | undefined>;
+  /** Further variables of baseEnv k3s gets (k3s.passEnv): names, or prefixes ending in "*". */
+  passEnv?: readonly string[];
   /** Holds the process record, k3s's log file and the last status. No "k3s" in it: see DESIGN.md. */
   workDir: string;
   healthzUrl: string;

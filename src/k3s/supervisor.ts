@@ -1,6 +1,6 @@
 import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { childEnvironment } from './args.js';
+import { k3sChildEnvironment } from './child-env.js';
 import { adoptAgent, clearProcessRecord, processStartTime, readProcessRecord, recordAgentProcess, spawnAgent, type AgentProcess, type ExitInfo } from './agent-process.js';
 import type { K3sEvent } from './events.js';
 import { probeHealthz } from './health.js';
@@ -14,7 +14,9 @@ import { terminateAgent } from './terminate.js';
 import { RestartPolicy } from './restart-policy.js';
 import { LogTail } from './log-tail.js';
 import { withRotatingLog } from './log-rotation.js';
+import { startFailureDetail, type StartStep } from './start-failure.js';
 import { writeStatusFile } from './status-file.js';
+import { argsWithTokenFile } from './token-file.js';
 import { DEFAULT_TIMINGS, SYSTEM_CLOCK, type Clock, type K3sStatus, type StateName, type SupervisorOptions, type SupervisorTimings } from './supervisor-options.js';
 
 type State =
@@ -222,15 +224,20 @@ export class K3sSupervisor {
     // Advisory only: fleetlet still starts its own, whose port conflicts then show in its log.
     const others = this.otherAgents.newlySeen();
     if (others) this.emit('k3s.foreign_process', { pids: others }, FOREIGN_PROCESS_REMEDY);
+    let step: StartStep = 'prepare';
     try {
       await this.options.beforeLaunch?.();
       const version = await this.options.binaryVersion?.(this.options.binaryPath);
       const invocation = this.options.invocation();
+      const args = withRotatingLog(await argsWithTokenFile(this.options.workDir, invocation), this.logFile);
+      // The launch id is no secret: it lets the next fleetlet find this k3s should it die before the record is written.
+      const env = { ...k3sChildEnvironment(this.options.baseEnv, invocation.env, this.options.passEnv), [LAUNCH_ID_ENV]: writeLaunchIntent(this.launchFile, this.options.binaryPath) };
+      step = 'spawn';
       let recorded: Promise<void> | undefined;
       const child = await spawnAgent({
         binaryPath: this.options.binaryPath,
-        args: withRotatingLog(invocation.args, this.logFile),
-        env: { ...childEnvironment(this.options.baseEnv, invocation), [LAUNCH_ID_ENV]: writeLaunchIntent(this.launchFile, this.options.binaryPath) },
+        args,
+        env,
         logFile: this.logFile,
         onSpawn: (pid) => (recorded = this.recordProcess(pid, version)),
       });
@@ -243,7 +250,10 @@ export class K3sSupervisor {
       this.current.registered = false;
       return { name: 'starting', child };
     } catch (err) {
-      this.emit('k3s.start_failed', { error: err instanceof Error ? err.message : String(err) });
+      // A code, never the error's message, also in the log: a spawn error quotes the arguments it refused.
+      const detail = startFailureDetail(err, step);
+      this.options.logger.warn(detail, 'k3s could not be started');
+      this.emit('k3s.start_failed', { ...detail });
       return this.backoffAfter(undefined);
     }
   }

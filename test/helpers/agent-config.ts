@@ -48,6 +48,8 @@ export async function isolatedK3s(
     nodeConfigDir: join(dir, 'etc-rancher-node'),
     lbServerPort: await freePort(),
     kubeletArgs: [`healthz-port=${await freePort()}`],
+    // The fake k3s takes its behaviour from FAKE_K3S_* variables, which k3s would not get otherwise.
+    passEnv: ['FAKE_K3S_*'],
     ...extra,
   };
 }

@@ -53,6 +53,8 @@ export async function supervisedFake(
       FAKE_K3S_SCRIPT: scriptFile,
       ...fakeEnv,
     },
+    // The fake takes its behaviour from these; k3s gets only allow-listed variables otherwise.
+    passEnv: ['FAKE_K3S_*'],
     workDir,
     healthzUrl: `http://127.0.0.1:${healthzPort}/healthz`,
     sink: { emit: (event) => void events.push(event) },

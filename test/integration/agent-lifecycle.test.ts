@@ -8,6 +8,7 @@ import { REPO_ROOT, tempDir } from '../helpers/paths.js';
 import { descendantsOf, processesMatching } from '../helpers/processes.js';
 import { FAKE_K3S } from '../helpers/fake-k3s.js';
 import { mosquittoAvailable, startMosquitto } from '../helpers/mosquitto.js';
+import { Observer } from '../helpers/observer.js';
 
 const { dir, cleanup } = tempDir();
 afterAll(cleanup);
@@ -68,7 +69,7 @@ describe('the agent process', () => {
   });
 
   it.skipIf(!mosquittoAvailable())(
-    'never logs a secret: with k3s supervised and the broker logged in, neither the join token nor the MQTT password reaches the log or a command line',
+    'never logs a secret: with k3s supervised and the broker logged in, neither the join token nor the MQTT password reaches the log, a command line, the events on the wire or the environment of k3s',
     { timeout: 90_000 },
     async () => {
       const broker = await startMosquitto();
@@ -76,11 +77,15 @@ describe('the agent process', () => {
       const token = 'K10deadbeef::server:very-secret-join-value';
       const password = 'very-secret-mqtt-password';
       const config = writeAgentConfig(home, {
-        broker: { url: broker.url, auth: { username: 'test-device', password } },
+        broker: { url: broker.url, auth: { username: 'test-device' } },
         k3s: await isolatedK3s(home, FAKE_K3S, { token }),
         log: { level: 'trace' },
       });
+      // The fleet's view: everything the device publishes, events included.
+      const wire = await Observer.connect(broker.url, ['fleetlet/v1/devices/test-device/#']);
+      // The password in fleetlet's environment, as a systemd EnvironmentFile would put it: k3s must not inherit it.
       const agent = startCli(['agent', '--config', config], {
+        FLEETLET_BROKER_AUTH_PASSWORD: password,
         FAKE_K3S_AS_ROOT: '1',
         FAKE_K3S_RECORD_DIR: home,
         FAKE_K3S_NODE_CONFIG_PATH: join(home, 'etc-rancher-node'),
@@ -95,7 +100,7 @@ describe('the agent process', () => {
         };
         await waitFor(() => status().state === 'running-healthy', 'k3s healthy under the agent', 60_000);
         await waitFor(() => agent.output().includes('online: subscribed to commands and announced'), 'the agent online at the broker');
-        // Both secrets were really used: k3s joined with the token (it read it from its environment), the broker login worked.
+        // Both secrets were really used: k3s joined with the token (read from its token file), the broker login worked.
         const starts = readdirSync(home).filter((name) => /^\d+\.json$/.test(name)).map((name) => readFileSync(join(home, name), 'utf8'));
         expect(starts.join('\n')).toContain(`"tokenLength":${token.length}`);
         // The k3s child's argv as it recorded it at start, and the live command lines of k3s and fleetlet.
@@ -105,11 +110,20 @@ describe('the agent process', () => {
         for (const text of [...commandLines, ...argvs]) {
           expect(text).not.toContain('very-secret');
         }
+        // The environment of k3s (the "k3s init" parent and the agent it runs), readable in /proc as long as it runs.
+        const k3sPids = [status().pid!, ...descendantsOf(status().pid!)];
+        expect(k3sPids.length).toBeGreaterThan(1);
+        for (const pid of k3sPids) expect(readFileSync(`/proc/${pid}/environ`, 'utf8')).not.toContain('very-secret');
+        // The events reached the wire (k3s.up among them), and no payload the device published holds a secret.
+        await wire.waitFor((m) => m.topic.endsWith('/events') && m.text.includes('k3s.up'), 'the k3s.up event on the wire');
         agent.child.kill('SIGTERM');
         await agent.exited;
+        expect(wire.messages.filter((m) => m.topic.endsWith('/events')).length).toBeGreaterThan(0);
+        for (const message of wire.messages) expect(message.text).not.toContain('very-secret');
         expect(agent.output()).toContain('"level":"debug"');
         expect(agent.output()).not.toContain('very-secret');
       } finally {
+        await wire.close();
         agent.child.kill('SIGKILL');
         for (const pid of processesMatching(join(home, 'data'))) process.kill(pid, 'SIGKILL');
         await broker.close();

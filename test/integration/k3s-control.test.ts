@@ -7,6 +7,7 @@ import { SupervisedK3sControl } from '../../src/k3s/control.js';
 import { ChecksumMismatchError } from '../../src/k3s/errors.js';
 import { K3sInstaller } from '../../src/k3s/installer.js';
 import { NodeSettingsFile, withNodeSettings } from '../../src/k3s/node-settings.js';
+import { TOKEN_FILE } from '../../src/k3s/token-file.js';
 import { FAKE_K3S, fakeK3sBinary } from '../helpers/fake-k3s.js';
 import { shutDown, supervisedFake, type SupervisedFake } from '../helpers/k3s-supervisor.js';
 import { checksumFile, sha256, startReleaseServer, type ReleaseServer } from '../helpers/release-server.js';
@@ -95,8 +96,8 @@ describe('the k3s control handle', () => {
     await control.waitHealthy(30_000, new AbortController().signal);
     expect(lastArgv()).toEqual(expect.arrayContaining(['role=gateway', 'edge=true:NoSchedule']));
     expect(lastArgv().join(' ')).not.toContain('rotated-token');
-    const environ = readFileSync(`/proc/${fake.supervisor.status().pid}/environ`, 'utf8');
-    expect(environ.split('\0')).toContain(`K3S_TOKEN=${NEW_TOKEN}`);
+    expect(readFileSync(join(dir, 'work', TOKEN_FILE), 'utf8').trim()).toBe(NEW_TOKEN);
+    expect(readFileSync(`/proc/${fake.supervisor.status().pid}/environ`, 'utf8')).not.toContain(NEW_TOKEN);
 
     await control.revertNodeSettings('cmd-2');
     await control.restart();

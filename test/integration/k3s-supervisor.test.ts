@@ -1,8 +1,9 @@
-import { chmodSync, copyFileSync, existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { chmodSync, copyFileSync, existsSync, mkdirSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { processStartTime } from '../../src/k3s/agent-process.js';
 import { currentBootId } from '../../src/k3s/process-check.js';
 import { ConfigSchema } from '../../src/config/schema.js';
 import { buildAgentInvocation } from '../../src/k3s/args.js';
+import { TOKEN_FILE } from '../../src/k3s/token-file.js';
 import { execFileSync, spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -50,13 +51,16 @@ describe('k3s supervisor', () => {
     expect(fake.kinds()).toContain('k3s.up');
     await waitUntil(() => fake.supervisor.status().registered, 'registered line seen');
 
-    // The join token reached k3s through its environment, never its command line.
+    // The join token reached k3s through a 0600 file in fleetlet's work dir, never its command line or environment.
     const cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
     expect(cmdline).toContain('--server');
     expect(cmdline).not.toContain(JOIN_TOKEN);
-    const record = JSON.parse(readFileSync(join(dir, `${pid}.json`), 'utf8')) as { tokenLength: number; argv: string[] };
-    expect(record.tokenLength).toBe(JOIN_TOKEN.length);
-    expect(readFileSync(`/proc/${pid}/environ`, 'utf8').split('\0')).toContain(`K3S_TOKEN=${JOIN_TOKEN}`);
+    const tokenFile = join(fake.workDir, TOKEN_FILE);
+    expect(cmdline).toContain(`--token-file\0${tokenFile}`);
+    expect(statSync(tokenFile).mode & 0o777).toBe(0o600);
+    const record = JSON.parse(readFileSync(join(dir, `${pid}.json`), 'utf8')) as { tokenSource: string; tokenLength: number; argv: string[] };
+    expect(record).toMatchObject({ tokenSource: 'file', tokenLength: JOIN_TOKEN.length });
+    expect(readFileSync(`/proc/${pid}/environ`, 'utf8')).not.toContain(JOIN_TOKEN);
     expect(readFileSync(`/proc/${process.pid}/cmdline`, 'utf8')).not.toContain(JOIN_TOKEN);
 
     await fake.supervisor.stopK3s('test');

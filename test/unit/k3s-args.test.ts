@@ -2,7 +2,8 @@ import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { ConfigSchema } from '../../src/config/schema.js';
-import { buildAgentInvocation, checkExtraArg, childEnvironment, commandLineLooksLikeK3s } from '../../src/k3s/args.js';
+import { buildAgentInvocation, checkExtraArg, commandLineLooksLikeK3s } from '../../src/k3s/args.js';
+import { k3sChildEnvironment } from '../../src/k3s/child-env.js';
 import { AgentArgsError } from '../../src/k3s/errors.js';
 import { K3S_AGENT_FLAGS } from '../../src/k3s/flags.js';
 import { FAKE_K3S } from '../helpers/fake-k3s.js';
@@ -21,7 +22,7 @@ function fakeAccepts(args: string[]): { ok: boolean; stderr: string } {
 }
 
 describe('k3s agent arguments', () => {
-  it('maps every config key to its flag, with the token in the environment only', () => {
+  it('maps every config key to its flag, with the token neither on the command line nor in the environment', () => {
     const invocation = buildAgentInvocation(
       k3sConfig({
         serverUrl: 'https://10.0.0.1:6443',
@@ -56,7 +57,8 @@ describe('k3s agent arguments', () => {
       '--snapshotter=native',
       '--debug',
     ]);
-    expect(invocation.env).toEqual({ K3S_TOKEN: TOKEN });
+    expect(invocation.env).toEqual({});
+    expect(invocation.token?.reveal()).toBe(TOKEN);
     expect(invocation.args.join(' ')).not.toContain('s3cr3t');
     expect(fakeAccepts(invocation.args)).toMatchObject({ ok: true });
   });
@@ -65,6 +67,7 @@ describe('k3s agent arguments', () => {
     const invocation = buildAgentInvocation(k3sConfig({ serverUrl: 'https://k3s.example:6443', tokenFile: '/etc/fleetlet/k3s-token' }));
     expect(invocation.args).toEqual(['agent', '--server', 'https://k3s.example:6443', '--data-dir', '/var/lib/rancher/k3s', '--token-file', '/etc/fleetlet/k3s-token']);
     expect(invocation.env).toEqual({});
+    expect(invocation.token).toBeUndefined();
   });
 
   it('needs a server and a token', () => {
@@ -109,12 +112,48 @@ describe('k3s agent arguments', () => {
     expect(fakeAccepts(['agent', '--cluster-init'])).toMatchObject({ ok: false, stderr: expect.stringContaining('flag provided but not defined: -cluster-init') });
   });
 
-  it('gives the child no inherited K3S_* variables or NOTIFY_SOCKET', () => {
-    const env = childEnvironment(
-      { PATH: '/usr/bin', K3S_URL: 'https://stale:6443', K3S_TOKEN: 'stale', NOTIFY_SOCKET: '/run/systemd/notify' },
-      { args: [], env: { K3S_TOKEN: TOKEN } },
+  it('gives the child only allow-listed variables: no secret of fleetlet, no inherited K3S_*, no NOTIFY_SOCKET', () => {
+    const env = k3sChildEnvironment(
+      {
+        PATH: '/usr/bin',
+        HOME: '/root',
+        LANG: 'C.UTF-8',
+        LC_TIME: 'de_DE.UTF-8',
+        TZ: 'UTC',
+        HTTPS_PROXY: 'http://proxy:3128',
+        no_proxy: '10.0.0.0/8',
+        CONTAINERD_HTTP_PROXY: 'http://proxy:3128',
+        FLEETLET_BROKER_AUTH_PASSWORD: 'mqtt-secret',
+        FLEETLET_K3S_TOKEN: TOKEN,
+        AWS_SECRET_ACCESS_KEY: 'cloud-secret',
+        K3S_URL: 'https://stale:6443',
+        K3S_TOKEN: 'stale',
+        NOTIFY_SOCKET: '/run/systemd/notify',
+        WATCHDOG_USEC: '30000000',
+      },
+      { K3S_SELINUX: 'true' },
     );
-    expect(env).toEqual({ PATH: '/usr/bin', K3S_TOKEN: TOKEN });
+    expect(env).toEqual({
+      PATH: '/usr/bin',
+      HOME: '/root',
+      LANG: 'C.UTF-8',
+      LC_TIME: 'de_DE.UTF-8',
+      TZ: 'UTC',
+      HTTPS_PROXY: 'http://proxy:3128',
+      no_proxy: '10.0.0.0/8',
+      CONTAINERD_HTTP_PROXY: 'http://proxy:3128',
+      K3S_SELINUX: 'true',
+    });
+  });
+
+  it('passes the variables k3s.passEnv names, by name or prefix, but never FLEETLET_*, K3S_* or NOTIFY_SOCKET', () => {
+    const base = { SSL_CERT_FILE: '/etc/ssl/site.pem', SITE_A: 'a', SITE_B: 'b', OTHER: 'x', FLEETLET_K3S_TOKEN: TOKEN, K3S_TOKEN: 'stale', NOTIFY_SOCKET: '/run/n' };
+    expect(k3sChildEnvironment(base, {}, ['SSL_CERT_FILE', 'SITE_*', 'FLEETLET_*', 'K3S_TOKEN', 'NOTIFY_SOCKET', '*'])).toEqual({
+      SSL_CERT_FILE: '/etc/ssl/site.pem',
+      SITE_A: 'a',
+      SITE_B: 'b',
+      OTHER: 'x',
+    });
   });
 
   it('notices a command line that the upgrade controller would take for k3s', () => {
