@@ -9,7 +9,8 @@ import { processStartTime, type ProcessRecord } from './agent-process.js';
  * second one beside it. So before each spawn a launch id is written here and handed to k3s in its environment; a
  * fleetlet that finds no adoptable record looks for the process that carries the last launch id.
  */
-export const LAUNCH_ID_ENV = 'FLEETLET_K3S_LAUNCH_ID';
+// Not a FLEETLET_* name: k3s gets none of fleetlet's own variables, and this one is no setting of fleetlet's.
+export const LAUNCH_ID_ENV = 'NODE_AGENT_LAUNCH_ID';
 
 const LaunchIntentSchema = z.strictObject({ launchId: z.uuid(), binaryPath: z.string().max(4096) });
 

@@ -54,8 +54,9 @@ describe('secrets and the children fleetlet starts', () => {
     const env = environOf(pid);
     expect(Object.keys(env).filter((name) => name.startsWith('K3S_') || name.startsWith('FLEETLET_'))).toEqual([]);
     expect(env).toMatchObject({ LC_ALL: 'C.UTF-8', HTTPS_PROXY: 'http://proxy.example:3128', PATH: process.env.PATH });
-    // Nothing beyond the allow-list and what the test's fake needs (k3s.passEnv: FAKE_K3S_*).
-    const allowed = /^(PATH|HOME|LANG|LANGUAGE|TZ|LC_\w+|(CONTAINERD_)?(HTTP_PROXY|HTTPS_PROXY|NO_PROXY)|http_proxy|https_proxy|no_proxy|FAKE_K3S_\w+)$/;
+    // Nothing beyond the allow-list, the launch id fleetlet adopts k3s by, and what the test's fake needs
+    // (k3s.passEnv: FAKE_K3S_*).
+    const allowed = /^(PATH|HOME|LANG|LANGUAGE|TZ|LC_\w+|(CONTAINERD_)?(HTTP_PROXY|HTTPS_PROXY|NO_PROXY)|http_proxy|https_proxy|no_proxy|NODE_AGENT_LAUNCH_ID|FAKE_K3S_\w+)$/;
     expect(Object.keys(env).filter((name) => !allowed.test(name))).toEqual([]);
   });
 

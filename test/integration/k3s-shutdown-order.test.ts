@@ -51,6 +51,7 @@ describe('the agent stopping in the middle of a k3s upgrade', () => {
         k3s: await isolatedK3s(dir, binaryPath, {
           artifactUrl: releases.artifactUrl,
           channelUrl: releases.channelUrl,
+          allowInsecureMirror: true,
           nodeName: 'pi-order',
           kubeletArgs: [`healthz-port=${healthzPort}`],
         }),
@@ -84,7 +85,7 @@ describe('the agent stopping in the middle of a k3s upgrade', () => {
     await waitFor(() => first.output().includes('"to":"running-healthy"'), `k3s healthy (${first.output().slice(-2000)})`, 30_000);
 
     const sent = new Promise<{ code: number; stdout: string }>((resolve) => {
-      const args = ['fleet', 'send', 'k3s.upgrade', '--device', 'pi-order', '--arg', 'version=v1.37.0+k3s1', '--wait', '90', '--key', keyFile, '--broker', broker.url];
+      const args = ['fleet', 'send', 'k3s.upgrade', '--device', 'pi-order', '--arg', 'version=v1.37.0+k3s1', '--wait', '90', '--key', keyFile, '--broker', broker.url, '--allow-plaintext'];
       execFile(process.execPath, [FLEETLET_BUNDLE, ...args], { timeout: 120_000 }, (err, stdout) =>
         resolve({ code: err ? (typeof err.code === 'number' ? err.code : -1) : 0, stdout }),
       );
