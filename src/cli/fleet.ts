@@ -1,12 +1,13 @@
 import { readFileSync, statSync } from 'node:fs';
 import { Option, type Command } from 'commander';
 import { FleetletError, UsageError } from '../lib/errors.js';
-import { COMMAND_ARGS, COMMAND_TYPES, type CommandTarget, type CommandType } from '../protocol/command.js';
+import { COMMAND_ARGS, COMMAND_TYPES, SECRET_ARGS, secretArgsOf, type CommandTarget, type CommandType } from '../protocol/command.js';
 import type { DeviceChannel } from '../protocol/topics.js';
 import type { FleetConnectionOptions } from '../fleet/connection.js';
 import { listDevices } from '../fleet/devices.js';
 import { generateSigningKey, trustSnippet } from '../fleet/keygen.js';
-import { buildSignedCommand, loadSigningKey } from '../fleet/signer.js';
+import { fetchSealKey, sealSecretArgs } from '../fleet/seal-args.js';
+import { buildSignedCommand, loadSigningKey, newCommandId } from '../fleet/signer.js';
 import { sendSigned } from '../fleet/send.js';
 import { watchFleet } from '../fleet/watch.js';
 import { parseAmount, type RolloutPlan } from '../fleet/rollout-plan.js';
@@ -42,16 +43,26 @@ export function registerFleetCommands(program: Command, io: CliIo, setExitCode: 
     .option('--group <name>', 'target group')
     .option('--args <json>', 'arguments as a JSON object')
     .option('--arg <key=value>', 'one argument (repeatable); the value is JSON if it parses, else a string', collect, [])
-    .option('--arg-file <key=file>', 'one argument read from a file, for secrets such as joinToken (kept off the command line)', collect, [])
+    .option('--arg-file <key=file>', 'one argument read from a file', collect, [])
+    .option('--secret-file <key=file>', `a secret argument (${secretArgNames()}) read from a file and sealed to the target device's key`, collect, [])
     .option('--ttl <seconds>', 'how long the command stays valid', '3600')
     .option('--wait <seconds>', 'how long to wait for results', '60')
     .action(guarded(io, setExitCode, async (type: string, options: SendFlags, command: Command) => {
       if (!(COMMAND_TYPES as string[]).includes(type)) throw new UsageError(`unknown command type "${type}"`);
       const signer = loadSigningKey(options.key, options.keyId);
-      const envelope = buildSignedCommand(
-        { type: type as CommandType, target: targetOf(options), args: argsOf(options), ttlSeconds: positive(options.ttl, '--ttl') },
-        signer,
-      );
+      const target = targetOf(options);
+      const args = argsOf(options);
+      const secrets = secretsOf(options);
+      const id = newCommandId();
+      for (const name of secretArgsOf(type as CommandType)) {
+        if (name in args) throw new UsageError(`${name} is secret: give it with --secret-file ${name}=FILE, which seals it to the device`);
+      }
+      if (Object.keys(secrets).length > 0) {
+        if (!('device' in target)) throw new UsageError('a secret is sealed to one device: send it with --device, once per device');
+        const sealKey = await fetchSealKey(connectionOf(command), target.device);
+        Object.assign(args, sealSecretArgs(secrets, { id, type: type as CommandType, deviceId: target.device }, sealKey));
+      }
+      const envelope = buildSignedCommand({ id, type: type as CommandType, target, args, ttlSeconds: positive(options.ttl, '--ttl') }, signer);
       const sent = await sendSigned(envelope, connectionOf(command), positive(options.wait, '--wait'), (line) => io.stdout(`${line}\n`));
       if (sent.outcome === 'timeout') io.stderr(`no final result within ${options.wait} s\n`);
       setExitCode(sent.outcome === 'succeeded' ? EXIT.OK : sent.outcome === 'timeout' ? EXIT_NO_ANSWER : EXIT.FAILURE);
@@ -190,6 +201,7 @@ interface SendFlags {
   args?: string;
   arg: string[];
   argFile: string[];
+  secretFile: string[];
   ttl: string;
   wait: string;
 }
@@ -265,6 +277,22 @@ function argsOf(options: SendFlags): Record<string, unknown> {
     args[pair.slice(0, at)] = readSmallFile(pair.slice(at + 1));
   }
   return args;
+}
+
+function secretsOf(options: SendFlags): Record<string, string> {
+  const secrets: Record<string, string> = {};
+  for (const pair of options.secretFile) {
+    const at = pair.indexOf('=');
+    if (at <= 0) throw new UsageError(`--secret-file expects key=file, got "${pair}"`);
+    secrets[pair.slice(0, at)] = readSmallFile(pair.slice(at + 1));
+  }
+  return secrets;
+}
+
+function secretArgNames(): string {
+  return Object.entries(SECRET_ARGS)
+    .map(([type, names]) => `${type}: ${(names ?? []).join(', ')}`)
+    .join('; ');
 }
 
 const MAX_ARG_FILE_BYTES = 64 * 1024;
