@@ -6,6 +6,7 @@ import type { DeviceChannel } from '../protocol/topics.js';
 import type { FleetConnectionOptions } from '../fleet/connection.js';
 import { listDevices } from '../fleet/devices.js';
 import { generateSigningKey, trustSnippet } from '../fleet/keygen.js';
+import { groupAclLines, readGroupMembership } from '../fleet/group-acl.js';
 import { fetchSealKey, sealSecretArgs } from '../fleet/seal-args.js';
 import { buildSignedCommand, loadSigningKey, newCommandId } from '../fleet/signer.js';
 import { sendSigned } from '../fleet/send.js';
@@ -66,6 +67,18 @@ export function registerFleetCommands(program: Command, io: CliIo, setExitCode: 
       const sent = await sendSigned(envelope, connectionOf(command), positive(options.wait, '--wait'), (line) => io.stdout(`${line}\n`));
       if (sent.outcome === 'timeout') io.stderr(`no final result within ${options.wait} s\n`);
       setExitCode(sent.outcome === 'succeeded' ? EXIT.OK : sent.outcome === 'timeout' ? EXIT_NO_ANSWER : EXIT.FAILURE);
+    }));
+
+  fleet
+    .command('acl')
+    .description("print the broker's ACL: each device may read only its own groups' commands (reload mosquitto with SIGHUP after)")
+    .requiredOption('--groups <file>', 'group membership, YAML: groups: { <group>: [<device id>, ...] }')
+    .option('--base <file>', 'ACL printed first: the shipped per-device rules and the operators')
+    .addOption(new Option('--topic-root <root>', 'topic prefix').env('FLEET_TOPIC_ROOT').default('fleetlet/v1'))
+    .action(guarded(io, setExitCode, async (options: { groups: string; base?: string; topicRoot: string }) => {
+      const base = options.base ? `${readSmallFile(options.base).trimEnd()}\n\n` : '';
+      io.stdout(`${base}${groupAclLines(readGroupMembership(options.groups), options.topicRoot).join('\n')}\n`);
+      setExitCode(EXIT.OK);
     }));
 
   withConnection(fleet.command('devices').description('list devices from their retained presence and inventory'))
