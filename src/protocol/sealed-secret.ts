@@ -1,6 +1,7 @@
 import {
   createCipheriv,
   createDecipheriv,
+  createPrivateKey,
   createPublicKey,
   diffieHellman,
   generateKeyPairSync,
@@ -73,11 +74,17 @@ export function sealPublicKeyFromBase64(raw: string): KeyObject {
   return createPublicKey({ key: { kty: 'OKP', crv: 'X25519', x }, format: 'jwk' });
 }
 
-export function sealSecret(plaintext: string, recipient: KeyObject, binding: SealBinding): SealedSecret {
-  const ephemeral = generateSealKeyPair();
-  const epk = sealPublicKeyToBase64(ephemeral.publicKey);
-  const key = deriveKey(diffieHellman({ privateKey: ephemeral.privateKey, publicKey: recipient }), epk, sealPublicKeyToBase64(recipient));
-  const nonce = randomBytes(12);
+/** `fixed` is for test vectors only: a reused ephemeral key or nonce would give the secret away. */
+export function sealSecret(
+  plaintext: string,
+  recipient: KeyObject,
+  binding: SealBinding,
+  fixed?: { ephemeralPrivateKey: KeyObject; nonce: Buffer },
+): SealedSecret {
+  const ephemeralPrivateKey = fixed?.ephemeralPrivateKey ?? generateSealKeyPair().privateKey;
+  const epk = sealPublicKeyToBase64(createPublicKey(ephemeralPrivateKey));
+  const key = deriveKey(diffieHellman({ privateKey: ephemeralPrivateKey, publicKey: recipient }), epk, sealPublicKeyToBase64(recipient));
+  const nonce = fixed?.nonce ?? randomBytes(12);
   const cipher = createCipheriv('aes-256-gcm', key, nonce);
   cipher.setAAD(associatedData(binding));
   const ct = Buffer.concat([cipher.update(plaintext, 'utf8'), cipher.final(), cipher.getAuthTag()]);
@@ -110,3 +117,21 @@ function associatedData(binding: SealBinding): Buffer {
   const { commandId, type, arg, deviceId } = binding;
   return Buffer.from(AAD_DOMAIN + canonicalJson({ arg, commandId, deviceId, type }), 'utf8');
 }
+
+/** An X25519 private key from its raw 32 bytes (hex), for test vectors. */
+export function sealPrivateKeyFromHex(hex: string): KeyObject {
+  const d = Buffer.from(hex, 'hex');
+  if (d.length !== 32) throw new SealedSecretError('an X25519 private key is 32 bytes');
+  // The public half is not needed to import a JWK private key, but the field is required: derive it.
+  const pkcs8 = Buffer.concat([Buffer.from('302e020100300506032b656e04220420', 'hex'), d]);
+  return createPrivateKey({ key: pkcs8, format: 'der', type: 'pkcs8' });
+}
+
+/** Fixed inputs for the test vector in docs/protocol.md (RFC 7748 section 6.1's keys). */
+export const SEALING_VECTOR = {
+  recipientPrivateHex: '5dab087e624a8a4b79e17f8b83800ee66f3bb1292618b6fd1c2f8b27ff88e0eb',
+  ephemeralPrivateHex: '77076d0a7318a57d3c16c17251b26645df4c2f87ebc0992ab177fba51db92c2a',
+  nonceHex: '000102030405060708090a0b',
+  binding: { commandId: 'c-sealed-vector-1', type: 'k3s.configure', arg: 'joinToken', deviceId: 'pi-kitchen-01' },
+  plaintext: 'K10example-agent-token::node:0123456789abcdef',
+} as const;

@@ -1,4 +1,5 @@
-import { mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { diffieHellman, createPublicKey } from 'node:crypto';
+import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -6,6 +7,9 @@ import { verifyCommand } from '../../src/commands/verify.js';
 import { FileSealKey, SEAL_KEY_FILE } from '../../src/identity/seal-key.js';
 import { parseCommandArgs, type CommandEnvelope } from '../../src/protocol/command.js';
 import {
+  openSealedSecret,
+  SEALING_VECTOR,
+  sealPrivateKeyFromHex,
   SealedSecretError,
   SealedSecretSchema,
   sealPublicKeyFromBase64,
@@ -13,6 +17,7 @@ import {
   type SealBinding,
 } from '../../src/protocol/sealed-secret.js';
 import { encode, signedCommand, testKey, trustOf } from '../fixtures/command-keys.js';
+import { REPO_ROOT } from '../helpers/paths.js';
 
 const TOKEN = 'K10b2f1c0ffee::node:0123456789abcdef';
 const binding: SealBinding = { commandId: 'c-0123456789ab', type: 'k3s.configure', arg: 'joinToken', deviceId: 'dev-a' };
@@ -103,5 +108,22 @@ describe('secrets sealed to one device', () => {
     const replaced = await FileSealKey.loadOrCreate(dir);
     expect(replaced).toMatchObject({ created: true, replaced: 'not a private key' });
     expect(replaced.key.publicKey).not.toBe(first.key.publicKey);
+  });
+
+  it('the test vector in docs/protocol.md opens with the device key, over RFC 7748 section 6.1 key agreement', () => {
+    const recipient = sealPrivateKeyFromHex(SEALING_VECTOR.recipientPrivateHex);
+    const ephemeral = sealPrivateKeyFromHex(SEALING_VECTOR.ephemeralPrivateHex);
+    // RFC 7748 section 6.1: Bob's public key and the shared secret, as the RFC prints them.
+    expect(createPublicKey(recipient).export({ format: 'der', type: 'spki' }).subarray(-32).toString('hex')).toBe(
+      'de9edb7d7b7dc1b4d35b61c2ece435373f8343c85b78674dadfc7e146f882b4f',
+    );
+    expect(diffieHellman({ privateKey: ephemeral, publicKey: createPublicKey(recipient) }).toString('hex')).toBe(
+      '4a5d9d5ba4ce2de1728e3bf480350f25e07e21c947d19e3376f09b3c1e161742',
+    );
+    const doc = readFileSync(join(REPO_ROOT, 'docs/protocol.md'), 'utf8');
+    const section = doc.slice(doc.indexOf('### Vector: a join token'));
+    const sealedJson = /Sealed value:\n\n```json\n([\s\S]*?)\n```/.exec(section)?.[1];
+    const sealed = SealedSecretSchema.parse(JSON.parse(sealedJson ?? 'null'));
+    expect(openSealedSecret(sealed, recipient, SEALING_VECTOR.binding)).toBe(SEALING_VECTOR.plaintext);
   });
 });
