@@ -5,6 +5,7 @@ import { join, resolve } from 'node:path';
 import { z } from 'zod';
 import { WIRE_CONTRACT, type TopicSpec } from '../src/protocol/registry.js';
 import { SCHEMA_VERSION } from '../src/protocol/topics.js';
+import { sealingSection } from './docs-protocol-sealing.js';
 import { signingSection } from './docs-protocol-signing.js';
 
 const target = join(resolve(import.meta.dirname, '..'), 'docs/protocol.md');
@@ -58,6 +59,7 @@ function render(): string {
     '',
     ...WIRE_CONTRACT.map(section),
     signingSection(),
+    sealingSection(),
   ].join('\n');
 }
 

@@ -34,6 +34,7 @@ import { restoreStateAfterRevert } from './commands/agent-upgrade-restore.js';
 import { databaseWritable } from './store/write-probe.js';
 import { DeviceIdUnavailableError } from './identity/errors.js';
 import { IdentityStore } from './identity/identity-store.js';
+import { deviceSealKey } from './identity/seal-key.js';
 import { NodeFiles } from './identity/node-files.js';
 import { createIdentityControl, fingerprintChangedEvent } from './identity/reidentify.js';
 import type { IdentityControl } from './commands/identity-reidentify.js';
@@ -131,6 +132,7 @@ async function buildAgentParts({ config }: LoadedConfig, logger: Logger, env: Re
   const deviceRecord = new DeviceRecordFile(config.stateDir);
   const device = await deviceOrConfigError(deviceRecord, config.device.id, machine, logger);
   const { deviceId } = device;
+  const sealKey = await deviceSealKey(config.stateDir, logger);
   const topics = new Topics(config.broker.topicRoot);
   // Providers are read at each sample, after every part is built; a part that does not exist yet reports "unknown".
   const { telemetry, events } = createTelemetry({
@@ -155,6 +157,7 @@ async function buildAgentParts({ config }: LoadedConfig, logger: Logger, env: Re
     },
     logger,
     fleetletVersion: FLEETLET_VERSION,
+    ...(sealKey.publicKey ? { sealKey: sealKey.publicKey } : {}),
   });
   if (opened.recovered) {
     events.emit(eventFromProducer({ kind: 'state.database-recovered', at: Date.now(), detail: { ...opened.recovered } }));
@@ -197,6 +200,7 @@ async function buildAgentParts({ config }: LoadedConfig, logger: Logger, env: Re
     topics,
     logger,
     agentVersion: FLEETLET_VERSION,
+    secrets: sealKey,
     onCommand: (handler) => link.onCommand((_topic, payload) => handler(payload)),
     // A self-updated binary confirms itself only once each of these (and its command path) works.
     agentHealth: {

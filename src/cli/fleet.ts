@@ -1,12 +1,14 @@
 import { readFileSync, statSync } from 'node:fs';
 import { Option, type Command } from 'commander';
 import { FleetletError, UsageError } from '../lib/errors.js';
-import { COMMAND_ARGS, COMMAND_TYPES, SECRET_ARGS, type CommandTarget, type CommandType } from '../protocol/command.js';
+import { COMMAND_ARGS, COMMAND_TYPES, SECRET_ARGS, secretArgsOf, type CommandTarget, type CommandType } from '../protocol/command.js';
 import type { DeviceChannel } from '../protocol/topics.js';
 import type { FleetConnectionOptions } from '../fleet/connection.js';
 import { listDevices } from '../fleet/devices.js';
 import { generateSigningKey, trustSnippet } from '../fleet/keygen.js';
-import { buildSignedCommand, loadSigningKey } from '../fleet/signer.js';
+import { groupAclLines, readGroupMembership } from '../fleet/group-acl.js';
+import { fetchSealKey, sealSecretArgs } from '../fleet/seal-args.js';
+import { buildSignedCommand, loadSigningKey, newCommandId } from '../fleet/signer.js';
 import { sendSigned } from '../fleet/send.js';
 import { watchFleet } from '../fleet/watch.js';
 import { parseAmount, type RolloutPlan } from '../fleet/rollout-plan.js';
@@ -42,21 +44,42 @@ export function registerFleetCommands(program: Command, io: CliIo, setExitCode: 
     .option('--group <name>', 'target group')
     .option('--args <json>', 'arguments as a JSON object')
     .option('--arg <key=value>', 'one argument (repeatable); the value is JSON if it parses, else a string', collect, [])
-    .option('--arg-file <key=file>', 'one argument read from a file; secrets such as joinToken only this way (kept off the command line)', collect, [])
+    .option('--arg-file <key=file>', 'one argument read from a file', collect, [])
+    .option('--secret-file <key=file>', `a secret argument (${secretArgNames()}) read from a file and sealed to the target device's key`, collect, [])
     .option('--ttl <seconds>', 'how long the command stays valid', '3600')
     .option('--wait <seconds>', 'how long to wait for results', '60')
     .action(guarded(io, setExitCode, async (type: string, options: SendFlags, command: Command) => {
       if (!(COMMAND_TYPES as string[]).includes(type)) throw new UsageError(`unknown command type "${type}"`);
       const connection = encryptedConnectionOf(command);
-      refuseSecretsOnCommandLine(type as CommandType, options);
       const signer = loadSigningKey(options.key, options.keyId);
-      const envelope = buildSignedCommand(
-        { type: type as CommandType, target: targetOf(options), args: argsOf(options), ttlSeconds: positive(options.ttl, '--ttl') },
-        signer,
-      );
+      const target = targetOf(options);
+      const args = argsOf(options);
+      const secrets = secretsOf(options);
+      const id = newCommandId();
+      for (const name of secretArgsOf(type as CommandType)) {
+        if (name in args) throw new UsageError(`${name} is secret: give it with --secret-file ${name}=FILE, which seals it to the device`);
+      }
+      if (Object.keys(secrets).length > 0) {
+        if (!('device' in target)) throw new UsageError('a secret is sealed to one device: send it with --device, once per device');
+        const sealKey = await fetchSealKey(connection, target.device);
+        Object.assign(args, sealSecretArgs(secrets, { id, type: type as CommandType, deviceId: target.device }, sealKey));
+      }
+      const envelope = buildSignedCommand({ id, type: type as CommandType, target, args, ttlSeconds: positive(options.ttl, '--ttl') }, signer);
       const sent = await sendSigned(envelope, connection, positive(options.wait, '--wait'), (line) => io.stdout(`${line}\n`));
       if (sent.outcome === 'timeout') io.stderr(`no final result within ${options.wait} s\n`);
       setExitCode(sent.outcome === 'succeeded' ? EXIT.OK : sent.outcome === 'timeout' ? EXIT_NO_ANSWER : EXIT.FAILURE);
+    }));
+
+  fleet
+    .command('acl')
+    .description("print the broker's ACL: each device may read only its own groups' commands (reload mosquitto with SIGHUP after)")
+    .requiredOption('--groups <file>', 'group membership, YAML: groups: { <group>: [<device id>, ...] }')
+    .option('--base <file>', 'ACL printed first: the shipped per-device rules and the operators')
+    .addOption(new Option('--topic-root <root>', 'topic prefix').env('FLEET_TOPIC_ROOT').default('fleetlet/v1'))
+    .action(guarded(io, setExitCode, async (options: { groups: string; base?: string; topicRoot: string }) => {
+      const base = options.base ? `${readSmallFile(options.base).trimEnd()}\n\n` : '';
+      io.stdout(`${base}${groupAclLines(readGroupMembership(options.groups), options.topicRoot).join('\n')}\n`);
+      setExitCode(EXIT.OK);
     }));
 
   withConnection(fleet.command('devices').description('list devices from their retained presence and inventory'))
@@ -193,6 +216,7 @@ interface SendFlags {
   args?: string;
   arg: string[];
   argFile: string[];
+  secretFile: string[];
   ttl: string;
   wait: string;
 }
@@ -261,21 +285,6 @@ function targetOf(options: SendFlags): CommandTarget {
 }
 
 /** Secret arguments on the command line would stay in ps output and shell history: only --arg-file may carry them. */
-function refuseSecretsOnCommandLine(type: CommandType, options: SendFlags): void {
-  const secrets: readonly string[] = SECRET_ARGS[type] ?? [];
-  const inline = options.arg.map((pair) => pair.split('=', 1)[0]!);
-  if (options.args) {
-    try {
-      const parsed = JSON.parse(options.args) as unknown;
-      if (parsed && typeof parsed === 'object') inline.push(...Object.keys(parsed));
-    } catch {
-      // argsOf reports the bad JSON
-    }
-  }
-  const named = secrets.find((key) => inline.includes(key));
-  if (named) throw new UsageError(`${named} is a secret: give it from a file with --arg-file ${named}=FILE, not on the command line`);
-}
-
 function argsOf(options: SendFlags): Record<string, unknown> {
   let args: Record<string, unknown> = {};
   if (options.args) {
@@ -302,6 +311,22 @@ function argsOf(options: SendFlags): Record<string, unknown> {
     args[pair.slice(0, at)] = readSmallFile(pair.slice(at + 1));
   }
   return args;
+}
+
+function secretsOf(options: SendFlags): Record<string, string> {
+  const secrets: Record<string, string> = {};
+  for (const pair of options.secretFile) {
+    const at = pair.indexOf('=');
+    if (at <= 0) throw new UsageError(`--secret-file expects key=file, got "${pair}"`);
+    secrets[pair.slice(0, at)] = readSmallFile(pair.slice(at + 1));
+  }
+  return secrets;
+}
+
+function secretArgNames(): string {
+  return Object.entries(SECRET_ARGS)
+    .map(([type, names]) => `${type}: ${(names ?? []).join(', ')}`)
+    .join('; ');
 }
 
 const MAX_ARG_FILE_BYTES = 64 * 1024;

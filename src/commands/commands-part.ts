@@ -14,6 +14,7 @@ import { readMarker, writeGuard } from './agent-upgrade-guard.js';
 import { AgentUpgradeTrial, type HealthCheck } from './agent-upgrade-trial.js';
 import { snapshotDatabase } from '../store/snapshot.js';
 import { k3sConfigureHandler } from './k3s-configure.js';
+import type { SecretOpener } from './secret-args.js';
 import { k3sRestartHandler } from './k3s-restart.js';
 import { k3sStopHandler } from './k3s-stop.js';
 import { logsCollectHandler } from './logs-collect.js';
@@ -46,6 +47,8 @@ export interface CommandsDeps {
   invocationId: string | undefined;
   /** The device's identity, for identity.reidentify; absent: the command is refused as unavailable. */
   identity?: IdentityControl;
+  /** Opens secret arguments sealed to this device (k3s.configure's joinToken). */
+  secrets: SecretOpener;
 }
 
 const MAX_QUEUED = 16;
@@ -90,7 +93,7 @@ export function createCommandsPart(deps: CommandsDeps) {
       }),
       k3sRestartHandler(k3s, healthTimeoutMs),
       k3sStopHandler(k3s),
-      k3sConfigureHandler(k3s, healthTimeoutMs),
+      k3sConfigureHandler(k3s, healthTimeoutMs, deps.secrets),
     );
   }
   const router = new CommandRouter({

@@ -1,6 +1,8 @@
 import { z } from 'zod';
-import type { CommandHandler } from './handler.js';
-import type { K3sControl } from './k3s-control.js';
+import type { CommandContext, CommandHandler } from './handler.js';
+import { SealedSecretError } from '../protocol/sealed-secret.js';
+import type { K3sControl, K3sNodeChanges } from './k3s-control.js';
+import type { SecretOpener } from './secret-args.js';
 
 /**
  * Where a run stands, saved durably before the step it names, so that a crash at any instant resumes safely:
@@ -15,7 +17,7 @@ const StepSchema = z.object({ phase: z.enum(['applying', 'applied', 'reverting']
  * with the new settings (a wrong token, an unreachable server), the previous settings are put back and k3s
  * restarted on them, so a bad change cannot strand the node. The token never appears in a result.
  */
-export function k3sConfigureHandler(k3s: K3sControl, healthTimeoutMs: number): CommandHandler<'k3s.configure'> {
+export function k3sConfigureHandler(k3s: K3sControl, healthTimeoutMs: number, secrets: SecretOpener): CommandHandler<'k3s.configure'> {
   return {
     type: 'k3s.configure',
     onInterrupted: 'resume',
@@ -26,8 +28,15 @@ export function k3sConfigureHandler(k3s: K3sControl, healthTimeoutMs: number): C
       let reason = (saved.success && saved.data.reason) || 'unhealthy';
       const changed = Object.keys(args).join(', ');
       if (phase === 'applying') {
+        let changes: K3sNodeChanges;
+        try {
+          changes = unsealed(context.command, secrets);
+        } catch (err) {
+          if (!(err instanceof SealedSecretError)) throw err;
+          return { status: 'failed', reason: 'sealed_secret', detail: `${err.message}; nothing was changed` };
+        }
         // Keeps the settings from before this command, tagged with its id, before writing the new ones.
-        await k3s.applyNodeSettings(id, args);
+        await k3s.applyNodeSettings(id, changes);
         context.saveStep({ phase: 'applied' }, true);
         context.progress('applied', changed);
         phase = 'applied';
@@ -50,4 +59,17 @@ export function k3sConfigureHandler(k3s: K3sControl, healthTimeoutMs: number): C
       return { status: 'failed', reason: 'rolled_back', detail: `k3s was not healthy with the new ${changed} (${reason}); ${back}` };
     },
   };
+}
+
+/** The token is opened only here, just before it is written to k3s's token file; the journal keeps it sealed. */
+function unsealed(command: CommandContext<'k3s.configure'>['command'], secrets: SecretOpener): K3sNodeChanges {
+  const { joinToken, ...rest } = command.args;
+  if (!joinToken) return rest;
+  return { ...rest, joinToken: secrets.open(joinToken, { commandId: command.id, type: command.type, arg: 'joinToken', deviceId: deviceOf(command) }) };
+}
+
+/** Secret arguments only ever reach a device-targeted command (parseCommandArgs refuses a group target). */
+function deviceOf(command: { target: { device: string } | { group: string } }): string {
+  if (!('device' in command.target)) throw new SealedSecretError('a sealed secret addressed to a group cannot be opened');
+  return command.target.device;
 }

@@ -64,7 +64,7 @@ const DeviceSection = z
     ),
     name: z.string().min(1).max(128).optional().describe('Human-friendly name shown to operators.'),
     labels: Labels.default({}).describe('Labels for selecting devices in rollouts (Kubernetes label syntax).'),
-    groups: z.array(GroupIdSchema).max(32).default([]).describe('Groups whose command topics the device subscribes to.'),
+    groups: z.array(GroupIdSchema).max(32).default([]).describe("Groups whose command topics the device subscribes to; the broker delivers only those the fleet's membership list grants it (`fleetlet fleet acl`)."),
     identityRoot: absolutePath
       .default('/')
       .describe('Root under which the machine id, board serial, DMI product uuid and network cards are read; "/" unless the host is mounted elsewhere (a container).'),

@@ -14,3 +14,8 @@ export class FleetConnectionError extends FleetletError {
 export class RolloutStateError extends FleetletError {
   readonly severity = 'fatal';
 }
+
+/** The target device's seal key cannot be had from its retained inventory, so a secret cannot be sealed to it. */
+export class SealKeyUnavailableError extends FleetletError {
+  readonly severity = 'transient';
+}

@@ -55,6 +55,12 @@ export interface CommandRequest {
   args: Record<string, unknown>;
   ttlSeconds: number;
   now?: number;
+  /** Set when the args were sealed for this id already (see seal-args.ts); otherwise a new one. */
+  id?: string;
+}
+
+export function newCommandId(): string {
+  return `c-${randomBytes(9).toString('base64url')}`;
 }
 
 /** Checks the args against the same schema the device uses, then signs: a typo fails here, not on 1,000 devices. */
@@ -67,7 +73,7 @@ export function buildSignedCommand(request: CommandRequest, signer: SigningKey):
   const issuedAt = request.now ?? Date.now();
   const command: UnsignedCommand = {
     schemaVersion: SCHEMA_VERSION,
-    id: `c-${randomBytes(9).toString('base64url')}`,
+    id: request.id ?? newCommandId(),
     type: request.type,
     target: request.target,
     issuedAt,

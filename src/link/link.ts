@@ -14,8 +14,14 @@ import { LinkSession } from './session.js';
 /** What telemetry shows about the link. */
 export interface LinkState {
   connected: boolean;
-  /** The broker granted every command subscription of the current connection: commands can reach the device. */
+  /**
+   * The broker granted the device's own command topic on the current connection: commands can reach the device. A
+   * refused group topic (the device is not a member by the broker's ACL) does not take that away; it is listed in
+   * `refusedTopics` and logged.
+   */
   subscribed: boolean;
+  /** Command topics the broker refused on the current connection (SUBACK 0x80). */
+  refusedTopics?: string[];
   /** When the link last became connected or disconnected (epoch ms). */
   since: number;
   /** Connection attempts since the last stable connection. */
@@ -197,11 +203,13 @@ export class MqttLink {
     const current = () => session === this.#session && session.open && !this.#stopping;
     try {
       // Subscribe before announcing ourselves: an operator reacting to the birth must not miss us.
-      const granted = await session.track(() => session.client.subscribeAsync([...this.#inbox.topics], { qos: 1 }));
-      const refused = granted.filter((grant) => grant.qos === 128).map((grant) => grant.topic);
-      if (refused.length > 0) this.#log.error({ topics: refused }, 'the broker refused command subscriptions (check its ACL)');
+      const refused = await this.#subscribeCommands(session);
+      if (refused.length > 0) {
+        this.#log.error({ topics: refused }, "the broker refused command subscriptions: check its ACL and the fleet's group membership list");
+      }
       if (!current()) return;
-      this.#state = { ...this.#state, subscribed: refused.length === 0 };
+      const ownTopic = this.#topics.device(this.#options.deviceId, 'commands');
+      this.#state = { ...this.#state, subscribed: !refused.includes(ownTopic), refusedTopics: refused };
       const online = presenceMessage('online', this.#options.bootSequence, this.#options.fleetletVersion);
       await session.publish(this.#presenceTopic, JSON.stringify(online), { qos: 1, retain: true });
       if (!current()) return;
@@ -213,6 +221,23 @@ export class MqttLink {
       // The connection dropped half-way; the close handler schedules the next attempt.
       this.#recordError(err);
     }
+  }
+
+  /**
+   * Subscribes to every command topic in one SUBSCRIBE and returns those the broker refused. MQTT.js rejects the whole
+   * call when any topic is refused (0x80), which would otherwise hide that the others were granted.
+   */
+  async #subscribeCommands(session: LinkSession): Promise<string[]> {
+    const topics = [...this.#inbox.topics];
+    let codes: readonly unknown[];
+    try {
+      codes = (await session.track(() => session.client.subscribeAsync(topics, { qos: 1 }))).map((grant) => grant.qos);
+    } catch (err) {
+      const suback = subackOf(err);
+      if (!suback) throw err;
+      codes = suback;
+    }
+    return topics.filter((_topic, index) => typeof codes[index] !== 'number' || ((codes[index] as number) & 0x80) !== 0);
   }
 
   #onClosed(session: LinkSession): void {
@@ -227,7 +252,7 @@ export class MqttLink {
     }
     session.close();
     this.#schedule.disconnected();
-    this.#state = { ...this.#state, connected: false, subscribed: false, since: this.#state.connected ? Date.now() : this.#state.since };
+    this.#state = { ...this.#state, connected: false, subscribed: false, refusedTopics: [], since: this.#state.connected ? Date.now() : this.#state.since };
     this.#retryLater();
   }
 
@@ -253,6 +278,12 @@ async function withTimeout(work: Promise<unknown>, ms: number): Promise<'done' |
   } finally {
     clearTimeout(timer);
   }
+}
+
+/** The return codes of the SUBACK MQTT.js attaches to a refused SUBSCRIBE, one per topic; undefined for other errors. */
+function subackOf(err: unknown): readonly unknown[] | undefined {
+  const packet = (err as { packet?: { cmd?: unknown; granted?: unknown } } | undefined)?.packet;
+  return packet?.cmd === 'suback' && Array.isArray(packet.granted) ? packet.granted : undefined;
 }
 
 /** Scheme, host and port only: a URL may carry user:password, which must not reach the logs. */

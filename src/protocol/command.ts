@@ -3,6 +3,7 @@ import { z } from 'zod';
 import { DeviceIdSchema, GroupIdSchema } from '../config/schema.js';
 import { SCHEMA_VERSION } from './topics.js';
 import { canonicalJson } from './canonical-json.js';
+import { SealedSecretSchema } from './sealed-secret.js';
 
 export { canonicalJson } from './canonical-json.js';
 
@@ -59,8 +60,8 @@ export const K3sConfigureArgsSchema = z
     labels: z.record(LabelKey, LabelValue).optional(),
     taints: z.array(Taint).max(64).optional(),
     serverUrl: httpsUrl.optional(),
-    // Signed but not encrypted: the broker link must be TLS with an ACL that keeps command topics private.
-    joinToken: z.string().min(1).max(4096).optional(),
+    // Sealed to the target device's key (SECRET_ARGS): a plaintext token is refused.
+    joinToken: SealedSecretSchema.optional(),
   })
   .refine((args) => Object.keys(args).length > 0, { error: 'expected at least one of labels, taints, serverUrl, joinToken' });
 
@@ -102,6 +103,18 @@ export const COMMAND_ARGS = {
 
 export type CommandType = keyof typeof COMMAND_ARGS;
 export const COMMAND_TYPES = Object.keys(COMMAND_ARGS) as [CommandType, ...CommandType[]];
+
+/**
+ * The secret arguments, by command type: each travels sealed to the one target device's key (sealed-secret.ts),
+ * never in clear, and a command carrying one is refused when it targets a group.
+ */
+export const SECRET_ARGS: Partial<Record<CommandType, readonly string[]>> = {
+  'k3s.configure': ['joinToken'],
+};
+
+export function secretArgsOf(type: CommandType): readonly string[] {
+  return SECRET_ARGS[type] ?? [];
+}
 export type CommandArgs<T extends CommandType> = z.output<(typeof COMMAND_ARGS)[T]>;
 
 export const CommandTargetSchema = z.union([
@@ -136,6 +149,10 @@ export type Command = {
 export type ArgsCheck = { ok: true; command: Command } | { ok: false; message: string };
 
 export function parseCommandArgs(envelope: CommandEnvelope): ArgsCheck {
+  const secrets = secretArgsOf(envelope.type).filter((name) => envelope.args[name] !== undefined);
+  if (secrets.length > 0 && 'group' in envelope.target) {
+    return { ok: false, message: `args.${secrets[0]}: a sealed secret opens on one device only; send it to each device, not to a group` };
+  }
   const result = COMMAND_ARGS[envelope.type].safeParse(envelope.args);
   if (!result.success) {
     const issue = result.error.issues[0];
@@ -196,6 +213,3 @@ export const COMMAND_EXAMPLE: CommandEnvelope = {
   keyId: 'ops-2026',
   sig: `${'A'.repeat(86)}==`,
 };
-
-/** Arguments that are secrets: operator tools take them only from files, never from the command line. */
-export const SECRET_ARGS: Partial<Record<CommandType, readonly string[]>> = { 'k3s.configure': ['joinToken'] };

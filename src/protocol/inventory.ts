@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { SealPublicKeySchema } from './sealed-secret.js';
 import { SCHEMA_VERSION } from './topics.js';
 
 /**
@@ -35,6 +36,8 @@ export const InventorySchema = z.object({
   identity: z
     .record(z.string().max(64), z.string().max(128).regex(/^[a-z0-9]+:[A-Za-z0-9+/=_-]+$/))
     .refine((i) => Object.keys(i).length <= 8, { error: 'at most 8 identity fingerprints' }),
+  /** The device's X25519 public key (raw 32 bytes, base64): operators seal secret command arguments to it. */
+  sealKey: SealPublicKeySchema.optional(),
 });
 
 export type Inventory = z.infer<typeof InventorySchema>;
@@ -60,4 +63,5 @@ export const INVENTORY_EXAMPLE: Inventory = {
   labels: { site: 'home', 'fleetlet.io/tier': 'edge' },
   groups: ['canary'],
   identity: { nodePassword: 'sha256:9f2c4e0d7b1a', deviceKey: 'sha256:3e5d01aa77c2' },
+  sealKey: 'hSDwCYkwp1R0i33ctD73Wg2/Og0mOBr066SpjqqbTmo=',
 };

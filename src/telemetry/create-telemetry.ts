@@ -29,6 +29,8 @@ export interface TelemetryDeps {
   fleetletVersion: string;
   /** Beaten at every sample taken (the watchdog's "sampler ticks"). */
   progress?: Heartbeat;
+  /** The device's seal public key, published in the inventory. */
+  sealKey?: string;
 }
 
 /**
@@ -61,6 +63,7 @@ export function createTelemetry(deps: TelemetryDeps): { telemetry: Telemetry; ev
       groups: config.device.groups,
       fleetletVersion: deps.fleetletVersion,
       nodeName: config.k3s.nodeName,
+      ...(deps.sealKey ? { sealKey: deps.sealKey } : {}),
     },
     files,
     facts: systeminformationFacts,

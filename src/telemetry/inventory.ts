@@ -56,6 +56,8 @@ export interface DeviceDescription {
   fleetletVersion: string;
   /** From config; the supervisor's view wins when it knows the node name. */
   nodeName?: string;
+  /** The public half of the device's seal key, for operators who seal secret arguments to it. */
+  sealKey?: string;
 }
 
 const FINGERPRINT = /^[a-z0-9]+:[A-Za-z0-9+/=_-]+$/;
@@ -83,6 +85,7 @@ export function buildInventory(
     labels: device.labels,
     groups: device.groups,
     identity,
+    sealKey: device.sealKey,
   });
 }
 

@@ -19,6 +19,8 @@ export interface TestBroker {
   restart(): Promise<void>;
   /** Stops it for good and removes its files. */
   close(): Promise<void>;
+  /** mosquitto only: SIGHUP, which makes it read its ACL and password files again. */
+  reload?(): void;
 }
 
 export interface BrokerOptions {
@@ -103,6 +105,7 @@ export async function startMosquitto(options: BrokerOptions = {}): Promise<TestB
       await stop();
       cleanup();
     },
+    reload: () => void child?.kill('SIGHUP'),
   };
 }
 

@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs';
+import { mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { k3sConfigureHandler } from '../../src/commands/k3s-configure.js';
@@ -12,6 +12,8 @@ import { FAKE_K3S } from '../helpers/fake-k3s.js';
 import { shutDown, supervisedFake, type SupervisedFake } from '../helpers/k3s-supervisor.js';
 import { tempDir } from '../helpers/paths.js';
 import { encode, signedCommand, testKey } from '../fixtures/command-keys.js';
+import { sealedConfigure, tokenOfArgv } from '../fixtures/sealed-configure.js';
+import { FileSealKey } from '../../src/identity/seal-key.js';
 import { routerRig, type RouterRig } from '../fixtures/command-router-setup.js';
 
 const operator = testKey('ops');
@@ -31,6 +33,7 @@ describe('k3s.configure on the supervised (fake) k3s', () => {
   let settings: NodeSettingsFile;
   let control: SupervisedK3sControl;
   let rig: RouterRig;
+  let deviceKey: FileSealKey;
 
   beforeEach(async () => {
     ({ dir, cleanup } = tempDir('fleetlet-k3s-configure-'));
@@ -52,7 +55,9 @@ describe('k3s.configure on the supervised (fake) k3s', () => {
     control = new SupervisedK3sControl(fake.supervisor, installer, settings, FAKE_K3S, 50);
     await fake.supervisor.start();
     expect(await control.waitHealthy(30_000, new AbortController().signal)).toEqual({ healthy: true });
-    rig = routerRig({ stateDir: join(dir, 'state'), operator, handlers: [k3sConfigureHandler(control, HEALTH_TIMEOUT_MS)] });
+    mkdirSync(join(dir, 'state'), { recursive: true });
+    deviceKey = (await FileSealKey.loadOrCreate(join(dir, 'state'))).key;
+    rig = routerRig({ stateDir: join(dir, 'state'), operator, handlers: [k3sConfigureHandler(control, HEALTH_TIMEOUT_MS, deviceKey)] });
   });
   afterEach(async () => {
     rig.close();
@@ -61,7 +66,7 @@ describe('k3s.configure on the supervised (fake) k3s', () => {
   });
 
   const configure = async (args: Record<string, unknown>) => {
-    const envelope = signedCommand(operator, { type: 'k3s.configure', args });
+    const envelope = sealedConfigure(operator, args, deviceKey);
     rig.router.receive(encode(envelope));
     await rig.router.idle();
     return rig.outbox.results().filter((r) => r.commandId === envelope.id);
@@ -70,8 +75,7 @@ describe('k3s.configure on the supervised (fake) k3s', () => {
   const running = () => {
     const pid = fake.supervisor.status().pid!;
     const argv = (JSON.parse(readFileSync(join(dir, `${pid}.json`), 'utf8')) as { argv: string[] }).argv;
-    const environ = readFileSync(`/proc/${pid}/environ`, 'utf8').split('\0');
-    return { pid, argv, token: environ.find((entry) => entry.startsWith('K3S_TOKEN=')) };
+    return { pid, argv, token: tokenOfArgv(argv) };
   };
   const settingsOnDisk = (): NodeSettings => JSON.parse(readFileSync(join(dir, 'work', 'node-settings.json'), 'utf8')) as NodeSettings;
 
@@ -84,7 +88,7 @@ describe('k3s.configure on the supervised (fake) k3s', () => {
     expect(now.pid).not.toBe(before);
     expect(now.argv).toEqual(expect.arrayContaining(['--node-label', 'zone=north']));
     expect(now.argv.join(' ')).not.toContain(TOKEN);
-    expect(now.token).toBe(`K3S_TOKEN=${TOKEN}`);
+    expect(now.token).toBe(TOKEN);
     expect(JSON.stringify(rig.outbox.records)).not.toContain(TOKEN);
     expect(JSON.stringify(rig.journal.get(results[0]!.commandId!)?.command)).not.toContain(TOKEN);
   });
@@ -100,7 +104,7 @@ describe('k3s.configure on the supervised (fake) k3s', () => {
     expect(results.map((r) => (r.status === 'progress' ? r.step : r.status))).toEqual(['accepted', 'applied', 'reverted', 'failed']);
     expect(settingsOnDisk()).toEqual({ labels: { zone: 'north' } });
     expect(running().argv).toEqual(expect.arrayContaining(['--server', 'https://10.0.0.1:6443', 'zone=north']));
-    expect(running().token).toBe('K3S_TOKEN=K10abc::node:original');
+    expect(running().token).toBe('K10abc::node:original');
     expect(await control.waitHealthy(5_000, new AbortController().signal)).toEqual({ healthy: true });
     expect(JSON.stringify(rig.outbox.records)).not.toContain(TOKEN);
   });

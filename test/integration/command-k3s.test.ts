@@ -1,6 +1,7 @@
 import { mkdirSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { k3sConfigureHandler } from '../../src/commands/k3s-configure.js';
 import { k3sRestartHandler } from '../../src/commands/k3s-restart.js';
 import { CHUNK_BYTES, logsCollectHandler } from '../../src/commands/logs-collect.js';
 import { tempDir } from '../helpers/paths.js';
@@ -13,14 +14,20 @@ import { SupervisedK3sControl } from '../../src/k3s/control.js';
 import { K3sInstaller } from '../../src/k3s/installer.js';
 import { NodeSettingsFile } from '../../src/k3s/node-settings.js';
 import { FAKE_K3S } from '../helpers/fake-k3s.js';
+import { FileSealKey } from '../../src/identity/seal-key.js';
+import { sealPublicKeyFromBase64, sealSecret } from '../../src/protocol/sealed-secret.js';
+import type { CommandTarget } from '../../src/protocol/command.js';
 import { isAlive, shutDown, supervisedFake, waitUntil, type SupervisedFake } from '../helpers/k3s-supervisor.js';
 
 const operator = testKey('ops');
+const TOKEN = 'K10rotated-secret-token::node:abcdef';
 
-describe('logs.collect on a running (fake) k3s', () => {
+describe('k3s.configure with sealed tokens, and logs.collect, on a running (fake) k3s', () => {
   let dir: { dir: string; cleanup: () => void };
   let k3s: ProcessK3sControl;
   let rig: RouterRig;
+  let deviceKey: FileSealKey;
+  let otherDeviceKey: FileSealKey;
   const agentLines = Array.from({ length: 300 }, (_, i) => `agent line ${i} ${'x'.repeat(i % 7 === 0 ? 3000 : 40)}`);
 
   beforeEach(async () => {
@@ -29,11 +36,16 @@ describe('logs.collect on a running (fake) k3s', () => {
     writeShellFakeK3s(join(dir.dir, 'k3s', 'bin', 'k3s'), 'v1.35.2+k3s1', 'healthy');
     k3s = new ProcessK3sControl(join(dir.dir, 'k3s'), join(dir.dir, 'mirror'), 0);
     await k3s.restart();
+    mkdirSync(join(dir.dir, 'state'));
+    mkdirSync(join(dir.dir, 'other-device'));
+    deviceKey = (await FileSealKey.loadOrCreate(join(dir.dir, 'state'))).key;
+    otherDeviceKey = (await FileSealKey.loadOrCreate(join(dir.dir, 'other-device'))).key;
     rig = routerRig({
       stateDir: join(dir.dir, 'state'),
       operator,
       handlers: [
         k3sRestartHandler(k3s, 3000),
+        k3sConfigureHandler(k3s, 3000, deviceKey),
         logsCollectHandler({ agent: async (max) => agentLines.slice(-max), k3s: (max) => k3s.recentLogLines(max) }),
       ],
     });
@@ -44,12 +56,75 @@ describe('logs.collect on a running (fake) k3s', () => {
     dir.cleanup();
   });
 
-  const run = async (type: 'k3s.restart' | 'k3s.configure' | 'logs.collect', args: Record<string, unknown> = {}) => {
-    const envelope = signedCommand(operator, { type, args });
+  const run = async (
+    type: 'k3s.restart' | 'k3s.configure' | 'logs.collect',
+    args: Record<string, unknown> = {},
+    seal?: { token: string; to: FileSealKey; forDevice?: string; target?: CommandTarget },
+  ) => {
+    const id = `cmd-${Math.random().toString(16).slice(2, 14)}`;
+    const sealed = seal
+      ? {
+          joinToken: sealSecret(seal.token, sealPublicKeyFromBase64(seal.to.publicKey), {
+            commandId: id,
+            type,
+            arg: 'joinToken',
+            deviceId: seal.forDevice ?? 'dev-1',
+          }),
+        }
+      : {};
+    const envelope = signedCommand(operator, { id, type, args: { ...args, ...sealed }, ...(seal?.target ? { target: seal.target } : {}) });
     rig.router.receive(encode(envelope));
     await rig.router.idle();
     return rig.outbox.results().filter((r) => r.commandId === envelope.id);
   };
+
+  it('k3s.configure applies labels and a sealed rotated token with a restart, and never echoes the token', async () => {
+    const results = await run('k3s.configure', { labels: { zone: 'north' } }, { token: TOKEN, to: deviceKey });
+    expect(results.at(-1)).toMatchObject({ status: 'succeeded' });
+    expect(k3s.settings()).toEqual({ labels: { zone: 'north' }, joinToken: TOKEN });
+    expect(JSON.stringify(rig.outbox.records)).not.toContain(TOKEN);
+    expect(JSON.stringify(rig.journal.get(results[0]!.commandId!)?.command)).not.toContain(TOKEN);
+  });
+
+  it('k3s.configure refuses a plaintext joinToken before running anything', async () => {
+    const results = await run('k3s.configure', { labels: { zone: 'north' }, joinToken: TOKEN });
+    expect(results).toHaveLength(1);
+    expect(results[0]).toMatchObject({ status: 'rejected', reason: 'bad_args', detail: expect.stringContaining('args.joinToken') });
+    expect(k3s.settings()).toEqual({});
+    expect(JSON.stringify(rig.outbox.records)).not.toContain(TOKEN);
+  });
+
+  it('k3s.configure with a token sealed to another device fails without changing anything', async () => {
+    const results = await run('k3s.configure', { labels: { zone: 'north' } }, { token: TOKEN, to: otherDeviceKey });
+    expect(results.at(-1)).toMatchObject({ status: 'failed', reason: 'sealed_secret', detail: expect.stringContaining('nothing was changed') });
+    expect(k3s.settings()).toEqual({});
+  });
+
+  it('k3s.configure with a token sealed to this device but for another device id fails (the device id is bound)', async () => {
+    const results = await run('k3s.configure', {}, { token: TOKEN, to: deviceKey, forDevice: 'dev-2' });
+    expect(results.at(-1)).toMatchObject({ status: 'failed', reason: 'sealed_secret' });
+    expect(k3s.settings()).toEqual({});
+  });
+
+  it('k3s.configure carrying a sealed token to a group is refused', async () => {
+    const results = await run('k3s.configure', {}, { token: TOKEN, to: deviceKey, target: { group: 'canary' } });
+    expect(results).toHaveLength(1);
+    expect(results[0]).toMatchObject({ status: 'rejected', reason: 'bad_args', detail: expect.stringContaining('not to a group') });
+    expect(k3s.settings()).toEqual({});
+  });
+
+  it('k3s.configure puts the previous settings back when k3s is not healthy with the new ones', async () => {
+    await run('k3s.configure', { labels: { zone: 'north' } });
+    const results = await run('k3s.configure', { serverUrl: 'https://unreachable.example:6443' }, { token: TOKEN, to: deviceKey });
+    expect(results.at(-1)).toMatchObject({
+      status: 'failed',
+      reason: 'rolled_back',
+      detail: expect.stringContaining('previous settings restored and healthy'),
+    });
+    expect(k3s.settings()).toEqual({ labels: { zone: 'north' } });
+    expect(await k3s.waitHealthy(3000, new AbortController().signal)).toEqual({ healthy: true });
+    expect(JSON.stringify(rig.outbox.records)).not.toContain(TOKEN);
+  });
 
   it('logs.collect sends bounded lines in chunks that each fit one message', async () => {
     const results = await run('logs.collect', { lines: 250 });

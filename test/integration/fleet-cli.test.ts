@@ -1,11 +1,12 @@
 import { execFile, spawn } from 'node:child_process';
 import { createPublicKey, createPrivateKey } from 'node:crypto';
-import { chmodSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { pingHandler } from '../../src/commands/ping.js';
 import { logsCollectHandler } from '../../src/commands/logs-collect.js';
 import { publicKeyToBase64 } from '../../src/protocol/command.js';
+import { FileSealKey } from '../../src/identity/seal-key.js';
 import { waitFor } from '../helpers/cli.js';
 import { startMosquitto, type TestBroker } from '../helpers/mosquitto.js';
 import { FLEETLET_BUNDLE, tempDir } from '../helpers/paths.js';
@@ -25,6 +26,12 @@ function fleetlet(args: string[], env: Record<string, string> = {}): Promise<Run
       resolve({ code, stdout, stderr });
     });
   });
+}
+
+/** The device's own seal key, made in its state directory as the agent makes it. */
+async function sealKeyIn(stateDir: string): Promise<string> {
+  mkdirSync(stateDir, { recursive: true });
+  return (await FileSealKey.loadOrCreate(stateDir)).key.publicKey!;
 }
 
 describe('fleet CLI against a real broker', () => {
@@ -56,6 +63,7 @@ describe('fleet CLI against a real broker', () => {
           stateDir: join(dir.dir, spec.deviceId),
           operator,
           handlers: [pingHandler('0.1.0'), logsCollectHandler({ agent: async (max) => [`${spec.deviceId} booted`, 'link connected'].slice(-max) })],
+          sealKey: await sealKeyIn(join(dir.dir, spec.deviceId)),
           ...spec,
         }),
       );
@@ -114,10 +122,10 @@ describe('fleet CLI against a real broker', () => {
     expect(run.stdout).toMatch(/succeeded: 2 line\(s\) in 1 chunk\(s\)/);
   });
 
-  it('takes a secret argument from a file, keeping it off the command line and out of the output', async () => {
+  it('takes a secret argument from a file and seals it to the device, keeping it off the command line and out of the output', async () => {
     const tokenFile = join(dir.dir, 'token');
     writeFileSync(tokenFile, 'K10new-join-token::server:0123456789\n', { mode: 0o600 });
-    const run = await fleetlet(['fleet', 'send', 'k3s.configure', '--device', 'pi-1', '--arg-file', `joinToken=${tokenFile}`, '--key', keyFile, '--wait', '20', ...sending()]);
+    const run = await fleetlet(['fleet', 'send', 'k3s.configure', '--device', 'pi-1', '--secret-file', `joinToken=${tokenFile}`, '--key', keyFile, '--wait', '20', ...sending()]);
     // This test device supervises no k3s: it verified the signed command and refused it as unavailable.
     expect(run.stdout).toContain('rejected (disabled): k3s.configure is not available on this device');
     expect(run.stdout + run.stderr).not.toContain('K10new-join-token');

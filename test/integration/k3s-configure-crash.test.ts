@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CommandJournal } from '../../src/commands/journal.js';
@@ -13,7 +13,9 @@ import { isAlive } from '../helpers/k3s-supervisor.js';
 import { REPO_ROOT, tempDir } from '../helpers/paths.js';
 import { freeFixedPort } from '../helpers/ports.js';
 import { descendantsOf, processesMatching } from '../helpers/processes.js';
-import { encode, signedCommand, testKey } from '../fixtures/command-keys.js';
+import { encode, testKey } from '../fixtures/command-keys.js';
+import { sealedConfigure, tokenOfArgv } from '../fixtures/sealed-configure.js';
+import { FileSealKey } from '../../src/identity/seal-key.js';
 import { CONFIGURED_K3S } from '../fixtures/runner-device.js';
 
 const RUNNER = join(REPO_ROOT, 'dist/k3s-configure-runner.cjs');
@@ -155,8 +157,12 @@ describe('k3s.configure across SIGKILL at random moments', () => {
   const runningK3s = () => {
     const { pid } = JSON.parse(readFileSync(join(dir, 'work', 'agent-process.json'), 'utf8')) as { pid: number };
     const argv = (JSON.parse(readFileSync(join(dir, `${pid}.json`), 'utf8')) as { argv: string[] }).argv;
-    const token = readFileSync(`/proc/${pid}/environ`, 'utf8').split('\0').find((e) => e.startsWith('K3S_TOKEN='));
-    return { pid, argv, token: token?.slice('K3S_TOKEN='.length) };
+    return { pid, argv, token: tokenOfArgv(argv) };
+  };
+  /** The device's seal key, made where the runner keeps it (its state dir) before the first run needs it. */
+  const deviceKey = async () => {
+    mkdirSync(join(dir, 'state'), { recursive: true });
+    return (await FileSealKey.loadOrCreate(join(dir, 'state'))).key;
   };
   const healthz = async () => (await fetch(`http://127.0.0.1:${healthzPort}/healthz`, { signal: AbortSignal.timeout(5_000) })).status;
 
@@ -175,7 +181,7 @@ describe('k3s.configure across SIGKILL at random moments', () => {
   const iteration = async (bad: boolean, kill: { killAfterMs?: number; killAt?: string }): Promise<{ stage: string; ms: number }> => {
     const before = settingsOnDisk();
     const changes = changeFor(bad);
-    const command = signedCommand(operator, { type: 'k3s.configure', args: changes });
+    const command = sealedConfigure(operator, changes, await deviceKey());
     const first = await runOnce({ command, ...kill });
     if (!first.killed) expect(first.code, first.stderr).toBe(0);
     const stage = first.killed ? stageOf(command.id) : 'not-killed';
