@@ -134,15 +134,17 @@ describe('fleet tools that send commands', () => {
     const common = ['--device', 'pi-1', '--key', keyFile, '--broker', 'mqtts://127.0.0.1:1'];
     const arg = await fleetlet(['fleet', 'send', 'k3s.configure', '--arg', 'joinToken=K10secret::server:abc', ...common]);
     expect(arg.code).toBe(64);
-    expect(arg.stderr).toContain('joinToken is a secret: give it from a file with --arg-file joinToken=FILE');
+    expect(arg.stderr).toContain('joinToken is secret: give it with --secret-file joinToken=FILE, which seals it to the device');
     const args = await fleetlet(['fleet', 'send', 'k3s.configure', '--args', '{"joinToken":"K10secret::server:abc"}', ...common]);
     expect(args.code).toBe(64);
-    expect(args.stderr).toContain('--arg-file joinToken=FILE');
+    expect(args.stderr).toContain('--secret-file joinToken=FILE');
     expect(arg.stderr + args.stderr).not.toContain('K10secret');
-    // From a file it passes the check and goes on to connect (nothing listens here).
+    // Given with --secret-file it passes the check and goes on to connect for the device's seal key (nothing listens).
     const tokenFile = join(dir.dir, 'token');
     writeFileSync(tokenFile, 'K10secret::server:abc\n', { mode: 0o600 });
-    const fromFile = await fleetlet(['fleet', 'send', 'k3s.configure', '--arg-file', `joinToken=${tokenFile}`, ...common]);
+    const plainFile = await fleetlet(['fleet', 'send', 'k3s.configure', '--arg-file', `joinToken=${tokenFile}`, ...common]);
+    expect(plainFile.code).toBe(64);
+    const fromFile = await fleetlet(['fleet', 'send', 'k3s.configure', '--secret-file', `joinToken=${tokenFile}`, ...common]);
     expect(fromFile.code).toBe(1);
     expect(fromFile.stderr).toContain('cannot connect');
   });

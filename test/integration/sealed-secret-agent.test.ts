@@ -81,7 +81,7 @@ describe('a sealed join token through the real agent', () => {
     writeFileSync(tokenFile, `${NEW_TOKEN}\n`, { mode: 0o600 });
     const send = (...extra: string[]) =>
       new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
-        const args = ['fleet', 'send', 'k3s.configure', '--wait', '60', '--key', keyFile, '--broker', broker.url, ...extra];
+        const args = ['fleet', 'send', 'k3s.configure', '--wait', '60', '--key', keyFile, '--broker', broker.url, '--allow-plaintext', ...extra];
         execFile(process.execPath, [FLEETLET_BUNDLE, ...args], { timeout: 90_000 }, (err, stdout, stderr) =>
           resolve({ code: err ? (typeof err.code === 'number' ? err.code : -1) : 0, stdout, stderr }),
         );
