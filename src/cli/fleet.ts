@@ -13,6 +13,7 @@ import { parseAmount, type RolloutPlan } from '../fleet/rollout-plan.js';
 import { runRollout } from '../fleet/rollout.js';
 import type { CliIo } from './program.js';
 import { EXIT } from './exit-codes.js';
+import { registerTrustCommands } from './fleet-trust.js';
 
 /** sysexits EX_TEMPFAIL: the command went out but no answer came in time; trying again later may help. */
 export const EXIT_NO_ANSWER = 75;
@@ -36,6 +37,8 @@ export function registerFleetCommands(program: Command, io: CliIo, setExitCode: 
       setExitCode(EXIT.OK);
     }));
 
+  registerTrustCommands(fleet, io, setExitCode, (action) => guarded(io, setExitCode, action));
+
   withConnection(withSigning(fleet.command('send').description('sign one command, publish it, wait for its result')))
     .argument('<type>', `command type: ${COMMAND_TYPES.join(', ')}`)
     .option('--device <id>', 'target device')
@@ -43,6 +46,7 @@ export function registerFleetCommands(program: Command, io: CliIo, setExitCode: 
     .option('--args <json>', 'arguments as a JSON object')
     .option('--arg <key=value>', 'one argument (repeatable); the value is JSON if it parses, else a string', collect, [])
     .option('--arg-file <key=file>', 'one argument read from a file, for secrets such as joinToken (kept off the command line)', collect, [])
+    .option('--arg-json <key=file>', 'one argument read from a JSON file (e.g. document=trust.json for trust.update)', collect, [])
     .option('--ttl <seconds>', 'how long the command stays valid', '3600')
     .option('--wait <seconds>', 'how long to wait for results', '60')
     .action(guarded(io, setExitCode, async (type: string, options: SendFlags, command: Command) => {
@@ -190,6 +194,7 @@ interface SendFlags {
   args?: string;
   arg: string[];
   argFile: string[];
+  argJson: string[];
   ttl: string;
   wait: string;
 }
@@ -263,6 +268,16 @@ function argsOf(options: SendFlags): Record<string, unknown> {
     const at = pair.indexOf('=');
     if (at <= 0) throw new UsageError(`--arg-file expects key=file, got "${pair}"`);
     args[pair.slice(0, at)] = readSmallFile(pair.slice(at + 1));
+  }
+  for (const pair of options.argJson) {
+    const at = pair.indexOf('=');
+    if (at <= 0) throw new UsageError(`--arg-json expects key=file, got "${pair}"`);
+    try {
+      args[pair.slice(0, at)] = JSON.parse(readSmallFile(pair.slice(at + 1))) as unknown;
+    } catch (err) {
+      if (err instanceof UsageError) throw err;
+      throw new UsageError(`${pair.slice(at + 1)} is not valid JSON`);
+    }
   }
   return args;
 }
