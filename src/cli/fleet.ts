@@ -101,6 +101,7 @@ export function registerFleetCommands(program: Command, io: CliIo, setExitCode: 
     .option('--sha256 <hex>', 'sha256 of the artifact')
     .option('--artifact-url <url>', 'where devices download the artifact')
     .option('--allow-downgrade', 'allow a k3s downgrade')
+    .option('--release-signature <json>', 'agent: what `fleet release sign` printed (needed once the trust document names release keys)')
     .option('--label <key=value>', 'only devices with this label (repeatable)', collect, [])
     .option('--group <name>', 'only devices in this group')
     .option('--include-offline', 'also devices whose presence is offline (they will likely time out)')
@@ -134,6 +135,7 @@ interface RolloutFlags {
   sha256?: string;
   artifactUrl?: string;
   allowDowngrade?: boolean;
+  releaseSignature?: string;
   label: string[];
   group?: string;
   includeOffline?: boolean;
@@ -151,6 +153,13 @@ function rolloutPlan(what: 'k3s' | 'agent', o: RolloutFlags): RolloutPlan {
   if (o.sha256) args.sha256 = o.sha256;
   if (o.artifactUrl) args.artifactUrl = o.artifactUrl;
   if (o.allowDowngrade) args.allowDowngrade = true;
+  if (o.releaseSignature) {
+    try {
+      args.releaseSignature = JSON.parse(o.releaseSignature) as unknown;
+    } catch {
+      throw new UsageError('--release-signature expects the JSON that `fleet release sign` printed');
+    }
+  }
   const kind = what === 'k3s' ? 'k3s.upgrade' : 'agent.upgrade';
   const checked = COMMAND_ARGS[kind].safeParse(args);
   if (!checked.success) throw new UsageError(`invalid ${kind} args: ${checked.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`);

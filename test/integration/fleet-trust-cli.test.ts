@@ -111,6 +111,15 @@ describe('fleet trust CLI', () => {
     expect(device.checkRelease({ version: '0.2.0', sha256, releaseSignature: signature })).toEqual({ ok: true });
     expect(device.checkRelease({ version: '0.2.1', sha256, releaseSignature: signature })).toMatchObject({ ok: false, reason: 'release_signature_invalid' });
     expect(device.checkRelease({ version: '0.2.0', sha256 })).toMatchObject({ ok: false, reason: 'release_unsigned' });
+
+    // A rollout carries it in every agent.upgrade it signs; the args are checked against the device's schema first.
+    const rollout = (releaseSignature: string) =>
+      runCli(['fleet', 'rollout', 'agent', '--state', path('rollout.json'), '--to', '0.2.0', '--sha256', sha256, '--artifact-url', 'https://mirror.example/fleetlet',
+        '--release-signature', releaseSignature, '--broker', 'mqtt://127.0.0.1:9', '--key', path('release-2026.key'), '--dry-run']);
+    const malformed = rollout(JSON.stringify({ ...signature, sig: 'not base64' }));
+    expect(malformed.code).toBe(64);
+    expect(malformed.stderr).toContain('releaseSignature');
+    expect(rollout(JSON.stringify(signature)).stderr).not.toContain('releaseSignature');
   });
 
   it('send trust.update --arg-json delivers the document, signed by the root, to a device on a real broker', async () => {
