@@ -6,6 +6,7 @@ import { z } from 'zod';
 import { WIRE_CONTRACT, type TopicSpec } from '../src/protocol/registry.js';
 import { SCHEMA_VERSION } from '../src/protocol/topics.js';
 import { signingSection } from './docs-protocol-signing.js';
+import { trustSection } from './docs-protocol-trust.js';
 
 const target = join(resolve(import.meta.dirname, '..'), 'docs/protocol.md');
 
@@ -58,6 +59,7 @@ function render(): string {
     '',
     ...WIRE_CONTRACT.map(section),
     signingSection(),
+    trustSection(),
   ].join('\n');
 }
 

@@ -129,19 +129,3 @@ export function ed25519PublicKey(raw: string): KeyObject {
   if (bytes.length !== 32) throw new Error('an Ed25519 public key is 32 bytes');
   return createPublicKey({ key: { kty: 'OKP', crv: 'Ed25519', x: bytes.toString('base64url') }, format: 'jwk' });
 }
-
-export const TRUST_DOCUMENT_EXAMPLE: SignedTrustDocument = {
-  document: {
-    schemaVersion: 1,
-    version: 7,
-    issuedAt: 1_772_352_000_000,
-    root: { publicKey: `${'R'.repeat(43)}=` },
-    operatorKeys: [
-      { id: 'ops-2026', publicKey: `${'O'.repeat(43)}=`, scopes: { types: ['*'], targets: ['*'] }, expiresAt: 1_798_761_600_000 },
-      { id: 'oncall-kitchen', publicKey: `${'K'.repeat(43)}=`, scopes: { types: ['k3s.restart', 'logs.collect'], targets: ['group:kitchen'] } },
-    ],
-    releaseKeys: [{ id: 'release-2026', publicKey: `${'L'.repeat(43)}=` }],
-    revoked: ['ops-2025'],
-  },
-  signatures: [{ publicKey: `${'R'.repeat(43)}=`, sig: `${'S'.repeat(86)}==` }],
-};
