@@ -34,6 +34,7 @@ export function registerFleetCommands(program: Command, io: CliIo, setExitCode: 
       const key = generateSigningKey(file, keyId);
       io.stdout(`wrote private key ${file} (mode 0600); keep it off the devices\n`);
       io.stdout(`public key ${key.publicKey}\nadd to each device's config:\n${trustSnippet(key)}`);
+      io.stdout(`or, on a fleet with a trust document: fleetlet fleet trust add-key ${keyId} --public-key ${key.publicKey} --types ... --targets ...\n`);
       setExitCode(EXIT.OK);
     }));
 
