@@ -184,6 +184,22 @@ describe('layered trust: root, trust documents, scoped and revocable operator ke
     expect(rig!.journal.running()).toEqual([]);
   });
 
+  it('with a trust file that does not hold, trusts neither the document nor the configured keys, only a root-signed update', async () => {
+    device();
+    expect(await deliver(trustDocument(root, 3, { operatorKeys: [operatorEntry(ops)], revoked: [legacy.id] }))).toMatchObject({ status: 'succeeded' });
+    rig!.close();
+    // Edited on the card: the revocation removed. The root's signature no longer holds over it.
+    const file = join(dir.dir, TRUST_FILE);
+    writeFileSync(file, readFileSync(file, 'utf8').replace(`"${legacy.id}"`, '"someone-else"'));
+
+    device();
+    expect(trust.document()).toBeUndefined();
+    expect(await send(legacy)).toMatchObject({ status: 'rejected', reason: 'unknown_key' });
+    expect(await send(ops)).toMatchObject({ status: 'rejected', reason: 'unknown_key' });
+    expect(await deliver(trustDocument(root, 4, { operatorKeys: [operatorEntry(ops)], revoked: [legacy.id] }))).toMatchObject({ status: 'succeeded' });
+    expect(await send(ops)).toMatchObject({ status: 'succeeded' });
+  });
+
   it('stops a queued command whose key a trust.update ahead of it revoked', async () => {
     let release: () => void = () => {};
     const slow: CommandHandler<'k3s.restart'> = {
