@@ -1,7 +1,7 @@
 import { Option, type Command } from 'commander';
 import { UsageError } from '../lib/errors.js';
 import { sha256OfFile } from '../lib/files.js';
-import { addKey, describeTrust, initTrust, readTrustDocument, revokeKey, rotateRoot, signRelease } from '../fleet/trust-admin.js';
+import { addKey, describeTrust, initTrust, readTrustDocument, renewTrust, revokeKey, rotateRoot, signRelease } from '../fleet/trust-admin.js';
 import type { CliIo } from './program.js';
 import { EXIT } from './exit-codes.js';
 
@@ -71,6 +71,19 @@ export function registerTrustCommands(fleet: Command, io: CliIo, setExitCode: (c
     .action(guard(async (id: string, options: { document: string; rootKey: string }) => {
       const signed = await revokeKey(options.document, options.rootKey, id);
       done([`${options.document}: version ${signed.document.version}, ${id} revoked`, delivery(options.document)]);
+    }));
+
+  trust
+    .command('renew')
+    .description('set when the document expires (after it, devices refuse every operator key until a newer one); bumps the version')
+    .requiredOption('--until <date>', 'ISO 8601 date, or "never"')
+    .addOption(documentOption())
+    .addOption(rootKeyOption())
+    .action(guard(async (options: { until: string; document: string; rootKey: string }) => {
+      const until = options.until === 'never' ? undefined : Date.parse(options.until);
+      if (until !== undefined && !Number.isFinite(until)) throw new UsageError(`--until expects an ISO 8601 date or never, got "${options.until}"`);
+      const signed = await renewTrust(options.document, options.rootKey, until);
+      done([`${options.document}: version ${signed.document.version}, ${until === undefined ? 'no expiry' : `expires ${new Date(until).toISOString()}`}`, delivery(options.document)]);
     }));
 
   trust

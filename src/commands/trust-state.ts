@@ -29,7 +29,8 @@ export type TrustRefusal =
   | 'no_trust_root'
   | 'trust_bad_signature'
   | 'trust_root_not_cosigned'
-  | 'trust_rollback';
+  | 'trust_rollback'
+  | 'trust_expired';
 
 export type TrustApplied =
   | { ok: true; detail: string }
@@ -50,6 +51,7 @@ export interface TrustStateOptions {
   /** `commands.trustedKeys`: unscoped keys used only while no trust document is held. */
   fallbackKeys: ReadonlyMap<string, TrustedKey>;
   logger: Logger;
+  now?: () => number;
 }
 
 /**
@@ -97,6 +99,9 @@ export class TrustState {
     if (document.root.publicKey !== root && !signedBy(signed, document.root.publicKey)) {
       return { ok: false, reason: 'trust_root_not_cosigned', detail: 'the document names a new root key, which did not sign it too' };
     }
+    if (document.expiresAt !== undefined && document.expiresAt <= (this.options.now ?? Date.now)()) {
+      return { ok: false, reason: 'trust_expired', detail: `the document expired at ${new Date(document.expiresAt).toISOString()}` };
+    }
     const heldVersion = this.held?.document.version ?? 0;
     if (document.version <= heldVersion) {
       return { ok: false, reason: 'trust_rollback', detail: `version ${document.version} is not above the version ${heldVersion} in force` };
@@ -136,12 +141,16 @@ export class TrustState {
       : [];
     if (!this.held) return new Map(this.damaged ? rootEntry : [...this.options.fallbackKeys, ...rootEntry]);
     const { document } = this.held;
+    const expiry = (key: number | undefined) => {
+      const earliest = Math.min(key ?? Infinity, document.expiresAt ?? Infinity);
+      return Number.isFinite(earliest) ? { expiresAt: earliest } : {};
+    };
     return new Map<string, TrustedKey>([
       // The key of a revoked entry is never used: a revoked key is refused before any signature is checked.
       ...document.revoked.map((id): [string, TrustedKey] => [id, { key: ed25519PublicKey(root!), revoked: true }]),
       ...document.operatorKeys.map((k): [string, TrustedKey] => [
         k.id,
-        { key: ed25519PublicKey(k.publicKey), revoked: false, scopes: k.scopes, ...(k.expiresAt !== undefined ? { expiresAt: k.expiresAt } : {}) },
+        { key: ed25519PublicKey(k.publicKey), revoked: false, scopes: k.scopes, ...expiry(k.expiresAt) },
       ]),
       ...rootEntry,
     ]);

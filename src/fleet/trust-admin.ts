@@ -114,6 +114,18 @@ export function revokeKey(documentFile: string, rootKeyFile: string, keyId: stri
   });
 }
 
+/**
+ * Sets (or, with undefined, clears) the document's expiry and re-signs: past it, devices refuse every operator key
+ * until a newer version comes, so a fleet that stops hearing from its operators stops obeying old keys.
+ */
+export function renewTrust(documentFile: string, rootKeyFile: string, until: number | undefined, now = Date.now()): Promise<SignedTrustDocument> {
+  if (until !== undefined && until <= now) throw new UsageError('--until must be in the future');
+  return change(documentFile, rootKeyFile, now, (doc) => {
+    const { expiresAt: _previous, ...rest } = doc;
+    return until === undefined ? rest : { ...rest, expiresAt: until };
+  });
+}
+
 /** Hands the fleet to a new root key: the new version names it and is signed by the old root and by the new one. */
 export function rotateRoot(documentFile: string, rootKeyFile: string, newRootKeyFile: string, now = Date.now()): Promise<SignedTrustDocument> {
   const newRoot = loadSigningKey(newRootKeyFile, ROOT_KEY_ID).key;
@@ -152,7 +164,7 @@ export function describeTrust(signed: SignedTrustDocument): string[] {
   const { document } = signed;
   const until = (ms: number | undefined) => (ms === undefined ? 'no expiry' : `until ${new Date(ms).toISOString()}`);
   return [
-    `trust document version ${document.version}, issued ${new Date(document.issuedAt).toISOString()}`,
+    `trust document version ${document.version}, issued ${new Date(document.issuedAt).toISOString()}, ${until(document.expiresAt)}`,
     `root ${document.root.publicKey} (${signed.signatures.length} signature(s))`,
     ...(document.operatorKeys.length === 0 ? ['operator keys: none'] : ['operator keys:']),
     ...document.operatorKeys.map(

@@ -49,6 +49,11 @@ export const TrustDocumentSchema = z
     /** Only ever increases; a device refuses a document whose version is not above the one it holds. */
     version: z.int().min(1).max(Number.MAX_SAFE_INTEGER),
     issuedAt: z.int().min(0),
+    /**
+     * After this time every operator key of the document counts as expired (`key_expired`), until a newer document
+     * arrives: a fleet cut off from its operators' revocations stops obeying old keys. The root is never affected.
+     */
+    expiresAt: z.int().min(0).optional(),
     /** The root key that signs the next version; a change is a root rotation (signed by the old and the new root). */
     root: z.strictObject({ publicKey: Ed25519PublicKey }),
     operatorKeys: z.array(OperatorKeySchema).max(64),

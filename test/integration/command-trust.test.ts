@@ -5,7 +5,7 @@ import type { CommandHandler } from '../../src/commands/handler.js';
 import { TRUST_FILE, TrustState } from '../../src/commands/trust-state.js';
 import { trustUpdateHandler } from '../../src/commands/trust-update.js';
 import { createLogger } from '../../src/lib/logger.js';
-import type { SignedTrustDocument } from '../../src/protocol/trust-document.js';
+import { signTrustDocument, type SignedTrustDocument } from '../../src/protocol/trust-document.js';
 import type { CommandResult } from '../../src/protocol/result.js';
 import { tempDir } from '../helpers/paths.js';
 import { encode, signedCommand, testKey, trustOf, type CommandSpec, type TestKey } from '../fixtures/command-keys.js';
@@ -198,6 +198,24 @@ describe('layered trust: root, trust documents, scoped and revocable operator ke
     expect(await send(ops)).toMatchObject({ status: 'rejected', reason: 'unknown_key' });
     expect(await deliver(trustDocument(root, 4, { operatorKeys: [operatorEntry(ops)], revoked: [legacy.id] }))).toMatchObject({ status: 'succeeded' });
     expect(await send(ops)).toMatchObject({ status: 'succeeded' });
+  });
+
+  it('past the document expiry every operator key counts as expired, the root can still send a newer one, and an expired document is refused', async () => {
+    let now = Date.now();
+    trust = new TrustState({ stateDir: dir.dir, bootstrapRoot: root.publicBase64, fallbackKeys: trustOf({ key: legacy }), logger: createLogger({ level: 'silent' }), now: () => now });
+    rig = routerRig({ stateDir: dir.dir, operator: legacy, handlers: [ping, trustUpdateHandler(trust)], trust, now: () => now });
+    const stale = signTrustDocument({ ...trustDocument(root, 1).document, expiresAt: now - 1 }, [root.privateKey]);
+    expect(await send(root, { type: 'trust.update', args: { document: stale }, issuedAt: now })).toMatchObject({ status: 'failed', reason: 'trust_expired' });
+
+    const week = 7 * 86_400_000;
+    const v1 = signTrustDocument({ ...trustDocument(root, 1, { operatorKeys: [operatorEntry(ops)] }).document, expiresAt: now + week }, [root.privateKey]);
+    expect(await send(root, { type: 'trust.update', args: { document: v1 }, issuedAt: now })).toMatchObject({ status: 'succeeded' });
+    expect(await send(ops, { issuedAt: now })).toMatchObject({ status: 'succeeded' });
+    now += week + 600_000; // past the expiry and the clock-skew allowance
+    expect(await send(ops, { issuedAt: now })).toMatchObject({ status: 'rejected', reason: 'key_expired' });
+    const v2 = signTrustDocument({ ...trustDocument(root, 2, { operatorKeys: [operatorEntry(ops)] }).document, expiresAt: now + week }, [root.privateKey]);
+    expect(await send(root, { type: 'trust.update', args: { document: v2 }, issuedAt: now })).toMatchObject({ status: 'succeeded' });
+    expect(await send(ops, { issuedAt: now })).toMatchObject({ status: 'succeeded' });
   });
 
   it('stops a queued command whose key a trust.update ahead of it revoked', async () => {

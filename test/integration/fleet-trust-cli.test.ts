@@ -76,11 +76,18 @@ describe('fleet trust CLI', () => {
     writeFileSync(path('forged.json'), JSON.stringify({ ...forged, document: { ...forged.document, version: 5 } }));
     expect(await device.apply(read(path('forged.json')))).toMatchObject({ ok: false, reason: 'trust_bad_signature' });
 
+    ok(['trust', 'renew', '--until', '2031-01-01T00:00:00Z', ...trustArgs]);
+    expect(read(doc).document).toMatchObject({ version: 5, expiresAt: Date.parse('2031-01-01T00:00:00Z') });
+    await accept();
+    ok(['trust', 'renew', '--until', 'never', ...trustArgs]);
+    expect(read(doc).document.expiresAt).toBeUndefined();
+    await accept();
+
     const newRootPublic = keygen('root-2027');
     copyFileSync(doc, path('before-rotation.json'));
     ok(['trust', 'rotate-root', '--new-root-key', path('root-2027.key'), ...trustArgs]);
     const rotated = read(doc);
-    expect(rotated.document).toMatchObject({ version: 5, root: { publicKey: newRootPublic } });
+    expect(rotated.document).toMatchObject({ version: 7, root: { publicKey: newRootPublic } });
     expect(signedBy(rotated, rootPublic) && signedBy(rotated, newRootPublic)).toBe(true);
     await accept();
     const oldRoot = runCli(['fleet', 'trust', 'revoke', 'release-2026', ...trustArgs]);
@@ -90,7 +97,7 @@ describe('fleet trust CLI', () => {
     await accept();
 
     const shown = ok(['trust', 'show', '--document', doc]);
-    expect(shown).toContain('trust document version 6');
+    expect(shown).toContain('trust document version 8');
     expect(shown).toContain(`root ${newRootPublic}`);
     expect(shown).toContain('revoked: ops-2026, release-2026');
   });
