@@ -178,13 +178,15 @@ export class CommandRouter {
         return;
       }
       // The key was checked when the command came; a trust.update ahead of it in the queue, or while the agent was
-      // down (a resumed command), may have taken the key's authority back since.
+      // down (a resumed command), may have taken the key's authority back since. It is stopped as a cancel would stop
+      // it: one past the step where that is safe (a swapped binary on trial) finishes, and its own checks decide.
       const standing = keyStanding(command, this.trustedKeys(), this.now(), this.deps.settings.clockSkewMs);
-      if (standing) {
+      if (standing && (savedStep === undefined || handler.cancellable?.(savedStep) === true)) {
         this.deps.logger.warn({ commandId: command.id, keyId: command.keyId, reason: standing.reason }, 'command stopped: its key lost its authority');
         this.finish(command, { status: 'failed', reason: standing.reason, detail: `${standing.detail}; ${resumed ? 'it was not resumed' : 'nothing ran'}` });
         return;
       }
+      if (standing) this.deps.logger.warn({ commandId: command.id, keyId: command.keyId, reason: standing.reason }, 'its key lost its authority, but it is past the step where it can be stopped');
       let settle: (status: 'succeeded' | 'failed' | 'pending' | undefined) => void = () => {};
       const run: Run = { command, handler, step: savedStep, cancel: new AbortController(), ended: new Promise((resolve) => (settle = resolve)) };
       let ended: 'succeeded' | 'failed' | 'pending' | undefined;

@@ -218,6 +218,35 @@ describe('layered trust: root, trust documents, scoped and revocable operator ke
     expect(await send(ops, { issuedAt: now })).toMatchObject({ status: 'succeeded' });
   });
 
+  it('lets a resumed command past its point of no return finish after its key was revoked, with one final result', async () => {
+    const swapping: CommandHandler<'k3s.upgrade'> & { runs: boolean[] } = {
+      type: 'k3s.upgrade',
+      onInterrupted: 'resume',
+      // As agent.upgrade: only the download can be stopped; after the swap, the trial or the rollback decides.
+      cancellable: (step) => step === undefined,
+      runs: [],
+      run: async (context) => {
+        swapping.runs.push(context.resumed);
+        if (context.resumed) return { status: 'failed', reason: 'rolled_back', detail: 'the previous version was put back' };
+        context.saveStep({ state: 'swapped' }, true);
+        return new Promise(() => {});
+      },
+    };
+    device([swapping]);
+    expect(await deliver(trustDocument(root, 1, { operatorKeys: [operatorEntry(ops)] }))).toMatchObject({ status: 'succeeded' });
+    const upgrade = signedCommand(ops, { type: 'k3s.upgrade', args: { version: 'v1.36.3+k3s1' } });
+    rig!.router.receive(encode(upgrade));
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    rig!.close();
+    writeFileSync(join(dir.dir, TRUST_FILE), JSON.stringify(trustDocument(root, 2, { revoked: [ops.id] })));
+
+    device([swapping]);
+    rig!.router.resumeInterrupted();
+    await rig!.router.idle();
+    expect(swapping.runs).toEqual([false, true]);
+    expect(rig!.outbox.results()).toMatchObject([{ commandId: upgrade.id, status: 'failed', reason: 'rolled_back' }]);
+  });
+
   it('stops a queued command whose key a trust.update ahead of it revoked', async () => {
     let release: () => void = () => {};
     const slow: CommandHandler<'k3s.restart'> = {
