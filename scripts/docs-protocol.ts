@@ -7,6 +7,7 @@ import { WIRE_CONTRACT, type TopicSpec } from '../src/protocol/registry.js';
 import { SCHEMA_VERSION } from '../src/protocol/topics.js';
 import { sealingSection } from './docs-protocol-sealing.js';
 import { signingSection } from './docs-protocol-signing.js';
+import { trustSection } from './docs-protocol-trust.js';
 
 const target = join(resolve(import.meta.dirname, '..'), 'docs/protocol.md');
 
@@ -60,6 +61,7 @@ function render(): string {
     ...WIRE_CONTRACT.map(section),
     signingSection(),
     sealingSection(),
+    trustSection(),
   ].join('\n');
 }
 

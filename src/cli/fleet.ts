@@ -15,6 +15,7 @@ import { parseAmount, type RolloutPlan } from '../fleet/rollout-plan.js';
 import { runRollout } from '../fleet/rollout.js';
 import type { CliIo } from './program.js';
 import { EXIT } from './exit-codes.js';
+import { registerTrustCommands } from './fleet-trust.js';
 
 /** sysexits EX_TEMPFAIL: the command went out but no answer came in time; trying again later may help. */
 export const EXIT_NO_ANSWER = 75;
@@ -35,8 +36,11 @@ export function registerFleetCommands(program: Command, io: CliIo, setExitCode: 
       const key = generateSigningKey(file, keyId);
       io.stdout(`wrote private key ${file} (mode 0600); keep it off the devices\n`);
       io.stdout(`public key ${key.publicKey}\nadd to each device's config:\n${trustSnippet(key)}`);
+      io.stdout(`or, on a fleet with a trust document: fleetlet fleet trust add-key ${keyId} --public-key ${key.publicKey} --types ... --targets ...\n`);
       setExitCode(EXIT.OK);
     }));
+
+  registerTrustCommands(fleet, io, setExitCode, (action) => guarded(io, setExitCode, action));
 
   withPlaintextOptIn(withConnection(withSigning(fleet.command('send').description('sign one command, publish it, wait for its result'))))
     .argument('<type>', `command type: ${COMMAND_TYPES.join(', ')}`)
@@ -46,6 +50,7 @@ export function registerFleetCommands(program: Command, io: CliIo, setExitCode: 
     .option('--arg <key=value>', 'one argument (repeatable); the value is JSON if it parses, else a string', collect, [])
     .option('--arg-file <key=file>', 'one argument read from a file', collect, [])
     .option('--secret-file <key=file>', `a secret argument (${secretArgNames()}) read from a file and sealed to the target device's key`, collect, [])
+    .option('--arg-json <key=file>', 'one argument read from a JSON file (e.g. document=trust.json for trust.update)', collect, [])
     .option('--ttl <seconds>', 'how long the command stays valid', '3600')
     .option('--wait <seconds>', 'how long to wait for results', '60')
     .action(guarded(io, setExitCode, async (type: string, options: SendFlags, command: Command) => {
@@ -122,6 +127,7 @@ export function registerFleetCommands(program: Command, io: CliIo, setExitCode: 
     .option('--sha256 <hex>', 'sha256 of the artifact')
     .option('--artifact-url <url>', 'where devices download the artifact')
     .option('--allow-downgrade', 'allow a k3s downgrade')
+    .option('--release-signature <json>', 'agent: what `fleet release sign` printed (needed once the trust document names release keys)')
     .option('--label <key=value>', 'only devices with this label (repeatable)', collect, [])
     .option('--group <name>', 'only devices in this group')
     .option('--include-offline', 'also devices whose presence is offline (they will likely time out)')
@@ -156,6 +162,7 @@ interface RolloutFlags {
   sha256?: string;
   artifactUrl?: string;
   allowDowngrade?: boolean;
+  releaseSignature?: string;
   label: string[];
   group?: string;
   includeOffline?: boolean;
@@ -173,6 +180,13 @@ function rolloutPlan(what: 'k3s' | 'agent', o: RolloutFlags): RolloutPlan {
   if (o.sha256) args.sha256 = o.sha256;
   if (o.artifactUrl) args.artifactUrl = o.artifactUrl;
   if (o.allowDowngrade) args.allowDowngrade = true;
+  if (o.releaseSignature) {
+    try {
+      args.releaseSignature = JSON.parse(o.releaseSignature) as unknown;
+    } catch {
+      throw new UsageError('--release-signature expects the JSON that `fleet release sign` printed');
+    }
+  }
   const kind = what === 'k3s' ? 'k3s.upgrade' : 'agent.upgrade';
   const checked = COMMAND_ARGS[kind].safeParse(args);
   if (!checked.success) throw new UsageError(`invalid ${kind} args: ${checked.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`);
@@ -217,6 +231,7 @@ interface SendFlags {
   arg: string[];
   argFile: string[];
   secretFile: string[];
+  argJson: string[];
   ttl: string;
   wait: string;
 }
@@ -309,6 +324,16 @@ function argsOf(options: SendFlags): Record<string, unknown> {
     const at = pair.indexOf('=');
     if (at <= 0) throw new UsageError(`--arg-file expects key=file, got "${pair}"`);
     args[pair.slice(0, at)] = readSmallFile(pair.slice(at + 1));
+  }
+  for (const pair of options.argJson) {
+    const at = pair.indexOf('=');
+    if (at <= 0) throw new UsageError(`--arg-json expects key=file, got "${pair}"`);
+    try {
+      args[pair.slice(0, at)] = JSON.parse(readSmallFile(pair.slice(at + 1))) as unknown;
+    } catch (err) {
+      if (err instanceof UsageError) throw err;
+      throw new UsageError(`${pair.slice(at + 1)} is not valid JSON`);
+    }
   }
   return args;
 }

@@ -8,6 +8,7 @@ import { exists, keepPrevious, swapIn } from './binary-swap.js';
 import { guardRanForThisStart, guardUnitLine, readMarker, writeGuard, writeMarker, type TrialMarker } from './agent-upgrade-guard.js';
 import type { TrialOutcome } from './agent-upgrade-trial.js';
 import { expiredOutcome, type CommandHandler, type CommandContext, type HandlerOutcome } from './handler.js';
+import type { ReleaseCheck, ReleaseVerdict } from './trust-state.js';
 import { compareVersions } from './versions.js';
 
 export interface AgentUpgradeOptions {
@@ -28,6 +29,8 @@ export interface AgentUpgradeOptions {
   requestRestart: () => void;
   /** systemd's INVOCATION_ID of this start; the guard records the one it ran for. */
   invocationId: string | undefined;
+  /** The release signature check of the trust in force (TrustState.checkRelease); absent: none is asked. */
+  checkRelease?: (release: ReleaseCheck) => ReleaseVerdict;
 }
 
 const StepSchema = z.discriminatedUnion('state', [
@@ -111,6 +114,9 @@ async function prepare(
   if (compareVersions(args.version, options.currentVersion) < 0) {
     return { status: 'failed', reason: 'downgrade_refused', detail: `${args.version} is older than the running ${options.currentVersion}` };
   }
+  // Before anything is downloaded: a build no release key signed is not fetched at all.
+  const release = options.checkRelease?.(args);
+  if (release && !release.ok) return { status: 'failed', reason: release.reason, detail: `${release.detail}; nothing was changed` };
   if (!(await guardRanForThisStart(options.stateDir, options.invocationId))) {
     return {
       status: 'failed',

@@ -21,6 +21,8 @@ import { logsCollectHandler } from './logs-collect.js';
 import { identityReidentifyHandler, type IdentityControl } from './identity-reidentify.js';
 import { CommandRouter } from './router.js';
 import { trustedKeyMap } from './trust.js';
+import { TrustState } from './trust-state.js';
+import { trustUpdateHandler } from './trust-update.js';
 
 export interface CommandsDeps {
   config: Config;
@@ -60,8 +62,15 @@ const MAX_QUEUED = 16;
 export function createCommandsPart(deps: CommandsDeps) {
   const { config } = deps;
   const section = config.commands;
+  const trust = new TrustState({
+    stateDir: config.stateDir,
+    bootstrapRoot: section.trustRoot,
+    fallbackKeys: trustedKeyMap(section.trustedKeys),
+    logger: deps.logger.child({ part: 'trust' }),
+  });
   const handlers: AnyCommandHandler[] = [
     pingHandler(deps.agentVersion),
+    trustUpdateHandler(trust),
     agentUpgradeHandler({
       binaryPath: section.agentUpgrade.binaryPath,
       stateDir: config.stateDir,
@@ -74,6 +83,7 @@ export function createCommandsPart(deps: CommandsDeps) {
       trialVerdict: () => trial.verdict(),
       requestRestart: deps.requestRestart,
       invocationId: deps.invocationId,
+      checkRelease: (release) => trust.checkRelease(release),
     }),
   ];
   const k3s = deps.k3s;
@@ -113,6 +123,7 @@ export function createCommandsPart(deps: CommandsDeps) {
     topics: deps.topics,
     handlers,
     logger: deps.logger.child({ part: 'commands' }),
+    trust,
   });
   const trial = new AgentUpgradeTrial({
     stateDir: config.stateDir,
@@ -130,7 +141,7 @@ export function createCommandsPart(deps: CommandsDeps) {
     part: {
       name: 'commands',
       start: async () => {
-        if (section.enabled && section.trustedKeys.every((k) => k.revoked)) {
+        if (section.enabled && !trust.document() && !section.trustRoot && section.trustedKeys.every((k) => k.revoked)) {
           deps.logger.warn('commands are enabled but no operator key is trusted: every command will be refused');
         }
         // Kept current at every start, so that a unit that runs it is ready before the first self-update; but

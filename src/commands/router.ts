@@ -7,7 +7,7 @@ import type { Outbox } from '../store/outbox.js';
 import type { AnyCommandHandler, CommandContext, HandlerOutcome } from './handler.js';
 import type { CommandJournal } from './journal.js';
 import { RejectionBudget } from './rejection-budget.js';
-import { verifyCommand, type TrustedKey } from './verify.js';
+import { keyStanding, verifyCommand, type TrustedKey } from './verify.js';
 
 export interface RouterSettings {
   enabled: boolean;
@@ -31,6 +31,8 @@ export interface RouterDeps {
   handlers: readonly AnyCommandHandler[];
   logger: Logger;
   now?: () => number;
+  /** The keys in force now (the trust document's, which trust.update replaces); absent: settings.trustedKeys. */
+  trust?: { keys(): ReadonlyMap<string, TrustedKey> };
 }
 
 /** The command that runs now: what a `command.cancel` needs to stop it. */
@@ -86,6 +88,7 @@ export class CommandRouter {
     const replayHorizonMs = journal.replayHorizon();
     const verdict = verifyCommand(payload, {
       ...settings,
+      trustedKeys: this.trustedKeys(),
       nowMs,
       seenBefore: (id) => journal.seenBefore(id),
       ...(replayHorizonMs !== undefined ? { replayHorizonMs } : {}),
@@ -143,7 +146,11 @@ export class CommandRouter {
     const entry = this.deps.journal.get(commandId);
     if (!entry || !this.deps.settings.enabled || !this.handlers.has(entry.command.type)) return false;
     const payload = Buffer.from(JSON.stringify(entry.command), 'utf8');
-    return verifyCommand(payload, { ...this.deps.settings, nowMs: entry.command.issuedAt, seenBefore: () => false }).ok;
+    return verifyCommand(payload, { ...this.deps.settings, trustedKeys: this.trustedKeys(), nowMs: entry.command.issuedAt, seenBefore: () => false }).ok;
+  }
+
+  private trustedKeys(): ReadonlyMap<string, TrustedKey> {
+    return this.deps.trust?.keys() ?? this.deps.settings.trustedKeys;
   }
 
   /** Resolves when every queued command has finished (or is pending a restart). */
@@ -170,6 +177,16 @@ export class CommandRouter {
         this.finish(command, { status: 'failed', reason: 'cancelled', detail: `cancelled by ${slot.cancelledBy} before it started; nothing ran` });
         return;
       }
+      // The key was checked when the command came; a trust.update ahead of it in the queue, or while the agent was
+      // down (a resumed command), may have taken the key's authority back since. It is stopped as a cancel would stop
+      // it: one past the step where that is safe (a swapped binary on trial) finishes, and its own checks decide.
+      const standing = keyStanding(command, this.trustedKeys(), this.now(), this.deps.settings.clockSkewMs);
+      if (standing && (savedStep === undefined || handler.cancellable?.(savedStep) === true)) {
+        this.deps.logger.warn({ commandId: command.id, keyId: command.keyId, reason: standing.reason }, 'command stopped: its key lost its authority');
+        this.finish(command, { status: 'failed', reason: standing.reason, detail: `${standing.detail}; ${resumed ? 'it was not resumed' : 'nothing ran'}` });
+        return;
+      }
+      if (standing) this.deps.logger.warn({ commandId: command.id, keyId: command.keyId, reason: standing.reason }, 'its key lost its authority, but it is past the step where it can be stopped');
       let settle: (status: 'succeeded' | 'failed' | 'pending' | undefined) => void = () => {};
       const run: Run = { command, handler, step: savedStep, cancel: new AbortController(), ended: new Promise((resolve) => (settle = resolve)) };
       let ended: 'succeeded' | 'failed' | 'pending' | undefined;

@@ -6,14 +6,20 @@ import {
   parseCommandArgs,
   signatureValid,
   type Command,
+  type CommandEnvelope,
   type CommandType,
 } from '../protocol/command.js';
 import type { RejectReason } from '../protocol/result.js';
 import { parseStrictJson } from '../protocol/strict-json.js';
+import type { KeyScopes } from '../protocol/trust-document.js';
 
 export interface TrustedKey {
   key: KeyObject;
   revoked: boolean;
+  /** From the trust document: after this time (plus the clock-skew allowance) the key signs nothing. */
+  expiresAt?: number;
+  /** From the trust document; absent for the unscoped keys of `commands.trustedKeys`. */
+  scopes?: KeyScopes;
 }
 
 export interface VerifyContext {
@@ -64,12 +70,8 @@ export function verifyCommand(payload: Uint8Array, context: VerifyContext): Verd
   if (!args.ok) return refuse('bad_args', args.message, envelope.id, envelope.type);
   const { command } = args;
 
-  const trusted = context.trustedKeys.get(command.keyId);
-  if (!trusted) return refuse('unknown_key', `key "${command.keyId}" is not trusted`, command.id, command.type);
-  if (trusted.revoked) return refuse('revoked_key', `key "${command.keyId}" was revoked`, command.id, command.type);
-  if (!signatureValid(envelope, trusted.key)) {
-    return refuse('bad_signature', `signature does not match key "${command.keyId}"`, command.id, command.type);
-  }
+  const standing = keyStanding(command, context.trustedKeys, context.nowMs, context.clockSkewMs);
+  if (standing) return refuse(standing.reason, standing.detail, command.id, command.type);
 
   if (!targetsMe(command, context)) {
     return refuse('wrong_target', `addressed to ${JSON.stringify(command.target)}`, command.id, command.type);
@@ -98,6 +100,38 @@ export function verifyCommand(payload: Uint8Array, context: VerifyContext): Verd
     );
   }
   return { ok: true, command };
+}
+
+export type StandingReason = 'unknown_key' | 'revoked_key' | 'key_expired' | 'bad_signature' | 'out_of_scope';
+
+/**
+ * Whether the command's key may sign it, now: listed, not revoked, not expired, its signature holding, and its scopes
+ * covering the command's type and target. Also asked of a journaled command before it resumes after a restart, so that
+ * a key taken back in between stops what it started. Undefined when the key stands.
+ */
+export function keyStanding(
+  command: Command,
+  trustedKeys: ReadonlyMap<string, TrustedKey>,
+  nowMs: number,
+  clockSkewMs: number,
+): { reason: StandingReason; detail: string } | undefined {
+  const name = `key "${command.keyId}"`;
+  const trusted = trustedKeys.get(command.keyId);
+  if (!trusted) return { reason: 'unknown_key', detail: `${name} is not trusted` };
+  if (trusted.revoked) return { reason: 'revoked_key', detail: `${name} was revoked` };
+  if (trusted.expiresAt !== undefined && trusted.expiresAt + clockSkewMs < nowMs) {
+    return { reason: 'key_expired', detail: `${name} expired at ${iso(trusted.expiresAt)}; device clock ${iso(nowMs)}` };
+  }
+  if (!signatureValid(command as CommandEnvelope, trusted.key)) return { reason: 'bad_signature', detail: `signature does not match ${name}` };
+  const scopes = trusted.scopes;
+  if (scopes && !scopes.types.includes('*') && !scopes.types.includes(command.type)) {
+    return { reason: 'out_of_scope', detail: `${name} may not sign ${command.type} (it may sign ${scopes.types.join(', ')})` };
+  }
+  const target = 'device' in command.target ? `device:${command.target.device}` : `group:${command.target.group}`;
+  if (scopes && !scopes.targets.includes('*') && !scopes.targets.includes(target)) {
+    return { reason: 'out_of_scope', detail: `${name} may not address ${target} (it may address ${scopes.targets.join(', ')})` };
+  }
+  return undefined;
 }
 
 /** Both times in refusals: a board without a real-time clock may boot years behind, and refuse everything. */

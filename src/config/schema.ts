@@ -230,7 +230,10 @@ const CommandsSection = z
       )
       .max(32)
       .default([])
-      .describe('Operator keys whose signatures are trusted; several at once allow rotation.'),
+      .describe('Operator keys trusted, unscoped, while the device holds no trust document (see trustRoot); several at once allow rotation.'),
+    trustRoot: Ed25519PublicKey.optional().describe(
+      'Public key of the fleet root (`fleetlet fleet trust init`): it signs the trust document (scoped operator keys, release keys, revocations) that trust.update delivers; once one is held, trustedKeys no longer count.',
+    ),
     clockSkewSeconds: z.int().min(0).max(86_400).default(300).describe('Allowance for clocks that disagree.'),
     maxLifetimeSeconds: z
       .int()

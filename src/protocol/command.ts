@@ -4,6 +4,7 @@ import { DeviceIdSchema, GroupIdSchema } from '../config/schema.js';
 import { SCHEMA_VERSION } from './topics.js';
 import { canonicalJson } from './canonical-json.js';
 import { SealedSecretSchema } from './sealed-secret.js';
+import { SignedTrustDocumentSchema, TRUST_KEY_ID_PATTERN } from './trust-document.js';
 
 export { canonicalJson } from './canonical-json.js';
 
@@ -14,7 +15,7 @@ export { canonicalJson } from './canonical-json.js';
  */
 
 export const COMMAND_ID_PATTERN = /^[A-Za-z0-9_-]{8,64}$/;
-export const KEY_ID_PATTERN = /^[A-Za-z0-9._-]{1,64}$/;
+export const KEY_ID_PATTERN = TRUST_KEY_ID_PATTERN;
 const K3S_VERSION = /^v\d+\.\d+\.\d+\+k3s\d+$/;
 // SemVer 2.0.0 with an optional prerelease of up to 32 characters; no empty identifiers, so that it orders as SemVer.
 const SEMVER = /^\d+\.\d+\.\d+(?:-(?=[0-9A-Za-z.-]{1,32}$)[0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*)?$/;
@@ -74,7 +75,14 @@ export const AgentUpgradeArgsSchema = z.strictObject({
   version: z.string().regex(SEMVER, { error: 'expected a fleetlet version like 1.2.3' }),
   artifactUrl: httpUrl,
   sha256: z.string().regex(SHA256_HEX, { error: 'expected a lowercase hex sha256' }),
+  /** By a release key of the trust document over the version and sha256 (`fleetlet fleet release sign`). */
+  releaseSignature: z
+    .strictObject({ keyId: z.string().regex(TRUST_KEY_ID_PATTERN), sig: z.string().regex(/^[A-Za-z0-9+/]{86}==$/) })
+    .optional(),
 });
+
+/** Delivers a newer trust document, signed by the root key (`fleetlet fleet trust ...`). */
+export const TrustUpdateArgsSchema = z.strictObject({ document: SignedTrustDocumentSchema });
 
 /** The operator's answer to identity.fingerprint-changed; `fingerprint` picks one device among clones sharing an id. */
 export const IdentityReidentifyArgsSchema = z.strictObject({
@@ -99,6 +107,7 @@ export const COMMAND_ARGS = {
   'agent.upgrade': AgentUpgradeArgsSchema,
   'identity.reidentify': IdentityReidentifyArgsSchema,
   'command.cancel': CommandCancelArgsSchema,
+  'trust.update': TrustUpdateArgsSchema,
 } as const;
 
 export type CommandType = keyof typeof COMMAND_ARGS;
