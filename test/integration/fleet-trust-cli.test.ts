@@ -122,7 +122,7 @@ describe('fleet trust CLI', () => {
     // A rollout carries it in every agent.upgrade it signs; the args are checked against the device's schema first.
     const rollout = (releaseSignature: string) =>
       runCli(['fleet', 'rollout', 'agent', '--state', path('rollout.json'), '--to', '0.2.0', '--sha256', sha256, '--artifact-url', 'https://mirror.example/fleetlet',
-        '--release-signature', releaseSignature, '--broker', 'mqtt://127.0.0.1:9', '--key', path('release-2026.key'), '--dry-run']);
+        '--release-signature', releaseSignature, '--broker', 'mqtt://127.0.0.1:9', '--allow-plaintext', '--key', path('release-2026.key'), '--dry-run']);
     const malformed = rollout(JSON.stringify({ ...signature, sig: 'not base64' }));
     expect(malformed.code).toBe(64);
     expect(malformed.stderr).toContain('releaseSignature');
@@ -142,7 +142,7 @@ describe('fleet trust CLI', () => {
     try {
       // Not spawnSync: the device answers from this process's event loop.
       const sent = await new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
-        const args = ['fleet', 'send', 'trust.update', '--broker', broker.url, '--key', rootKey, '--key-id', 'root', '--device', 'pi-1', '--arg-json', `document=${doc}`, '--wait', '20'];
+        const args = ['fleet', 'send', 'trust.update', '--broker', broker.url, '--allow-plaintext', '--key', rootKey, '--key-id', 'root', '--device', 'pi-1', '--arg-json', `document=${doc}`, '--wait', '20'];
         execFile(process.execPath, [FLEETLET_BUNDLE, ...args], { env: { PATH: process.env.PATH ?? '' }, timeout: 30_000 }, (err, stdout, stderr) =>
           resolve({ code: err ? (typeof err.code === 'number' ? err.code : -1) : 0, stdout, stderr }),
         );
