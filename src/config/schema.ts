@@ -123,8 +123,9 @@ function refusePlainHttpMirrors(
   }
 }
 
+// URL.parse is newer than the armv7 runtime (Node 20.11); canParse is not.
 export function isPlainHttp(url: string): boolean {
-  return URL.parse(url)?.protocol === 'http:';
+  return URL.canParse(url) && new URL(url).protocol === 'http:';
 }
 
 const K3sSection = z

@@ -86,7 +86,7 @@ describe('k3s upgrade through the real agent', () => {
     // Asynchronously: a blocked test process would stop reading the agent's output, and the agent would block on it.
     const send = (version: string) =>
       new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
-        const args = ['fleet', 'send', 'k3s.upgrade', '--device', 'pi-e2e', '--arg', `version=${version}`, '--wait', '60', '--key', keyFile, '--broker', broker.url];
+        const args = ['fleet', 'send', 'k3s.upgrade', '--device', 'pi-e2e', '--arg', `version=${version}`, '--wait', '60', '--key', keyFile, '--broker', broker.url, '--allow-plaintext'];
         execFile(process.execPath, [FLEETLET_BUNDLE, ...args], { timeout: 90_000 }, (err, stdout, stderr) =>
           resolve({ code: err ? (typeof err.code === 'number' ? err.code : -1) : 0, stdout, stderr }),
         );
