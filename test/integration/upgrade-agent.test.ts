@@ -67,6 +67,9 @@ class ServiceManager {
    */
   kill(): Promise<TrialMarker | undefined> {
     const child = this.child!;
+    // At the restarting step the agent stops itself for the new binary: on a busy machine it may be gone before the
+    // kill. The marker as it left it decides then, as it would after a power cut at that instant.
+    if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve(readMarkerNow(this.stateDir));
     const marker = new Promise<TrialMarker | undefined>((resolve) => child.once('exit', () => resolve(readMarkerNow(this.stateDir))));
     child.kill('SIGKILL');
     return marker;
