@@ -1,7 +1,9 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { stringify } from 'yaml';
+import { startCli } from './cli.js';
 import { freePort } from './ports.js';
+import { processesMatching } from './processes.js';
 
 /**
  * Writes a config for an agent under test: state in `dir`, no k3s, no local HTTP port (tests run in parallel),
@@ -52,4 +54,27 @@ export async function isolatedK3s(
     passEnv: ['FAKE_K3S_*'],
     ...extra,
   };
+}
+
+/**
+ * Starts the agent (the bundled CLI) on `configFile`, supervising the fake k3s of an isolatedK3s section in `dir`.
+ * `stop` ends the agent with SIGTERM and then the k3s it leaves running: a stop of fleetlet never stops k3s.
+ */
+export function startAgentWithFakeK3s(configFile: string, dir: string, healthzPort: number, extraEnv: Record<string, string> = {}) {
+  const agent = startCli(['agent', '--config', configFile], {
+    PATH: `${dirname(process.execPath)}:/usr/bin:/bin`,
+    FAKE_K3S_AS_ROOT: '1',
+    FAKE_K3S_NODE_CONFIG_PATH: join(dir, 'etc-rancher-node'),
+    FAKE_K3S_HEALTHZ_PORT: String(healthzPort),
+    FAKE_K3S_RETRY_MS: '100',
+    ...extraEnv,
+  });
+  const stop = async () => {
+    if (agent.child.exitCode === null && agent.child.signalCode === null) {
+      agent.child.kill('SIGTERM');
+      await agent.exited;
+    }
+    for (const pid of processesMatching(join(dir, 'data'))) process.kill(pid, 'SIGKILL');
+  };
+  return { ...agent, stop };
 }

@@ -5,14 +5,13 @@ import BetterSqlite3 from 'better-sqlite3';
 import { afterEach, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
 import { generateSigningKey } from '../../src/fleet/keygen.js';
-import { isolatedK3s } from '../helpers/agent-config.js';
-import { startCli, waitFor } from '../helpers/cli.js';
+import { isolatedK3s, startAgentWithFakeK3s } from '../helpers/agent-config.js';
+import { waitFor } from '../helpers/cli.js';
 import { fakeK3sBinary } from '../helpers/fake-k3s.js';
 import { startMosquitto } from '../helpers/mosquitto.js';
 import { Observer } from '../helpers/observer.js';
 import { FLEETLET_BUNDLE, tempDir } from '../helpers/paths.js';
 import { freePort } from '../helpers/ports.js';
-import { processesMatching } from '../helpers/processes.js';
 import { startReleaseServer } from '../helpers/release-server.js';
 
 const cleanups: (() => Promise<void> | void)[] = [];
@@ -62,21 +61,8 @@ describe('the agent stopping in the middle of a k3s upgrade', () => {
       }),
     );
     const startAgent = () => {
-      const agent = startCli(['agent', '--config', configFile], {
-        PATH: `${dirname(process.execPath)}:/usr/bin:/bin`,
-        FAKE_K3S_AS_ROOT: '1',
-        FAKE_K3S_NODE_CONFIG_PATH: join(dir, 'etc-rancher-node'),
-        FAKE_K3S_HEALTHZ_PORT: String(healthzPort),
-        FAKE_K3S_RETRY_MS: '100',
-        FAKE_K3S_ON_SIGTERM: 'slow:3000',
-      });
-      cleanups.push(async () => {
-        if (agent.child.exitCode === null && agent.child.signalCode === null) {
-          agent.child.kill('SIGTERM');
-          await agent.exited;
-        }
-        for (const pid of processesMatching(join(dir, 'data'))) process.kill(pid, 'SIGKILL');
-      });
+      const agent = startAgentWithFakeK3s(configFile, dir, healthzPort, { FAKE_K3S_ON_SIGTERM: 'slow:3000' });
+      cleanups.push(agent.stop);
       return agent;
     };
     const fleet = await Observer.connect(broker.url, ['fleetlet/v1/devices/pi-order/results']);

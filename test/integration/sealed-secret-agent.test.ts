@@ -5,14 +5,13 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
 import { generateSigningKey } from '../../src/fleet/keygen.js';
 import { InventorySchema } from '../../src/protocol/inventory.js';
-import { startCli, waitFor } from '../helpers/cli.js';
+import { waitFor } from '../helpers/cli.js';
 import { fakeK3sBinary } from '../helpers/fake-k3s.js';
 import { startMosquitto } from '../helpers/mosquitto.js';
-import { isolatedK3s } from '../helpers/agent-config.js';
+import { isolatedK3s, startAgentWithFakeK3s } from '../helpers/agent-config.js';
 import { Observer } from '../helpers/observer.js';
 import { FLEETLET_BUNDLE, tempDir } from '../helpers/paths.js';
 import { freePort } from '../helpers/ports.js';
-import { processesMatching } from '../helpers/processes.js';
 
 /**
  * A join token rotated by `fleetlet fleet send k3s.configure --secret-file`: sealed on the operator's side to the key
@@ -57,21 +56,8 @@ describe('a sealed join token through the real agent', () => {
     // Everything that crosses the broker, commands included.
     const wire = await Observer.connect(broker.url, ['fleetlet/v1/#']);
     cleanups.push(() => wire.close());
-    const agent = startCli(['agent', '--config', configFile], {
-      PATH: `${dirname(process.execPath)}:/usr/bin:/bin`,
-      FAKE_K3S_AS_ROOT: '1',
-      FAKE_K3S_NODE_CONFIG_PATH: join(dir, 'etc-rancher-node'),
-      FAKE_K3S_HEALTHZ_PORT: String(healthzPort),
-      FAKE_K3S_RETRY_MS: '100',
-      FAKE_K3S_RECORD_DIR: records,
-    });
-    cleanups.push(async () => {
-      if (agent.child.exitCode === null && agent.child.signalCode === null) {
-        agent.child.kill('SIGTERM');
-        await agent.exited;
-      }
-      for (const pid of processesMatching(join(dir, 'data'))) process.kill(pid, 'SIGKILL');
-    });
+    const agent = startAgentWithFakeK3s(configFile, dir, healthzPort, { FAKE_K3S_RECORD_DIR: records });
+    cleanups.push(agent.stop);
     await waitFor(() => agent.output().includes('"to":"running-healthy"'), `k3s healthy (${agent.output().slice(-2000)})`, 30_000);
     const inventory = InventorySchema.parse(wire.messages.find((m) => m.topic.endsWith('/pi-sealed/inventory'))?.json);
     expect(inventory.sealKey).toMatch(/^[A-Za-z0-9+/]{43}=$/);

@@ -4,14 +4,13 @@ import { dirname, join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
 import { generateSigningKey } from '../../src/fleet/keygen.js';
-import { startCli, waitFor } from '../helpers/cli.js';
+import { waitFor } from '../helpers/cli.js';
 import { fakeK3sBinary } from '../helpers/fake-k3s.js';
 import { startMosquitto } from '../helpers/mosquitto.js';
-import { isolatedK3s } from '../helpers/agent-config.js';
+import { isolatedK3s, startAgentWithFakeK3s } from '../helpers/agent-config.js';
 import { Observer } from '../helpers/observer.js';
 import { FLEETLET_BUNDLE, tempDir } from '../helpers/paths.js';
 import { freePort } from '../helpers/ports.js';
-import { processesMatching } from '../helpers/processes.js';
 import { sha256, startReleaseServer } from '../helpers/release-server.js';
 
 /**
@@ -65,21 +64,8 @@ describe('k3s upgrade through the real agent', () => {
     );
     const fleet = await Observer.connect(broker.url, ['fleetlet/v1/devices/pi-e2e/presence']);
     cleanups.push(() => fleet.client.endAsync());
-    const agent = startCli(['agent', '--config', configFile], {
-      PATH: `${dirname(process.execPath)}:/usr/bin:/bin`,
-      FAKE_K3S_AS_ROOT: '1',
-      FAKE_K3S_NODE_CONFIG_PATH: join(dir, 'etc-rancher-node'),
-      FAKE_K3S_HEALTHZ_PORT: String(healthzPort),
-      FAKE_K3S_RETRY_MS: '100',
-    });
-    cleanups.push(async () => {
-      if (agent.child.exitCode === null && agent.child.signalCode === null) {
-        agent.child.kill('SIGTERM');
-        await agent.exited;
-      }
-      // The agent's stop leaves k3s running (the next agent would adopt it).
-      for (const pid of processesMatching(join(dir, 'data'))) process.kill(pid, 'SIGKILL');
-    });
+    const agent = startAgentWithFakeK3s(configFile, dir, healthzPort);
+    cleanups.push(agent.stop);
     await waitFor(() => fleet.messages.some((m) => (m.json as { state?: string }).state === 'online'), 'the agent online', 20_000);
     await waitFor(() => agent.output().includes('"to":"running-healthy"'), `k3s healthy (${agent.output().slice(-2000)})`, 30_000);
 
