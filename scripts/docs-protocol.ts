@@ -5,6 +5,7 @@ import { join, resolve } from 'node:path';
 import { z } from 'zod';
 import { WIRE_CONTRACT, type TopicSpec } from '../src/protocol/registry.js';
 import { SCHEMA_VERSION } from '../src/protocol/topics.js';
+import { eventKindsSection } from './docs-protocol-events.js';
 import { sealingSection } from './docs-protocol-sealing.js';
 import { signingSection } from './docs-protocol-signing.js';
 import { trustSection } from './docs-protocol-trust.js';
@@ -59,6 +60,7 @@ function render(): string {
     ...rows,
     '',
     ...WIRE_CONTRACT.map(section),
+    eventKindsSection(),
     signingSection(),
     sealingSection(),
     trustSection(),

@@ -1,6 +1,6 @@
 import { statfsSync } from 'node:fs';
 import { nextBootSequence } from '../link/boot-sequence.js';
-import type { EventInput } from '../protocol/event.js';
+import { EVENT_KINDS, type EventInput, type EventKind } from '../protocol/event.js';
 import { openDatabase, type OpenDatabaseOptions, type OpenedDatabase } from '../store/db.js';
 import { openInMemoryCopy } from '../store/memory-copy.js';
 
@@ -17,6 +17,9 @@ export interface AgentState {
   bootSequence: number;
   diskFull?: DiskFull;
 }
+
+/** The kinds about the state database: main reports a recovery, diskFullEvent a full file system. */
+export const STATE_EVENT_KINDS = ['state.database-recovered', 'state.disk-full'] as const satisfies readonly EventKind[];
 
 /** Less than this free beside the database turns an I/O error into "the disk is full" (SQLite's -shm needs 32 KiB). */
 const NEARLY_FULL_BYTES = 1024 * 1024;
@@ -65,9 +68,9 @@ export function diskFullEvent(stateDir: string, diskFull: DiskFull): EventInput 
   return {
     kind: 'state.disk-full',
     state: 'raised',
-    severity: 'critical',
+    severity: EVENT_KINDS['state.disk-full'].severity,
     message: `the file system of ${stateDir} is full: fleetlet runs on an in-memory copy of its state and refuses commands`,
-    remedy: 'free space on that file system (old logs, unused k3s images), then restart fleetlet (systemctl restart fleetlet)',
+    remedy: EVENT_KINDS['state.disk-full'].remedy,
     detail: {
       ...(diskFull.freeBytes !== undefined ? { freeBytes: diskFull.freeBytes } : {}),
       copiedFromFile: diskFull.copiedFromFile,

@@ -1,17 +1,21 @@
-import { FINGERPRINT_CHANGED_EVENT, type EventInput, type EventSink } from '../protocol/event.js';
+import { EVENT_KINDS, type EventInput, type EventKind, type EventSink } from '../protocol/event.js';
 import type { MachineIdentity } from './device-id.js';
 import { adoptMachine, type DeviceRecordFile, type FingerprintChange } from './device-record.js';
 import type { IdentityStore } from './identity-store.js';
 import type { NodeFiles } from './node-files.js';
 import { renewNodeIdentity } from './node-identity.js';
 
+/** The kind identity raises and clears (protocol/event.ts holds its severity, sentence and remedy). */
+export const IDENTITY_EVENT_KINDS = ['identity.fingerprint-changed'] as const satisfies readonly EventKind[];
+const FINGERPRINT_CHANGED = EVENT_KINDS['identity.fingerprint-changed'];
+
 export function fingerprintChangedEvent(deviceId: string, change: FingerprintChange): EventInput {
   return {
-    kind: FINGERPRINT_CHANGED_EVENT.kind,
+    kind: 'identity.fingerprint-changed',
     state: 'raised',
-    severity: FINGERPRINT_CHANGED_EVENT.severity,
+    severity: FINGERPRINT_CHANGED.severity,
     message: `${deviceId} now runs on another machine (${change.changed.join(', ')} changed); its id and node password were kept`,
-    remedy: FINGERPRINT_CHANGED_EVENT.remedy,
+    remedy: FINGERPRINT_CHANGED.remedy,
     detail: {
       deviceId,
       changed: change.changed.join(','),
@@ -23,7 +27,7 @@ export function fingerprintChangedEvent(deviceId: string, change: FingerprintCha
 
 function fingerprintAdoptedEvent(deviceId: string, fingerprint: string, newNodeIdentity: boolean, previousPasswordFingerprint: string | undefined): EventInput {
   return {
-    kind: FINGERPRINT_CHANGED_EVENT.kind,
+    kind: 'identity.fingerprint-changed',
     state: 'cleared',
     severity: 'info',
     message: `an operator confirmed this machine as ${deviceId}${newNodeIdentity ? ' with a new node identity' : ''}`,

@@ -1,23 +1,29 @@
+import type { EventKind } from '../protocol/event.js';
+
 /**
  * What the supervisor tells the rest of fleetlet. Events go out through a narrow sink so that the composition
  * root decides where they end up (event log now, the outbox later) and the supervisor imports neither.
  */
-export type K3sEventKind =
-  | 'k3s.up'
-  | 'k3s.down'
-  | 'k3s.unhealthy'
-  | 'k3s.crash_loop'
-  | 'k3s.adopted'
-  | 'k3s.not_installed'
-  | 'k3s.start_failed'
-  | 'k3s.stop_forced'
-  | 'k3s.foreign_process'
-  | 'k3s.password_rejected'
-  | 'k3s.cgroup_missing'
-  | 'k3s.server_unreachable'
-  | 'k3s.token_rejected'
-  | 'k3s.certificate_error'
-  | 'k3s.identity';
+/** The kinds the k3s part emits, in the wire's spelling (protocol/event.ts holds their severity, sentence and remedy). */
+export const K3S_EVENT_KINDS = [
+  'k3s.up',
+  'k3s.down',
+  'k3s.unhealthy',
+  'k3s.crash-loop',
+  'k3s.adopted',
+  'k3s.not-installed',
+  'k3s.start-failed',
+  'k3s.stop-forced',
+  'k3s.foreign-process',
+  'k3s.password-rejected',
+  'k3s.cgroup-missing',
+  'k3s.server-unreachable',
+  'k3s.token-rejected',
+  'k3s.certificate-error',
+  'k3s.identity',
+] as const satisfies readonly EventKind[];
+
+export type K3sEventKind = (typeof K3S_EVENT_KINDS)[number];
 
 export interface K3sEvent {
   kind: K3sEventKind;

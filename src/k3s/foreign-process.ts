@@ -22,9 +22,6 @@ export function otherK3sProcesses(binaryPath: string, ownPid: number = process.p
   return found;
 }
 
-export const FOREIGN_PROCESS_REMEDY =
-  "another k3s runs from the same binary (install.sh's k3s-agent service?): two agents on one node fight over their ports; stop it with `systemctl disable --now k3s-agent`, or set k3s.enabled: false to leave k3s to it";
-
 /** Reports each distinct set of other k3s processes once, not at every start attempt. */
 export class OtherAgentsWatch {
   #reported = '';

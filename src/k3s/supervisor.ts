@@ -2,11 +2,12 @@ import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { k3sChildEnvironment } from './child-env.js';
 import { adoptAgent, clearProcessRecord, processStartTime, readProcessRecord, recordAgentProcess, spawnAgent, type AgentProcess, type ExitInfo } from './agent-process.js';
+import { eventKindSpec } from '../protocol/event.js';
 import type { K3sEvent } from './events.js';
 import { probeHealthz } from './health.js';
 import { clearHold, isHeld, writeHold } from './hold.js';
 import { RestartRequests } from './restart-requests.js';
-import { FOREIGN_PROCESS_REMEDY, OtherAgentsWatch } from './foreign-process.js';
+import { OtherAgentsWatch } from './foreign-process.js';
 import { findLaunchedProcess, LAUNCH_ID_ENV, writeLaunchIntent } from './launch-intent.js';
 import { LogWatch } from './log-watch.js';
 import { MachineWait } from './machine-wait.js';
@@ -223,7 +224,7 @@ export class K3sSupervisor {
     if (!existsSync(this.options.binaryPath)) return { name: 'not-installed' };
     // Advisory only: fleetlet still starts its own, whose port conflicts then show in its log.
     const others = this.otherAgents.newlySeen();
-    if (others) this.emit('k3s.foreign_process', { pids: others }, FOREIGN_PROCESS_REMEDY);
+    if (others) this.emit('k3s.foreign-process', { pids: others });
     let step: StartStep = 'prepare';
     try {
       await this.options.beforeLaunch?.();
@@ -253,7 +254,7 @@ export class K3sSupervisor {
       // A code, never the error's message, also in the log: a spawn error quotes the arguments it refused.
       const detail = startFailureDetail(err, step);
       this.options.logger.warn(detail, 'k3s could not be started');
-      this.emit('k3s.start_failed', { ...detail });
+      this.emit('k3s.start-failed', { ...detail });
       return this.backoffAfter(undefined);
     }
   }
@@ -306,7 +307,7 @@ export class K3sSupervisor {
     const decision = this.restartPolicy.afterExit(this.clock.now());
     if (decision.verdict === 'backoff') return { name: 'backoff', delayMs: decision.delayMs };
     const detail = { exits: decision.exits, windowMs: this.t.crashLoopWindowMs, retryMs: decision.delayMs, lastExit: exit };
-    this.emit('k3s.crash_loop', detail, this.current.problem?.remedy);
+    this.emit('k3s.crash-loop', detail, this.current.problem?.remedy);
     return { name: 'crash-loop', delayMs: decision.delayMs };
   }
 
@@ -327,7 +328,7 @@ export class K3sSupervisor {
 
   private async terminate(child: AgentProcess): Promise<State> {
     const { exit, forced } = await terminateAgent(child, this.t.graceMs, this.clock);
-    if (forced) this.emit('k3s.stop_forced', { pid: child.pid, graceMs: this.t.graceMs });
+    if (forced) this.emit('k3s.stop-forced', { pid: child.pid, graceMs: this.t.graceMs });
     this.current.lastExit = exit;
     clearProcessRecord(this.recordFile);
     const held = isHeld(this.options.workDir);
@@ -358,13 +359,15 @@ export class K3sSupervisor {
       } else this.healthySince = undefined;
       if (name === 'running-unhealthy') this.emit('k3s.unhealthy', { pid: child?.pid, lastLines: this.log.ring.lines(20) });
       if (name === 'not-installed') {
-        this.emit('k3s.not_installed', { binaryPath: this.options.binaryPath }, 'run `fleetlet k3s install`, or install from an air-gap folder');
+        this.emit('k3s.not-installed', { binaryPath: this.options.binaryPath });
       }
     }
     this.saveStatus();
   }
 
-  private emit(kind: K3sEvent['kind'], detail: Record<string, unknown>, remedy?: string): void {
+  /** Without a remedy of its own (from the log line k3s complained with), an event carries the table's. */
+  private emit(kind: K3sEvent['kind'], detail: Record<string, unknown>, ownRemedy?: string): void {
+    const remedy = ownRemedy ?? eventKindSpec(kind).remedy;
     const event: K3sEvent = { kind, at: this.clock.now(), detail, ...(remedy ? { remedy } : {}) };
     this.options.logger.info({ event: kind, remedy }, 'k3s event');
     try {

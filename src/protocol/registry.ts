@@ -92,8 +92,9 @@ export const WIRE_CONTRACT: readonly TopicSpec[] = [
     retain: false,
     description:
       'Transitions worth attention (k3s up/down/crash-loop/password rejected/cgroup missing, disk low, temperature ' +
-      'high, under-voltage, throttling, clock jumps), `raised`/`cleared` or `occurred`, with a remedy where one ' +
-      'exists. Deduplicated and rate-limited on the device; `suppressed` counts what a flapping condition held back.',
+      'high, under-voltage, throttling, clock jumps; every kind is listed under Event kinds below), `raised`/`cleared` ' +
+      'or `occurred`, with a remedy where one exists. Deduplicated and rate-limited on the device; `suppressed` ' +
+      'counts what a flapping condition held back.',
     schema: EventSchema,
     example: EVENT_EXAMPLE,
   },

@@ -1,4 +1,4 @@
-import type { EventInput } from '../protocol/event.js';
+import { eventKindSpec, type EventInput, type EventKind } from '../protocol/event.js';
 import type { RawSample } from './sampler.js';
 
 export interface ConditionThresholds {
@@ -23,6 +23,11 @@ export const DEFAULT_THRESHOLDS: ConditionThresholds = {
 
 const GIB = 1024 ** 3;
 
+/** The kinds the detector raises, clears or reports (protocol/event.ts holds their severity, sentence and remedy). */
+export const CONDITION_EVENT_KINDS = ['disk.low', 'temperature.high', 'power.under-voltage', 'power.throttled', 'clock.jump'] as const satisfies readonly EventKind[];
+type ConditionEventKind = (typeof CONDITION_EVENT_KINDS)[number];
+type ConditionEvent = Omit<EventInput, 'state' | 'severity' | 'kind'> & { kind: ConditionEventKind };
+
 /**
  * Turns consecutive samples into transitions: a condition is raised when it starts and cleared when it ends,
  * never repeated while it lasts. Thresholds have hysteresis (raise at 10 %, clear at 15 %), so a reading that
@@ -46,7 +51,6 @@ export class ConditionDetector {
       this.track(events, `disk.low/${disk.name}`, low, clear, {
         kind: 'disk.low',
         key: disk.name,
-        severity: 'warning',
         message: `filesystem of ${disk.name} has ${text}`,
         remedy:
           disk.name === 'k3s'
@@ -59,9 +63,7 @@ export class ConditionDetector {
       const c = sample.temperatureC;
       this.track(events, 'temperature.high', c >= t.temperatureHighC, c < t.temperatureClearC, {
         kind: 'temperature.high',
-        severity: 'warning',
         message: `SoC temperature is ${c.toFixed(1)} °C`,
-        remedy: 'improve cooling (heatsink, fan, airflow); the firmware throttles the CPU when hot',
         detail: { temperatureC: c },
       });
     }
@@ -70,29 +72,25 @@ export class ConditionDetector {
       const underVoltage = now.includes('under-voltage');
       this.track(events, 'power.under-voltage', underVoltage, !underVoltage, {
         kind: 'power.under-voltage',
-        severity: 'critical',
         message: 'the supply voltage is below the safe level',
-        remedy: 'use the official power supply and a short, thick cable; under-voltage corrupts SD cards',
         detail: { bits },
       });
       const slowed = now.some((flag) => flag !== 'under-voltage');
       this.track(events, 'power.throttled', slowed, !slowed, {
         kind: 'power.throttled',
-        severity: 'warning',
         message: `the firmware limits the CPU: ${now.filter((f) => f !== 'under-voltage').join(', ') || 'no longer'}`,
-        remedy: 'check power and cooling',
         detail: { bits },
       });
     }
     const jump = this.clockJump(sample);
     if (jump !== undefined) {
       events.push({
-        kind: 'clock.jump',
+        ...withTableDefaults({
+          kind: 'clock.jump',
+          message: `the wall clock jumped ${jump > 0 ? 'forward' : 'back'} by ${Math.abs(jump).toFixed(0)} s`,
+          detail: { jumpSeconds: Math.round(jump) },
+        }),
         state: 'occurred',
-        severity: 'info',
-        message: `the wall clock jumped ${jump > 0 ? 'forward' : 'back'} by ${Math.abs(jump).toFixed(0)} s`,
-        remedy: 'usual after the first time sync of a board without a real-time clock; otherwise check NTP',
-        detail: { jumpSeconds: Math.round(jump) },
       });
     }
     this.previous = sample;
@@ -104,14 +102,14 @@ export class ConditionDetector {
     id: string,
     raise: boolean,
     clear: boolean,
-    event: Omit<EventInput, 'state'>,
+    event: ConditionEvent,
   ): void {
     if (!this.active.has(id) && raise) {
       this.active.add(id);
-      events.push({ ...event, state: 'raised' });
+      events.push({ ...withTableDefaults(event), state: 'raised' });
     } else if (this.active.has(id) && clear) {
       this.active.delete(id);
-      events.push({ ...event, state: 'cleared', severity: 'info' });
+      events.push({ ...withTableDefaults(event), state: 'cleared', severity: 'info' });
     }
   }
 
@@ -122,4 +120,10 @@ export class ConditionDetector {
     const jump = wall - monotonic;
     return Math.abs(jump) >= this.thresholds.clockJumpSeconds ? jump : undefined;
   }
+}
+
+/** The severity is the table's; so is the remedy unless the detector knows a more precise one (which disk). */
+function withTableDefaults(event: ConditionEvent): Omit<EventInput, 'state'> {
+  const { severity, remedy } = eventKindSpec(event.kind);
+  return { ...(remedy ? { remedy } : {}), ...event, severity };
 }

@@ -65,8 +65,8 @@ describe('secrets and the children fleetlet starts', () => {
     writeFileSync(notExecutable, '#!/bin/sh\nexit 0\n');
     chmodSync(notExecutable, 0o644);
     const fake = await start({}, { binaryPath: notExecutable });
-    await waitUntil(() => fake.kinds().includes('k3s.start_failed'), 'the start to fail');
-    const failed = fake.events.find((event) => event.kind === 'k3s.start_failed')!;
+    await waitUntil(() => fake.kinds().includes('k3s.start-failed'), 'the start to fail');
+    const failed = fake.events.find((event) => event.kind === 'k3s.start-failed')!;
     expect(failed.detail).toEqual({ step: 'spawn', code: 'EACCES', reason: expect.stringContaining('not executable') });
     // Node's message names the spawn call and the path; fleetlet's events carry only what it wrote itself.
     expect(JSON.stringify(failed)).not.toContain('spawn ');
@@ -75,8 +75,8 @@ describe('secrets and the children fleetlet starts', () => {
   it('never publishes a secret that a refused spawn quotes in its message (a NUL byte in an argument)', async () => {
     const secret = 'very-secret-after-a-nul';
     const fake = await start({}, { invocation: () => ({ args: ['agent', '--node-label', `site=\0${secret}`], env: {} }) });
-    await waitUntil(() => fake.kinds().includes('k3s.start_failed'), 'the start to fail');
-    const failed = fake.events.find((event) => event.kind === 'k3s.start_failed')!;
+    await waitUntil(() => fake.kinds().includes('k3s.start-failed'), 'the start to fail');
+    const failed = fake.events.find((event) => event.kind === 'k3s.start-failed')!;
     expect(failed.detail).toMatchObject({ step: 'spawn', code: 'ERR_INVALID_ARG_VALUE' });
     expect(JSON.stringify(fake.events)).not.toContain(secret);
   });
@@ -84,8 +84,8 @@ describe('secrets and the children fleetlet starts', () => {
   it('refuses to start k3s with a join token that holds a control character, set after the config was checked', async () => {
     const secret = 'K10feed::node:very-secret\nsecond-line';
     const fake = await start({}, { invocation: () => ({ args: ['agent', '--server', 'https://10.0.0.1:6443'], env: {}, token: new Secret(secret) }) });
-    await waitUntil(() => fake.kinds().includes('k3s.start_failed'), 'the start to fail');
-    const failed = fake.events.find((event) => event.kind === 'k3s.start_failed')!;
+    await waitUntil(() => fake.kinds().includes('k3s.start-failed'), 'the start to fail');
+    const failed = fake.events.find((event) => event.kind === 'k3s.start-failed')!;
     expect(failed.detail).toMatchObject({ step: 'prepare', code: 'AgentArgsError', reason: expect.stringContaining('control character') });
     expect(JSON.stringify(fake.events)).not.toContain('very-secret');
     expect(existsSync(join(fake.workDir, TOKEN_FILE))).toBe(false);

@@ -32,7 +32,7 @@ describe('local event log', () => {
   it('keeps at most maxRows entries, the newest, dropping the oldest first', () => {
     const db = database();
     const log = new EventLog(db, { maxRows: 100, maxBytes: 1 << 30 });
-    for (let i = 0; i < 1000; i++) log.record('k3s.crash_loop', { i });
+    for (let i = 0; i < 1000; i++) log.record('k3s.crash-loop', { i });
     expect(count(db)).toBeLessThanOrEqual(100);
     const kept = log.recent(1000).map((e) => e.detail.i as number);
     expect(kept[0]).toBe(999);

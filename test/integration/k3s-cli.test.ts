@@ -126,7 +126,7 @@ describe('fleetlet k3s status and logs', () => {
       expect(status.code).toBe(0);
       expect(status.stdout).toMatch(/process:\s+running, pid \d+/);
       expect(status.stdout).toContain('state:    starting');
-      expect(status.stdout).toContain('problem:  k3s.password_rejected');
+      expect(status.stdout).toContain('problem:  k3s.password-rejected');
       expect(status.stdout).toContain('kubectl delete node');
 
       const logs = await fleetlet('k3s', 'logs', '-n', '2');
@@ -161,6 +161,6 @@ describe('the agent without a k3s binary', () => {
     const db = new BetterSqlite3(join(stateDir, 'fleetlet.db'), { readonly: true });
     const kinds = (db.prepare('SELECT kind FROM event_log').all() as { kind: string }[]).map((row) => row.kind);
     db.close();
-    expect(kinds).toContain('k3s.not_installed');
+    expect(kinds).toContain('k3s.not-installed');
   });
 });

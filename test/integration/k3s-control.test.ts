@@ -77,7 +77,7 @@ describe('the k3s control handle', () => {
     fake.script([{ server: 'password-rejected' }]);
     await control.restart();
     const verdict = await control.waitHealthy(1_500, new AbortController().signal);
-    expect(verdict).toMatchObject({ healthy: false, reason: expect.stringContaining('k3s.password_rejected') });
+    expect(verdict).toMatchObject({ healthy: false, reason: expect.stringContaining('k3s.password-rejected') });
   });
 
   it('counts k3s as healthy for an upgrade only when it runs the version asked for', async () => {

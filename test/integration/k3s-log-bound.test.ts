@@ -35,7 +35,7 @@ describe('k3s log file', () => {
       FAKE_K3S_LOG_MAX_BYTES: String(MAX_FILE_BYTES),
     });
     await fake.supervisor.start();
-    await waitUntil(() => fake.kinds().includes('k3s.password_rejected'), 'k3s to run and complain');
+    await waitUntil(() => fake.kinds().includes('k3s.password-rejected'), 'k3s to run and complain');
     const pid = fake.supervisor.status().pid!;
     pidsToStop.push(pid);
     // fleetlet goes away (a stop, a crash, a restart that fails over and over); k3s keeps running and writing.

@@ -63,16 +63,16 @@ describe('restart pacing', () => {
     await fake.supervisor.start();
     await waitUntil(() => fake!.supervisor.status().restarts === 2 && fake!.supervisor.status().state === 'running-healthy', 'third run healthy');
     expect(delays).toEqual([75, 75]); // not 75, 150: the second run was stable
-    expect(fake.kinds()).not.toContain('k3s.crash_loop');
+    expect(fake.kinds()).not.toContain('k3s.crash-loop');
   });
 
   it('leaves a crash loop when k3s comes back healthy', async () => {
     fake = await supervisedFake(dir, {}, { timings: { crashLoopExits: 2, crashLoopRetryMs: 300, backoffBaseMs: 50, backoffCapMs: 50 } });
     fake.script([{ crashAfterMs: 0, crashMode: 'exit1' }, { crashAfterMs: 0, crashMode: 'exit1' }, {}]);
     await fake.supervisor.start();
-    await waitUntil(() => fake!.kinds().includes('k3s.crash_loop'), 'crash loop');
+    await waitUntil(() => fake!.kinds().includes('k3s.crash-loop'), 'crash loop');
     await waitUntil(() => fake!.supervisor.status().state === 'running-healthy', 'healthy after the slow retry');
-    expect(fake.kinds().filter((kind) => kind === 'k3s.crash_loop')).toHaveLength(1);
+    expect(fake.kinds().filter((kind) => kind === 'k3s.crash-loop')).toHaveLength(1);
   });
 
   it('returns to healthy when healthz recovers', async () => {

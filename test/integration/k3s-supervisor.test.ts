@@ -113,29 +113,29 @@ describe('k3s supervisor', () => {
     const fake = await start({}, [{ crashAfterMs: 50, crashMode: 'exit1' }]);
     await waitUntil(() => state(fake) === 'crash-loop', 'crash loop');
     expect(fake.kinds().filter((kind) => kind === 'k3s.down')).toHaveLength(3);
-    expect(fake.kinds().filter((kind) => kind === 'k3s.crash_loop')).toHaveLength(1);
+    expect(fake.kinds().filter((kind) => kind === 'k3s.crash-loop')).toHaveLength(1);
     expect(fake.supervisor.status().nextStartAt).toBeGreaterThan(Date.now() + 30_000);
   });
 
   it('turns a missing memory cgroup into an event with the cmdline.txt fix', async () => {
     const fake = await start({ FAKE_K3S_CGROUP: 'v1-no-memory' });
     await waitUntil(() => state(fake) === 'crash-loop', 'crash loop');
-    const cgroup = fake.events.filter((event) => event.kind === 'k3s.cgroup_missing');
+    const cgroup = fake.events.filter((event) => event.kind === 'k3s.cgroup-missing');
     expect(cgroup.length).toBeGreaterThanOrEqual(1);
     expect(cgroup[0]!.remedy).toContain('cgroup_memory=1 cgroup_enable=memory');
     expect(cgroup[0]!.remedy).toContain('/boot/firmware/cmdline.txt');
-    expect(fake.events.find((event) => event.kind === 'k3s.crash_loop')!.remedy).toContain('cmdline.txt');
+    expect(fake.events.find((event) => event.kind === 'k3s.crash-loop')!.remedy).toContain('cmdline.txt');
     expect(fake.supervisor.status().lastExit).toMatchObject({ code: 1 });
   });
 
   it('reports a rejected node password while k3s keeps retrying without exiting', async () => {
     const fake = await start({ FAKE_K3S_SERVER: 'password-rejected' });
-    await waitUntil(() => fake.kinds().includes('k3s.password_rejected'), 'password event');
+    await waitUntil(() => fake.kinds().includes('k3s.password-rejected'), 'password event');
     const pid = fake.supervisor.status().pid!;
     await waitUntil(() => (logText(fake).match(/Node password rejected/g) ?? []).length >= 4, 'several retries');
-    expect(fake.kinds().filter((kind) => kind === 'k3s.password_rejected')).toHaveLength(1);
-    expect(fake.supervisor.status()).toMatchObject({ state: 'starting', pid, problem: { kind: 'k3s.password_rejected' } });
-    expect(fake.events.find((event) => event.kind === 'k3s.password_rejected')!.remedy).toMatch(/kubectl delete node/);
+    expect(fake.kinds().filter((kind) => kind === 'k3s.password-rejected')).toHaveLength(1);
+    expect(fake.supervisor.status()).toMatchObject({ state: 'starting', pid, problem: { kind: 'k3s.password-rejected' } });
+    expect(fake.events.find((event) => event.kind === 'k3s.password-rejected')!.remedy).toMatch(/kubectl delete node/);
     expect(fake.kinds()).not.toContain('k3s.down');
   });
 
@@ -144,7 +144,7 @@ describe('k3s supervisor', () => {
     await waitUntil(() => state(fake) === 'running-healthy', 'healthy');
     const pid = fake.supervisor.status().pid!;
     await fake.supervisor.stopK3s('test');
-    expect(fake.kinds()).toContain('k3s.stop_forced');
+    expect(fake.kinds()).toContain('k3s.stop-forced');
     expect(fake.supervisor.status().lastExit).toMatchObject({ signal: 'SIGKILL' });
     expect(isAlive(pid)).toBe(false);
     expect(logText(fake)).not.toContain('Second shutdown signal');
@@ -319,7 +319,7 @@ describe('k3s supervisor', () => {
       fake.script([{ crashAfterMs: 200, crashMode: 'exit0' }, {}]);
       await fake.supervisor.start();
       await waitUntil(() => state(fake) === 'running-healthy' && fake.supervisor.status().restarts === 1, 'own k3s healthy after a restart');
-      const warnings = fake.events.filter((event) => event.kind === 'k3s.foreign_process');
+      const warnings = fake.events.filter((event) => event.kind === 'k3s.foreign-process');
       expect(warnings).toHaveLength(1);
       expect(warnings[0]!.detail).toEqual({ pids: [foreign.pid] });
       expect(warnings[0]!.remedy).toContain('systemctl disable --now k3s-agent');
@@ -334,10 +334,10 @@ describe('k3s supervisor', () => {
     running.push(fake);
     await fake.supervisor.start();
     await waitUntil(() => state(fake) === 'not-installed', 'not installed');
-    expect(fake.kinds().filter((kind) => kind === 'k3s.not_installed')).toHaveLength(1);
+    expect(fake.kinds().filter((kind) => kind === 'k3s.not-installed')).toHaveLength(1);
     copyFileSync(FAKE_K3S, binaryPath);
     chmodSync(binaryPath, 0o755);
     await waitUntil(() => state(fake) !== 'not-installed', 'started');
-    expect(fake.kinds()).not.toContain('k3s.start_failed');
+    expect(fake.kinds()).not.toContain('k3s.start-failed');
   });
 });

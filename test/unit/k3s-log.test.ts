@@ -23,14 +23,14 @@ const LINES = {
 
 describe('k3s log classification', () => {
   it.each([
-    ['password', 'k3s.password_rejected'],
-    ['oldPassword', 'k3s.password_rejected'],
-    ['cgroupV1', 'k3s.cgroup_missing'],
-    ['cgroupV2', 'k3s.cgroup_missing'],
-    ['unreachable', 'k3s.server_unreachable'],
-    ['token', 'k3s.token_rejected'],
-    ['caHash', 'k3s.token_rejected'],
-    ['x509', 'k3s.certificate_error'],
+    ['password', 'k3s.password-rejected'],
+    ['oldPassword', 'k3s.password-rejected'],
+    ['cgroupV1', 'k3s.cgroup-missing'],
+    ['cgroupV2', 'k3s.cgroup-missing'],
+    ['unreachable', 'k3s.server-unreachable'],
+    ['token', 'k3s.token-rejected'],
+    ['caHash', 'k3s.token-rejected'],
+    ['x509', 'k3s.certificate-error'],
   ] as const)('recognises %s', (line, kind) => {
     expect(classifyLine(LINES[line])?.kind).toBe(kind);
   });
