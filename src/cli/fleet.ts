@@ -2,6 +2,7 @@ import { readFileSync, statSync } from 'node:fs';
 import { Option, type Command } from 'commander';
 import { FleetletError, UsageError } from '../lib/errors.js';
 import { COMMAND_ARGS, COMMAND_TYPES, SECRET_ARGS, secretArgsOf, type CommandTarget, type CommandType } from '../protocol/command.js';
+import { isTlsBrokerUrl } from '../protocol/broker-url.js';
 import type { DeviceChannel } from '../protocol/topics.js';
 import type { FleetConnectionOptions } from '../fleet/connection.js';
 import { listDevices } from '../fleet/devices.js';
@@ -259,7 +260,7 @@ export function withPlaintextOptIn(command: Command): Command {
 export function encryptedConnectionOf(command: Command): FleetConnectionOptions {
   const connection = connectionOf(command);
   const allowPlaintext = command.opts<{ allowPlaintext?: boolean }>().allowPlaintext === true;
-  if (!connection.broker.startsWith('mqtts://') && !allowPlaintext) {
+  if (!isTlsBrokerUrl(connection.broker) && !allowPlaintext) {
     throw new UsageError(`${connection.broker} is not encrypted: use an mqtts:// broker URL, or give --allow-plaintext to send over it anyway`);
   }
   return connection;

@@ -1,6 +1,7 @@
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { ConfigError, type ConfigProblem } from '../lib/errors.js';
+import { isPlaintextBrokerUrl } from '../protocol/broker-url.js';
 import { envLayer } from './env-layer.js';
 import { flagLayer } from './flag-layer.js';
 import { problemsFromIssues } from './issues.js';
@@ -52,18 +53,8 @@ export function loadConfig(options: LoadConfigOptions): LoadedConfig {
   if (problems.length > 0 || !result.success) throw new ConfigError(dedupe(problems));
 
   const config = result.data;
-  if (config.broker.url.startsWith('mqtt://')) {
-    if (!config.broker.allowPlaintext) {
-      throw new ConfigError([
-        {
-          path: 'broker.url',
-          source: merged.origins.get('broker.url') ?? 'not set',
-          message: 'plain mqtt:// sends everything unencrypted; use mqtts://, or set broker.allowPlaintext: true',
-        },
-      ]);
-    }
-    warnings.push('broker.url uses plain mqtt://: reports and commands cross the network unencrypted');
-  }
+  // Allowed (broker.allowPlaintext, checked by the schema), but worth saying at every start.
+  if (isPlaintextBrokerUrl(config.broker.url)) warnings.push('broker.url uses plain mqtt://: reports and commands cross the network unencrypted');
   const insecureMirrors = (['channelUrl', 'artifactUrl'] as const).filter((key) => isPlainHttp(config.k3s[key]));
   if (insecureMirrors.length > 0) {
     warnings.push(

@@ -2,6 +2,10 @@ import { z } from 'zod';
 import { hasControlCharacter } from '../lib/control-characters.js';
 import { Secret } from '../lib/secret.js';
 import { LOG_LEVELS } from '../lib/logger.js';
+import { isPlaintextBrokerUrl } from '../protocol/broker-url.js';
+import { LabelsSchema, TaintSchema } from '../protocol/node-labels.js';
+import { OUTBOX_CLASSES, type OutboxClass } from '../protocol/outbox-classes.js';
+import { K3sVersionSchema } from '../protocol/version-patterns.js';
 
 /**
  * The one source of truth for fleetlet's configuration: types, defaults, JSON Schema, env var names and the
@@ -15,13 +19,6 @@ const idString = (what: string) =>
 
 export const DeviceIdSchema = idString('device id');
 export const GroupIdSchema = idString('group name');
-
-/** Kubernetes label syntax, so that device labels can become node labels unchanged. */
-const LABEL_KEY = /^(?:[a-z0-9](?:[-a-z0-9.]{0,251}[a-z0-9])?\/)?[A-Za-z0-9](?:[-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$/;
-const LABEL_VALUE = /^(?:[A-Za-z0-9](?:[-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$/;
-const LabelKey = z.string().regex(LABEL_KEY, { error: 'expected a Kubernetes label key ([prefix/]name, name <= 63 chars)' });
-const LabelValue = z.string().regex(LABEL_VALUE, { error: 'expected a Kubernetes label value (<= 63 of A-Z a-z 0-9 - _ .)' });
-const Labels = z.record(LabelKey, LabelValue);
 
 const withoutControlCharacters = (value: string) => !hasControlCharacter(value);
 const NO_CONTROL_CHARACTERS = { error: 'expected no control characters (C0, DEL or C1: a NUL, tab, newline, escape...)' };
@@ -63,13 +60,24 @@ const DeviceSection = z
       'Device id; when unset it is derived from /etc/machine-id or the board serial at the first start and kept from then on.',
     ),
     name: z.string().min(1).max(128).optional().describe('Human-friendly name shown to operators.'),
-    labels: Labels.default({}).describe('Labels for selecting devices in rollouts (Kubernetes label syntax).'),
+    labels: LabelsSchema.default({}).describe('Labels for selecting devices in rollouts (Kubernetes label syntax).'),
     groups: z.array(GroupIdSchema).max(32).default([]).describe("Groups whose command topics the device subscribes to; the broker delivers only those the fleet's membership list grants it (`fleetlet fleet acl`)."),
     identityRoot: absolutePath
       .default('/')
       .describe('Root under which the machine id, board serial, DMI product uuid and network cards are read; "/" unless the host is mounted elsewhere (a container).'),
   })
   .prefault({});
+
+/** Over plain mqtt:// reports, commands and the MQTT password cross the network readable: only by name. */
+function refusePlaintextBroker(broker: { url: string; allowPlaintext: boolean }, context: z.RefinementCtx): void {
+  if (broker.allowPlaintext || !isPlaintextBrokerUrl(broker.url)) return;
+  context.addIssue({
+    code: 'custom',
+    path: ['url'],
+    input: broker.url,
+    message: 'plain mqtt:// sends everything unencrypted; use mqtts://, or set broker.allowPlaintext: true',
+  });
+}
 
 const BrokerSection = z.strictObject({
   url: urlWithScheme(['mqtt:', 'mqtts:'], 'an mqtt:// or mqtts:// URL with a host').describe(
@@ -101,7 +109,7 @@ const BrokerSection = z.strictObject({
       stableMs: z.int().min(1000).max(3_600_000).default(60_000).describe('A connection up this long resets the backoff.'),
     })
     .prefault({}),
-});
+}).superRefine(refusePlaintextBroker);
 
 /**
  * The k3s binary runs as root, and the channel decides which version is fetched: over plain http anyone on the
@@ -136,10 +144,7 @@ const K3sSection = z
       .optional()
       .describe('Join token: the agent token or a bootstrap token, never the server token; prefer tokenFile. k3s reads it from a 0600 file fleetlet writes (--token-file), never from its command line or environment.'),
     tokenFile: absolutePath.optional().describe('File holding the join token (mode 0600).'),
-    version: z
-      .string()
-      .regex(/^v\d+\.\d+\.\d+\+k3s\d+$/, { error: 'expected a k3s version like v1.36.3+k3s1' })
-      .optional()
+    version: K3sVersionSchema.optional()
       .describe('Pinned k3s version; when unset the channel decides.'),
     channel: z.string().regex(/^[a-z0-9.-]+$/).default('stable'),
     channelUrl: urlWithScheme(['https:', 'http:'], 'an http(s):// URL')
@@ -156,10 +161,11 @@ const K3sSection = z
     dataDir: absolutePath.default('/var/lib/rancher/k3s'),
     nodeName: z.string().regex(/^[a-z0-9]([-a-z0-9.]{0,61}[a-z0-9])?$/, { error: 'expected a DNS-1123 node name' }).optional(),
     withNodeId: z.boolean().default(false),
-    nodeLabels: Labels.default({}),
+    nodeLabels: LabelsSchema.default({}).describe('Labels of the k3s node (Kubernetes label syntax, as k3s.configure takes them).'),
     nodeTaints: z
-      .array(z.string().regex(/^[^=:\s]+(=[^:\s]*)?:(NoSchedule|PreferNoSchedule|NoExecute)$/, { error: 'expected key[=value]:Effect' }))
-      .default([]),
+      .array(TaintSchema)
+      .default([])
+      .describe('Taints of the k3s node, key[=value]:Effect with key and value in label syntax (as k3s.configure and the kubelet take them).'),
     nodeIp: z.array(z.union([z.ipv4(), z.ipv6()])).default([]),
     nodeExternalIp: z.array(z.union([z.ipv4(), z.ipv6()])).default([]),
     disableApiserverLb: z.boolean().default(false),
@@ -184,14 +190,23 @@ const K3sSection = z
 const OutboxBudget = (rows: number, bytes: number) =>
   z.strictObject({ maxRows: z.int().min(10).default(rows), maxBytes: z.int().min(1024).default(bytes) }).prefault({});
 
+// Sized for a Pi with a small SD card: about 24 MiB for everything at worst.
+const OUTBOX_BUDGET_DEFAULTS: Record<OutboxClass, [rows: number, bytes: number]> = {
+  status: [20_000, 8 * 1024 * 1024],
+  event: [20_000, 8 * 1024 * 1024],
+  result: [10_000, 8 * 1024 * 1024],
+};
+/** One budget per outbox class, in the shedding order, so that a new class cannot go without one. */
+const outboxBudgets = Object.fromEntries(OUTBOX_CLASSES.map((cls) => [cls, OutboxBudget(...OUTBOX_BUDGET_DEFAULTS[cls])])) as Record<
+  OutboxClass,
+  ReturnType<typeof OutboxBudget>
+>;
+
 const LimitsSection = z
   .strictObject({
     outbox: z
       .strictObject({
-        // Sized for a Pi with a small SD card: about 24 MiB for everything at worst.
-        status: OutboxBudget(20_000, 8 * 1024 * 1024),
-        event: OutboxBudget(20_000, 8 * 1024 * 1024),
-        result: OutboxBudget(10_000, 8 * 1024 * 1024),
+        ...outboxBudgets,
         maxTotalBytes: z
           .int()
           .min(4096)

@@ -1,3 +1,4 @@
+import { K3S_VERSION_PATTERN } from '../protocol/version-patterns.js';
 import { DownloadError, ReleaseNotFoundError, UnsupportedArchError } from './errors.js';
 
 /**
@@ -30,8 +31,6 @@ export function releaseArtifacts(arch: K3sArch): ReleaseArtifacts {
     imageNames: ['tar.zst', 'tar.gz', 'tar'].map((ext) => `k3s-airgap-images-${arch}.${ext}`),
   };
 }
-
-export const VERSION_PATTERN = /^v\d+\.\d+\.\d+\+k3s\d+$/;
 
 export function artifactUrl(baseUrl: string, version: string, file: string): string {
   return `${baseUrl.replace(/\/+$/, '')}/${encodeURIComponent(version)}/${file}`;
@@ -80,7 +79,7 @@ export async function resolveVersion(
   const location = response.status >= 300 && response.status < 400 ? response.headers.get('location') : null;
   if (!location) throw new ReleaseNotFoundError(`channel ${options.channel} at ${url} answered ${response.status}, not a redirect`);
   const segment = decodeURIComponent(new URL(location, url).pathname.split('/').filter(Boolean).pop() ?? '');
-  if (!VERSION_PATTERN.test(segment)) {
+  if (!K3S_VERSION_PATTERN.test(segment)) {
     throw new ReleaseNotFoundError(`channel ${options.channel} points at ${location}, which names no k3s version`);
   }
   return segment;

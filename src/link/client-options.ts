@@ -3,6 +3,7 @@ import { X509Certificate } from 'node:crypto';
 import type { IClientOptions } from 'mqtt';
 import type { Config } from '../config/schema.js';
 import { ConfigError } from '../lib/errors.js';
+import { isTlsBrokerUrl } from '../protocol/broker-url.js';
 
 /** Certificates and keys are small; a bound keeps a wrong path (a log, a device file) from being slurped. */
 const MAX_PEM_BYTES = 256 * 1024;
@@ -35,7 +36,7 @@ export function clientOptions(broker: Config['broker'], deviceId: string, will: 
   };
   if (broker.auth.username) options.username = broker.auth.username;
   if (broker.auth.password) options.password = broker.auth.password.reveal();
-  if (broker.url.startsWith('mqtts:')) {
+  if (isTlsBrokerUrl(broker.url)) {
     const { caFile, certFile, keyFile, serverName } = broker.tls;
     options.rejectUnauthorized = true;
     if (caFile) options.ca = readPem(caFile, 'broker.tls.caFile');

@@ -3,8 +3,10 @@ import { z } from 'zod';
 import { DeviceIdSchema, GroupIdSchema } from '../config/schema.js';
 import { SCHEMA_VERSION } from './topics.js';
 import { canonicalJson } from './canonical-json.js';
+import { LabelsSchema, TaintSchema } from './node-labels.js';
 import { SealedSecretSchema } from './sealed-secret.js';
 import { SignedTrustDocumentSchema, TRUST_KEY_ID_PATTERN } from './trust-document.js';
+import { FleetletVersionSchema, K3sVersionSchema } from './version-patterns.js';
 
 export { canonicalJson } from './canonical-json.js';
 
@@ -16,9 +18,6 @@ export { canonicalJson } from './canonical-json.js';
 
 export const COMMAND_ID_PATTERN = /^[A-Za-z0-9_-]{8,64}$/;
 export const KEY_ID_PATTERN = TRUST_KEY_ID_PATTERN;
-const K3S_VERSION = /^v\d+\.\d+\.\d+\+k3s\d+$/;
-// SemVer 2.0.0 with an optional prerelease of up to 32 characters; no empty identifiers, so that it orders as SemVer.
-const SEMVER = /^\d+\.\d+\.\d+(?:-(?=[0-9A-Za-z.-]{1,32}$)[0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*)?$/;
 const SHA256_HEX = /^[a-f0-9]{64}$/;
 
 const httpUrl = z
@@ -32,16 +31,12 @@ const httpsUrl = z
   .max(2048)
   .refine((value) => URL.canParse(value) && new URL(value).protocol === 'https:', { error: 'expected an https:// URL' });
 
-const LabelKey = z.string().regex(/^(?:[a-z0-9](?:[-a-z0-9.]{0,251}[a-z0-9])?\/)?[A-Za-z0-9](?:[-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$/);
-const LabelValue = z.string().regex(/^(?:[A-Za-z0-9](?:[-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$/);
-const Taint = z.string().regex(/^[^=:\s]{1,253}(=[^:\s]{0,63})?:(NoSchedule|PreferNoSchedule|NoExecute)$/);
-
 /** One args schema per command type; strict, so a misspelt argument is refused rather than ignored. */
 export const PingArgsSchema = z.strictObject({});
 
 export const K3sUpgradeArgsSchema = z
   .strictObject({
-    version: z.string().regex(K3S_VERSION, { error: 'expected a k3s version like v1.36.3+k3s1' }),
+    version: K3sVersionSchema,
     artifactUrl: httpUrl.optional(),
     sha256: z.string().regex(SHA256_HEX, { error: 'expected a lowercase hex sha256' }).optional(),
     allowDowngrade: z.boolean().optional(),
@@ -58,8 +53,8 @@ export const K3sStopArgsSchema = z.strictObject({});
 
 export const K3sConfigureArgsSchema = z
   .strictObject({
-    labels: z.record(LabelKey, LabelValue).optional(),
-    taints: z.array(Taint).max(64).optional(),
+    labels: LabelsSchema.optional(),
+    taints: z.array(TaintSchema).max(64).optional(),
     serverUrl: httpsUrl.optional(),
     // Sealed to the target device's key (SECRET_ARGS): a plaintext token is refused.
     joinToken: SealedSecretSchema.optional(),
@@ -72,7 +67,7 @@ export const LogsCollectArgsSchema = z.strictObject({
 });
 
 export const AgentUpgradeArgsSchema = z.strictObject({
-  version: z.string().regex(SEMVER, { error: 'expected a fleetlet version like 1.2.3' }),
+  version: FleetletVersionSchema,
   artifactUrl: httpUrl,
   sha256: z.string().regex(SHA256_HEX, { error: 'expected a lowercase hex sha256' }),
   /** By a release key of the trust document over the version and sha256 (`fleetlet fleet release sign`). */

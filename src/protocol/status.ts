@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { perOutboxClass } from './outbox-classes.js';
 import { SCHEMA_VERSION } from './topics.js';
 
 /**
@@ -10,8 +11,7 @@ import { SCHEMA_VERSION } from './topics.js';
 const count = z.int().min(0).max(Number.MAX_SAFE_INTEGER);
 const percent = z.number().min(0).max(100);
 
-export const OUTBOX_CLASSES = ['status', 'event', 'result'] as const;
-const perClass = z.object({ status: count, event: count, result: count });
+const perClass = perOutboxClass(count);
 
 export const THROTTLE_FLAGS = ['under-voltage', 'arm-frequency-capped', 'throttled', 'soft-temperature-limit'] as const;
 const ThrottleFlag = z.enum(THROTTLE_FLAGS);
@@ -54,7 +54,7 @@ export const StatusSchema = z.object({
   /** Set by the outbox: the same on every re-send, for deduplication downstream. */
   messageId: z.string().max(64).optional(),
   /** Set by the outbox once anything was dropped: counters since the state database was created. */
-  outboxDrops: z.object({ status: count, event: count, result: count, diskFull: count }).optional(),
+  outboxDrops: perClass.extend({ diskFull: count }).optional(),
 });
 
 export type Status = z.infer<typeof StatusSchema>;

@@ -3,6 +3,6 @@ import type { OutboxLimits } from './outbox.js';
 
 /** The outbox's limits from the configuration (limits.outbox, and the largest message the broker takes). */
 export function outboxLimitsFromConfig(limits: Config['limits']): OutboxLimits {
-  const { status, event, result, maxTotalBytes } = limits.outbox;
-  return { budgets: { status, event, result }, maxTotalBytes, maxRecordBytes: limits.maxMessageBytes };
+  const { maxTotalBytes, ...budgets } = limits.outbox;
+  return { budgets, maxTotalBytes, maxRecordBytes: limits.maxMessageBytes };
 }

@@ -1,4 +1,5 @@
 import { FleetletError } from '../lib/errors.js';
+import type { OutboxClass } from '../protocol/outbox-classes.js';
 
 /**
  * The durable queue every report goes through (see DESIGN.md "How data flows"). Producers get an `Outbox`
@@ -14,9 +15,8 @@ import { FleetletError } from '../lib/errors.js';
  * differences), so a status that is itself dropped loses no count.
  */
 
-/** Cheapest first: the order in which records are shed when the outbox must make room. */
-export const OUTBOX_CLASSES = ['status', 'event', 'result'] as const;
-export type OutboxClass = (typeof OUTBOX_CLASSES)[number];
+// Cheapest first: the order in which records are shed when the outbox must make room. The status message counts them too.
+export { OUTBOX_CLASSES, type OutboxClass } from '../protocol/outbox-classes.js';
 
 export interface NewOutboxRecord {
   class: OutboxClass;

@@ -1,8 +1,10 @@
+import type { OutboxClass } from '../protocol/outbox-classes.js';
+
 /**
  * What telemetry needs to know about the other parts of the agent, as narrow read-only views. The composition
  * root supplies them (with safe defaults where a part does not exist yet); telemetry never imports those parts.
  */
-export type OutboxClassCounts = { status: number; event: number; result: number };
+export type OutboxClassCounts = Record<OutboxClass, number>;
 
 export interface LinkView {
   connected: boolean;

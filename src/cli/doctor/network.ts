@@ -1,3 +1,4 @@
+import { isPlaintextBrokerUrl } from '../../protocol/broker-url.js';
 import { type Check, type CheckResult, type DoctorContext, fail, pass, warn } from './check.js';
 
 /** The broker: reachable, and for mqtts:// a TLS handshake that verifies with the configured CA and client cert. */
@@ -7,7 +8,7 @@ export const checkBroker: Check = async (context) => {
   const url = new URL(broker.url);
   const port = Number(url.port) || (url.protocol === 'mqtts:' ? 8883 : 1883);
   const host = url.hostname.replace(/^\[|\]$/g, '');
-  if (url.protocol === 'mqtt:') {
+  if (isPlaintextBrokerUrl(broker.url)) {
     const result = await context.probe.tcp(host, port);
     if (!result.ok) return [fail('broker', `cannot reach ${host}:${port}: ${result.error}`, reachFix(host, port))];
     return [warn('broker', `reached ${host}:${port} over plain mqtt:// (unencrypted)`, 'use an mqtts:// URL with broker.tls.caFile')];
