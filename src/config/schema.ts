@@ -3,6 +3,7 @@ import { hasControlCharacter } from '../lib/control-characters.js';
 import { Secret } from '../lib/secret.js';
 import { LOG_LEVELS } from '../lib/logger.js';
 import { isPlaintextBrokerUrl } from '../protocol/broker-url.js';
+import { DeviceIdSchema, GroupIdSchema } from '../protocol/ids.js';
 import { LabelsSchema, TaintSchema } from '../protocol/node-labels.js';
 import { OUTBOX_CLASSES, type OutboxClass } from '../protocol/outbox-classes.js';
 import { K3sVersionSchema } from '../protocol/version-patterns.js';
@@ -11,14 +12,6 @@ import { K3sVersionSchema } from '../protocol/version-patterns.js';
  * The one source of truth for fleetlet's configuration: types, defaults, JSON Schema, env var names and the
  * README reference are all derived from this schema. Later capabilities add keys here, nowhere else.
  */
-
-/** Ids end up in MQTT topics and client ids: no '/', '+', '#', spaces or upper case, so no topic injection. */
-const ID_PATTERN = /^[a-z0-9](?:[a-z0-9_-]{0,62})$/;
-const idString = (what: string) =>
-  z.string().regex(ID_PATTERN, { error: `expected a ${what}: 1-63 of a-z 0-9 _ -, starting with a letter or digit` });
-
-export const DeviceIdSchema = idString('device id');
-export const GroupIdSchema = idString('group name');
 
 const withoutControlCharacters = (value: string) => !hasControlCharacter(value);
 const NO_CONTROL_CHARACTERS = { error: 'expected no control characters (C0, DEL or C1: a NUL, tab, newline, escape...)' };

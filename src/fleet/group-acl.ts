@@ -1,7 +1,7 @@
 import { readFileSync, statSync } from 'node:fs';
 import { parse } from 'yaml';
 import { z } from 'zod';
-import { DeviceIdSchema, GroupIdSchema } from '../config/schema.js';
+import { DeviceIdSchema, GroupIdSchema } from '../protocol/ids.js';
 import { UsageError } from '../lib/errors.js';
 import { Topics } from '../protocol/topics.js';
 

@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { z } from 'zod';
-import { DeviceIdSchema } from '../config/schema.js';
+import { DeviceIdSchema } from '../protocol/ids.js';
 import { writeFileAtomic } from '../lib/files.js';
 import { combinedFingerprint, resolveDeviceId, SIGNAL_NAMES, type MachineIdentity, type MachineSignals } from './device-id.js';
 

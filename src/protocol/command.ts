@@ -1,6 +1,6 @@
 import { createPrivateKey, createPublicKey, sign, verify, type KeyObject } from 'node:crypto';
 import { z } from 'zod';
-import { DeviceIdSchema, GroupIdSchema } from '../config/schema.js';
+import { DeviceIdSchema, GroupIdSchema } from './ids.js';
 import { SCHEMA_VERSION } from './topics.js';
 import { canonicalJson } from './canonical-json.js';
 import { LabelsSchema, TaintSchema } from './node-labels.js';

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { DeviceIdSchema } from '../config/schema.js';
+import { DeviceIdSchema } from './ids.js';
 import { COMMAND_TYPES } from './command.js';
 import { SCHEMA_VERSION } from './topics.js';
 

@@ -1,4 +1,4 @@
-import { DeviceIdSchema, GroupIdSchema } from '../config/schema.js';
+import { DeviceIdSchema, GroupIdSchema } from './ids.js';
 
 /**
  * Every MQTT topic fleetlet uses, built in one place from validated ids only: an id cannot carry '/', '+' or '#',

@@ -2,7 +2,7 @@ import { spawn } from 'node:child_process';
 import { mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { DeviceIdSchema } from '../../src/config/schema.js';
+import { DeviceIdSchema } from '../../src/protocol/ids.js';
 import { readMachineIdentity, resolveDeviceId, type MachineSources } from '../../src/identity/device-id.js';
 import { DeviceIdUnavailableError } from '../../src/identity/errors.js';
 import { fingerprint } from '../../src/identity/fingerprint.js';
