@@ -3,8 +3,9 @@ import type { EventKind } from '../protocol/event.js';
 /**
  * What the supervisor tells the rest of fleetlet. Events go out through a narrow sink so that the composition
  * root decides where they end up (event log now, the outbox later) and the supervisor imports neither.
+ * These are the kinds the k3s part emits, in the wire's spelling; protocol/event.ts holds their severity, sentence
+ * and remedy, and the emit functions take only these, so the list cannot fall behind what is sent.
  */
-/** The kinds the k3s part emits, in the wire's spelling (protocol/event.ts holds their severity, sentence and remedy). */
 export const K3S_EVENT_KINDS = [
   'k3s.up',
   'k3s.down',

@@ -19,26 +19,11 @@ function problemOf(kind: LogProblem['kind']): LogProblem {
 }
 
 const PATTERNS: readonly { test: RegExp; problem: LogProblem }[] = [
-  {
-    test: /Node password rejected/,
-    problem: problemOf('k3s.password-rejected'),
-  },
-  {
-    test: /failed to find memory cgroup|Failed to find memory cgroup/i,
-    problem: problemOf('k3s.cgroup-missing'),
-  },
-  {
-    test: /not authorized|token CA hash does not match|token must not be empty|invalid token format/,
-    problem: problemOf('k3s.token-rejected'),
-  },
-  {
-    test: /x509:|certificate (?:has expired|signed by unknown authority|is not valid)|tls: failed to verify/,
-    problem: problemOf('k3s.certificate-error'),
-  },
-  {
-    test: /Failed to validate connection to cluster|connection refused|no route to host|i\/o timeout|Remotedialer proxy error/,
-    problem: problemOf('k3s.server-unreachable'),
-  },
+  { test: /Node password rejected/, problem: problemOf('k3s.password-rejected') },
+  { test: /failed to find memory cgroup|Failed to find memory cgroup/i, problem: problemOf('k3s.cgroup-missing') },
+  { test: /not authorized|token CA hash does not match|token must not be empty|invalid token format/, problem: problemOf('k3s.token-rejected') },
+  { test: /x509:|certificate (?:has expired|signed by unknown authority|is not valid)|tls: failed to verify/, problem: problemOf('k3s.certificate-error') },
+  { test: /Failed to validate connection to cluster|connection refused|no route to host|i\/o timeout|Remotedialer proxy error/, problem: problemOf('k3s.server-unreachable') },
 ];
 
 /** Lines that show the agent is joined and working, besides kubelet healthz. */

@@ -205,7 +205,7 @@ describe('ConditionDetector', () => {
 });
 
 describe('events of other producers (the k3s supervisor)', () => {
-  it('are spelled, described and bounded for the wire, without anything secret', () => {
+  it('are described by the table and bounded for the wire, without anything secret', () => {
     const event = eventFromProducer({
       kind: 'k3s.password-rejected',
       at: Date.UTC(2026, 2, 1, 8),
