@@ -5,6 +5,7 @@ import { z } from 'zod';
 import { FleetletError } from '../lib/errors.js';
 import { writeFileAtomic } from '../lib/files.js';
 import { Secret } from '../lib/secret.js';
+import { HttpsUrlSchema } from '../protocol/command.js';
 import type { K3sConfig } from './args.js';
 
 /**
@@ -13,9 +14,11 @@ import type { K3sConfig } from './args.js';
  * change that leaves k3s unhealthy can be put back. The files hold the join token: 0600.
  */
 export const NodeSettingsSchema = z.strictObject({
+  // Only bounds for labels and taints: the command checked their syntax, and a file an older fleetlet wrote under a
+  // looser rule must still load (an invalid file loads as no settings at all, join token and server included).
   labels: z.record(z.string().max(317), z.string().max(63)).optional(),
   taints: z.array(z.string().max(400)).max(64).optional(),
-  serverUrl: z.string().startsWith('https://').max(2048).optional(),
+  serverUrl: HttpsUrlSchema.optional(),
   joinToken: z.string().min(1).max(4096).optional(),
 });
 export type NodeSettings = z.infer<typeof NodeSettingsSchema>;

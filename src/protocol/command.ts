@@ -26,7 +26,8 @@ const httpUrl = z
   .refine((value) => URL.canParse(value) && ['http:', 'https:'].includes(new URL(value).protocol), {
     error: 'expected an http(s):// URL',
   });
-const httpsUrl = z
+/** What k3s.configure takes as a server URL, and what the node settings keep of it. */
+export const HttpsUrlSchema = z
   .string()
   .max(2048)
   .refine((value) => URL.canParse(value) && new URL(value).protocol === 'https:', { error: 'expected an https:// URL' });
@@ -55,7 +56,7 @@ export const K3sConfigureArgsSchema = z
   .strictObject({
     labels: LabelsSchema.optional(),
     taints: z.array(TaintSchema).max(64).optional(),
-    serverUrl: httpsUrl.optional(),
+    serverUrl: HttpsUrlSchema.optional(),
     // Sealed to the target device's key (SECRET_ARGS): a plaintext token is refused.
     joinToken: SealedSecretSchema.optional(),
   })

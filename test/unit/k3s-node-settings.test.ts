@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { ConfigSchema } from '../../src/config/schema.js';
 import { buildAgentInvocation } from '../../src/k3s/args.js';
+import { K3sConfigureArgsSchema } from '../../src/protocol/command.js';
 import { NodeSettingsFile, NodeSettingsRevertError, withNodeSettings } from '../../src/k3s/node-settings.js';
 import { tempDir } from '../helpers/paths.js';
 
@@ -34,6 +35,14 @@ describe('node settings from commands', () => {
     expect(statSync(join(dir, 'node-settings.json.previous')).mode & 0o777).toBe(0o600);
     await file.revert('cmd-2');
     expect(file.load()).toEqual({ labels: { role: 'gw' } });
+  });
+
+  it('keep every server URL k3s.configure accepts, also one whose scheme is in capitals', async () => {
+    const serverUrl = 'HTTPS://k3s.example:6443';
+    expect(K3sConfigureArgsSchema.safeParse({ serverUrl }).success).toBe(true);
+    const file = new NodeSettingsFile(join(dir, 'node-settings.json'));
+    await file.apply('cmd-1', { serverUrl });
+    expect(file.load()).toEqual({ serverUrl });
   });
 
   it('apply repeated for the same command (a run resumed after a crash) keeps the settings from before it', async () => {
