@@ -10,6 +10,7 @@ import { connect, type MqttClient } from 'mqtt';
 import { ConfigSchema } from '../src/config/schema.js';
 import { createLogger } from '../src/lib/logger.js';
 import { MqttLink } from '../src/link/link.js';
+import { Topics } from '../src/protocol/topics.js';
 
 const WARM_UP = 50;
 const CYCLES = Number(process.env.BENCH_CYCLES ?? 1000);
@@ -90,6 +91,7 @@ const baseline = await measure(bareConnect, async () => {
 
 const link = new MqttLink({
   broker: ConfigSchema.shape.broker.parse({ url, allowPlaintext: true }),
+  topics: new Topics('fleetlet/v1'),
   deviceId: 'bench-device',
   groups: ['a', 'b'],
   maxMessageBytes: 4096,

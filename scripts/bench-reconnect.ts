@@ -9,6 +9,7 @@ import { ConfigSchema } from '../src/config/schema.js';
 import { fullJitterDelay } from '../src/lib/backoff.js';
 import { createLogger } from '../src/lib/logger.js';
 import { MqttLink } from '../src/link/link.js';
+import { Topics } from '../src/protocol/topics.js';
 
 const defaults = ConfigSchema.shape.broker.parse({ url: 'mqtt://127.0.0.1:1' }).reconnect;
 
@@ -93,7 +94,7 @@ async function real(count: number, outageMs: number): Promise<void> {
   });
   const jitter = await outage(count, outageMs, (url, i) => {
     const broker = ConfigSchema.shape.broker.parse({ url, allowPlaintext: true });
-    const link = new MqttLink({ broker, deviceId: `dev-${i}`, groups: [], maxMessageBytes: 4096, bootSequence: 1, fleetletVersion: 'bench', logger });
+    const link = new MqttLink({ broker, topics: new Topics(broker.topicRoot), deviceId: `dev-${i}`, groups: [], maxMessageBytes: 4096, bootSequence: 1, fleetletVersion: 'bench', logger });
     link.start();
     return { connected: () => link.state().connected, close: () => link.stop() };
   });

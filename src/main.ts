@@ -1,79 +1,42 @@
-import type { LoadedConfig } from './config/load.js';
-import { configJsonSchema } from './config/json-schema.js';
-import { buildProgram, runCli, type CliIo, type CommandHandlers, type ConfigSelection } from './cli/program.js';
+import type { Config } from './config/schema.js';
+import type { ConfigSelection, CliIo } from './cli/program.js';
+import { runCommandLine } from './cli/command-table.js';
 import { EXIT } from './cli/exit-codes.js';
 import { loadSelectedConfig } from './cli/load-selected-config.js';
-import { runDoctor } from './cli/doctor.js';
-import { runProvision } from './cli/provision.js';
-import { runUninstall } from './cli/uninstall.js';
-import { runStatus } from './cli/status.js';
-import { runK3sCli } from './cli/k3s.js';
 import { Lifecycle, type Part } from './daemon/lifecycle.js';
 import { runUntilSignal } from './daemon/run-until-signal.js';
-import { SystemdNotifier } from './daemon/systemd-notify.js';
-import { outboxWithWriteProgress, ProgressMonitor } from './daemon/progress-monitor.js';
-import { registerWatchedParts } from './daemon/watched-parts.js';
-import { diskFullEvent, openAgentState } from './daemon/agent-state.js';
+import { outboxWithWriteProgress } from './daemon/progress-monitor.js';
+import { diskFullEvent } from './daemon/agent-state.js';
+import { buildStatePart } from './daemon/state-part.js';
+import { buildWatchdogPart } from './daemon/watchdog-part.js';
 import { ConfigError, FleetletError } from './lib/errors.js';
 import { createLogger, type Logger } from './lib/logger.js';
-import type { Heartbeat } from './lib/heartbeat.js';
 import { FLEETLET_VERSION } from './lib/version.js';
 import { sqliteNativeBinding } from './lib/native-addon.js';
-import { EventLog } from './store/event-log.js';
-import { MqttLink, type InventoryProvider } from './link/link.js';
-import { Drainer } from './link/drain.js';
-import { outboxLimitsFromConfig } from './store/outbox-limits.js';
-import { SqliteOutbox } from './store/sqlite-outbox.js';
+import { buildLinkPart } from './link/link-part.js';
 import { Topics } from './protocol/topics.js';
-import { createTelemetry } from './telemetry/create-telemetry.js';
+import { buildTelemetryPart } from './telemetry/create-telemetry.js';
 import { eventFromProducer } from './telemetry/producer-events.js';
-import { createCommandsPart } from './commands/commands-part.js';
-import { machineSourcesUnder, readMachineIdentity, type MachineIdentity } from './identity/device-id.js';
-import { DeviceRecordFile, resolveDevice, type ResolvedDevice } from './identity/device-record.js';
+import { buildCommandsPart } from './commands/commands-part.js';
 import { restoreStateAfterRevert } from './commands/agent-upgrade-restore.js';
 import { databaseWritable } from './store/write-probe.js';
-import { DeviceIdUnavailableError } from './identity/errors.js';
+import { buildDeviceIdentity } from './identity/device-part.js';
 import { IdentityStore } from './identity/identity-store.js';
-import { deviceSealKey } from './identity/seal-key.js';
 import { NodeFiles } from './identity/node-files.js';
 import { createIdentityControl, fingerprintChangedEvent } from './identity/reidentify.js';
 import type { IdentityControl } from './commands/identity-reidentify.js';
 import { certificateCommonName } from './link/client-options.js';
-import { createK3sPart } from './k3s/k3s-part.js';
+import { buildK3sPart } from './k3s/k3s-part.js';
 
-/** The composition root: the only place that builds parts and wires them together. */
+/**
+ * The composition root: the only place that builds parts and wires them together. Each part is built by one function
+ * in its own room, from its own config section and a narrow deps object; this file calls them in order.
+ */
 
 const STOP_TIMEOUT_MS = 10_000;
 
-export async function main(argv: string[], io: CliIo): Promise<number> {
-  let exitCode: number = EXIT.OK;
-  const handlers: CommandHandlers = {
-    agent: (selection) => runAgent(selection, io),
-    configCheck: async (selection) => {
-      const loaded = loadSelectedConfig(selection, io);
-      if (!loaded) return EXIT.CONFIG;
-      for (const warning of loaded.warnings) io.stderr(`warning: ${warning}\n`);
-      io.stdout(`configuration ok (${loaded.files.length > 0 ? loaded.files.join(', ') : 'no files; defaults and environment'})\n`);
-      return EXIT.OK;
-    },
-    configSchema: async () => {
-      io.stdout(`${JSON.stringify(configJsonSchema(), null, 2)}\n`);
-      return EXIT.OK;
-    },
-    doctor: (selection, options) => runDoctor({ selection, ...options }, io),
-    provision: (options) => runProvision({ ...options, trustAnchors: options.trustAnchor }, io),
-    uninstall: (selection, options) => runUninstall({ selection, ...options }, io),
-    status: (selection, options) =>
-      runStatus({ selection, ...options, nativeBinding: (stateDir) => sqliteNativeBinding(stateDir, io.env) }, io),
-    k3s: (selection, action) => runK3sCli({ selection, action, interactive: process.stderr.isTTY === true }, io),
-  };
-  const program = buildProgram(handlers, io, (code) => (exitCode = code));
-  try {
-    return await runCli(program, argv, () => exitCode);
-  } catch (err) {
-    io.stderr(`fleetlet: ${err instanceof Error ? err.message : String(err)}\n`);
-    return err instanceof ConfigError ? EXIT.CONFIG : EXIT.FAILURE;
-  }
+export function main(argv: string[], io: CliIo): Promise<number> {
+  return runCommandLine(argv, io, (selection) => runAgent(selection, io));
 }
 
 async function runAgent(selection: ConfigSelection, io: CliIo): Promise<number> {
@@ -87,7 +50,13 @@ async function runAgent(selection: ConfigSelection, io: CliIo): Promise<number> 
   let parts: Part[];
   try {
     await restoreAfterRevert(config.stateDir, io.env, logger);
-    parts = await buildAgentParts(loaded, logger, io.env);
+    parts = await buildAgentParts(config, {
+      env: io.env,
+      argv: process.argv,
+      logger,
+      // A clean stop; systemd (Restart=always) starts the service again, from the new binary.
+      requestRestart: () => process.kill(process.pid, 'SIGTERM'),
+    });
   } catch (err) {
     logger.fatal({ err }, err instanceof FleetletError ? err.message : 'failed to start');
     return err instanceof ConfigError ? EXIT.CONFIG : EXIT.FAILURE;
@@ -106,41 +75,36 @@ async function restoreAfterRevert(stateDir: string, env: Record<string, string |
   }
 }
 
-async function buildAgentParts({ config }: LoadedConfig, logger: Logger, env: Record<string, string | undefined>): Promise<Part[]> {
-  const { opened, bootSequence, diskFull } = openAgentState({
-    stateDir: config.stateDir,
-    fleetletVersion: FLEETLET_VERSION,
-    nativeBinding: sqliteNativeBinding(config.stateDir, env),
-  });
-  if (diskFull) {
-    logger.error(diskFull, 'the file system of the state directory is full: running on an in-memory copy of the state until a restart with room; commands are refused meanwhile');
-  }
-  const eventLog = new EventLog(opened.db, config.limits.eventLog);
-  if (opened.recovered) {
-    logger.error(opened.recovered, 'state database was unreadable; moved it aside and started a fresh one');
-    eventLog.record('state.database-recovered', { ...opened.recovered });
-  }
-  const state: Part = { name: 'state-database', start: () => {}, stop: () => void opened.db.close() };
-  const outbox = new SqliteOutbox(opened.db, { limits: outboxLimitsFromConfig(config.limits), logger, conditions: eventLog });
-  const drainer = new Drainer(outbox, { window: config.broker.inflightWindow, logger });
+/** What the agent takes from the process it runs in. */
+export interface AgentHost {
+  env: Record<string, string | undefined>;
+  argv: readonly string[];
+  logger: Logger;
+  /** A clean stop after which the service manager starts the agent again (self-update). */
+  requestRestart: () => void;
+}
+
+/** Builds every part of the agent, in the order the lifecycle starts them (and stops them in reverse). */
+export async function buildAgentParts(config: Config, host: AgentHost): Promise<Part[]> {
+  const { env, logger } = host;
+  const store = buildStatePart(config, { fleetletVersion: FLEETLET_VERSION, nativeBinding: sqliteNativeBinding(config.stateDir, env), logger });
+  const { db, eventLog, diskFull } = store;
   // The watchdog is pinged only while each of these shows progress (see daemon/watched-parts.ts).
-  const progress = new ProgressMonitor();
-  const watched = registerWatchedParts(progress, config);
-  const reports = outboxWithWriteProgress(outbox, watched.database);
-  // device.id from the config, else the id recorded at the first start (derived from /etc/machine-id or the serial).
-  const machine = readMachineIdentity(machineSourcesUnder(config.device.identityRoot));
-  const deviceRecord = new DeviceRecordFile(config.stateDir);
-  const device = await deviceOrConfigError(deviceRecord, config.device.id, machine, logger);
-  const { deviceId } = device;
-  const sealKey = await deviceSealKey(config.stateDir, logger);
+  const watchdog = buildWatchdogPart(config, { env, logger });
+  const { watched } = watchdog;
+  const reports = outboxWithWriteProgress(store.outbox, watched.database);
+  const device = await buildDeviceIdentity(config.device, { stateDir: config.stateDir, logger });
+  const { machine } = device;
+  const { deviceId } = device.resolved;
   const topics = new Topics(config.broker.topicRoot);
   // Providers are read at each sample, after every part is built; a part that does not exist yet reports "unknown".
-  const { telemetry, events } = createTelemetry({
-    config,
-    deviceId,
+  const { telemetry, events } = buildTelemetryPart(config.telemetry, {
+    device: { deviceId, name: config.device.name, labels: config.device.labels, groups: config.device.groups, nodeName: config.k3s.nodeName },
+    stateDir: config.stateDir,
+    ...(config.k3s.enabled ? { k3sDataDir: config.k3s.dataDir } : {}),
     topics,
     outbox: reports,
-    db: opened.db,
+    db,
     progress: watched.sampler,
     providers: {
       linkState: () => {
@@ -151,19 +115,19 @@ async function buildAgentParts({ config }: LoadedConfig, logger: Logger, env: Re
       // The machine's fingerprint is what identity.reidentify quotes: the inventory shows it also without k3s.
       identityFingerprints: () => ({ ...(machine ? { machine: machine.fingerprint } : {}), ...k3s?.fingerprints() }),
       outboxStats: () => {
-        const stats = outbox.stats();
+        const stats = store.outbox.stats();
         return { depth: stats.rows, dropped: stats.dropped };
       },
     },
     logger,
     fleetletVersion: FLEETLET_VERSION,
-    ...(sealKey.publicKey ? { sealKey: sealKey.publicKey } : {}),
+    ...(device.sealKey.publicKey ? { sealKey: device.sealKey.publicKey } : {}),
   });
-  if (opened.recovered) {
-    events.emit(eventFromProducer({ kind: 'state.database-recovered', at: Date.now(), detail: { ...opened.recovered } }));
+  if (store.recovered) {
+    events.emit(eventFromProducer({ kind: 'state.database-recovered', at: Date.now(), detail: { ...store.recovered } }));
   }
-  if (device.fingerprintChange) {
-    const event = fingerprintChangedEvent(deviceId, device.fingerprintChange);
+  if (device.resolved.fingerprintChange) {
+    const event = fingerprintChangedEvent(deviceId, device.resolved.fingerprintChange);
     eventLog.record(event.kind, { ...event.detail });
     events.emit(event);
   }
@@ -172,13 +136,12 @@ async function buildAgentParts({ config }: LoadedConfig, logger: Logger, env: Re
     link.publishInventory().catch((err: unknown) => logger.warn({ err }, 'could not publish the changed inventory'));
   });
   const k3s = config.k3s.enabled
-    ? createK3sPart({
-        k3s: config.k3s,
+    ? buildK3sPart(config.k3s, {
         stateDir: config.stateDir,
-        db: opened.db,
+        db,
         machine,
         env,
-        argv: process.argv,
+        argv: host.argv,
         // Kept in the local event log, and sent to the fleet through the deduplicating, rate-limited gate.
         sink: {
           emit: (event) => {
@@ -189,27 +152,38 @@ async function buildAgentParts({ config }: LoadedConfig, logger: Logger, env: Re
         logger,
       })
     : undefined;
-  const link = buildLink(config, deviceId, bootSequence, drainer, logger, () => telemetry.inventory(), watched.link);
-  const commands = createCommandsPart({
-    // On the in-memory copy no command can be journaled for good, so replay protection would not outlive a restart.
-    config: diskFull ? { ...config, commands: { ...config.commands, enabled: false } } : config,
+  const link = buildLinkPart(config.broker, {
     deviceId,
+    groups: config.device.groups,
+    maxMessageBytes: config.limits.maxMessageBytes,
+    bootSequence: store.bootSequence,
+    topics,
+    outbox: store.outbox,
+    inventory: () => telemetry.inventory(),
+    progress: watched.link,
+    fleetletVersion: FLEETLET_VERSION,
+    logger,
+  });
+  // On the in-memory copy no command can be journaled for good, so replay protection would not outlive a restart.
+  const commands = buildCommandsPart(diskFull ? { ...config.commands, enabled: false } : config.commands, {
+    stateDir: config.stateDir,
+    deviceId,
+    groups: config.device.groups,
     ...(k3s?.control ? { k3s: k3s.control } : {}),
-    db: opened.db,
+    db,
     outbox: reports,
     topics,
     logger,
     agentVersion: FLEETLET_VERSION,
-    secrets: sealKey,
+    secrets: device.sealKey,
     onCommand: (handler) => link.onCommand((_topic, payload) => handler(payload)),
     // A self-updated binary confirms itself only once each of these (and its command path) works.
     agentHealth: {
       link: () => link.state().subscribed,
       telemetry: () => telemetry.latest() !== undefined,
-      database: () => databaseWritable(opened.db),
+      database: () => databaseWritable(db),
     },
-    // A clean stop; systemd (Restart=always) starts the service again, from the new binary.
-    requestRestart: () => process.kill(process.pid, 'SIGTERM'),
+    requestRestart: host.requestRestart,
     agentLogLines: async (max) =>
       eventLog
         .recent(max)
@@ -219,66 +193,17 @@ async function buildAgentParts({ config }: LoadedConfig, logger: Logger, env: Re
     identity: createIdentityControl({
       deviceId,
       configuredDeviceId: config.device.id,
-      record: deviceRecord,
+      record: device.record,
       machine,
       ...(config.broker.tls.certFile ? { clientCertificateName: () => certificateCommonName(config.broker.tls.certFile!) } : {}),
-      ...(config.k3s.enabled ? { node: { store: new IdentityStore(opened.db), files: new NodeFiles(config.k3s.nodeConfigDir) } } : {}),
+      ...(config.k3s.enabled ? { node: { store: new IdentityStore(db), files: new NodeFiles(config.k3s.nodeConfigDir) } } : {}),
       events,
     }) satisfies IdentityControl,
   });
   commands.router.reportProgress(watched.commands);
-  const systemd = new SystemdNotifier(env, logger);
   // Commands start before the link delivers any and stop after it: nothing arrives at a stopped router.
   // k3s starts before commands, so that a resumed command finds it supervised, and stops after them: a command is
   // aborted while k3s is still supervised, so no health wait judges fleetlet's own shutdown. Its stop leaves k3s
   // running for the next fleetlet.
-  return [state, ...(k3s ? [k3s.part] : []), commands.part, link, telemetry, systemd.asPart(progress)];
-}
-
-/** A device with neither device.id, a recorded id, a machine id nor a serial is misconfigured: exit as for a bad config. */
-async function deviceOrConfigError(
-  record: DeviceRecordFile,
-  configured: string | undefined,
-  machine: MachineIdentity | undefined,
-  logger: Logger,
-): Promise<ResolvedDevice> {
-  let device: ResolvedDevice;
-  try {
-    device = await resolveDevice({ file: record, configured, machine });
-  } catch (err) {
-    if (!(err instanceof DeviceIdUnavailableError)) throw err;
-    throw new ConfigError([{ path: 'device.id', source: 'not set', message: err.message }]);
-  }
-  if (device.damagedRecord) logger.error({ file: record.path, reason: device.damagedRecord }, 'the recorded device id was unreadable; recorded it afresh');
-  if (device.unsaved) logger.error({ file: record.path, reason: device.unsaved }, 'could not record the device id; trying again at the next start');
-  if (device.replacedDeviceId) {
-    logger.warn({ recorded: device.replacedDeviceId, configured: device.deviceId }, 'device.id in the config differs from the recorded id: using the configured one');
-  }
-  if (device.fingerprintChange) {
-    logger.warn({ deviceId: device.deviceId, ...device.fingerprintChange }, 'this device runs on another machine than its id was recorded on; kept the id until an operator decides');
-  }
-  return device;
-}
-
-function buildLink(
-  config: LoadedConfig['config'],
-  deviceId: string,
-  bootSequence: number,
-  drain: Drainer,
-  logger: Logger,
-  inventory: InventoryProvider,
-  progress: Heartbeat,
-): MqttLink {
-  return new MqttLink({
-    broker: config.broker,
-    deviceId,
-    groups: config.device.groups,
-    maxMessageBytes: config.limits.maxMessageBytes,
-    bootSequence,
-    fleetletVersion: FLEETLET_VERSION,
-    logger,
-    drain,
-    inventory,
-    progress,
-  });
+  return [store.part, ...(k3s ? [k3s.part] : []), commands.part, link, telemetry, watchdog.part];
 }

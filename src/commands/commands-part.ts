@@ -25,8 +25,11 @@ import { TrustState } from './trust-state.js';
 import { trustUpdateHandler } from './trust-update.js';
 
 export interface CommandsDeps {
-  config: Config;
+  /** Where the trust document, the upgrade marker and the database snapshot live. */
+  stateDir: string;
   deviceId: string;
+  /** The device's groups: commands addressed to them are taken too. */
+  groups: readonly string[];
   db: Database;
   outbox: Outbox;
   topics: Topics;
@@ -59,11 +62,10 @@ const MAX_QUEUED = 16;
  * The commands part: built from the `commands` config section, it resumes or fails what a restart interrupted
  * when it starts, then takes commands from the link. Stopping it lets the running handler save its step.
  */
-export function createCommandsPart(deps: CommandsDeps) {
-  const { config } = deps;
-  const section = config.commands;
+export function buildCommandsPart(section: Config['commands'], deps: CommandsDeps) {
+  const { stateDir } = deps;
   const trust = new TrustState({
-    stateDir: config.stateDir,
+    stateDir: stateDir,
     bootstrapRoot: section.trustRoot,
     fallbackKeys: trustedKeyMap(section.trustedKeys),
     logger: deps.logger.child({ part: 'trust' }),
@@ -73,13 +75,13 @@ export function createCommandsPart(deps: CommandsDeps) {
     trustUpdateHandler(trust),
     agentUpgradeHandler({
       binaryPath: section.agentUpgrade.binaryPath,
-      stateDir: config.stateDir,
+      stateDir: stateDir,
       currentVersion: deps.agentVersion,
       confirmTimeoutMs: section.agentUpgrade.confirmTimeoutSeconds * 1000,
       maxArtifactBytes: section.agentUpgrade.maxArtifactBytes,
       minFreeBytes: section.agentUpgrade.minFreeBytes,
       downloadIdleTimeoutMs: section.downloadIdleTimeoutSeconds * 1000,
-      snapshotState: () => snapshotDatabase(deps.db, config.stateDir),
+      snapshotState: () => snapshotDatabase(deps.db, stateDir),
       trialVerdict: () => trial.verdict(),
       requestRestart: deps.requestRestart,
       invocationId: deps.invocationId,
@@ -110,7 +112,7 @@ export function createCommandsPart(deps: CommandsDeps) {
     settings: {
       enabled: section.enabled,
       deviceId: deps.deviceId,
-      groups: config.device.groups,
+      groups: deps.groups,
       trustedKeys: trustedKeyMap(section.trustedKeys),
       clockSkewMs: section.clockSkewSeconds * 1000,
       maxLifetimeMs: section.maxLifetimeSeconds * 1000,
@@ -126,7 +128,7 @@ export function createCommandsPart(deps: CommandsDeps) {
     trust,
   });
   const trial = new AgentUpgradeTrial({
-    stateDir: config.stateDir,
+    stateDir: stateDir,
     confirmTimeoutMs: section.agentUpgrade.confirmTimeoutSeconds * 1000,
     startedAt: Date.now(),
     // The command path counts only once this build verified the trial's own signed command again, with its own code
@@ -146,8 +148,8 @@ export function createCommandsPart(deps: CommandsDeps) {
         }
         // Kept current at every start, so that a unit that runs it is ready before the first self-update; but
         // only by a proven binary: one on trial must not replace the net meant to catch it (it writes it on confirming).
-        if ((await readMarker(config.stateDir))?.state !== 'trial') {
-          await writeGuard(config.stateDir).catch((err: unknown) =>
+        if ((await readMarker(stateDir))?.state !== 'trial') {
+          await writeGuard(stateDir).catch((err: unknown) =>
             deps.logger.warn({ err }, 'could not write the upgrade guard; agent self-updates will be refused'),
           );
         }

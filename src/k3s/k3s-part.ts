@@ -21,7 +21,7 @@ import { K3sSupervisor } from './supervisor.js';
 export const WORK_DIR_NAME = 'node-agent';
 
 export interface K3sPartDeps {
-  k3s: K3sConfig;
+  /** fleetlet's own files about k3s live in a directory under it. */
   stateDir: string;
   db: Database;
   machine: MachineIdentity | undefined;
@@ -38,9 +38,12 @@ export interface K3sView {
   nodeName?: string;
 }
 
-/** Builds the supervisor, its control handle and the identity check that runs before every start of k3s. */
-export function createK3sPart(deps: K3sPartDeps) {
-  const { k3s, logger } = deps;
+/**
+ * The k3s part, built from the `k3s` config section: the supervisor, its control handle and the identity check that
+ * runs before every start of k3s.
+ */
+export function buildK3sPart(k3s: K3sConfig, deps: K3sPartDeps) {
+  const { logger } = deps;
   const workDir = join(deps.stateDir, WORK_DIR_NAME);
   const settings = new NodeSettingsFile(join(workDir, 'node-settings.json'));
   const identityStore = new IdentityStore(deps.db);

@@ -5,7 +5,7 @@ import type { Heartbeat } from '../lib/heartbeat.js';
 import type { Logger } from '../lib/logger.js';
 import type { Inventory } from '../protocol/inventory.js';
 import { presenceMessage } from '../protocol/presence.js';
-import { Topics } from '../protocol/topics.js';
+import type { Topics } from '../protocol/topics.js';
 import { clientOptions } from './client-options.js';
 import { CommandInbox, type CommandHandler } from './command-inbox.js';
 import type { Publisher } from './drain.js';
@@ -42,6 +42,8 @@ export type InventoryProvider = () => Inventory | undefined;
 
 export interface LinkOptions {
   broker: Config['broker'];
+  /** The agent's one topic scheme, shared with every other part that names a topic. */
+  topics: Topics;
   deviceId: string;
   groups: readonly string[];
   maxMessageBytes: number;
@@ -81,7 +83,7 @@ export class MqttLink {
 
   constructor(options: LinkOptions) {
     this.#options = options;
-    this.#topics = new Topics(options.broker.topicRoot);
+    this.#topics = options.topics;
     this.#schedule = new ReconnectSchedule(options.broker.reconnect, options.random);
     this.#log = options.logger.child({ part: 'link' });
     const commandTopics = [

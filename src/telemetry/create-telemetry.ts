@@ -17,8 +17,12 @@ import { SystemFiles } from './system-files.js';
 import { Telemetry } from './telemetry-part.js';
 
 export interface TelemetryDeps {
-  config: Pick<Config, 'telemetry' | 'device' | 'stateDir' | 'k3s'>;
-  deviceId: string;
+  /** What the inventory says about the device (the `device` section, with the id the agent resolved). */
+  device: { deviceId: string; name?: string; labels: Record<string, string>; groups: string[]; nodeName?: string };
+  /** The state directory: its file system is sampled, and `fleetlet status` reads the status socket there. */
+  stateDir: string;
+  /** k3s's data directory when k3s is supervised: its file system is sampled too. */
+  k3sDataDir?: string;
   topics: Topics;
   outbox: Outbox;
   /** The state database, for the snapshots `fleetlet status` shows while the daemon is stopped. */
@@ -34,42 +38,42 @@ export interface TelemetryDeps {
 }
 
 /**
- * Builds the telemetry part and the agent's event sink from configuration. The sink is returned on its own so
- * that the composition root can hand it to every other producer of events (the k3s supervisor...).
+ * Builds the telemetry part and the agent's event sink from the `telemetry` config section. The sink is returned on
+ * its own so that the composition root can hand it to every other producer of events (the k3s supervisor...).
  */
-export function createTelemetry(deps: TelemetryDeps): { telemetry: Telemetry; events: EventGate } {
-  const { config, logger } = deps;
+export function buildTelemetryPart(section: Config['telemetry'], deps: TelemetryDeps): { telemetry: Telemetry; events: EventGate } {
+  const { device, logger } = deps;
   const files = new SystemFiles('/');
-  const events = new EventGate({ outbox: deps.outbox, topic: deps.topics.device(deps.deviceId, 'events'), logger });
+  const events = new EventGate({ outbox: deps.outbox, topic: deps.topics.device(device.deviceId, 'events'), logger });
   const telemetry = new Telemetry({
-    intervalMs: config.telemetry.intervalSeconds * 1000,
+    intervalMs: section.intervalSeconds * 1000,
     sampler: new Sampler({
       files,
       disks: [
-        { name: 'state', path: config.stateDir },
-        ...(config.k3s.enabled ? [{ name: 'k3s' as const, path: config.k3s.dataDir }] : []),
+        { name: 'state', path: deps.stateDir },
+        ...(deps.k3sDataDir ? [{ name: 'k3s' as const, path: deps.k3sDataDir }] : []),
       ],
       diskSpace: statfsDiskSpace,
     }),
     detector: new ConditionDetector(),
     events,
     outbox: deps.outbox,
-    statusTopic: deps.topics.device(deps.deviceId, 'status'),
+    statusTopic: deps.topics.device(device.deviceId, 'status'),
     providers: { ...DEFAULT_PROVIDERS, ...deps.providers },
     device: {
-      deviceId: deps.deviceId,
-      name: config.device.name,
-      labels: config.device.labels,
-      groups: config.device.groups,
+      deviceId: device.deviceId,
+      name: device.name,
+      labels: device.labels,
+      groups: device.groups,
       fleetletVersion: deps.fleetletVersion,
-      nodeName: config.k3s.nodeName,
+      nodeName: device.nodeName,
       ...(deps.sealKey ? { sealKey: deps.sealKey } : {}),
     },
     files,
     facts: systeminformationFacts,
     snapshots: deps.db ? new SnapshotStore(deps.db) : undefined,
-    http: config.telemetry.http.enabled ? { port: config.telemetry.http.port } : undefined,
-    statusSocket: config.telemetry.statusSocket.enabled ? { path: join(config.stateDir, STATUS_SOCKET_FILE) } : undefined,
+    http: section.http.enabled ? { port: section.http.port } : undefined,
+    statusSocket: section.statusSocket.enabled ? { path: join(deps.stateDir, STATUS_SOCKET_FILE) } : undefined,
     logger: logger.child({ part: 'telemetry' }),
     ...(deps.progress ? { progress: deps.progress } : {}),
   });

@@ -1,6 +1,7 @@
 import { Writable } from 'node:stream';
 import { ConfigSchema, type Config } from '../../src/config/schema.js';
 import { createLogger, type Logger } from '../../src/lib/logger.js';
+import { Topics } from '../../src/protocol/topics.js';
 import { MqttLink, type LinkOptions } from '../../src/link/link.js';
 import { waitFor } from './cli.js';
 
@@ -31,6 +32,7 @@ export function makeLink(broker: Config['broker'], options: Partial<LinkOptions>
   const { logger, lines } = capturingLogger();
   const link = new MqttLink({
     broker,
+    topics: new Topics(broker.topicRoot),
     deviceId: 'dev-a',
     groups: ['canary'],
     maxMessageBytes: 4096,

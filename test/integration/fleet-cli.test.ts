@@ -1,12 +1,10 @@
 import { execFile, spawn } from 'node:child_process';
 import { createPublicKey, createPrivateKey } from 'node:crypto';
-import { chmodSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { pingHandler } from '../../src/commands/ping.js';
-import { logsCollectHandler } from '../../src/commands/logs-collect.js';
 import { publicKeyToBase64 } from '../../src/protocol/command.js';
-import { FileSealKey } from '../../src/identity/seal-key.js';
+import { FLEETLET_VERSION } from '../../src/lib/version.js';
 import { waitFor } from '../helpers/cli.js';
 import { startMosquitto, type TestBroker } from '../helpers/mosquitto.js';
 import { FLEETLET_BUNDLE, tempDir } from '../helpers/paths.js';
@@ -26,12 +24,6 @@ function fleetlet(args: string[], env: Record<string, string> = {}): Promise<Run
       resolve({ code, stdout, stderr });
     });
   });
-}
-
-/** The device's own seal key, made in its state directory as the agent makes it. */
-async function sealKeyIn(stateDir: string): Promise<string> {
-  mkdirSync(stateDir, { recursive: true });
-  return (await FileSealKey.loadOrCreate(stateDir)).key.publicKey!;
 }
 
 describe('fleet CLI against a real broker', () => {
@@ -60,10 +52,10 @@ describe('fleet CLI against a real broker', () => {
       devices.push(
         await startTestDevice({
           brokerUrl: broker.url,
-          stateDir: join(dir.dir, spec.deviceId),
-          operator,
-          handlers: [pingHandler('0.1.0'), logsCollectHandler({ agent: async (max) => [`${spec.deviceId} booted`, 'link connected'].slice(-max) })],
-          sealKey: await sealKeyIn(join(dir.dir, spec.deviceId)),
+          dir: join(dir.dir, spec.deviceId),
+          trustedKeys: [{ id: operator.id, publicKey: operator.publicBase64 }],
+          // What logs.collect brings back as the agent's lines.
+          eventLog: [{ kind: 'test.booted', detail: { device: spec.deviceId } }, { kind: 'test.linked' }],
           ...spec,
         }),
       );
@@ -71,7 +63,7 @@ describe('fleet CLI against a real broker', () => {
   });
 
   afterAll(async () => {
-    for (const device of devices) await device.close();
+    for (const device of devices) await device.stop();
     await broker?.close();
     dir?.cleanup();
   });
@@ -118,7 +110,7 @@ describe('fleet CLI against a real broker', () => {
   it('shows the lines a logs.collect brings back', async () => {
     const run = await fleetlet(['fleet', 'send', 'logs.collect', '--device', 'pi-2', '--arg', 'lines=5', '--key', keyFile, '--wait', '20', ...sending()]);
     expect(run.code, run.stderr).toBe(0);
-    expect(run.stdout).toContain('  pi-2 | pi-2 booted\n  pi-2 | link connected\n');
+    expect(run.stdout).toMatch(/ {2}pi-2 \| \S+ test\.booted \{"device":"pi-2"\}\n {2}pi-2 \| \S+ test\.linked \{\}\n/);
     expect(run.stdout).toMatch(/succeeded: 2 line\(s\) in 1 chunk\(s\)/);
   });
 
@@ -126,7 +118,7 @@ describe('fleet CLI against a real broker', () => {
     const tokenFile = join(dir.dir, 'token');
     writeFileSync(tokenFile, 'K10new-join-token::server:0123456789\n', { mode: 0o600 });
     const run = await fleetlet(['fleet', 'send', 'k3s.configure', '--device', 'pi-1', '--secret-file', `joinToken=${tokenFile}`, '--key', keyFile, '--wait', '20', ...sending()]);
-    // This test device supervises no k3s: it verified the signed command and refused it as unavailable.
+    // This device runs with k3s off: it verified the signed command and refused it as unavailable.
     expect(run.stdout).toContain('rejected (disabled): k3s.configure is not available on this device');
     expect(run.stdout + run.stderr).not.toContain('K10new-join-token');
   });
@@ -147,7 +139,8 @@ describe('fleet CLI against a real broker', () => {
     const all = await fleetlet(['fleet', 'devices', ...common()]);
     expect(all.code, all.stderr).toBe(0);
     expect(all.stdout).toMatch(/^DEVICE +STATE +LAST SEEN +FLEETLET +K3S/m);
-    expect(all.stdout).toMatch(/^pi-2 +online .* v1\.35\.2\+k3s1 .* canary +site=south$/m);
+    // With k3s off the device reports no k3s version.
+    expect(all.stdout).toMatch(new RegExp(`^pi-2 +online .* ${FLEETLET_VERSION.replaceAll('.', '\\.')} +- .* canary +site=south$`, 'm'));
     expect(all.stdout).toContain('3 device(s), 3 online');
     const north = await fleetlet(['fleet', 'devices', '--label', 'site=north', '--json', ...common()]);
     expect((JSON.parse(north.stdout) as { deviceId: string }[]).map((d) => d.deviceId)).toEqual(['pi-1', 'pi-3']);

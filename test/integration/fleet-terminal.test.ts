@@ -1,18 +1,19 @@
 import { execFile, spawn } from 'node:child_process';
-import { createPrivateKey, createPublicKey } from 'node:crypto';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { logsCollectHandler } from '../../src/commands/logs-collect.js';
 import { generateSigningKey } from '../../src/fleet/keygen.js';
 import { waitFor } from '../helpers/cli.js';
 import { startMosquitto, type TestBroker } from '../helpers/mosquitto.js';
+import { Observer } from '../helpers/observer.js';
 import { FLEETLET_BUNDLE, tempDir } from '../helpers/paths.js';
 import { startTestDevice, type TestDevice } from '../fixtures/command-device.js';
 
 /**
  * The operator's terminal against a hostile device: whatever a device puts in its labels, log lines or events
  * reaches the screen escaped. And the command-sending tools refuse an unencrypted broker and secrets in argv.
+ * The log lines come from a real agent whose event log holds them; labels and events that no agent would send come
+ * from whoever holds a device's broker credentials (`forger`), publishing what it likes.
  */
 const ESC = '\u001b';
 /** Clear the screen, set the terminal title, a one-byte C1 CSI, DEL and a right-to-left override. */
@@ -39,25 +40,44 @@ describe('fleet tools facing a hostile device', () => {
   let dir: { dir: string; cleanup: () => void };
   let keyFile: string;
   let device: TestDevice;
+  let forger: Observer;
 
   beforeAll(async () => {
     broker = await startMosquitto();
     dir = tempDir('fleetlet-fleet-terminal-');
     keyFile = join(dir.dir, 'ops.key');
     const generated = generateSigningKey(keyFile, 'ops');
-    const privateKey = createPrivateKey(readFileSync(keyFile, 'utf8'));
     device = await startTestDevice({
       brokerUrl: broker.url,
-      stateDir: join(dir.dir, 'evil'),
+      dir: join(dir.dir, 'evil'),
       deviceId: 'evil',
-      labels: { site: HOSTILE.slice(0, 60) },
-      operator: { id: 'ops', privateKey, publicKey: createPublicKey(privateKey), publicBase64: generated.publicKey },
-      handlers: [logsCollectHandler({ agent: async () => [`before ${HOSTILE} after`] })],
+      trustedKeys: [{ id: 'ops', publicKey: generated.publicKey }],
+      eventLog: [{ kind: `before ${HOSTILE} after` }],
     });
+    forger = await Observer.connect(broker.url, []);
+    const now = new Date().toISOString();
+    await forger.client.publishAsync('fleetlet/v1/devices/forged/presence', JSON.stringify({ schemaVersion: 1, state: 'online', bootSequence: 1, at: now, fleetletVersion: '0.1.0' }), {
+      qos: 1,
+      retain: true,
+    });
+    const inventory = {
+      schemaVersion: 1,
+      deviceId: 'forged',
+      collectedAt: now,
+      hardware: { model: 'test board', arch: 'amd64', cpuModel: 'test', cpuCores: 2, memoryTotalBytes: 1 << 30 },
+      os: { distro: 'Debian', kernel: '6.1.0' },
+      bootedAt: now,
+      fleetletVersion: '0.1.0',
+      labels: { site: HOSTILE.slice(0, 60) },
+      groups: [],
+      identity: {},
+    };
+    await forger.client.publishAsync('fleetlet/v1/devices/forged/inventory', JSON.stringify(inventory), { qos: 1, retain: true });
   });
 
   afterAll(async () => {
-    await device?.close();
+    await forger?.client.endAsync();
+    await device?.stop();
     await broker?.close();
     dir?.cleanup();
   });
@@ -70,13 +90,14 @@ describe('fleet tools facing a hostile device', () => {
     const json = await fleetlet(['fleet', 'devices', '--json', '--broker', broker.url]);
     expect(json.stdout).not.toMatch(UNSAFE);
     // Still JSON, and still the device's own value once parsed.
-    expect((JSON.parse(json.stdout) as { labels: { site: string } }[])[0]!.labels.site).toBe(HOSTILE.slice(0, 60));
+    const listed = JSON.parse(json.stdout) as { deviceId: string; labels: { site?: string } }[];
+    expect(listed.find((d) => d.deviceId === 'forged')?.labels.site).toBe(HOSTILE.slice(0, 60));
   });
 
   it('send prints the log lines a logs.collect brings back escaped', async () => {
     const run = await fleetlet(['fleet', 'send', 'logs.collect', '--device', 'evil', '--key', keyFile, '--wait', '20', '--broker', broker.url, '--allow-plaintext']);
     expect(run.code, run.stderr).toBe(0);
-    expect(run.stdout).toContain('  evil | before \\x1b[2J\\x1b]0;pwned\\x07\\x9b31m\\x7f\\u202egnp.exe after');
+    expect(run.stdout).toMatch(/ {2}evil \| \S+ before \\x1b\[2J\\x1b\]0;pwned\\x07\\x9b31m\\x7f\\u202egnp\.exe after \{\}\n/);
     expect(run.stdout).not.toMatch(UNSAFE);
   });
 
@@ -93,7 +114,7 @@ describe('fleet tools facing a hostile device', () => {
       await waitFor(() => stderr.includes('watching'), 'the watcher to subscribe', 20_000);
       // Raw bytes for the text view; for JSON lines valid JSON, in which C1, DEL and bidi characters travel raw.
       const payload = json ? JSON.stringify({ kind: HOSTILE }) : `raw ${HOSTILE}`;
-      await device.client.publishAsync('fleetlet/v1/devices/evil/events', payload, { qos: 1 });
+      await forger.client.publishAsync('fleetlet/v1/devices/forged/events', payload, { qos: 1 });
       await waitFor(() => stdout.includes('pwned'), 'the event in the watch', 20_000);
       watcher.kill('SIGINT');
       expect(await exited, stderr).toBe(0);

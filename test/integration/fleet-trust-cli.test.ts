@@ -5,8 +5,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { TrustState } from '../../src/commands/trust-state.js';
 import { createLogger } from '../../src/lib/logger.js';
 import { SignedTrustDocumentSchema, signedBy, type SignedTrustDocument } from '../../src/protocol/trust-document.js';
-import { createHash, createPrivateKey, createPublicKey } from 'node:crypto';
-import { trustUpdateHandler } from '../../src/commands/trust-update.js';
+import { createHash } from 'node:crypto';
 import { runCli } from '../helpers/cli.js';
 import { startMosquitto } from '../helpers/mosquitto.js';
 import { startTestDevice } from '../fixtures/command-device.js';
@@ -135,10 +134,8 @@ describe('fleet trust CLI', () => {
     const rootPublic = /trustRoot: (\S+)/.exec(ok(['trust', 'init', '--document', doc, '--root-key', rootKey]))![1]!;
     ok(['trust', 'add-key', 'ops-2026', '--public-key', keygen('ops-2026'), '--document', doc, '--root-key', rootKey]);
     const broker = await startMosquitto();
-    const trust = new TrustState({ stateDir: dir.dir, bootstrapRoot: rootPublic, fallbackKeys: trustOf(), logger: createLogger({ level: 'silent' }) });
-    const privateKey = createPrivateKey(readFileSync(rootKey, 'utf8'));
-    const rootAsOperator = { id: 'root', privateKey, publicKey: createPublicKey(privateKey), publicBase64: rootPublic };
-    const device = await startTestDevice({ brokerUrl: broker.url, stateDir: dir.dir, deviceId: 'pi-1', operator: rootAsOperator, handlers: [trustUpdateHandler(trust)] });
+    // The device trusts the root's key as an operator key too: it signs this first update itself.
+    const device = await startTestDevice({ brokerUrl: broker.url, dir: path('device'), deviceId: 'pi-1', trustedKeys: [{ id: 'root', publicKey: rootPublic }], trustRoot: rootPublic });
     try {
       // Not spawnSync: the device answers from this process's event loop.
       const sent = await new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
@@ -149,10 +146,12 @@ describe('fleet trust CLI', () => {
       });
       expect(sent.code, sent.stderr + sent.stdout).toBe(0);
       expect(sent.stdout).toMatch(/succeeded/);
+      // What the agent kept, as its next start reads it.
+      const trust = new TrustState({ stateDir: device.stateDir, bootstrapRoot: rootPublic, fallbackKeys: trustOf(), logger: createLogger({ level: 'silent' }) });
       expect(trust.document()?.document.version).toBe(2);
       expect(trust.keys().has('ops-2026')).toBe(true);
     } finally {
-      await device.close();
+      await device.stop();
       await broker.close();
     }
   });

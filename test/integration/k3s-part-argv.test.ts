@@ -1,7 +1,7 @@
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { ConfigSchema } from '../../src/config/schema.js';
-import { createK3sPart } from '../../src/k3s/k3s-part.js';
+import { buildK3sPart } from '../../src/k3s/k3s-part.js';
 import { createLogger } from '../../src/lib/logger.js';
 import { openDatabase } from '../../src/store/db.js';
 import { tempDir } from '../helpers/paths.js';
@@ -23,7 +23,7 @@ describe('the k3s part and fleetlet\'s own command line', () => {
     try {
       // What else a command line holds is not the log's business: a --set value, a config path.
       const argv = ['/usr/local/bin/fleetlet', 'agent', '--config', '/etc/k3s-fleet/config.yaml', '--set', 'device.name=argv-value-not-for-logs'];
-      createK3sPart({ k3s, stateDir: join(dir.dir, 'state'), db, machine: undefined, env: {}, argv, sink: { emit: () => {} }, logger });
+      buildK3sPart(k3s, { stateDir: join(dir.dir, 'state'), db, machine: undefined, env: {}, argv, sink: { emit: () => {} }, logger });
     } finally {
       db.close();
     }

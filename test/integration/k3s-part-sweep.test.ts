@@ -2,7 +2,7 @@ import { mkdirSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { ConfigSchema } from '../../src/config/schema.js';
-import { createK3sPart } from '../../src/k3s/k3s-part.js';
+import { buildK3sPart } from '../../src/k3s/k3s-part.js';
 import { createLogger } from '../../src/lib/logger.js';
 import { openDatabase } from '../../src/store/db.js';
 import { tempDir } from '../helpers/paths.js';
@@ -23,8 +23,7 @@ describe('the k3s part', () => {
     }).k3s;
     const { db } = openDatabase({ stateDir: join(dir.dir, 'state'), fleetletVersion: 'test' });
     try {
-      createK3sPart({
-        k3s,
+      buildK3sPart(k3s, {
         stateDir: join(dir.dir, 'state'),
         db,
         machine: undefined,

@@ -14,7 +14,7 @@ import { createLogger } from '../../src/lib/logger.js';
 import { Topics } from '../../src/protocol/topics.js';
 import { openDatabase } from '../../src/store/db.js';
 import { SqliteOutbox } from '../../src/store/sqlite-outbox.js';
-import { createTelemetry } from '../../src/telemetry/create-telemetry.js';
+import { buildTelemetryPart } from '../../src/telemetry/create-telemetry.js';
 
 /**
  * A real full file system: a small tmpfs mounted for the test. Mounting needs root (CI runs as root); elsewhere
@@ -182,9 +182,9 @@ describe.skipIf(!MOUNTABLE || !mosquittoAvailable())('an agent whose state file 
       limits: { budgets: { status: roomy, event: roomy, result: roomy }, maxTotalBytes: 1 << 30, maxRecordBytes: 1 << 16 },
     });
     const beats: number[] = [];
-    const { telemetry } = createTelemetry({
-      config,
-      deviceId: 'test-device',
+    const { telemetry } = buildTelemetryPart(config.telemetry, {
+      device: { deviceId: 'test-device', labels: {}, groups: [] },
+      stateDir: config.stateDir,
       topics: new Topics('fleetlet/v1'),
       outbox,
       db,

@@ -10,7 +10,7 @@ import { SqliteOutbox } from '../../src/store/sqlite-outbox.js';
 import { ConfigSchema } from '../../src/config/schema.js';
 import { createLogger } from '../../src/lib/logger.js';
 import { Topics } from '../../src/protocol/topics.js';
-import { createTelemetry } from '../../src/telemetry/create-telemetry.js';
+import { buildTelemetryPart } from '../../src/telemetry/create-telemetry.js';
 import { waitFor } from '../helpers/cli.js';
 import { announced, brokerConfig, capturingLogger, makeLink } from '../helpers/link.js';
 import { mosquittoAvailable, startMosquitto, type TestBroker } from '../helpers/mosquitto.js';
@@ -164,9 +164,10 @@ describe('progress of the parts', () => {
       limits: { budgets: { status: roomy, event: roomy, result: roomy }, maxTotalBytes: 1 << 22, maxRecordBytes: 1 << 16 },
     });
     const sampler = recordingHeartbeat();
-    const { telemetry } = createTelemetry({
-      config: ConfigSchema.parse({ broker: { url: 'mqtt://127.0.0.1:1', allowPlaintext: true }, k3s: { enabled: false }, stateDir: dir }),
-      deviceId: 'dev-1',
+    const config = ConfigSchema.parse({ broker: { url: 'mqtt://127.0.0.1:1', allowPlaintext: true }, k3s: { enabled: false }, stateDir: dir });
+    const { telemetry } = buildTelemetryPart(config.telemetry, {
+      device: { deviceId: 'dev-1', labels: {}, groups: [] },
+      stateDir: dir,
       topics: new Topics('fleetlet/v1'),
       outbox,
       providers: {},

@@ -1,0 +1,50 @@
+import { configJsonSchema } from '../config/json-schema.js';
+import { ConfigError } from '../lib/errors.js';
+import { sqliteNativeBinding } from '../lib/native-addon.js';
+import { runDoctor } from './doctor.js';
+import { EXIT } from './exit-codes.js';
+import { runK3sCli } from './k3s.js';
+import { loadSelectedConfig } from './load-selected-config.js';
+import { buildProgram, runCli, type CliIo, type CommandHandlers, type ConfigSelection } from './program.js';
+import { runProvision } from './provision.js';
+import { runStatus } from './status.js';
+import { runUninstall } from './uninstall.js';
+
+/** The one command the CLI does not run itself: the composition root builds and runs the agent. */
+export type RunAgent = (selection: ConfigSelection) => Promise<number>;
+
+/** What each command of `fleetlet` runs. */
+function commandHandlers(io: CliIo, runAgent: RunAgent): CommandHandlers {
+  return {
+    agent: runAgent,
+    configCheck: async (selection) => {
+      const loaded = loadSelectedConfig(selection, io);
+      if (!loaded) return EXIT.CONFIG;
+      for (const warning of loaded.warnings) io.stderr(`warning: ${warning}\n`);
+      io.stdout(`configuration ok (${loaded.files.length > 0 ? loaded.files.join(', ') : 'no files; defaults and environment'})\n`);
+      return EXIT.OK;
+    },
+    configSchema: async () => {
+      io.stdout(`${JSON.stringify(configJsonSchema(), null, 2)}\n`);
+      return EXIT.OK;
+    },
+    doctor: (selection, options) => runDoctor({ selection, ...options }, io),
+    provision: (options) => runProvision({ ...options, trustAnchors: options.trustAnchor }, io),
+    uninstall: (selection, options) => runUninstall({ selection, ...options }, io),
+    status: (selection, options) =>
+      runStatus({ selection, ...options, nativeBinding: (stateDir) => sqliteNativeBinding(stateDir, io.env) }, io),
+    k3s: (selection, action) => runK3sCli({ selection, action, interactive: process.stderr.isTTY === true }, io),
+  };
+}
+
+/** Parses argv, runs the command it names and returns the exit code (sysexits: 64 usage, 78 configuration, 1 else). */
+export async function runCommandLine(argv: string[], io: CliIo, runAgent: RunAgent): Promise<number> {
+  let exitCode: number = EXIT.OK;
+  const program = buildProgram(commandHandlers(io, runAgent), io, (code) => (exitCode = code));
+  try {
+    return await runCli(program, argv, () => exitCode);
+  } catch (err) {
+    io.stderr(`fleetlet: ${err instanceof Error ? err.message : String(err)}\n`);
+    return err instanceof ConfigError ? EXIT.CONFIG : EXIT.FAILURE;
+  }
+}
