@@ -1,7 +1,7 @@
 import type { LoadedConfig } from './config/load.js';
 import { configJsonSchema } from './config/json-schema.js';
 import { buildProgram, runCli, type CliIo, type CommandHandlers, type ConfigSelection } from './cli/program.js';
-import { EXIT } from './cli/exit-codes.js';
+import { EXIT, exitCodeFor } from './cli/exit-codes.js';
 import { loadSelectedConfig } from './cli/load-selected-config.js';
 import { runDoctor } from './cli/doctor.js';
 import { runProvision } from './cli/provision.js';
@@ -14,7 +14,7 @@ import { SystemdNotifier } from './daemon/systemd-notify.js';
 import { outboxWithWriteProgress, ProgressMonitor } from './daemon/progress-monitor.js';
 import { registerWatchedParts } from './daemon/watched-parts.js';
 import { diskFullEvent, openAgentState } from './daemon/agent-state.js';
-import { ConfigError, FleetletError } from './lib/errors.js';
+import { ConfigError, errorMessage, FleetletError } from './lib/errors.js';
 import { createLogger, type Logger } from './lib/logger.js';
 import type { Heartbeat } from './lib/heartbeat.js';
 import { FLEETLET_VERSION } from './lib/version.js';
@@ -71,8 +71,8 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
   try {
     return await runCli(program, argv, () => exitCode);
   } catch (err) {
-    io.stderr(`fleetlet: ${err instanceof Error ? err.message : String(err)}\n`);
-    return err instanceof ConfigError ? EXIT.CONFIG : EXIT.FAILURE;
+    io.stderr(`fleetlet: ${errorMessage(err)}\n`);
+    return exitCodeFor(err);
   }
 }
 
@@ -90,7 +90,7 @@ async function runAgent(selection: ConfigSelection, io: CliIo): Promise<number> 
     parts = await buildAgentParts(loaded, logger, io.env);
   } catch (err) {
     logger.fatal({ err }, err instanceof FleetletError ? err.message : 'failed to start');
-    return err instanceof ConfigError ? EXIT.CONFIG : EXIT.FAILURE;
+    return exitCodeFor(err);
   }
   const lifecycle = new Lifecycle(parts, logger, STOP_TIMEOUT_MS);
   return runUntilSignal(lifecycle, logger, process, (code) => process.exit(code));

@@ -1,6 +1,6 @@
 import { readFileSync, statSync } from 'node:fs';
 import { Option, type Command } from 'commander';
-import { FleetletError, UsageError } from '../lib/errors.js';
+import { errorReason, FleetletError, UsageError } from '../lib/errors.js';
 import { COMMAND_ARGS, COMMAND_TYPES, SECRET_ARGS, secretArgsOf, type CommandTarget, type CommandType } from '../protocol/command.js';
 import type { DeviceChannel } from '../protocol/topics.js';
 import type { FleetConnectionOptions } from '../fleet/connection.js';
@@ -14,7 +14,7 @@ import { watchFleet } from '../fleet/watch.js';
 import { parseAmount, type RolloutPlan } from '../fleet/rollout-plan.js';
 import { runRollout } from '../fleet/rollout.js';
 import type { CliIo } from './program.js';
-import { EXIT } from './exit-codes.js';
+import { EXIT, exitCodeFor } from './exit-codes.js';
 import { registerTrustCommands } from './fleet-trust.js';
 
 /** sysexits EX_TEMPFAIL: the command went out but no answer came in time; trying again later may help. */
@@ -217,7 +217,7 @@ export function guarded<A extends unknown[]>(
     } catch (err) {
       if (!(err instanceof FleetletError)) throw err;
       io.stderr(`fleetlet: ${err.message}\n`);
-      setExitCode(err instanceof UsageError ? EXIT.USAGE : EXIT.FAILURE);
+      setExitCode(exitCodeFor(err));
     }
   };
 }
@@ -362,7 +362,7 @@ function readSmallFile(file: string): string {
     return readFileSync(file, 'utf8').trim();
   } catch (err) {
     if (err instanceof UsageError) throw err;
-    throw new UsageError(`cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`);
+    throw new UsageError(`cannot read ${file}: ${errorReason(err)}`);
   }
 }
 

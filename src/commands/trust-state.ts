@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { writeFileAtomic } from '../lib/files.js';
-import { FleetletError } from '../lib/errors.js';
+import { errorReason, FleetletError, isErrno } from '../lib/errors.js';
 import type { Logger } from '../lib/logger.js';
 import { parseStrictJson } from '../protocol/strict-json.js';
 import {
@@ -178,8 +178,8 @@ export class TrustState {
     try {
       bytes = readFileSync(file);
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-      throw new TrustFileError(`cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`);
+      if (isErrno(err, 'ENOENT')) return undefined;
+      throw new TrustFileError(`cannot read ${file}: ${errorReason(err)}`);
     }
     if (bytes.length > MAX_TRUST_FILE_BYTES) throw new TrustFileError(`${file} is larger than ${MAX_TRUST_FILE_BYTES} bytes`);
     const strict = parseStrictJson(bytes);

@@ -2,7 +2,7 @@ import { readFileSync, statSync } from 'node:fs';
 import { parse } from 'yaml';
 import { z } from 'zod';
 import { DeviceIdSchema, GroupIdSchema } from '../config/schema.js';
-import { UsageError } from '../lib/errors.js';
+import { errorMessage, errorReason, UsageError } from '../lib/errors.js';
 import { Topics } from '../protocol/topics.js';
 
 /**
@@ -25,13 +25,13 @@ export function readGroupMembership(file: string): GroupMembership {
     text = readFileSync(file, 'utf8');
   } catch (err) {
     if (err instanceof UsageError) throw err;
-    throw new UsageError(`cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`);
+    throw new UsageError(`cannot read ${file}: ${errorReason(err)}`);
   }
   let raw: unknown;
   try {
     raw = parse(text, { uniqueKeys: true });
   } catch (err) {
-    throw new UsageError(`${file} is not valid YAML: ${err instanceof Error ? err.message : String(err)}`);
+    throw new UsageError(`${file} is not valid YAML: ${errorMessage(err)}`);
   }
   const parsed = GroupMembershipSchema.safeParse(raw);
   if (!parsed.success) {

@@ -1,6 +1,6 @@
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import type { KeyObject } from 'node:crypto';
-import { FleetletError, UsageError } from '../lib/errors.js';
+import { errorReason, FleetletError, UsageError } from '../lib/errors.js';
 import { writeFileAtomic } from '../lib/files.js';
 import { COMMAND_TYPES } from '../protocol/command.js';
 import { parseStrictJson } from '../protocol/strict-json.js';
@@ -64,7 +64,7 @@ export function readTrustDocument(documentFile: string): SignedTrustDocument {
     bytes = readFileSync(documentFile);
   } catch (err) {
     if (err instanceof TrustDocumentFileError) throw err;
-    throw new TrustDocumentFileError(`cannot read ${documentFile}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`);
+    throw new TrustDocumentFileError(`cannot read ${documentFile}: ${errorReason(err)}`);
   }
   const strict = parseStrictJson(bytes);
   if (!strict.ok) throw new TrustDocumentFileError(`${documentFile}: ${strict.problem}`);

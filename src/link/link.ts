@@ -10,6 +10,7 @@ import { clientOptions } from './client-options.js';
 import { CommandInbox, type CommandHandler } from './command-inbox.js';
 import type { Publisher } from './drain.js';
 import { LinkSession } from './session.js';
+import { errorMessage } from '../lib/errors.js';
 
 /** What telemetry shows about the link. */
 export interface LinkState {
@@ -263,7 +264,7 @@ export class MqttLink {
   }
 
   #recordError(err: unknown): void {
-    const message = err instanceof Error ? err.message : String(err);
+    const message = errorMessage(err);
     if (message !== this.#loggedError) this.#log.warn({ error: message }, 'broker connection problem');
     this.#loggedError = message;
     this.#state = { ...this.#state, lastError: message };
