@@ -4,7 +4,7 @@ import { z } from 'zod';
 import type { CommandArgs } from '../protocol/command.js';
 import { sha256OfFileIfPresent } from '../lib/files.js';
 import { keepPrevious, restorePrevious, swapIn } from './binary-swap.js';
-import type { K3sControl } from './k3s-control.js';
+import type { K3sControl } from '../k3s/ports.js';
 import { compareVersions } from './versions.js';
 import { errorMessage } from '../lib/errors.js';
 

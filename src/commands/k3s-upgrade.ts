@@ -1,6 +1,6 @@
 import { rm } from 'node:fs/promises';
 import type { CommandHandler } from './handler.js';
-import type { K3sControl } from './k3s-control.js';
+import type { K3sControl } from '../k3s/ports.js';
 import { runState, UpgradeStateSchema, type UpgradeState, type UpgradeStateName } from './k3s-upgrade-states.js';
 import { errorMessage } from '../lib/errors.js';
 

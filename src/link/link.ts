@@ -7,7 +7,7 @@ import type { Inventory } from '../protocol/inventory.js';
 import { presenceMessage } from '../protocol/presence.js';
 import { Topics } from '../protocol/topics.js';
 import { clientOptions } from './client-options.js';
-import { CommandInbox, type CommandHandler } from './command-inbox.js';
+import { CommandInbox, type CommandMessageListener } from './command-inbox.js';
 import type { Publisher } from './drain.js';
 import { LinkSession } from './session.js';
 import { errorMessage } from '../lib/errors.js';
@@ -99,7 +99,7 @@ export class MqttLink {
   }
 
   /** Receives every message on the device's and its groups' command topics, payloads already size-checked. */
-  onCommand(handler: CommandHandler): () => void {
+  onCommand(handler: CommandMessageListener): () => void {
     return this.#inbox.add(handler);
   }
 

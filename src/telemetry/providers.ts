@@ -1,3 +1,5 @@
+import type { K3sView } from '../k3s/ports.js';
+
 /**
  * What telemetry needs to know about the other parts of the agent, as narrow read-only views. The composition
  * root supplies them (with safe defaults where a part does not exist yet); telemetry never imports those parts.
@@ -8,14 +10,6 @@ export interface LinkView {
   connected: boolean;
   /** When the link last connected or disconnected. */
   since?: Date;
-}
-
-export interface K3sView {
-  /** The supervisor's state name, e.g. disabled, starting, running, crash-loop. */
-  state: string;
-  healthy: boolean;
-  version?: string;
-  nodeName?: string;
 }
 
 export interface OutboxView {
