@@ -1,12 +1,12 @@
-import { readFileSync, statSync } from 'node:fs';
 import { Option, type Command } from 'commander';
-import { errorReason, FleetletError, UsageError } from '../lib/errors.js';
+import { FleetletError, UsageError } from '../lib/errors.js';
 import { COMMAND_ARGS, COMMAND_TYPES, SECRET_ARGS, secretArgsOf, type CommandTarget, type CommandType } from '../protocol/command.js';
 import type { DeviceChannel } from '../protocol/topics.js';
 import type { FleetConnectionOptions } from '../fleet/connection.js';
 import { listDevices } from '../fleet/devices.js';
 import { generateSigningKey, trustSnippet } from '../fleet/keygen.js';
 import { groupAclLines, readGroupMembership } from '../fleet/group-acl.js';
+import { readOperatorFile } from '../fleet/operator-files.js';
 import { fetchSealKey, sealSecretArgs } from '../fleet/seal-args.js';
 import { buildSignedCommand, loadSigningKey, newCommandId } from '../fleet/signer.js';
 import { sendSigned } from '../fleet/send.js';
@@ -357,13 +357,7 @@ function secretArgNames(): string {
 const MAX_ARG_FILE_BYTES = 64 * 1024;
 
 function readSmallFile(file: string): string {
-  try {
-    if (statSync(file).size > MAX_ARG_FILE_BYTES) throw new UsageError(`${file} is larger than ${MAX_ARG_FILE_BYTES} bytes`);
-    return readFileSync(file, 'utf8').trim();
-  } catch (err) {
-    if (err instanceof UsageError) throw err;
-    throw new UsageError(`cannot read ${file}: ${errorReason(err)}`);
-  }
+  return readOperatorFile(file, MAX_ARG_FILE_BYTES).trim();
 }
 
 export function labelsOf(pairs: string[]): Record<string, string> {

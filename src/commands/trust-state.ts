@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import { publicKeyFromBase64 } from '../protocol/ed25519-keys.js';
 import { join } from 'node:path';
 import { writeFileAtomic } from '../lib/files.js';
 import { errorReason, FleetletError, isErrno } from '../lib/errors.js';
@@ -8,7 +9,6 @@ import {
   ROOT_KEY_ID,
   SignedTrustDocumentSchema,
   canonicalTrustEquals,
-  ed25519PublicKey,
   releaseSigningBytes,
   signatureHolds,
   signedBy,
@@ -137,7 +137,7 @@ export class TrustState {
   private buildKeys(): ReadonlyMap<string, TrustedKey> {
     const root = this.currentRoot();
     const rootEntry: [string, TrustedKey][] = root
-      ? [[ROOT_KEY_ID, { key: ed25519PublicKey(root), revoked: false, scopes: { types: ['trust.update'], targets: ['*'] } }]]
+      ? [[ROOT_KEY_ID, { key: publicKeyFromBase64(root), revoked: false, scopes: { types: ['trust.update'], targets: ['*'] } }]]
       : [];
     if (!this.held) return new Map(this.damaged ? rootEntry : [...this.options.fallbackKeys, ...rootEntry]);
     const { document } = this.held;
@@ -147,10 +147,10 @@ export class TrustState {
     };
     return new Map<string, TrustedKey>([
       // The key of a revoked entry is never used: a revoked key is refused before any signature is checked.
-      ...document.revoked.map((id): [string, TrustedKey] => [id, { key: ed25519PublicKey(root!), revoked: true }]),
+      ...document.revoked.map((id): [string, TrustedKey] => [id, { key: publicKeyFromBase64(root!), revoked: true }]),
       ...document.operatorKeys.map((k): [string, TrustedKey] => [
         k.id,
-        { key: ed25519PublicKey(k.publicKey), revoked: false, scopes: k.scopes, ...expiry(k.expiresAt) },
+        { key: publicKeyFromBase64(k.publicKey), revoked: false, scopes: k.scopes, ...expiry(k.expiresAt) },
       ]),
       ...rootEntry,
     ]);

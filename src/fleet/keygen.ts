@@ -1,6 +1,7 @@
 import { generateKeyPairSync } from 'node:crypto';
+import { publicKeyToBase64 } from '../protocol/ed25519-keys.js';
 import { closeSync, fsyncSync, openSync, writeSync } from 'node:fs';
-import { publicKeyToBase64 } from '../protocol/command.js';
+
 import { SigningKeyError } from './errors.js';
 import { errorReason, isErrno } from '../lib/errors.js';
 

@@ -1,11 +1,12 @@
 import { execFile, spawn } from 'node:child_process';
+import { publicKeyToBase64 } from '../../src/protocol/ed25519-keys.js';
 import { createPublicKey, createPrivateKey } from 'node:crypto';
 import { chmodSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { pingHandler } from '../../src/commands/ping.js';
 import { logsCollectHandler } from '../../src/commands/logs-collect.js';
-import { publicKeyToBase64 } from '../../src/protocol/command.js';
+
 import { FileSealKey } from '../../src/identity/seal-key.js';
 import { waitFor } from '../helpers/cli.js';
 import { startMosquitto, type TestBroker } from '../helpers/mosquitto.js';
