@@ -13,6 +13,17 @@ export default tseslint.config(
     },
   },
   {
+    // A promise nobody awaits loses its rejection (an unhandled rejection ends the agent) and its ordering; a
+    // promise handed where a plain callback is expected (an event listener) is never awaited either. Both need
+    // the types, so these files are linted with the TypeScript program of tsconfig.json.
+    files: ['src/**/*.ts', 'scripts/**/*.ts', 'test/**/*.ts'],
+    languageOptions: { parserOptions: { projectService: true, tsconfigRootDir: import.meta.dirname } },
+    rules: {
+      '@typescript-eslint/no-floating-promises': 'error',
+      '@typescript-eslint/no-misused-promises': 'error',
+    },
+  },
+  {
     // Only the CLI surface, scripts and tests talk to a terminal directly; the daemon logs through pino.
     files: ['src/cli/**', 'src/main.ts', 'scripts/**', 'test/**'],
     rules: { 'no-console': 'off' },

@@ -11,6 +11,7 @@ import { Aedes } from 'aedes';
 import { connectAsync } from 'mqtt';
 import { stringify } from 'yaml';
 import type { z } from 'zod';
+import { errorMessage } from '../src/lib/errors.js';
 import { EventSchema } from '../src/protocol/event.js';
 import { InventorySchema } from '../src/protocol/inventory.js';
 import { PresenceSchema } from '../src/protocol/presence.js';
@@ -278,6 +279,6 @@ function freePort(): Promise<number> {
 }
 
 main().catch((err: unknown) => {
-  console.error(`sandbox: ${err instanceof Error ? err.message : String(err)}`);
+  console.error(`sandbox: ${errorMessage(err)}`);
   process.exitCode = 1;
 });

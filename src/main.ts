@@ -1,7 +1,7 @@
 import type { Config } from './config/schema.js';
 import type { ConfigSelection, CliIo } from './cli/program.js';
 import { runCommandLine } from './cli/command-table.js';
-import { EXIT } from './cli/exit-codes.js';
+import { EXIT, exitCodeFor } from './cli/exit-codes.js';
 import { loadSelectedConfig } from './cli/load-selected-config.js';
 import { Lifecycle, type Part } from './daemon/lifecycle.js';
 import { runUntilSignal } from './daemon/run-until-signal.js';
@@ -9,7 +9,7 @@ import { outboxWithWriteProgress } from './daemon/progress-monitor.js';
 import { diskFullEvent } from './daemon/agent-state.js';
 import { buildStatePart } from './daemon/state-part.js';
 import { buildWatchdogPart } from './daemon/watchdog-part.js';
-import { ConfigError, FleetletError } from './lib/errors.js';
+import { FleetletError } from './lib/errors.js';
 import { createLogger, type Logger } from './lib/logger.js';
 import { FLEETLET_VERSION } from './lib/version.js';
 import { sqliteNativeBinding } from './lib/native-addon.js';
@@ -59,7 +59,7 @@ async function runAgent(selection: ConfigSelection, io: CliIo): Promise<number> 
     });
   } catch (err) {
     logger.fatal({ err }, err instanceof FleetletError ? err.message : 'failed to start');
-    return err instanceof ConfigError ? EXIT.CONFIG : EXIT.FAILURE;
+    return exitCodeFor(err);
   }
   const lifecycle = new Lifecycle(parts, logger, STOP_TIMEOUT_MS);
   return runUntilSignal(lifecycle, logger, process, (code) => process.exit(code));

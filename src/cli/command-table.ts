@@ -1,8 +1,8 @@
 import { configJsonSchema } from '../config/json-schema.js';
-import { ConfigError } from '../lib/errors.js';
+import { errorMessage } from '../lib/errors.js';
 import { sqliteNativeBinding } from '../lib/native-addon.js';
 import { runDoctor } from './doctor.js';
-import { EXIT } from './exit-codes.js';
+import { EXIT, exitCodeFor } from './exit-codes.js';
 import { runK3sCli } from './k3s.js';
 import { loadSelectedConfig } from './load-selected-config.js';
 import { buildProgram, runCli, type CliIo, type CommandHandlers, type ConfigSelection } from './program.js';
@@ -44,7 +44,7 @@ export async function runCommandLine(argv: string[], io: CliIo, runAgent: RunAge
   try {
     return await runCli(program, argv, () => exitCode);
   } catch (err) {
-    io.stderr(`fleetlet: ${err instanceof Error ? err.message : String(err)}\n`);
-    return err instanceof ConfigError ? EXIT.CONFIG : EXIT.FAILURE;
+    io.stderr(`fleetlet: ${errorMessage(err)}\n`);
+    return exitCodeFor(err);
   }
 }

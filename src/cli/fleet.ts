@@ -1,4 +1,3 @@
-import { readFileSync, statSync } from 'node:fs';
 import { Option, type Command } from 'commander';
 import { FleetletError, UsageError } from '../lib/errors.js';
 import { COMMAND_ARGS, COMMAND_TYPES, SECRET_ARGS, secretArgsOf, type CommandTarget, type CommandType } from '../protocol/command.js';
@@ -8,6 +7,7 @@ import type { FleetConnectionOptions } from '../fleet/connection.js';
 import { listDevices } from '../fleet/devices.js';
 import { generateSigningKey, trustSnippet } from '../fleet/keygen.js';
 import { groupAclLines, readGroupMembership } from '../fleet/group-acl.js';
+import { readOperatorFile } from '../fleet/operator-files.js';
 import { fetchSealKey, sealSecretArgs } from '../fleet/seal-args.js';
 import { buildSignedCommand, loadSigningKey, newCommandId } from '../fleet/signer.js';
 import { sendSigned } from '../fleet/send.js';
@@ -15,7 +15,7 @@ import { watchFleet } from '../fleet/watch.js';
 import { parseAmount, type RolloutPlan } from '../fleet/rollout-plan.js';
 import { runRollout } from '../fleet/rollout.js';
 import type { CliIo } from './program.js';
-import { EXIT } from './exit-codes.js';
+import { EXIT, exitCodeFor } from './exit-codes.js';
 import { registerTrustCommands } from './fleet-trust.js';
 
 /** sysexits EX_TEMPFAIL: the command went out but no answer came in time; trying again later may help. */
@@ -218,7 +218,7 @@ export function guarded<A extends unknown[]>(
     } catch (err) {
       if (!(err instanceof FleetletError)) throw err;
       io.stderr(`fleetlet: ${err.message}\n`);
-      setExitCode(err instanceof UsageError ? EXIT.USAGE : EXIT.FAILURE);
+      setExitCode(exitCodeFor(err));
     }
   };
 }
@@ -358,13 +358,7 @@ function secretArgNames(): string {
 const MAX_ARG_FILE_BYTES = 64 * 1024;
 
 function readSmallFile(file: string): string {
-  try {
-    if (statSync(file).size > MAX_ARG_FILE_BYTES) throw new UsageError(`${file} is larger than ${MAX_ARG_FILE_BYTES} bytes`);
-    return readFileSync(file, 'utf8').trim();
-  } catch (err) {
-    if (err instanceof UsageError) throw err;
-    throw new UsageError(`cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`);
-  }
+  return readOperatorFile(file, MAX_ARG_FILE_BYTES).trim();
 }
 
 export function labelsOf(pairs: string[]): Record<string, string> {

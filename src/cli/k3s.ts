@@ -12,9 +12,10 @@ import { LOG_FILE, RECORD_FILE } from '../k3s/supervisor.js';
 import { readStatusFile } from '../k3s/status-file.js';
 import { isHeld } from '../k3s/hold.js';
 import { releaseHeldK3s, stopHeldK3s } from './k3s-hold.js';
-import { EXIT } from './exit-codes.js';
+import { EXIT, exitCodeFor } from './exit-codes.js';
 import { loadSelectedConfig } from './load-selected-config.js';
 import type { CliIo, ConfigSelection } from './program.js';
+import { errorMessage } from '../lib/errors.js';
 
 /** `fleetlet k3s status|install|logs|stop|start`, for a person at the device. */
 export type K3sCliAction =
@@ -55,8 +56,8 @@ export async function runK3sCli(options: K3sCliOptions, io: CliIo): Promise<numb
         return await install(config, options.action, options.interactive ?? false, io);
     }
   } catch (err) {
-    io.stderr(`fleetlet k3s: ${err instanceof Error ? err.message : String(err)}\n`);
-    return EXIT.FAILURE;
+    io.stderr(`fleetlet k3s: ${errorMessage(err)}\n`);
+    return exitCodeFor(err);
   }
 }
 

@@ -7,7 +7,7 @@ import { installFromBundle } from '../k3s/bundle.js';
 import type { K3sArch } from '../k3s/release.js';
 import { EMBEDDED_SQLITE_ADDON } from '../lib/embedded-addon.js';
 import { ConfigError, FleetletError } from '../lib/errors.js';
-import { EXIT } from './exit-codes.js';
+import { EXIT, exitCodeFor } from './exit-codes.js';
 import { SYSTEMD_UNIT, UNIT_NAME } from './provision-unit.js';
 
 export class ProvisionError extends FleetletError {
@@ -162,6 +162,6 @@ export async function runProvision(options: ProvisionOptions, io: CommandOutput)
   } catch (err) {
     if (!(err instanceof FleetletError)) throw err;
     io.stderr(`fleetlet provision: ${err.message}\n`);
-    return err instanceof ConfigError ? EXIT.CONFIG : EXIT.FAILURE;
+    return exitCodeFor(err);
   }
 }

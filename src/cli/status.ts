@@ -10,6 +10,7 @@ import { STATUS_SOCKET_FILE } from '../telemetry/status-socket.js';
 import { EXIT } from './exit-codes.js';
 import { loadSelectedConfig } from './load-selected-config.js';
 import type { CliIo, ConfigSelection } from './program.js';
+import { errorMessage, errorReason, isErrno } from '../lib/errors.js';
 
 /**
  * `fleetlet status`: the device at a glance. It asks the running agent first (its status socket, which only the
@@ -47,7 +48,7 @@ export async function runStatus(options: StatusOptions, io: CliIo): Promise<numb
     try {
       view = fromDatabase(join(config.stateDir, DATABASE_FILE), options.nativeBinding?.(config.stateDir));
     } catch (err) {
-      problem = err instanceof Error ? err.message : String(err);
+      problem = errorMessage(err);
     }
   }
   if (!view) {
@@ -116,8 +117,7 @@ export function fromDatabase(file: string, nativeBinding?: unknown): StatusView 
   try {
     db = new BetterSqlite3(file, { readonly: true, fileMustExist: true, ...(nativeBinding ? { nativeBinding: nativeBinding as string } : {}) });
   } catch (err) {
-    const code = (err as { code?: string }).code;
-    throw new Error(`cannot open ${file} read-only (${code ?? String(err)})${code === 'SQLITE_CANTOPEN' ? '; run as the user the agent runs as' : ''}`);
+    throw new Error(`cannot open ${file} read-only (${errorReason(err)})${isErrno(err, 'SQLITE_CANTOPEN') ? '; run as the user the agent runs as' : ''}`);
   }
   try {
     db.pragma('busy_timeout = 2000');
@@ -134,7 +134,7 @@ export function fromDatabase(file: string, nativeBinding?: unknown): StatusView 
     };
   } catch (err) {
     // A database from before telemetry existed, or one being migrated: no snapshot to show.
-    if ((err as { code?: string }).code === 'SQLITE_ERROR') return undefined;
+    if (isErrno(err, 'SQLITE_ERROR')) return undefined;
     throw err;
   } finally {
     db.close();

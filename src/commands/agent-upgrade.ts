@@ -2,7 +2,7 @@ import { z } from 'zod';
 import { rm } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { DownloadDeadlineError, downloadToTemp, freeBytesIn } from '../lib/download.js';
-import { DiskFullError } from '../lib/errors.js';
+import { DiskFullError, errorMessage } from '../lib/errors.js';
 import { sha256OfFileIfPresent } from '../lib/files.js';
 import { exists, keepPrevious, swapIn } from './binary-swap.js';
 import { guardRanForThisStart, guardUnitLine, readMarker, writeGuard, writeMarker, type TrialMarker } from './agent-upgrade-guard.js';
@@ -147,7 +147,7 @@ async function prepare(
     });
   } catch (err) {
     const reason = err instanceof DownloadDeadlineError ? 'expired' : err instanceof DiskFullError ? 'disk_space' : 'download_failed';
-    return { status: 'failed', reason, detail: `${err instanceof Error ? err.message : String(err)}; nothing was changed` };
+    return { status: 'failed', reason, detail: `${errorMessage(err)}; nothing was changed` };
   }
   const step = { state: 'swap' as const, newPath: fetched.path, newSha: fetched.sha256, fromSha };
   context.saveStep(step, true);

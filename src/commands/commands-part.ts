@@ -6,7 +6,7 @@ import type { Database } from '../store/db.js';
 import type { Outbox } from '../store/outbox.js';
 import type { AnyCommandHandler } from './handler.js';
 import { CommandJournal } from './journal.js';
-import type { K3sControl } from './k3s-control.js';
+import type { K3sControl } from '../k3s/ports.js';
 import { k3sUpgradeHandler } from './k3s-upgrade.js';
 import { pingHandler } from './ping.js';
 import { agentUpgradeHandler } from './agent-upgrade.js';

@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import type { CommandHandler } from './handler.js';
-import type { K3sControl } from './k3s-control.js';
+import type { K3sControl } from '../k3s/ports.js';
 
 /** What identity.reidentify needs of the device's identity; the composition root builds it from the identity module. */
 export interface IdentityControl {

@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import type { CommandContext, CommandHandler } from './handler.js';
 import { SealedSecretError } from '../protocol/sealed-secret.js';
-import type { K3sControl, K3sNodeChanges } from './k3s-control.js';
+import type { K3sControl, K3sNodeChanges } from '../k3s/ports.js';
 import type { SecretOpener } from './secret-args.js';
 
 /**

@@ -1,5 +1,5 @@
 import type { CommandHandler } from './handler.js';
-import type { K3sControl } from './k3s-control.js';
+import type { K3sControl } from '../k3s/ports.js';
 
 /** `k3s.restart`: one clean restart, then wait for health. Safe to repeat, so a restart of the agent resumes it. */
 export function k3sRestartHandler(k3s: K3sControl, healthTimeoutMs: number): CommandHandler<'k3s.restart'> {

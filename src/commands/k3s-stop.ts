@@ -1,5 +1,5 @@
 import type { CommandHandler } from './handler.js';
-import type { K3sControl } from './k3s-control.js';
+import type { K3sControl } from '../k3s/ports.js';
 
 /**
  * `k3s.stop`: the operator's explicit stop of k3s (one SIGTERM). A restart of the agent never stops k3s, and k3s

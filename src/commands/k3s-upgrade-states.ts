@@ -4,8 +4,9 @@ import { z } from 'zod';
 import type { CommandArgs } from '../protocol/command.js';
 import { sha256OfFileIfPresent } from '../lib/files.js';
 import { keepPrevious, restorePrevious, swapIn } from './binary-swap.js';
-import type { K3sControl } from './k3s-control.js';
+import type { K3sControl } from '../k3s/ports.js';
 import { compareVersions } from './versions.js';
+import { errorMessage } from '../lib/errors.js';
 
 /**
  * The k3s upgrade as an explicit state machine (after Mender): each state does one thing and returns the next.
@@ -83,7 +84,7 @@ export async function runState(state: UpgradeState, env: UpgradeEnv): Promise<Up
           { signal: env.signal, deadline: env.expiresAt, maxBytes: env.maxArtifactBytes, idleTimeoutMs: env.downloadIdleTimeoutMs },
         );
       } catch (err) {
-        return done('failed', Date.now() > env.expiresAt ? 'expired' : 'download_failed', `${errorText(err)}; nothing was changed`);
+        return done('failed', Date.now() > env.expiresAt ? 'expired' : 'download_failed', `${errorMessage(err)}; nothing was changed`);
       }
       return { state: 'swap', fromVersion: state.fromVersion, fromSha: state.fromSha, newPath: fetched.path, newSha: fetched.sha256 };
     }
@@ -145,8 +146,4 @@ function throttled(env: UpgradeEnv): (bytes: number, total: number | undefined) 
       env.progress('download', `${decile * 10}% of ${total} bytes`);
     }
   };
-}
-
-function errorText(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
 }

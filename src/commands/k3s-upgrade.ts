@@ -1,7 +1,8 @@
 import { rm } from 'node:fs/promises';
 import type { CommandHandler } from './handler.js';
-import type { K3sControl } from './k3s-control.js';
+import type { K3sControl } from '../k3s/ports.js';
 import { runState, UpgradeStateSchema, type UpgradeState, type UpgradeStateName } from './k3s-upgrade-states.js';
+import { errorMessage } from '../lib/errors.js';
 
 export interface K3sUpgradeOptions {
   k3s: K3sControl;
@@ -66,7 +67,7 @@ export function k3sUpgradeHandler(options: K3sUpgradeOptions): CommandHandler<'k
           }
         } catch (err) {
           if (context.shutdownSignal.aborted) throw err;
-          state = afterError(state, err instanceof Error ? err.message : String(err));
+          state = afterError(state, errorMessage(err));
         }
       }
       context.saveStep(state, true);

@@ -8,6 +8,7 @@ import type { AnyCommandHandler, CommandContext, HandlerOutcome } from './handle
 import type { CommandJournal } from './journal.js';
 import { RejectionBudget } from './rejection-budget.js';
 import { keyStanding, verifyCommand, type TrustedKey } from './verify.js';
+import { errorMessage } from '../lib/errors.js';
 
 export interface RouterSettings {
   enabled: boolean;
@@ -234,9 +235,9 @@ export class CommandRouter {
       return await handler.run(context as never);
     } catch (err) {
       if (this.abort.signal.aborted) return { status: 'failed', reason: 'aborted', detail: 'the agent is stopping' };
-      if (run.cancelledBy) return { status: 'failed', reason: 'cancelled', detail: err instanceof Error ? err.message : String(err) };
+      if (run.cancelledBy) return { status: 'failed', reason: 'cancelled', detail: errorMessage(err) };
       this.deps.logger.error({ err, commandId: command.id }, 'command handler failed');
-      return { status: 'failed', reason: 'error', detail: err instanceof Error ? err.message : String(err) };
+      return { status: 'failed', reason: 'error', detail: errorMessage(err) };
     }
   }
 

@@ -1,14 +1,14 @@
 import { readFileSync } from 'node:fs';
+import { publicKeyFromBase64 } from '../protocol/ed25519-keys.js';
 import { join } from 'node:path';
 import { writeFileAtomic } from '../lib/files.js';
-import { FleetletError } from '../lib/errors.js';
+import { errorReason, FleetletError, isErrno } from '../lib/errors.js';
 import type { Logger } from '../lib/logger.js';
 import { parseStrictJson } from '../protocol/strict-json.js';
 import {
   ROOT_KEY_ID,
   SignedTrustDocumentSchema,
   canonicalTrustEquals,
-  ed25519PublicKey,
   releaseSigningBytes,
   signatureHolds,
   signedBy,
@@ -137,7 +137,7 @@ export class TrustState {
   private buildKeys(): ReadonlyMap<string, TrustedKey> {
     const root = this.currentRoot();
     const rootEntry: [string, TrustedKey][] = root
-      ? [[ROOT_KEY_ID, { key: ed25519PublicKey(root), revoked: false, scopes: { types: ['trust.update'], targets: ['*'] } }]]
+      ? [[ROOT_KEY_ID, { key: publicKeyFromBase64(root), revoked: false, scopes: { types: ['trust.update'], targets: ['*'] } }]]
       : [];
     if (!this.held) return new Map(this.damaged ? rootEntry : [...this.options.fallbackKeys, ...rootEntry]);
     const { document } = this.held;
@@ -147,10 +147,10 @@ export class TrustState {
     };
     return new Map<string, TrustedKey>([
       // The key of a revoked entry is never used: a revoked key is refused before any signature is checked.
-      ...document.revoked.map((id): [string, TrustedKey] => [id, { key: ed25519PublicKey(root!), revoked: true }]),
+      ...document.revoked.map((id): [string, TrustedKey] => [id, { key: publicKeyFromBase64(root!), revoked: true }]),
       ...document.operatorKeys.map((k): [string, TrustedKey] => [
         k.id,
-        { key: ed25519PublicKey(k.publicKey), revoked: false, scopes: k.scopes, ...expiry(k.expiresAt) },
+        { key: publicKeyFromBase64(k.publicKey), revoked: false, scopes: k.scopes, ...expiry(k.expiresAt) },
       ]),
       ...rootEntry,
     ]);
@@ -178,8 +178,8 @@ export class TrustState {
     try {
       bytes = readFileSync(file);
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-      throw new TrustFileError(`cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`);
+      if (isErrno(err, 'ENOENT')) return undefined;
+      throw new TrustFileError(`cannot read ${file}: ${errorReason(err)}`);
     }
     if (bytes.length > MAX_TRUST_FILE_BYTES) throw new TrustFileError(`${file} is larger than ${MAX_TRUST_FILE_BYTES} bytes`);
     const strict = parseStrictJson(bytes);

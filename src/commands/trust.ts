@@ -1,5 +1,5 @@
-import { publicKeyFromBase64 } from '../protocol/command.js';
 import type { TrustedKey } from './verify.js';
+import { publicKeyFromBase64 } from '../protocol/ed25519-keys.js';
 
 export interface TrustedKeyConfig {
   id: string;

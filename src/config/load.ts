@@ -1,6 +1,6 @@
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { ConfigError, type ConfigProblem } from '../lib/errors.js';
+import { ConfigError, type ConfigProblem, errorReason } from '../lib/errors.js';
 import { isPlaintextBrokerUrl } from '../protocol/broker-url.js';
 import { envLayer } from './env-layer.js';
 import { flagLayer } from './flag-layer.js';
@@ -87,7 +87,7 @@ function readFileLayer(file: string): Layer {
     return yamlLayer(file, readFileSync(file, 'utf8'));
   } catch (err) {
     const layer: Layer = { ...emptyLayer(), incomplete: true };
-    layer.problems.push({ path: '', source: file, message: `cannot read: ${(err as NodeJS.ErrnoException).code ?? String(err)}` });
+    layer.problems.push({ path: '', source: file, message: `cannot read: ${errorReason(err)}` });
     return layer;
   }
 }

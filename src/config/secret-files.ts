@@ -4,6 +4,7 @@ import type { ConfigProblem } from '../lib/errors.js';
 import { getPath, originOf, setPath, type Layer } from './layer.js';
 import { SECRET_FILE_PATHS, SECRET_PATHS } from './schema.js';
 import { leaves } from './schema-walk.js';
+import { errorReason, isErrno } from '../lib/errors.js';
 
 export const MAX_SECRET_FILE_BYTES = 64 * 1024;
 
@@ -75,9 +76,8 @@ function checkReadable(file: string): string | undefined {
     accessSync(file, constants.R_OK);
     return undefined;
   } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    if (code === 'ENOENT') return `cannot read ${file}: no such file`;
-    if (code === 'EACCES') return `cannot read ${file}: permission denied`;
-    return `cannot read ${file}: ${code ?? String(err)}`;
+    if (isErrno(err, 'ENOENT')) return `cannot read ${file}: no such file`;
+    if (isErrno(err, 'EACCES')) return `cannot read ${file}: permission denied`;
+    return `cannot read ${file}: ${errorReason(err)}`;
   }
 }

@@ -3,6 +3,7 @@ import { nextBootSequence } from '../link/boot-sequence.js';
 import { EVENT_KINDS, type EventInput, type EventKind } from '../protocol/event.js';
 import { openDatabase, type OpenDatabaseOptions, type OpenedDatabase } from '../store/db.js';
 import { openInMemoryCopy } from '../store/memory-copy.js';
+import { errorMessage, isErrno } from '../lib/errors.js';
 
 /** Set when the state directory's file system had no room: the agent runs on an in-memory copy of its state. */
 export interface DiskFull {
@@ -42,13 +43,13 @@ export function openAgentState(options: OpenDatabaseOptions): AgentState {
     // Commands interrupted by the last stop stay running in the file, for the next start with room: resuming them on
     // a copy that is thrown away would run their steps twice.
     copy.db.prepare("DELETE FROM command_journal WHERE state = 'running'").run();
-    const reason = err instanceof Error ? err.message : String(err);
+    const reason = errorMessage(err);
     return { opened: copy, bootSequence: nextBootSequence(copy.db), diskFull: { reason, freeBytes, copiedFromFile: copy.copiedFromFile } };
   }
 }
 
 function isOutOfSpace(err: unknown, freeBytes: number | undefined): boolean {
-  const code = (err as { code?: string }).code ?? ((err as { cause?: { code?: string } }).cause?.code ?? '');
+  const code = isErrno(err) ? err.code : err instanceof Error && isErrno(err.cause) ? err.cause.code : '';
   if (code === 'SQLITE_FULL' || code === 'ENOSPC') return true;
   return code.startsWith('SQLITE_IOERR') && freeBytes !== undefined && freeBytes < NEARLY_FULL_BYTES;
 }

@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs';
 import { userInfo } from 'node:os';
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
 import { FleetConnectionError } from './errors.js';
+import { errorMessage } from '../lib/errors.js';
 
 /** How the operator's machine reaches the broker. */
 export interface FleetConnectionOptions {
@@ -34,7 +35,7 @@ export async function connectOperator(options: FleetConnectionOptions): Promise<
   try {
     return await mqtt.connectAsync(options.broker, clientOptions, false);
   } catch (err) {
-    throw new FleetConnectionError(`cannot connect to ${options.broker}: ${err instanceof Error ? err.message : String(err)}`, {
+    throw new FleetConnectionError(`cannot connect to ${options.broker}: ${errorMessage(err)}`, {
       cause: err,
     });
   }

@@ -1,9 +1,9 @@
-import { readFileSync, statSync } from 'node:fs';
 import { parse } from 'yaml';
 import { z } from 'zod';
 import { DeviceIdSchema, GroupIdSchema } from '../protocol/ids.js';
-import { UsageError } from '../lib/errors.js';
+import { errorMessage, UsageError } from '../lib/errors.js';
 import { Topics } from '../protocol/topics.js';
+import { readOperatorFile } from './operator-files.js';
 
 /**
  * The group membership the fleet side owns, and the mosquitto ACL lines it grants: each device may read the command
@@ -19,19 +19,12 @@ const MAX_FILE_BYTES = 16 * 1024 * 1024;
 const TOPIC_ROOT = /^[A-Za-z0-9._-]+(?:\/[A-Za-z0-9._-]+)*$/;
 
 export function readGroupMembership(file: string): GroupMembership {
-  let text: string;
-  try {
-    if (statSync(file).size > MAX_FILE_BYTES) throw new UsageError(`${file} is larger than ${MAX_FILE_BYTES} bytes`);
-    text = readFileSync(file, 'utf8');
-  } catch (err) {
-    if (err instanceof UsageError) throw err;
-    throw new UsageError(`cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`);
-  }
+  const text = readOperatorFile(file, MAX_FILE_BYTES);
   let raw: unknown;
   try {
     raw = parse(text, { uniqueKeys: true });
   } catch (err) {
-    throw new UsageError(`${file} is not valid YAML: ${err instanceof Error ? err.message : String(err)}`);
+    throw new UsageError(`${file} is not valid YAML: ${errorMessage(err)}`);
   }
   const parsed = GroupMembershipSchema.safeParse(raw);
   if (!parsed.success) {

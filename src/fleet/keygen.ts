@@ -1,7 +1,9 @@
 import { generateKeyPairSync } from 'node:crypto';
+import { publicKeyToBase64 } from '../protocol/ed25519-keys.js';
 import { closeSync, fsyncSync, openSync, writeSync } from 'node:fs';
-import { publicKeyToBase64 } from '../protocol/command.js';
+
 import { SigningKeyError } from './errors.js';
+import { errorReason, isErrno } from '../lib/errors.js';
 
 export interface GeneratedKey {
   keyId: string;
@@ -20,9 +22,8 @@ export function generateSigningKey(privateKeyFile: string, keyId: string): Gener
   try {
     fd = openSync(privateKeyFile, 'wx', 0o600);
   } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
     throw new SigningKeyError(
-      code === 'EEXIST' ? `${privateKeyFile} already exists; refusing to overwrite a key` : `cannot create ${privateKeyFile}: ${code}`,
+      isErrno(err, 'EEXIST') ? `${privateKeyFile} already exists; refusing to overwrite a key` : `cannot create ${privateKeyFile}: ${errorReason(err)}`,
     );
   }
   try {

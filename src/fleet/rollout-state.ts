@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { closeSync, fsyncSync, openSync, readFileSync, renameSync, writeSync } from 'node:fs';
 import { z } from 'zod';
 import { RolloutStateError } from './errors.js';
+import { errorReason, isErrno } from '../lib/errors.js';
 
 /**
  * The rollout's progress on the operator's disk, rewritten atomically after every change, so that a rollout
@@ -49,8 +50,8 @@ export function loadRolloutState(file: string): RolloutState | undefined {
   try {
     text = readFileSync(file, 'utf8');
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw new RolloutStateError(`cannot read rollout state ${file}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`);
+    if (isErrno(err, 'ENOENT')) return undefined;
+    throw new RolloutStateError(`cannot read rollout state ${file}: ${errorReason(err)}`);
   }
   if (text.length > MAX_STATE_BYTES) throw new RolloutStateError(`${file} is too large to be a rollout state`);
   try {

@@ -13,7 +13,7 @@ import {
 } from '../protocol/command.js';
 import { parseStrictJson } from '../protocol/strict-json.js';
 import { SCHEMA_VERSION } from '../protocol/topics.js';
-import { UsageError } from '../lib/errors.js';
+import { errorReason, UsageError } from '../lib/errors.js';
 import { SigningKeyError } from './errors.js';
 
 const MAX_KEY_FILE_BYTES = 16 * 1024;
@@ -38,7 +38,7 @@ export function loadSigningKey(file: string, keyId?: string): SigningKey {
     pem = readFileSync(file, 'utf8');
   } catch (err) {
     if (err instanceof SigningKeyError) throw err;
-    throw new SigningKeyError(`cannot read signing key ${file}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`);
+    throw new SigningKeyError(`cannot read signing key ${file}: ${errorReason(err)}`);
   }
   const id = keyId ?? basename(file).replace(/\.key$/, '');
   if (!KEY_ID_PATTERN.test(id)) throw new SigningKeyError(`"${id}" is not a valid key id; pass --key-id`);

@@ -1,14 +1,14 @@
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import type { KeyObject } from 'node:crypto';
-import { FleetletError, UsageError } from '../lib/errors.js';
+import { errorReason, FleetletError, UsageError } from '../lib/errors.js';
 import { writeFileAtomic } from '../lib/files.js';
+import { publicKeyToBase64 } from '../protocol/ed25519-keys.js';
 import { COMMAND_TYPES } from '../protocol/command.js';
 import { parseStrictJson } from '../protocol/strict-json.js';
 import {
   ROOT_KEY_ID,
   SignedTrustDocumentSchema,
   TrustDocumentSchema,
-  publicKeyBase64,
   releaseSigningBytes,
   signBytes,
   signTrustDocument,
@@ -64,7 +64,7 @@ export function readTrustDocument(documentFile: string): SignedTrustDocument {
     bytes = readFileSync(documentFile);
   } catch (err) {
     if (err instanceof TrustDocumentFileError) throw err;
-    throw new TrustDocumentFileError(`cannot read ${documentFile}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`);
+    throw new TrustDocumentFileError(`cannot read ${documentFile}: ${errorReason(err)}`);
   }
   const strict = parseStrictJson(bytes);
   if (!strict.ok) throw new TrustDocumentFileError(`${documentFile}: ${strict.problem}`);
@@ -129,7 +129,7 @@ export function renewTrust(documentFile: string, rootKeyFile: string, until: num
 /** Hands the fleet to a new root key: the new version names it and is signed by the old root and by the new one. */
 export function rotateRoot(documentFile: string, rootKeyFile: string, newRootKeyFile: string, now = Date.now()): Promise<SignedTrustDocument> {
   const newRoot = loadSigningKey(newRootKeyFile, ROOT_KEY_ID).key;
-  return change(documentFile, rootKeyFile, now, (doc) => ({ ...doc, root: { publicKey: publicKeyBase64(newRoot) } }), [newRoot]);
+  return change(documentFile, rootKeyFile, now, (doc) => ({ ...doc, root: { publicKey: publicKeyToBase64(newRoot) } }), [newRoot]);
 }
 
 async function change(
@@ -141,7 +141,7 @@ async function change(
 ): Promise<SignedTrustDocument> {
   const current = readTrustDocument(documentFile);
   const root = loadSigningKey(rootKeyFile, ROOT_KEY_ID).key;
-  if (publicKeyBase64(root) !== current.document.root.publicKey || !signedBy(current, current.document.root.publicKey)) {
+  if (publicKeyToBase64(root) !== current.document.root.publicKey || !signedBy(current, current.document.root.publicKey)) {
     throw new TrustDocumentFileError(`${documentFile} is not signed by the root key in ${rootKeyFile}`);
   }
   const edited = edit(current.document);

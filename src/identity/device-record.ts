@@ -4,6 +4,7 @@ import { z } from 'zod';
 import { DeviceIdSchema } from '../protocol/ids.js';
 import { writeFileAtomic } from '../lib/files.js';
 import { combinedFingerprint, resolveDeviceId, SIGNAL_NAMES, type MachineIdentity, type MachineSignals } from './device-id.js';
+import { errorReason, isErrno } from '../lib/errors.js';
 
 /**
  * The device id, recorded once with the fingerprints of the machine it was recorded on. It is a file of its own in
@@ -44,8 +45,7 @@ export class DeviceRecordFile {
     try {
       text = readFileSync(this.path, 'utf8');
     } catch (err) {
-      const code = (err as NodeJS.ErrnoException).code;
-      return code === 'ENOENT' ? { record: undefined } : { record: undefined, damaged: `cannot read: ${code ?? String(err)}` };
+      return isErrno(err, 'ENOENT') ? { record: undefined } : { record: undefined, damaged: `cannot read: ${errorReason(err)}` };
     }
     if (text.length > MAX_RECORD_BYTES) return { record: undefined, damaged: 'too large' };
     try {
@@ -122,7 +122,7 @@ export async function resolveDevice(options: {
     // A full disk must not keep the device from starting: the id is known for this run, and recorded next time.
     unsaved = await file.save(next).then(
       () => undefined,
-      (err: unknown) => (err as NodeJS.ErrnoException).code ?? String(err),
+      (err: unknown) => errorReason(err),
     );
   }
   return {

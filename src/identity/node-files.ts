@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { closeSync, fchmodSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { NodeFilesError } from './errors.js';
+import { errorReason } from '../lib/errors.js';
 
 export const DEFAULT_NODE_DIR = '/etc/rancher/node';
 export const PASSWORD_PATTERN = /^[0-9a-f]{32}$/;
@@ -82,6 +83,6 @@ function writeAtomically(dir: string, path: string, content: string, mode: numbe
       closeSync(dirFd);
     }
   } catch (err) {
-    throw new NodeFilesError(`cannot write ${path}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`, { cause: err });
+    throw new NodeFilesError(`cannot write ${path}: ${errorReason(err)}`, { cause: err });
   }
 }

@@ -11,6 +11,7 @@ import {
   type SealBinding,
   type SealedSecret,
 } from '../protocol/sealed-secret.js';
+import { errorReason, isErrno } from '../lib/errors.js';
 
 /**
  * The device's own key for sealed command arguments. Callers see only this interface, so that a TPM or secure
@@ -58,8 +59,7 @@ function readKey(path: string): { key?: KeyObject; problem?: string } {
     if (statSync(path).size > MAX_KEY_FILE_BYTES) return { problem: 'too large to be a key' };
     pem = readFileSync(path, 'utf8');
   } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    return code === 'ENOENT' ? {} : { problem: `cannot read: ${code ?? String(err)}` };
+    return isErrno(err, 'ENOENT') ? {} : { problem: `cannot read: ${errorReason(err)}` };
   }
   try {
     const key = createPrivateKey(pem);
@@ -86,7 +86,7 @@ export async function deviceSealKey(stateDir: string, logger: Logger): Promise<D
     else if (created) logger.info({ publicKey: key.publicKey }, 'made the device seal key');
     return key;
   } catch (err) {
-    const why = (err as NodeJS.ErrnoException).code ?? 'cannot write it';
+    const why = isErrno(err) ? err.code : 'cannot write it';
     logger.error({ error: why }, 'no device seal key: sealed command arguments will be refused');
     return new MissingSealKey(why);
   }

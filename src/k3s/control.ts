@@ -5,22 +5,8 @@ import { promisify } from 'node:util';
 import { k3sChildEnvironment } from './child-env.js';
 import type { FetchBounds, K3sInstaller } from './installer.js';
 import type { NodeSettings, NodeSettingsFile } from './node-settings.js';
+import type { FetchedBinary, HealthVerdict, K3sControl, K3sRelease } from './ports.js';
 import type { K3sSupervisor } from './supervisor.js';
-
-export interface K3sRelease {
-  version: string;
-  /** Full URL of the binary (a mirror or an air-gapped server); the configured artifact URL otherwise. */
-  artifactUrl?: string;
-  sha256?: string;
-}
-
-export interface FetchedBinary {
-  path: string;
-  sha256: string;
-  bytes: number;
-}
-
-export type HealthVerdict = { healthy: true } | { healthy: false; reason: string };
 
 const run = promisify(execFile);
 
@@ -36,12 +22,8 @@ export async function binaryVersion(binaryPath: string): Promise<string | undefi
   }
 }
 
-/**
- * The narrow handle other features get on k3s (commands restart, upgrade and reconfigure it through this, never
- * through the supervisor). Its shape is the K3sControl the commands feature declares; the composition root passes
- * it over, and the compiler checks the two match there.
- */
-export class SupervisedK3sControl {
+/** The K3sControl of ports.ts over the supervisor, the installer and the node settings file. */
+export class SupervisedK3sControl implements K3sControl {
   constructor(
     private readonly supervisor: K3sSupervisor,
     private readonly installer: K3sInstaller,

@@ -15,17 +15,12 @@ import {
   type K3sArch,
 } from './release.js';
 import { fsyncDir, sha256OfFile } from '../lib/files.js';
+import type { DownloadBounds } from './ports.js';
 
 export type Progress = (receivedBytes: number, totalBytes: number | undefined) => void;
 
 /** Bounds of one binary download; a command passes its own (its expiry, its abort signal). */
-export interface FetchBounds {
-  signal?: AbortSignal | undefined;
-  /** Epoch ms; a command's expiresAt. */
-  deadline?: number | undefined;
-  maxBytes?: number | undefined;
-  idleTimeoutMs?: number | undefined;
-}
+export type FetchBounds = Partial<DownloadBounds>;
 
 /** The k3s binary is ~70 MiB; anything far larger is not a k3s binary. */
 export const MAX_BINARY_BYTES = 512 * 1024 * 1024;

@@ -10,7 +10,7 @@ import { NodeFiles } from '../identity/node-files.js';
 import { ensureNodeIdentity, type NodeIdentityReport } from '../identity/node-identity.js';
 import { buildAgentInvocation, commandLineLooksLikeK3s, type K3sConfig } from './args.js';
 import { binaryVersion, SupervisedK3sControl } from './control.js';
-import type { K3sEventSink } from './events.js';
+import type { K3sEventSink, K3sView } from './ports.js';
 import { kubeletHealthzUrl } from './health.js';
 import { K3sInstaller } from './installer.js';
 import { NodeSettingsFile, withNodeSettings } from './node-settings.js';
@@ -29,13 +29,6 @@ export interface K3sPartDeps {
   argv: readonly string[];
   sink: K3sEventSink;
   logger: Logger;
-}
-
-export interface K3sView {
-  state: string;
-  healthy: boolean;
-  version?: string;
-  nodeName?: string;
 }
 
 /**

@@ -1,5 +1,6 @@
 import { K3S_VERSION_PATTERN } from '../protocol/version-patterns.js';
 import { DownloadError, ReleaseNotFoundError, UnsupportedArchError } from './errors.js';
+import { errorMessage } from '../lib/errors.js';
 
 /**
  * Where k3s's release artifacts live and what they are called, as install.sh computes it (k3s-facts.md §4):
@@ -73,7 +74,7 @@ export async function resolveVersion(
   try {
     response = await get(url, { redirect: 'manual', signal: AbortSignal.timeout(30_000) });
   } catch (err) {
-    throw new DownloadError(`cannot reach the k3s channel server ${url}: ${errorText(err)}`, { cause: err });
+    throw new DownloadError(`cannot reach the k3s channel server ${url}: ${errorMessage(err, { withCause: true })}`, { cause: err });
   }
   await response.body?.cancel();
   const location = response.status >= 300 && response.status < 400 ? response.headers.get('location') : null;
@@ -91,7 +92,7 @@ export async function fetchSmallText(url: string, maxBytes: number, get: HttpGet
   try {
     response = await get(url, { signal: AbortSignal.timeout(60_000) });
   } catch (err) {
-    throw new DownloadError(`cannot download ${url}: ${errorText(err)}`, { cause: err });
+    throw new DownloadError(`cannot download ${url}: ${errorMessage(err, { withCause: true })}`, { cause: err });
   }
   if (response.status === 404) {
     await response.body?.cancel();
@@ -114,12 +115,4 @@ async function readBounded(response: Response, maxBytes: number, url: string): P
     chunks.push(chunk as Uint8Array);
   }
   return Buffer.concat(chunks);
-}
-
-export function errorText(err: unknown): string {
-  if (err instanceof Error) {
-    const cause = (err as { cause?: unknown }).cause;
-    return cause instanceof Error ? `${err.message} (${cause.message})` : err.message;
-  }
-  return String(err);
 }

@@ -1,4 +1,4 @@
-import { FleetletError } from '../lib/errors.js';
+import { FleetletError, isErrno } from '../lib/errors.js';
 
 /** What the errno codes of a failed spawn mean for the k3s binary, in fleetlet's own words. */
 const SPAWN_CODE_REASONS: Record<string, string> = {
@@ -31,8 +31,8 @@ export interface StartFailureDetail {
 export function startFailureDetail(err: unknown, step: StartStep): StartFailureDetail {
   // fleetlet's own errors (the arguments, the identity check) are written never to hold a secret, and say what to fix.
   if (err instanceof FleetletError) return { step, code: err.name, reason: err.message };
-  const code = (err as { code?: unknown } | undefined)?.code;
-  if (typeof code !== 'string' || !/^[A-Z][A-Z0-9_]{1,63}$/.test(code)) return { step, code: 'UNKNOWN' };
+  if (!isErrno(err) || !/^[A-Z][A-Z0-9_]{1,63}$/.test(err.code)) return { step, code: 'UNKNOWN' };
+  const code = err.code;
   // An EACCES while preparing is a file fleetlet could not write, not the binary: only the spawn's codes are explained.
   const reason = step === 'spawn' ? SPAWN_CODE_REASONS[code] : undefined;
   return reason ? { step, code, reason } : { step, code };

@@ -240,7 +240,10 @@ export class K3sSupervisor {
         args,
         env,
         logFile: this.logFile,
-        onSpawn: (pid) => (recorded = this.recordProcess(pid, version)),
+        // recordProcess never rejects (it logs), and the launch awaits it right after the spawn.
+        onSpawn: (pid) => {
+          recorded = this.recordProcess(pid, version);
+        },
       });
       this.current.version = version;
       await recorded;

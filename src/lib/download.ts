@@ -2,7 +2,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream, readdirSync, rmSync } from 'node:fs';
 import { open, rm, statfs } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
-import { FleetletError } from './errors.js';
+import { errorMessage, FleetletError } from './errors.js';
 
 /**
  * The one bounded, verified download: a URL (or, for air-gap installs, a local file) streamed into a temp file
@@ -124,7 +124,7 @@ export async function downloadToTemp(url: string, target: string, options: Downl
     try {
       response = await (options.get ?? fetch)(url, { signal: cut.signal, redirect: 'follow' });
     } catch (err) {
-      throw cut.explain(url) ?? new DownloadFailedError(`cannot download ${url}: ${errorText(err)}`, undefined, { cause: err });
+      throw cut.explain(url) ?? new DownloadFailedError(`cannot download ${url}: ${errorMessage(err, { withCause: true })}`, undefined, { cause: err });
     }
     if (!response.ok || !response.body) {
       await response.body?.cancel().catch(() => {});
@@ -149,7 +149,7 @@ export async function downloadToTemp(url: string, target: string, options: Downl
         onChunk: () => cut.heard(),
       });
     } catch (err) {
-      throw cut.explain(url) ?? (err instanceof DownloadFailure ? err : new DownloadFailedError(`${url}: ${errorText(err)}`, undefined, { cause: err }));
+      throw cut.explain(url) ?? (err instanceof DownloadFailure ? err : new DownloadFailedError(`${url}: ${errorMessage(err, { withCause: true })}`, undefined, { cause: err }));
     }
   } finally {
     cut.dispose();
@@ -268,14 +268,6 @@ class Cutoff {
     this.why = why;
     this.controller.abort();
   }
-}
-
-function errorText(err: unknown): string {
-  if (err instanceof Error) {
-    const cause = (err as { cause?: unknown }).cause;
-    return cause instanceof Error ? `${err.message} (${cause.message})` : err.message;
-  }
-  return String(err);
 }
 
 /** Free bytes for an unprivileged writer on the file system that holds `dir`. */

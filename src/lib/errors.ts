@@ -21,6 +21,25 @@ export function isTransient(err: unknown): boolean {
   return err instanceof FleetletError && err.severity === 'transient';
 }
 
+/** The message of anything thrown; with `withCause`, the message of its cause too ("fetch failed (ECONNREFUSED ...)"). */
+export function errorMessage(err: unknown, options: { withCause?: boolean } = {}): string {
+  if (!(err instanceof Error)) return String(err);
+  const cause: unknown = err.cause;
+  return options.withCause && cause instanceof Error ? `${err.message} (${cause.message})` : err.message;
+}
+
+/** A Node.js system error (ENOENT, EACCES...) or any other error with a string code (SQLite's), optionally that code. */
+export function isErrno(err: unknown, code?: string): err is NodeJS.ErrnoException & { code: string } {
+  if (!(err instanceof Error)) return false;
+  const found: unknown = (err as { code?: unknown }).code;
+  return typeof found === 'string' && (code === undefined || found === code);
+}
+
+/** What a file operation's failure says in one word when it has an errno code ("ENOENT"), else its message. */
+export function errorReason(err: unknown): string {
+  return isErrno(err) ? err.code : errorMessage(err);
+}
+
 /** One problem in a configuration, located by key path and by where its value came from. */
 export interface ConfigProblem {
   path: string;

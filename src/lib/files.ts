@@ -3,6 +3,7 @@ import { createReadStream } from 'node:fs';
 import { open, rename, rm } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
+import { isErrno } from './errors.js';
 
 /**
  * The one way fleetlet writes a file that must survive a power cut whole or not at all: a temp file beside the
@@ -64,7 +65,7 @@ export async function sha256OfFileIfPresent(path: string): Promise<string | unde
   try {
     return await sha256OfFile(path);
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    if (isErrno(err, 'ENOENT')) return undefined;
     throw err;
   }
 }

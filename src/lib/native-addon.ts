@@ -3,7 +3,7 @@ import { existsSync, mkdirSync, readFileSync, renameSync, statSync, unlinkSync, 
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { EMBEDDED_SQLITE_ADDON, type EmbeddedAddon } from './embedded-addon.js';
-import { FleetletError } from './errors.js';
+import { errorMessage, FleetletError } from './errors.js';
 
 /** No candidate directory could hold a verified copy of the addon that also loaded. */
 export class NativeAddonError extends FleetletError {
@@ -37,7 +37,7 @@ export function loadEmbeddedAddon(addon: EmbeddedAddon, dirs: readonly string[])
       process.dlopen(module, file);
       return module.exports;
     } catch (err) {
-      failures.push(`${dir}: ${err instanceof Error ? err.message : String(err)}`);
+      failures.push(`${dir}: ${errorMessage(err)}`);
     }
   }
   throw new NativeAddonError(`cannot load the embedded ${addon.name} addon:\n  ${failures.join('\n  ')}`);

@@ -2,7 +2,7 @@ import { readFileSync, statSync } from 'node:fs';
 import { X509Certificate } from 'node:crypto';
 import type { IClientOptions } from 'mqtt';
 import type { Config } from '../config/schema.js';
-import { ConfigError } from '../lib/errors.js';
+import { ConfigError, errorReason } from '../lib/errors.js';
 import { isTlsBrokerUrl } from '../protocol/broker-url.js';
 
 /** Certificates and keys are small; a bound keeps a wrong path (a log, a device file) from being slurped. */
@@ -57,7 +57,7 @@ function readPem(file: string, key: string): Buffer {
     if (size > MAX_PEM_BYTES) throw new Error(`larger than ${MAX_PEM_BYTES} bytes`);
     return readFileSync(file);
   } catch (err) {
-    const reason = (err as NodeJS.ErrnoException).code ?? (err as Error).message;
+    const reason = errorReason(err);
     throw new ConfigError([{ path: key, source: file, message: `cannot read: ${reason}` }]);
   }
 }

@@ -1,6 +1,6 @@
 import type { Logger } from '../lib/logger.js';
 
-export type CommandHandler = (topic: string, payload: Buffer) => void;
+export type CommandMessageListener = (topic: string, payload: Buffer) => void;
 
 /**
  * Hands messages on the command topics to whoever registered for them. Only the exact topics the link
@@ -8,7 +8,7 @@ export type CommandHandler = (topic: string, payload: Buffer) => void;
  * before any parsing happens. Verifying and parsing the envelope is the commands part's job.
  */
 export class CommandInbox {
-  readonly #handlers = new Set<CommandHandler>();
+  readonly #handlers = new Set<CommandMessageListener>();
 
   constructor(
     readonly topics: readonly string[],
@@ -16,7 +16,7 @@ export class CommandInbox {
     private readonly log: Logger,
   ) {}
 
-  add(handler: CommandHandler): () => void {
+  add(handler: CommandMessageListener): () => void {
     this.#handlers.add(handler);
     return () => this.#handlers.delete(handler);
   }

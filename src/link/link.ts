@@ -7,9 +7,10 @@ import type { Inventory } from '../protocol/inventory.js';
 import { presenceMessage } from '../protocol/presence.js';
 import type { Topics } from '../protocol/topics.js';
 import { clientOptions } from './client-options.js';
-import { CommandInbox, type CommandHandler } from './command-inbox.js';
+import { CommandInbox, type CommandMessageListener } from './command-inbox.js';
 import type { Publisher } from './drain.js';
 import { LinkSession } from './session.js';
+import { errorMessage } from '../lib/errors.js';
 
 /** What telemetry shows about the link. */
 export interface LinkState {
@@ -100,7 +101,7 @@ export class MqttLink {
   }
 
   /** Receives every message on the device's and its groups' command topics, payloads already size-checked. */
-  onCommand(handler: CommandHandler): () => void {
+  onCommand(handler: CommandMessageListener): () => void {
     return this.#inbox.add(handler);
   }
 
@@ -265,7 +266,7 @@ export class MqttLink {
   }
 
   #recordError(err: unknown): void {
-    const message = err instanceof Error ? err.message : String(err);
+    const message = errorMessage(err);
     if (message !== this.#loggedError) this.#log.warn({ error: message }, 'broker connection problem');
     this.#loggedError = message;
     this.#state = { ...this.#state, lastError: message };

@@ -1,4 +1,4 @@
-import { createPrivateKey, createPublicKey, sign, verify, type KeyObject } from 'node:crypto';
+import { createPrivateKey, sign, verify, type KeyObject } from 'node:crypto';
 import { z } from 'zod';
 import { DeviceIdSchema, GroupIdSchema } from './ids.js';
 import { SCHEMA_VERSION } from './topics.js';
@@ -186,19 +186,6 @@ export function signatureValid(envelope: CommandEnvelope, publicKey: KeyObject):
   } catch {
     return false;
   }
-}
-
-/** The raw 32-byte public key in base64, as listed in `commands.trustedKeys`. */
-export function publicKeyFromBase64(raw: string): KeyObject {
-  const bytes = Buffer.from(raw, 'base64');
-  if (bytes.length !== 32) throw new Error('an Ed25519 public key is 32 bytes');
-  return createPublicKey({ key: { kty: 'OKP', crv: 'Ed25519', x: bytes.toString('base64url') }, format: 'jwk' });
-}
-
-export function publicKeyToBase64(key: KeyObject): string {
-  const jwk = key.export({ format: 'jwk' });
-  if (jwk.crv !== 'Ed25519' || !jwk.x) throw new Error('not an Ed25519 key');
-  return Buffer.from(jwk.x, 'base64url').toString('base64');
 }
 
 export function privateKeyFromPem(pem: string): KeyObject {

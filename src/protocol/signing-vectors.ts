@@ -1,5 +1,6 @@
 import { createPrivateKey, createPublicKey, type KeyObject } from 'node:crypto';
-import { publicKeyToBase64, type UnsignedCommand } from './command.js';
+import { publicKeyToBase64 } from './ed25519-keys.js';
+import { type UnsignedCommand } from './command.js';
 
 /**
  * Test vectors for writing a command signer in another language: docs/protocol.md prints them, and a unit test

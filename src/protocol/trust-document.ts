@@ -1,6 +1,7 @@
-import { createPublicKey, sign, verify, type KeyObject } from 'node:crypto';
+import { sign, verify, type KeyObject } from 'node:crypto';
 import { z } from 'zod';
 import { canonicalJson } from './canonical-json.js';
+import { publicKeyFromBase64, publicKeyToBase64 } from './ed25519-keys.js';
 
 /**
  * The fleet's trust document, after The Update Framework's roles: an offline root key signs which operator keys may
@@ -96,7 +97,7 @@ export function signBytes(bytes: Buffer, privateKey: KeyObject): string {
 
 export function signatureHolds(bytes: Buffer, publicKeyBase64: string, sig: string): boolean {
   try {
-    return verify(null, bytes, ed25519PublicKey(publicKeyBase64), Buffer.from(sig, 'base64'));
+    return verify(null, bytes, publicKeyFromBase64(publicKeyBase64), Buffer.from(sig, 'base64'));
   } catch {
     return false;
   }
@@ -107,15 +108,8 @@ export function signTrustDocument(document: TrustDocument, rootKeys: readonly Ke
   const bytes = trustSigningBytes(document);
   return {
     document,
-    signatures: rootKeys.map((key) => ({ publicKey: publicKeyBase64(key), sig: signBytes(bytes, key) })),
+    signatures: rootKeys.map((key) => ({ publicKey: publicKeyToBase64(key), sig: signBytes(bytes, key) })),
   };
-}
-
-/** The raw 32-byte Ed25519 public key in base64 of a private or public key. */
-export function publicKeyBase64(key: KeyObject): string {
-  const jwk = (key.type === 'private' ? createPublicKey(key) : key).export({ format: 'jwk' });
-  if (jwk.crv !== 'Ed25519' || !jwk.x) throw new Error('not an Ed25519 key');
-  return Buffer.from(jwk.x, 'base64url').toString('base64');
 }
 
 /** True when one of the signatures is by `publicKeyBase64` and holds over the document. */
@@ -127,10 +121,4 @@ export function signedBy(signed: SignedTrustDocument, publicKeyBase64: string): 
 /** Two documents with the same content, whatever their member order. */
 export function canonicalTrustEquals(a: TrustDocument, b: TrustDocument): boolean {
   return canonicalJson(a) === canonicalJson(b);
-}
-
-export function ed25519PublicKey(raw: string): KeyObject {
-  const bytes = Buffer.from(raw, 'base64');
-  if (bytes.length !== 32) throw new Error('an Ed25519 public key is 32 bytes');
-  return createPublicKey({ key: { kty: 'OKP', crv: 'Ed25519', x: bytes.toString('base64url') }, format: 'jwk' });
 }

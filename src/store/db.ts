@@ -1,7 +1,7 @@
 import { chmodSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import BetterSqlite3, { type Database } from 'better-sqlite3';
-import { DatabaseTooNewError, StateDirError } from '../lib/errors.js';
+import { DatabaseTooNewError, errorMessage, errorReason, isErrno, StateDirError } from '../lib/errors.js';
 import { MIGRATIONS, type Migration } from './migrations.js';
 import { completeRecovery, moveAside, type DatabaseRecovery } from './recovery.js';
 
@@ -43,7 +43,7 @@ export function openDatabase(options: OpenDatabaseOptions): OpenedDatabase {
     const at = options.now?.() ?? new Date();
     const movedTo = `${file}.corrupt-${at.toISOString().replace(/[:.]/g, '-')}`;
     moveAside(file, movedTo);
-    const reason = err instanceof Error ? err.message : String(err);
+    const reason = errorMessage(err);
     const opened = openAndMigrate(file, migrations, options);
     const recovered = completeRecovery(opened.db, { file, movedTo, reason, atMs: at.getTime(), nativeBinding: options.nativeBinding });
     return { file, ...opened, recovered };
@@ -93,7 +93,7 @@ export function migrate(db: Database, file: string, migrations: readonly Migrati
 
 function isCorruption(err: unknown): boolean {
   if (err instanceof IntegrityError) return true;
-  const code = (err as { code?: string }).code ?? '';
+  const code = isErrno(err) ? err.code : '';
   return ['SQLITE_CORRUPT', 'SQLITE_NOTADB', 'SQLITE_CANTOPEN_ISDIR'].includes(code) || code.startsWith('SQLITE_CORRUPT');
 }
 
@@ -101,7 +101,7 @@ function ensureStateDir(dir: string): void {
   try {
     mkdirSync(dir, { recursive: true, mode: 0o700 });
   } catch (err) {
-    throw new StateDirError(`cannot create state directory ${dir}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`, {
+    throw new StateDirError(`cannot create state directory ${dir}: ${errorReason(err)}`, {
       cause: err,
     });
   }

@@ -33,6 +33,7 @@ export class MemoryOutbox implements OutboxStore {
   private readonly notifier = new EnqueueNotifier();
   private readonly now: () => number;
 
+  // jscpd:ignore-start: the same Outbox contract as SqliteOutbox, so its set-up and single enqueue read alike.
   constructor(private readonly options: MemoryOutboxOptions) {
     this.ledger = new BudgetLedger(options.limits);
     this.now = options.now ?? Date.now;
@@ -41,6 +42,7 @@ export class MemoryOutbox implements OutboxStore {
   enqueue(record: NewOutboxRecord): OutboxRecord {
     return this.enqueueMany([record])[0]!;
   }
+  // jscpd:ignore-end
 
   enqueueMany(inputs: readonly NewOutboxRecord[]): OutboxRecord[] {
     if (inputs.length === 0) return [];

@@ -1,5 +1,6 @@
 import type { Database } from 'better-sqlite3';
 import type { OutboxClass, QueuedRecord } from './outbox.js';
+import { isErrno } from '../lib/errors.js';
 
 /** The SQL of SqliteOutbox (table `outbox`, migration 2), prepared once per connection. */
 
@@ -49,6 +50,5 @@ export function consecutiveRuns(values: readonly number[]): [number, number][] {
 }
 
 export function isDiskFull(err: unknown): boolean {
-  const code = (err as { code?: unknown } | null)?.code;
-  return code === 'SQLITE_FULL';
+  return isErrno(err, 'SQLITE_FULL');
 }

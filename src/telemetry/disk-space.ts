@@ -1,5 +1,6 @@
 import { statfsSync } from 'node:fs';
 import { dirname } from 'node:path';
+import { isErrno } from '../lib/errors.js';
 
 export interface DiskSpace {
   totalBytes: number;
@@ -21,7 +22,7 @@ export function statfsDiskSpace(path: string): DiskSpace | undefined {
       return { totalBytes: stats.blocks * stats.bsize, freeBytes: stats.bavail * stats.bsize };
     } catch (err) {
       const parent = dirname(current);
-      if ((err as NodeJS.ErrnoException).code !== 'ENOENT' || parent === current) return undefined;
+      if (!isErrno(err, 'ENOENT') || parent === current) return undefined;
       current = parent;
     }
   }

@@ -1,5 +1,6 @@
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { Server, ServerResponse } from 'node:http';
 import type { Logger } from '../lib/logger.js';
+import { closeServer, createLocalServer, send } from './local-server.js';
 
 export interface Health {
   healthy: boolean;
@@ -34,11 +35,7 @@ export class LocalEndpoint {
   }
 
   async start(): Promise<void> {
-    const server = createServer({ maxHeaderSize: 8192, requestTimeout: 5000, headersTimeout: 5000 }, (req, res) =>
-      this.handle(req, res),
-    );
-    server.maxConnections = 16;
-    server.keepAliveTimeout = 1000;
+    const server = createLocalServer(16, (path, res) => this.answer(path, res), this.options.logger, 'local HTTP endpoint');
     const listening = await new Promise<boolean>((resolve) => {
       server.once('error', (err: NodeJS.ErrnoException) => {
         this.options.logger.warn(
@@ -55,29 +52,15 @@ export class LocalEndpoint {
   async stop(): Promise<void> {
     const server = this.server;
     this.server = undefined;
-    if (!server) return;
-    server.closeAllConnections();
-    await new Promise<void>((resolve) => server.close(() => resolve()));
+    if (server) await closeServer(server);
   }
 
-  private handle(req: IncomingMessage, res: ServerResponse): void {
-    try {
-      if (req.method !== 'GET' && req.method !== 'HEAD') return send(res, 405, 'text/plain', 'method not allowed\n', { allow: 'GET, HEAD' });
-      const path = (req.url ?? '/').split('?', 1)[0];
-      if (path === '/healthz') {
-        const health = this.options.health();
-        return send(res, health.healthy ? 200 : 503, 'application/json', `${JSON.stringify({ status: health.healthy ? 'ok' : 'unhealthy', ...health.detail })}\n`);
-      }
-      if (path === '/metrics') return send(res, 200, 'text/plain; version=0.0.4; charset=utf-8', this.options.metrics());
-      return send(res, 404, 'text/plain', 'not found; try /healthz or /metrics\n');
-    } catch (err) {
-      this.options.logger.error({ err }, 'local HTTP endpoint failed to answer');
-      return send(res, 500, 'text/plain', 'internal error\n');
+  private answer(path: string, res: ServerResponse): void {
+    if (path === '/healthz') {
+      const health = this.options.health();
+      return send(res, health.healthy ? 200 : 503, 'application/json', `${JSON.stringify({ status: health.healthy ? 'ok' : 'unhealthy', ...health.detail })}\n`);
     }
+    if (path === '/metrics') return send(res, 200, 'text/plain; version=0.0.4; charset=utf-8', this.options.metrics());
+    return send(res, 404, 'text/plain', 'not found; try /healthz or /metrics\n');
   }
-}
-
-export function send(res: ServerResponse, code: number, type: string, body: string, headers: Record<string, string> = {}): void {
-  res.writeHead(code, { 'content-type': type, 'content-length': Buffer.byteLength(body), 'cache-control': 'no-store', ...headers });
-  res.end(res.req.method === 'HEAD' ? undefined : body);
 }

@@ -4,7 +4,7 @@ import { InventorySchema, type Inventory } from '../protocol/inventory.js';
 import { parseBootTime, parseCpuinfo, parseDeviceTreeString, parseMeminfo, parseUptime } from './proc-parsers.js';
 import type { SystemFacts } from './system-facts.js';
 import type { SystemFiles } from './system-files.js';
-import type { K3sView } from './providers.js';
+import type { K3sView } from '../k3s/ports.js';
 
 /** The parts of the inventory that come from the machine; collected once. */
 export type MachineFacts = Pick<Inventory, 'hardware' | 'os' | 'bootedAt' | 'collectedAt'>;

@@ -1,3 +1,4 @@
+import type { K3sView } from '../k3s/ports.js';
 import type { OutboxClass } from '../protocol/outbox-classes.js';
 
 /**
@@ -10,14 +11,6 @@ export interface LinkView {
   connected: boolean;
   /** When the link last connected or disconnected. */
   since?: Date;
-}
-
-export interface K3sView {
-  /** The supervisor's state name, e.g. disabled, starting, running, crash-loop. */
-  state: string;
-  healthy: boolean;
-  version?: string;
-  nodeName?: string;
 }
 
 export interface OutboxView {

@@ -1,8 +1,8 @@
 import { chmodSync, lstatSync, unlinkSync } from 'node:fs';
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { Server, ServerResponse } from 'node:http';
 import { dirname } from 'node:path';
 import type { Logger } from '../lib/logger.js';
-import { send } from './http-endpoint.js';
+import { closeServer, createLocalServer, send } from './local-server.js';
 
 /** The socket's name in the state directory; `fleetlet status` finds it there. */
 export const STATUS_SOCKET_FILE = 'status.sock';
@@ -39,9 +39,7 @@ export class StatusSocket {
       logger.warn({ socket: path }, `status socket not served: ${problem}; \`fleetlet status\` reads the database instead`);
       return;
     }
-    const server = createServer({ maxHeaderSize: 8192, requestTimeout: 5000, headersTimeout: 5000 }, (req, res) => this.handle(req, res));
-    server.maxConnections = 8;
-    server.keepAliveTimeout = 1000;
+    const server = createLocalServer(8, (path, res) => this.answer(path, res), logger, 'status socket');
     const listening = await new Promise<boolean>((resolve) => {
       server.once('error', (err: NodeJS.ErrnoException) => {
         logger.warn({ err: err.message, socket: path }, 'status socket unavailable; the agent runs without it');
@@ -64,8 +62,7 @@ export class StatusSocket {
     const server = this.server;
     this.server = undefined;
     if (!server) return;
-    server.closeAllConnections();
-    await new Promise<void>((resolve) => server.close(() => resolve()));
+    await closeServer(server);
     try {
       unlinkSync(this.options.path);
     } catch {
@@ -88,15 +85,8 @@ export class StatusSocket {
     return undefined;
   }
 
-  private handle(req: IncomingMessage, res: ServerResponse): void {
-    try {
-      if (req.method !== 'GET' && req.method !== 'HEAD') return send(res, 405, 'text/plain', 'method not allowed\n', { allow: 'GET, HEAD' });
-      const path = (req.url ?? '/').split('?', 1)[0];
-      if (path === '/status') return send(res, 200, 'application/json', `${JSON.stringify(this.options.status())}\n`);
-      return send(res, 404, 'text/plain', 'not found; try /status\n');
-    } catch (err) {
-      this.options.logger.error({ err }, 'status socket failed to answer');
-      return send(res, 500, 'text/plain', 'internal error\n');
-    }
+  private answer(path: string, res: ServerResponse): void {
+    if (path === '/status') return send(res, 200, 'application/json', `${JSON.stringify(this.options.status())}\n`);
+    return send(res, 404, 'text/plain', 'not found; try /status\n');
   }
 }

@@ -16,6 +16,7 @@ import type { SnapshotStore } from './snapshot-store.js';
 import { buildStatus } from './status-builder.js';
 import type { SystemFactsSource } from './system-facts.js';
 import type { SystemFiles } from './system-files.js';
+import { errorMessage } from '../lib/errors.js';
 
 export interface TelemetryOptions {
   intervalMs: number;
@@ -153,7 +154,7 @@ export class Telemetry {
     } catch (err) {
       this.counters.failed += 1;
       this.consecutiveFailures += 1;
-      this.lastError = err instanceof Error ? err.message : String(err);
+      this.lastError = errorMessage(err);
       this.options.logger.warn({ err }, 'telemetry sample failed');
       return undefined;
     } finally {
@@ -215,7 +216,7 @@ export class Telemetry {
       }),
     ])
       .catch((err: unknown) => {
-        this.options.logger.warn({ err: err instanceof Error ? err.message : String(err) }, 'system facts unavailable; inventory from /proc only');
+        this.options.logger.warn({ err: errorMessage(err) }, 'system facts unavailable; inventory from /proc only');
         return {};
       })
       .finally(() => clearTimeout(timer));

@@ -1,9 +1,9 @@
 import { execFile, spawn } from 'node:child_process';
+import { publicKeyToBase64 } from '../../src/protocol/ed25519-keys.js';
 import { createPublicKey, createPrivateKey } from 'node:crypto';
 import { chmodSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { publicKeyToBase64 } from '../../src/protocol/command.js';
 import { FLEETLET_VERSION } from '../../src/lib/version.js';
 import { waitFor } from '../helpers/cli.js';
 import { startMosquitto, type TestBroker } from '../helpers/mosquitto.js';

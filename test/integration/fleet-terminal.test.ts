@@ -147,7 +147,8 @@ describe('fleet tools that send commands', () => {
     expect(rollout.stderr).toContain('--allow-plaintext');
     // With the opt-in, the same command gets as far as the (absent) broker.
     const optedIn = await fleetlet(['fleet', 'send', 'ping', '--device', 'pi-1', '--key', keyFile, '--broker', 'mqtt://127.0.0.1:1', '--allow-plaintext']);
-    expect(optedIn.code).toBe(1);
+    // An absent broker is transient: EX_TEMPFAIL tells a script that trying again later may succeed.
+    expect(optedIn.code).toBe(75);
     expect(optedIn.stderr).toContain('cannot connect');
   });
 
@@ -166,7 +167,7 @@ describe('fleet tools that send commands', () => {
     const plainFile = await fleetlet(['fleet', 'send', 'k3s.configure', '--arg-file', `joinToken=${tokenFile}`, ...common]);
     expect(plainFile.code).toBe(64);
     const fromFile = await fleetlet(['fleet', 'send', 'k3s.configure', '--secret-file', `joinToken=${tokenFile}`, ...common]);
-    expect(fromFile.code).toBe(1);
+    expect(fromFile.code).toBe(75);
     expect(fromFile.stderr).toContain('cannot connect');
   });
 });

@@ -103,6 +103,14 @@ describe('fleetlet k3s install', () => {
     expect(existsSync(binaryPath)).toBe(false);
   });
 
+  it('exits 75 (try again later) when the mirror cannot be reached, and nothing is installed', async () => {
+    const closedPort = await freePort();
+    const result = await fleetlet('k3s', 'install', '--release', VERSION, '--set', `k3s.artifactUrl=http://127.0.0.1:${closedPort}/releases`);
+    expect(result.code).toBe(75);
+    expect(result.stderr).toContain('cannot download');
+    expect(existsSync(binaryPath)).toBe(false);
+  });
+
   it('installs from an air-gap folder', async () => {
     const usb = join(dir, 'usb');
     mkdirSync(usb);

@@ -58,7 +58,12 @@ describe('k3s upgrade when the agent stops cleanly mid-way', () => {
         handler((state) => {
           seen.push(state);
           // The agent gets SIGTERM while it waits for the new k3s to become healthy.
-          if (state === 'wait_health') setTimeout(() => (stopping = first.router.stop()), 200);
+          // The test awaits `stopping` once the router is idle.
+          if (state === 'wait_health') {
+            setTimeout(() => {
+              stopping = first.router.stop();
+            }, 200);
+          }
         }),
       ],
     });

@@ -1,10 +1,10 @@
 import { verify } from 'node:crypto';
+import { publicKeyFromBase64 } from '../../src/protocol/ed25519-keys.js';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { verifyCommand } from '../../src/commands/verify.js';
 import {
-  publicKeyFromBase64,
   signCommand,
   signingBytes,
   UnsignedCommandSchema,

@@ -1,6 +1,7 @@
 import { readlinkSync } from 'node:fs';
 import { basename, dirname, resolve } from 'node:path';
 import { type Check, type CheckResult, type DoctorContext, fail, inRoot, pass, readRootFile, warn } from './check.js';
+import { isErrno } from '../../lib/errors.js';
 
 type ModuleState = 'loaded' | 'built-in' | 'available' | 'missing';
 
@@ -59,7 +60,7 @@ function iptablesBackend(context: DoctorContext): string | undefined {
         const next = readlinkSync(target);
         target = next.startsWith('/') ? inRoot(context, next) : resolve(dirname(target), next);
       } catch (err) {
-        if ((err as NodeJS.ErrnoException).code === 'EINVAL') {
+        if (isErrno(err, 'EINVAL')) {
           const name = basename(target);
           return name.includes('legacy') ? 'legacy' : name.includes('nft') ? 'nft' : name;
         }

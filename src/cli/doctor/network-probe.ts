@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { connect as connectTcp } from 'node:net';
 import { connect as connectTls, type PeerCertificate } from 'node:tls';
+import { errorReason } from '../../lib/errors.js';
 
 export interface TlsOptions {
   ca?: string;
@@ -62,7 +63,7 @@ function settle(
     };
     const socket = open(done);
     const timer = setTimeout(() => done(socket, { ok: false, error: `no answer within ${timeoutMs} ms` }), timeoutMs);
-    socket.on('error', (err: Error) => done(socket, { ok: false, error: (err as NodeJS.ErrnoException).code ?? err.message }));
+    socket.on('error', (err: Error) => done(socket, { ok: false, error: errorReason(err) }));
   });
 }
 

@@ -1,10 +1,14 @@
 /**
- * What commands need from k3s, and nothing more (DESIGN.md: commands get a narrow control, never the supervisor).
- * The composition root adapts the k3s part to it.
+ * What the k3s room offers the rest of fleetlet, as types only. Commands drive k3s through a K3sControl (never the
+ * supervisor, DESIGN.md), telemetry reads a K3sView, and the composition root routes k3s events through a
+ * K3sEventSink. Other features may `import type` from this file and from no other file of this room
+ * (scripts/check-deps.ts enforces it): each contract is declared once, and the compiler checks both sides against it.
  */
+export type { K3sEvent, K3sEventKind, K3sEventSink } from './events.js';
+
 export interface K3sRelease {
   version: string;
-  /** A mirror or air-gapped URL of the binary; without it the configured release source is used. */
+  /** Full URL of the binary (a mirror or an air-gapped server); the configured artifact URL otherwise. */
   artifactUrl?: string;
   sha256?: string;
 }
@@ -36,6 +40,7 @@ export interface K3sNodeChanges {
 
 export type HealthVerdict = { healthy: true } | { healthy: false; reason: string };
 
+/** The narrow handle commands get on k3s: they restart, upgrade and reconfigure it through this. */
 export interface K3sControl {
   readonly binaryPath: string;
   /** The version the installed binary reports, or undefined when there is none. */
@@ -61,4 +66,13 @@ export interface K3sControl {
   revertNodeSettings(commandId: string): Promise<void>;
   /** The newest lines of k3s's own log, oldest first, at most `max`. */
   recentLogLines(max: number): Promise<string[]>;
+}
+
+/** What telemetry shows of k3s in status and inventory. */
+export interface K3sView {
+  /** The supervisor's state name, e.g. disabled, starting, running-healthy, crash-loop. */
+  state: string;
+  healthy: boolean;
+  version?: string;
+  nodeName?: string;
 }
