@@ -7,7 +7,7 @@ import { pingHandler } from '../../src/commands/ping.js';
 import { logsCollectHandler } from '../../src/commands/logs-collect.js';
 import { publicKeyToBase64 } from '../../src/protocol/command.js';
 import { FileSealKey } from '../../src/identity/seal-key.js';
-import { waitFor } from '../helpers/cli.js';
+import { waitFor } from '../helpers/wait.js';
 import { startMosquitto, type TestBroker } from '../helpers/mosquitto.js';
 import { FLEETLET_BUNDLE, tempDir } from '../helpers/paths.js';
 import type { TestKey } from '../fixtures/command-keys.js';

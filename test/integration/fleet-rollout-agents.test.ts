@@ -6,7 +6,7 @@ import { stringify } from 'yaml';
 import { generateSigningKey } from '../../src/fleet/keygen.js';
 import type { RolloutState } from '../../src/fleet/rollout-state.js';
 import { isolatedK3s } from '../helpers/agent-config.js';
-import { waitFor } from '../helpers/cli.js';
+import { waitFor } from '../helpers/wait.js';
 import { startMosquitto, type TestBroker } from '../helpers/mosquitto.js';
 import { Observer } from '../helpers/observer.js';
 import { FLEETLET_BUNDLE, tempDir } from '../helpers/paths.js';

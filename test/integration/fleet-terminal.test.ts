@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { logsCollectHandler } from '../../src/commands/logs-collect.js';
 import { generateSigningKey } from '../../src/fleet/keygen.js';
-import { waitFor } from '../helpers/cli.js';
+import { waitFor } from '../helpers/wait.js';
 import { startMosquitto, type TestBroker } from '../helpers/mosquitto.js';
 import { FLEETLET_BUNDLE, tempDir } from '../helpers/paths.js';
 import { startTestDevice, type TestDevice } from '../fixtures/command-device.js';
