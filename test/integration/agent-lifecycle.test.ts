@@ -100,7 +100,7 @@ describe('the agent process', () => {
           }
         };
         await waitFor(() => status().state === 'running-healthy', 'k3s healthy under the agent', 60_000);
-        await waitFor(() => agent.output().includes('online: subscribed to commands and announced'), 'the agent online at the broker');
+        await wire.waitFor((m) => m.topic.endsWith('/presence') && (m.json as { state?: string }).state === 'online', 'the agent online at the broker');
         // Both secrets were really used: k3s joined with the token (read from its token file), the broker login worked.
         const starts = readdirSync(home).filter((name) => /^\d+\.json$/.test(name)).map((name) => readFileSync(join(home, name), 'utf8'));
         expect(starts.join('\n')).toContain(`"tokenLength":${token.length}`);

@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
 import { generateSigningKey } from '../../src/fleet/keygen.js';
 import type { RolloutState } from '../../src/fleet/rollout-state.js';
-import { isolatedK3s } from '../helpers/agent-config.js';
+import { isolatedK3s, savedK3sState } from '../helpers/agent-config.js';
 import { waitFor } from '../helpers/wait.js';
 import { startMosquitto, type TestBroker } from '../helpers/mosquitto.js';
 import { Observer } from '../helpers/observer.js';
@@ -78,7 +78,7 @@ describe('fleet rollout over 20 real agent processes', () => {
       agents.push(child);
     }
     for (const id of DEVICES) {
-      await waitFor(() => output.get(id)!.includes('"to":"running-healthy"'), `${id} with a healthy k3s`, 90_000);
+      await waitFor(() => savedK3sState(join(dir.dir, id, 'state')) === 'running-healthy', () => `${id} with a healthy k3s (${output.get(id)!.slice(-2000)})`, 90_000);
     }
     await waitFor(
       () => new Set(fleet.messages.filter((m) => (m.json as { state?: string }).state === 'online').map((m) => m.topic)).size === 20,

@@ -150,7 +150,7 @@ describe('the agent without a k3s binary', () => {
     const exited = new Promise<number | null>((resolve) => agent.once('exit', (code) => resolve(code)));
     try {
       const statusFile = join(stateDir, 'node-agent', 'agent-status.json');
-      await waitFor(() => existsSync(statusFile) && readFileSync(statusFile, 'utf8').includes('not-installed'), `not-installed status (${stderr})`, 30_000);
+      await waitFor(() => existsSync(statusFile) && readFileSync(statusFile, 'utf8').includes('not-installed'), () => `not-installed status (${stderr})`, 30_000);
       const status = await fleetlet('k3s', 'status');
       expect(status.stdout).toContain(`not installed at ${binaryPath}`);
       expect(status.stdout).toContain('state:    not-installed');

@@ -5,7 +5,7 @@ import BetterSqlite3 from 'better-sqlite3';
 import { describe, expect, it, onTestFinished } from 'vitest';
 import { stringify } from 'yaml';
 import { generateSigningKey } from '../../src/fleet/keygen.js';
-import { isolatedK3s, startAgentWithFakeK3s } from '../helpers/agent-config.js';
+import { isolatedK3s, savedK3sState, startAgentWithFakeK3s } from '../helpers/agent-config.js';
 import { waitFor } from '../helpers/wait.js';
 import { fakeK3sBinary } from '../helpers/fake-k3s.js';
 import { startMosquitto } from '../helpers/mosquitto.js';
@@ -63,7 +63,7 @@ describe('the agent stopping in the middle of a k3s upgrade', () => {
     const fleet = await Observer.connect(broker.url, ['fleetlet/v1/devices/pi-order/results']);
     onTestFinished(() => fleet.client.endAsync());
     const first = startAgent();
-    await waitFor(() => first.output().includes('"to":"running-healthy"'), `k3s healthy (${first.output().slice(-2000)})`, 30_000);
+    await waitFor(() => savedK3sState(join(dir, 'state')) === 'running-healthy', () => `k3s healthy (${first.output().slice(-2000)})`, 30_000);
 
     const sent = new Promise<{ code: number; stdout: string }>((resolve) => {
       const args = ['fleet', 'send', 'k3s.upgrade', '--device', 'pi-order', '--arg', 'version=v1.37.0+k3s1', '--wait', '90', '--key', keyFile, '--broker', broker.url, '--allow-plaintext'];

@@ -8,7 +8,7 @@ import { InventorySchema } from '../../src/protocol/inventory.js';
 import { waitFor } from '../helpers/wait.js';
 import { fakeK3sBinary } from '../helpers/fake-k3s.js';
 import { startMosquitto } from '../helpers/mosquitto.js';
-import { isolatedK3s, startAgentWithFakeK3s } from '../helpers/agent-config.js';
+import { isolatedK3s, savedK3sState, startAgentWithFakeK3s } from '../helpers/agent-config.js';
 import { Observer } from '../helpers/observer.js';
 import { FLEETLET_BUNDLE, tempDir } from '../helpers/paths.js';
 import { freePort } from '../helpers/ports.js';
@@ -53,7 +53,7 @@ describe('a sealed join token through the real agent', () => {
     onTestFinished(() => wire.close());
     const agent = startAgentWithFakeK3s(configFile, dir, healthzPort, { FAKE_K3S_RECORD_DIR: records });
     onTestFinished(agent.stop);
-    await waitFor(() => agent.output().includes('"to":"running-healthy"'), `k3s healthy (${agent.output().slice(-2000)})`, 30_000);
+    await waitFor(() => savedK3sState(join(dir, 'state')) === 'running-healthy', () => `k3s healthy (${agent.output().slice(-2000)})`, 30_000);
     const inventory = InventorySchema.parse(wire.messages.find((m) => m.topic.endsWith('/pi-sealed/inventory'))?.json);
     expect(inventory.sealKey).toMatch(/^[A-Za-z0-9+/]{43}=$/);
     expect(readFileSync(join(dir, 'state', 'seal-key.pem'), 'utf8')).toContain('PRIVATE KEY');

@@ -92,8 +92,10 @@ describe.skipIf(!MOUNTABLE || !mosquittoAvailable())('an agent whose state file 
     });
 
     // A first run with room writes the state: boot sequence 1.
+    const firstSeen = await Observer.connect(broker.url, [`${ROOT}/presence`]);
+    onTestFinished(() => firstSeen.close());
     const first = startCli(['agent', '--config', config]);
-    await waitFor(() => first.output().includes('online: subscribed to commands and announced'), 'the first run online');
+    await firstSeen.waitFor((m) => (m.json as { state?: string }).state === 'online', 'the first run online');
     first.child.kill(stopSignal);
     await first.exited;
 

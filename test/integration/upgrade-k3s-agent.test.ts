@@ -7,7 +7,7 @@ import { generateSigningKey } from '../../src/fleet/keygen.js';
 import { waitFor } from '../helpers/wait.js';
 import { fakeK3sBinary } from '../helpers/fake-k3s.js';
 import { startMosquitto } from '../helpers/mosquitto.js';
-import { isolatedK3s, startAgentWithFakeK3s } from '../helpers/agent-config.js';
+import { isolatedK3s, savedK3sState, startAgentWithFakeK3s } from '../helpers/agent-config.js';
 import { Observer } from '../helpers/observer.js';
 import { FLEETLET_BUNDLE, tempDir } from '../helpers/paths.js';
 import { freePort } from '../helpers/ports.js';
@@ -62,7 +62,7 @@ describe('k3s upgrade through the real agent', () => {
     const agent = startAgentWithFakeK3s(configFile, dir, healthzPort);
     onTestFinished(agent.stop);
     await waitFor(() => fleet.messages.some((m) => (m.json as { state?: string }).state === 'online'), 'the agent online', 20_000);
-    await waitFor(() => agent.output().includes('"to":"running-healthy"'), `k3s healthy (${agent.output().slice(-2000)})`, 30_000);
+    await waitFor(() => savedK3sState(join(dir, 'state')) === 'running-healthy', () => `k3s healthy (${agent.output().slice(-2000)})`, 30_000);
 
     // Asynchronously: a blocked test process would stop reading the agent's output, and the agent would block on it.
     const send = (version: string) =>
