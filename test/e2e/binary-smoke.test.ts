@@ -7,6 +7,7 @@ import { writeAgentConfig } from '../helpers/agent-config.js';
 import { FaultProxy } from '../helpers/fault-proxy.js';
 import { startMosquitto, type TestBroker } from '../helpers/mosquitto.js';
 import { REPO_ROOT, tempDir } from '../helpers/paths.js';
+import { waitFor } from '../helpers/wait.js';
 import { REQUIRE_BINARIES, builtBinaries, type BuiltBinary } from './binaries.js';
 
 const VERSION = (JSON.parse(readFileSync(join(REPO_ROOT, 'package.json'), 'utf8')) as { version: string }).version;
@@ -39,14 +40,6 @@ function messagesOn(client: MqttClient, topic: string): Promise<() => { topic: s
   const seen: { topic: string; payload: Record<string, unknown> }[] = [];
   client.on('message', (t, payload) => seen.push({ topic: t, payload: JSON.parse(payload.toString()) as Record<string, unknown> }));
   return client.subscribeAsync(topic, { qos: 1 }).then(() => () => seen);
-}
-
-async function until(condition: () => boolean, what: string, timeoutMs = SLOW / 2): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
 }
 
 for (const binary of builtBinaries()) {
@@ -97,12 +90,12 @@ for (const binary of builtBinaries()) {
       let healedAt = 0;
       try {
         const { code, output } = await runAgent(binary.command(['agent', '--config', config]), async () => {
-          await until(() => proxy.accepted >= 2, 'the agent to try the broker twice');
+          await waitFor(() => proxy.accepted >= 2, 'the agent to try the broker twice', SLOW / 2);
           await new Promise((resolve) => setTimeout(resolve, 6000));
           healedAt = Date.now();
           proxy.heal();
-          await until(() => presence().includes('online'), 'presence online');
-          await until(() => sampledAt().some((at) => at < healedAt), 'a status sample taken while offline');
+          await waitFor(() => presence().includes('online'), 'presence online', SLOW / 2);
+          await waitFor(() => sampledAt().some((at) => at < healedAt), 'a status sample taken while offline', SLOW / 2);
         });
         expect(code, output).toBe(0);
       } finally {
@@ -132,7 +125,7 @@ for (const binary of builtBinaries()) {
         ['--mount', '--propagation', 'private', 'sh', '-c', `mount -t tmpfs tmpfs "$0" && mount -o remount,bind,ro / && exec "$@"`, stateDir, command, ...args],
       ];
       const { code, output } = await runAgent(readOnlyRoot, () =>
-        until(() => seen().some((m) => m.payload.state === 'online'), 'presence online from a read-only root'),
+        waitFor(() => seen().some((m) => m.payload.state === 'online'), 'presence online from a read-only root', SLOW / 2),
       );
       expect(code, output).toBe(0);
       expect(output).not.toContain('cannot load the embedded');

@@ -1,6 +1,8 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { stringify } from 'yaml';
+import { WORK_DIR_NAME } from '../../src/k3s/k3s-part.js';
+import { readStatusFile } from '../../src/k3s/status-file.js';
 import { startCli } from './cli.js';
 import { freePort } from './ports.js';
 import { processesMatching } from './processes.js';
@@ -77,4 +79,9 @@ export function startAgentWithFakeK3s(configFile: string, dir: string, healthzPo
     for (const pid of processesMatching(join(dir, 'data'))) process.kill(pid, 'SIGKILL');
   };
   return { ...agent, stop };
+}
+
+/** The state of the supervised k3s as the agent last saved it, the file `fleetlet k3s status` reads. */
+export function savedK3sState(stateDir: string): string | undefined {
+  return readStatusFile(join(stateDir, WORK_DIR_NAME))?.state;
 }

@@ -1,4 +1,5 @@
 import { connect, createServer, type Server, type Socket } from 'node:net';
+import { onTestFinished } from 'vitest';
 import { startTestBroker, type TestBroker } from './mosquitto.js';
 
 /**
@@ -130,14 +131,12 @@ export class FaultProxy {
 
 /**
  * A real test broker with a fault proxy in front of it: the device talks to the proxy, the fleet's observers to
- * the broker. Both are closed by the caller's cleanups, the proxy first.
+ * the broker. Both are closed when the test finishes, the proxy first.
  */
-export async function brokerBehindProxy(
-  cleanups: (() => Promise<void> | void)[],
-): Promise<{ up: TestBroker; proxy: FaultProxy }> {
+export async function brokerBehindProxy(): Promise<{ up: TestBroker; proxy: FaultProxy }> {
   const up = await startTestBroker();
-  cleanups.push(() => up.close());
+  onTestFinished(() => up.close());
   const proxy = await FaultProxy.start(up.port);
-  cleanups.push(() => proxy.close());
+  onTestFinished(() => proxy.close());
   return { up, proxy };
 }

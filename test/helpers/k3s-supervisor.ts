@@ -95,15 +95,6 @@ export async function shutDown(fake: SupervisedFake): Promise<void> {
   await fake.supervisor.stop();
 }
 
-/** Polls `condition` until it holds; generous by default so that a loaded machine does not fail the test. */
-export async function waitUntil(condition: () => boolean, what: string, timeoutMs = 30_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 25));
-  }
-}
-
 export function isAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);

@@ -3,7 +3,7 @@ import { ConfigSchema, type Config } from '../../src/config/schema.js';
 import { createLogger, type Logger } from '../../src/lib/logger.js';
 import { Topics } from '../../src/protocol/topics.js';
 import { MqttLink, type LinkOptions } from '../../src/link/link.js';
-import { waitFor } from './cli.js';
+import { waitFor } from './wait.js';
 
 /** The broker section as the loader would produce it, with fast reconnects for tests. */
 export function brokerConfig(url: string, overrides: Record<string, unknown> = {}): Config['broker'] {

@@ -1,5 +1,5 @@
 import { connectAsync, type IClientOptions, type MqttClient } from 'mqtt';
-import { waitFor } from './cli.js';
+import { waitFor } from './wait.js';
 
 export interface SeenMessage {
   topic: string;

@@ -3,7 +3,8 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { isolatedK3s, writeAgentConfig } from '../helpers/agent-config.js';
-import { runCli, startCli, waitFor } from '../helpers/cli.js';
+import { runCli, startCli } from '../helpers/cli.js';
+import { waitFor } from '../helpers/wait.js';
 import { REPO_ROOT, tempDir } from '../helpers/paths.js';
 import { descendantsOf, processesMatching } from '../helpers/processes.js';
 import { FAKE_K3S } from '../helpers/fake-k3s.js';
@@ -99,7 +100,7 @@ describe('the agent process', () => {
           }
         };
         await waitFor(() => status().state === 'running-healthy', 'k3s healthy under the agent', 60_000);
-        await waitFor(() => agent.output().includes('online: subscribed to commands and announced'), 'the agent online at the broker');
+        await wire.waitFor((m) => m.topic.endsWith('/presence') && (m.json as { state?: string }).state === 'online', 'the agent online at the broker');
         // Both secrets were really used: k3s joined with the token (read from its token file), the broker login worked.
         const starts = readdirSync(home).filter((name) => /^\d+\.json$/.test(name)).map((name) => readFileSync(join(home, name), 'utf8'));
         expect(starts.join('\n')).toContain(`"tokenLength":${token.length}`);

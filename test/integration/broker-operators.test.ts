@@ -1,10 +1,11 @@
 import { spawn } from 'node:child_process';
 import { chmodSync, copyFileSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
 import { connectAsync, type IClientOptions } from 'mqtt';
 import { createCa, issueCert, type KeyPair } from '../helpers/certs.js';
-import { runCli, waitFor } from '../helpers/cli.js';
+import { runCli } from '../helpers/cli.js';
+import { waitFor } from '../helpers/wait.js';
 import { mosquittoAvailable, startMosquitto, type TestBroker } from '../helpers/mosquitto.js';
 import { Observer } from '../helpers/observer.js';
 import { FLEETLET_BUNDLE, tempDir } from '../helpers/paths.js';
@@ -26,7 +27,6 @@ describe.skipIf(!mosquittoAvailable())('the shipped broker config: operator list
   let devA: KeyPair;
   let devB: KeyPair;
   let operator: KeyPair;
-  const cleanups: (() => Promise<void> | void)[] = [];
 
   beforeAll(async () => {
     const temp = tempDir('fleetlet-operators-');
@@ -61,10 +61,6 @@ describe.skipIf(!mosquittoAvailable())('the shipped broker config: operator list
     cleanupDir?.();
   });
 
-  afterEach(async () => {
-    for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
-  });
-
   const asClient = (pair: KeyPair, extra: IClientOptions = {}): IClientOptions => ({
     ca: readFileSync(ca.cert),
     cert: readFileSync(pair.cert),
@@ -81,7 +77,7 @@ describe.skipIf(!mosquittoAvailable())('the shipped broker config: operator list
     const observer = await Observer.connect(deviceUrl(), [], asClient(pair, { clientId }));
     let closed = false;
     observer.client.on('close', () => (closed = true));
-    cleanups.push(() => observer.close());
+    onTestFinished(() => observer.close());
     return { client: observer.client, closed: () => closed };
   }
 
@@ -95,7 +91,7 @@ describe.skipIf(!mosquittoAvailable())('the shipped broker config: operator list
     watcher.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
     watcher.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
     const exited = new Promise<number | null>((resolve) => watcher.once('exit', (code) => resolve(code)));
-    cleanups.push(async () => {
+    onTestFinished(async () => {
       if (watcher.exitCode === null) watcher.kill('SIGINT');
       await exited;
     });

@@ -5,7 +5,8 @@ import { SystemdNotifier } from '../../src/daemon/systemd-notify.js';
 import { TOKEN_FILE } from '../../src/k3s/token-file.js';
 import { createLogger } from '../../src/lib/logger.js';
 import { Secret } from '../../src/lib/secret.js';
-import { JOIN_TOKEN, shutDown, supervisedFake, waitUntil, type SupervisedFake } from '../helpers/k3s-supervisor.js';
+import { JOIN_TOKEN, shutDown, supervisedFake, type SupervisedFake } from '../helpers/k3s-supervisor.js';
+import { waitFor } from '../helpers/wait.js';
 import { tempDir } from '../helpers/paths.js';
 import { processesMatching } from '../helpers/processes.js';
 
@@ -46,7 +47,7 @@ function environOf(pid: number): Record<string, string> {
 describe('secrets and the children fleetlet starts', () => {
   it('gives the k3s child only allow-listed variables: no fleetlet secret, no join token, no K3S_* of its own', async () => {
     const fake = await start({ ...FLEETLET_SECRETS, K3S_URL: 'https://stale.example:6443', LC_ALL: 'C.UTF-8', HTTPS_PROXY: 'http://proxy.example:3128' });
-    await waitUntil(() => fake.supervisor.status().state === 'running-healthy', 'k3s healthy');
+    await waitFor(() => fake.supervisor.status().state === 'running-healthy', 'k3s healthy', 30_000);
     const pid = fake.supervisor.status().pid!;
     const environ = readFileSync(`/proc/${pid}/environ`, 'utf8');
     expect(environ).not.toContain('very-secret');
@@ -65,7 +66,7 @@ describe('secrets and the children fleetlet starts', () => {
     writeFileSync(notExecutable, '#!/bin/sh\nexit 0\n');
     chmodSync(notExecutable, 0o644);
     const fake = await start({}, { binaryPath: notExecutable });
-    await waitUntil(() => fake.kinds().includes('k3s.start-failed'), 'the start to fail');
+    await waitFor(() => fake.kinds().includes('k3s.start-failed'), 'the start to fail', 30_000);
     const failed = fake.events.find((event) => event.kind === 'k3s.start-failed')!;
     expect(failed.detail).toEqual({ step: 'spawn', code: 'EACCES', reason: expect.stringContaining('not executable') });
     // Node's message names the spawn call and the path; fleetlet's events carry only what it wrote itself.
@@ -75,7 +76,7 @@ describe('secrets and the children fleetlet starts', () => {
   it('never publishes a secret that a refused spawn quotes in its message (a NUL byte in an argument)', async () => {
     const secret = 'very-secret-after-a-nul';
     const fake = await start({}, { invocation: () => ({ args: ['agent', '--node-label', `site=\0${secret}`], env: {} }) });
-    await waitUntil(() => fake.kinds().includes('k3s.start-failed'), 'the start to fail');
+    await waitFor(() => fake.kinds().includes('k3s.start-failed'), 'the start to fail', 30_000);
     const failed = fake.events.find((event) => event.kind === 'k3s.start-failed')!;
     expect(failed.detail).toMatchObject({ step: 'spawn', code: 'ERR_INVALID_ARG_VALUE' });
     expect(JSON.stringify(fake.events)).not.toContain(secret);
@@ -84,7 +85,7 @@ describe('secrets and the children fleetlet starts', () => {
   it('refuses to start k3s with a join token that holds a control character, set after the config was checked', async () => {
     const secret = 'K10feed::node:very-secret\nsecond-line';
     const fake = await start({}, { invocation: () => ({ args: ['agent', '--server', 'https://10.0.0.1:6443'], env: {}, token: new Secret(secret) }) });
-    await waitUntil(() => fake.kinds().includes('k3s.start-failed'), 'the start to fail');
+    await waitFor(() => fake.kinds().includes('k3s.start-failed'), 'the start to fail', 30_000);
     const failed = fake.events.find((event) => event.kind === 'k3s.start-failed')!;
     expect(failed.detail).toMatchObject({ step: 'prepare', code: 'AgentArgsError', reason: expect.stringContaining('control character') });
     expect(JSON.stringify(fake.events)).not.toContain('very-secret');

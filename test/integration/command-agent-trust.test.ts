@@ -1,5 +1,6 @@
-import { afterEach, describe, expect, it } from 'vitest';
-import { startCli, waitFor } from '../helpers/cli.js';
+import { describe, expect, it, onTestFinished } from 'vitest';
+import { startCli } from '../helpers/cli.js';
+import { waitFor } from '../helpers/wait.js';
 import { writeAgentConfig } from '../helpers/agent-config.js';
 import { startMosquitto } from '../helpers/mosquitto.js';
 import { Observer } from '../helpers/observer.js';
@@ -19,14 +20,9 @@ const root = testKey('root');
 const legacy = testKey('legacy-ops');
 const ops = testKey('ops-2026');
 
-const cleanups: (() => Promise<void> | void)[] = [];
-afterEach(async () => {
-  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
-});
-
 function agent(config: string) {
   const run = startCli(['agent', '--config', config]);
-  cleanups.push(async () => {
+  onTestFinished(async () => {
     if (run.child.exitCode === null && run.child.signalCode === null) {
       run.child.kill('SIGTERM');
       await run.exited;
@@ -38,16 +34,16 @@ function agent(config: string) {
 describe('the agent takes its authority from the root-signed trust document', () => {
   it('a trust.update revokes the configured key and scopes the new one, on the wire and after a restart', async () => {
     const { dir, cleanup } = tempDir();
-    cleanups.push(cleanup);
+    onTestFinished(cleanup);
     const broker = await startMosquitto();
-    cleanups.push(() => broker.close());
+    onTestFinished(() => broker.close());
     const config = writeAgentConfig(dir, {
       device: { id: 'test-device', groups: ['canary'] },
       broker: { url: broker.url, allowPlaintext: true, keepaliveSeconds: 5, reconnect: { baseMs: 200, capMs: 1000 } },
       commands: { trustRoot: root.publicBase64, trustedKeys: [{ id: legacy.id, publicKey: legacy.publicBase64 }] },
     });
     const fleet = await Observer.connect(broker.url, [RESULTS, PRESENCE]);
-    cleanups.push(() => fleet.client.endAsync());
+    onTestFinished(() => fleet.client.endAsync());
     const births = () => fleet.messages.filter((m) => m.topic === PRESENCE && (m.json as { state?: string }).state === 'online').length;
     const send = async (key: TestKey, spec: CommandSpec = {}): Promise<CommandResult> => {
       const command = signedCommand(key, { target: { device: 'test-device' }, ...spec });

@@ -1,5 +1,6 @@
-import { afterEach, describe, expect, it } from 'vitest';
-import { startCli, waitFor } from '../helpers/cli.js';
+import { describe, expect, it, onTestFinished } from 'vitest';
+import { startCli } from '../helpers/cli.js';
+import { waitFor } from '../helpers/wait.js';
 import { writeAgentConfig } from '../helpers/agent-config.js';
 import { startMosquitto, type TestBroker } from '../helpers/mosquitto.js';
 import { Observer } from '../helpers/observer.js';
@@ -15,16 +16,11 @@ const operator = testKey('ops-2026');
 const retired = testKey('ops-2025');
 const stranger = testKey('stranger');
 
-const cleanups: (() => Promise<void> | void)[] = [];
-afterEach(async () => {
-  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
-});
-
 async function setup() {
   const { dir, cleanup } = tempDir();
-  cleanups.push(cleanup);
+  onTestFinished(cleanup);
   const broker: TestBroker = await startMosquitto();
-  cleanups.push(() => broker.close());
+  onTestFinished(() => broker.close());
   const config = writeAgentConfig(dir, {
     device: { id: 'test-device', groups: ['canary'] },
     broker: { url: broker.url, allowPlaintext: true, keepaliveSeconds: 5, reconnect: { baseMs: 200, capMs: 1000 } },
@@ -36,13 +32,13 @@ async function setup() {
     },
   });
   const fleet = await Observer.connect(broker.url, [RESULTS, PRESENCE]);
-  cleanups.push(() => fleet.client.endAsync());
+  onTestFinished(() => fleet.client.endAsync());
   return { config, broker, fleet };
 }
 
 function agent(config: string) {
   const run = startCli(['agent', '--config', config]);
-  cleanups.push(async () => {
+  onTestFinished(async () => {
     if (run.child.exitCode === null && run.child.signalCode === null) {
       run.child.kill('SIGTERM');
       await run.exited;

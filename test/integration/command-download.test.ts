@@ -8,7 +8,8 @@ import { K3sInstaller } from '../../src/k3s/installer.js';
 import { NodeSettingsFile } from '../../src/k3s/node-settings.js';
 import type { CommandResult } from '../../src/protocol/result.js';
 import { fakeK3sBinary } from '../helpers/fake-k3s.js';
-import { supervisedFake, waitUntil, type SupervisedFake } from '../helpers/k3s-supervisor.js';
+import { supervisedFake, type SupervisedFake } from '../helpers/k3s-supervisor.js';
+import { waitFor } from '../helpers/wait.js';
 import { tempDir } from '../helpers/paths.js';
 import { sha256, startReleaseServer, type ReleaseServer } from '../helpers/release-server.js';
 import { encode, signedCommand, testKey } from '../fixtures/command-keys.js';
@@ -82,7 +83,7 @@ function finalOf(results: CommandResult[], commandId: string): CommandResult | u
 }
 
 async function untilStep(device: RouterRig, commandId: string, step: string): Promise<void> {
-  await waitUntil(() => device.outbox.results().some((r) => r.commandId === commandId && r.status === 'progress' && r.step === step), `step ${step}`);
+  await waitFor(() => device.outbox.results().some((r) => r.commandId === commandId && r.status === 'progress' && r.step === step), `step ${step}`, 30_000);
 }
 
 /** Files beside the binary other than the binary itself and its kept previous version. */
@@ -202,7 +203,7 @@ describe('a stop of the agent during a download', () => {
     first.close();
     rig = undefined;
 
-    await waitUntil(() => Date.now() > command.expiresAt, 'the command to expire', 10_000);
+    await waitFor(() => Date.now() > command.expiresAt, 'the command to expire', 10_000);
     const downloads = () => server.requests.filter((path) => path.endsWith(`/${encodeURIComponent(GOOD)}/k3s`)).length;
     const before = downloads();
     const second = device();
@@ -242,7 +243,7 @@ describe('a k3s.upgrade resumed between its download and its swap', () => {
     const newPath = join(dir, 'bin', '.k3s.download-0ddba11e');
     writeFileSync(newPath, GOOD_BINARY, { mode: 0o600 });
     interruptedAtSwap(command, newPath);
-    await waitUntil(() => Date.now() > command.expiresAt, 'the command to expire', 10_000);
+    await waitFor(() => Date.now() > command.expiresAt, 'the command to expire', 10_000);
     const d = device();
     d.router.resumeInterrupted();
     await d.router.idle();

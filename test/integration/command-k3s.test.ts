@@ -17,7 +17,8 @@ import { FAKE_K3S } from '../helpers/fake-k3s.js';
 import { FileSealKey } from '../../src/identity/seal-key.js';
 import { sealPublicKeyFromBase64, sealSecret } from '../../src/protocol/sealed-secret.js';
 import type { CommandTarget } from '../../src/protocol/command.js';
-import { isAlive, JOIN_TOKEN, shutDown, supervisedFake, waitUntil, type SupervisedFake } from '../helpers/k3s-supervisor.js';
+import { isAlive, JOIN_TOKEN, shutDown, supervisedFake, type SupervisedFake } from '../helpers/k3s-supervisor.js';
+import { waitFor } from '../helpers/wait.js';
 
 const operator = testKey('ops');
 const TOKEN = 'K10rotated-secret-token::node:abcdef';
@@ -50,7 +51,7 @@ describe('k3s.configure with sealed tokens, and logs.collect, on a running (fake
     const installer = new K3sInstaller({ binaryPath: FAKE_K3S, arch: 'amd64', artifactUrl: 'http://127.0.0.1:1', channel: 'stable', channelUrl: 'http://127.0.0.1:1' });
     k3s = new SupervisedK3sControl(fake.supervisor, installer, settings, FAKE_K3S, 50);
     await fake.supervisor.start();
-    await waitUntil(() => fake.supervisor.status().state === 'running-healthy', 'k3s healthy');
+    await waitFor(() => fake.supervisor.status().state === 'running-healthy', 'k3s healthy', 30_000);
     mkdirSync(join(dir.dir, 'state'));
     mkdirSync(join(dir.dir, 'other-device'));
     deviceKey = (await FileSealKey.loadOrCreate(join(dir.dir, 'state'))).key;
@@ -173,7 +174,7 @@ describe('k3s.restart and k3s.stop on the supervised (fake) k3s', () => {
     const k3s = new SupervisedK3sControl(fake.supervisor, installer, new NodeSettingsFile(join(dir.dir, 'settings.json')), FAKE_K3S, 50);
     rig = routerRig({ stateDir: join(dir.dir, 'state'), operator, handlers: [k3sRestartHandler(k3s, 10_000), k3sStopHandler(k3s)] });
     await fake.supervisor.start();
-    await waitUntil(() => fake.supervisor.status().state === 'running-healthy', 'k3s healthy');
+    await waitFor(() => fake.supervisor.status().state === 'running-healthy', 'k3s healthy', 30_000);
   });
   afterEach(async () => {
     rig.close();
@@ -214,7 +215,7 @@ describe('k3s.restart and k3s.stop on the supervised (fake) k3s', () => {
     await fake.supervisor.stop();
     fake = await supervisedFake(dir.dir);
     await fake.supervisor.start();
-    await waitUntil(() => fake.supervisor.status().state === 'held', 'held by the next supervisor');
+    await waitFor(() => fake.supervisor.status().state === 'held', 'held by the next supervisor', 30_000);
     expect(starts()).toBe(1);
   });
 });

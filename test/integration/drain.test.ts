@@ -3,7 +3,8 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { Drainer, type Publisher } from '../../src/link/drain.js';
 import type { NewOutboxRecord, OutboxClass, OutboxStore } from '../../src/store/outbox.js';
 import { FaultProxy } from '../helpers/fault-proxy.js';
-import { ArrivalRecorder, connectDrainingClient, waitFor } from '../fixtures/outbox-mqtt.js';
+import { ArrivalRecorder, connectDrainingClient } from '../fixtures/outbox-mqtt.js';
+import { waitFor } from '../helpers/wait.js';
 import { sqliteOutbox, testLimits, type OutboxUnderTest } from '../fixtures/outbox-setup.js';
 import { mosquittoAvailable, startMosquitto, type TestBroker } from '../helpers/mosquitto.js';
 
@@ -67,7 +68,7 @@ describe.skipIf(!mosquittoAvailable())('drain to a real mosquitto', () => {
     const arrivals = await recorder();
     const drainer = new Drainer(outbox, { window: 100 });
     device(drainer, broker.url);
-    await waitFor(() => arrivals.arrivals.length >= 5, 10_000, 'the backlog');
+    await waitFor(() => arrivals.arrivals.length >= 5, 'the backlog', 10_000);
     expect(arrivals.arrivals.map((a) => [a.body.n, a.body.historical ?? false])).toEqual([
       [5, false],
       [1, true],
@@ -77,12 +78,12 @@ describe.skipIf(!mosquittoAvailable())('drain to a real mosquitto', () => {
     ]);
     expect(arrivals.arrivals.map((a) => a.body.messageId)).toEqual([4, 0, 1, 2, 3].map((i) => backlog[i]!.messageId));
     expect(arrivals.arrivals[1]!.topic).toBe(`${ROOT}/status`);
-    await waitFor(() => outbox.pending(0, 10).length === 0, 10_000, 'the outbox to empty');
+    await waitFor(() => outbox.pending(0, 10).length === 0, 'the outbox to empty', 10_000);
 
     const live = outbox.enqueue(rec('event', 6));
-    await waitFor(() => arrivals.arrivals.length >= 6, 5_000, 'a live record');
+    await waitFor(() => arrivals.arrivals.length >= 6, 'a live record', 5_000);
     expect(arrivals.arrivals[5]!.body).toEqual({ n: 6, messageId: live.messageId });
-    await waitFor(() => outbox.stats().rows.event === 0, 5_000, 'the live record to be deleted');
+    await waitFor(() => outbox.stats().rows.event === 0, 'the live record to be deleted', 5_000);
   });
 
   it('queues while the broker is down at boot and drains everything once it is up', async () => {
@@ -91,15 +92,15 @@ describe.skipIf(!mosquittoAvailable())('drain to a real mosquitto', () => {
     const drainer = new Drainer(outbox, { window: 50 });
     // The subscriber can only come up with the broker; the device starts draining once it listens.
     const subscriber: { current?: ArrivalRecorder } = {};
-    device(drainer, broker.url, { beforeDrain: () => waitFor(() => subscriber.current?.ready() ?? false, 20_000, 'subscriber') });
+    device(drainer, broker.url, { beforeDrain: () => waitFor(() => subscriber.current?.ready() ?? false, 'subscriber', 20_000) });
     const made = outbox.enqueueMany(Array.from({ length: 300 }, (_, n) => rec(n % 2 ? 'event' : 'status', n)));
     await new Promise((resolve) => setTimeout(resolve, 500));
     expect(outbox.stats().rows.event + outbox.stats().rows.status).toBe(300);
     await broker.restart();
     const arrivals = await recorder();
     subscriber.current = arrivals;
-    await waitFor(() => outbox.pending(0, 1).length === 0, 20_000, 'the outbox to empty');
-    await waitFor(() => arrivals.arrivals.length >= 300, 10_000, 'all arrivals');
+    await waitFor(() => outbox.pending(0, 1).length === 0, 'the outbox to empty', 20_000);
+    await waitFor(() => arrivals.arrivals.length >= 300, 'all arrivals', 10_000);
     expect(arrivals.ids()).toEqual(new Set(made.map((r) => r.messageId)));
   });
 
@@ -112,13 +113,13 @@ describe.skipIf(!mosquittoAvailable())('drain to a real mosquitto', () => {
     const arrivals = await recorder();
     device(drainer, broker.url, {
       wrap: counting(attempts),
-      beforeDrain: () => waitFor(() => arrivals.ready(), 20_000, 'subscriber'),
+      beforeDrain: () => waitFor(() => arrivals.ready(), 'subscriber', 20_000),
     });
-    await waitFor(() => drainer.counters.acknowledged >= 1000, 20_000, 'some acknowledgements');
+    await waitFor(() => drainer.counters.acknowledged >= 1000, 'some acknowledgements', 20_000);
     await broker.restart();
     const left = outbox.stats().rows;
     expect(left.status + left.event).toBeGreaterThan(0);
-    await waitFor(() => outbox.pending(0, 1).length === 0, 30_000, 'the outbox to empty after the restart');
+    await waitFor(() => outbox.pending(0, 1).length === 0, 'the outbox to empty after the restart', 30_000);
     // Every record went out (and was acknowledged: the outbox is empty). Whether any was still unacknowledged when
     // mosquitto stopped depends on its shutdown; the black-holed link below makes sure some were.
     expect([...attempts.keys()].every((id) => byId.has(id))).toBe(true);
@@ -138,18 +139,18 @@ describe.skipIf(!mosquittoAvailable())('drain to a real mosquitto', () => {
     const drainer = new Drainer(outbox, { window: 100 });
     const client = device(drainer, proxy.url, { keepalive: 1, wrap: counting(attempts) });
     const made = outbox.enqueueMany(Array.from({ length: 20_000 }, (_, n) => rec(n % 2 ? 'status' : 'result', n)));
-    await waitFor(() => drainer.counters.acknowledged >= 500, 20_000, 'some acknowledgements');
+    await waitFor(() => drainer.counters.acknowledged >= 500, 'some acknowledgements', 20_000);
     proxy.blackhole();
     // Records keep coming while the link is dead.
     for (let n = 0; n < 50; n++) made.push(outbox.enqueue(rec('event', 10_000 + n)));
-    await waitFor(() => !client.connected, 15_000, 'the client to notice the dead link');
+    await waitFor(() => !client.connected, 'the client to notice the dead link', 15_000);
     const stuck = outbox.stats().rows;
     expect(stuck.event).toBe(50);
     await new Promise((resolve) => setTimeout(resolve, 500));
     expect(outbox.stats().rows).toEqual(stuck);
     proxy.heal();
-    await waitFor(() => outbox.pending(0, 1).length === 0, 30_000, 'the outbox to empty after healing');
-    await waitFor(() => arrivals.ids().size >= made.length, 10_000, 'every record at the subscriber');
+    await waitFor(() => outbox.pending(0, 1).length === 0, 'the outbox to empty after healing', 30_000);
+    await waitFor(() => arrivals.ids().size >= made.length, 'every record at the subscriber', 10_000);
     expect(arrivals.ids()).toEqual(new Set(made.map((r) => r.messageId)));
     const byId = new Map(made.map((r) => [r.messageId, r.payload.n]));
     for (const arrival of arrivals.arrivals) expect(arrival.body.n).toBe(byId.get(arrival.body.messageId));

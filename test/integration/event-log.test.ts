@@ -1,17 +1,15 @@
 import { join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it, onTestFinished } from 'vitest';
 import { openDatabase, type Database } from '../../src/store/db.js';
 import { EventLog } from '../../src/store/event-log.js';
 import { ConfigSchema } from '../../src/config/schema.js';
 import { tempDir } from '../helpers/paths.js';
 
-const cleanups: (() => void)[] = [];
-afterEach(() => cleanups.splice(0).forEach((fn) => fn()));
 
 function database(): Database {
   const { dir, cleanup } = tempDir('fleetlet-event-log-');
   const { db } = openDatabase({ stateDir: join(dir, 'state'), fleetletVersion: 'test' });
-  cleanups.push(() => {
+  onTestFinished(() => {
     db.close();
     cleanup();
   });

@@ -5,7 +5,7 @@ import { chmodSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FLEETLET_VERSION } from '../../src/lib/version.js';
-import { waitFor } from '../helpers/cli.js';
+import { waitFor } from '../helpers/wait.js';
 import { startMosquitto, type TestBroker } from '../helpers/mosquitto.js';
 import { FLEETLET_BUNDLE, tempDir } from '../helpers/paths.js';
 import type { TestKey } from '../fixtures/command-keys.js';

@@ -8,7 +8,7 @@ import type { RolloutState } from '../../src/fleet/rollout-state.js';
 import { WORK_DIR_NAME } from '../../src/k3s/k3s-part.js';
 import { LOG_FILE } from '../../src/k3s/supervisor.js';
 import { isolatedK3s } from '../helpers/agent-config.js';
-import { waitFor } from '../helpers/cli.js';
+import { waitFor } from '../helpers/wait.js';
 import { startMosquitto, type TestBroker } from '../helpers/mosquitto.js';
 import { Observer } from '../helpers/observer.js';
 import { FLEETLET_BUNDLE, tempDir } from '../helpers/paths.js';

@@ -3,7 +3,7 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { generateSigningKey } from '../../src/fleet/keygen.js';
-import { waitFor } from '../helpers/cli.js';
+import { waitFor } from '../helpers/wait.js';
 import { startMosquitto, type TestBroker } from '../helpers/mosquitto.js';
 import { Observer } from '../helpers/observer.js';
 import { FLEETLET_BUNDLE, tempDir } from '../helpers/paths.js';

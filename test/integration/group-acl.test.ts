@@ -2,10 +2,11 @@ import { chmodSync, copyFileSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { Aedes } from 'aedes';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
 import type { IClientOptions } from 'mqtt';
 import { createCa, issueCert, type KeyPair } from '../helpers/certs.js';
-import { runCli, waitFor } from '../helpers/cli.js';
+import { runCli } from '../helpers/cli.js';
+import { waitFor } from '../helpers/wait.js';
 import { announced, brokerConfig, makeLink } from '../helpers/link.js';
 import { mosquittoAvailable, startMosquitto, type TestBroker } from '../helpers/mosquitto.js';
 import { Observer } from '../helpers/observer.js';
@@ -28,7 +29,6 @@ describe.skipIf(!mosquittoAvailable())('group command topics under the generated
   let url: string;
   let ca: KeyPair;
   const certs: Record<string, KeyPair> = {};
-  const cleanups: (() => Promise<void> | void)[] = [];
 
   /** Writes the membership list and the ACL `fleetlet fleet acl` makes of it, where the broker reads it. */
   function applyGroups(yaml: string): void {
@@ -62,10 +62,6 @@ describe.skipIf(!mosquittoAvailable())('group command topics under the generated
     cleanupDir?.();
   });
 
-  afterEach(async () => {
-    for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
-  });
-
   const as = (name: string): IClientOptions => ({
     ca: readFileSync(ca.cert),
     cert: readFileSync(certs[name]!.cert),
@@ -74,7 +70,7 @@ describe.skipIf(!mosquittoAvailable())('group command topics under the generated
 
   async function client(name: string, topics: string[] = []): Promise<Observer> {
     const observer = await Observer.connect(url, topics, as(name));
-    cleanups.push(() => observer.close());
+    onTestFinished(() => observer.close());
     return observer;
   }
 
@@ -113,7 +109,7 @@ describe.skipIf(!mosquittoAvailable())('group command topics under the generated
     const received: string[] = [];
     made.link.onCommand((_topic, payload) => received.push(payload.toString()));
     made.link.start();
-    cleanups.push(() => made.link.stop());
+    onTestFinished(() => made.link.stop());
     await announced(made);
     const operator = await client('fleet-operator');
     await operator.client.publishAsync(alpha, 'for-alpha', { qos: 1 });

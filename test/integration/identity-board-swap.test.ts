@@ -1,7 +1,7 @@
 import { chmodSync, copyFileSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import BetterSqlite3 from 'better-sqlite3';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
 import { machineSourcesUnder, readMachineIdentity, type MachineIdentity } from '../../src/identity/device-id.js';
 import { DEVICE_RECORD_FILE } from '../../src/identity/device-record.js';
 import type { FleetEvent } from '../../src/protocol/event.js';
@@ -10,7 +10,8 @@ import { isolatedK3s, writeAgentConfig } from '../helpers/agent-config.js';
 import { FAKE_K3S } from '../helpers/fake-k3s.js';
 import { processesMatching } from '../helpers/processes.js';
 import { createCa, issueCert, type KeyPair } from '../helpers/certs.js';
-import { startCli, waitFor } from '../helpers/cli.js';
+import { startCli } from '../helpers/cli.js';
+import { waitFor } from '../helpers/wait.js';
 import { mosquittoAvailable, startMosquitto, type TestBroker } from '../helpers/mosquitto.js';
 import { Observer } from '../helpers/observer.js';
 import { tempDir } from '../helpers/paths.js';
@@ -38,7 +39,6 @@ describe.skipIf(!mosquittoAvailable())('a board swap', () => {
   let cleanupDir: () => void;
   let broker: TestBroker;
   let ca: KeyPair;
-  const cleanups: (() => Promise<void> | void)[] = [];
 
   beforeAll(async () => {
     ({ dir, cleanup: cleanupDir } = tempDir('fleetlet-board-swap-'));
@@ -62,13 +62,9 @@ describe.skipIf(!mosquittoAvailable())('a board swap', () => {
     cleanupDir?.();
   });
 
-  afterEach(async () => {
-    for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
-  });
-
   function agent(config: string, env: Record<string, string> = {}) {
     const run = startCli(['agent', '--config', config], env);
-    cleanups.push(async () => {
+    onTestFinished(async () => {
       if (run.child.exitCode === null && run.child.signalCode === null) {
         run.child.kill('SIGTERM');
         await run.exited;
@@ -93,7 +89,7 @@ describe.skipIf(!mosquittoAvailable())('a board swap', () => {
       key: readFileSync(operatorCert.key),
       clientId: 'fleet-operator',
     });
-    cleanups.push(() => fleet.close());
+    onTestFinished(() => fleet.close());
     const births = () => fleet.messages.filter((m) => m.topic === topic('presence') && (m.json as { state?: string }).state === 'online').length;
     const events = () => fleet.messages.filter((m) => m.topic === topic('events')).map((m) => m.json as FleetEvent);
     const resultsFor = (id: string) => fleet.messages.filter((m) => m.topic === topic('results')).map((m) => m.json as CommandResult).filter((r) => r.commandId === id);
@@ -175,11 +171,11 @@ describe.skipIf(!mosquittoAvailable())('a board swap', () => {
 
   it('keeps the k3s node on a swapped board, and gives a clone a node and device id of its own on the operator\'s word', async () => {
     const plain = await startMosquitto();
-    cleanups.push(() => plain.close());
+    onTestFinished(() => plain.close());
     const golden = board(join(dir, 'golden'), '0123456789abcdef0123456789abcdef', '10000000aaaa0001');
     const clone = board(join(dir, 'clone'), 'fedcba9876543210fedcba9876543210', '10000000cccc0003');
     const work = join(dir, 'k3s-device');
-    cleanups.push(() => {
+    onTestFinished(() => {
       for (const pid of processesMatching(join(work, 'data'))) process.kill(pid, 'SIGKILL');
     });
     const k3s = await isolatedK3s(work, FAKE_K3S, { nodeName: 'pi-golden', withNodeId: true });
@@ -198,7 +194,7 @@ describe.skipIf(!mosquittoAvailable())('a board swap', () => {
         k3s,
       });
     const fleet = await Observer.connect(plain.url, [`${ROOT}/devices/+/presence`, `${ROOT}/devices/+/results`, `${ROOT}/devices/+/events`]);
-    cleanups.push(() => fleet.close());
+    onTestFinished(() => fleet.close());
     const online = (id: string) => fleet.messages.filter((m) => m.topic === `${ROOT}/devices/${id}/presence` && (m.json as { state?: string }).state === 'online').length;
     const registered = () => JSON.parse(readFileSync(serverPasswords, 'utf8')) as Record<string, string>;
     const password = () => readFileSync(join(work, 'etc-rancher-node', 'password'), 'utf8').trim();

@@ -4,7 +4,7 @@ import { existsSync, readFileSync, readlinkSync, statSync, writeFileSync } from 
 import { createServer, type Server } from 'node:http';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
 import { FLEETLET_BUNDLE, REPO_ROOT, tempDir } from '../helpers/paths.js';
 import { freePort } from '../helpers/ports.js';
 
@@ -16,11 +16,9 @@ const SERVER_TOKEN = `K10${'5e'.repeat(32)}::server:cluster-admin-secret-0123456
 const REQUIRE_TOOLS = process.env.TEST_REQUIRE_INSTALL_TOOLS === '1';
 const has = (tool: string) => spawnSync(tool, ['--version']).error === undefined;
 
-const cleanups: (() => void)[] = [];
-afterEach(() => cleanups.splice(0).forEach((cleanup) => cleanup()));
 function scratch(): string {
   const { dir, cleanup } = tempDir('fleetlet-install-');
-  cleanups.push(cleanup);
+  onTestFinished(cleanup);
   return dir;
 }
 

@@ -1,14 +1,13 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { chmodSync, existsSync, lstatSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it, onTestFinished } from 'vitest';
 import { provision } from '../../src/cli/provision.js';
 import { k3sAgentPids, runUninstall } from '../../src/cli/uninstall.js';
 import { FLEETLET_BUNDLE, REPO_ROOT, tempDir } from '../helpers/paths.js';
-import { waitFor } from '../helpers/cli.js';
+import { waitFor } from '../helpers/wait.js';
 
 const FAKE_K3S = join(REPO_ROOT, 'test/fixtures/fake-k3s/k3s.js');
-const cleanups: (() => void)[] = [];
 /** existsSync follows links; the enable link points at /etc on the device, so it dangles in a test root. */
 const present = (path: string) => {
   try {
@@ -18,7 +17,6 @@ const present = (path: string) => {
     return false;
   }
 };
-afterEach(() => cleanups.splice(0).forEach((cleanup) => cleanup()));
 
 /** A device root with fleetlet provisioned, a node identity, state, and a running (fake) k3s agent. */
 async function installedDevice(onSigterm = 'exit') {
@@ -41,7 +39,7 @@ async function installedDevice(onSigterm = 'exit') {
   k3s.stdout!.on('data', (chunk: Buffer) => (log += chunk.toString()));
   k3s.stderr!.on('data', (chunk: Buffer) => (log += chunk.toString()));
   const exited = new Promise<{ code: number | null; signal: string | null }>((resolve) => k3s.once('exit', (code, signal) => resolve({ code, signal })));
-  cleanups.push(() => {
+  onTestFinished(() => {
     k3s.kill('SIGKILL');
     cleanup();
   });

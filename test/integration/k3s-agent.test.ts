@@ -5,7 +5,8 @@ import BetterSqlite3 from 'better-sqlite3';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { isolatedK3s, writeAgentConfig } from '../helpers/agent-config.js';
 import { FAKE_K3S } from '../helpers/fake-k3s.js';
-import { isAlive, waitUntil } from '../helpers/k3s-supervisor.js';
+import { isAlive } from '../helpers/k3s-supervisor.js';
+import { waitFor } from '../helpers/wait.js';
 import { FLEETLET_BUNDLE, tempDir } from '../helpers/paths.js';
 import { freePort } from '../helpers/ports.js';
 import { processesMatching } from '../helpers/processes.js';
@@ -67,7 +68,7 @@ const gone = (pid: number) => !existsSync(`/proc/${pid}`) || readFileSync(`/proc
 describe('the agent supervising k3s', () => {
   it('leaves k3s running when it gets SIGTERM, and the next agent adopts it instead of starting another', async () => {
     const first = startAgent();
-    await waitUntil(() => k3sStatus().state === 'running-healthy', 'k3s healthy under the first agent', 60_000);
+    await waitFor(() => k3sStatus().state === 'running-healthy', 'k3s healthy under the first agent', 60_000);
     const { pid } = k3sStatus();
     expect(readFileSync(`/proc/${first.agent.pid}/cmdline`, 'utf8')).not.toContain('k3s');
     const passwordFile = join(dir, 'etc-rancher-node', 'password');
@@ -83,7 +84,7 @@ describe('the agent supervising k3s', () => {
     expect(isAlive(pid!)).toBe(true);
 
     const second = startAgent();
-    await waitUntil(() => k3sStatus().adopted === true && k3sStatus().state === 'running-healthy', 'adopted by the second agent', 60_000);
+    await waitFor(() => k3sStatus().adopted === true && k3sStatus().state === 'running-healthy', 'adopted by the second agent', 60_000);
     expect(k3sStatus().pid).toBe(pid);
     expect(k3sStarts()).toBe(1);
 
@@ -104,7 +105,7 @@ describe('the agent supervising k3s', () => {
 
   it('stops k3s only on `fleetlet k3s stop`, with one SIGTERM, and keeps it stopped until `fleetlet k3s start`', async () => {
     const agent = startAgent();
-    await waitUntil(() => k3sStatus().state === 'running-healthy', 'k3s healthy', 60_000);
+    await waitFor(() => k3sStatus().state === 'running-healthy', 'k3s healthy', 60_000);
     const { pid } = k3sStatus();
 
     const stopped = runCli(['k3s', 'stop', '--config', configFile]);
@@ -112,13 +113,13 @@ describe('the agent supervising k3s', () => {
     expect(stopped.stdout).toContain(`stopped k3s (pid ${pid})`);
     expect(gone(pid!)).toBe(true);
     // The agent saw k3s exit and, finding the hold, did not start it again.
-    await waitUntil(() => k3sStatus().state === 'held', 'the agent holding k3s', 30_000);
+    await waitFor(() => k3sStatus().state === 'held', 'the agent holding k3s', 30_000);
     expect(k3sStarts()).toBe(1);
     expect(runCli(['k3s', 'status', '--config', configFile]).stdout).toContain('held:');
 
     const started = runCli(['k3s', 'start', '--config', configFile]);
     expect(started.code).toBe(0);
-    await waitUntil(() => k3sStatus().state === 'running-healthy', 'k3s started again', 60_000);
+    await waitFor(() => k3sStatus().state === 'running-healthy', 'k3s started again', 60_000);
     const restarted = k3sStatus().pid!;
     expect(restarted).not.toBe(pid);
     expect(k3sStarts()).toBe(2);
@@ -130,7 +131,7 @@ describe('the agent supervising k3s', () => {
     expect(runCli(['k3s', 'stop', '--config', configFile])).toMatchObject({ code: 0, stdout: expect.stringContaining(`pid ${restarted}`) });
     expect(gone(restarted)).toBe(true);
     startAgent();
-    await waitUntil(() => k3sStatus().state === 'held', 'the next agent keeping k3s stopped', 30_000);
+    await waitFor(() => k3sStatus().state === 'held', 'the next agent keeping k3s stopped', 30_000);
     expect(k3sStarts()).toBe(2);
     expect(readFileSync(join(dir, 'state', 'node-agent', 'agent-output.log'), 'utf8')).not.toContain('Second shutdown signal');
   });

@@ -6,7 +6,8 @@ import BetterSqlite3 from 'better-sqlite3';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { checksumFile, sha256, startReleaseServer, type ReleaseServer } from '../helpers/release-server.js';
 import { fakeK3sBinary } from '../helpers/fake-k3s.js';
-import { shutDown, supervisedFake, waitUntil } from '../helpers/k3s-supervisor.js';
+import { shutDown, supervisedFake } from '../helpers/k3s-supervisor.js';
+import { waitFor } from '../helpers/wait.js';
 import { FLEETLET_BUNDLE, tempDir } from '../helpers/paths.js';
 import { freePort } from '../helpers/ports.js';
 
@@ -129,7 +130,7 @@ describe('fleetlet k3s status and logs', () => {
     const fake = await supervisedFake(dir, { FAKE_K3S_SERVER: 'password-rejected' }, { workDir: join(stateDir, 'node-agent') });
     await fake.supervisor.start();
     try {
-      await waitUntil(() => fake.supervisor.status().problem !== undefined, 'the problem');
+      await waitFor(() => fake.supervisor.status().problem !== undefined, 'the problem', 30_000);
       const status = await fleetlet('k3s', 'status');
       expect(status.code).toBe(0);
       expect(status.stdout).toMatch(/process:\s+running, pid \d+/);
@@ -157,7 +158,7 @@ describe('the agent without a k3s binary', () => {
     const exited = new Promise<number | null>((resolve) => agent.once('exit', (code) => resolve(code)));
     try {
       const statusFile = join(stateDir, 'node-agent', 'agent-status.json');
-      await waitUntil(() => existsSync(statusFile) && readFileSync(statusFile, 'utf8').includes('not-installed'), `not-installed status (${stderr})`);
+      await waitFor(() => existsSync(statusFile) && readFileSync(statusFile, 'utf8').includes('not-installed'), () => `not-installed status (${stderr})`, 30_000);
       const status = await fleetlet('k3s', 'status');
       expect(status.stdout).toContain(`not installed at ${binaryPath}`);
       expect(status.stdout).toContain('state:    not-installed');

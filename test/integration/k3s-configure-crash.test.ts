@@ -10,6 +10,7 @@ import { SqliteOutbox } from '../../src/store/sqlite-outbox.js';
 import { bundleFixture } from '../helpers/bundle-fixture.js';
 import { FAKE_K3S } from '../helpers/fake-k3s.js';
 import { isAlive } from '../helpers/k3s-supervisor.js';
+import { waitFor } from '../helpers/wait.js';
 import { REPO_ROOT, tempDir } from '../helpers/paths.js';
 import { freeFixedPort } from '../helpers/ports.js';
 import { descendantsOf, processesMatching } from '../helpers/processes.js';
@@ -28,14 +29,6 @@ const HEALTH_TIMEOUT_MS = 2_000;
 const UNREACHABLE = 'https://k3s.unreachable.invalid:6443';
 const operator = testKey('ops');
 const roomy = { maxRows: 100_000, maxBytes: 1 << 28 };
-
-async function waitUntilAsync(condition: () => Promise<boolean>, what: string, timeoutMs = 30_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await condition())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-}
 
 interface Run {
   code: number | null;
@@ -62,13 +55,13 @@ describe('k3s.configure across SIGKILL at random moments', () => {
     const boot = await runOnce();
     expect(boot.code, boot.stderr).toBe(0);
     // A run without a command starts k3s and leaves at once; k3s becomes healthy on its own.
-    await waitUntilAsync(async () => (await healthz().catch(() => 0)) === 200, 'k3s healthy after the first start');
+    await waitFor(async () => (await healthz().catch(() => 0)) === 200, 'k3s healthy after the first start', 30_000);
   }, 60_000);
   afterAll(async () => {
     // The runs leave k3s running for the next one, as fleetlet does; the test ends it (one SIGTERM, as fleetlet would).
     for (const pid of processesMatching(join(dir, 'data'))) process.kill(pid, 'SIGTERM');
-    const deadline = Date.now() + 10_000;
-    while (processesMatching(join(dir, 'data')).some(isAlive) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    // A k3s that outlives this wait must not keep the directory from being removed.
+    await waitFor(() => !processesMatching(join(dir, 'data')).some(isAlive), 'k3s to stop', 10_000).catch(() => {});
     cleanup();
   });
 

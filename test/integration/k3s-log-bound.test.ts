@@ -4,7 +4,8 @@ import { gunzipSync } from 'node:zlib';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { LOG_FILE } from '../../src/k3s/supervisor.js';
 import { descendantsOf } from '../helpers/processes.js';
-import { isAlive, supervisedFake, waitUntil } from '../helpers/k3s-supervisor.js';
+import { isAlive, supervisedFake } from '../helpers/k3s-supervisor.js';
+import { waitFor } from '../helpers/wait.js';
 import { tempDir } from '../helpers/paths.js';
 
 let dir: string;
@@ -17,7 +18,7 @@ beforeEach(() => {
 afterEach(async () => {
   for (const pid of pidsToStop.splice(0)) {
     if (isAlive(pid)) process.kill(pid, 'SIGTERM');
-    await waitUntil(() => !isAlive(pid), 'k3s to stop');
+    await waitFor(() => !isAlive(pid), 'k3s to stop', 30_000);
   }
   cleanup();
 });
@@ -35,7 +36,7 @@ describe('k3s log file', () => {
       FAKE_K3S_LOG_MAX_BYTES: String(MAX_FILE_BYTES),
     });
     await fake.supervisor.start();
-    await waitUntil(() => fake.kinds().includes('k3s.password-rejected'), 'k3s to run and complain');
+    await waitFor(() => fake.kinds().includes('k3s.password-rejected'), 'k3s to run and complain', 30_000);
     const pid = fake.supervisor.status().pid!;
     pidsToStop.push(pid);
     // fleetlet goes away (a stop, a crash, a restart that fails over and over); k3s keeps running and writing.
@@ -45,7 +46,7 @@ describe('k3s log file', () => {
     const logs = () => readdirSync(fake.workDir).filter((name) => name.startsWith('agent-output'));
     const rotations = new Set<string>();
     let largestTotal = 0;
-    await waitUntil(() => {
+    await waitFor(() => {
       const names = logs();
       for (const name of names) if (name.endsWith('.gz')) rotations.add(name);
       const sizes = names.map((name) => statSync(join(fake.workDir, name), { throwIfNoEntry: false })?.size ?? 0);

@@ -1,7 +1,8 @@
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { writeAgentConfig } from '../helpers/agent-config.js';
-import { runCli, startCli, waitFor } from '../helpers/cli.js';
+import { runCli, startCli } from '../helpers/cli.js';
+import { waitFor } from '../helpers/wait.js';
 import { tempDir } from '../helpers/paths.js';
 
 const { dir, cleanup } = tempDir('fleetlet-mirror-policy-');

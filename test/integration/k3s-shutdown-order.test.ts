@@ -2,22 +2,17 @@ import { execFile } from 'node:child_process';
 import { chmodSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import BetterSqlite3 from 'better-sqlite3';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it, onTestFinished } from 'vitest';
 import { stringify } from 'yaml';
 import { generateSigningKey } from '../../src/fleet/keygen.js';
-import { isolatedK3s, startAgentWithFakeK3s } from '../helpers/agent-config.js';
-import { waitFor } from '../helpers/cli.js';
+import { isolatedK3s, savedK3sState, startAgentWithFakeK3s } from '../helpers/agent-config.js';
+import { waitFor } from '../helpers/wait.js';
 import { fakeK3sBinary } from '../helpers/fake-k3s.js';
 import { startMosquitto } from '../helpers/mosquitto.js';
 import { Observer } from '../helpers/observer.js';
 import { FLEETLET_BUNDLE, tempDir } from '../helpers/paths.js';
 import { freePort } from '../helpers/ports.js';
 import { startReleaseServer } from '../helpers/release-server.js';
-
-const cleanups: (() => Promise<void> | void)[] = [];
-afterEach(async () => {
-  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
-});
 
 /**
  * The agent's shutdown order, with the real agent: commands are aborted while k3s is still supervised, so a step
@@ -27,11 +22,11 @@ afterEach(async () => {
 describe('the agent stopping in the middle of a k3s upgrade', () => {
   it('aborts the upgrade before it stops supervising k3s, so the next start redoes the restart and succeeds', async () => {
     const { dir, cleanup } = tempDir('fleetlet-shutdown-order-');
-    cleanups.push(cleanup);
+    onTestFinished(cleanup);
     const broker = await startMosquitto();
-    cleanups.push(() => broker.close());
+    onTestFinished(() => broker.close());
     const releases = await startReleaseServer();
-    cleanups.push(() => releases.close());
+    onTestFinished(() => releases.close());
     releases.publish('v1.37.0+k3s1', { k3s: fakeK3sBinary(64 * 1024, 'new', 'v1.37.0+k3s1') });
 
     const binaryPath = join(dir, 'bin', 'k3s');
@@ -62,13 +57,13 @@ describe('the agent stopping in the middle of a k3s upgrade', () => {
     );
     const startAgent = () => {
       const agent = startAgentWithFakeK3s(configFile, dir, healthzPort, { FAKE_K3S_ON_SIGTERM: 'slow:3000' });
-      cleanups.push(agent.stop);
+      onTestFinished(agent.stop);
       return agent;
     };
     const fleet = await Observer.connect(broker.url, ['fleetlet/v1/devices/pi-order/results']);
-    cleanups.push(() => fleet.client.endAsync());
+    onTestFinished(() => fleet.client.endAsync());
     const first = startAgent();
-    await waitFor(() => first.output().includes('"to":"running-healthy"'), `k3s healthy (${first.output().slice(-2000)})`, 30_000);
+    await waitFor(() => savedK3sState(join(dir, 'state')) === 'running-healthy', () => `k3s healthy (${first.output().slice(-2000)})`, 30_000);
 
     const sent = new Promise<{ code: number; stdout: string }>((resolve) => {
       const args = ['fleet', 'send', 'k3s.upgrade', '--device', 'pi-order', '--arg', 'version=v1.37.0+k3s1', '--wait', '90', '--key', keyFile, '--broker', broker.url, '--allow-plaintext'];

@@ -1,7 +1,8 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { SYSTEM_CLOCK, type Clock } from '../../src/k3s/supervisor-options.js';
 import type { K3sSupervisor } from '../../src/k3s/supervisor.js';
-import { shutDown, supervisedFake, waitUntil, type SupervisedFake } from '../helpers/k3s-supervisor.js';
+import { shutDown, supervisedFake, type SupervisedFake } from '../helpers/k3s-supervisor.js';
+import { waitFor } from '../helpers/wait.js';
 import { descendantsOf } from '../helpers/processes.js';
 import { tempDir } from '../helpers/paths.js';
 
@@ -43,7 +44,7 @@ describe('restart pacing', () => {
     );
     fake.script([{ crashAfterMs: 0, crashMode: 'exit1' }]);
     await fake.supervisor.start();
-    await waitUntil(() => fake!.supervisor.status().state === 'crash-loop', 'crash loop');
+    await waitFor(() => fake!.supervisor.status().state === 'crash-loop', 'crash loop', 30_000);
     // ceiling = min(400, 100 * 2^n); delay = ceiling/2 + random * ceiling/2
     expect(delays).toEqual([75, 150, 300, 300, 300]);
   });
@@ -61,7 +62,7 @@ describe('restart pacing', () => {
     );
     fake.script([{ crashAfterMs: 0, crashMode: 'exit1' }, { crashAfterMs: 2_500, crashMode: 'exit0' }, {}]);
     await fake.supervisor.start();
-    await waitUntil(() => fake!.supervisor.status().restarts === 2 && fake!.supervisor.status().state === 'running-healthy', 'third run healthy');
+    await waitFor(() => fake!.supervisor.status().restarts === 2 && fake!.supervisor.status().state === 'running-healthy', 'third run healthy', 30_000);
     expect(delays).toEqual([75, 75]); // not 75, 150: the second run was stable
     expect(fake.kinds()).not.toContain('k3s.crash-loop');
   });
@@ -70,26 +71,26 @@ describe('restart pacing', () => {
     fake = await supervisedFake(dir, {}, { timings: { crashLoopExits: 2, crashLoopRetryMs: 300, backoffBaseMs: 50, backoffCapMs: 50 } });
     fake.script([{ crashAfterMs: 0, crashMode: 'exit1' }, { crashAfterMs: 0, crashMode: 'exit1' }, {}]);
     await fake.supervisor.start();
-    await waitUntil(() => fake!.kinds().includes('k3s.crash-loop'), 'crash loop');
-    await waitUntil(() => fake!.supervisor.status().state === 'running-healthy', 'healthy after the slow retry');
+    await waitFor(() => fake!.kinds().includes('k3s.crash-loop'), 'crash loop', 30_000);
+    await waitFor(() => fake!.supervisor.status().state === 'running-healthy', 'healthy after the slow retry', 30_000);
     expect(fake.kinds().filter((kind) => kind === 'k3s.crash-loop')).toHaveLength(1);
   });
 
   it('returns to healthy when healthz recovers', async () => {
     fake = await supervisedFake(dir, { FAKE_K3S_HEALTHZ: 'ok' });
     await fake.supervisor.start();
-    await waitUntil(() => fake!.supervisor.status().state === 'running-healthy', 'healthy');
+    await waitFor(() => fake!.supervisor.status().state === 'running-healthy', 'healthy', 30_000);
     // A kubelet that stops answering for a while: a stopped process leaves healthz connections unanswered. The
     // agent is the only child of the "k3s init" parent that fleetlet started (k3s runs with --log).
     const pid = fake.supervisor.status().pid!;
     const [agent] = descendantsOf(pid);
     process.kill(agent!, 'SIGSTOP');
     try {
-      await waitUntil(() => fake!.supervisor.status().state === 'running-unhealthy', 'unhealthy while stopped');
+      await waitFor(() => fake!.supervisor.status().state === 'running-unhealthy', 'unhealthy while stopped', 30_000);
     } finally {
       process.kill(agent!, 'SIGCONT');
     }
-    await waitUntil(() => fake!.supervisor.status().state === 'running-healthy', 'healthy again');
+    await waitFor(() => fake!.supervisor.status().state === 'running-healthy', 'healthy again', 30_000);
     expect(fake.supervisor.status().pid).toBe(pid);
     expect(fake.kinds().filter((kind) => kind === 'k3s.up')).toHaveLength(2);
   });

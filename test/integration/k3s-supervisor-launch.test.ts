@@ -1,7 +1,8 @@
 import { readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { isAlive, shutDown, supervisedFake, waitUntil, type SupervisedFake } from '../helpers/k3s-supervisor.js';
+import { isAlive, shutDown, supervisedFake, type SupervisedFake } from '../helpers/k3s-supervisor.js';
+import { waitFor } from '../helpers/wait.js';
 import { tempDir } from '../helpers/paths.js';
 
 let dir: string;
@@ -27,7 +28,7 @@ describe('k3s supervisor after a fleetlet killed while spawning k3s', () => {
     const first = await supervisedFake(dir);
     running.push(first);
     await first.supervisor.start();
-    await waitUntil(() => first.supervisor.status().state === 'running-healthy', 'healthy');
+    await waitFor(() => first.supervisor.status().state === 'running-healthy', 'healthy', 30_000);
     const pid = first.supervisor.status().pid!;
     await first.supervisor.stop();
     running = [];
@@ -37,13 +38,13 @@ describe('k3s supervisor after a fleetlet killed while spawning k3s', () => {
     const second = await supervisedFake(dir, {}, { healthzUrl: first.healthzUrl });
     running.push(second);
     await second.supervisor.start();
-    await waitUntil(() => second.supervisor.status().state === 'running-healthy', 'adopted and healthy');
+    await waitFor(() => second.supervisor.status().state === 'running-healthy', 'adopted and healthy', 30_000);
     expect(second.supervisor.status()).toMatchObject({ pid, adopted: true });
     expect(second.kinds()).toContain('k3s.adopted');
     expect(readdirSync(dir).filter((name) => /^\d+\.json$/.test(name))).toHaveLength(1); // one k3s ever started
 
     await shutDown(second);
     running = [];
-    await waitUntil(() => !isAlive(pid), 'adopted k3s stopped');
+    await waitFor(() => !isAlive(pid), 'adopted k3s stopped', 30_000);
   });
 });

@@ -9,7 +9,8 @@ import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { descendantsOf, processesMatching } from '../helpers/processes.js';
 import { FAKE_K3S, fakeK3sBinary } from '../helpers/fake-k3s.js';
-import { isAlive, JOIN_TOKEN, shutDown, supervisedFake, waitUntil, type SupervisedFake } from '../helpers/k3s-supervisor.js';
+import { isAlive, JOIN_TOKEN, shutDown, supervisedFake, type SupervisedFake } from '../helpers/k3s-supervisor.js';
+import { waitFor } from '../helpers/wait.js';
 import { tempDir } from '../helpers/paths.js';
 
 let dir: string;
@@ -46,10 +47,10 @@ const logText = (fake: SupervisedFake) => readFileSync(join(fake.workDir, 'agent
 describe('k3s supervisor', () => {
   it('starts k3s, reports it healthy and stops it with one SIGTERM, leaving no process behind', async () => {
     const fake = await start();
-    await waitUntil(() => state(fake) === 'running-healthy', 'healthy');
+    await waitFor(() => state(fake) === 'running-healthy', 'healthy', 30_000);
     const { pid } = fake.supervisor.status();
     expect(fake.kinds()).toContain('k3s.up');
-    await waitUntil(() => fake.supervisor.status().registered, 'registered line seen');
+    await waitFor(() => fake.supervisor.status().registered, 'registered line seen', 30_000);
 
     // The join token reached k3s through a 0600 file in fleetlet's work dir, never its command line or environment.
     const cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
@@ -82,7 +83,7 @@ describe('k3s supervisor', () => {
     const fake = await supervisedFake(dir, {}, { invocation: () => buildAgentInvocation(k3s) });
     running.push(fake);
     await fake.supervisor.start();
-    await waitUntil(() => state(fake) === 'running-healthy', 'healthy');
+    await waitFor(() => state(fake) === 'running-healthy', 'healthy', 30_000);
     const pid = fake.supervisor.status().pid!;
     const cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
     expect(cmdline).toContain(`--token-file\0${tokenFile}`);
@@ -94,24 +95,24 @@ describe('k3s supervisor', () => {
 
   it('restarts k3s after it exits 0 on an internal failure', async () => {
     const fake = await start({}, [{ crashAfterMs: 300, crashMode: 'exit0' }, {}]);
-    await waitUntil(() => fake.kinds().includes('k3s.down'), 'the crash');
+    await waitFor(() => fake.kinds().includes('k3s.down'), 'the crash', 30_000);
     expect(fake.events.find((event) => event.kind === 'k3s.down')!.detail).toMatchObject({ code: 0 });
-    await waitUntil(() => state(fake) === 'running-healthy' && fake.supervisor.status().restarts === 1, 'healthy after restart');
+    await waitFor(() => state(fake) === 'running-healthy' && fake.supervisor.status().restarts === 1, 'healthy after restart', 30_000);
     expect(fake.kinds().filter((kind) => kind === 'k3s.up')).toHaveLength(2);
   });
 
   it('restarts k3s after a SIGKILL from outside', async () => {
     const fake = await start();
-    await waitUntil(() => state(fake) === 'running-healthy', 'healthy');
+    await waitFor(() => state(fake) === 'running-healthy', 'healthy', 30_000);
     const first = fake.supervisor.status().pid!;
     process.kill(first, 'SIGKILL');
-    await waitUntil(() => state(fake) === 'running-healthy' && fake.supervisor.status().pid !== first, 'a new healthy k3s');
+    await waitFor(() => state(fake) === 'running-healthy' && fake.supervisor.status().pid !== first, 'a new healthy k3s', 30_000);
     expect(fake.events.find((event) => event.kind === 'k3s.down')!.detail).toMatchObject({ signal: 'SIGKILL' });
   });
 
   it('declares a crash loop after repeated exits and says so once', async () => {
     const fake = await start({}, [{ crashAfterMs: 50, crashMode: 'exit1' }]);
-    await waitUntil(() => state(fake) === 'crash-loop', 'crash loop');
+    await waitFor(() => state(fake) === 'crash-loop', 'crash loop', 30_000);
     expect(fake.kinds().filter((kind) => kind === 'k3s.down')).toHaveLength(3);
     expect(fake.kinds().filter((kind) => kind === 'k3s.crash-loop')).toHaveLength(1);
     expect(fake.supervisor.status().nextStartAt).toBeGreaterThan(Date.now() + 30_000);
@@ -119,7 +120,7 @@ describe('k3s supervisor', () => {
 
   it('turns a missing memory cgroup into an event with the cmdline.txt fix', async () => {
     const fake = await start({ FAKE_K3S_CGROUP: 'v1-no-memory' });
-    await waitUntil(() => state(fake) === 'crash-loop', 'crash loop');
+    await waitFor(() => state(fake) === 'crash-loop', 'crash loop', 30_000);
     const cgroup = fake.events.filter((event) => event.kind === 'k3s.cgroup-missing');
     expect(cgroup.length).toBeGreaterThanOrEqual(1);
     expect(cgroup[0]!.remedy).toContain('cgroup_memory=1 cgroup_enable=memory');
@@ -130,9 +131,9 @@ describe('k3s supervisor', () => {
 
   it('reports a rejected node password while k3s keeps retrying without exiting', async () => {
     const fake = await start({ FAKE_K3S_SERVER: 'password-rejected' });
-    await waitUntil(() => fake.kinds().includes('k3s.password-rejected'), 'password event');
+    await waitFor(() => fake.kinds().includes('k3s.password-rejected'), 'password event', 30_000);
     const pid = fake.supervisor.status().pid!;
-    await waitUntil(() => (logText(fake).match(/Node password rejected/g) ?? []).length >= 4, 'several retries');
+    await waitFor(() => (logText(fake).match(/Node password rejected/g) ?? []).length >= 4, 'several retries', 30_000);
     expect(fake.kinds().filter((kind) => kind === 'k3s.password-rejected')).toHaveLength(1);
     expect(fake.supervisor.status()).toMatchObject({ state: 'starting', pid, problem: { kind: 'k3s.password-rejected' } });
     expect(fake.events.find((event) => event.kind === 'k3s.password-rejected')!.remedy).toMatch(/kubectl delete node/);
@@ -141,7 +142,7 @@ describe('k3s supervisor', () => {
 
   it('kills a k3s that ignores SIGTERM after the grace period, having sent only one SIGTERM', async () => {
     const fake = await start({ FAKE_K3S_ON_SIGTERM: 'hang' });
-    await waitUntil(() => state(fake) === 'running-healthy', 'healthy');
+    await waitFor(() => state(fake) === 'running-healthy', 'healthy', 30_000);
     const pid = fake.supervisor.status().pid!;
     await fake.supervisor.stopK3s('test');
     expect(fake.kinds()).toContain('k3s.stop-forced');
@@ -153,25 +154,25 @@ describe('k3s supervisor', () => {
 
   it('notices a k3s whose kubelet stops answering healthz', async () => {
     const fake = await start({ FAKE_K3S_HEALTHZ_FAIL_AFTER_MS: '1500' });
-    await waitUntil(() => state(fake) === 'running-healthy', 'healthy');
-    await waitUntil(() => state(fake) === 'running-unhealthy', 'unhealthy');
+    await waitFor(() => state(fake) === 'running-healthy', 'healthy', 30_000);
+    await waitFor(() => state(fake) === 'running-unhealthy', 'unhealthy', 30_000);
     expect(fake.kinds()).toContain('k3s.unhealthy');
   });
 
   it('restarts on request: one SIGTERM, then a new process', async () => {
     const fake = await start();
-    await waitUntil(() => state(fake) === 'running-healthy', 'healthy');
+    await waitFor(() => state(fake) === 'running-healthy', 'healthy', 30_000);
     const first = fake.supervisor.status().pid!;
     await fake.supervisor.restart();
     expect(isAlive(first)).toBe(false);
-    await waitUntil(() => state(fake) === 'running-healthy', 'healthy again');
+    await waitFor(() => state(fake) === 'running-healthy', 'healthy again', 30_000);
     expect(fake.supervisor.status().pid).not.toBe(first);
     expect(fake.supervisor.status().restarts).toBe(1);
   });
 
   it('leaves k3s running when fleetlet stops, and the next fleetlet adopts it instead of starting another', async () => {
     const first = await start();
-    await waitUntil(() => state(first) === 'running-healthy', 'healthy');
+    await waitFor(() => state(first) === 'running-healthy', 'healthy', 30_000);
     const pid = first.supervisor.status().pid!;
     // What a SIGTERM of fleetlet (systemctl stop or restart, a self-update) does to the k3s part.
     await first.supervisor.stop();
@@ -180,13 +181,13 @@ describe('k3s supervisor', () => {
 
     // The adopted k3s keeps serving healthz where the first one told it to.
     const second = await start({}, undefined, { healthzUrl: first.healthzUrl });
-    await waitUntil(() => state(second) === 'running-healthy', 'adopted and healthy');
+    await waitFor(() => state(second) === 'running-healthy', 'adopted and healthy', 30_000);
     expect(second.supervisor.status()).toMatchObject({ pid, adopted: true, version: 'v1.36.3+k3s1' });
     expect(second.kinds()).toContain('k3s.adopted');
     expect(readdirSync(dir).filter((name) => /^\d+\.json$/.test(name))).toHaveLength(1); // one k3s ever started
 
     await shutDown(second);
-    await waitUntil(() => !isAlive(pid), 'adopted k3s stopped');
+    await waitFor(() => !isAlive(pid), 'adopted k3s stopped', 30_000);
     expect(descendantsOf(process.pid)).toEqual([]);
   });
 
@@ -200,7 +201,7 @@ describe('k3s supervisor', () => {
       JSON.stringify({ pid: process.pid, startTime: '1', binaryPath: FAKE_K3S, startedAt: Date.now() - 60_000 }),
     );
     await fake.supervisor.start();
-    await waitUntil(() => state(fake) === 'running-healthy', 'a fresh k3s');
+    await waitFor(() => state(fake) === 'running-healthy', 'a fresh k3s', 30_000);
     expect(fake.supervisor.status()).toMatchObject({ adopted: false });
     expect(fake.supervisor.status().pid).not.toBe(process.pid);
     expect(fake.kinds()).not.toContain('k3s.adopted');
@@ -210,7 +211,7 @@ describe('k3s supervisor', () => {
 
   it('does not adopt a recorded k3s from another boot, nor signal it', async () => {
     const first = await start();
-    await waitUntil(() => state(first) === 'running-healthy', 'healthy');
+    await waitFor(() => state(first) === 'running-healthy', 'healthy', 30_000);
     const pid = first.supervisor.status().pid!;
     await first.supervisor.stop();
     running = [];
@@ -219,7 +220,7 @@ describe('k3s supervisor', () => {
     writeFileSync(recordFile, JSON.stringify({ ...JSON.parse(readFileSync(recordFile, 'utf8')), bootId: 'another-boot' }));
 
     const second = await start();
-    await waitUntil(() => state(second) === 'running-healthy', 'a fresh k3s');
+    await waitFor(() => state(second) === 'running-healthy', 'a fresh k3s', 30_000);
     expect(second.supervisor.status()).toMatchObject({ adopted: false });
     expect(second.supervisor.status().pid).not.toBe(pid);
     expect(second.kinds()).not.toContain('k3s.adopted');
@@ -228,14 +229,14 @@ describe('k3s supervisor', () => {
 
   it('does not adopt, or signal, a process with the recorded pid and start time that does not run k3s', async () => {
     const other = spawn('sleep', ['300'], { stdio: 'ignore' });
-    await waitUntil(() => processStartTime(other.pid!) !== undefined, 'the other process');
+    await waitFor(() => processStartTime(other.pid!) !== undefined, 'the other process', 30_000);
     const fake = await supervisedFake(dir);
     running.push(fake);
     mkdirSync(fake.workDir, { recursive: true });
     const record = { pid: other.pid, startTime: processStartTime(other.pid!), bootId: currentBootId(), binaryPath: FAKE_K3S, startedAt: Date.now() };
     writeFileSync(join(fake.workDir, 'agent-process.json'), JSON.stringify(record));
     await fake.supervisor.start();
-    await waitUntil(() => state(fake) === 'running-healthy', 'a fresh k3s');
+    await waitFor(() => state(fake) === 'running-healthy', 'a fresh k3s', 30_000);
     expect(fake.supervisor.status()).toMatchObject({ adopted: false });
     expect(fake.kinds()).not.toContain('k3s.adopted');
     await shutDown(fake);
@@ -250,7 +251,7 @@ describe('k3s supervisor', () => {
     copyFileSync(execFileSync('sh', ['-c', 'command -v sleep'], { encoding: 'utf8' }).trim(), unpacked);
     chmodSync(unpacked, 0o755);
     const agent = spawn(unpacked, ['300'], { stdio: 'ignore' });
-    await waitUntil(() => processStartTime(agent.pid!) !== undefined, 'the unpacked agent');
+    await waitFor(() => processStartTime(agent.pid!) !== undefined, 'the unpacked agent', 30_000);
     const fake = await supervisedFake(dir);
     running.push(fake);
     mkdirSync(fake.workDir, { recursive: true });
@@ -266,14 +267,14 @@ describe('k3s supervisor', () => {
 
   it('keeps a k3s stopped on request stopped for the next fleetlet, until restart() lifts the hold', async () => {
     const first = await start();
-    await waitUntil(() => state(first) === 'running-healthy', 'healthy');
+    await waitFor(() => state(first) === 'running-healthy', 'healthy', 30_000);
     await shutDown(first);
     running = [];
     const second = await start();
-    await waitUntil(() => state(second) === 'held', 'held');
+    await waitFor(() => state(second) === 'held', 'held', 30_000);
     expect(readdirSync(dir).filter((name) => /^\d+\.json$/.test(name))).toHaveLength(1);
     await second.supervisor.restart();
-    await waitUntil(() => state(second) === 'running-healthy', 'healthy after the hold was lifted');
+    await waitFor(() => state(second) === 'running-healthy', 'healthy after the hold was lifted', 30_000);
     expect(existsSync(join(second.workDir, 'agent-held'))).toBe(false);
     expect(readdirSync(dir).filter((name) => /^\d+\.json$/.test(name))).toHaveLength(2);
   });
@@ -292,7 +293,7 @@ describe('k3s supervisor', () => {
         await gate;
       },
     });
-    await waitUntil(() => state(fake) === 'running-healthy', 'healthy');
+    await waitFor(() => state(fake) === 'running-healthy', 'healthy', 30_000);
     const firstRestart = fake.supervisor.restart();
     await entered;
     // An upgrade swaps the binary now and asks again; the launch under way may already have read the old one.
@@ -301,7 +302,7 @@ describe('k3s supervisor', () => {
     await firstRestart;
     await secondRestart;
     expect(launches).toBe(3);
-    await waitUntil(() => state(fake) === 'running-healthy', 'healthy after both restarts');
+    await waitFor(() => state(fake) === 'running-healthy', 'healthy after both restarts', 30_000);
     expect(fake.supervisor.status().restarts).toBe(2);
   });
 
@@ -313,12 +314,12 @@ describe('k3s supervisor', () => {
       stdio: 'ignore',
     });
     try {
-      await waitUntil(() => readFileSync(`/proc/${foreign.pid}/cmdline`, 'utf8').includes(`${binaryPath}\0agent`), 'the other agent');
+      await waitFor(() => readFileSync(`/proc/${foreign.pid}/cmdline`, 'utf8').includes(`${binaryPath}\0agent`), 'the other agent', 30_000);
       const fake = await supervisedFake(dir, {}, { binaryPath });
       running.push(fake);
       fake.script([{ crashAfterMs: 200, crashMode: 'exit0' }, {}]);
       await fake.supervisor.start();
-      await waitUntil(() => state(fake) === 'running-healthy' && fake.supervisor.status().restarts === 1, 'own k3s healthy after a restart');
+      await waitFor(() => state(fake) === 'running-healthy' && fake.supervisor.status().restarts === 1, 'own k3s healthy after a restart', 30_000);
       const warnings = fake.events.filter((event) => event.kind === 'k3s.foreign-process');
       expect(warnings).toHaveLength(1);
       expect(warnings[0]!.detail).toEqual({ pids: [foreign.pid] });
@@ -333,11 +334,11 @@ describe('k3s supervisor', () => {
     const fake = await supervisedFake(dir, {}, { binaryPath });
     running.push(fake);
     await fake.supervisor.start();
-    await waitUntil(() => state(fake) === 'not-installed', 'not installed');
+    await waitFor(() => state(fake) === 'not-installed', 'not installed', 30_000);
     expect(fake.kinds().filter((kind) => kind === 'k3s.not-installed')).toHaveLength(1);
     copyFileSync(FAKE_K3S, binaryPath);
     chmodSync(binaryPath, 0o755);
-    await waitUntil(() => state(fake) !== 'not-installed', 'started');
+    await waitFor(() => state(fake) !== 'not-installed', 'started', 30_000);
     expect(fake.kinds()).not.toContain('k3s.start-failed');
   });
 });

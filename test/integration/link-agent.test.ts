@@ -1,5 +1,6 @@
-import { afterEach, describe, expect, it } from 'vitest';
-import { startCli, waitFor } from '../helpers/cli.js';
+import { describe, expect, it, onTestFinished } from 'vitest';
+import { startCli } from '../helpers/cli.js';
+import { waitFor } from '../helpers/wait.js';
 import { writeAgentConfig } from '../helpers/agent-config.js';
 import { startTestBroker, type TestBroker } from '../helpers/mosquitto.js';
 import { Observer } from '../helpers/observer.js';
@@ -10,14 +11,9 @@ import { freePort } from '../helpers/ports.js';
 // An id of this file's own: an agent of another test that outlived its broker must never meet ours on a reused port.
 const DEVICE_ID = `link-agent-${process.pid}`;
 const PRESENCE = `fleetlet/v1/devices/${DEVICE_ID}/presence`;
-const cleanups: (() => Promise<void> | void)[] = [];
-afterEach(async () => {
-  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
-});
-
 async function setup(port?: number) {
   const { dir, cleanup } = tempDir();
-  cleanups.push(cleanup);
+  onTestFinished(cleanup);
   const brokerPort = port ?? (await freePort());
   const config = writeAgentConfig(dir, {
     device: { id: DEVICE_ID },
@@ -28,7 +24,7 @@ async function setup(port?: number) {
 
 function agent(config: string) {
   const run = startCli(['agent', '--config', config]);
-  cleanups.push(async () => {
+  onTestFinished(async () => {
     if (run.child.exitCode === null && run.child.signalCode === null) {
       run.child.kill('SIGKILL');
       await run.exited;
@@ -39,7 +35,7 @@ function agent(config: string) {
 
 async function broker(port: number): Promise<TestBroker> {
   const started = await startTestBroker({ port });
-  cleanups.push(() => started.close());
+  onTestFinished(() => started.close());
   return started;
 }
 
@@ -65,7 +61,7 @@ describe('agent process and presence', () => {
 
     const up = await broker(brokerPort);
     const fleet = await Observer.connect(up.url, [PRESENCE]);
-    cleanups.push(() => fleet.close());
+    onTestFinished(() => fleet.close());
     await explained(run, fleet.waitFor((m) => (m.json as PresenceJson)?.state === 'online', 'the birth message', 45_000));
     expect(presence(fleet)[0]).toMatchObject({ state: 'online', bootSequence: 1 });
   });
@@ -74,7 +70,7 @@ describe('agent process and presence', () => {
     const { config, brokerPort } = await setup();
     const up = await broker(brokerPort);
     const fleet = await Observer.connect(up.url, [PRESENCE]);
-    cleanups.push(() => fleet.close());
+    onTestFinished(() => fleet.close());
 
     const first = agent(config);
     await explained(first, fleet.waitFor((m) => (m.json as PresenceJson)?.state === 'online', 'the first birth', 45_000));
@@ -108,7 +104,7 @@ describe('agent process and presence', () => {
 
   it('refuses to start with a malformed broker section, naming the key', async () => {
     const { dir, cleanup } = tempDir();
-    cleanups.push(cleanup);
+    onTestFinished(cleanup);
     const config = writeAgentConfig(dir, { broker: { url: 'mqtt://127.0.0.1:1', allowPlaintext: true, topicRoot: 'a/+/b' } });
     const run = agent(config);
     expect(await run.exited).toBe(78);

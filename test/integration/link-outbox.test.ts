@@ -1,21 +1,16 @@
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it, onTestFinished } from 'vitest';
 import { ConfigSchema } from '../../src/config/schema.js';
 import { Drainer } from '../../src/link/drain.js';
 import { openDatabase } from '../../src/store/db.js';
 import { outboxLimitsFromConfig } from '../../src/store/outbox-limits.js';
 import { SqliteOutbox } from '../../src/store/sqlite-outbox.js';
-import { waitFor } from '../helpers/cli.js';
+import { waitFor } from '../helpers/wait.js';
 import { brokerBehindProxy } from '../helpers/fault-proxy.js';
 import { brokerConfig, makeLink } from '../helpers/link.js';
 import { Observer } from '../helpers/observer.js';
 import { tempDir } from '../helpers/paths.js';
 
 const STATUS = 'fleetlet/v1/devices/dev-a/status';
-const cleanups: (() => Promise<void> | void)[] = [];
-afterEach(async () => {
-  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
-});
-
 /** The link with the real outbox and drainer on a real SQLite file, as the agent wires them. */
 function device() {
   const { dir, cleanup } = tempDir();
@@ -23,7 +18,7 @@ function device() {
   const config = ConfigSchema.parse({ broker: { url: 'mqtt://127.0.0.1:1', allowPlaintext: true } });
   const outbox = new SqliteOutbox(opened.db, { limits: outboxLimitsFromConfig(config.limits) });
   const drainer = new Drainer(outbox, { window: 50 });
-  cleanups.push(() => {
+  onTestFinished(() => {
     opened.db.close();
     cleanup();
   });
@@ -39,11 +34,11 @@ const seenSeqs = (observer: Observer) => new Set(observer.messages.map((m) => (m
 
 describe('link and outbox', () => {
   it('delivers everything queued while the broker was away once it is back, marked historical, oldest first', async () => {
-    const { up, proxy } = await brokerBehindProxy(cleanups);
+    const { up, proxy } = await brokerBehindProxy();
     const { outbox, drainer } = device();
     const { link } = makeLink(brokerConfig(proxy.url), { drain: drainer });
     link.start();
-    cleanups.push(() => link.stop());
+    onTestFinished(() => link.stop());
     await waitFor(() => link.state().connected, 'the link to connect');
 
     proxy.refuse(); // the device stays away until the fleet's observer is back on the restarted broker
@@ -54,7 +49,7 @@ describe('link and outbox', () => {
 
     await up.restart();
     const fleet = await Observer.connect(up.url, [STATUS]);
-    cleanups.push(() => fleet.close());
+    onTestFinished(() => fleet.close());
     proxy.heal();
     await waitFor(() => seenSeqs(fleet).size === 300, 'all 300 queued statuses at the fleet', 30_000);
     await waitFor(() => queued(outbox) === 0, 'the outbox to empty after the PUBACKs');
@@ -70,11 +65,11 @@ describe('link and outbox', () => {
   });
 
   it('settles every in-flight publish when a black-holed link is dropped, then delivers the rest', async () => {
-    const { proxy } = await brokerBehindProxy(cleanups);
+    const { proxy } = await brokerBehindProxy();
     const { outbox, drainer } = device();
     const { link } = makeLink(brokerConfig(proxy.url), { drain: drainer });
     link.start();
-    cleanups.push(() => link.stop());
+    onTestFinished(() => link.stop());
     await waitFor(() => link.state().connected, 'the link to connect');
     proxy.blackhole();
     for (let seq = 1; seq <= 500; seq++) enqueueStatus(outbox, seq);
@@ -88,12 +83,12 @@ describe('link and outbox', () => {
   });
 
   it('keeps unacknowledged records when the broker dies mid-drain, and sends them after the restart', async () => {
-    const { up, proxy } = await brokerBehindProxy(cleanups);
+    const { up, proxy } = await brokerBehindProxy();
     const { outbox, drainer } = device();
     for (let seq = 1; seq <= 5000; seq++) enqueueStatus(outbox, seq);
     const { link } = makeLink(brokerConfig(proxy.url), { drain: drainer });
     link.start();
-    cleanups.push(() => link.stop());
+    onTestFinished(() => link.stop());
     await waitFor(() => drainer.counters.acknowledged > 0, 'the drain to begin');
     proxy.refuse();
     await up.stop();
@@ -106,7 +101,7 @@ describe('link and outbox', () => {
 
     await up.restart();
     const fleet = await Observer.connect(up.url, [STATUS]);
-    cleanups.push(() => fleet.close());
+    onTestFinished(() => fleet.close());
     proxy.heal();
     await waitFor(() => queued(outbox) === 0, 'the rest to be delivered', 30_000);
     const seen = seenSeqs(fleet);

@@ -1,6 +1,6 @@
 import { spawn } from 'node:child_process';
 import { expect, it } from 'vitest';
-import { waitFor } from '../helpers/cli.js';
+import { waitFor } from '../helpers/wait.js';
 import { descendantsOf } from '../helpers/processes.js';
 import { REPO_ROOT, tempDir } from '../helpers/paths.js';
 

@@ -1,13 +1,13 @@
 import { pbkdf2Sync, randomBytes } from 'node:crypto';
 import { chmodSync, copyFileSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
 import type { IClientOptions } from 'mqtt';
 import { loadConfig } from '../../src/config/load.js';
 import { ConfigError } from '../../src/lib/errors.js';
 import type { MqttLink } from '../../src/link/link.js';
 import { createCa, issueCert, type KeyPair } from '../helpers/certs.js';
-import { waitFor } from '../helpers/cli.js';
+import { waitFor } from '../helpers/wait.js';
 import { announced, brokerConfig, makeLink } from '../helpers/link.js';
 import { mosquittoAvailable, startMosquitto, type TestBroker } from '../helpers/mosquitto.js';
 import { Observer } from '../helpers/observer.js';
@@ -40,7 +40,6 @@ describe.skipIf(!mosquittoAvailable())('link over TLS with the shipped mosquitto
   let broker: TestBroker;
   let url: string;
   let cleanupDir: () => void;
-  const cleanups: (() => Promise<void> | void)[] = [];
 
   beforeAll(async () => {
     const temp = tempDir('fleetlet-pki-');
@@ -75,10 +74,6 @@ describe.skipIf(!mosquittoAvailable())('link over TLS with the shipped mosquitto
     cleanupDir?.();
   });
 
-  afterEach(async () => {
-    for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
-  });
-
   const tls = (pair: KeyPair, overrides: Record<string, unknown> = {}) => ({
     tls: { caFile: pki.ca.cert, certFile: pair.cert, keyFile: pair.key, ...overrides },
   });
@@ -86,7 +81,7 @@ describe.skipIf(!mosquittoAvailable())('link over TLS with the shipped mosquitto
   function link(deviceId: string, pair: KeyPair, overrides: Record<string, unknown> = {}) {
     const made = makeLink(brokerConfig(url, tls(pair, overrides)), { deviceId, groups: ['canary'] });
     made.link.start();
-    cleanups.push(() => made.link.stop());
+    onTestFinished(() => made.link.stop());
     return made;
   }
 
@@ -99,7 +94,7 @@ describe.skipIf(!mosquittoAvailable())('link over TLS with the shipped mosquitto
 
   async function operator(topics: string[]): Promise<Observer> {
     const observer = await Observer.connect(url, topics, asClient(pki.operator, { clientId: 'fleet-operator' }));
-    cleanups.push(() => observer.close());
+    onTestFinished(() => observer.close());
     return observer;
   }
 
@@ -158,7 +153,7 @@ describe.skipIf(!mosquittoAvailable())('link over TLS with the shipped mosquitto
       [`${ROOT}/devices/dev-a/commands`, `${ROOT}/devices/+/commands`, `${ROOT}/#`],
       asClient(pki.devB, { clientId: 'dev-a' }),
     );
-    cleanups.push(() => intruder.close());
+    onTestFinished(() => intruder.close());
     await intruder.client.publishAsync(`${ROOT}/devices/dev-a/presence`, 'forged', { qos: 1, retain: true });
     await intruder.client.publishAsync(`${ROOT}/devices/dev-a/status`, 'forged', { qos: 1 });
     await intruder.client.publishAsync(`${ROOT}/devices/dev-b/status`, 'legit', { qos: 1 });

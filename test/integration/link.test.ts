@@ -1,13 +1,13 @@
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it, onTestFinished } from 'vitest';
 import { ConfigError } from '../../src/lib/errors.js';
 import type { MqttLink, LinkDrain } from '../../src/link/link.js';
 import type { Publisher } from '../../src/link/drain.js';
 import { INVENTORY_EXAMPLE } from '../../src/protocol/inventory.js';
 import { openDatabase } from '../../src/store/db.js';
 import { nextBootSequence } from '../../src/link/boot-sequence.js';
-import { waitFor } from '../helpers/cli.js';
+import { waitFor } from '../helpers/wait.js';
 import { brokerBehindProxy } from '../helpers/fault-proxy.js';
 import { announced, brokerConfig, makeLink } from '../helpers/link.js';
 import { startTestBroker, type TestBroker } from '../helpers/mosquitto.js';
@@ -17,26 +17,21 @@ import { freePort } from '../helpers/ports.js';
 
 const PRESENCE = 'fleetlet/v1/devices/dev-a/presence';
 const INVENTORY = 'fleetlet/v1/devices/dev-a/inventory';
-const cleanups: (() => Promise<void> | void)[] = [];
-afterEach(async () => {
-  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
-});
-
 async function broker(port?: number): Promise<TestBroker> {
   const started = await startTestBroker(port ? { port } : {});
-  cleanups.push(() => started.close());
+  onTestFinished(() => started.close());
   return started;
 }
 
 async function observe(url: string, topics = ['fleetlet/v1/#']): Promise<Observer> {
   const observer = await Observer.connect(url, topics);
-  cleanups.push(() => observer.close());
+  onTestFinished(() => observer.close());
   return observer;
 }
 
 function started(link: MqttLink): MqttLink {
   link.start();
-  cleanups.push(() => link.stop());
+  onTestFinished(() => link.stop());
   return link;
 }
 
@@ -94,7 +89,7 @@ describe('link: offline first', () => {
 
 describe('link: presence', () => {
   it('keeps the retained presence right through connect, lost connection, reconnect and clean stop', async () => {
-    const { up, proxy } = await brokerBehindProxy(cleanups);
+    const { up, proxy } = await brokerBehindProxy();
     const fleet = await observe(up.url, [PRESENCE]);
     const { link } = makeLink(brokerConfig(proxy.url));
     started(link);
@@ -131,7 +126,7 @@ describe('link: presence', () => {
   });
 
   it('stops within its bound when the link is black-holed', async () => {
-    const { proxy } = await brokerBehindProxy(cleanups);
+    const { proxy } = await brokerBehindProxy();
     // A long keepalive: without the stop bound, the goodbye would wait for a PUBACK that never comes.
     const { link } = makeLink(brokerConfig(proxy.url, { keepaliveSeconds: 120 }), { stopTimeoutMs: 500 });
     link.start();
@@ -155,7 +150,7 @@ describe('link: presence', () => {
 
   it('refuses unreadable or oversized TLS files up front, naming the key', () => {
     const { dir, cleanup } = tempDir();
-    cleanups.push(cleanup);
+    onTestFinished(cleanup);
     const huge = join(dir, 'huge.pem');
     writeFileSync(huge, Buffer.alloc(300 * 1024, 0x41));
     const withTls = (tls: Record<string, string>) => () => makeLink(brokerConfig('mqtts://127.0.0.1:8883', { tls }));
@@ -166,7 +161,7 @@ describe('link: presence', () => {
 
   it('increments the boot sequence in the state database at every start', () => {
     const { dir, cleanup } = tempDir();
-    cleanups.push(cleanup);
+    onTestFinished(cleanup);
     const first = openDatabase({ stateDir: dir, fleetletVersion: 'test' });
     expect([nextBootSequence(first.db), nextBootSequence(first.db)]).toEqual([1, 2]);
     first.db.close();
@@ -178,7 +173,7 @@ describe('link: presence', () => {
 
 describe('link: faults on the wire', () => {
   it('detects a black-holed link by keepalive, and reconnects once it heals', async () => {
-    const { up, proxy } = await brokerBehindProxy(cleanups);
+    const { up, proxy } = await brokerBehindProxy();
     const fleet = await observe(up.url, [PRESENCE]);
     const { link } = makeLink(brokerConfig(proxy.url, { keepaliveSeconds: 5 }));
     started(link);
@@ -198,7 +193,7 @@ describe('link: faults on the wire', () => {
   });
 
   it('survives garbage from the broker side: drops the connection and comes back', async () => {
-    const { proxy } = await brokerBehindProxy(cleanups);
+    const { proxy } = await brokerBehindProxy();
     const { link } = makeLink(brokerConfig(proxy.url));
     started(link);
     await connected(link);
@@ -210,7 +205,7 @@ describe('link: faults on the wire', () => {
   });
 
   it('still connects and delivers over a slow link', async () => {
-    const { up, proxy } = await brokerBehindProxy(cleanups);
+    const { up, proxy } = await brokerBehindProxy();
     proxy.slow(300);
     const fleet = await observe(up.url, [PRESENCE]);
     const { link } = makeLink(brokerConfig(proxy.url));
@@ -220,7 +215,7 @@ describe('link: faults on the wire', () => {
   });
 
   it('reconnects after the connection is cut repeatedly, backing off while the broker refuses', async () => {
-    const { proxy } = await brokerBehindProxy(cleanups);
+    const { proxy } = await brokerBehindProxy();
     const { link } = makeLink(brokerConfig(proxy.url));
     started(link);
     await connected(link);
@@ -257,7 +252,7 @@ describe('link: commands and the drain', () => {
   });
 
   it('receives commands sent while it was away, through its persistent session', async () => {
-    const { up, proxy } = await brokerBehindProxy(cleanups);
+    const { up, proxy } = await brokerBehindProxy();
     const made = makeLink(brokerConfig(proxy.url));
     const { link } = made;
     const received: string[] = [];
@@ -304,7 +299,7 @@ describe('link: commands and the drain', () => {
   });
 
   it('starts the drain after the birth on every connect and stops it on disconnect', async () => {
-    const { up, proxy } = await brokerBehindProxy(cleanups);
+    const { up, proxy } = await brokerBehindProxy();
     const fleet = await observe(up.url, [PRESENCE, 'fleetlet/v1/devices/dev-a/status']);
     const events: string[] = [];
     let publisher: Publisher | undefined;

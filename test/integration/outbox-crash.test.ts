@@ -3,7 +3,8 @@ import { join } from 'node:path';
 import BetterSqlite3 from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DATABASE_FILE } from '../../src/store/db.js';
-import { ArrivalRecorder, waitFor } from '../fixtures/outbox-mqtt.js';
+import { ArrivalRecorder } from '../fixtures/outbox-mqtt.js';
+import { waitFor } from '../helpers/wait.js';
 import { mosquittoAvailable, startMosquitto, type TestBroker } from '../helpers/mosquitto.js';
 import { REPO_ROOT, tempDir } from '../helpers/paths.js';
 import { bundleFixture } from '../helpers/bundle-fixture.js';
@@ -119,7 +120,7 @@ describe.skipIf(!mosquittoAvailable())('outbox under SIGKILL', () => {
           const arrived = arrivals.ids();
           return [...enqueued.keys()].filter((id) => !queued.has(id) && !arrived.has(id));
         };
-        await waitFor(() => missing().length === 0, 10_000, `records neither queued nor arrived: ${missing().slice(0, 5).join(', ')}`);
+        await waitFor(() => missing().length === 0, `records neither queued nor arrived: ${missing().slice(0, 5).join(', ')}`, 10_000);
       }
       expect(killedWhileWorking).toBeGreaterThan(KILLS / 2);
 
@@ -131,7 +132,7 @@ describe.skipIf(!mosquittoAvailable())('outbox under SIGKILL', () => {
         const arrived = arrivals.ids();
         return [...enqueued.keys()].every((id) => arrived.has(id));
       };
-      await waitFor(allArrived, 15_000, 'every record at the subscriber');
+      await waitFor(allArrived, 'every record at the subscriber', 15_000);
 
       // A duplicate is the same record sent again: same key, same id. Never a second id for one key.
       const idsByKey = new Map<string, Set<string>>();

@@ -1,7 +1,8 @@
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ArrivalRecorder, waitFor } from '../fixtures/outbox-mqtt.js';
+import { ArrivalRecorder } from '../fixtures/outbox-mqtt.js';
+import { waitFor } from '../helpers/wait.js';
 import { mosquittoAvailable, startMosquitto, type TestBroker } from '../helpers/mosquitto.js';
 import { REPO_ROOT, tempDir } from '../helpers/paths.js';
 import { bundleFixture } from '../helpers/bundle-fixture.js';
@@ -34,7 +35,7 @@ describe.skipIf(!mosquittoAvailable())('outbox on a full disk, in a real process
     let stderr = '';
     child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
     child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-    await waitFor(() => stdout.includes('LOGGED'), 30_000, 'the child to fill its disk');
+    await waitFor(() => stdout.includes('LOGGED'), 'the child to fill its disk', 30_000);
     const filled = /FILLED diskFull=(\d+) droppedStatus=(\d+) events=(\d+)/.exec(stdout);
     expect(filled, stderr).not.toBeNull();
     const [diskFull, droppedStatus, events] = filled!.slice(1).map(Number) as [number, number, number];
@@ -48,15 +49,15 @@ describe.skipIf(!mosquittoAvailable())('outbox on a full disk, in a real process
     const arrivals = await ArrivalRecorder.start(broker.url, `${TOPIC_ROOT}/#`);
     try {
       child.stdin.write('connect\n');
-      await waitFor(() => eventIds.every((id) => arrivals.ids().has(id)), 30_000, 'every event at the subscriber');
+      await waitFor(() => eventIds.every((id) => arrivals.ids().has(id)), 'every event at the subscriber', 30_000);
       // The newest status is sent first on connect and carries the counts, disk-full included.
-      await waitFor(() => arrivals.arrivals.some((a) => a.topic.endsWith('/status')), 10_000, 'a status');
+      await waitFor(() => arrivals.arrivals.some((a) => a.topic.endsWith('/status')), 'a status', 10_000);
       const firstStatus = arrivals.arrivals.find((a) => a.topic.endsWith('/status'))!;
       expect(firstStatus.body.outboxDrops).toMatchObject({ diskFull: expect.any(Number), status: expect.any(Number) });
       expect((firstStatus.body.outboxDrops as { diskFull: number }).diskFull).toBeGreaterThan(0);
       // Still full and still working: new statuses keep arriving.
       const seen = arrivals.arrivals.length;
-      await waitFor(() => arrivals.arrivals.length >= seen + 20, 20_000, 'statuses enqueued on the full disk');
+      await waitFor(() => arrivals.arrivals.length >= seen + 20, 'statuses enqueued on the full disk', 20_000);
       expect(child.exitCode).toBeNull();
     } finally {
       await arrivals.close();

@@ -2,17 +2,15 @@ import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, readlinkSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it, onTestFinished } from 'vitest';
 import { provision, type ProvisionOptions } from '../../src/cli/provision.js';
 import { SYSTEMD_UNIT } from '../../src/cli/provision-unit.js';
 import { ConfigError } from '../../src/lib/errors.js';
 import { FLEETLET_BUNDLE, REPO_ROOT, tempDir } from '../helpers/paths.js';
 
-const cleanups: (() => void)[] = [];
-afterEach(() => cleanups.splice(0).forEach((cleanup) => cleanup()));
 function scratch(): string {
   const { dir, cleanup } = tempDir('fleetlet-provision-');
-  cleanups.push(cleanup);
+  onTestFinished(cleanup);
   return dir;
 }
 

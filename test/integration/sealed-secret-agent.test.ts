@@ -1,14 +1,14 @@
 import { execFile } from 'node:child_process';
 import { chmodSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it, onTestFinished } from 'vitest';
 import { stringify } from 'yaml';
 import { generateSigningKey } from '../../src/fleet/keygen.js';
 import { InventorySchema } from '../../src/protocol/inventory.js';
-import { waitFor } from '../helpers/cli.js';
+import { waitFor } from '../helpers/wait.js';
 import { fakeK3sBinary } from '../helpers/fake-k3s.js';
 import { startMosquitto } from '../helpers/mosquitto.js';
-import { isolatedK3s, startAgentWithFakeK3s } from '../helpers/agent-config.js';
+import { isolatedK3s, savedK3sState, startAgentWithFakeK3s } from '../helpers/agent-config.js';
 import { Observer } from '../helpers/observer.js';
 import { FLEETLET_BUNDLE, tempDir } from '../helpers/paths.js';
 import { freePort } from '../helpers/ports.js';
@@ -18,19 +18,14 @@ import { freePort } from '../helpers/ports.js';
  * the real agent published in its inventory, carried by the real mosquitto, opened by the agent and handed to its
  * (fake) k3s. Nobody on the broker sees it in clear.
  */
-const cleanups: (() => Promise<void> | void)[] = [];
-afterEach(async () => {
-  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
-});
-
 const NEW_TOKEN = 'K10sealed-rotation-token-0123456789abcdef::node:rotated-secret-value';
 
 describe('a sealed join token through the real agent', () => {
   it('k3s.configure with a sealed token reaches k3s, and the token never crosses the broker in clear', async () => {
     const { dir, cleanup } = tempDir('fleetlet-sealed-e2e-');
-    cleanups.push(cleanup);
+    onTestFinished(cleanup);
     const broker = await startMosquitto();
-    cleanups.push(() => broker.close());
+    onTestFinished(() => broker.close());
     const binaryPath = join(dir, 'bin', 'k3s');
     mkdirSync(dirname(binaryPath), { recursive: true });
     writeFileSync(binaryPath, fakeK3sBinary(64 * 1024, 'installed'));
@@ -55,10 +50,10 @@ describe('a sealed join token through the real agent', () => {
     );
     // Everything that crosses the broker, commands included.
     const wire = await Observer.connect(broker.url, ['fleetlet/v1/#']);
-    cleanups.push(() => wire.close());
+    onTestFinished(() => wire.close());
     const agent = startAgentWithFakeK3s(configFile, dir, healthzPort, { FAKE_K3S_RECORD_DIR: records });
-    cleanups.push(agent.stop);
-    await waitFor(() => agent.output().includes('"to":"running-healthy"'), `k3s healthy (${agent.output().slice(-2000)})`, 30_000);
+    onTestFinished(agent.stop);
+    await waitFor(() => savedK3sState(join(dir, 'state')) === 'running-healthy', () => `k3s healthy (${agent.output().slice(-2000)})`, 30_000);
     const inventory = InventorySchema.parse(wire.messages.find((m) => m.topic.endsWith('/pi-sealed/inventory'))?.json);
     expect(inventory.sealKey).toMatch(/^[A-Za-z0-9+/]{43}=$/);
     expect(readFileSync(join(dir, 'state', 'seal-key.pem'), 'utf8')).toContain('PRIVATE KEY');

@@ -1,7 +1,7 @@
 import { existsSync, readdirSync, readFileSync, statSync, truncateSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import BetterSqlite3 from 'better-sqlite3';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it, onTestFinished } from 'vitest';
 import { DATABASE_FILE, openDatabase } from '../../src/store/db.js';
 import { MIGRATIONS, LATEST_SCHEMA_VERSION } from '../../src/store/migrations.js';
 import { EventLog } from '../../src/store/event-log.js';
@@ -20,13 +20,9 @@ import { EventSchema, isEventKind, type FleetEvent } from '../../src/protocol/ev
 const EVENT_LOG_LIMITS = { maxRows: 2000, maxBytes: 2 * 1024 * 1024 };
 
 const operator = testKey('ops');
-const cleanups: (() => Promise<void> | void)[] = [];
-afterEach(async () => {
-  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
-});
 function stateDir(): string {
   const { dir, cleanup } = tempDir('fleetlet-db-');
-  cleanups.push(cleanup);
+  onTestFinished(cleanup);
   return join(dir, 'state');
 }
 /** A last write before the clock of open(): the recovery time is then the horizon. */
@@ -270,7 +266,7 @@ describe('state database', () => {
   it('records the recovery locally and reports it to the fleet when the agent starts on a corrupt file', async () => {
     const dir = stateDir();
     const broker = await startTestBroker();
-    cleanups.push(() => broker.close());
+    onTestFinished(() => broker.close());
     const deviceId = `db-recovery-${process.pid}`;
     const config = writeAgentConfig(join(dir, '..'), {
       stateDir: dir,
@@ -278,11 +274,11 @@ describe('state database', () => {
       broker: { url: broker.url, allowPlaintext: true },
     });
     const fleet = await Observer.connect(broker.url, [`fleetlet/v1/devices/${deviceId}/events`]);
-    cleanups.push(() => fleet.close());
+    onTestFinished(() => fleet.close());
     open(dir).db.close();
     writeFileSync(join(dir, DATABASE_FILE), 'not a database at all, just text '.repeat(300));
     const agent = startCli(['agent', '--config', config]);
-    cleanups.push(() => void agent.child.kill('SIGKILL'));
+    onTestFinished(() => void agent.child.kill('SIGKILL'));
     const seen = await fleet.waitFor((m) => (m.json as FleetEvent | undefined)?.kind === 'state.database-recovered', 'the recovery event');
     const event = EventSchema.parse(seen.json);
     expect(event).toMatchObject({ state: 'occurred', detail: { journalRowsSalvaged: 0, copiesRemoved: 0 } });

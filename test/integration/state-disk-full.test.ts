@@ -2,9 +2,10 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { closeSync, mkdirSync, openSync, rmSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import BetterSqlite3 from 'better-sqlite3';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it, onTestFinished } from 'vitest';
 import { writeAgentConfig } from '../helpers/agent-config.js';
-import { startCli, waitFor } from '../helpers/cli.js';
+import { startCli } from '../helpers/cli.js';
+import { waitFor } from '../helpers/wait.js';
 import { mosquittoAvailable, startMosquitto } from '../helpers/mosquitto.js';
 import { Observer } from '../helpers/observer.js';
 import { REPO_ROOT, tempDir } from '../helpers/paths.js';
@@ -34,17 +35,13 @@ function canMountTmpfs(): boolean {
 const MOUNTABLE = canMountTmpfs();
 if (!MOUNTABLE) console.warn('state-disk-full tests skipped: mounting a tmpfs needs root (mount -t tmpfs)');
 
-const cleanups: (() => Promise<void> | void)[] = [];
-afterEach(async () => {
-  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
-});
-
 function smallFileSystem(): string {
   const { dir, cleanup } = tempDir('fleetlet-disk-full-');
   const mountPoint = join(dir, 'mnt');
   mkdirSync(mountPoint);
   expect(spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=4m', 'tmpfs', mountPoint]).status).toBe(0);
-  cleanups.push(cleanup, () => void spawnSync('umount', ['-l', mountPoint]));
+  onTestFinished(cleanup);
+  onTestFinished(() => void spawnSync('umount', ['-l', mountPoint]));
   return mountPoint;
 }
 
@@ -72,7 +69,7 @@ async function notifyReceiver(dir: string): Promise<{ socket: string; received: 
   const receiver: ChildProcess = spawn('python3', [join(REPO_ROOT, 'test/fixtures/notify-receiver.py'), socket]);
   let received = '';
   receiver.stdout!.on('data', (chunk: Buffer) => (received += chunk.toString()));
-  cleanups.push(() => void receiver.kill());
+  onTestFinished(() => void receiver.kill());
   await waitFor(() => received.includes('listening'), 'the notify socket');
   return { socket, received: () => received };
 }
@@ -84,10 +81,10 @@ describe.skipIf(!MOUNTABLE || !mosquittoAvailable())('an agent whose state file 
   it.each(['SIGTERM', 'SIGKILL'] as const)('after a %s: starts degraded on an in-memory copy, reports state.disk-full, keeps its boot sequence, refuses commands, and leaves the file alone', { timeout: 90_000 }, async (stopSignal) => {
     const mountPoint = smallFileSystem();
     const broker = await startMosquitto();
-    cleanups.push(() => broker.close());
+    onTestFinished(() => broker.close());
     const operator = testKey('ops');
     const { dir, cleanup } = tempDir('fleetlet-disk-full-config-');
-    cleanups.push(cleanup);
+    onTestFinished(cleanup);
     const config = writeAgentConfig(dir, {
       broker: { url: broker.url },
       stateDir: join(mountPoint, 'state'),
@@ -95,17 +92,19 @@ describe.skipIf(!MOUNTABLE || !mosquittoAvailable())('an agent whose state file 
     });
 
     // A first run with room writes the state: boot sequence 1.
+    const firstSeen = await Observer.connect(broker.url, [`${ROOT}/presence`]);
+    onTestFinished(() => firstSeen.close());
     const first = startCli(['agent', '--config', config]);
-    await waitFor(() => first.output().includes('online: subscribed to commands and announced'), 'the first run online');
+    await firstSeen.waitFor((m) => (m.json as { state?: string }).state === 'online', 'the first run online');
     first.child.kill(stopSignal);
     await first.exited;
 
     const filler = fill(mountPoint);
     const observer = await Observer.connect(broker.url, [`${ROOT}/#`]);
-    cleanups.push(() => observer.close());
+    onTestFinished(() => observer.close());
     const { socket, received } = await notifyReceiver(dir);
     const second = startCli(['agent', '--config', config], { NOTIFY_SOCKET: socket, WATCHDOG_USEC: '400000' });
-    cleanups.push(() => void second.child.kill('SIGKILL'));
+    onTestFinished(() => void second.child.kill('SIGKILL'));
 
     const event = await observer.waitFor(
       (m) => m.topic === `${ROOT}/events` && (m.json as { kind?: string }).kind === 'state.disk-full',
@@ -145,16 +144,16 @@ describe.skipIf(!MOUNTABLE || !mosquittoAvailable())('an agent whose state file 
   it('starts on an empty in-memory state when a fresh device has no room for its database at all', { timeout: 60_000 }, async () => {
     const mountPoint = smallFileSystem();
     const broker = await startMosquitto();
-    cleanups.push(() => broker.close());
+    onTestFinished(() => broker.close());
     const { dir, cleanup } = tempDir('fleetlet-disk-full-config-');
-    cleanups.push(cleanup);
+    onTestFinished(cleanup);
     const config = writeAgentConfig(dir, { broker: { url: broker.url }, stateDir: join(mountPoint, 'state') });
     mkdirSync(join(mountPoint, 'state'), { mode: 0o700 });
     fill(mountPoint);
     const observer = await Observer.connect(broker.url, [`${ROOT}/#`]);
-    cleanups.push(() => observer.close());
+    onTestFinished(() => observer.close());
     const agent = startCli(['agent', '--config', config]);
-    cleanups.push(() => void agent.child.kill('SIGKILL'));
+    onTestFinished(() => void agent.child.kill('SIGKILL'));
     const event = await observer.waitFor(
       (m) => m.topic === `${ROOT}/events` && (m.json as { kind?: string }).kind === 'state.disk-full',
       'the state.disk-full event at the broker',
@@ -176,7 +175,7 @@ describe.skipIf(!MOUNTABLE || !mosquittoAvailable())('an agent whose state file 
       telemetry: { http: { enabled: false } },
     });
     const { db } = openDatabase({ stateDir, fleetletVersion: 'test' });
-    cleanups.push(() => void db.close());
+    onTestFinished(() => void db.close());
     const roomy = { maxRows: 1_000_000, maxBytes: 1 << 30 };
     const outbox = new SqliteOutbox(db, {
       limits: { budgets: { status: roomy, event: roomy, result: roomy }, maxTotalBytes: 1 << 30, maxRecordBytes: 1 << 16 },

@@ -1,18 +1,16 @@
 import { copyFileSync, existsSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import BetterSqlite3 from 'better-sqlite3';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it, onTestFinished } from 'vitest';
 import { DatabaseTooNewError } from '../../src/lib/errors.js';
 import { DATABASE_FILE, openDatabase, type Database } from '../../src/store/db.js';
 import { MIGRATIONS, type Migration } from '../../src/store/migrations.js';
 import { REVERTED_FILE, restoreSnapshot, snapshotDatabase, snapshotPath } from '../../src/store/snapshot.js';
 import { tempDir } from '../helpers/paths.js';
 
-const cleanups: (() => void)[] = [];
-afterEach(() => cleanups.splice(0).forEach((fn) => fn()));
 function stateDir(): string {
   const { dir, cleanup } = tempDir('fleetlet-snapshot-');
-  cleanups.push(cleanup);
+  onTestFinished(cleanup);
   return join(dir, 'state');
 }
 const open = (dir: string, migrations: readonly Migration[] = MIGRATIONS) => openDatabase({ stateDir: dir, fleetletVersion: 'test', migrations }).db;

@@ -3,7 +3,7 @@ import { chmodSync, lstatSync, mkdirSync } from 'node:fs';
 import { request } from 'node:http';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it, onTestFinished } from 'vitest';
 import { pino } from 'pino';
 import { InventorySchema, type Inventory } from '../../src/protocol/inventory.js';
 import { StatusSchema } from '../../src/protocol/status.js';
@@ -20,6 +20,7 @@ import { SystemFiles } from '../../src/telemetry/system-files.js';
 import { STATUS_SOCKET_FILE } from '../../src/telemetry/status-socket.js';
 import { Telemetry } from '../../src/telemetry/telemetry-part.js';
 import { REPO_ROOT, tempDir } from '../helpers/paths.js';
+import { waitFor } from '../helpers/wait.js';
 import { freePort } from '../helpers/ports.js';
 
 const PI_ROOT = join(REPO_ROOT, 'test/fixtures/proc/raspberry-pi-3-armv7');
@@ -32,11 +33,6 @@ const LIMITS = {
   maxTotalBytes: 4 << 20,
   maxRecordBytes: 256 * 1024,
 };
-const cleanups: (() => Promise<void> | void)[] = [];
-afterEach(async () => {
-  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
-});
-
 interface Harness {
   telemetry: Telemetry;
   outbox: SqliteOutbox;
@@ -69,7 +65,8 @@ async function harness(
   const { dir, cleanup } = temp;
   const { db } = openDatabase({ stateDir: join(dir, 'state'), fleetletVersion: '0.1.0' });
   const socket = join(dir, 'state', STATUS_SOCKET_FILE);
-  cleanups.push(cleanup, () => void db.close());
+  onTestFinished(cleanup);
+  onTestFinished(() => void db.close());
   const logger = pino({ level: 'silent' });
   const outbox = new SqliteOutbox(db, { limits: LIMITS });
   const clock = { ms: 1_000 };
@@ -94,12 +91,12 @@ async function harness(
     factsTimeoutMs: options.factsTimeoutMs,
   });
   await telemetry.start();
-  cleanups.push(() => telemetry.stop());
+  onTestFinished(() => telemetry.stop());
   return { telemetry, outbox, clock, db, base: () => `http://127.0.0.1:${telemetry.httpPort}`, socket };
 }
 
 async function inventoryOf(telemetry: Telemetry): Promise<Inventory> {
-  for (let i = 0; i < 200 && !telemetry.inventory(); i += 1) await new Promise((r) => setTimeout(r, 25));
+  await waitFor(() => telemetry.inventory() !== undefined, 'the first inventory', 5_000);
   return telemetry.inventory()!;
 }
 
@@ -206,7 +203,7 @@ describe('telemetry part with its local endpoint', () => {
     }
     // Directories nobody may traverse (0711) but not list or write: only the socket's own mode stands in the way.
     const { dir, cleanup } = tempDir('fleetlet-telemetry-');
-    cleanups.push(cleanup);
+    onTestFinished(cleanup);
     chmodSync(dir, 0o711);
     mkdirSync(join(dir, 'state'), { mode: 0o711 });
     const { socket } = await harness({ dir });
@@ -221,7 +218,7 @@ describe('telemetry part with its local endpoint', () => {
 
   it('replaces a stale socket, and serves none in a directory others may write to', async () => {
     const { dir, cleanup } = tempDir('fleetlet-telemetry-');
-    cleanups.push(cleanup);
+    onTestFinished(cleanup);
     const state = join(dir, 'state');
     mkdirSync(state, { mode: 0o700 });
     // A killed agent leaves its socket file behind (a clean stop removes it).
@@ -243,7 +240,7 @@ describe('telemetry part with its local endpoint', () => {
     const port = await freePort();
     const squatter = createServer().listen(port, '127.0.0.1');
     await new Promise((r) => squatter.once('listening', r));
-    cleanups.push(() => new Promise<void>((r) => squatter.close(() => r())));
+    onTestFinished(() => new Promise<void>((r) => squatter.close(() => r())));
     const { telemetry, outbox } = await harness({ port });
     expect(telemetry.httpPort).toBeUndefined();
     expect(outbox.pending(0, 10).length).toBeGreaterThan(0);

@@ -1,20 +1,16 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
 import BetterSqlite3 from 'better-sqlite3';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it, onTestFinished } from 'vitest';
 import { EventSchema, type FleetEvent } from '../../src/protocol/event.js';
 import { InventorySchema } from '../../src/protocol/inventory.js';
 import { StatusSchema, type Status } from '../../src/protocol/status.js';
 import { isolatedK3s, writeAgentConfig } from '../helpers/agent-config.js';
 import { FAKE_K3S } from '../helpers/fake-k3s.js';
 import { FLEETLET_BUNDLE, tempDir } from '../helpers/paths.js';
+import { waitFor } from '../helpers/wait.js';
 import { freePort } from '../helpers/ports.js';
 import { processesMatching } from '../helpers/processes.js';
-
-const cleanups: (() => Promise<void> | void)[] = [];
-afterEach(async () => {
-  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
-});
 
 /** What the agent queued for the fleet so far, read from its database (read-only) while it runs. */
 function queued(stateDir: string): { events: FleetEvent[]; status: Status[]; inventory: unknown } {
@@ -42,7 +38,7 @@ function queued(stateDir: string): { events: FleetEvent[]; status: Status[]; inv
 describe('k3s supervisor events through the telemetry event gate', () => {
   it('reach the outbox as event messages, and the status and inventory carry the k3s view', async () => {
     const { dir, cleanup } = tempDir('fleetlet-telemetry-k3s-');
-    cleanups.push(cleanup);
+    onTestFinished(cleanup);
     const config = writeAgentConfig(dir, {
       device: { id: 'pi-events' },
       broker: { url: `mqtt://127.0.0.1:${await freePort()}` },
@@ -55,7 +51,7 @@ describe('k3s supervisor events through the telemetry event gate', () => {
       env: { ...process.env, FAKE_K3S_AS_ROOT: '1', FAKE_K3S_RECORD_DIR: dir, FAKE_K3S_RETRY_MS: '200' },
     });
     const exited = new Promise((resolve) => agent.once('exit', resolve));
-    cleanups.push(async () => {
+    onTestFinished(async () => {
       if (agent.exitCode === null && agent.signalCode === null) {
         agent.kill('SIGTERM');
         await exited;
@@ -65,11 +61,8 @@ describe('k3s supervisor events through the telemetry event gate', () => {
 
     const stateDir = join(dir, 'state');
     let seen = queued(stateDir);
-    const deadline = Date.now() + 60_000;
-    while (Date.now() < deadline && !(seen.events.some((e) => e.kind === 'k3s.up') && seen.status.some((s) => s.k3s.healthy))) {
-      await new Promise((r) => setTimeout(r, 250));
-      seen = queued(stateDir);
-    }
+    const upAndHealthy = () => seen.events.some((e) => e.kind === 'k3s.up') && seen.status.some((s) => s.k3s.healthy);
+    await waitFor(() => ((seen = queued(stateDir)), upAndHealthy()), 'k3s.up and a healthy sample in the outbox', 60_000);
     const up = seen.events.find((e) => e.kind === 'k3s.up');
     expect(up, JSON.stringify(seen.events)).toMatchObject({ state: 'occurred', severity: 'info', message: 'k3s agent is up and healthy' });
     // Every event the supervisor produced is in the wire spelling and carries no secret.
@@ -78,10 +71,7 @@ describe('k3s supervisor events through the telemetry event gate', () => {
     expect(seen.status.find((s) => s.k3s.healthy)?.k3s.state).toMatch(/\S/);
     // The inventory is rebuilt at each sample, so it catches up with the identity k3s created at launch.
     let inventory = InventorySchema.parse(seen.inventory);
-    while (Date.now() < deadline && !inventory.identity.nodePassword) {
-      await new Promise((r) => setTimeout(r, 250));
-      inventory = InventorySchema.parse(queued(stateDir).inventory);
-    }
+    await waitFor(() => !!(inventory = InventorySchema.parse(queued(stateDir).inventory)).identity.nodePassword, 'the node password in the inventory', 60_000);
     expect(inventory.deviceId).toBe('pi-events');
     expect(inventory.identity.nodePassword).toMatch(/^sha256:[0-9a-f]{16}$/);
   }, 90_000);

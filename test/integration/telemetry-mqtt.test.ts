@@ -1,4 +1,4 @@
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it, onTestFinished } from 'vitest';
 import { InventorySchema } from '../../src/protocol/inventory.js';
 import { StatusSchema } from '../../src/protocol/status.js';
 import { writeAgentConfig } from '../helpers/agent-config.js';
@@ -7,31 +7,26 @@ import { mosquittoAvailable, startMosquitto } from '../helpers/mosquitto.js';
 import { Observer } from '../helpers/observer.js';
 import { tempDir } from '../helpers/paths.js';
 
-const cleanups: (() => Promise<void> | void)[] = [];
-afterEach(async () => {
-  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
-});
-
 describe.skipIf(!mosquittoAvailable())('telemetry over a real broker', () => {
   it('publishes the inventory retained, and status samples with the link shown as connected', async () => {
     const broker = await startMosquitto();
-    cleanups.push(() => broker.close());
+    onTestFinished(() => broker.close());
     const { dir, cleanup } = tempDir('fleetlet-telemetry-mqtt-');
-    cleanups.push(cleanup);
+    onTestFinished(cleanup);
     const config = writeAgentConfig(dir, {
       device: { id: 'pi-mqtt', labels: { site: 'lab' }, groups: ['canary'] },
       broker: { url: broker.url, allowPlaintext: true },
       telemetry: { intervalSeconds: 5, http: { enabled: false } },
     });
     const agent = startCli(['agent', '--config', config]);
-    cleanups.push(async () => {
+    onTestFinished(async () => {
       if (agent.child.exitCode === null) {
         agent.child.kill('SIGTERM');
         await agent.exited;
       }
     });
     const live = await Observer.connect(broker.url, ['fleetlet/v1/devices/pi-mqtt/+']);
-    cleanups.push(() => void live.client.end(true));
+    onTestFinished(() => void live.client.end(true));
     const inventory = await live.waitFor((m) => m.topic.endsWith('/inventory'), 'the inventory', 30_000);
     expect(InventorySchema.parse(inventory.json)).toMatchObject({ deviceId: 'pi-mqtt', labels: { site: 'lab' }, groups: ['canary'] });
     // The first sample may predate the connection; a later one sees the link up.
@@ -46,7 +41,7 @@ describe.skipIf(!mosquittoAvailable())('telemetry over a real broker', () => {
 
     // A client that comes later still gets the inventory: it is retained.
     const late = await Observer.connect(broker.url, ['fleetlet/v1/devices/pi-mqtt/inventory']);
-    cleanups.push(() => void late.client.end(true));
+    onTestFinished(() => void late.client.end(true));
     const retained = await late.waitFor((m) => m.topic.endsWith('/inventory'), 'the retained inventory');
     expect(retained.retain).toBe(true);
     expect(InventorySchema.parse(retained.json).hardware.cpuCores).toBeGreaterThan(0);

@@ -1,17 +1,13 @@
 import { createServer } from 'node:http';
 import { existsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it, onTestFinished } from 'vitest';
 import { fromAgent } from '../../src/cli/status.js';
 import { writeAgentConfig } from '../helpers/agent-config.js';
 import { runCli, startCli } from '../helpers/cli.js';
 import { tempDir } from '../helpers/paths.js';
+import { waitFor } from '../helpers/wait.js';
 import { freePort } from '../helpers/ports.js';
-
-const cleanups: (() => Promise<void> | void)[] = [];
-afterEach(async () => {
-  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
-});
 
 async function answers(port: number): Promise<boolean> {
   try {
@@ -23,7 +19,7 @@ async function answers(port: number): Promise<boolean> {
 
 async function startAgent() {
   const { dir, cleanup } = tempDir('fleetlet-status-');
-  cleanups.push(cleanup);
+  onTestFinished(cleanup);
   const port = await freePort();
   const config = writeAgentConfig(dir, {
     device: { id: 'status-test', name: 'Bench board', labels: { site: 'lab' } },
@@ -35,19 +31,15 @@ async function startAgent() {
     telemetry: { http: { enabled: false }, statusSocket: { enabled: false } },
   });
   const agent = startCli(['agent', '--config', config]);
-  cleanups.push(async () => {
+  onTestFinished(async () => {
     if (agent.child.exitCode === null) {
       agent.child.kill('SIGTERM');
       await agent.exited;
     }
   });
-  let ready = false;
-  const deadline = Date.now() + 20_000;
-  while (!ready && Date.now() < deadline) {
-    ready = await answers(port);
-    if (!ready) await new Promise((r) => setTimeout(r, 50));
-  }
-  if (!ready) throw new Error(`agent did not answer on ${port}: ${agent.output()}`);
+  await waitFor(() => answers(port), `the agent to answer on ${port}`, 20_000).catch((error: Error) => {
+    throw new Error(`${error.message}: ${agent.output()}`);
+  });
   return { dir, port, config, offline, agent };
 }
 
@@ -55,12 +47,9 @@ describe('fleetlet status', () => {
   it('shows the running agent, then its database while it runs, then after it stopped', async () => {
     const { dir, port, config, offline, agent } = await startAgent();
     // The inventory comes a moment after start (systeminformation); wait for it in the agent's answer.
+    const hasInventory = (answer: { stdout: string }) => answer.stdout.includes('Hardware');
     let running = runCli(['status', '--config', config]);
-    const deadline = Date.now() + 20_000;
-    while (!running.stdout.includes('Hardware') && Date.now() < deadline) {
-      await new Promise((r) => setTimeout(r, 100));
-      running = runCli(['status', '--config', config]);
-    }
+    await waitFor(() => hasInventory(running) || hasInventory((running = runCli(['status', '--config', config]))), "the inventory in the agent's answer", 20_000);
     expect(running.code).toBe(0);
     expect(running.stdout).toContain(`agent running (pid ${agent.child.pid})`);
     expect(running.stdout).toMatch(/Device\s+status-test\s+"Bench board"\s+labels site=lab/);
@@ -97,7 +86,7 @@ describe('fleetlet status', () => {
 
   it('says why when there is neither an agent nor a database', async () => {
     const { dir, cleanup } = tempDir('fleetlet-status-');
-    cleanups.push(cleanup);
+    onTestFinished(cleanup);
     const config = writeAgentConfig(dir);
     const result = runCli(['status', '--config', config]);
     expect(result.code).toBe(1);
@@ -106,7 +95,7 @@ describe('fleetlet status', () => {
 
   it('ignores something else answering on the socket with garbage, an error, or too much', async () => {
     const { dir, cleanup } = tempDir('fleetlet-status-');
-    cleanups.push(cleanup);
+    onTestFinished(cleanup);
     const socket = join(dir, 'status.sock');
     const answers: [number, string][] = [[200, 'not json'], [200, JSON.stringify({ pid: 1, status: { seq: 'x' } })], [200, 'x'.repeat(300 * 1024)], [500, '{}']];
     for (const [code, body] of answers) {

@@ -4,11 +4,12 @@ import { chmodSync, copyFileSync, existsSync, mkdirSync, readFileSync, writeFile
 import { createServer, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it, onTestFinished } from 'vitest';
 import { GUARD_FILE, GUARD_SCRIPT, MARKER_FILE } from '../../src/commands/agent-upgrade-guard.js';
 import type { CommandResult } from '../../src/protocol/result.js';
 import { writeAgentConfig } from '../helpers/agent-config.js';
-import { startCli, waitFor } from '../helpers/cli.js';
+import { startCli } from '../helpers/cli.js';
+import { waitFor } from '../helpers/wait.js';
 import { startMosquitto } from '../helpers/mosquitto.js';
 import { Observer } from '../helpers/observer.js';
 import { FLEETLET_BUNDLE, tempDir } from '../helpers/paths.js';
@@ -25,11 +26,6 @@ const COMMANDS = 'fleetlet/v1/devices/test-device/commands';
 const operator = testKey('ops');
 const NEW_BINARY = Buffer.concat([readFileSync(FLEETLET_BUNDLE), Buffer.from('\n// build 0.1.1\n')]);
 
-const cleanups: (() => Promise<void> | void)[] = [];
-afterEach(async () => {
-  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
-});
-
 /** A mirror whose every answer announces the new binary and sends its first KiB, then nothing. */
 async function stallingMirror(): Promise<{ url: string; requests: () => number }> {
   let requests = 0;
@@ -40,7 +36,7 @@ async function stallingMirror(): Promise<{ url: string; requests: () => number }
     res.writeHead(200, { 'content-length': NEW_BINARY.length }).write(NEW_BINARY.subarray(0, 1024));
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  cleanups.push(
+  onTestFinished(
     () =>
       new Promise<void>((resolve) => {
         server.closeAllConnections();
@@ -52,9 +48,9 @@ async function stallingMirror(): Promise<{ url: string; requests: () => number }
 
 async function startDevice(options: { idleSeconds?: number; agentUpgrade?: Record<string, unknown> } = {}) {
   const { dir, cleanup } = tempDir('fleetlet-selfupdate-download-');
-  cleanups.push(cleanup);
+  onTestFinished(cleanup);
   const broker = await startMosquitto();
-  cleanups.push(() => broker.close());
+  onTestFinished(() => broker.close());
   const binary = join(dir, 'bin', 'fleetlet');
   mkdirSync(join(dir, 'bin'), { recursive: true });
   copyFileSync(FLEETLET_BUNDLE, binary);
@@ -77,9 +73,9 @@ async function startDevice(options: { idleSeconds?: number; agentUpgrade?: Recor
   const invocation = { INVOCATION_ID: randomBytes(16).toString('hex') };
   spawnSync('/bin/sh', [join(stateDir, GUARD_FILE), join(stateDir, MARKER_FILE)], { env: invocation, timeout: 10_000 });
   const fleet = await Observer.connect(broker.url, [RESULTS, PRESENCE]);
-  cleanups.push(() => fleet.client.endAsync());
+  onTestFinished(() => fleet.client.endAsync());
   const agent = startCli(['agent', '--config', config], invocation);
-  cleanups.push(async () => {
+  onTestFinished(async () => {
     if (agent.child.exitCode === null && agent.child.signalCode === null) {
       agent.child.kill('SIGTERM');
       await agent.exited;

@@ -4,7 +4,7 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it, onTestFinished } from 'vitest';
 import { agentUpgradeHandler } from '../../src/commands/agent-upgrade.js';
 import { GUARD_FILE, MARKER_FILE, writeGuard } from '../../src/commands/agent-upgrade-guard.js';
 import { TrustState } from '../../src/commands/trust-state.js';
@@ -27,11 +27,6 @@ const OLD_BINARY = Buffer.from('#!/bin/sh\n# fleetlet 0.1.0\n');
 const NEW_BINARY = Buffer.concat([OLD_BINARY, Buffer.from('# fleetlet 0.2.0\n'), randomBytes(1024)]);
 const NEW_SHA = createHash('sha256').update(NEW_BINARY).digest('hex');
 
-const cleanups: (() => Promise<void> | void)[] = [];
-afterEach(async () => {
-  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
-});
-
 async function mirror(): Promise<{ url: string; requests: () => number }> {
   let requests = 0;
   const server: Server = createServer((_req, res) => {
@@ -39,13 +34,13 @@ async function mirror(): Promise<{ url: string; requests: () => number }> {
     res.writeHead(200, { 'content-length': NEW_BINARY.length }).end(NEW_BINARY);
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  cleanups.push(() => new Promise<void>((resolve) => server.close(() => resolve())));
+  onTestFinished(() => new Promise<void>((resolve) => server.close(() => resolve())));
   return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/fleetlet-0.2.0`, requests: () => requests };
 }
 
 async function device() {
   const { dir, cleanup } = tempDir('fleetlet-release-sig-');
-  cleanups.push(cleanup);
+  onTestFinished(cleanup);
   const binary = join(dir, 'bin', 'fleetlet');
   mkdirSync(join(dir, 'bin'));
   writeFileSync(binary, OLD_BINARY, { mode: 0o755 });
@@ -72,7 +67,7 @@ async function device() {
     checkRelease: (release) => trust.checkRelease(release),
   });
   const rig: RouterRig = routerRig({ stateDir, operator: ops, handlers: [handler, trustUpdateHandler(trust)], trust });
-  cleanups.push(async () => {
+  onTestFinished(async () => {
     await rig.router.stop();
     rig.close();
   });

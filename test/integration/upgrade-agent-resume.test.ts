@@ -5,7 +5,7 @@ import { SEEN_FILE } from '../../src/commands/agent-upgrade-guard.js';
 import { snapshotDatabase } from '../../src/store/snapshot.js';
 import { agentUpgradeHandler } from '../../src/commands/agent-upgrade.js';
 import type { CommandResult } from '../../src/protocol/result.js';
-import { waitUntil } from '../helpers/k3s-supervisor.js';
+import { waitFor } from '../helpers/wait.js';
 import { tempDir } from '../helpers/paths.js';
 import { sha256, startReleaseServer, type ReleaseServer } from '../helpers/release-server.js';
 import { signedCommand, testKey } from '../fixtures/command-keys.js';
@@ -102,7 +102,7 @@ describe('agent.upgrade resumed between its download and its swap', () => {
     const newPath = join(dir, 'bin', '.fleetlet.download-0ddba11e');
     writeFileSync(newPath, NEW_BINARY, { mode: 0o600 });
     const command = interruptedAtSwap(500, newPath);
-    await waitUntil(() => Date.now() > command.expiresAt, 'the command to expire', 5_000);
+    await waitFor(() => Date.now() > command.expiresAt, 'the command to expire', 5_000);
     const d = device();
     d.router.resumeInterrupted();
     await d.router.idle();

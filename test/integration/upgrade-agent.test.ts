@@ -3,14 +3,14 @@ import { createHash, randomBytes } from 'node:crypto';
 import { chmodSync, copyFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import { dirname, join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it, onTestFinished } from 'vitest';
 import { GUARD_FILE, GUARD_SCRIPT, TrialMarkerSchema, type TrialMarker } from '../../src/commands/agent-upgrade-guard.js';
 import type { CommandResult } from '../../src/protocol/result.js';
 import BetterSqlite3 from 'better-sqlite3';
 import { LATEST_SCHEMA_VERSION } from '../../src/store/migrations.js';
 import { writeAgentConfig } from '../helpers/agent-config.js';
 import { BROKEN_SAMPLER, bundleVariant, EXTRA_MIGRATION, type SourcePatch } from '../helpers/agent-variant.js';
-import { waitFor } from '../helpers/cli.js';
+import { waitFor } from '../helpers/wait.js';
 import { startMosquitto } from '../helpers/mosquitto.js';
 import { Observer } from '../helpers/observer.js';
 import { FLEETLET_BUNDLE, REPO_ROOT, tempDir } from '../helpers/paths.js';
@@ -106,29 +106,24 @@ const onlineCount = (fleet: Observer) => fleet.messages.filter((m) => m.topic ==
 /** Another build of the agent (see bundleVariant), in a directory removed after the test. */
 async function variantBundle(patches: SourcePatch[]): Promise<string> {
   const { dir, cleanup } = tempDir('fleetlet-variant-');
-  cleanups.push(cleanup);
+  onTestFinished(cleanup);
   const file = join(dir, 'fleetlet-variant.cjs');
   await bundleVariant('src/bin.ts', file, patches);
   return file;
 }
 
-const cleanups: (() => Promise<void> | void)[] = [];
-afterEach(async () => {
-  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
-});
-
 async function setup(newBinary: Buffer, options: { runsGuard?: boolean } = {}) {
   const { dir, cleanup } = tempDir('fleetlet-selfupdate-');
-  cleanups.push(cleanup);
+  onTestFinished(cleanup);
   const broker = await startMosquitto();
-  cleanups.push(() => broker.close());
+  onTestFinished(() => broker.close());
   const port = await freePort();
   const server: Server = createServer((req, res) => {
     if (req.url === '/fleetlet-new') res.writeHead(200, { 'content-length': newBinary.length }).end(newBinary);
     else res.writeHead(404).end();
   });
   await new Promise<void>((resolve) => server.listen(port, '127.0.0.1', resolve));
-  cleanups.push(() => new Promise<void>((resolve) => server.close(() => resolve())));
+  onTestFinished(() => new Promise<void>((resolve) => server.close(() => resolve())));
 
   const binary = join(dir, 'bin', 'fleetlet');
   mkdirSync(dirname(binary), { recursive: true });
@@ -143,12 +138,12 @@ async function setup(newBinary: Buffer, options: { runsGuard?: boolean } = {}) {
     },
   });
   const fleet = await Observer.connect(broker.url, [RESULTS, PRESENCE]);
-  cleanups.push(() => fleet.client.endAsync());
+  onTestFinished(() => fleet.client.endAsync());
   // Installed with the device, as provisioning does, so that the very first start already runs it.
   mkdirSync(stateDir, { recursive: true, mode: 0o700 });
   writeFileSync(join(stateDir, GUARD_FILE), GUARD_SCRIPT, { mode: 0o700 });
   const service = new ServiceManager(binary, config, stateDir, options.runsGuard ?? true);
-  cleanups.push(() => service.stop());
+  onTestFinished(() => service.stop());
   service.start();
   await waitFor(() => fleet.messages.some((m) => m.topic === PRESENCE && (m.json as { state: string }).state === 'online'), 'the agent online', 20_000);
   const upgrade = (bytes: Buffer, artifactSha = sha(bytes)) =>

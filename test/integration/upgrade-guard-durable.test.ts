@@ -1,7 +1,7 @@
 import { spawnSync } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
 import { GUARD_FILE, GUARD_SCRIPT, MARKER_FILE } from '../../src/commands/agent-upgrade-guard.js';
 import { bundleFixture } from '../helpers/bundle-fixture.js';
 import { REPO_ROOT, tempDir } from '../helpers/paths.js';
@@ -11,11 +11,9 @@ const REQUIRE_TOOLS = process.env.TEST_REQUIRE_INSTALL_TOOLS === '1';
 const hasStrace = spawnSync('strace', ['-V']).error === undefined;
 const traced = hasStrace || REQUIRE_TOOLS ? it : it.skip;
 
-const cleanups: (() => void)[] = [];
-afterEach(() => cleanups.splice(0).forEach((fn) => fn()));
 function scratch(): string {
   const { dir, cleanup } = tempDir('fleetlet-durable-');
-  cleanups.push(cleanup);
+  onTestFinished(cleanup);
   return dir;
 }
 
@@ -57,11 +55,11 @@ const opened = (calls: Call[], path: string, before: number) =>
   calls.slice(0, before).filter((c) => c.name === 'openat' && c.args.includes(`"${path}"`)).map((c) => c.result);
 
 describe('the self-update safety net is durable', () => {
-  let writer = '';
-  beforeAll(async () => {
-    writer = join(scratch(), 'marker-writer.cjs');
-    await bundleFixture('upgrade-marker-writer.ts', writer);
-  });
+  // The bundled writer serves every test of this block, so it lives until the block ends.
+  const bundled = tempDir('fleetlet-durable-writer-');
+  const writer = join(bundled.dir, 'marker-writer.cjs');
+  beforeAll(() => bundleFixture('upgrade-marker-writer.ts', writer));
+  afterAll(() => bundled.cleanup());
 
   traced('the trial marker and the guard are fsynced before their rename, and their directory after it', () => {
     const dir = scratch();

@@ -1,13 +1,13 @@
 import { execFile } from 'node:child_process';
 import { chmodSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it, onTestFinished } from 'vitest';
 import { stringify } from 'yaml';
 import { generateSigningKey } from '../../src/fleet/keygen.js';
-import { waitFor } from '../helpers/cli.js';
+import { waitFor } from '../helpers/wait.js';
 import { fakeK3sBinary } from '../helpers/fake-k3s.js';
 import { startMosquitto } from '../helpers/mosquitto.js';
-import { isolatedK3s, startAgentWithFakeK3s } from '../helpers/agent-config.js';
+import { isolatedK3s, savedK3sState, startAgentWithFakeK3s } from '../helpers/agent-config.js';
 import { Observer } from '../helpers/observer.js';
 import { FLEETLET_BUNDLE, tempDir } from '../helpers/paths.js';
 import { freePort } from '../helpers/ports.js';
@@ -18,19 +18,14 @@ import { sha256, startReleaseServer } from '../helpers/release-server.js';
  * supervisor over the fake k3s) is upgraded from a local release mirror; then an upgrade to a build that cannot
  * start is rolled back. Only k3s itself is a stand-in.
  */
-const cleanups: (() => Promise<void> | void)[] = [];
-afterEach(async () => {
-  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
-});
-
 describe('k3s upgrade through the real agent', () => {
   it('upgrades k3s from a signed command, and rolls back a build that never becomes healthy', async () => {
     const { dir, cleanup } = tempDir('fleetlet-k3s-e2e-');
-    cleanups.push(cleanup);
+    onTestFinished(cleanup);
     const broker = await startMosquitto();
-    cleanups.push(() => broker.close());
+    onTestFinished(() => broker.close());
     const releases = await startReleaseServer();
-    cleanups.push(() => releases.close());
+    onTestFinished(() => releases.close());
     const good = fakeK3sBinary(256 * 1024, 'v1.37.0', 'v1.37.0+k3s1');
     const broken = Buffer.from('#!/bin/sh\necho "level=fatal msg=\\"simulated broken build\\"" >&2\nexit 1\n');
     releases.publish('v1.37.0+k3s1', { k3s: good });
@@ -63,11 +58,11 @@ describe('k3s upgrade through the real agent', () => {
       }),
     );
     const fleet = await Observer.connect(broker.url, ['fleetlet/v1/devices/pi-e2e/presence']);
-    cleanups.push(() => fleet.client.endAsync());
+    onTestFinished(() => fleet.client.endAsync());
     const agent = startAgentWithFakeK3s(configFile, dir, healthzPort);
-    cleanups.push(agent.stop);
+    onTestFinished(agent.stop);
     await waitFor(() => fleet.messages.some((m) => (m.json as { state?: string }).state === 'online'), 'the agent online', 20_000);
-    await waitFor(() => agent.output().includes('"to":"running-healthy"'), `k3s healthy (${agent.output().slice(-2000)})`, 30_000);
+    await waitFor(() => savedK3sState(join(dir, 'state')) === 'running-healthy', () => `k3s healthy (${agent.output().slice(-2000)})`, 30_000);
 
     // Asynchronously: a blocked test process would stop reading the agent's output, and the agent would block on it.
     const send = (version: string) =>

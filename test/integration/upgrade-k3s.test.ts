@@ -11,7 +11,8 @@ import { outermostProcessesMatching, processesMatching } from '../helpers/proces
 import { REPO_ROOT, tempDir } from '../helpers/paths.js';
 import { bundleFixture } from '../helpers/bundle-fixture.js';
 import { fakeK3sRelease } from '../helpers/fake-k3s.js';
-import { isAlive, waitUntil } from '../helpers/k3s-supervisor.js';
+import { isAlive } from '../helpers/k3s-supervisor.js';
+import { waitFor } from '../helpers/wait.js';
 import { sha256, startReleaseServer, type ReleaseServer } from '../helpers/release-server.js';
 import { encode, signedCommand, testKey } from '../fixtures/command-keys.js';
 
@@ -108,11 +109,7 @@ async function healthz(d: Device): Promise<number> {
 }
 
 async function waitHealthz(d: Device): Promise<void> {
-  const deadline = Date.now() + 30_000;
-  while ((await healthz(d)) !== 200) {
-    if (Date.now() > deadline) throw new Error('k3s never answered healthz');
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
+  await waitFor(async () => (await healthz(d)) === 200, 'k3s to answer healthz', 30_000);
 }
 
 /** The k3s the supervisor runs now: its recorded pid, alive, and the version it reported when it started. */
@@ -130,7 +127,7 @@ function runningK3s(d: Device): { pid: number | undefined; version: string | und
 async function stopK3s(d: Device): Promise<void> {
   const pids = processesMatching(d.binaryPath);
   for (const pid of pids) process.kill(pid, 'SIGTERM');
-  await waitUntil(() => !pids.some(isAlive), 'k3s to stop', 10_000).catch(() => pids.forEach((pid) => isAlive(pid) && process.kill(pid, 'SIGKILL')));
+  await waitFor(() => !pids.some(isAlive), 'k3s to stop', 10_000).catch(() => pids.forEach((pid) => isAlive(pid) && process.kill(pid, 'SIGKILL')));
 }
 
 const finals = (list: CommandResult[]) => list.filter((r) => r.status === 'succeeded' || r.status === 'failed');

@@ -1,6 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it, onTestFinished } from 'vitest';
 import type { CommandHandler } from '../../src/commands/handler.js';
 import { outboxWithWriteProgress, ProgressMonitor } from '../../src/daemon/progress-monitor.js';
 import { SystemdNotifier } from '../../src/daemon/systemd-notify.js';
@@ -11,18 +11,13 @@ import { ConfigSchema } from '../../src/config/schema.js';
 import { createLogger } from '../../src/lib/logger.js';
 import { Topics } from '../../src/protocol/topics.js';
 import { buildTelemetryPart } from '../../src/telemetry/create-telemetry.js';
-import { waitFor } from '../helpers/cli.js';
+import { waitFor } from '../helpers/wait.js';
 import { announced, brokerConfig, capturingLogger, makeLink } from '../helpers/link.js';
 import { mosquittoAvailable, startMosquitto, type TestBroker } from '../helpers/mosquitto.js';
 import { REPO_ROOT, tempDir } from '../helpers/paths.js';
 import { freePort } from '../helpers/ports.js';
 import { encode, signedCommand, testKey } from '../fixtures/command-keys.js';
 import { routerRig } from '../fixtures/command-router-setup.js';
-
-const cleanups: (() => Promise<void> | void)[] = [];
-afterEach(async () => {
-  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
-});
 
 /** A heartbeat that remembers when it was beaten, for the parts' own hooks. */
 function recordingHeartbeat(): Heartbeat & { beats: number[]; marks: string[] } {
@@ -43,7 +38,8 @@ async function notifyReceiver(): Promise<{ socket: string; received: () => strin
   const receiver: ChildProcess = spawn('python3', [join(REPO_ROOT, 'test/fixtures/notify-receiver.py'), socket]);
   let received = '';
   receiver.stdout!.on('data', (chunk: Buffer) => (received += chunk.toString()));
-  cleanups.push(cleanup, () => void receiver.kill());
+  onTestFinished(cleanup);
+  onTestFinished(() => void receiver.kill());
   await waitFor(() => received.includes('listening'), 'the notify socket');
   return { socket, received: () => received };
 }
@@ -59,11 +55,11 @@ describe('the systemd watchdog', () => {
     const quiet = monitor.register('command-queue', 400);
     quiet.idle();
     let ticking: NodeJS.Timeout | undefined = setInterval(() => sampler.beat(), 50);
-    cleanups.push(() => clearInterval(ticking));
+    onTestFinished(() => clearInterval(ticking));
     // A 200 ms watchdog: a check (and, when healthy, a ping) every 100 ms.
     const part = new SystemdNotifier({ NOTIFY_SOCKET: socket, WATCHDOG_USEC: '200000', PATH: process.env.PATH }, logger).asPart(monitor);
     await part.start();
-    cleanups.push(() => part.stop());
+    onTestFinished(() => part.stop());
 
     await waitFor(() => count(received(), /WATCHDOG=1/g) >= 3, 'pings while every part progresses');
 
@@ -105,7 +101,7 @@ describe('progress of the parts', () => {
 
   it('the command queue is idle with nothing to do, busy until a running command expires, and idle again after', async () => {
     const { dir, cleanup } = tempDir('fleetlet-watchdog-router-');
-    cleanups.push(cleanup);
+    onTestFinished(cleanup);
     const operator = testKey('ops');
     let release: () => void = () => {};
     const gate = new Promise<void>((resolve) => (release = resolve));
@@ -119,7 +115,7 @@ describe('progress of the parts', () => {
     };
     const now = Date.now();
     const rig = routerRig({ stateDir: dir, operator, handlers: [hanging], settings: { clockSkewMs: 5_000 }, now: () => now });
-    cleanups.push(() => rig.close());
+    onTestFinished(() => rig.close());
     const queue = recordingHeartbeat();
     rig.router.reportProgress(queue);
     expect(queue.marks).toEqual(['idle']);
@@ -135,7 +131,7 @@ describe('progress of the parts', () => {
 
   it('the state database beats for every write it answered, a full disk included, and not for one that failed', () => {
     const { dir, cleanup } = tempDir('fleetlet-watchdog-db-');
-    cleanups.push(cleanup);
+    onTestFinished(cleanup);
     const { db } = openDatabase({ stateDir: dir, fleetletVersion: 'test' });
     const roomy = { maxRows: 1_000_000, maxBytes: 1 << 30 };
     const store = new SqliteOutbox(db, {
@@ -157,7 +153,7 @@ describe('progress of the parts', () => {
 
   it('the sampler beats after every sample it queued, and not after one that failed', () => {
     const { dir, cleanup } = tempDir('fleetlet-watchdog-sampler-');
-    cleanups.push(cleanup);
+    onTestFinished(cleanup);
     const { db } = openDatabase({ stateDir: dir, fleetletVersion: 'test' });
     const roomy = { maxRows: 1000, maxBytes: 1 << 20 };
     const outbox = new SqliteOutbox(db, {
@@ -189,7 +185,7 @@ describe('progress of the parts', () => {
     // Backoff from 100 ms, capped at 1 s.
     const made = makeLink(brokerConfig(`mqtt://127.0.0.1:${await freePort()}`), { progress: link });
     made.link.start();
-    cleanups.push(() => made.link.stop());
+    onTestFinished(() => made.link.stop());
     await waitFor(() => link.beats.length >= 8, 'beats from repeated attempts', 15_000);
     const gaps = link.beats.slice(1).map((at, i) => at - link.beats[i]!);
     // Each attempt and each refusal beats; the backoff cap bounds every silence.
@@ -198,11 +194,11 @@ describe('progress of the parts', () => {
 
   it.skipIf(!mosquittoAvailable())('the link beats on the broker packets of an idle connection (keepalive answers)', { timeout: 30_000 }, async () => {
     const broker: TestBroker = await startMosquitto();
-    cleanups.push(() => broker.close());
+    onTestFinished(() => broker.close());
     const link = recordingHeartbeat();
     const made = makeLink(brokerConfig(broker.url, { keepaliveSeconds: 5 }), { progress: link });
     made.link.start();
-    cleanups.push(() => made.link.stop());
+    onTestFinished(() => made.link.stop());
     await announced(made);
     const connectedAt = Date.now();
     // No attempts and no traffic of ours: only the broker's PINGRESP can beat after the keepalive.

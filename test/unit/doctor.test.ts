@@ -1,7 +1,7 @@
 import { spawnSync } from 'node:child_process';
 import { chmodSync, cpSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it, onTestFinished } from 'vitest';
 import { runDoctor } from '../../src/cli/doctor.js';
 import type { CheckResult, DoctorContext } from '../../src/cli/doctor/check.js';
 import type { NetworkProbe } from '../../src/cli/doctor/network-probe.js';
@@ -13,13 +13,11 @@ const GiB = 1024 ** 3;
 /** Network checks have their own tests against real sockets; here every endpoint answers. */
 const reachable: NetworkProbe = { tcp: async () => ({ ok: true }), tls: async () => ({ ok: true }) };
 
-const cleanups: (() => void)[] = [];
-afterEach(() => cleanups.splice(0).forEach((cleanup) => cleanup()));
 
 /** A writable copy of a fixture root, so a test can change modes and files without touching the fixture. */
 function rootFrom(fixture: string): string {
   const { dir, cleanup } = tempDir('fleetlet-doctor-');
-  cleanups.push(cleanup);
+  onTestFinished(cleanup);
   cpSync(join(FIXTURES, fixture), dir, { recursive: true, verbatimSymlinks: true });
   return dir;
 }

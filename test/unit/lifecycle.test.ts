@@ -1,5 +1,5 @@
-import { describe, expect, it } from 'vitest';
-import { Lifecycle, type Part } from '../../src/daemon/lifecycle.js';
+import { describe, expect, it, onTestFinished, vi } from 'vitest';
+import { Lifecycle, type Part, type StopReport } from '../../src/daemon/lifecycle.js';
 import { createLogger } from '../../src/lib/logger.js';
 
 const logger = createLogger({ level: 'silent', pretty: false });
@@ -31,14 +31,22 @@ describe('Lifecycle', () => {
     expect(journal).toEqual(['start store', 'start link', 'stop store']);
   });
 
-  it('bounds the stop: a hanging part is reported and the rest still stop', async () => {
+  it('bounds the stop: a hanging part is reported at the bound and the rest still stop', async () => {
+    vi.useFakeTimers();
+    onTestFinished(() => void vi.useRealTimers());
     const journal: string[] = [];
     const parts = [recordingPart('store', journal), recordingPart('stuck', journal, { stop: 'hang' }), recordingPart('broken', journal, { stop: 'fail' })];
-    const lifecycle = new Lifecycle(parts, logger, 200);
+    const lifecycle = new Lifecycle(parts, logger, 10_000);
     await lifecycle.start();
-    const report = await lifecycle.stop();
-    expect(report.failed).toEqual([{ name: 'broken', error: 'broken cannot stop' }]);
-    expect(report.timedOut).toEqual(['stuck']);
+    let report: StopReport | undefined;
+    const stopped = lifecycle.stop().then((r) => (report = r));
+    await vi.advanceTimersByTimeAsync(9_999);
+    expect(report).toBeUndefined();
+    expect(journal.at(-1)).toBe('stop stuck');
+    await vi.advanceTimersByTimeAsync(1);
+    await stopped;
+    expect(report!.failed).toEqual([{ name: 'broken', error: 'broken cannot stop' }]);
+    expect(report!.timedOut).toEqual(['stuck']);
     expect(journal.at(-1)).toBe('stop store');
   });
 

@@ -3,7 +3,7 @@ import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, statSync, 
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import BetterSqlite3 from 'better-sqlite3';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it, onTestFinished } from 'vitest';
 import type { EmbeddedAddon } from '../../src/lib/embedded-addon.js';
 import { NativeAddonError, addonDirectories, loadEmbeddedAddon, sqliteNativeBinding } from '../../src/lib/native-addon.js';
 import { tempDir } from '../helpers/paths.js';
@@ -18,11 +18,9 @@ const embedded: EmbeddedAddon = {
 };
 const unpackedName = `better_sqlite3-${embedded.sha256.slice(0, 16)}.node`;
 
-const cleanups: (() => void)[] = [];
-afterEach(() => cleanups.splice(0).forEach((cleanup) => cleanup()));
 function scratch(): string {
   const { dir, cleanup } = tempDir('fleetlet-addon-');
-  cleanups.push(cleanup);
+  onTestFinished(cleanup);
   return dir;
 }
 

@@ -1,4 +1,4 @@
-import { describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { Drainer, type Publisher } from '../../src/link/drain.js';
 import { MemoryOutbox } from '../../src/store/memory-outbox.js';
 import type { OutboxClass } from '../../src/store/outbox.js';
@@ -17,11 +17,12 @@ class ManualPublisher implements Publisher {
   }
 }
 
-const turn = () => new Promise((resolve) => setImmediate(resolve));
-/** Lets acknowledged deletes flush (a timer that expires before this one) and the drainer refill. */
+/**
+ * Lets acknowledged deletes flush (their batching timer is shorter than this) and the drainer refill; on fake
+ * timers, so the test never waits for the clock and a loaded machine cannot reorder the two.
+ */
 async function settle(): Promise<void> {
-  await new Promise((resolve) => setTimeout(resolve, 30));
-  for (let i = 0; i < 5; i++) await turn();
+  await vi.advanceTimersByTimeAsync(30);
 }
 
 function fill(outbox: MemoryOutbox, count: number, cls: OutboxClass = 'event'): void {
@@ -29,6 +30,9 @@ function fill(outbox: MemoryOutbox, count: number, cls: OutboxClass = 'event'): 
 }
 
 describe('Drainer window and sessions (memory outbox, manual PUBACKs)', () => {
+  beforeEach(() => void vi.useFakeTimers());
+  afterEach(() => void vi.useRealTimers());
+
   it('never has more than `window` publishes awaiting a PUBACK, and refills as they come', async () => {
     const outbox = new MemoryOutbox({ limits: testLimits() });
     fill(outbox, 500);

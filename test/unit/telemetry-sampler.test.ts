@@ -1,6 +1,6 @@
 import { cpSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it, onTestFinished } from 'vitest';
 import { StatusSchema } from '../../src/protocol/status.js';
 import { buildInventory, machineFacts } from '../../src/telemetry/inventory.js';
 import { DEFAULT_PROVIDERS, type TelemetryProviders } from '../../src/telemetry/providers.js';
@@ -11,13 +11,11 @@ import { statfsDiskSpace } from '../../src/telemetry/disk-space.js';
 import { REPO_ROOT, tempDir } from '../helpers/paths.js';
 
 const FIXTURES = join(REPO_ROOT, 'test/fixtures/proc');
-const cleanups: (() => void)[] = [];
-afterEach(() => cleanups.splice(0).forEach((c) => c()));
 
 /** A writable copy of a fixture tree, so a test can change files between samples. */
 function copyOf(name: string): string {
   const { dir, cleanup } = tempDir('fleetlet-proc-');
-  cleanups.push(cleanup);
+  onTestFinished(cleanup);
   cpSync(join(FIXTURES, name), dir, { recursive: true });
   return dir;
 }
@@ -134,7 +132,7 @@ describe('Sampler on a Raspberry Pi 5 tree (hwmon instead of get_throttled)', ()
 describe('statfsDiskSpace', () => {
   it('measures a directory that does not exist yet at its nearest existing parent', () => {
     const { dir, cleanup } = tempDir();
-    cleanups.push(cleanup);
+    onTestFinished(cleanup);
     const missing = statfsDiskSpace(join(dir, 'not/yet/created'));
     expect(missing?.totalBytes).toBeGreaterThan(0);
     expect(missing?.totalBytes).toBe(statfsDiskSpace(dir)?.totalBytes);
