@@ -5,7 +5,7 @@ import { WORK_DIR_NAME } from '../../src/k3s/k3s-part.js';
 import { readStatusFile } from '../../src/k3s/status-file.js';
 import { startCli } from './cli.js';
 import { freePort } from './ports.js';
-import { processesMatching } from './processes.js';
+import { processesMatching, signalIfAlive } from './processes.js';
 
 /**
  * Writes a config for an agent under test: state in `dir`, no k3s, no local HTTP port (tests run in parallel),
@@ -76,7 +76,7 @@ export function startAgentWithFakeK3s(configFile: string, dir: string, healthzPo
       agent.child.kill('SIGTERM');
       await agent.exited;
     }
-    for (const pid of processesMatching(join(dir, 'data'))) process.kill(pid, 'SIGKILL');
+    for (const pid of processesMatching(join(dir, 'data'))) signalIfAlive(pid, 'SIGKILL');
   };
   return { ...agent, stop };
 }

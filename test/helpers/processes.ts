@@ -1,3 +1,4 @@
+import { isErrno } from '../../src/lib/errors.js';
 import { readdirSync, readFileSync } from 'node:fs';
 
 /** Pids of every live process whose parent chain leads to `ancestor` (for no-orphan checks). */
@@ -59,5 +60,14 @@ function parentOf(pid: number): number {
     return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
   } catch {
     return 0;
+  }
+}
+
+/** Signals a process that may have exited since it was listed (a child ends with its parent): gone is not an error. */
+export function signalIfAlive(pid: number, signal: NodeJS.Signals): void {
+  try {
+    process.kill(pid, signal);
+  } catch (err) {
+    if (!isErrno(err, 'ESRCH')) throw err;
   }
 }

@@ -6,7 +6,7 @@ import { isolatedK3s, writeAgentConfig } from '../helpers/agent-config.js';
 import { runCli, startCli } from '../helpers/cli.js';
 import { waitFor } from '../helpers/wait.js';
 import { REPO_ROOT, tempDir } from '../helpers/paths.js';
-import { descendantsOf, processesMatching } from '../helpers/processes.js';
+import { descendantsOf, processesMatching, signalIfAlive } from '../helpers/processes.js';
 import { FAKE_K3S } from '../helpers/fake-k3s.js';
 import { mosquittoAvailable, startMosquitto } from '../helpers/mosquitto.js';
 import { Observer } from '../helpers/observer.js';
@@ -126,7 +126,7 @@ describe('the agent process', () => {
       } finally {
         await wire.close();
         agent.child.kill('SIGKILL');
-        for (const pid of processesMatching(join(home, 'data'))) process.kill(pid, 'SIGKILL');
+        for (const pid of processesMatching(join(home, 'data'))) signalIfAlive(pid, 'SIGKILL');
         await broker.close();
       }
     },

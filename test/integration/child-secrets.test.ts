@@ -8,7 +8,7 @@ import { Secret } from '../../src/lib/secret.js';
 import { JOIN_TOKEN, shutDown, supervisedFake, type SupervisedFake } from '../helpers/k3s-supervisor.js';
 import { waitFor } from '../helpers/wait.js';
 import { tempDir } from '../helpers/paths.js';
-import { processesMatching } from '../helpers/processes.js';
+import { processesMatching, signalIfAlive } from '../helpers/processes.js';
 
 /** What fleetlet's own environment may hold: none of it is k3s's or systemd-notify's business. */
 const FLEETLET_SECRETS = {
@@ -27,7 +27,7 @@ beforeEach(() => {
 afterEach(async () => {
   for (const fake of running) await shutDown(fake);
   running = [];
-  for (const pid of processesMatching(dir)) process.kill(pid, 'SIGKILL');
+  for (const pid of processesMatching(dir)) signalIfAlive(pid, 'SIGKILL');
   cleanup();
 });
 

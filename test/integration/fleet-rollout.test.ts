@@ -12,7 +12,7 @@ import { waitFor } from '../helpers/wait.js';
 import { startMosquitto, type TestBroker } from '../helpers/mosquitto.js';
 import { Observer } from '../helpers/observer.js';
 import { FLEETLET_BUNDLE, tempDir } from '../helpers/paths.js';
-import { processesMatching } from '../helpers/processes.js';
+import { processesMatching, signalIfAlive } from '../helpers/processes.js';
 import { startReleaseServer, type ReleaseServer } from '../helpers/release-server.js';
 import { shellK3sWithHealthz } from '../fixtures/command-agent-fake-k3s.js';
 
@@ -121,7 +121,7 @@ describe('fleet rollout over 20 real agent processes on a real broker', () => {
     );
     // A stopped agent leaves its k3s running for the next agent to adopt: the test stops those itself.
     if (dir) {
-      for (const pid of processesMatching(dir.dir)) process.kill(pid, 'SIGKILL');
+      for (const pid of processesMatching(dir.dir)) signalIfAlive(pid, 'SIGKILL');
       await waitFor(() => processesMatching(dir.dir).length === 0, 'no process left from the devices', 20_000);
     }
     await fleet?.client.endAsync();

@@ -8,7 +8,7 @@ import type { FleetEvent } from '../../src/protocol/event.js';
 import type { CommandResult } from '../../src/protocol/result.js';
 import { isolatedK3s, writeAgentConfig } from '../helpers/agent-config.js';
 import { FAKE_K3S } from '../helpers/fake-k3s.js';
-import { processesMatching } from '../helpers/processes.js';
+import { processesMatching, signalIfAlive } from '../helpers/processes.js';
 import { createCa, issueCert, type KeyPair } from '../helpers/certs.js';
 import { startCli } from '../helpers/cli.js';
 import { waitFor } from '../helpers/wait.js';
@@ -176,7 +176,7 @@ describe.skipIf(!mosquittoAvailable())('a board swap', () => {
     const clone = board(join(dir, 'clone'), 'fedcba9876543210fedcba9876543210', '10000000cccc0003');
     const work = join(dir, 'k3s-device');
     onTestFinished(() => {
-      for (const pid of processesMatching(join(work, 'data'))) process.kill(pid, 'SIGKILL');
+      for (const pid of processesMatching(join(work, 'data'))) signalIfAlive(pid, 'SIGKILL');
     });
     const k3s = await isolatedK3s(work, FAKE_K3S, { nodeName: 'pi-golden', withNodeId: true });
     const serverPasswords = join(work, 'server-passwords.json');

@@ -9,7 +9,7 @@ import { isAlive } from '../helpers/k3s-supervisor.js';
 import { waitFor } from '../helpers/wait.js';
 import { FLEETLET_BUNDLE, tempDir } from '../helpers/paths.js';
 import { freePort } from '../helpers/ports.js';
-import { processesMatching } from '../helpers/processes.js';
+import { processesMatching, signalIfAlive } from '../helpers/processes.js';
 import { runCli } from '../helpers/cli.js';
 
 let dir: string;
@@ -29,7 +29,7 @@ beforeEach(async () => {
 });
 afterEach(async () => {
   for (const agent of agents) if (agent.exitCode === null && agent.signalCode === null) agent.kill('SIGKILL');
-  for (const pid of processesMatching(join(dir, 'data'))) process.kill(pid, 'SIGKILL');
+  for (const pid of processesMatching(join(dir, 'data'))) signalIfAlive(pid, 'SIGKILL');
   agents = [];
   cleanup();
 });

@@ -13,7 +13,7 @@ import { isAlive } from '../helpers/k3s-supervisor.js';
 import { waitFor } from '../helpers/wait.js';
 import { REPO_ROOT, tempDir } from '../helpers/paths.js';
 import { freeFixedPort } from '../helpers/ports.js';
-import { descendantsOf, processesMatching } from '../helpers/processes.js';
+import { descendantsOf, processesMatching, signalIfAlive } from '../helpers/processes.js';
 import { encode, testKey } from '../fixtures/command-keys.js';
 import { sealedConfigure, tokenOfArgv } from '../fixtures/sealed-configure.js';
 import { FileSealKey } from '../../src/identity/seal-key.js';
@@ -59,7 +59,7 @@ describe('k3s.configure across SIGKILL at random moments', () => {
   }, 60_000);
   afterAll(async () => {
     // The runs leave k3s running for the next one, as fleetlet does; the test ends it (one SIGTERM, as fleetlet would).
-    for (const pid of processesMatching(join(dir, 'data'))) process.kill(pid, 'SIGTERM');
+    for (const pid of processesMatching(join(dir, 'data'))) signalIfAlive(pid, 'SIGTERM');
     // A k3s that outlives this wait must not keep the directory from being removed.
     await waitFor(() => !processesMatching(join(dir, 'data')).some(isAlive), 'k3s to stop', 10_000).catch(() => {});
     cleanup();

@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { LOG_FILE } from '../../src/k3s/supervisor.js';
-import { descendantsOf } from '../helpers/processes.js';
+import { descendantsOf, signalIfAlive } from '../helpers/processes.js';
 import { isAlive, supervisedFake } from '../helpers/k3s-supervisor.js';
 import { waitFor } from '../helpers/wait.js';
 import { tempDir } from '../helpers/paths.js';
@@ -17,7 +17,7 @@ beforeEach(() => {
 });
 afterEach(async () => {
   for (const pid of pidsToStop.splice(0)) {
-    if (isAlive(pid)) process.kill(pid, 'SIGTERM');
+    signalIfAlive(pid, 'SIGTERM');
     await waitFor(() => !isAlive(pid), 'k3s to stop', 30_000);
   }
   cleanup();

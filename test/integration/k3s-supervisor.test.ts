@@ -7,7 +7,7 @@ import { TOKEN_FILE } from '../../src/k3s/token-file.js';
 import { execFileSync, spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { descendantsOf, processesMatching } from '../helpers/processes.js';
+import { descendantsOf, processesMatching, signalIfAlive } from '../helpers/processes.js';
 import { FAKE_K3S, fakeK3sBinary } from '../helpers/fake-k3s.js';
 import { isAlive, JOIN_TOKEN, shutDown, supervisedFake, type SupervisedFake } from '../helpers/k3s-supervisor.js';
 import { waitFor } from '../helpers/wait.js';
@@ -24,7 +24,7 @@ afterEach(async () => {
   for (const fake of running) await shutDown(fake);
   running = [];
   // Anything a test left running on purpose (a k3s that was not adopted, a stand-in process).
-  for (const pid of processesMatching(dir)) process.kill(pid, 'SIGKILL');
+  for (const pid of processesMatching(dir)) signalIfAlive(pid, 'SIGKILL');
   cleanup();
 });
 

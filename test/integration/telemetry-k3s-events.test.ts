@@ -10,7 +10,7 @@ import { FAKE_K3S } from '../helpers/fake-k3s.js';
 import { FLEETLET_BUNDLE, tempDir } from '../helpers/paths.js';
 import { waitFor } from '../helpers/wait.js';
 import { freePort } from '../helpers/ports.js';
-import { processesMatching } from '../helpers/processes.js';
+import { processesMatching, signalIfAlive } from '../helpers/processes.js';
 
 /** What the agent queued for the fleet so far, read from its database (read-only) while it runs. */
 function queued(stateDir: string): { events: FleetEvent[]; status: Status[]; inventory: unknown } {
@@ -56,7 +56,7 @@ describe('k3s supervisor events through the telemetry event gate', () => {
         agent.kill('SIGTERM');
         await exited;
       }
-      for (const pid of processesMatching(join(dir, 'data'))) process.kill(pid, 'SIGKILL');
+      for (const pid of processesMatching(join(dir, 'data'))) signalIfAlive(pid, 'SIGKILL');
     });
 
     const stateDir = join(dir, 'state');

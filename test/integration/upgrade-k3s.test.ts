@@ -7,7 +7,7 @@ import { openDatabase } from '../../src/store/db.js';
 import { SqliteOutbox } from '../../src/store/sqlite-outbox.js';
 import type { CommandResult } from '../../src/protocol/result.js';
 import { freeFixedPort } from '../helpers/ports.js';
-import { outermostProcessesMatching, processesMatching } from '../helpers/processes.js';
+import { outermostProcessesMatching, processesMatching, signalIfAlive } from '../helpers/processes.js';
 import { REPO_ROOT, tempDir } from '../helpers/paths.js';
 import { bundleFixture } from '../helpers/bundle-fixture.js';
 import { fakeK3sRelease } from '../helpers/fake-k3s.js';
@@ -126,8 +126,8 @@ function runningK3s(d: Device): { pid: number | undefined; version: string | und
 /** Stops the k3s the runs left running: one SIGTERM, as fleetlet would. */
 async function stopK3s(d: Device): Promise<void> {
   const pids = processesMatching(d.binaryPath);
-  for (const pid of pids) process.kill(pid, 'SIGTERM');
-  await waitFor(() => !pids.some(isAlive), 'k3s to stop', 10_000).catch(() => pids.forEach((pid) => isAlive(pid) && process.kill(pid, 'SIGKILL')));
+  for (const pid of pids) signalIfAlive(pid, 'SIGTERM');
+  await waitFor(() => !pids.some(isAlive), 'k3s to stop', 10_000).catch(() => pids.forEach((pid) => signalIfAlive(pid, 'SIGKILL')));
 }
 
 const finals = (list: CommandResult[]) => list.filter((r) => r.status === 'succeeded' || r.status === 'failed');
