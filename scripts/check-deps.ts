@@ -1,5 +1,5 @@
 // Enforces DESIGN.md's dependency direction between the rooms of src/:
-//   main -> {daemon, cli} -> features {commands, telemetry, k3s, link, fleet} -> core {store, identity, protocol, config} -> lib
+//   main -> {daemon, cli} -> features {commands, telemetry, k3s, link, fleet, hub} -> core {store, identity, protocol, config} -> lib
 // A room may import from its own room and from rooms below it. Features never import each other (they get
 // narrow interfaces from the composition root), and lib imports nothing else from src.
 import { readdirSync, readFileSync, statSync } from 'node:fs';
@@ -16,6 +16,7 @@ const RANK: Record<string, number> = {
   k3s: 2,
   link: 2,
   fleet: 2,
+  hub: 2,
   store: 3,
   identity: 3,
   protocol: 3,

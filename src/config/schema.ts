@@ -2,6 +2,7 @@ import { z } from 'zod';
 import { hasControlCharacter } from '../lib/control-characters.js';
 import { Secret } from '../lib/secret.js';
 import { LOG_LEVELS } from '../lib/logger.js';
+import { HubSection } from './hub-schema.js';
 
 /**
  * The one source of truth for fleetlet's configuration: types, defaults, JSON Schema, env var names and the
@@ -314,6 +315,7 @@ export const ConfigSchema = z.strictObject({
   limits: LimitsSection,
   commands: CommandsSection,
   log: z.strictObject({ level: z.enum(LOG_LEVELS).default('info') }).prefault({}),
+  hub: HubSection,
 });
 
 export type Config = z.output<typeof ConfigSchema>;
@@ -322,4 +324,4 @@ export type ConfigInput = z.input<typeof ConfigSchema>;
 /** Secrets that may instead be given as a path in the sibling `<key>File`. */
 export const SECRET_PATHS = ['k3s.token', 'broker.auth.password'] as const;
 /** Files whose content is secret: fleetlet warns when group or others can read them. */
-export const SECRET_FILE_PATHS = ['k3s.tokenFile', 'broker.auth.passwordFile', 'broker.tls.keyFile'] as const;
+export const SECRET_FILE_PATHS = ['k3s.tokenFile', 'broker.auth.passwordFile', 'broker.tls.keyFile', 'hub.database.passwordFile'] as const;
