@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { HubHttpSection } from './hub-http-schema.js';
 
 /**
  * The `hub:` section: the cloud-side service `fleetlet hub` (durable ingest into SQLite or PostgreSQL). Devices never
@@ -77,6 +78,7 @@ export const HubSection = z
         intervalSeconds: z.int().min(10).max(DAY).default(300).describe('Seconds between retention and rollup runs.'),
       })
       .prefault({}),
+    http: HubHttpSection,
     identityConflictWindowSeconds: z
       .int()
       .min(60)
