@@ -26,9 +26,16 @@ export class ChangeFeed {
     return this.listeners.size;
   }
 
-  subscribe(listener: (change: StreamChange) => void): () => void {
+  /**
+   * Adds a listener once the feed knows the current state (the first look at the database announces nothing), so
+   * that every change committed after this resolves reaches the listener.
+   */
+  async subscribe(listener: (change: StreamChange) => void): Promise<() => void> {
+    if (!this.timer) {
+      this.timer = setInterval(() => void this.poll(), this.options.pollMs);
+      await this.poll();
+    }
     this.listeners.add(listener);
-    this.timer ??= setInterval(() => void this.poll(), this.options.pollMs);
     return () => {
       this.listeners.delete(listener);
       if (this.listeners.size === 0) this.stop();

@@ -226,18 +226,20 @@ export class HubApiServer {
   private async stream({ req, res, url }: RouteContext): Promise<void> {
     const { device } = parseInput(S.StreamQuery, queryObject(url));
     if (this.feed.listenerCount >= MAX_STREAM_CLIENTS) throw new ApiRequestError(503, 'too many open streams');
+    const unsubscribe = await this.feed.subscribe((change) => {
+      const deviceId = change.type === 'event' ? change.event.deviceId : change.deviceId;
+      if (device && deviceId !== device) return;
+      res.write(`event: ${change.type}\ndata: ${JSON.stringify(change)}\n\n`);
+    });
+    if (req.socket.destroyed) return unsubscribe();
     res.writeHead(200, {
       'content-type': 'text/event-stream; charset=utf-8',
       'cache-control': 'no-store',
       'x-accel-buffering': 'no',
       connection: 'keep-alive',
     });
+    // The first bytes say the stream is live: every change committed from now on will be sent.
     res.write(': fleetlet hub stream\n\n');
-    const unsubscribe = this.feed.subscribe((change) => {
-      const deviceId = change.type === 'event' ? change.event.deviceId : change.deviceId;
-      if (device && deviceId !== device) return;
-      res.write(`event: ${change.type}\ndata: ${JSON.stringify(change)}\n\n`);
-    });
     const heartbeat = setInterval(() => res.write(': heartbeat\n\n'), STREAM_HEARTBEAT_MS);
     await new Promise<void>((resolve) => req.socket.once('close', () => resolve()));
     clearInterval(heartbeat);
