@@ -1,7 +1,7 @@
 import type { HubDatabase } from '../db/open.js';
 import { iso } from './device-queries.js';
 import { eventItemOf } from './log-queries.js';
-import type { StreamChange } from './schemas.js';
+import type { StreamChange } from '../../protocol/hub-api.js';
 
 /**
  * Turns what the ingest commits into a stream of changes, by reading the database: so every replica's API sees what

@@ -1,7 +1,7 @@
 import { sql, type Expression, type ExpressionBuilder, type SqlBool } from 'kysely';
 import type { HubDatabase } from '../db/open.js';
 import type { DeviceRow, HubTables } from '../db/tables.js';
-import type { DeviceDetail, DeviceList, DeviceListQuery, DeviceSummary } from './schemas.js';
+import type { DeviceDetail, DeviceList, DeviceListQuery, DeviceSummary } from '../../protocol/hub-api.js';
 
 const SORT_COLUMNS = {
   deviceId: 'device_id',

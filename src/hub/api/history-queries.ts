@@ -1,6 +1,6 @@
 import type { HubDatabase } from '../db/open.js';
 import { iso } from './device-queries.js';
-import type { History, HistoryQuery } from './schemas.js';
+import type { History, HistoryQuery } from '../../protocol/hub-api.js';
 
 const HOUR_MS = 3_600_000;
 const DAY_MS = 24 * HOUR_MS;

@@ -1,9 +1,8 @@
 import type { HubDatabase } from '../db/open.js';
 import type { EventRow } from '../db/tables.js';
 import { iso, parseObject } from './device-queries.js';
-import type { AuditList, EventList, EventsQuery, ResultList, ResultsQuery } from './schemas.js';
 import type { z } from 'zod';
-import type { EventItem } from './schemas.js';
+import type { AuditList, EventItem, EventList, EventsQuery, ResultList, ResultsQuery } from '../../protocol/hub-api.js';
 
 /** `GET /api/v1/events`: newest first, one page; `before` continues from a previous page's `nextBefore`. */
 export async function listEvents(hub: HubDatabase, query: EventsQuery): Promise<EventList> {

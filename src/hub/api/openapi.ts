@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { FLEETLET_VERSION } from '../../lib/version.js';
-import * as S from './schemas.js';
+import * as S from '../../protocol/hub-api.js';
 
 /**
  * The OpenAPI 3.0 document of /api/v1, generated from the zod schemas the server validates and answers with, so

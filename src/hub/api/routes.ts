@@ -6,7 +6,7 @@ import { deviceDetail, listDevices } from './device-queries.js';
 import { statusHistory } from './history-queries.js';
 import { parseInput, queryObject, sendJson } from './http-io.js';
 import { listAudit, listEvents, listResults } from './log-queries.js';
-import * as S from './schemas.js';
+import * as S from '../../protocol/hub-api.js';
 
 /** What a route handler gets: the request, who sent it, and the hub. */
 export interface RouteContext {

@@ -12,7 +12,7 @@ import { cookieValue, MAX_URL_BYTES, parseInput, queryObject, readJsonBody, send
 import { renderMetrics, type ApiCounters, type MetricSample } from './metrics.js';
 import { openApiDocument } from './openapi.js';
 import { DATA_ROUTES, type Route, type RouteContext } from './routes.js';
-import * as S from './schemas.js';
+import * as S from '../../protocol/hub-api.js';
 
 export interface HubApiOptions {
   hub: HubDatabase;

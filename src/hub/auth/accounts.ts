@@ -1,5 +1,5 @@
 import type { HubDatabase } from '../db/open.js';
-import { ROLES, USERNAME_PATTERN, type Role } from '../api/schemas.js';
+import { ROLES, USERNAME_PATTERN, type Role } from '../../protocol/hub-api.js';
 import { OperatorAccountError } from './errors.js';
 import { hashPassword, newBearerSecret, secretHash } from './secrets.js';
 

@@ -1,5 +1,5 @@
 import type { HubDatabase } from '../db/open.js';
-import type { LoginRequest, Role } from '../api/schemas.js';
+import type { LoginRequest, Role } from '../../protocol/hub-api.js';
 import { ApiRequestError } from '../api/errors.js';
 import { checkRole, weakerRole } from './accounts.js';
 import { DUMMY_PASSWORD_HASH, newBearerSecret, secretHash, verifyPassword } from './secrets.js';

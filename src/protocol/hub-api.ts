@@ -1,8 +1,9 @@
 import { z } from 'zod';
 
 /**
- * The request and response shapes of the hub's HTTP API, one zod schema each, types inferred from them. The OpenAPI
- * document (openapi.ts) is generated from exactly these, so a shape changes in one place. Query strings arrive as
+ * The request and response shapes of the hub's HTTP API, one zod schema each, types inferred from them: a wire
+ * contract shared by the hub (src/hub/api) and the operator tools (`fleet devices|watch --hub`). The OpenAPI
+ * document (src/hub/api/openapi.ts) is generated from exactly these, so a shape changes in one place. Query strings arrive as
  * text: the query schemas coerce, bound every value, and name the offending field in a 400.
  */
 const MAX_LIMIT = 500;
