@@ -3,6 +3,9 @@ import { HubDatabases } from '../helpers/hub-database.js';
 import { hubDialects } from '../helpers/postgres.js';
 import { deviceRow, startHubApi, type TestHubApi } from '../helpers/hub-api.js';
 import { INVENTORY_EXAMPLE } from '../../src/protocol/inventory.js';
+import { HubHttpSection } from '../../src/config/hub-http-schema.js';
+import { HubApiServer } from '../../src/hub/api/server.js';
+import { createLogger } from '../../src/lib/logger.js';
 
 const T0 = Date.UTC(2026, 10, 2, 12);
 
@@ -192,9 +195,29 @@ describe.each(hubDialects())('hub API reads on %s', (dialect) => {
     const text = await res.text();
     expect(text).toMatch(/^fleetlet_hub_devices\{state="online"\} [1-9]/m);
     expect(text).toMatch(/^fleetlet_hub_devices\{state="offline"\} 1$/m);
-    expect(text).toMatch(/^fleetlet_hub_rejected_total 3$/m);
+    expect(text).toMatch(/^fleetlet_hub_stored_counter\{name="rejected_total"\} 3$/m);
     const size = Number(/^fleetlet_hub_database_bytes (\d+)$/m.exec(text)?.[1]);
     expect(size).toBeGreaterThan(0);
     expect((await fetch(`${api.url}/metrics`)).status).toBe(401);
+  });
+
+  it("appends the ingest's metrics to /metrics, each metric family declared once", async () => {
+    const ingestText = '# HELP fleetlet_hub_database_bytes Size.\n# TYPE fleetlet_hub_database_bytes gauge\nfleetlet_hub_database_bytes 4096\n';
+    const server = new HubApiServer({
+      hub: api.hub,
+      http: HubHttpSection.parse({ listen: '127.0.0.1:0' }),
+      logger: createLogger({ level: 'silent' }),
+      ingestMetricsText: async () => ingestText,
+    });
+    const url = await server.start();
+    try {
+      const text = await (await fetch(`${url}/metrics`, { headers: { authorization: `Bearer ${api.tokens.viewer}` } })).text();
+      expect(text.endsWith(ingestText)).toBe(true);
+      const families = text.split('\n').filter((line) => line.startsWith('# TYPE ')).map((line) => line.split(' ')[2]);
+      expect(families.length).toBeGreaterThan(5);
+      expect(new Set(families).size).toBe(families.length);
+    } finally {
+      await server.stop();
+    }
   });
 });

@@ -1,7 +1,6 @@
 import type { HubDatabase } from '../db/open.js';
 
-/** A number the ingest (or another part of the hub process) exposes on /metrics, in Prometheus terms. */
-export interface MetricSample {
+interface MetricSample {
   name: string;
   help: string;
   type: 'counter' | 'gauge';
@@ -17,16 +16,12 @@ export interface ApiCounters {
 }
 
 /**
- * `/metrics` in the Prometheus text format: what the database says (devices by state, ingest over the last minute,
- * the age of the newest message, stored counters such as rejects, the database size), what the API counted, and
- * whatever the in-process sources (the ingest: lag, batches) report.
+ * `/metrics` in the Prometheus text format: what the database says (devices by state, ingest over the last minute
+ * by all replicas, the age of the newest message, the stored counters such as rejects), what the API counted, and
+ * the ingest's own text (its rates, lag, commits and the database size) when this process runs one; without it,
+ * the database size is given here.
  */
-export async function renderMetrics(
-  hub: HubDatabase,
-  api: ApiCounters,
-  sources: (() => MetricSample[])[],
-  now: number,
-): Promise<string> {
+export async function renderMetrics(hub: HubDatabase, api: ApiCounters, ingestText: string | undefined, now: number): Promise<string> {
   const samples: MetricSample[] = [];
   const byState = await hub.db
     .selectFrom('devices')
@@ -57,22 +52,24 @@ export async function renderMetrics(
       value: Math.max(0, (now - Number(newest.at)) / 1000),
     });
   }
-  for (const counter of await hub.db.selectFrom('hub_counters').selectAll().execute()) {
+  for (const counter of await hub.db.selectFrom('hub_counters').selectAll().orderBy('name').execute()) {
     samples.push({
-      name: `fleetlet_hub_${counter.name.replace(/[^a-zA-Z0-9_]/g, '_')}`,
-      help: `The hub's stored counter ${counter.name}.`,
+      name: 'fleetlet_hub_stored_counter',
+      help: 'Counters the replicas keep in the database (e.g. rejected_total), over all replicas and restarts.',
       type: 'counter',
       value: Number(counter.value),
+      labels: { name: counter.name },
     });
   }
-  samples.push({ name: 'fleetlet_hub_database_bytes', help: 'Bytes the hub database occupies.', type: 'gauge', value: await hub.sizeBytes() });
+  if (ingestText === undefined) {
+    samples.push({ name: 'fleetlet_hub_database_bytes', help: 'Size of the hub database.', type: 'gauge', value: await hub.sizeBytes() });
+  }
   for (const [code, value] of api.requests) {
     samples.push({ name: 'fleetlet_hub_http_requests_total', help: 'API requests answered, by status code.', type: 'counter', value, labels: { code } });
   }
   samples.push({ name: 'fleetlet_hub_login_failures_total', help: 'Refused logins since start.', type: 'counter', value: api.loginFailures });
   samples.push({ name: 'fleetlet_hub_stream_clients', help: 'Open /api/v1/stream connections.', type: 'gauge', value: api.streamClients() });
-  for (const source of sources) samples.push(...source());
-  return format(samples);
+  return `${format(samples)}${ingestText ?? ''}`;
 }
 
 function format(samples: MetricSample[]): string {

@@ -9,7 +9,7 @@ import { login, logout, sessionPrincipal, SESSION_COOKIE, tokenPrincipal, audit,
 import { ChangeFeed } from './change-feed.js';
 import { ApiRequestError } from './errors.js';
 import { cookieValue, MAX_URL_BYTES, parseInput, queryObject, readJsonBody, sendError, sendJson } from './http-io.js';
-import { renderMetrics, type ApiCounters, type MetricSample } from './metrics.js';
+import { renderMetrics, type ApiCounters } from './metrics.js';
 import { openApiDocument } from './openapi.js';
 import { DATA_ROUTES, type Route, type RouteContext } from './routes.js';
 import * as S from '../../protocol/hub-api.js';
@@ -19,8 +19,8 @@ export interface HubApiOptions {
   http: HubHttpConfig;
   logger: Logger;
   now?: () => number;
-  /** In-process numbers for /metrics (the ingest's lag, batches). */
-  metricsSources?: (() => MetricSample[])[];
+  /** The Prometheus text of the ingest running in this process (RunningHub.metricsText), appended to /metrics. */
+  ingestMetricsText?: () => Promise<string>;
   /** How often the live stream looks at the database. */
   streamPollMs?: number;
 }
@@ -214,7 +214,8 @@ export class HubApiServer {
         pattern: /^\/metrics$/,
         mutation: false,
         handle: async ({ res, now }) => {
-          const text = await renderMetrics(this.options.hub, this.counters, this.options.metricsSources ?? [], now);
+          const ingest = await this.options.ingestMetricsText?.();
+          const text = await renderMetrics(this.options.hub, this.counters, ingest, now);
           res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4; charset=utf-8', 'cache-control': 'no-store' });
           res.end(text);
         },

@@ -75,6 +75,8 @@ export async function login(
     .values({ token_hash: secretHash(session), operator_id: operator.id, created_at_ms: now, expires_at_ms: expiresAtMs, last_used_at_ms: now })
     .execute();
   await hub.db.deleteFrom('login_attempts').where('window_start_ms', '<', windowStart - windowMs).execute();
+  // Expired sessions are useless; dropping them here keeps the table as small as the logins of one session length.
+  await hub.db.deleteFrom('operator_sessions').where('expires_at_ms', '<=', now).execute();
   await audit(hub, { actor: operator.username, action: 'login', target: null, remoteAddr }, now);
   return { session, principal: { username: operator.username, role: checkRole(operator.role), via: 'session', expiresAtMs } };
 }
