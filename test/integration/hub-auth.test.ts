@@ -66,6 +66,8 @@ describe.each(hubDialects())('hub API authentication on %s', (dialect) => {
     const audit = (await (await api.get('/api/v1/audit')).json()) as { entries: { actor: string; action: string; target: string }[] };
     expect(audit.entries).toContainEqual(expect.objectContaining({ actor: 'ops', action: 'device.identity-conflict.clear', target: 'pi-clone' }));
     expect(audit.entries.some((e) => e.actor === 'viewer' && e.action === 'device.identity-conflict.clear')).toBe(false);
+    // The audit log names people and their addresses: operators only.
+    expect((await api.get('/api/v1/audit', api.tokens.viewer)).status).toBe(403);
   });
 
   it('gives a token no more than its account: a viewer-role token of an operator cannot mutate', async () => {

@@ -51,7 +51,7 @@ const OPERATIONS: Record<string, Partial<Record<'get' | 'post' | 'delete', Opera
   },
   '/api/v1/events': { get: { summary: 'Events, newest first', query: S.EventsQuery, response: 'EventList' } },
   '/api/v1/results': { get: { summary: 'Command results, newest first', query: S.ResultsQuery, response: 'ResultList' } },
-  '/api/v1/audit': { get: { summary: 'The audit log of mutations, newest first', query: S.AuditQuery, response: 'AuditList' } },
+  '/api/v1/audit': { get: { summary: 'The audit log of mutations and logins, newest first', query: S.AuditQuery, response: 'AuditList', role: 'operator' } },
   '/api/v1/stream': {
     get: {
       summary: 'Server-Sent Events: each `data:` line is one StreamChange (device reported, online, offline, event)',
@@ -106,7 +106,7 @@ export function openApiDocument(): Record<string, unknown> {
           200: { description: 'OK', content: { [op.contentType ?? 'application/json']: { schema: { $ref: `#/components/schemas/${op.response}` } } } },
           400: errorResponse('A malformed request; `field` names the parameter at fault'),
           ...(role === 'none' ? { 429: errorResponse('Too many failed logins') } : { 401: errorResponse('Not logged in') }),
-          ...(role === 'operator' ? { 403: errorResponse('The role viewer may not change anything') } : {}),
+          ...(role === 'operator' ? { 403: errorResponse('The role viewer may not do this') } : {}),
         },
       };
     }

@@ -25,6 +25,8 @@ export interface Route {
   pattern: RegExp;
   /** Mutations need the role operator and, from a cookie session, a same-origin request. */
   mutation: boolean;
+  /** Reads only an operator may make (the audit log names people and their addresses). */
+  operatorOnly?: boolean;
   handle(context: RouteContext): Promise<void>;
 }
 
@@ -88,6 +90,7 @@ export const DATA_ROUTES: Route[] = [
     method: 'GET',
     pattern: /^\/api\/v1\/audit$/,
     mutation: false,
+    operatorOnly: true,
     handle: async ({ res, url, hub }) => sendJson(res, 200, await listAudit(hub, parseInput(S.AuditQuery, queryObject(url)))),
   },
   {

@@ -124,6 +124,7 @@ export class HubApiServer {
     if (!route) throw new ApiRequestError(405, `${req.method} is not allowed here`);
 
     const principal = await this.authenticate(req, now);
+    if (route.operatorOnly && principal.role !== 'operator') throw new ApiRequestError(403, 'this needs the role operator');
     if (route.mutation) {
       if (principal.role !== 'operator') throw new ApiRequestError(403, 'the role viewer may not change anything');
       if (principal.via === 'session') this.checkOrigin(req, true);
