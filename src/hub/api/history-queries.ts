@@ -2,6 +2,8 @@ import type { HubDatabase } from '../db/open.js';
 import { iso } from './device-queries.js';
 import type { History, HistoryQuery } from '../../protocol/hub-api.js';
 
+type Point = History['points'][number];
+
 const HOUR_MS = 3_600_000;
 const DAY_MS = 24 * HOUR_MS;
 const BUCKET_SECONDS = { '5m': 300, '1h': 3600 } as const;
@@ -29,8 +31,7 @@ export async function statusHistory(hub: HubDatabase, deviceId: string, query: H
       .execute();
     return {
       ...base,
-      truncated: rows.length > query.limit,
-      points: rows.slice(0, query.limit).map((r) => ({
+      ...pointsOf(rows, query.limit, (r) => ({
         at: iso(r.sampled_at_ms),
         samples: 1,
         cpuPercentAvg: r.cpu_percent,
@@ -55,8 +56,7 @@ export async function statusHistory(hub: HubDatabase, deviceId: string, query: H
     .execute();
   return {
     ...base,
-    truncated: rows.length > query.limit,
-    points: rows.slice(0, query.limit).map((r) => ({
+    ...pointsOf(rows, query.limit, (r) => ({
       at: iso(r.bucket_start_ms),
       samples: r.samples,
       cpuPercentAvg: r.cpu_percent_avg,
@@ -67,4 +67,9 @@ export async function statusHistory(hub: HubDatabase, deviceId: string, query: H
       k3sUnhealthySamples: r.k3s_unhealthy_samples,
     })),
   };
+}
+
+/** Queries fetch one row more than `limit`: its presence says the range holds more than was returned. */
+function pointsOf<R>(rows: R[], limit: number, point: (row: R) => Point): { points: Point[]; truncated: boolean } {
+  return { points: rows.slice(0, limit).map(point), truncated: rows.length > limit };
 }
