@@ -7,6 +7,9 @@ import { createCa, issueCert } from '../helpers/certs.js';
 import { tempDir } from '../helpers/paths.js';
 import { HubHttpSection } from '../../src/config/hub-http-schema.js';
 import { createApiToken } from '../../src/hub/auth/accounts.js';
+import { HubApiListenError } from '../../src/hub/api/errors.js';
+import { HubApiServer } from '../../src/hub/api/server.js';
+import { createLogger } from '../../src/lib/logger.js';
 
 async function login(url: string, username: string, password: string, headers: Record<string, string> = {}) {
   return fetch(`${url}/api/v1/login`, {
@@ -34,9 +37,12 @@ describe.each(hubDialects())('hub API authentication on %s', (dialect) => {
     await databases.close();
   });
 
-  it('listens on loopback unless told otherwise', () => {
+  it('listens on loopback unless told otherwise, and says when its address is taken', async () => {
     expect(HubHttpSection.parse({}).listen).toBe('127.0.0.1:8080');
     expect(new URL(api.url).hostname).toBe('127.0.0.1');
+    const taken = new HubApiServer({ hub: api.hub, http: HubHttpSection.parse({ listen: new URL(api.url).host }), logger: createLogger({ level: 'silent' }) });
+    await expect(taken.start()).rejects.toThrow(HubApiListenError);
+    await expect(taken.start()).rejects.toThrow(/EADDRINUSE/);
   });
 
   it('refuses a request without credentials, with an unknown token, and a wrong password', async () => {

@@ -13,3 +13,8 @@ export class ApiRequestError extends FleetletError {
     super(message);
   }
 }
+
+/** The API cannot listen: the address is taken or not local, or the TLS files cannot be read. */
+export class HubApiListenError extends FleetletError {
+  readonly severity = 'transient';
+}

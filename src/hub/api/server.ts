@@ -7,7 +7,7 @@ import type { HubHttpConfig } from '../../config/hub-http-schema.js';
 import type { HubDatabase } from '../db/open.js';
 import { login, logout, sessionPrincipal, SESSION_COOKIE, tokenPrincipal, audit, type Principal } from '../auth/sessions.js';
 import { ChangeFeed } from './change-feed.js';
-import { ApiRequestError } from './errors.js';
+import { ApiRequestError, HubApiListenError } from './errors.js';
 import { cookieValue, MAX_URL_BYTES, parseInput, queryObject, readJsonBody, sendError, sendJson } from './http-io.js';
 import { renderMetrics, type ApiCounters } from './metrics.js';
 import { openApiDocument } from './openapi.js';
@@ -60,9 +60,7 @@ export class HubApiServer {
   async start(): Promise<string> {
     const { http } = this.options;
     const handler = (req: IncomingMessage, res: ServerResponse) => void this.handle(req, res);
-    const server = this.tls
-      ? createHttpsServer({ cert: readFileSync(http.tlsCertFile!), key: readFileSync(http.tlsKeyFile!) }, handler)
-      : createHttpServer(handler);
+    const server = this.tls ? createHttpsServer(this.tlsFiles(), handler) : createHttpServer(handler);
     server.headersTimeout = 10_000;
     server.requestTimeout = 30_000;
     server.maxHeadersCount = 64;
@@ -73,7 +71,9 @@ export class HubApiServer {
     const at = http.listen.lastIndexOf(':');
     const host = http.listen.slice(0, at).replace(/^\[|\]$/g, '');
     await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
+      server.once('error', (err: NodeJS.ErrnoException) =>
+        reject(new HubApiListenError(`the hub API cannot listen on ${http.listen} (hub.http.listen): ${err.code ?? err.message}`, { cause: err })),
+      );
       server.listen(Number(http.listen.slice(at + 1)), host, () => resolve());
     });
     this.server = server;
@@ -81,6 +81,16 @@ export class HubApiServer {
     const url = `${this.tls ? 'https' : 'http'}://${host.includes(':') ? `[${host}]` : host}:${port}`;
     this.options.logger.info({ url }, 'hub API listening');
     return url;
+  }
+
+  private tlsFiles(): { cert: Buffer; key: Buffer } {
+    const { tlsCertFile, tlsKeyFile } = this.options.http;
+    try {
+      return { cert: readFileSync(tlsCertFile!), key: readFileSync(tlsKeyFile!) };
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code ?? String(err);
+      throw new HubApiListenError(`cannot read hub.http.tlsCertFile ${tlsCertFile} or tlsKeyFile ${tlsKeyFile}: ${code}`, { cause: err });
+    }
   }
 
   async stop(): Promise<void> {
