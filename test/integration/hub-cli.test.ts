@@ -8,7 +8,8 @@ import { secretHash } from '../../src/hub/auth/secrets.js';
 import type { HubDatabase } from '../../src/hub/db/open.js';
 import { createLogger } from '../../src/lib/logger.js';
 import { startCli, waitFor } from '../helpers/cli.js';
-import { deviceRow } from '../helpers/hub-api.js';
+import { deviceRow, startHubApi, type TestHubApi } from '../helpers/hub-api.js';
+import { createCa, issueCert, type KeyPair } from '../helpers/certs.js';
 import { HubDatabases } from '../helpers/hub-database.js';
 import { FLEETLET_BUNDLE, tempDir } from '../helpers/paths.js';
 import { hubDialects } from '../helpers/postgres.js';
@@ -133,5 +134,34 @@ describe.each(hubDialects())('hub accounts and the operator tools in --hub mode,
       watch.child.kill('SIGTERM');
       await watch.exited;
     }
+  });
+});
+
+describe('fleet devices --hub over TLS', () => {
+  const databases = new HubDatabases('sqlite');
+  const dir = tempDir('fleetlet-hub-cli-tls-');
+  let api: TestHubApi;
+  let ca: KeyPair;
+
+  beforeAll(async () => {
+    ca = createCa(dir.dir, 'hub-ca');
+    const cert = issueCert(ca, dir.dir, 'hub', { server: true, altNames: ['IP:127.0.0.1'] });
+    api = await startHubApi(databases, { tlsCertFile: cert.cert, tlsKeyFile: cert.key });
+    await api.hub.db.insertInto('devices').values(deviceRow('pi-tls')).execute();
+    writeFileSync(join(dir.dir, 'token'), api.tokens.viewer, { mode: 0o600 });
+  });
+  afterAll(async () => {
+    await api?.close();
+    await databases.close();
+    dir.cleanup();
+  });
+
+  it("trusts the hub's certificate through --hub-ca-file, and refuses it without", async () => {
+    const args = ['fleet', 'devices', '--hub', api.url, '--token-file', join(dir.dir, 'token'), '--json'];
+    const trusted = await fleetlet([...args, '--hub-ca-file', ca.cert]);
+    expect(trusted.code).toBe(0);
+    expect((JSON.parse(trusted.stdout) as { deviceId: string }[]).map((d) => d.deviceId)).toEqual(['pi-tls']);
+    const untrusted = await fleetlet(args);
+    expect([untrusted.code, untrusted.stderr]).toEqual([1, expect.stringContaining('cannot reach the hub')]);
   });
 });
