@@ -48,7 +48,8 @@ export class HubApiServer {
     this.tls = options.http.tlsCertFile !== undefined;
     this.feed = new ChangeFeed(options.hub, {
       pollMs: options.streamPollMs ?? 1000,
-      lookBackMs: 30_000,
+      // A report is committed within hub.batch.maxWaitMs and one commit of its receipt; 10 s leaves room for a slow commit.
+      lookBackMs: 10_000,
       now: this.now,
       onError: (err) => options.logger.warn({ err }, 'the live stream could not read the database'),
     });
