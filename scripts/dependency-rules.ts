@@ -1,5 +1,5 @@
 // DESIGN.md's dependency direction between the rooms of src/, as rules a checker can apply to source text:
-//   main -> {daemon, cli} -> features {commands, telemetry, k3s, link, fleet} -> core {store, identity, protocol, config} -> lib
+//   main -> {daemon, cli} -> features {commands, telemetry, k3s, link, fleet, hub} -> core {store, identity, protocol, config} -> lib
 // A room may import from its own room and from rooms below it; lib imports nothing else from src. Features never
 // import each other, with one exception: what two features must agree on is declared once, in the owning feature's
 // ports.ts, and other features may `import type` from that file (a whole-declaration `import type` or
@@ -21,6 +21,7 @@ export const RANK: Readonly<Record<string, number>> = {
   k3s: 2,
   link: 2,
   fleet: 2,
+  hub: 2,
   store: 3,
   identity: 3,
   protocol: 3,

@@ -12,6 +12,8 @@ import { fetchSealKey, sealSecretArgs } from '../fleet/seal-args.js';
 import { buildSignedCommand, loadSigningKey, newCommandId } from '../fleet/signer.js';
 import { sendSigned } from '../fleet/send.js';
 import { watchFleet } from '../fleet/watch.js';
+import { listDevicesFromHub, watchHub } from '../fleet/hub-views.js';
+import { hubOf, withHub } from './fleet-hub-options.js';
 import { parseAmount, type RolloutPlan } from '../fleet/rollout-plan.js';
 import { runRollout } from '../fleet/rollout.js';
 import type { CliIo } from './program.js';
@@ -88,27 +90,30 @@ export function registerFleetCommands(program: Command, io: CliIo, setExitCode: 
       setExitCode(EXIT.OK);
     }));
 
-  withConnection(fleet.command('devices').description('list devices from their retained presence and inventory'))
+  withHub(withConnection(fleet.command('devices').description('list devices: from the hub with --hub, else from their retained presence and inventory'), false))
     .option('--label <key=value>', 'only devices with this label (repeatable)', collect, [])
     .option('--group <name>', 'only devices in this group')
     .option('--online', 'only online devices')
     .option('--json', 'JSON instead of a table')
     .action(guarded(io, setExitCode, async (options: { label: string[]; group?: string; online?: boolean; json?: boolean }, command: Command) => {
-      await listDevices(
-        connectionOf(command),
-        { labels: labelsOf(options.label), ...(options.group ? { group: options.group } : {}), onlineOnly: options.online === true },
-        { json: options.json === true },
-        io.stdout,
-      );
+      const filter = { labels: labelsOf(options.label), ...(options.group ? { group: options.group } : {}), onlineOnly: options.online === true };
+      const hub = hubOf(command);
+      if (hub) await listDevicesFromHub(hub, filter, { json: options.json === true }, io.stdout);
+      else await listDevices(connectionOf(command), filter, { json: options.json === true }, io.stdout);
       setExitCode(EXIT.OK);
     }));
 
-  withConnection(fleet.command('watch').description('print live presence, events and results as they arrive'))
+  withHub(withConnection(fleet.command('watch').description("print live presence, events and results as they arrive (with --hub: the hub's stream of changes)"), false))
     .option('--device <id>', 'only this device')
     .option('--status', 'also status samples')
     .option('--json', 'one JSON object per line')
     .option('--duration <seconds>', 'stop after this long (default: until Ctrl-C)')
     .action(guarded(io, setExitCode, async (options: { device?: string; status?: boolean; json?: boolean; duration?: string }, command: Command) => {
+      const hub = hubOf(command);
+      if (hub) {
+        await watchHub(hub, { json: options.json === true, ...(options.device ? { device: options.device } : {}) }, stopSignal(options.duration), (line) => io.stdout(`${line}\n`), (what) => io.stderr(`${what}\n`));
+        return setExitCode(EXIT.OK);
+      }
       const channels: DeviceChannel[] = ['presence', 'events', 'results', ...(options.status ? (['status'] as const) : [])];
       await watchFleet(
         connectionOf(command),
@@ -237,9 +242,10 @@ interface SendFlags {
   wait: string;
 }
 
-export function withConnection(command: Command): Command {
+export function withConnection(command: Command, brokerRequired = true): Command {
+  const broker = new Option('--broker <url>', 'broker URL').env('FLEET_BROKER_URL');
   return command
-    .addOption(new Option('--broker <url>', 'broker URL').env('FLEET_BROKER_URL').makeOptionMandatory())
+    .addOption(brokerRequired ? broker.makeOptionMandatory() : broker)
     .addOption(new Option('--topic-root <root>', 'topic prefix').env('FLEET_TOPIC_ROOT').default('fleetlet/v1'))
     .addOption(new Option('--username <name>', 'MQTT user name').env('FLEET_USERNAME'))
     .addOption(new Option('--password-file <file>', 'file holding the MQTT password').env('FLEET_PASSWORD_FILE'))

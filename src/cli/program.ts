@@ -4,6 +4,7 @@ import { LOG_LEVELS } from '../lib/logger.js';
 import { DEFAULT_CONFIG_PATH } from '../config/load.js';
 import { EXIT } from './exit-codes.js';
 import { registerFleetCommands } from './fleet.js';
+import { registerHubAdminCommands } from './hub-admin.js';
 import type { K3sCliAction } from './k3s.js';
 
 export interface ConfigSelection {
@@ -140,6 +141,7 @@ export function buildProgram(handlers: CommandHandlers, io: CliIo, setExitCode: 
     .action(async () => setExitCode(await handlers.configSchema()));
 
   registerFleetCommands(program, io, setExitCode);
+  registerHubAdminCommands(program, io, setExitCode);
 
   return program;
 }

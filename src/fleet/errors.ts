@@ -19,3 +19,8 @@ export class RolloutStateError extends FleetletError {
 export class SealKeyUnavailableError extends FleetletError {
   readonly severity = 'transient';
 }
+
+/** The hub could not be reached, refused the token, or answered with something else than its API. */
+export class HubApiError extends FleetletError {
+  readonly severity = 'transient';
+}

@@ -1,0 +1,76 @@
+import type { DeviceSummary, StreamChange } from '../protocol/hub-api.js';
+import { printDeviceTable } from './devices.js';
+import type { DeviceFilter, DeviceView } from './fleet-view.js';
+import { printable, printableJson } from './format.js';
+import { HubClient, type HubConnectionOptions } from './hub-client.js';
+
+/**
+ * `fleet devices --hub` and `fleet watch --hub`: the same views as the broker-only mode, from the hub's database
+ * (every device it ever heard from, with a last-seen time that means the newest message of any kind) and its live
+ * stream. Filtering happens in the hub.
+ */
+export async function listDevicesFromHub(
+  hub: HubConnectionOptions,
+  filter: DeviceFilter,
+  options: { json: boolean },
+  out: (text: string) => void,
+): Promise<DeviceSummary[]> {
+  const query: Record<string, string | string[]> = {
+    label: Object.entries(filter.labels ?? {}).map(([k, v]) => `${k}=${v}`),
+    ...(filter.group ? { group: filter.group } : {}),
+    ...(filter.onlineOnly ? { state: 'online' } : {}),
+  };
+  const devices = await new HubClient(hub).allDevices(query);
+  if (options.json) out(`${printableJson(JSON.stringify(devices, null, 2))}\n`);
+  else printDeviceTable(devices.map(viewOf), out);
+  return devices;
+}
+
+function viewOf(device: DeviceSummary): DeviceView {
+  return {
+    deviceId: device.deviceId,
+    state: device.state,
+    lastSeen: device.lastSeen,
+    labels: device.labels,
+    groups: device.groups,
+    ...(device.fleetletVersion ? { fleetletVersion: device.fleetletVersion } : {}),
+    ...(device.k3sVersion ? { k3sVersion: device.k3sVersion } : {}),
+    ...(device.k3sHealthy !== null ? { k3sHealthy: device.k3sHealthy } : {}),
+    ...(device.k3sState ? { k3sState: device.k3sState } : {}),
+  };
+}
+
+export async function watchHub(
+  hub: HubConnectionOptions,
+  options: { json: boolean; device?: string },
+  until: Promise<void>,
+  out: (line: string) => void,
+  onReady: (what: string) => void,
+): Promise<number> {
+  let count = 0;
+  await new HubClient(hub).stream(
+    options.device ? { device: options.device } : {},
+    until,
+    (change) => {
+      count += 1;
+      out(options.json ? printableJson(JSON.stringify(change)) : textLine(change));
+    },
+    () => onReady(`watching ${hub.url}/api/v1/stream${options.device ? ` for ${options.device}` : ''}`),
+  );
+  return count;
+}
+
+function textLine(change: StreamChange): string {
+  switch (change.type) {
+    case 'device.reported':
+      return printable(`reported  ${change.lastSeen}  ${change.deviceId}`);
+    case 'device.online':
+      return printable(`online    ${change.at}  ${change.deviceId}`);
+    case 'device.offline':
+      return printable(`offline   ${change.at}  ${change.deviceId}${change.reason ? ` (${change.reason})` : ''}`);
+    case 'event':
+      return printable(
+        `event     ${change.event.occurredAt}  ${change.event.deviceId}  ${change.event.severity} ${change.event.kind} ${change.event.state}: ${change.event.message}`,
+      );
+  }
+}

@@ -1,0 +1,223 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { HubDatabases } from '../helpers/hub-database.js';
+import { hubDialects } from '../helpers/postgres.js';
+import { deviceRow, startHubApi, type TestHubApi } from '../helpers/hub-api.js';
+import { INVENTORY_EXAMPLE } from '../../src/protocol/inventory.js';
+import { HubHttpSection } from '../../src/config/hub-http-schema.js';
+import { HubApiServer } from '../../src/hub/api/server.js';
+import { createLogger } from '../../src/lib/logger.js';
+
+const T0 = Date.UTC(2026, 10, 2, 12);
+
+describe.each(hubDialects())('hub API reads on %s', (dialect) => {
+  const databases = new HubDatabases(dialect);
+  let api: TestHubApi;
+
+  beforeAll(async () => {
+    api = await startHubApi(databases);
+    await api.hub.db
+      .insertInto('devices')
+      .values([
+        deviceRow('pi-a', { labels: { site: 'home', tier: 'edge' }, groups: ['canary'], fleetlet_version: '0.2.0', last_seen_ms: T0 + 3 }),
+        deviceRow('pi-b', { labels: { site: 'home' }, groups: ['canary', 'eu'], fleetlet_version: '0.1.0', health: 'warning', last_seen_ms: T0 + 1 }),
+        deviceRow('pi-c', { labels: { site: 'office' }, groups: ['eu'], presence_state: 'offline', fleetlet_version: '0.2.0', last_seen_ms: T0 + 2 }),
+        // A label whose value holds the text of another label must not match it.
+        deviceRow('pi-d', { labels: { note: '"site":"home"' }, groups: ['x"canary'], presence_state: null, health: 'critical', last_seen_ms: T0 }),
+        deviceRow('pi-e', { labels: { site: 'home' }, fleetlet_version: '0.1.0', last_seen_ms: T0 + 4, name: 'Kitchen' }),
+      ])
+      .execute();
+  });
+  afterAll(async () => {
+    await api?.close();
+    await databases.close();
+  });
+
+  const ids = async (query: string) => {
+    const res = await api.get(`/api/v1/devices${query}`);
+    expect(res.status).toBe(200);
+    const body = (await res.json()) as { devices: { deviceId: string }[]; total: number };
+    return { ids: body.devices.map((d) => d.deviceId), total: body.total };
+  };
+
+  it('filters devices by label, group, state, version and health, all filters together', async () => {
+    expect((await ids('?label=site=home')).ids).toEqual(['pi-a', 'pi-b', 'pi-e']);
+    expect((await ids('?label=site=home&label=tier=edge')).ids).toEqual(['pi-a']);
+    expect((await ids('?group=canary')).ids).toEqual(['pi-a', 'pi-b']);
+    expect((await ids('?state=offline')).ids).toEqual(['pi-c']);
+    expect((await ids('?state=unknown')).ids).toEqual(['pi-d']);
+    expect((await ids('?version=0.1.0')).ids).toEqual(['pi-b', 'pi-e']);
+    expect((await ids('?health=critical')).ids).toEqual(['pi-d']);
+    expect((await ids('?label=site=home&group=eu&state=online&version=0.1.0&health=warning')).ids).toEqual(['pi-b']);
+  });
+
+  it('sorts by last seen either way and pages with a total over all pages', async () => {
+    expect((await ids('?sort=lastSeen&order=desc')).ids).toEqual(['pi-e', 'pi-a', 'pi-c', 'pi-b', 'pi-d']);
+    const first = await ids('?sort=lastSeen&limit=2');
+    const second = await ids('?sort=lastSeen&limit=2&offset=2');
+    const third = await ids('?sort=lastSeen&limit=2&offset=4');
+    expect([first.ids, second.ids, third.ids]).toEqual([['pi-d', 'pi-b'], ['pi-c', 'pi-a'], ['pi-e']]);
+    expect([first.total, third.total]).toEqual([5, 5]);
+  });
+
+  it('shows one device with its inventory, latest status, health, fingerprints and the identity-conflict flag', async () => {
+    await api.hub.db
+      .insertInto('devices')
+      .values(
+        deviceRow('pi-clone', {
+          inventory_json: JSON.stringify(INVENTORY_EXAMPLE),
+          status_json: JSON.stringify({ seq: 7, k3s: { state: 'running', healthy: true } }),
+          status_sampled_at_ms: T0,
+          identity_conflict: 1,
+          identity_conflict_at_ms: T0 + 10,
+          health: 'warning',
+        }),
+      )
+      .execute();
+    await api.hub.db
+      .insertInto('device_fingerprints')
+      .values([
+        { device_id: 'pi-clone', fingerprint: 'sha256:aaaa', first_seen_ms: T0, last_seen_ms: T0 + 5, switches: 2 },
+        { device_id: 'pi-clone', fingerprint: 'sha256:bbbb', first_seen_ms: T0 + 1, last_seen_ms: T0 + 6, switches: 2 },
+      ])
+      .execute();
+    await api.hub.db
+      .insertInto('open_conditions')
+      .values({ device_id: 'pi-clone', kind: 'disk.low', condition_key: 'state', severity: 'warning', raised_at_ms: T0 })
+      .execute();
+    const res = await api.get('/api/v1/devices/pi-clone');
+    expect(res.status).toBe(200);
+    const device = (await res.json()) as Record<string, unknown>;
+    expect(device).toMatchObject({
+      deviceId: 'pi-clone',
+      health: 'warning',
+      identityConflict: true,
+      identityConflictAt: new Date(T0 + 10).toISOString(),
+      inventory: { deviceId: INVENTORY_EXAMPLE.deviceId, hardware: { model: INVENTORY_EXAMPLE.hardware.model } },
+      status: { seq: 7 },
+      openConditions: [{ kind: 'disk.low', key: 'state', severity: 'warning' }],
+    });
+    expect((device.fingerprints as { fingerprint: string }[]).map((f) => f.fingerprint)).toEqual(['sha256:aaaa', 'sha256:bbbb']);
+    expect((await ids('?identityConflict=true')).ids).toEqual(['pi-clone']);
+    expect((await api.get('/api/v1/devices/pi-nobody')).status).toBe(404);
+  });
+
+  it('answers history from raw samples, 5-minute or hourly rollups as `step` and the span choose', async () => {
+    const HOUR = 3_600_000;
+    await api.hub.db
+      .insertInto('status_samples')
+      .values([0, 1, 2].map((i) => ({
+        device_id: 'pi-a', sampled_at_ms: T0 + i * 30_000, received_at_ms: T0 + i * 30_000, seq: i + 1, historical: 0,
+        cpu_percent: 10 + i, memory_available_bytes: 1000, memory_total_bytes: 2000, temperature_c: 50, k3s_healthy: i === 2 ? 0 : 1,
+        disk_free_bytes: 5000,
+      })))
+      .execute();
+    await api.hub.db
+      .insertInto('status_rollups')
+      .values([
+        { device_id: 'pi-a', bucket_seconds: 300, bucket_start_ms: T0, samples: 10, cpu_percent_avg: 11, cpu_percent_max: 30, memory_available_min: 900, temperature_c_max: 55, disk_free_min: 4000, k3s_unhealthy_samples: 1 },
+        { device_id: 'pi-a', bucket_seconds: 3600, bucket_start_ms: T0, samples: 120, cpu_percent_avg: 12, cpu_percent_max: 40, memory_available_min: 800, temperature_c_max: 60, disk_free_min: 3000, k3s_unhealthy_samples: 3 },
+      ])
+      .execute();
+    const history = async (query: string) => {
+      const res = await api.get(`/api/v1/devices/pi-a/history${query}`);
+      expect(res.status).toBe(200);
+      return (await res.json()) as { step: string; points: { samples: number; cpuPercentAvg: number; k3sUnhealthySamples: number }[]; truncated: boolean };
+    };
+    const from = new Date(T0 - HOUR).toISOString();
+    const raw = await history(`?from=${from}&to=${new Date(T0 + HOUR).toISOString()}`);
+    expect(raw.step).toBe('raw');
+    expect(raw.points.map((p) => p.cpuPercentAvg)).toEqual([10, 11, 12]);
+    expect(raw.points.map((p) => p.k3sUnhealthySamples)).toEqual([0, 0, 1]);
+    const fiveMinutes = await history(`?from=${from}&to=${new Date(T0 + 48 * HOUR).toISOString()}`);
+    expect(fiveMinutes).toMatchObject({ step: '5m', points: [{ samples: 10, cpuPercentAvg: 11 }] });
+    const hourly = await history(`?from=${from}&to=${new Date(T0 + 30 * 24 * HOUR).toISOString()}`);
+    expect(hourly).toMatchObject({ step: '1h', points: [{ samples: 120, cpuPercentAvg: 12 }] });
+    const limited = await history(`?from=${from}&to=${new Date(T0 + HOUR).toISOString()}&step=raw&limit=2`);
+    expect([limited.points.length, limited.truncated]).toEqual([2, true]);
+  });
+
+  it('pages events and results newest first, filtered by device', async () => {
+    for (let i = 0; i < 5; i += 1) {
+      await api.hub.db
+        .insertInto('events')
+        .values({
+          device_id: i % 2 === 0 ? 'pi-a' : 'pi-b', message_id: `e-${i}`, kind: 'disk.low', event_key: 'state', state: 'raised',
+          severity: 'warning', message: `event ${i}`, occurred_at_ms: T0 + i, received_at_ms: T0 + i, payload_json: '{}',
+        })
+        .execute();
+    }
+    await api.hub.db
+      .insertInto('command_results')
+      .values({
+        device_id: 'pi-a', message_id: 'r-1', command_id: 'cmd-1', command_type: 'k3s.restart', status: 'succeeded', reason: null,
+        at_ms: T0, received_at_ms: T0, payload_json: JSON.stringify({ status: 'succeeded', commandId: 'cmd-1' }),
+      })
+      .execute();
+    const page1 = (await (await api.get('/api/v1/events?device=pi-a&limit=2')).json()) as { events: { message: string }[]; nextBefore: number };
+    expect(page1.events.map((e) => e.message)).toEqual(['event 4', 'event 2']);
+    const page2 = (await (await api.get(`/api/v1/events?device=pi-a&limit=2&before=${page1.nextBefore}`)).json()) as {
+      events: { message: string }[];
+      nextBefore: number | null;
+    };
+    expect(page2).toMatchObject({ events: [{ message: 'event 0' }], nextBefore: null });
+    const results = (await (await api.get('/api/v1/results?device=pi-a')).json()) as { results: unknown[] };
+    expect(results.results).toMatchObject([{ commandId: 'cmd-1', status: 'succeeded', result: { commandId: 'cmd-1' } }]);
+  });
+
+  it('answers malformed queries with 400 naming the field', async () => {
+    const cases: [string, string][] = [
+      ['/api/v1/devices?limit=0', 'limit'],
+      ['/api/v1/devices?limit=100000', 'limit'],
+      ['/api/v1/devices?sort=password', 'sort'],
+      ['/api/v1/devices?state=sleeping', 'state'],
+      ['/api/v1/devices?label=site', 'label'],
+      ['/api/v1/devices?colour=red', 'colour'],
+      ['/api/v1/devices?offset=-1', 'offset'],
+      ['/api/v1/events?before=abc', 'before'],
+      ['/api/v1/devices/pi-a/history?from=2026-11-03T00:00:00Z&to=2026-11-02T00:00:00Z', 'from'],
+      ['/api/v1/devices/pi-a/history?step=1s', 'step'],
+      ['/api/v1/devices/pi-a/history?from=yesterday', 'from'],
+    ];
+    for (const [path, field] of cases) {
+      const res = await api.get(path);
+      const body = (await res.json()) as { error: string; field?: string };
+      expect({ path, status: res.status, field: body.field }).toEqual({ path, status: 400, field });
+      expect(body.error).toContain(field);
+    }
+    const long = await api.get(`/api/v1/devices?group=${'x'.repeat(5000)}`);
+    expect(long.status).toBe(400);
+  });
+
+  it('serves /metrics with devices by state, the database size and stored counters', async () => {
+    await api.hub.db.insertInto('hub_counters').values({ name: 'rejected_total', value: 3 }).execute();
+    const res = await api.get('/metrics');
+    expect(res.status).toBe(200);
+    const text = await res.text();
+    expect(text).toMatch(/^fleetlet_hub_devices\{state="online"\} [1-9]/m);
+    expect(text).toMatch(/^fleetlet_hub_devices\{state="offline"\} 1$/m);
+    expect(text).toMatch(/^fleetlet_hub_stored_counter\{name="rejected_total"\} 3$/m);
+    const size = Number(/^fleetlet_hub_database_bytes (\d+)$/m.exec(text)?.[1]);
+    expect(size).toBeGreaterThan(0);
+    expect((await fetch(`${api.url}/metrics`)).status).toBe(401);
+  });
+
+  it("appends the ingest's metrics to /metrics, each metric family declared once", async () => {
+    const ingestText = '# HELP fleetlet_hub_database_bytes Size.\n# TYPE fleetlet_hub_database_bytes gauge\nfleetlet_hub_database_bytes 4096\n';
+    const server = new HubApiServer({
+      hub: api.hub,
+      http: HubHttpSection.parse({ listen: '127.0.0.1:0' }),
+      logger: createLogger({ level: 'silent' }),
+      ingestMetricsText: async () => ingestText,
+    });
+    const url = await server.start();
+    try {
+      const text = await (await fetch(`${url}/metrics`, { headers: { authorization: `Bearer ${api.tokens.viewer}` } })).text();
+      expect(text.endsWith(ingestText)).toBe(true);
+      const families = text.split('\n').filter((line) => line.startsWith('# TYPE ')).map((line) => line.split(' ')[2]);
+      expect(families.length).toBeGreaterThan(5);
+      expect(new Set(families).size).toBe(families.length);
+    } finally {
+      await server.stop();
+    }
+  });
+});
