@@ -20,7 +20,12 @@ export class SealKeyUnavailableError extends FleetletError {
   readonly severity = 'transient';
 }
 
-/** The hub could not be reached, refused the token, or answered with something else than its API. */
+/** The hub could not be reached or answered with something else than its API: the next attempt may succeed. */
 export class HubApiError extends FleetletError {
   readonly severity = 'transient';
+}
+
+/** The hub answered but refused (a wrong or revoked token, a role without the right, a certificate not trusted): retrying the same cannot help. */
+export class HubRefusedError extends FleetletError {
+  readonly severity = 'fatal';
 }

@@ -2,9 +2,9 @@ import { readFileSync, statSync } from 'node:fs';
 import { request as httpRequest, type IncomingMessage } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import type { z } from 'zod';
-import { UsageError } from '../lib/errors.js';
+import { errorReason, isErrno, UsageError } from '../lib/errors.js';
 import { DeviceList, StreamChange, type DeviceSummary } from '../protocol/hub-api.js';
-import { HubApiError } from './errors.js';
+import { HubApiError, HubRefusedError } from './errors.js';
 
 /** How the operator tools reach the hub: its URL, a file holding an API token, optionally a CA for its certificate. */
 export interface HubConnectionOptions {
@@ -90,13 +90,23 @@ export class HubClient {
           if (res.statusCode === 200) return resolve(res);
           void readBounded(res)
             .catch(() => '')
-            .then((text) => reject(new HubApiError(`${url.origin}${url.pathname}: HTTP ${res.statusCode} ${errorOf(text)}`)));
+            .then((text) => {
+              const message = `${url.origin}${url.pathname}: HTTP ${res.statusCode} ${errorOf(text)}`;
+              const refused = res.statusCode !== undefined && res.statusCode >= 400 && res.statusCode < 500 && res.statusCode !== 429;
+              reject(refused ? new HubRefusedError(message) : new HubApiError(message));
+            });
         },
       );
       // Only until the answer starts: a stream may stay quiet for long.
       req.once('response', () => req.setTimeout(0));
       req.once('timeout', () => req.destroy(new HubApiError(`${url.origin} did not answer within 15 s`)));
-      req.once('error', (err) => reject(err instanceof HubApiError ? err : new HubApiError(`cannot reach the hub at ${url.origin}: ${err.message}`)));
+      req.once('error', (err) => {
+        if (err instanceof HubApiError) return reject(err);
+        // An untrusted or mismatched certificate stays so on the next attempt: a fix of --hub-ca-file is needed.
+        const untrusted = isErrno(err) && /CERT|SELF_SIGNED|UNABLE_TO_VERIFY/.test(err.code);
+        const message = `cannot reach the hub at ${url.origin}: ${err.message}`;
+        reject(untrusted ? new HubRefusedError(message) : new HubApiError(message));
+      });
       req.end();
     });
   }
@@ -144,6 +154,6 @@ function readToken(file: string): string {
     return token;
   } catch (err) {
     if (err instanceof UsageError) throw err;
-    throw new UsageError(`cannot read the token file ${file}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`);
+    throw new UsageError(`cannot read the token file ${file}: ${errorReason(err)}`);
   }
 }
