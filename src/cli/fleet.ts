@@ -6,6 +6,7 @@ import { isTlsBrokerUrl } from '../protocol/broker-url.js';
 import type { DeviceChannel } from '../protocol/topics.js';
 import type { FleetConnectionOptions } from '../fleet/connection.js';
 import { listDevices } from '../fleet/devices.js';
+import { forgetDevices } from '../fleet/forget.js';
 import { generateSigningKey, trustSnippet } from '../fleet/keygen.js';
 import { groupAclLines, readGroupMembership } from '../fleet/group-acl.js';
 import { fetchSealKey, sealSecretArgs } from '../fleet/seal-args.js';
@@ -99,7 +100,16 @@ export function registerFleetCommands(program: Command, io: CliIo, setExitCode: 
         { labels: labelsOf(options.label), ...(options.group ? { group: options.group } : {}), onlineOnly: options.online === true },
         { json: options.json === true },
         io.stdout,
+        io.stderr,
       );
+      setExitCode(EXIT.OK);
+    }));
+
+  withConnection(fleet.command('forget').description("clear a gone device's retained presence and inventory, so that it is no longer listed"))
+    .argument('<device...>', 'device ids')
+    .option('--force', 'also a device whose presence says online (it publishes both again when it reconnects)')
+    .action(guarded(io, setExitCode, async (deviceIds: string[], options: { force?: boolean }, command: Command) => {
+      await forgetDevices(connectionOf(command), deviceIds, { force: options.force === true }, (line) => io.stdout(`${line}\n`));
       setExitCode(EXIT.OK);
     }));
 

@@ -146,8 +146,8 @@ describe('fleet CLI against a real broker', () => {
   it('devices lists the fleet from retained messages, with label, group and JSON output', async () => {
     const all = await fleetlet(['fleet', 'devices', ...common()]);
     expect(all.code, all.stderr).toBe(0);
-    expect(all.stdout).toMatch(/^DEVICE +STATE +LAST SEEN +FLEETLET +K3S/m);
-    expect(all.stdout).toMatch(/^pi-2 +online .* v1\.35\.2\+k3s1 .* canary +site=south$/m);
+    expect(all.stdout).toMatch(/^DEVICE +NAME +STATE +LAST SEEN +FLEETLET +K3S/m);
+    expect(all.stdout).toMatch(/^pi-2 +- +online .* v1\.35\.2\+k3s1 .* canary +site=south$/m);
     expect(all.stdout).toContain('3 device(s), 3 online');
     const north = await fleetlet(['fleet', 'devices', '--label', 'site=north', '--json', ...common()]);
     expect((JSON.parse(north.stdout) as { deviceId: string }[]).map((d) => d.deviceId)).toEqual(['pi-1', 'pi-3']);
