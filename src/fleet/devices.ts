@@ -1,4 +1,5 @@
 import { Topics } from '../protocol/topics.js';
+import { checkReadAccess } from './acl-probe.js';
 import { connectOperator, type FleetConnectionOptions } from './connection.js';
 import { collectFleet, incompleteDevices, matches, type DeviceFilter, type DeviceView } from './fleet-view.js';
 import { printableJson, table } from './format.js';
@@ -7,7 +8,9 @@ import { printableJson, table } from './format.js';
 export async function readFleetFromBroker(connection: FleetConnectionOptions, settleMs = 500): Promise<DeviceView[]> {
   const client = await connectOperator(connection);
   try {
-    const fleet = await collectFleet(client, new Topics(connection.topicRoot), { settleMs, maxWaitMs: 15_000 });
+    const topics = new Topics(connection.topicRoot);
+    const fleet = await collectFleet(client, topics, { settleMs, maxWaitMs: 15_000 });
+    if (fleet.size === 0) await checkReadAccess(client, topics);
     return [...fleet.values()];
   } finally {
     await client.endAsync();
