@@ -2,9 +2,7 @@ import { readFileSync, statSync } from 'node:fs';
 import { Option, type Command } from 'commander';
 import { FleetletError, UsageError } from '../lib/errors.js';
 import { COMMAND_ARGS, COMMAND_TYPES, SECRET_ARGS, secretArgsOf, type CommandTarget, type CommandType } from '../protocol/command.js';
-import { isTlsBrokerUrl } from '../protocol/broker-url.js';
 import type { DeviceChannel } from '../protocol/topics.js';
-import type { FleetConnectionOptions } from '../fleet/connection.js';
 import { listDevices } from '../fleet/devices.js';
 import { forgetDevices } from '../fleet/forget.js';
 import { generateSigningKey, trustSnippet } from '../fleet/keygen.js';
@@ -18,6 +16,9 @@ import { runRollout } from '../fleet/rollout.js';
 import type { CliIo } from './program.js';
 import { EXIT } from './exit-codes.js';
 import { registerTrustCommands } from './fleet-trust.js';
+import { connectionOf, encryptedConnectionOf, signingKeyOf, withConnection, withPlaintextOptIn, withSigning, type LoadedProfile } from './fleet-connection-flags.js';
+import { loadOperatorProfile, operatorProfilePath } from '../fleet/operator-profile.js';
+import { OperatorProfileError } from '../fleet/errors.js';
 
 /** sysexits EX_TEMPFAIL: the command went out but no answer came in time; trying again later may help. */
 export const EXIT_NO_ANSWER = 75;
@@ -26,6 +27,15 @@ const collect = (value: string, previous: string[]) => [...previous, value];
 
 /** `fleetlet fleet ...`: the operator side. Environment defaults use FLEET_* names (not FLEETLET_*, the agent's config). */
 export function registerFleetCommands(program: Command, io: CliIo, setExitCode: (code: number) => void): void {
+  let loaded: LoadedProfile | undefined;
+  /** Read on first use: `fleet keygen` and `fleet acl` need no profile, and a broken one must not stop them. */
+  const profile = (): LoadedProfile => {
+    if (!loaded) {
+      const path = operatorProfilePath(io.env);
+      loaded = { path, profile: loadOperatorProfile(path, io.env.FLEET_PROFILE !== undefined) };
+    }
+    return loaded;
+  };
   const fleet = program.command('fleet').description('operator tools: keys, devices, commands, rollouts');
 
   fleet
@@ -57,8 +67,9 @@ export function registerFleetCommands(program: Command, io: CliIo, setExitCode: 
     .option('--wait <seconds>', 'how long to wait for results', '60')
     .action(guarded(io, setExitCode, async (type: string, options: SendFlags, command: Command) => {
       if (!(COMMAND_TYPES as string[]).includes(type)) throw new UsageError(`unknown command type "${type}"`);
-      const connection = encryptedConnectionOf(command);
-      const signer = loadSigningKey(options.key, options.keyId);
+      const connection = encryptedConnectionOf(command, profile());
+      const signing = signingKeyOf(options, profile());
+      const signer = loadSigningKey(signing.key, signing.keyId);
       const target = targetOf(options);
       const args = argsOf(options);
       const secrets = secretsOf(options);
@@ -96,7 +107,7 @@ export function registerFleetCommands(program: Command, io: CliIo, setExitCode: 
     .option('--json', 'JSON instead of a table')
     .action(guarded(io, setExitCode, async (options: { label: string[]; group?: string; online?: boolean; json?: boolean }, command: Command) => {
       await listDevices(
-        connectionOf(command),
+        connectionOf(command, profile()),
         { labels: labelsOf(options.label), ...(options.group ? { group: options.group } : {}), onlineOnly: options.online === true },
         { json: options.json === true },
         io.stdout,
@@ -109,7 +120,7 @@ export function registerFleetCommands(program: Command, io: CliIo, setExitCode: 
     .argument('<device...>', 'device ids')
     .option('--force', 'also a device whose presence says online (it publishes both again when it reconnects)')
     .action(guarded(io, setExitCode, async (deviceIds: string[], options: { force?: boolean }, command: Command) => {
-      await forgetDevices(connectionOf(command), deviceIds, { force: options.force === true }, (line) => io.stdout(`${line}\n`));
+      await forgetDevices(connectionOf(command, profile()), deviceIds, { force: options.force === true }, (line) => io.stdout(`${line}\n`));
       setExitCode(EXIT.OK);
     }));
 
@@ -121,7 +132,7 @@ export function registerFleetCommands(program: Command, io: CliIo, setExitCode: 
     .action(guarded(io, setExitCode, async (options: { device?: string; status?: boolean; json?: boolean; duration?: string }, command: Command) => {
       const channels: DeviceChannel[] = ['presence', 'events', 'results', ...(options.status ? (['status'] as const) : [])];
       await watchFleet(
-        connectionOf(command),
+        connectionOf(command, profile()),
         { channels, json: options.json === true, ...(options.device ? { device: options.device } : {}) },
         stopSignal(options.duration),
         (line) => io.stdout(`${line}\n`),
@@ -151,8 +162,9 @@ export function registerFleetCommands(program: Command, io: CliIo, setExitCode: 
     .option('--dry-run', 'show the devices and batches, send nothing')
     .action(guarded(io, setExitCode, async (what: string, options: RolloutFlags, command: Command) => {
       if (what !== 'k3s' && what !== 'agent') throw new UsageError('rollout what? expected k3s or agent');
-      const connection = encryptedConnectionOf(command);
-      const signer = loadSigningKey(options.key, options.keyId);
+      const connection = encryptedConnectionOf(command, profile());
+      const signing = signingKeyOf(options, profile());
+      const signer = loadSigningKey(signing.key, signing.keyId);
       const state = await runRollout({
         stateFile: options.state,
         ...(options.to ? { plan: rolloutPlan(what, options) } : {}),
@@ -166,7 +178,7 @@ export function registerFleetCommands(program: Command, io: CliIo, setExitCode: 
 }
 
 interface RolloutFlags {
-  key: string;
+  key?: string;
   keyId?: string;
   state: string;
   to?: string;
@@ -228,13 +240,13 @@ export function guarded<A extends unknown[]>(
     } catch (err) {
       if (!(err instanceof FleetletError)) throw err;
       io.stderr(`fleetlet: ${err.message}\n`);
-      setExitCode(err instanceof UsageError ? EXIT.USAGE : EXIT.FAILURE);
+      setExitCode(err instanceof UsageError ? EXIT.USAGE : err instanceof OperatorProfileError ? EXIT.CONFIG : EXIT.FAILURE);
     }
   };
 }
 
 interface SendFlags {
-  key: string;
+  key?: string;
   keyId?: string;
   device?: string;
   group?: string;
@@ -245,62 +257,6 @@ interface SendFlags {
   argJson: string[];
   ttl: string;
   wait: string;
-}
-
-export function withConnection(command: Command): Command {
-  return command
-    .addOption(new Option('--broker <url>', 'broker URL').env('FLEET_BROKER_URL').makeOptionMandatory())
-    .addOption(new Option('--topic-root <root>', 'topic prefix').env('FLEET_TOPIC_ROOT').default('fleetlet/v1'))
-    .addOption(new Option('--username <name>', 'MQTT user name').env('FLEET_USERNAME'))
-    .addOption(new Option('--password-file <file>', 'file holding the MQTT password').env('FLEET_PASSWORD_FILE'))
-    .option('--ca-file <file>', 'CA that signed the broker certificate')
-    .option('--cert-file <file>', 'client certificate (mutual TLS)')
-    .option('--tls-key-file <file>', 'client certificate key');
-}
-
-/** For the tools that send signed commands: they refuse an unencrypted broker unless told otherwise. */
-export function withPlaintextOptIn(command: Command): Command {
-  return command.option('--allow-plaintext', 'allow a plain mqtt:// broker URL (commands and results then cross the network unencrypted)');
-}
-
-/**
- * The connection of a command-sending tool. Signatures stop forgery, not reading: over plain mqtt:// anyone on
- * the path reads every command and result and the operator's MQTT password, so it takes an explicit opt-in.
- */
-export function encryptedConnectionOf(command: Command): FleetConnectionOptions {
-  const connection = connectionOf(command);
-  const allowPlaintext = command.opts<{ allowPlaintext?: boolean }>().allowPlaintext === true;
-  if (!isTlsBrokerUrl(connection.broker) && !allowPlaintext) {
-    throw new UsageError(`${connection.broker} is not encrypted: use an mqtts:// broker URL, or give --allow-plaintext to send over it anyway`);
-  }
-  return connection;
-}
-
-export function withSigning(command: Command): Command {
-  return command
-    .addOption(new Option('--key <file>', 'operator private key (mode 0600)').env('FLEET_SIGNING_KEY').makeOptionMandatory())
-    .addOption(new Option('--key-id <id>', 'key id (default: key file name without .key)').env('FLEET_KEY_ID'));
-}
-
-export function connectionOf(command: Command): FleetConnectionOptions {
-  const o = command.opts<{
-    broker: string;
-    topicRoot: string;
-    username?: string;
-    passwordFile?: string;
-    caFile?: string;
-    certFile?: string;
-    tlsKeyFile?: string;
-  }>();
-  return {
-    broker: o.broker,
-    topicRoot: o.topicRoot,
-    ...(o.username ? { username: o.username } : {}),
-    ...(o.passwordFile ? { passwordFile: o.passwordFile } : {}),
-    ...(o.caFile ? { caFile: o.caFile } : {}),
-    ...(o.certFile ? { certFile: o.certFile } : {}),
-    ...(o.tlsKeyFile ? { keyFile: o.tlsKeyFile } : {}),
-  };
 }
 
 function targetOf(options: SendFlags): CommandTarget {

@@ -19,3 +19,8 @@ export class RolloutStateError extends FleetletError {
 export class SealKeyUnavailableError extends FleetletError {
   readonly severity = 'transient';
 }
+
+/** The operator profile (operator.yaml) cannot be read or holds something it should not. */
+export class OperatorProfileError extends FleetletError {
+  readonly severity = 'fatal';
+}
