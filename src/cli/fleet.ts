@@ -144,7 +144,7 @@ export function registerFleetCommands(program: Command, io: CliIo, setExitCode: 
 
   withPlaintextOptIn(withConnection(withSigning(fleet.command('rollout').description('roll a k3s or agent upgrade out: canaries, batches, halt on failures'))))
     .argument('<what>', 'k3s or agent')
-    .requiredOption('--state <file>', 'rollout state file; rerun with the same file to resume')
+    .option('--state <file>', 'rollout state file; rerun with the same file to resume (not needed with --dry-run)')
     .option('--to <version>', 'target version (e.g. v1.36.3+k3s1 for k3s, 1.2.3 for agent)')
     .option('--sha256 <hex>', 'sha256 of the artifact')
     .option('--artifact-url <url>', 'where devices download the artifact')
@@ -160,14 +160,20 @@ export function registerFleetCommands(program: Command, io: CliIo, setExitCode: 
     .option('--device-timeout <seconds>', 'how long one device may take', '900')
     .option('--ttl <seconds>', 'how long each command stays valid', '86400')
     .option('--dry-run', 'show the devices and batches, send nothing')
+    .option('--abort', 'end the rollout in --state: nothing more is sent')
     .action(guarded(io, setExitCode, async (what: string, options: RolloutFlags, command: Command) => {
       if (what !== 'k3s' && what !== 'agent') throw new UsageError('rollout what? expected k3s or agent');
       const connection = encryptedConnectionOf(command, profile());
       const signing = signingKeyOf(options, profile());
       const signer = loadSigningKey(signing.key, signing.keyId);
+      // A --max-failures typed now (not its default) is the new threshold for a halted rollout.
+      const newMaxFailures = command.getOptionValueSource('maxFailures') === 'cli' ? parseAmount(options.maxFailures, '--max-failures') : undefined;
       const state = await runRollout({
-        stateFile: options.state,
+        kind: what === 'k3s' ? 'k3s.upgrade' : 'agent.upgrade',
+        ...(options.state ? { stateFile: options.state } : {}),
         ...(options.to ? { plan: rolloutPlan(what, options) } : {}),
+        ...(newMaxFailures ? { newMaxFailures } : {}),
+        abort: options.abort === true,
         connection,
         signer,
         out: (line) => io.stdout(`${line}\n`),
@@ -180,7 +186,8 @@ export function registerFleetCommands(program: Command, io: CliIo, setExitCode: 
 interface RolloutFlags {
   key?: string;
   keyId?: string;
-  state: string;
+  state?: string;
+  abort?: boolean;
   to?: string;
   sha256?: string;
   artifactUrl?: string;
