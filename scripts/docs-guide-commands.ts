@@ -16,7 +16,7 @@ const PURPOSE: Record<CommandType, string> = {
   'k3s.restart': 'Restarts the supervised k3s agent (one SIGTERM, then a start).',
   'k3s.stop': 'Stops k3s and keeps it stopped, across fleetlet restarts and reboots, until `k3s.restart` or `fleetlet k3s start`.',
   'k3s.configure': 'Changes node labels, taints, the server URL or the join token (sealed, `--secret-file joinToken=FILE`), and restores the settings from before when k3s is not healthy with them.',
-  'logs.collect': "Sends the newest entries of the agent's local event log and the newest lines of k3s's log back as results; `fleet send` prints them.",
+  'logs.collect': "Sends the agent's own newest log lines (kept in memory, redacted as the log is; the local event log when nothing was logged) and k3s's newest log lines back as results; `fleet send` prints them.",
   'agent.upgrade': 'Replaces the fleetlet binary (verified download, release signature once the trust document names release keys); a new binary that does not prove itself healthy is reverted.',
   'identity.reidentify': "Accepts a changed machine fingerprint (a board swap) and keeps the device's id and node password.",
   'command.cancel': 'Stops a running or waiting command; it then reports `failed` (`cancelled`).',

@@ -16,6 +16,7 @@ import { registerWatchedParts } from './daemon/watched-parts.js';
 import { diskFullEvent, openAgentState } from './daemon/agent-state.js';
 import { ConfigError, FleetletError } from './lib/errors.js';
 import { createLogger, type Logger } from './lib/logger.js';
+import { RecentLines } from './lib/recent-lines.js';
 import type { Heartbeat } from './lib/heartbeat.js';
 import { FLEETLET_VERSION } from './lib/version.js';
 import { sqliteNativeBinding } from './lib/native-addon.js';
@@ -44,6 +45,8 @@ import { createK3sPart } from './k3s/k3s-part.js';
 /** The composition root: the only place that builds parts and wires them together. */
 
 const STOP_TIMEOUT_MS = 10_000;
+const RECENT_LOG_LINES = 1_000;
+const RECENT_LOG_BYTES = 512 * 1024;
 
 export async function main(argv: string[], io: CliIo): Promise<number> {
   let exitCode: number = EXIT.OK;
@@ -80,14 +83,16 @@ async function runAgent(selection: ConfigSelection, io: CliIo): Promise<number> 
   const loaded = loadSelectedConfig(selection, io);
   if (!loaded) return EXIT.CONFIG;
   const { config } = loaded;
-  const logger = createLogger({ level: config.log.level });
+  // The agent's own recent log, for logs.collect: bounded, and redacted as the log itself is.
+  const recentLog = new RecentLines(RECENT_LOG_LINES, RECENT_LOG_BYTES);
+  const logger = createLogger({ level: config.log.level, copyTo: recentLog });
   for (const warning of loaded.warnings) logger.warn(warning);
   logger.info({ version: FLEETLET_VERSION, files: loaded.files, stateDir: config.stateDir }, 'fleetlet agent starting');
 
   let parts: Part[];
   try {
     await restoreAfterRevert(config.stateDir, io.env, logger);
-    parts = await buildAgentParts(loaded, logger, io.env);
+    parts = await buildAgentParts(loaded, logger, io.env, recentLog);
   } catch (err) {
     logger.fatal({ err }, err instanceof FleetletError ? err.message : 'failed to start');
     return err instanceof ConfigError ? EXIT.CONFIG : EXIT.FAILURE;
@@ -106,7 +111,12 @@ async function restoreAfterRevert(stateDir: string, env: Record<string, string |
   }
 }
 
-async function buildAgentParts({ config }: LoadedConfig, logger: Logger, env: Record<string, string | undefined>): Promise<Part[]> {
+async function buildAgentParts(
+  { config }: LoadedConfig,
+  logger: Logger,
+  env: Record<string, string | undefined>,
+  recentLog: RecentLines,
+): Promise<Part[]> {
   const { opened, bootSequence, diskFull } = openAgentState({
     stateDir: config.stateDir,
     fleetletVersion: FLEETLET_VERSION,
@@ -210,11 +220,15 @@ async function buildAgentParts({ config }: LoadedConfig, logger: Logger, env: Re
     },
     // A clean stop; systemd (Restart=always) starts the service again, from the new binary.
     requestRestart: () => process.kill(process.pid, 'SIGTERM'),
-    agentLogLines: async (max) =>
-      eventLog
+    // The agent's own recent log; the local event log when nothing was logged (log.level silent).
+    agentLogLines: async (max) => {
+      const own = recentLog.newest(max);
+      if (own.length > 0) return own;
+      return eventLog
         .recent(max)
         .reverse()
-        .map((e) => `${new Date(e.at).toISOString()} ${e.kind} ${JSON.stringify(e.detail)}`),
+        .map((e) => `${new Date(e.at).toISOString()} ${e.kind} ${JSON.stringify(e.detail)}`);
+    },
     invocationId: env.INVOCATION_ID,
     identity: createIdentityControl({
       deviceId,
