@@ -1,7 +1,7 @@
 import { readFileSync, statSync } from 'node:fs';
 import { Option, type Command } from 'commander';
 import { FleetletError, UsageError } from '../lib/errors.js';
-import { COMMAND_ARGS, COMMAND_TYPES, SECRET_ARGS, secretArgsOf, type CommandTarget, type CommandType } from '../protocol/command.js';
+import { COMMAND_TYPES, SECRET_ARGS, secretArgsOf, type CommandTarget, type CommandType } from '../protocol/command.js';
 import type { DeviceChannel } from '../protocol/topics.js';
 import { listDevices } from '../fleet/devices.js';
 import { forgetDevices } from '../fleet/forget.js';
@@ -11,11 +11,12 @@ import { fetchSealKey, sealSecretArgs } from '../fleet/seal-args.js';
 import { buildSignedCommand, loadSigningKey, newCommandId } from '../fleet/signer.js';
 import { sendSigned } from '../fleet/send.js';
 import { watchFleet } from '../fleet/watch.js';
-import { parseAmount, type RolloutPlan } from '../fleet/rollout-plan.js';
+import { parseAmount } from '../fleet/rollout-plan.js';
 import { runRollout } from '../fleet/rollout.js';
 import type { CliIo } from './program.js';
 import { EXIT } from './exit-codes.js';
 import { registerTrustCommands } from './fleet-trust.js';
+import { labelsOf, positive, rolloutPlan, type RolloutFlags } from './fleet-rollout-flags.js';
 import { connectionOf, encryptedConnectionOf, signingKeyOf, withConnection, withPlaintextOptIn, withSigning, type LoadedProfile } from './fleet-connection-flags.js';
 import { loadOperatorProfile, operatorProfilePath } from '../fleet/operator-profile.js';
 import { OperatorProfileError } from '../fleet/errors.js';
@@ -183,58 +184,6 @@ export function registerFleetCommands(program: Command, io: CliIo, setExitCode: 
     }));
 }
 
-interface RolloutFlags {
-  key?: string;
-  keyId?: string;
-  state?: string;
-  abort?: boolean;
-  to?: string;
-  sha256?: string;
-  artifactUrl?: string;
-  allowDowngrade?: boolean;
-  releaseSignature?: string;
-  label: string[];
-  group?: string;
-  includeOffline?: boolean;
-  canary?: string;
-  canaryCount: string;
-  batchSize: string;
-  maxFailures: string;
-  deviceTimeout: string;
-  ttl: string;
-  dryRun?: boolean;
-}
-
-function rolloutPlan(what: 'k3s' | 'agent', o: RolloutFlags): RolloutPlan {
-  const args: Record<string, unknown> = { version: o.to };
-  if (o.sha256) args.sha256 = o.sha256;
-  if (o.artifactUrl) args.artifactUrl = o.artifactUrl;
-  if (o.allowDowngrade) args.allowDowngrade = true;
-  if (o.releaseSignature) {
-    try {
-      args.releaseSignature = JSON.parse(o.releaseSignature) as unknown;
-    } catch {
-      throw new UsageError('--release-signature expects the JSON that `fleet release sign` printed');
-    }
-  }
-  const kind = what === 'k3s' ? 'k3s.upgrade' : 'agent.upgrade';
-  const checked = COMMAND_ARGS[kind].safeParse(args);
-  if (!checked.success) throw new UsageError(`invalid ${kind} args: ${checked.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`);
-  const canaryCount = Number(o.canaryCount);
-  if (!Number.isInteger(canaryCount) || canaryCount < 0) throw new UsageError('--canary-count expects a whole number');
-  return {
-    kind,
-    args,
-    filter: { labels: labelsOf(o.label), ...(o.group ? { group: o.group } : {}), onlineOnly: o.includeOffline !== true },
-    canaries: o.canary ? o.canary.split(',').map((id) => id.trim()).filter(Boolean) : [],
-    canaryCount,
-    batchSize: parseAmount(o.batchSize, '--batch-size'),
-    maxFailures: parseAmount(o.maxFailures, '--max-failures'),
-    deviceTimeoutSeconds: positive(o.deviceTimeout, '--device-timeout'),
-    ttlSeconds: positive(o.ttl, '--ttl'),
-  };
-}
-
 /** Maps the errors an operator can fix to a message and an exit code instead of a stack trace. */
 export function guarded<A extends unknown[]>(
   io: CliIo,
@@ -338,22 +287,6 @@ function readSmallFile(file: string): string {
     if (err instanceof UsageError) throw err;
     throw new UsageError(`cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`);
   }
-}
-
-export function labelsOf(pairs: string[]): Record<string, string> {
-  return Object.fromEntries(
-    pairs.map((pair) => {
-      const at = pair.indexOf('=');
-      if (at <= 0) throw new UsageError(`--label expects key=value, got "${pair}"`);
-      return [pair.slice(0, at), pair.slice(at + 1)];
-    }),
-  );
-}
-
-export function positive(text: string, flag: string): number {
-  const value = Number(text);
-  if (!Number.isFinite(value) || value <= 0) throw new UsageError(`${flag} expects a positive number, got "${text}"`);
-  return value;
 }
 
 /** Resolves on Ctrl-C / SIGTERM, or after `duration` seconds when given. */
