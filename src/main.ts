@@ -11,6 +11,7 @@ import { buildStatePart } from './daemon/state-part.js';
 import { buildWatchdogPart } from './daemon/watchdog-part.js';
 import { FleetletError } from './lib/errors.js';
 import { createLogger, type Logger } from './lib/logger.js';
+import { RecentLines } from './lib/recent-lines.js';
 import { FLEETLET_VERSION } from './lib/version.js';
 import { sqliteNativeBinding } from './lib/native-addon.js';
 import { buildLinkPart } from './link/link-part.js';
@@ -34,6 +35,8 @@ import { buildK3sPart } from './k3s/k3s-part.js';
  */
 
 const STOP_TIMEOUT_MS = 10_000;
+const RECENT_LOG_LINES = 1_000;
+const RECENT_LOG_BYTES = 512 * 1024;
 
 export function main(argv: string[], io: CliIo): Promise<number> {
   return runCommandLine(argv, io, (selection) => runAgent(selection, io));
@@ -43,7 +46,9 @@ async function runAgent(selection: ConfigSelection, io: CliIo): Promise<number> 
   const loaded = loadSelectedConfig(selection, io);
   if (!loaded) return EXIT.CONFIG;
   const { config } = loaded;
-  const logger = createLogger({ level: config.log.level });
+  // The agent's own recent log, for logs.collect: bounded, and redacted as the log itself is.
+  const recentLog = new RecentLines(RECENT_LOG_LINES, RECENT_LOG_BYTES);
+  const logger = createLogger({ level: config.log.level, copyTo: recentLog });
   for (const warning of loaded.warnings) logger.warn(warning);
   logger.info({ version: FLEETLET_VERSION, files: loaded.files, stateDir: config.stateDir }, 'fleetlet agent starting');
 
@@ -54,6 +59,7 @@ async function runAgent(selection: ConfigSelection, io: CliIo): Promise<number> 
       env: io.env,
       argv: process.argv,
       logger,
+      recentLog,
       // A clean stop; systemd (Restart=always) starts the service again, from the new binary.
       requestRestart: () => process.kill(process.pid, 'SIGTERM'),
     });
@@ -82,6 +88,8 @@ export interface AgentHost {
   logger: Logger;
   /** A clean stop after which the service manager starts the agent again (self-update). */
   requestRestart: () => void;
+  /** The agent's own recent log lines, for logs.collect; without it, logs.collect returns the local event log. */
+  recentLog?: RecentLines;
 }
 
 /** Builds every part of the agent, in the order the lifecycle starts them (and stops them in reverse). */
@@ -184,11 +192,15 @@ export async function buildAgentParts(config: Config, host: AgentHost): Promise<
       database: () => databaseWritable(db),
     },
     requestRestart: host.requestRestart,
-    agentLogLines: async (max) =>
-      eventLog
+    // The agent's own recent log; the local event log when nothing was logged (log.level silent).
+    agentLogLines: async (max) => {
+      const own = host.recentLog?.newest(max) ?? [];
+      if (own.length > 0) return own;
+      return eventLog
         .recent(max)
         .reverse()
-        .map((e) => `${new Date(e.at).toISOString()} ${e.kind} ${JSON.stringify(e.detail)}`),
+        .map((e) => `${new Date(e.at).toISOString()} ${e.kind} ${JSON.stringify(e.detail)}`);
+    },
     invocationId: env.INVOCATION_ID,
     identity: createIdentityControl({
       deviceId,

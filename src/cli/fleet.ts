@@ -1,10 +1,9 @@
 import { Option, type Command } from 'commander';
 import { FleetletError, UsageError } from '../lib/errors.js';
-import { COMMAND_ARGS, COMMAND_TYPES, SECRET_ARGS, secretArgsOf, type CommandTarget, type CommandType } from '../protocol/command.js';
-import { isTlsBrokerUrl } from '../protocol/broker-url.js';
+import { COMMAND_TYPES, SECRET_ARGS, secretArgsOf, type CommandTarget, type CommandType } from '../protocol/command.js';
 import type { DeviceChannel } from '../protocol/topics.js';
-import type { FleetConnectionOptions } from '../fleet/connection.js';
 import { listDevices } from '../fleet/devices.js';
+import { forgetDevices } from '../fleet/forget.js';
 import { generateSigningKey, trustSnippet } from '../fleet/keygen.js';
 import { groupAclLines, readGroupMembership } from '../fleet/group-acl.js';
 import { readOperatorFile } from '../fleet/operator-files.js';
@@ -14,11 +13,15 @@ import { sendSigned } from '../fleet/send.js';
 import { watchFleet } from '../fleet/watch.js';
 import { listDevicesFromHub, watchHub } from '../fleet/hub-views.js';
 import { hubOf, withHub } from './fleet-hub-options.js';
-import { parseAmount, type RolloutPlan } from '../fleet/rollout-plan.js';
+import { parseAmount } from '../fleet/rollout-plan.js';
 import { runRollout } from '../fleet/rollout.js';
 import type { CliIo } from './program.js';
 import { EXIT, exitCodeFor } from './exit-codes.js';
 import { registerTrustCommands } from './fleet-trust.js';
+import { labelsOf, positive, rolloutPlan, type RolloutFlags } from './fleet-rollout-flags.js';
+import { connectionOf, encryptedConnectionOf, signingKeyOf, withConnection, withPlaintextOptIn, withSigning, type LoadedProfile } from './fleet-connection-flags.js';
+import { loadOperatorProfile, operatorProfilePath } from '../fleet/operator-profile.js';
+import { OperatorProfileError } from '../fleet/errors.js';
 
 /** sysexits EX_TEMPFAIL: the command went out but no answer came in time; trying again later may help. */
 export const EXIT_NO_ANSWER = 75;
@@ -27,6 +30,15 @@ const collect = (value: string, previous: string[]) => [...previous, value];
 
 /** `fleetlet fleet ...`: the operator side. Environment defaults use FLEET_* names (not FLEETLET_*, the agent's config). */
 export function registerFleetCommands(program: Command, io: CliIo, setExitCode: (code: number) => void): void {
+  let loaded: LoadedProfile | undefined;
+  /** Read on first use: `fleet keygen` and `fleet acl` need no profile, and a broken one must not stop them. */
+  const profile = (): LoadedProfile => {
+    if (!loaded) {
+      const path = operatorProfilePath(io.env);
+      loaded = { path, profile: loadOperatorProfile(path, io.env.FLEET_PROFILE !== undefined) };
+    }
+    return loaded;
+  };
   const fleet = program.command('fleet').description('operator tools: keys, devices, commands, rollouts');
 
   fleet
@@ -58,8 +70,9 @@ export function registerFleetCommands(program: Command, io: CliIo, setExitCode: 
     .option('--wait <seconds>', 'how long to wait for results', '60')
     .action(guarded(io, setExitCode, async (type: string, options: SendFlags, command: Command) => {
       if (!(COMMAND_TYPES as string[]).includes(type)) throw new UsageError(`unknown command type "${type}"`);
-      const connection = encryptedConnectionOf(command);
-      const signer = loadSigningKey(options.key, options.keyId);
+      const connection = encryptedConnectionOf(command, profile());
+      const signing = signingKeyOf(options, profile());
+      const signer = loadSigningKey(signing.key, signing.keyId);
       const target = targetOf(options);
       const args = argsOf(options);
       const secrets = secretsOf(options);
@@ -90,33 +103,41 @@ export function registerFleetCommands(program: Command, io: CliIo, setExitCode: 
       setExitCode(EXIT.OK);
     }));
 
-  withHub(withConnection(fleet.command('devices').description('list devices: from the hub with --hub, else from their retained presence and inventory'), false))
+  withHub(withConnection(fleet.command('devices').description('list devices: from the hub with --hub, else from their retained presence and inventory')))
     .option('--label <key=value>', 'only devices with this label (repeatable)', collect, [])
     .option('--group <name>', 'only devices in this group')
     .option('--online', 'only online devices')
     .option('--json', 'JSON instead of a table')
     .action(guarded(io, setExitCode, async (options: { label: string[]; group?: string; online?: boolean; json?: boolean }, command: Command) => {
       const filter = { labels: labelsOf(options.label), ...(options.group ? { group: options.group } : {}), onlineOnly: options.online === true };
-      const hub = hubOf(command);
+      const hub = hubOf(command, profile());
       if (hub) await listDevicesFromHub(hub, filter, { json: options.json === true }, io.stdout);
-      else await listDevices(connectionOf(command), filter, { json: options.json === true }, io.stdout);
+      else await listDevices(connectionOf(command, profile()), filter, { json: options.json === true }, io.stdout, io.stderr);
       setExitCode(EXIT.OK);
     }));
 
-  withHub(withConnection(fleet.command('watch').description("print live presence, events and results as they arrive (with --hub: the hub's stream of changes)"), false))
+  withConnection(fleet.command('forget').description("clear a gone device's retained presence and inventory, so that it is no longer listed"))
+    .argument('<device...>', 'device ids')
+    .option('--force', 'also a device whose presence says online (it publishes both again when it reconnects)')
+    .action(guarded(io, setExitCode, async (deviceIds: string[], options: { force?: boolean }, command: Command) => {
+      await forgetDevices(connectionOf(command, profile()), deviceIds, { force: options.force === true }, (line) => io.stdout(`${line}\n`));
+      setExitCode(EXIT.OK);
+    }));
+
+  withHub(withConnection(fleet.command('watch').description("print live presence, events and results as they arrive (with --hub: the hub's stream of changes)")))
     .option('--device <id>', 'only this device')
     .option('--status', 'also status samples')
     .option('--json', 'one JSON object per line')
     .option('--duration <seconds>', 'stop after this long (default: until Ctrl-C)')
     .action(guarded(io, setExitCode, async (options: { device?: string; status?: boolean; json?: boolean; duration?: string }, command: Command) => {
-      const hub = hubOf(command);
+      const hub = hubOf(command, profile());
       if (hub) {
         await watchHub(hub, { json: options.json === true, ...(options.device ? { device: options.device } : {}) }, stopSignal(options.duration), (line) => io.stdout(`${line}\n`), (what) => io.stderr(`${what}\n`));
         return setExitCode(EXIT.OK);
       }
       const channels: DeviceChannel[] = ['presence', 'events', 'results', ...(options.status ? (['status'] as const) : [])];
       await watchFleet(
-        connectionOf(command),
+        connectionOf(command, profile()),
         { channels, json: options.json === true, ...(options.device ? { device: options.device } : {}) },
         stopSignal(options.duration),
         (line) => io.stdout(`${line}\n`),
@@ -128,7 +149,7 @@ export function registerFleetCommands(program: Command, io: CliIo, setExitCode: 
 
   withPlaintextOptIn(withConnection(withSigning(fleet.command('rollout').description('roll a k3s or agent upgrade out: canaries, batches, halt on failures'))))
     .argument('<what>', 'k3s or agent')
-    .requiredOption('--state <file>', 'rollout state file; rerun with the same file to resume')
+    .option('--state <file>', 'rollout state file; rerun with the same file to resume (not needed with --dry-run)')
     .option('--to <version>', 'target version (e.g. v1.36.3+k3s1 for k3s, 1.2.3 for agent)')
     .option('--sha256 <hex>', 'sha256 of the artifact')
     .option('--artifact-url <url>', 'where devices download the artifact')
@@ -144,13 +165,20 @@ export function registerFleetCommands(program: Command, io: CliIo, setExitCode: 
     .option('--device-timeout <seconds>', 'how long one device may take', '900')
     .option('--ttl <seconds>', 'how long each command stays valid', '86400')
     .option('--dry-run', 'show the devices and batches, send nothing')
+    .option('--abort', 'end the rollout in --state: nothing more is sent')
     .action(guarded(io, setExitCode, async (what: string, options: RolloutFlags, command: Command) => {
       if (what !== 'k3s' && what !== 'agent') throw new UsageError('rollout what? expected k3s or agent');
-      const connection = encryptedConnectionOf(command);
-      const signer = loadSigningKey(options.key, options.keyId);
+      const connection = encryptedConnectionOf(command, profile());
+      const signing = signingKeyOf(options, profile());
+      const signer = loadSigningKey(signing.key, signing.keyId);
+      // A --max-failures typed now (not its default) is the new threshold for a halted rollout.
+      const newMaxFailures = command.getOptionValueSource('maxFailures') === 'cli' ? parseAmount(options.maxFailures, '--max-failures') : undefined;
       const state = await runRollout({
-        stateFile: options.state,
+        kind: what === 'k3s' ? 'k3s.upgrade' : 'agent.upgrade',
+        ...(options.state ? { stateFile: options.state } : {}),
         ...(options.to ? { plan: rolloutPlan(what, options) } : {}),
+        ...(newMaxFailures ? { newMaxFailures } : {}),
+        abort: options.abort === true,
         connection,
         signer,
         out: (line) => io.stdout(`${line}\n`),
@@ -158,57 +186,6 @@ export function registerFleetCommands(program: Command, io: CliIo, setExitCode: 
       });
       setExitCode(state.outcome === 'halted' ? EXIT.FAILURE : EXIT.OK);
     }));
-}
-
-interface RolloutFlags {
-  key: string;
-  keyId?: string;
-  state: string;
-  to?: string;
-  sha256?: string;
-  artifactUrl?: string;
-  allowDowngrade?: boolean;
-  releaseSignature?: string;
-  label: string[];
-  group?: string;
-  includeOffline?: boolean;
-  canary?: string;
-  canaryCount: string;
-  batchSize: string;
-  maxFailures: string;
-  deviceTimeout: string;
-  ttl: string;
-  dryRun?: boolean;
-}
-
-function rolloutPlan(what: 'k3s' | 'agent', o: RolloutFlags): RolloutPlan {
-  const args: Record<string, unknown> = { version: o.to };
-  if (o.sha256) args.sha256 = o.sha256;
-  if (o.artifactUrl) args.artifactUrl = o.artifactUrl;
-  if (o.allowDowngrade) args.allowDowngrade = true;
-  if (o.releaseSignature) {
-    try {
-      args.releaseSignature = JSON.parse(o.releaseSignature) as unknown;
-    } catch {
-      throw new UsageError('--release-signature expects the JSON that `fleet release sign` printed');
-    }
-  }
-  const kind = what === 'k3s' ? 'k3s.upgrade' : 'agent.upgrade';
-  const checked = COMMAND_ARGS[kind].safeParse(args);
-  if (!checked.success) throw new UsageError(`invalid ${kind} args: ${checked.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`);
-  const canaryCount = Number(o.canaryCount);
-  if (!Number.isInteger(canaryCount) || canaryCount < 0) throw new UsageError('--canary-count expects a whole number');
-  return {
-    kind,
-    args,
-    filter: { labels: labelsOf(o.label), ...(o.group ? { group: o.group } : {}), onlineOnly: o.includeOffline !== true },
-    canaries: o.canary ? o.canary.split(',').map((id) => id.trim()).filter(Boolean) : [],
-    canaryCount,
-    batchSize: parseAmount(o.batchSize, '--batch-size'),
-    maxFailures: parseAmount(o.maxFailures, '--max-failures'),
-    deviceTimeoutSeconds: positive(o.deviceTimeout, '--device-timeout'),
-    ttlSeconds: positive(o.ttl, '--ttl'),
-  };
 }
 
 /** Maps the errors an operator can fix to a message and an exit code instead of a stack trace. */
@@ -223,13 +200,13 @@ export function guarded<A extends unknown[]>(
     } catch (err) {
       if (!(err instanceof FleetletError)) throw err;
       io.stderr(`fleetlet: ${err.message}\n`);
-      setExitCode(exitCodeFor(err));
+      setExitCode(err instanceof OperatorProfileError ? EXIT.CONFIG : exitCodeFor(err));
     }
   };
 }
 
 interface SendFlags {
-  key: string;
+  key?: string;
   keyId?: string;
   device?: string;
   group?: string;
@@ -240,63 +217,6 @@ interface SendFlags {
   argJson: string[];
   ttl: string;
   wait: string;
-}
-
-export function withConnection(command: Command, brokerRequired = true): Command {
-  const broker = new Option('--broker <url>', 'broker URL').env('FLEET_BROKER_URL');
-  return command
-    .addOption(brokerRequired ? broker.makeOptionMandatory() : broker)
-    .addOption(new Option('--topic-root <root>', 'topic prefix').env('FLEET_TOPIC_ROOT').default('fleetlet/v1'))
-    .addOption(new Option('--username <name>', 'MQTT user name').env('FLEET_USERNAME'))
-    .addOption(new Option('--password-file <file>', 'file holding the MQTT password').env('FLEET_PASSWORD_FILE'))
-    .option('--ca-file <file>', 'CA that signed the broker certificate')
-    .option('--cert-file <file>', 'client certificate (mutual TLS)')
-    .option('--tls-key-file <file>', 'client certificate key');
-}
-
-/** For the tools that send signed commands: they refuse an unencrypted broker unless told otherwise. */
-export function withPlaintextOptIn(command: Command): Command {
-  return command.option('--allow-plaintext', 'allow a plain mqtt:// broker URL (commands and results then cross the network unencrypted)');
-}
-
-/**
- * The connection of a command-sending tool. Signatures stop forgery, not reading: over plain mqtt:// anyone on
- * the path reads every command and result and the operator's MQTT password, so it takes an explicit opt-in.
- */
-export function encryptedConnectionOf(command: Command): FleetConnectionOptions {
-  const connection = connectionOf(command);
-  const allowPlaintext = command.opts<{ allowPlaintext?: boolean }>().allowPlaintext === true;
-  if (!isTlsBrokerUrl(connection.broker) && !allowPlaintext) {
-    throw new UsageError(`${connection.broker} is not encrypted: use an mqtts:// broker URL, or give --allow-plaintext to send over it anyway`);
-  }
-  return connection;
-}
-
-export function withSigning(command: Command): Command {
-  return command
-    .addOption(new Option('--key <file>', 'operator private key (mode 0600)').env('FLEET_SIGNING_KEY').makeOptionMandatory())
-    .addOption(new Option('--key-id <id>', 'key id (default: key file name without .key)').env('FLEET_KEY_ID'));
-}
-
-export function connectionOf(command: Command): FleetConnectionOptions {
-  const o = command.opts<{
-    broker: string;
-    topicRoot: string;
-    username?: string;
-    passwordFile?: string;
-    caFile?: string;
-    certFile?: string;
-    tlsKeyFile?: string;
-  }>();
-  return {
-    broker: o.broker,
-    topicRoot: o.topicRoot,
-    ...(o.username ? { username: o.username } : {}),
-    ...(o.passwordFile ? { passwordFile: o.passwordFile } : {}),
-    ...(o.caFile ? { caFile: o.caFile } : {}),
-    ...(o.certFile ? { certFile: o.certFile } : {}),
-    ...(o.tlsKeyFile ? { keyFile: o.tlsKeyFile } : {}),
-  };
 }
 
 function targetOf(options: SendFlags): CommandTarget {
@@ -365,22 +285,6 @@ const MAX_ARG_FILE_BYTES = 64 * 1024;
 
 function readSmallFile(file: string): string {
   return readOperatorFile(file, MAX_ARG_FILE_BYTES).trim();
-}
-
-export function labelsOf(pairs: string[]): Record<string, string> {
-  return Object.fromEntries(
-    pairs.map((pair) => {
-      const at = pair.indexOf('=');
-      if (at <= 0) throw new UsageError(`--label expects key=value, got "${pair}"`);
-      return [pair.slice(0, at), pair.slice(at + 1)];
-    }),
-  );
-}
-
-export function positive(text: string, flag: string): number {
-  const value = Number(text);
-  if (!Number.isFinite(value) || value <= 0) throw new UsageError(`${flag} expects a positive number, got "${text}"`);
-  return value;
 }
 
 /** Resolves on Ctrl-C / SIGTERM, or after `duration` seconds when given. */

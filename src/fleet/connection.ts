@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { userInfo } from 'node:os';
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
+import { checkBrokerUrl, explainTlsFailure, readTlsFiles, type TlsFiles } from './connection-files.js';
 import { FleetConnectionError } from './errors.js';
 import { errorMessage } from '../lib/errors.js';
 
@@ -16,6 +17,8 @@ export interface FleetConnectionOptions {
   certFile?: string;
   keyFile?: string;
   connectTimeoutMs?: number;
+  /** Where each setting came from (a flag or the operator profile), named in error messages; flags by default. */
+  origin?: Partial<Record<'broker' | 'caFile' | 'certFile' | 'keyFile', string>>;
 }
 
 /** One MQTT connection for an operator command; the caller ends it. Fails fast instead of retrying forever. */
@@ -29,13 +32,18 @@ export async function connectOperator(options: FleetConnectionOptions): Promise<
   };
   if (options.username) clientOptions.username = options.username;
   if (options.passwordFile) clientOptions.password = readFileSync(options.passwordFile, 'utf8').trim();
-  if (options.caFile) clientOptions.ca = readFileSync(options.caFile);
-  if (options.certFile) clientOptions.cert = readFileSync(options.certFile);
-  if (options.keyFile) clientOptions.key = readFileSync(options.keyFile);
+  const origin = options.origin ?? {};
+  checkBrokerUrl(options.broker, origin.broker ?? '--broker');
+  const files: TlsFiles = {
+    ...(options.caFile ? { ca: { file: options.caFile, flag: origin.caFile ?? '--ca-file' } } : {}),
+    ...(options.certFile ? { cert: { file: options.certFile, flag: origin.certFile ?? '--cert-file' } } : {}),
+    ...(options.keyFile ? { key: { file: options.keyFile, flag: origin.keyFile ?? '--tls-key-file' } } : {}),
+  };
+  Object.assign(clientOptions, readTlsFiles(files));
   try {
     return await mqtt.connectAsync(options.broker, clientOptions, false);
   } catch (err) {
-    throw new FleetConnectionError(`cannot connect to ${options.broker}: ${errorMessage(err)}`, {
+    throw explainTlsFailure(err, options.broker, files) ?? new FleetConnectionError(`cannot connect to ${options.broker}: ${errorMessage(err)}`, {
       cause: err,
     });
   }

@@ -29,3 +29,8 @@ export class HubApiError extends FleetletError {
 export class HubRefusedError extends FleetletError {
   readonly severity = 'fatal';
 }
+
+/** The operator profile (operator.yaml) cannot be read or holds something it should not. */
+export class OperatorProfileError extends FleetletError {
+  readonly severity = 'fatal';
+}

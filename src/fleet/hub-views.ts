@@ -29,6 +29,7 @@ export async function listDevicesFromHub(
 function viewOf(device: DeviceSummary): DeviceView {
   return {
     deviceId: device.deviceId,
+    ...(device.name ? { name: device.name } : {}),
     state: device.state,
     lastSeen: device.lastSeen,
     labels: device.labels,
@@ -37,6 +38,8 @@ function viewOf(device: DeviceSummary): DeviceView {
     ...(device.k3sVersion ? { k3sVersion: device.k3sVersion } : {}),
     ...(device.k3sHealthy !== null ? { k3sHealthy: device.k3sHealthy } : {}),
     ...(device.k3sState ? { k3sState: device.k3sState } : {}),
+    // The hub keeps presence and inventory apart from the retained messages: nothing was cut short.
+    seen: { presence: true, inventory: true },
   };
 }
 

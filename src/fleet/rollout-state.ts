@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
-import { closeSync, fsyncSync, openSync, readFileSync, renameSync, writeSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { z } from 'zod';
+import { writeFileAtomic } from '../lib/files.js';
 import { RolloutStateError } from './errors.js';
 import { errorReason, isErrno } from '../lib/errors.js';
 
@@ -34,8 +35,10 @@ export const RolloutStateSchema = z.object({
   }),
   batches: z.array(z.array(z.string())),
   devices: z.record(z.string(), DeviceProgressSchema),
-  outcome: z.enum(['running', 'completed', 'halted']),
+  outcome: z.enum(['running', 'completed', 'halted', 'aborted']),
   haltReason: z.string().optional(),
+  /** Set when an operator resumed a halted rollout with a new threshold: the canaries' zero no longer applies. */
+  thresholdRaised: z.boolean().optional(),
 });
 export type RolloutState = z.output<typeof RolloutStateSchema>;
 
@@ -61,15 +64,18 @@ export function loadRolloutState(file: string): RolloutState | undefined {
   }
 }
 
-/** Write to a temp file, fsync, rename: the state file is always the old or the new state, never a torn one. */
-export function saveRolloutState(file: string, state: RolloutState): void {
-  const temp = `${file}.tmp-${process.pid}`;
-  const fd = openSync(temp, 'w', 0o600);
-  try {
-    writeSync(fd, `${JSON.stringify(state, null, 2)}\n`);
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
+/**
+ * Saves written atomically (the file is always the old or the new state, never a torn one, also after a power
+ * cut) and one after the other: devices of a batch finish at once, and a slower older save must not land last.
+ */
+export class RolloutStateFile {
+  private last: Promise<void> = Promise.resolve();
+
+  constructor(readonly file: string) {}
+
+  save(state: RolloutState): Promise<void> {
+    const text = `${JSON.stringify(state, null, 2)}\n`;
+    this.last = this.last.then(() => writeFileAtomic(this.file, text, { mode: 0o600 }));
+    return this.last;
   }
-  renameSync(temp, file);
 }

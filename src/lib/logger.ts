@@ -10,6 +10,8 @@ export interface LoggerOptions {
   /** Human-readable lines instead of JSON; the default is "stdout is a terminal". */
   pretty?: boolean;
   destination?: DestinationStream;
+  /** A second destination that gets every line as written (e.g. RecentLines for logs.collect). */
+  copyTo?: { write(line: string): void };
 }
 
 /**
@@ -35,6 +37,6 @@ export function createLogger(options: LoggerOptions): Logger {
       },
       formatters: { level: (label) => ({ level: label }) },
     },
-    destination,
+    options.copyTo ? pino.multistream([{ stream: destination }, { stream: options.copyTo }]) : destination,
   );
 }

@@ -86,6 +86,19 @@ describe('the agent runs signed commands', () => {
     expect(results(fleet).filter((r) => r.status === 'succeeded')).toHaveLength(1);
   });
 
+  it("logs.collect returns the agent's own recent log lines", async () => {
+    const { config, fleet } = await setup();
+    agent(config);
+    await waitFor(() => births(fleet) === 1, 'the birth message', 20_000);
+    const collect = signedCommand(operator, { type: 'logs.collect', target: { device: 'test-device' }, args: { source: 'agent', lines: 50 } });
+    await fleet.client.publishAsync(COMMANDS, encode(collect), { qos: 1 });
+    await fleet.waitFor(finalFor(fleet, collect.id), 'the logs.collect result');
+    const lines = results(fleet)
+      .filter((r) => r.commandId === collect.id && r.status === 'progress')
+      .flatMap((r) => (r.status === 'progress' ? ((r.data?.lines as string[] | undefined) ?? []) : []));
+    expect(lines.some((line) => line.includes('fleetlet agent starting')), lines.join('\n')).toBe(true);
+  });
+
   it('refuses a signed command made ambiguous by a duplicate or __proto__ key as malformed, and runs it once sent plainly', async () => {
     const { config, fleet } = await setup();
     agent(config);

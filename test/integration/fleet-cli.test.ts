@@ -3,8 +3,10 @@ import { publicKeyToBase64 } from '../../src/protocol/ed25519-keys.js';
 import { createPublicKey, createPrivateKey } from 'node:crypto';
 import { chmodSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import mqtt from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FLEETLET_VERSION } from '../../src/lib/version.js';
+import { presenceMessage } from '../../src/protocol/presence.js';
 import { waitFor } from '../helpers/wait.js';
 import { startMosquitto, type TestBroker } from '../helpers/mosquitto.js';
 import { FLEETLET_BUNDLE, tempDir } from '../helpers/paths.js';
@@ -123,24 +125,39 @@ describe('fleet CLI against a real broker', () => {
     expect(run.stdout + run.stderr).not.toContain('K10new-join-token');
   });
 
-  it('exits 75 when nobody answers in time', async () => {
+  it('exits 75 when nobody answers in time, and says plainly that the target is unknown', async () => {
     const run = await fleetlet(['fleet', 'send', 'ping', '--device', 'ghost', '--key', keyFile, '--wait', '1', ...sending()]);
     expect(run.code).toBe(75);
     expect(run.stderr).toContain('no final result');
+    expect(run.stdout).toContain('device ghost is unknown here: no retained presence or inventory under fleetlet/v1/devices/ghost; check the id');
   });
 
-  it('sends to a group and sums up the answers of its members', async () => {
-    const run = await fleetlet(['fleet', 'send', 'ping', '--group', 'canary', '--key', keyFile, '--wait', '3', ...sending()]);
+  it('says plainly that the target is offline', async () => {
+    const client = await mqtt.connectAsync(broker.url);
+    await client.publishAsync('fleetlet/v1/devices/pi-gone/presence', JSON.stringify({ ...presenceMessage('offline', 2, '0.1.0', 'connection-lost'), at: '2026-03-01T08:00:00.000Z' }), { qos: 1, retain: true });
+    await client.endAsync();
+    const run = await fleetlet(['fleet', 'send', 'ping', '--device', 'pi-gone', '--key', keyFile, '--wait', '1', ...sending()]);
+    expect(run.code).toBe(75);
+    expect(run.stdout).toContain('device pi-gone is offline (last seen 2026-03-01T08:00:00.000Z): it answers once it is back online');
+    const forgotten = await fleetlet(['fleet', 'forget', 'pi-gone', ...common()]);
+    expect(forgotten.code, forgotten.stderr).toBe(0);
+  });
+
+  it('sends to a group, stops waiting once every known member answered, and sums up', async () => {
+    const started = Date.now();
+    const run = await fleetlet(['fleet', 'send', 'ping', '--group', 'canary', '--key', keyFile, '--wait', '25', ...sending()]);
     expect(run.code, run.stdout + run.stderr).toBe(0);
+    expect(run.stdout).toContain('to group canary: 2 member(s) online, 0 offline');
     expect(run.stdout).toContain('2 device(s) answered: 2 succeeded, 0 failed or rejected');
+    expect(Date.now() - started).toBeLessThan(15_000);
   });
 
   it('devices lists the fleet from retained messages, with label, group and JSON output', async () => {
     const all = await fleetlet(['fleet', 'devices', ...common()]);
     expect(all.code, all.stderr).toBe(0);
-    expect(all.stdout).toMatch(/^DEVICE +STATE +LAST SEEN +FLEETLET +K3S/m);
+    expect(all.stdout).toMatch(/^DEVICE +NAME +STATE +LAST SEEN +FLEETLET +K3S/m);
     // With k3s off the device reports no k3s version.
-    expect(all.stdout).toMatch(new RegExp(`^pi-2 +online .* ${FLEETLET_VERSION.replaceAll('.', '\\.')} +- .* canary +site=south$`, 'm'));
+    expect(all.stdout).toMatch(new RegExp(`^pi-2 +- +online .* ${FLEETLET_VERSION.replaceAll('.', '\\.')} +- .* canary +site=south$`, 'm'));
     expect(all.stdout).toContain('3 device(s), 3 online');
     const north = await fleetlet(['fleet', 'devices', '--label', 'site=north', '--json', ...common()]);
     expect((JSON.parse(north.stdout) as { deviceId: string }[]).map((d) => d.deviceId)).toEqual(['pi-1', 'pi-3']);

@@ -2,7 +2,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Command } from 'commander';
 import { afterAll, describe, expect, it } from 'vitest';
-import { encryptedConnectionOf, withPlaintextOptIn } from '../../src/cli/fleet.js';
+import { encryptedConnectionOf, withPlaintextOptIn } from '../../src/cli/fleet-connection-flags.js';
 import { loadConfig } from '../../src/config/load.js';
 import { ConfigSchema } from '../../src/config/schema.js';
 import { ConfigError, UsageError } from '../../src/lib/errors.js';
@@ -126,7 +126,7 @@ describe('a plaintext broker for the operator tools: the same scheme rule', () =
   const connect = (...args: string[]) => {
     const command = withPlaintextOptIn(new Command().option('--broker <url>').option('--topic-root <root>', 'topic root', 'fleetlet/v1'));
     command.parse(args, { from: 'user' });
-    return () => encryptedConnectionOf(command).broker;
+    return () => encryptedConnectionOf(command, { path: undefined, profile: {} }).broker;
   };
 
   it('takes mqtts:// in any case of letters, and refuses mqtt:// unless --allow-plaintext', () => {
