@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import type { MqttClient } from 'mqtt';
 import type { Topics } from '../protocol/topics.js';
-import { FleetConnectionError } from './errors.js';
+import { FleetAccessError } from './errors.js';
 
 const PROBE_WAIT_MS = 2_000;
 
@@ -26,7 +26,7 @@ export async function checkReadAccess(client: MqttClient, topics: Topics): Promi
     client.off('message', onMessage);
   }
   if (!received) {
-    throw new FleetConnectionError(
+    throw new FleetAccessError(
       `the broker delivers nothing to this identity on ${topics.allDevices('presence')}: its ACL silences it (a device ` +
         `certificate or user name given by mistake?); operators need read and write access to ${topics.root}/#`,
     );

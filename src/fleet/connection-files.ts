@@ -1,8 +1,8 @@
 import { createPrivateKey, X509Certificate } from 'node:crypto';
 import { readFileSync, statSync } from 'node:fs';
-import { UsageError } from '../lib/errors.js';
+import { errorReason, UsageError } from '../lib/errors.js';
 import { isPlaintextBrokerUrl, isTlsBrokerUrl } from '../protocol/broker-url.js';
-import { FleetConnectionError } from './errors.js';
+import { FleetAccessError } from './errors.js';
 
 /** PEM files of a CA bundle, a certificate or a key are small; anything larger is the wrong file. */
 const MAX_PEM_BYTES = 1024 * 1024;
@@ -42,16 +42,16 @@ export function readTlsFiles(files: TlsFiles): { ca?: Buffer; cert?: Buffer; key
 }
 
 /** A TLS failure of the handshake, said in terms of the files the operator gave. */
-export function explainTlsFailure(err: unknown, broker: string, files: TlsFiles): FleetConnectionError | undefined {
+export function explainTlsFailure(err: unknown, broker: string, files: TlsFiles): FleetAccessError | undefined {
   const code = (err as { code?: string } | undefined)?.code ?? '';
   const text = err instanceof Error ? err.message : String(err);
   if (/CERT|SELF_SIGNED|UNABLE_TO_(GET|VERIFY)/.test(code)) {
     const ca = files.ca ? `the CA in ${files.ca.flag} ${files.ca.file}` : 'the system CAs (give the fleet CA with --ca-file)';
-    return new FleetConnectionError(`the certificate of ${broker} is not signed by ${ca}: ${text}`, { cause: err });
+    return new FleetAccessError(`the certificate of ${broker} is not signed by ${ca}: ${text}`, { cause: err });
   }
   if (/alert (bad certificate|unknown ca|certificate required|certificate unknown)/i.test(text)) {
     const cert = files.cert ? `the certificate in ${files.cert.flag} ${files.cert.file}` : 'no client certificate (give --cert-file and --tls-key-file)';
-    return new FleetConnectionError(`${broker} refused ${cert}: ${text}`, { cause: err });
+    return new FleetAccessError(`${broker} refused ${cert}: ${text}`, { cause: err });
   }
   return undefined;
 }
@@ -61,13 +61,13 @@ function readPem(named: { file: string; flag: string }, what: string): Buffer {
   try {
     size = statSync(named.file).size;
   } catch (err) {
-    throw new UsageError(`${named.flag} ${named.file}: cannot read ${what} there (${(err as NodeJS.ErrnoException).code ?? String(err)})`);
+    throw new UsageError(`${named.flag} ${named.file}: cannot read ${what} there (${errorReason(err)})`);
   }
   if (size > MAX_PEM_BYTES) throw new UsageError(`${named.flag} ${named.file}: ${size} bytes is too large for ${what}`);
   try {
     return readFileSync(named.file);
   } catch (err) {
-    throw new UsageError(`${named.flag} ${named.file}: cannot read ${what} there (${(err as NodeJS.ErrnoException).code ?? String(err)})`);
+    throw new UsageError(`${named.flag} ${named.file}: cannot read ${what} there (${errorReason(err)})`);
   }
 }
 

@@ -34,3 +34,8 @@ export class HubRefusedError extends FleetletError {
 export class OperatorProfileError extends FleetletError {
   readonly severity = 'fatal';
 }
+
+/** The broker was reached but refuses or silences this identity (a certificate it does not trust, an ACL): the same attempt fails again. */
+export class FleetAccessError extends FleetletError {
+  readonly severity = 'fatal';
+}

@@ -103,7 +103,7 @@ describe.each(hubDialects())('hub accounts and the operator tools in --hub mode,
   it('lists devices from the hub with fleet devices --hub, filters applied by the hub', async () => {
     const table = await fleetlet(['fleet', 'devices', '--hub', url, '--token-file', tokenFile]);
     expect(table.code).toBe(0);
-    expect(table.stdout).toMatch(/^pi-home\s+online\s+2026-11-02T00:00:00.000Z\s+0\.3\.0\s+-\s+healthy/m);
+    expect(table.stdout).toMatch(/^pi-home\s+-\s+online\s+2026-11-02T00:00:00.000Z\s+0\.3\.0\s+-\s+healthy/m);
     expect(table.stdout).toContain('2 device(s), 1 online');
     const json = await fleetlet(['fleet', 'devices', '--hub', url, '--token-file', tokenFile, '--label', 'site=office', '--json'], '', {});
     expect((JSON.parse(json.stdout) as { deviceId: string }[]).map((d) => d.deviceId)).toEqual(['pi-office']);
