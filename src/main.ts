@@ -4,7 +4,7 @@ import { buildProgram, runCli, type CliIo, type CommandHandlers, type ConfigSele
 import { EXIT } from './cli/exit-codes.js';
 import { loadSelectedConfig } from './cli/load-selected-config.js';
 import { runDoctor } from './cli/doctor.js';
-import { runProvision } from './cli/provision.js';
+import { runProvisionCli } from './cli/provision.js';
 import { runUninstall } from './cli/uninstall.js';
 import { runStatus } from './cli/status.js';
 import { runK3sCli } from './cli/k3s.js';
@@ -61,7 +61,7 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
       return EXIT.OK;
     },
     doctor: (selection, options) => runDoctor({ selection, ...options }, io),
-    provision: (options) => runProvision({ ...options, trustAnchors: options.trustAnchor }, io),
+    provision: (options) => runProvisionCli(options, io),
     uninstall: (selection, options) => runUninstall({ selection, ...options }, io),
     status: (selection, options) =>
       runStatus({ selection, ...options, nativeBinding: (stateDir) => sqliteNativeBinding(stateDir, io.env) }, io),

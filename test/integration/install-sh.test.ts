@@ -7,6 +7,7 @@ import { gzipSync } from 'node:zlib';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { FLEETLET_BUNDLE, REPO_ROOT, tempDir } from '../helpers/paths.js';
 import { freePort } from '../helpers/ports.js';
+import { bundleLauncher } from '../helpers/elf-programs.js';
 
 const INSTALL_SH = join(REPO_ROOT, 'packaging/install.sh');
 /** An agent token, the kind a device gets (the server's /var/lib/rancher/k3s/server/agent-token). */
@@ -24,10 +25,9 @@ function scratch(): string {
   return dir;
 }
 
-/** The "binary" install.sh installs here: a script running the bundle, which is what the single binary embeds. */
+/** The binary install.sh installs here: an executable of this machine running the bundle, which the single binary embeds. */
 const { dir: inputs, cleanup: cleanupInputs } = tempDir('fleetlet-install-inputs-');
-const binary = join(inputs, 'fleetlet-linux-x64');
-writeFileSync(binary, `#!/bin/sh\nexec "${process.execPath}" "${FLEETLET_BUNDLE}" "$@"\n`, { mode: 0o755 });
+const binary = bundleLauncher(inputs, 'fleetlet-linux-x64');
 const ca = join(inputs, 'fleet-ca.crt');
 writeFileSync(ca, '-----BEGIN CERTIFICATE-----\n(test)\n-----END CERTIFICATE-----\n');
 
