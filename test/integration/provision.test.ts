@@ -1,11 +1,13 @@
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
+import { createServer as createTlsServer, type Server as TlsServer } from 'node:tls';
 import { afterEach, describe, expect, it } from 'vitest';
 import { provision, type ProvisionOptions } from '../../src/cli/provision.js';
 import { SYSTEMD_UNIT } from '../../src/cli/provision-unit.js';
 import { ConfigError } from '../../src/lib/errors.js';
+import { createCa, issueCert } from '../helpers/certs.js';
 import { runCli } from '../helpers/cli.js';
 import { canBuildAndRun, REQUIRE_ELF_TOOLS, versionProgram } from '../helpers/elf-programs.js';
 import { FLEETLET_BUNDLE, REPO_ROOT, tempDir } from '../helpers/paths.js';
@@ -346,5 +348,58 @@ describeArm64('fleetlet provision: what was written is known', () => {
     const first = snapshot(root);
     expect(runCli(cliArgs(root, inputs)).code).toBe(0);
     expect(snapshot(root)).toEqual(first);
+  });
+});
+
+describeArm64('fleetlet doctor --root on the image provision just wrote', () => {
+  /** Runs doctor without blocking this process: the TLS endpoint it checks lives here and must keep answering. */
+  function doctorAsync(root: string): Promise<{ code: number | null; stdout: string }> {
+    const child = spawn(process.execPath, [FLEETLET_BUNDLE, 'doctor', '--root', root, '--json'], { env: { PATH: process.env.PATH! }, stdio: ['ignore', 'pipe', 'inherit'] });
+    let stdout = '';
+    child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
+    return new Promise((resolve) => child.once('close', (code) => resolve({ code, stdout })));
+  }
+
+  /** A TLS endpoint with a certificate of the fleet CA: the broker and the k3s server the image's config names. */
+  async function fleetEndpoint(dir: string): Promise<{ ca: string; port: number; server: TlsServer }> {
+    const ca = createCa(dir, 'fleet-ca');
+    const pair = issueCert(ca, dir, 'broker', { server: true, altNames: ['IP:127.0.0.1'] });
+    const server = createTlsServer({ cert: readFileSync(pair.cert), key: readFileSync(pair.key) }, (socket) => socket.end());
+    server.on('tlsClientError', () => {});
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    cleanups.push(() => server.close());
+    return { ca: ca.cert, port: (server.address() as { port: number }).port, server };
+  }
+
+  it('shows no FAIL about the image: its config, the files it names and its empty machine-id pass; kernel checks are skipped', async () => {
+    const [dir, pki] = [scratch(), scratch()];
+    const { ca, port } = await fleetEndpoint(pki);
+    const config = `broker:\n  url: mqtts://127.0.0.1:${port}\n  tls:\n    caFile: /etc/fleetlet/trust/fleet-ca.crt\nk3s:\n  serverUrl: https://127.0.0.1:${port}\n  tokenFile: /etc/fleetlet/k3s-token\n`;
+    const inputs = imageInputs(dir, config);
+    const root = arm64Image();
+    const provisioned = runCli(['provision', '--root', root, '--binary', inputs.binary!, '--config', inputs.config!, '--trust-anchor', ca, '--token-file', inputs.tokenFile]);
+    expect(provisioned.code, provisioned.stderr).toBe(0);
+
+    const doctor = await doctorAsync(root);
+    const results = JSON.parse(doctor.stdout) as { check: string; status: string; summary: string }[];
+    expect(results.filter((r) => r.status === 'fail')).toEqual([]);
+    expect(doctor.code).toBe(0);
+    const of = (check: string) => results.filter((r) => r.check === check);
+    expect(of('config')[0]).toMatchObject({ status: 'pass', summary: `${join(root, 'etc/fleetlet/config.yaml')} valid` });
+    expect(of('platform')[0]).toMatchObject({ status: 'pass', summary: 'image for linux arm64, Debian GNU/Linux 12 (bookworm)' });
+    expect(of('node-name')).toContainEqual(expect.objectContaining({ status: 'pass', summary: expect.stringContaining('/etc/machine-id is empty') }));
+    expect(of('k3s-token')[0]).toMatchObject({ status: 'pass', summary: expect.stringContaining('agent token') });
+    expect(of('broker')[0]).toMatchObject({ status: 'pass', summary: `TLS handshake with 127.0.0.1:${port} verified` });
+    for (const check of ['cgroups', 'kernel-modules', 'netfilter', 'swap', 'disk', 'clock']) expect(of(check), check).toEqual([expect.objectContaining({ status: 'skip' })]);
+  });
+
+  it('fails an image whose /etc/machine-id is set: every device flashed from it would share it', async () => {
+    const root = arm64Image();
+    expect(runCli([...cliArgs(root, imageInputs(scratch())), '--dry-run']).code).toBe(0);
+    writeFileSync(join(root, 'etc/machine-id'), '9e8d7c6b5a4f30211f2e3d4c5b6a7988\n');
+    const doctor = runCli(['doctor', '--root', root, '--json']);
+    const results = JSON.parse(doctor.stdout) as { check: string; status: string; summary: string }[];
+    expect(results).toContainEqual(expect.objectContaining({ check: 'node-name', status: 'fail', summary: expect.stringContaining('every device flashed from it would share it') }));
+    expect(doctor.code).toBe(1);
   });
 });
