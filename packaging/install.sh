@@ -194,9 +194,9 @@ umask 022
 
 # The binary writes itself, the config, the CA and the unit: the same code that provisions factory images.
 if [ -n "$TRUST_ARGS" ]; then
-  "$WORK/fleetlet" provision --root "$ROOT" --binary "$WORK/fleetlet" --config "$WORK/config.yaml" --trust-anchor "$CA" --allow-identity
+  "$WORK/fleetlet" provision --root "$ROOT" --arch "$ARCH" --binary "$WORK/fleetlet" --config "$WORK/config.yaml" --trust-anchor "$CA" --allow-identity
 else
-  "$WORK/fleetlet" provision --root "$ROOT" --binary "$WORK/fleetlet" --config "$WORK/config.yaml" --allow-identity
+  "$WORK/fleetlet" provision --root "$ROOT" --arch "$ARCH" --binary "$WORK/fleetlet" --config "$WORK/config.yaml" --allow-identity
 fi
 
 if [ "$START" = yes ] && [ "$ROOT" = / ] && [ -d /run/systemd/system ]; then

@@ -6,7 +6,7 @@ import { EXIT, exitCodeFor } from './exit-codes.js';
 import { runK3sCli } from './k3s.js';
 import { loadSelectedConfig } from './load-selected-config.js';
 import { buildProgram, runCli, type CliIo, type CommandHandlers, type ConfigSelection } from './program.js';
-import { runProvision } from './provision.js';
+import { runProvisionCli } from './provision.js';
 import { runStatus } from './status.js';
 import { runUninstall } from './uninstall.js';
 
@@ -29,7 +29,7 @@ function commandHandlers(io: CliIo, runAgent: RunAgent): CommandHandlers {
       return EXIT.OK;
     },
     doctor: (selection, options) => runDoctor({ selection, ...options }, io),
-    provision: (options) => runProvision({ ...options, trustAnchors: options.trustAnchor }, io),
+    provision: (options) => runProvisionCli(options, io),
     uninstall: (selection, options) => runUninstall({ selection, ...options }, io),
     status: (selection, options) =>
       runStatus({ selection, ...options, nativeBinding: (stateDir) => sqliteNativeBinding(stateDir, io.env) }, io),

@@ -2,7 +2,8 @@ import { loadConfig } from '../config/load.js';
 import { ConfigError } from '../lib/errors.js';
 import type { CliIo, ConfigSelection } from './program.js';
 import { EXIT } from './exit-codes.js';
-import { type Check, type CheckResult, type DoctorContext, fail, freeBytesOf, pass, warn } from './doctor/check.js';
+import { join } from 'node:path';
+import { type Check, type CheckResult, type DoctorContext, fail, freeBytesOf, isImageRoot, pass, skip, warn } from './doctor/check.js';
 import { checkCgroups } from './doctor/cgroups.js';
 import { checkClock, checkNodeName } from './doctor/identity.js';
 import { checkK3sToken } from './doctor/k3s-token.js';
@@ -35,11 +36,23 @@ export interface DoctorOptions {
   json: boolean;
 }
 
+/** What the build machine's kernel, clock and disk say about an image is not about the image: skipped there. */
+const HOST_CHECKS = new Map<Check, string>([
+  [checkCgroups, 'cgroups'],
+  [checkKernelModules, 'kernel-modules'],
+  [checkNetfilter, 'netfilter'],
+  [checkSwap, 'swap'],
+  [checkDisk, 'disk'],
+  [checkClock, 'clock'],
+]);
+
 /** Runs every check; the exit code is 0 when nothing failed (the device is ready), 1 otherwise. */
 export async function runDoctor(options: DoctorOptions, io: CliIo, overrides: Partial<DoctorContext> = {}): Promise<number> {
-  const { config, result: configResult } = loadForDoctor(options.selection, io.env);
+  const image = overrides.image ?? isImageRoot(options.root);
+  const { config, result: configResult } = loadForDoctor(imageSelection(options), io.env, options.root);
   const context: DoctorContext = {
     root: options.root,
+    image,
     config,
     arch: process.arch,
     now: new Date(),
@@ -48,14 +61,24 @@ export async function runDoctor(options: DoctorOptions, io: CliIo, overrides: Pa
     ...overrides,
   };
   const results: CheckResult[] = [configResult];
-  for (const check of CHECKS) results.push(...(await check(context)));
+  for (const check of CHECKS) {
+    const hostOnly = HOST_CHECKS.get(check);
+    if (context.image && hostOnly) results.push(skip(hostOnly, "not about the image: it is the build machine's; checked on the device"));
+    else results.push(...(await check(context)));
+  }
   io.stdout(options.json ? `${JSON.stringify(results, null, 2)}\n` : formatResults(results));
   return results.some((r) => r.status === 'fail') ? EXIT.FAILURE : EXIT.OK;
 }
 
-function loadForDoctor(selection: ConfigSelection, env: Record<string, string | undefined>) {
+/** Under --root, the config is the one in that root unless one was named, and the files it names are read there. */
+function imageSelection(options: DoctorOptions): ConfigSelection {
+  if (options.selection.explicit) return options.selection;
+  return { ...options.selection, path: join(options.root, options.selection.path) };
+}
+
+function loadForDoctor(selection: ConfigSelection, env: Record<string, string | undefined>, root: string) {
   try {
-    const loaded = loadConfig({ path: selection.path, explicit: selection.explicit, env, sets: selection.sets });
+    const loaded = loadConfig({ path: selection.path, explicit: selection.explicit, env, sets: selection.sets, fileRoot: root });
     const result = loaded.warnings.length > 0
       ? warn('config', `${selection.path}: ${loaded.warnings.join('; ')}`, 'see fleetlet config check')
       : pass('config', `${loaded.files.length > 0 ? loaded.files.join(', ') : 'defaults and environment'} valid`);

@@ -28,11 +28,17 @@ export interface CommandHandlers {
 export interface ProvisionCliOptions {
   root: string;
   binary?: string;
+  arch?: string;
   config?: string;
   trustAnchor: string[];
+  file: string[];
+  tokenFile?: string;
   airgap?: string;
   enable: boolean;
   allowIdentity: boolean;
+  allowMissing: boolean;
+  dryRun: boolean;
+  verify: boolean;
 }
 
 export interface CliIo {
@@ -85,12 +91,18 @@ export function buildProgram(handlers: CommandHandlers, io: CliIo, setExitCode: 
     .command('provision')
     .description('write fleetlet into a root filesystem (a golden image, or / on this device); never a device identity')
     .requiredOption('--root <dir>', 'root of the filesystem to write into')
-    .option('--binary <file>', 'the fleetlet binary for the device (default: this binary)')
+    .option('--binary <file>', 'the fleetlet binary for the device (default: this binary); it must run --version')
+    .option('--arch <arch>', "the image's architecture, x64, arm64 or armv7 (default: from the loader in the image)")
     .option('--config <file>', 'config.yaml for the device (must not set device.id)')
     .option('--trust-anchor <file>', 'a CA certificate or key to install under /etc/fleetlet/trust (repeatable)', collect, [])
+    .option('--file <key=file>', 'copy a file the config names to its place, e.g. broker.tls.keyFile=./device.key (repeatable)', collect, [])
+    .option('--token-file <file>', 'the k3s join token, copied (0600) to where k3s.tokenFile points')
     .option('--airgap <path>', 'a k3s release to install as well: a folder or plain tar of binary, sha256sum-<arch>.txt, images')
     .option('--no-enable', 'do not enable the unit')
     .option('--allow-identity', 'the root already is a device (install.sh on the device itself)', false)
+    .option('--allow-missing', 'files the config names may be missing from the image (warned about)', false)
+    .option('--dry-run', 'check everything and list what would be written, without writing', false)
+    .option('--verify', 'check the image against the manifest a provision wrote, and write nothing', false)
     .action(async (options: ProvisionCliOptions) => setExitCode(await handlers.provision(options)));
 
   configOptions(program.command('uninstall').description('remove fleetlet: unit, binary; stops k3s with one SIGTERM'))

@@ -19,6 +19,8 @@ export interface LoadConfigOptions {
   env: Record<string, string | undefined>;
   /** `--set key=value` assignments */
   sets?: readonly string[];
+  /** Where the files the config names are read from: "/" on the device, the image's root for a mounted image. */
+  fileRoot?: string;
 }
 
 export interface LoadedConfig {
@@ -44,7 +46,7 @@ export function loadConfig(options: LoadConfigOptions): LoadedConfig {
   const merged = mergeLayers(layers);
   problems.push(...merged.problems);
 
-  const { problems: fileProblems, warnings } = resolveFiles(merged, ConfigSchema);
+  const { problems: fileProblems, warnings } = resolveFiles(merged, ConfigSchema, options.fileRoot);
   problems.push(...fileProblems);
 
   if (merged.incomplete) throw new ConfigError(dedupe(problems));

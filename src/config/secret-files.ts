@@ -1,4 +1,5 @@
 import { accessSync, constants, readFileSync, statSync } from 'node:fs';
+import { join } from 'node:path';
 import type { z } from 'zod';
 import type { ConfigProblem } from '../lib/errors.js';
 import { getPath, originOf, setPath, type Layer } from './layer.js';
@@ -12,7 +13,7 @@ export const MAX_SECRET_FILE_BYTES = 64 * 1024;
  * Reads `<secret>File` into `<secret>`, checks that every configured `*File` can be read, and warns about
  * secret files that group or others can read. Mutates the merged layer; returns problems and warnings.
  */
-export function resolveFiles(merged: Layer, schema: z.ZodType): { problems: ConfigProblem[]; warnings: string[] } {
+export function resolveFiles(merged: Layer, schema: z.ZodType, fileRoot = '/'): { problems: ConfigProblem[]; warnings: string[] } {
   const problems: ConfigProblem[] = [];
   const warnings: string[] = [];
   const where = (path: string) => originOf(merged.origins, path.split('.')) ?? 'not set';
@@ -31,7 +32,7 @@ export function resolveFiles(merged: Layer, schema: z.ZodType): { problems: Conf
       continue;
     }
     if (typeof file !== 'string' || !file.startsWith('/')) continue; // the schema reports the bad path itself
-    const read = readSecretFile(file);
+    const read = readSecretFile(join(fileRoot, file));
     if (typeof read !== 'string') {
       problems.push({ path: filePath.join('.'), source: where(filePath.join('.')), message: read.problem });
       continue;
@@ -45,13 +46,13 @@ export function resolveFiles(merged: Layer, schema: z.ZodType): { problems: Conf
     const file = getPath(merged.values, leaf.path);
     if (!key.endsWith('File') || typeof file !== 'string' || !file.startsWith('/')) continue;
     if (problems.some((p) => p.path === key)) continue;
-    const unreadable = checkReadable(file);
+    const unreadable = checkReadable(join(fileRoot, file));
     if (unreadable) {
       problems.push({ path: key, source: where(key), message: unreadable });
       continue;
     }
     if ((SECRET_FILE_PATHS as readonly string[]).includes(key)) {
-      const mode = statSync(file).mode & 0o777;
+      const mode = statSync(join(fileRoot, file)).mode & 0o777;
       if (mode & 0o077) {
         warnings.push(
           `${key}: secret file ${file} is readable by group or others (mode ${mode.toString(8).padStart(4, '0')}); run: chmod 600 ${file}`,

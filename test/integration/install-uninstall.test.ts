@@ -4,8 +4,9 @@ import { join } from 'node:path';
 import { describe, expect, it, onTestFinished } from 'vitest';
 import { provision } from '../../src/cli/provision.js';
 import { k3sAgentPids, runUninstall } from '../../src/cli/uninstall.js';
-import { FLEETLET_BUNDLE, REPO_ROOT, tempDir } from '../helpers/paths.js';
+import { REPO_ROOT, tempDir } from '../helpers/paths.js';
 import { waitFor } from '../helpers/wait.js';
+import { bundleLauncher } from '../helpers/elf-programs.js';
 
 const FAKE_K3S = join(REPO_ROOT, 'test/fixtures/fake-k3s/k3s.js');
 /** existsSync follows links; the enable link points at /etc on the device, so it dangles in a test root. */
@@ -23,7 +24,10 @@ async function installedDevice(onSigterm = 'exit') {
   const { dir: root, cleanup } = tempDir('fleetlet-uninstall-');
   const config = join(root, 'input-config.yaml');
   writeFileSync(config, 'broker:\n  url: mqtts://broker.example.test:8883\nk3s:\n  serverUrl: https://k3s.example.test:6443\n');
-  await provision({ root, binary: FLEETLET_BUNDLE, config, trustAnchors: [], enable: true, allowIdentity: false });
+  const inputs = tempDir('fleetlet-uninstall-inputs-');
+  onTestFinished(inputs.cleanup);
+  const binary = bundleLauncher(inputs.dir);
+  await provision({ root, binary, arch: process.arch, config, trustAnchors: [], enable: true, allowIdentity: false });
   mkdirSync(join(root, 'etc/rancher/node'), { recursive: true });
   writeFileSync(join(root, 'etc/rancher/node/password'), `${'ab'.repeat(16)}\n`);
   mkdirSync(join(root, 'var/lib/fleetlet'), { recursive: true });

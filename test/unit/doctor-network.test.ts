@@ -34,6 +34,7 @@ function tlsServer(pair: KeyPair, requireClientCert = false): Promise<number> {
 function context(config: ConfigInput): DoctorContext {
   return {
     root: '/',
+    image: false,
     config: ConfigSchema.parse(config),
     arch: 'x64',
     now: new Date(),

@@ -150,8 +150,10 @@ describe('fleetlet doctor on the k3s join token a device holds', () => {
   /** The amd64-ready device with its token in a 0600 file, as install.sh leaves it. */
   async function doctorWithToken(token: string) {
     const root = rootFrom('amd64-ready');
-    const tokenFile = join(root, 'k3s-token');
-    writeFileSync(tokenFile, `${token}\n`, { mode: 0o600 });
+    // The config names the file as the device sees it; doctor --root reads it inside the root.
+    const tokenFile = '/etc/fleetlet/k3s-token';
+    mkdirSync(join(root, 'etc/fleetlet'), { recursive: true });
+    writeFileSync(join(root, tokenFile), `${token}\n`, { mode: 0o600 });
     const config = CONFIG.replace('k3s: { serverUrl: "https://k3s.example.test:6443" }', `k3s: { serverUrl: "https://k3s.example.test:6443", tokenFile: "${tokenFile}" }`);
     return { tokenFile, ...(await doctor(root, { arch: 'x64' }, config)) };
   }
@@ -206,9 +208,10 @@ describe('fleetlet doctor from the command line', () => {
 
   it('prints the server-token warning with its fix and never the token', async () => {
     const root = rootFrom('amd64-ready');
-    const tokenFile = join(root, 'k3s-token');
+    const tokenFile = '/etc/fleetlet/k3s-token';
     const password = 'cli-visible-server-password';
-    writeFileSync(tokenFile, `K10${'ab'.repeat(32)}::server:${password}\n`, { mode: 0o600 });
+    mkdirSync(join(root, 'etc/fleetlet'), { recursive: true });
+    writeFileSync(join(root, tokenFile), `K10${'ab'.repeat(32)}::server:${password}\n`, { mode: 0o600 });
     const config = join(root, 'cli-config.yaml');
     writeFileSync(config, `broker: { url: "mqtts://127.0.0.1:${await freePort()}" }\nk3s: { serverUrl: "https://127.0.0.1:${await freePort()}", tokenFile: "${tokenFile}" }\n`);
     const result = spawnSync(process.execPath, [FLEETLET_BUNDLE, 'doctor', '--root', root, '--config', config], {

@@ -1,10 +1,13 @@
-import { existsSync, readFileSync, statfsSync } from 'node:fs';
-import { join } from 'node:path';
+import { existsSync, readdirSync, readFileSync, statfsSync } from 'node:fs';
+import { join, resolve } from 'node:path';
 import type { Config } from '../../config/schema.js';
 import type { NetworkProbe } from './network-probe.js';
 
-/** What a check found: `fail` means k3s or fleetlet will not work; `warn` means it may, with a risk named. */
-export type CheckStatus = 'pass' | 'warn' | 'fail';
+/**
+ * What a check found: `fail` means k3s or fleetlet will not work; `warn` means it may, with a risk named; `skip`
+ * means the check has nothing to say here (a kernel check on an image, whose kernel is not running).
+ */
+export type CheckStatus = 'pass' | 'warn' | 'fail' | 'skip';
 
 export interface CheckResult {
   check: string;
@@ -20,6 +23,8 @@ export interface CheckResult {
  */
 export interface DoctorContext {
   root: string;
+  /** The root is an image that is not running (nothing mounted on its /proc): kernel and host checks are skipped. */
+  image: boolean;
   /** Undefined when the configuration did not load (that is reported on its own). */
   config: Config | undefined;
   arch: string;
@@ -51,3 +56,17 @@ export function freeBytesOf(path: string): number {
 export const pass = (check: string, summary: string): CheckResult => ({ check, status: 'pass', summary });
 export const warn = (check: string, summary: string, fix: string): CheckResult => ({ check, status: 'warn', summary, fix });
 export const fail = (check: string, summary: string, fix: string): CheckResult => ({ check, status: 'fail', summary, fix });
+export const skip = (check: string, summary: string): CheckResult => ({ check, status: 'skip', summary });
+
+/**
+ * A root other than "/" whose /proc holds nothing is an image on the build machine: its kernel is not running, so
+ * what /proc, /sys, the clock and the free space say is the build machine's, not the device's.
+ */
+export function isImageRoot(root: string): boolean {
+  if (resolve(root) === '/') return false;
+  try {
+    return readdirSync(join(root, 'proc')).length === 0;
+  } catch {
+    return true;
+  }
+}

@@ -30,7 +30,11 @@ export const checkNodeName: Check = (context) => {
     results.push(pass('node-name', `hostname "${hostname}" becomes the k3s node name`));
   }
   const machineId = readRootFile(context, 'etc/machine-id')?.trim();
-  if (!machineId) {
+  if (context.image) {
+    results.push(machineId
+      ? fail('node-name', '/etc/machine-id is set in the image: every device flashed from it would share it', 'empty it in the image (: > /etc/machine-id) so that systemd makes one per device at first boot')
+      : pass('node-name', '/etc/machine-id is empty, as an image needs: systemd makes one per device at first boot'));
+  } else if (!machineId) {
     results.push(fail('node-name', '/etc/machine-id is empty: this looks like an image that was never booted', 'boot once so systemd generates it, or run systemd-machine-id-setup'));
   }
   return results;

@@ -1,5 +1,5 @@
 import { isPlaintextBrokerUrl } from '../../protocol/broker-url.js';
-import { type Check, type CheckResult, type DoctorContext, fail, pass, warn } from './check.js';
+import { type Check, type CheckResult, type DoctorContext, fail, inRoot, pass, warn } from './check.js';
 
 /** The broker: reachable, and for mqtts:// a TLS handshake that verifies with the configured CA and client cert. */
 export const checkBroker: Check = async (context) => {
@@ -14,9 +14,10 @@ export const checkBroker: Check = async (context) => {
     return [warn('broker', `reached ${host}:${port} over plain mqtt:// (unencrypted)`, 'use an mqtts:// URL with broker.tls.caFile')];
   }
   const result = await context.probe.tls(host, port, {
-    ca: broker.tls.caFile,
-    cert: broker.tls.certFile,
-    key: broker.tls.keyFile,
+    // The files the config names are where the device has them: inside the root doctor looks at.
+    ca: broker.tls.caFile && inRoot(context, broker.tls.caFile),
+    cert: broker.tls.certFile && inRoot(context, broker.tls.certFile),
+    key: broker.tls.keyFile && inRoot(context, broker.tls.keyFile),
     serverName: broker.tls.serverName,
     verify: true,
   });

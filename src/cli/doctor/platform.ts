@@ -1,15 +1,17 @@
 import { existsSync } from 'node:fs';
-import { type Check, fail, inRoot, pass, readRootFile, warn } from './check.js';
+import { imageArch } from '../provision-binary.js';
+import { type Check, type CheckResult, type DoctorContext, fail, inRoot, pass, readRootFile, warn } from './check.js';
 
 const SUPPORTED_ARCHES: Record<string, string> = { x64: 'amd64', arm64: 'arm64', arm: 'armv7' };
 
 /** Architecture and operating system: the binary runs on linux amd64/arm64/armv7, the unit needs systemd. */
 export const checkPlatform: Check = (context) => {
+  if (context.image) return imagePlatform(context);
   const arch = SUPPORTED_ARCHES[context.arch];
   if (!arch) {
     return [fail('platform', `unsupported CPU architecture ${context.arch}`, 'use a linux amd64, arm64 or armv7 device')];
   }
-  const prettyName = /^PRETTY_NAME="?([^"\n]*)"?$/m.exec(readRootFile(context, 'etc/os-release') ?? '')?.[1];
+  const prettyName = distribution(context);
   const results = prettyName
     ? [pass('platform', `linux ${arch}, ${prettyName}`)]
     : [warn('platform', `linux ${arch}, unknown distribution (no /etc/os-release)`, 'use a systemd distribution such as Raspberry Pi OS or Debian')];
@@ -21,3 +23,23 @@ export const checkPlatform: Check = (context) => {
   }
   return results;
 };
+
+function distribution(context: DoctorContext): string | undefined {
+  return /^PRETTY_NAME="?([^"\n]*)"?$/m.exec(readRootFile(context, 'etc/os-release') ?? '')?.[1];
+}
+
+/** An image's arch is the one of the loader it carries, not this machine's; its systemd is installed, not running. */
+function imagePlatform(context: DoctorContext): CheckResult[] {
+  let arch: string;
+  try {
+    arch = imageArch(context.root, undefined);
+  } catch (err) {
+    return [warn('platform', `image of unknown architecture: ${(err as Error).message.replace(/^--arch: /, '')}`, 'provision it with --arch x64, arm64 or armv7')];
+  }
+  const name = distribution(context);
+  const results = [name ? pass('platform', `image for linux ${arch}, ${name}`) : warn('platform', `image for linux ${arch}, unknown distribution (no /etc/os-release)`, 'use a systemd distribution such as Raspberry Pi OS or Debian')];
+  if (!['lib/systemd/systemd', 'usr/lib/systemd/systemd'].some((path) => existsSync(inRoot(context, path)))) {
+    results.push(warn('platform', 'the image has no systemd (/lib/systemd/systemd), so the fleetlet unit will not run', 'use a systemd distribution, or run `fleetlet agent` under another supervisor'));
+  }
+  return results;
+}
