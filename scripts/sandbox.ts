@@ -232,6 +232,8 @@ function writeConfig(brokerUrl: string, httpPort: number): string {
       enabled: true,
       binaryPath: join(DEV_DIR, 'k3s/bin/k3s'),
       dataDir: join(DEV_DIR, 'k3s/data'),
+      // The node password and id stay in the sandbox too: the default is the host's /etc/rancher/node.
+      nodeConfigDir: join(DEV_DIR, 'k3s/node'),
       channelUrl: `${nowhere}/channels`,
       artifactUrl: `${nowhere}/releases`,
       allowInsecureMirror: true,

@@ -1,6 +1,9 @@
 import { spawn } from 'node:child_process';
+import { existsSync, mkdirSync, readdirSync, statSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { expect, it } from 'vitest';
 import { waitFor } from '../helpers/cli.js';
+import { fakeK3sBinary } from '../helpers/fake-k3s.js';
 import { descendantsOf } from '../helpers/processes.js';
 import { REPO_ROOT, tempDir } from '../helpers/paths.js';
 
@@ -46,3 +49,47 @@ function isAlive(pid: number): boolean {
     return false;
   }
 }
+
+/** Where an agent with default paths would write: the sandbox must leave every one of them as it was. */
+const HOST_PATHS = ['/etc/rancher', '/etc/rancher/node', '/var/lib/rancher', '/var/lib/fleetlet', '/etc/fleetlet', '/usr/local/bin/k3s', '/usr/local/bin/fleetlet', '/run/k3s'];
+
+function snapshot(paths: string[]): Record<string, string> {
+  const seen: Record<string, string> = {};
+  for (const path of paths) {
+    if (!existsSync(path)) {
+      seen[path] = 'absent';
+      continue;
+    }
+    const stat = statSync(path);
+    seen[path] = `${stat.mtimeMs} ${stat.isDirectory() ? readdirSync(path).sort().join(',') : stat.size}`;
+  }
+  return seen;
+}
+
+it('npm start with a k3s binary present writes nothing outside its own directory, and shows why k3s cannot start', async () => {
+  const { dir, cleanup } = tempDir('fleetlet-sandbox-k3s-');
+  mkdirSync(join(dir, 'k3s/bin'), { recursive: true });
+  writeFileSync(join(dir, 'k3s/bin/k3s'), fakeK3sBinary(4096), { mode: 0o755 });
+  const before = snapshot(HOST_PATHS);
+  const sandbox = spawn(process.execPath, ['--import', 'tsx', 'scripts/sandbox.ts'], {
+    cwd: REPO_ROOT,
+    env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: process.env.HOME ?? '/root', FLEETLET_SANDBOX_DIR: dir },
+    stdio: ['ignore', 'pipe', 'pipe'],
+    detached: true,
+  });
+  let output = '';
+  sandbox.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
+  sandbox.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));
+  const exited = new Promise<number | null>((resolve) => sandbox.once('exit', (code) => resolve(code)));
+  try {
+    // The identity check runs before k3s starts: the node password is written, inside the sandbox.
+    await waitFor(() => existsSync(join(dir, 'k3s/node/password')), 'the node password inside the sandbox', 45_000);
+    await waitFor(() => output.includes('k3s.start-failed') && output.includes('k3s.serverUrl is not set'), 'why k3s cannot start, on screen', 45_000);
+    process.kill(-sandbox.pid!, 'SIGINT');
+    expect(await exited).toBe(0);
+    expect(snapshot(HOST_PATHS)).toEqual(before);
+  } finally {
+    if (sandbox.exitCode === null) process.kill(-sandbox.pid!, 'SIGKILL');
+    cleanup();
+  }
+}, 90_000);
