@@ -24,6 +24,7 @@ import { MqttLink, type InventoryProvider } from './link/link.js';
 import { Drainer } from './link/drain.js';
 import { outboxLimitsFromConfig } from './store/outbox-limits.js';
 import { SqliteOutbox } from './store/sqlite-outbox.js';
+import { lockStateDir } from './store/state-lock.js';
 import { Topics } from './protocol/topics.js';
 import { createTelemetry } from './telemetry/create-telemetry.js';
 import { eventFromProducer } from './telemetry/producer-events.js';
@@ -86,8 +87,11 @@ async function runAgent(selection: ConfigSelection, io: CliIo): Promise<number> 
 
   let parts: Part[];
   try {
+    // Before anything reads or writes the state: a second agent on it must leave it alone.
+    const lock = lockStateDir(config.stateDir, { nativeBinding: sqliteNativeBinding(config.stateDir, io.env) });
+    if (lock.unavailable) logger.warn({ reason: lock.unavailable }, 'could not lock the state directory; starting without the lock');
     await restoreAfterRevert(config.stateDir, io.env, logger);
-    parts = await buildAgentParts(loaded, logger, io.env);
+    parts = [{ name: 'state-lock', start: () => {}, stop: () => lock.release() }, ...(await buildAgentParts(loaded, logger, io.env))];
   } catch (err) {
     logger.fatal({ err }, err instanceof FleetletError ? err.message : 'failed to start');
     return err instanceof ConfigError ? EXIT.CONFIG : EXIT.FAILURE;
