@@ -3,6 +3,7 @@ import { configJsonSchema } from './config/json-schema.js';
 import { buildProgram, runCli, type CliIo, type CommandHandlers, type ConfigSelection } from './cli/program.js';
 import { EXIT } from './cli/exit-codes.js';
 import { loadSelectedConfig } from './cli/load-selected-config.js';
+import { agentStartProblems } from './cli/config-agent-checks.js';
 import { runDoctor } from './cli/doctor.js';
 import { runProvision } from './cli/provision.js';
 import { runUninstall } from './cli/uninstall.js';
@@ -54,6 +55,11 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
       const loaded = loadSelectedConfig(selection, io);
       if (!loaded) return EXIT.CONFIG;
       for (const warning of loaded.warnings) io.stderr(`warning: ${warning}\n`);
+      const refused = agentStartProblems(loaded.config);
+      if (refused.length > 0) {
+        io.stderr(`fleetlet: ${new ConfigError(refused).message}\n`);
+        return EXIT.CONFIG;
+      }
       io.stdout(`configuration ok (${loaded.files.length > 0 ? loaded.files.join(', ') : 'no files; defaults and environment'})\n`);
       return EXIT.OK;
     },
