@@ -10,6 +10,7 @@ import { checkKernelModules, checkNetfilter, checkSwap } from './doctor/kernel.j
 import { checkBroker, checkK3sServer } from './doctor/network.js';
 import { createNetworkProbe } from './doctor/network-probe.js';
 import { checkPlatform } from './doctor/platform.js';
+import { withK3sDisabled } from './doctor/k3s-disabled.js';
 import { checkDisk, checkStateDir } from './doctor/storage.js';
 
 /** In the order a person fixes things: the device first, then its configuration, then the network. */
@@ -48,7 +49,7 @@ export async function runDoctor(options: DoctorOptions, io: CliIo, overrides: Pa
     ...overrides,
   };
   const results: CheckResult[] = [configResult];
-  for (const check of CHECKS) results.push(...(await check(context)));
+  for (const check of CHECKS) results.push(...(await check(context)).map((result) => withK3sDisabled(config, result)));
   io.stdout(options.json ? `${JSON.stringify(results, null, 2)}\n` : formatResults(results));
   return results.some((r) => r.status === 'fail') ? EXIT.FAILURE : EXIT.OK;
 }
