@@ -11,7 +11,7 @@ import { freePort } from '../helpers/ports.js';
 const FIXTURES = join(REPO_ROOT, 'test/fixtures/doctor');
 const GiB = 1024 ** 3;
 /** Network checks have their own tests against real sockets; here every endpoint answers. */
-const reachable: NetworkProbe = { tcp: async () => ({ ok: true }), tls: async () => ({ ok: true }) };
+const reachable: NetworkProbe = { tcp: async () => ({ ok: true }), tls: async () => ({ ok: true }), mqtt: async () => ({ ok: true }) };
 
 const cleanups: (() => void)[] = [];
 afterEach(() => cleanups.splice(0).forEach((cleanup) => cleanup()));
