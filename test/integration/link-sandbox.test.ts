@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { expect, it } from 'vitest';
 import { waitFor } from '../helpers/cli.js';
@@ -93,3 +93,34 @@ it('npm start with a k3s binary present writes nothing outside its own directory
     cleanup();
   }
 }, 90_000);
+
+it('npm start shows the whole loop: signed commands answered, an outage queued and drained, and how to send one', async () => {
+  const { dir, cleanup } = tempDir('fleetlet-sandbox-loop-');
+  const sandbox = spawn(process.execPath, ['--import', 'tsx', 'scripts/sandbox.ts'], {
+    cwd: REPO_ROOT,
+    // A ping every 2 s; the broker goes away 6 s in, for 8 s (the sandbox's own pace is minutes).
+    env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: process.env.HOME ?? '/root', FLEETLET_SANDBOX_DIR: dir, FLEETLET_SANDBOX_PACE: '2000,6000,8000' },
+    stdio: ['ignore', 'pipe', 'pipe'],
+    detached: true,
+  });
+  let output = '';
+  sandbox.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
+  sandbox.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));
+  const exited = new Promise<number | null>((resolve) => sandbox.once('exit', (code) => resolve(code)));
+  try {
+    await waitFor(() => output.includes('npx tsx src/bin.ts fleet send ping --device dev-sandbox --allow-plaintext'), 'how to send one', 30_000);
+    await waitFor(() => /operator: sent a signed ping (c-\S+)/.test(output), 'a signed ping', 45_000);
+    const sent = /operator: sent a signed ping (c-\S+)/.exec(output)![1]!;
+    await waitFor(() => output.includes(`dev-sandbox result ${sent} succeeded`), 'the ping answered', 30_000);
+    await waitFor(() => output.includes('sandbox: broker down for 8 s'), 'the outage', 30_000);
+    await waitFor(() => output.includes('sandbox: broker back'), 'the broker back', 30_000);
+    await waitFor(() => /dev-sandbox drained its queue: status #\d+, sampled at \S+ while the broker was down/.test(output), 'the queue drained', 45_000);
+    // The operator's env file is what the screen says to source: the real CLI sends a ping with it.
+    expect(readFileSync(join(dir, 'operator.env'), 'utf8')).toMatch(/^export FLEET_BROKER_URL=mqtt:\/\/127\.0\.0\.1:\d+ FLEET_SIGNING_KEY=\S+sandbox-operator\.key\n$/);
+    process.kill(-sandbox.pid!, 'SIGINT');
+    expect(await exited).toBe(0);
+  } finally {
+    if (sandbox.exitCode === null) process.kill(-sandbox.pid!, 'SIGKILL');
+    cleanup();
+  }
+}, 120_000);
