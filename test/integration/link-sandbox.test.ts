@@ -2,7 +2,7 @@ import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { expect, it } from 'vitest';
-import { waitFor } from '../helpers/cli.js';
+import { runCli, waitFor } from '../helpers/cli.js';
 import { fakeK3sBinary } from '../helpers/fake-k3s.js';
 import { descendantsOf } from '../helpers/processes.js';
 import { REPO_ROOT, tempDir } from '../helpers/paths.js';
@@ -116,7 +116,11 @@ it('npm start shows the whole loop: signed commands answered, an outage queued a
     await waitFor(() => output.includes('sandbox: broker back'), 'the broker back', 30_000);
     await waitFor(() => /dev-sandbox drained its queue: status #\d+, sampled at \S+ while the broker was down/.test(output), 'the queue drained', 45_000);
     // The operator's env file is what the screen says to source: the real CLI sends a ping with it.
-    expect(readFileSync(join(dir, 'operator.env'), 'utf8')).toMatch(/^export FLEET_BROKER_URL=mqtt:\/\/127\.0\.0\.1:\d+ FLEET_SIGNING_KEY=\S+sandbox-operator\.key\n$/);
+    const env = /^export FLEET_BROKER_URL=(\S+) FLEET_SIGNING_KEY=(\S+)\n$/.exec(readFileSync(join(dir, 'operator.env'), 'utf8'));
+    expect(env).not.toBeNull();
+    const mine = runCli(['fleet', 'send', 'ping', '--device', 'dev-sandbox', '--allow-plaintext'], { FLEET_BROKER_URL: env![1]!, FLEET_SIGNING_KEY: env![2]! }, 60_000);
+    expect(mine.stderr + mine.stdout).toMatch(/succeeded/);
+    expect(mine.code).toBe(0);
     process.kill(-sandbox.pid!, 'SIGINT');
     expect(await exited).toBe(0);
   } finally {
