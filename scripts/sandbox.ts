@@ -276,7 +276,8 @@ function writeConfig(brokerUrl: string, httpPort: number, trustedKey: { id: stri
       allowInsecureMirror: true,
     },
     stateDir: join(DEV_DIR, 'state'),
-    commands: { trustedKeys: [trustedKey] },
+    // The sandbox's operator key is on this disk: a signed agent.upgrade may replace only the sandbox's own copy.
+    commands: { trustedKeys: [trustedKey], agentUpgrade: { binaryPath: join(DEV_DIR, 'bin/fleetlet') } },
     telemetry: { intervalSeconds: 5, http: { enabled: true, port: httpPort } },
     log: { level: 'debug' },
   };
