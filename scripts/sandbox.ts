@@ -6,13 +6,16 @@
 import { spawn } from 'node:child_process';
 import { closeSync, mkdirSync, openSync, readSync, statSync, writeFileSync } from 'node:fs';
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
-import { join, resolve } from 'node:path';
+import { join, relative, resolve } from 'node:path';
 import { Aedes } from 'aedes';
 import { connectAsync } from 'mqtt';
 import { stringify } from 'yaml';
 import type { z } from 'zod';
 import { errorMessage } from '../src/lib/errors.js';
 import { EventSchema } from '../src/protocol/event.js';
+import { CommandResultSchema } from '../src/protocol/result.js';
+import { sandboxOperatorKey, sandboxPace, sendPing } from './sandbox-operator.js';
+import { compactLogLine, screenLines } from './sandbox-screen.js';
 import { InventorySchema } from '../src/protocol/inventory.js';
 import { PresenceSchema } from '../src/protocol/presence.js';
 import { StatusSchema } from '../src/protocol/status.js';
@@ -34,19 +37,28 @@ interface DeviceView {
   lastSeen?: Date;
 }
 const devices = new Map<string, DeviceView>();
+/** The latest broker outage the sandbox made: a sample taken within it reached the fleet through the agent's queue. */
+let lastOutage: { downAt: number; backAt?: number } | undefined;
 const feed: string[] = [];
 let stopping = false;
 
 async function main(): Promise<void> {
   mkdirSync(DEV_DIR, { recursive: true });
-  const broker = await startBroker();
+  let broker = await startBroker();
   const brokerUrl = `mqtt://127.0.0.1:${broker.port}`;
   const httpPort = await freePort();
-  const configFile = writeConfig(brokerUrl, httpPort);
+  const operatorKey = sandboxOperatorKey(DEV_DIR);
+  const configFile = writeConfig(brokerUrl, httpPort, operatorKey.trusted);
   const logFile = join(DEV_DIR, 'agent.log');
+  // What `fleetlet fleet` reads from the environment, so the command to send one yourself fits a line.
+  const operatorEnv = join(DEV_DIR, 'operator.env');
+  writeFileSync(operatorEnv, `export FLEET_BROKER_URL=${brokerUrl} FLEET_SIGNING_KEY=${operatorKey.file}\n`);
+  const pace = sandboxPace(process.env);
 
   const fleet = await connectAsync(brokerUrl, { clientId: 'sandbox-fleet-view', reconnectPeriod: 1000 });
   fleet.on('message', (topic, payload) => onFleetMessage(topic, payload));
+  // While the sandbox's broker is down the view reconnects every second; the outage itself is noted once.
+  fleet.on('error', () => {});
   await fleet.subscribeAsync(['presence', 'inventory', 'status', 'events', 'results'].map((c) => `fleetlet/v1/devices/+/${c}`));
 
   const logFd = openSync(logFile, 'a');
@@ -64,15 +76,53 @@ async function main(): Promise<void> {
   });
   const agentExit = new Promise<number>((done) => agent.once('exit', (code, signal) => done(code ?? (signal ? 128 : 1))));
 
+  const shown = (path: string) => (path.startsWith(process.cwd()) ? relative(process.cwd(), path) || '.' : path);
   const header = [
-    `fleetlet sandbox: broker ${brokerUrl} (embedded aedes), agent pid ${agent.pid}, device ${DEVICE_ID}`,
-    `state ${join(DEV_DIR, 'state')}, agent log ${logFile}, local HTTP port ${httpPort}`,
-    'Ctrl-C stops the agent, then the broker.',
+    `fleetlet sandbox: broker ${brokerUrl} (embedded aedes), device ${DEVICE_ID}, agent pid ${agent.pid}`,
+    `state in ${shown(DEV_DIR)}, agent log ${shown(logFile)}, :${httpPort}/metrics; Ctrl-C stops`,
+    // When the sandbox runs a hub beside the agent, its URL takes one line here.
+    `send a command yourself: . ${shown(operatorEnv)}`,
+    `  npx tsx src/bin.ts fleet send ping --device ${DEVICE_ID} --allow-plaintext`,
   ];
   const render = process.stdout.isTTY ? () => redraw(header, logFile) : () => {};
   if (!process.stdout.isTTY) console.log(header.join('\n'));
   const ticker = setInterval(render, 500);
   render();
+
+  // The operator's side of the loop: a signed ping now and then, and now and then the broker goes away for a while.
+  let brokerDown = false;
+  const commands = setInterval(() => {
+    // Only to a device that is online: a command sent before its first session exists would wait for nobody.
+    const online = devices.get(DEVICE_ID)?.presence?.startsWith('online');
+    if (brokerDown || stopping || !fleet.connected || !online) return;
+    sendPing(fleet, topics, DEVICE_ID, operatorKey.file).then(
+      (id) => note(`operator: sent a signed ping ${id} (key ${operatorKey.trusted.id})`),
+      (err: unknown) => note(`operator: could not send a ping: ${err instanceof Error ? err.message : String(err)}`),
+    );
+  }, pace.commandEveryMs);
+  let outage: NodeJS.Timeout | undefined;
+  const scheduleOutage = (afterMs: number) => {
+    outage = setTimeout(() => {
+      if (stopping) return;
+      brokerDown = true;
+      lastOutage = { downAt: Date.now() };
+      for (const view of devices.values()) view.presence = 'unknown (the broker is down)';
+      note(`sandbox: broker down for ${pace.outageMs / 1000} s (an outage): the agent queues its reports meanwhile`);
+      void broker.close().then(() => {
+        outage = setTimeout(() => {
+          if (stopping) return;
+          void startBroker(broker.port).then((restarted) => {
+            broker = restarted;
+            brokerDown = false;
+            if (lastOutage) lastOutage.backAt = Date.now();
+            note('sandbox: broker back; the agent reconnects and drains what it queued');
+            scheduleOutage(afterMs * 3);
+          });
+        }, pace.outageMs);
+      });
+    }, afterMs);
+  };
+  scheduleOutage(pace.outageAfterMs);
 
   let firstSignalAt = 0;
   const stop = async () => {
@@ -102,9 +152,11 @@ async function main(): Promise<void> {
   // Give the offline presence a moment to reach the view before the broker goes.
   await new Promise((done) => setTimeout(done, 300));
   clearInterval(ticker);
+  clearInterval(commands);
+  clearTimeout(outage);
   render();
   await fleet.endAsync(true);
-  await broker.close();
+  if (!brokerDown) await broker.close();
   process.exitCode = stopping && code === 0 ? 0 : code;
 }
 
@@ -140,6 +192,11 @@ function onFleetMessage(topic: string, payload: Buffer): void {
       const memory = s.memory ? `, mem ${Math.round((1 - s.memory.availableBytes / s.memory.totalBytes) * 100)}%` : '';
       const cpu = s.cpu.percent !== undefined ? `cpu ${s.cpu.percent.toFixed(1)}%` : 'cpu ?';
       view.status = `#${s.seq}${s.historical ? ' (historical)' : ''} ${cpu}${memory}, outbox ${s.outbox.depth.status + s.outbox.depth.event + s.outbox.depth.result}`;
+      const sampledAt = new Date(s.sampledAt).getTime();
+      if (lastOutage?.backAt && sampledAt >= lastOutage.downAt && sampledAt < lastOutage.backAt) {
+        const at = new Date(sampledAt).toISOString().slice(11, 19);
+        note(`${parsed.deviceId} drained its queue: status #${s.seq}, sampled at ${at} while the broker was down`);
+      }
       view.k3s = `${s.k3s.state}${s.k3s.healthy ? ', healthy' : ''}${s.k3s.version ? ` ${s.k3s.version}` : ''}`;
       // On a terminal the table shows it; in a log, one line per sample.
       if (!process.stdout.isTTY) note(`${parsed.deviceId} status ${view.status}; k3s ${view.k3s}`);
@@ -158,6 +215,11 @@ function onFleetMessage(topic: string, payload: Buffer): void {
       if (e) note(`${parsed.deviceId} event ${e.kind} ${e.state} [${e.severity}]: ${e.message}`);
       break;
     }
+    case 'results': {
+      const r = checked(CommandResultSchema);
+      if (r) note(`${parsed.deviceId} result ${r.commandId} ${r.status}${'reason' in r && r.reason ? ` (${String(r.reason)})` : ''}`);
+      break;
+    }
     default:
       note(`${parsed.deviceId} ${parsed.channel}: ${payload.toString().slice(0, 120)}`);
   }
@@ -171,22 +233,8 @@ function note(line: string): void {
 }
 
 function redraw(header: string[], logFile: string): void {
-  const rows = process.stdout.rows || 40;
-  const lines = [...header, ''];
-  if (devices.size === 0) lines.push('fleet: no device has said anything yet');
-  for (const [id, view] of devices) {
-    lines.push(`device ${id}  last seen ${view.lastSeen?.toISOString().slice(11, 19) ?? '-'}`);
-    lines.push(`  presence  ${view.presence ?? 'none yet'}`);
-    lines.push(`  status    ${view.status ?? 'none yet'}`);
-    lines.push(`  k3s       ${view.k3s ?? 'no report yet'}`);
-    lines.push(`  inventory ${view.inventory ?? 'none yet'}`);
-  }
-  const logTail = tailLog(logFile, 6);
-  const feedRoom = Math.max(3, rows - lines.length - logTail.length - 5);
-  lines.push('', 'what the fleet sees:', ...feed.slice(-feedRoom).map((l) => `  ${l}`));
-  lines.push('', 'agent log (tail):', ...logTail.map((l) => `  ${l}`));
-  const width = process.stdout.columns || 120;
-  process.stdout.write(`\x1b[H\x1b[2J${lines.map((l) => l.slice(0, width)).join('\n')}\n`);
+  const lines = screenLines({ header, devices, feed, logTail: tailLog(logFile, 5) }, process.stdout.rows || 24, process.stdout.columns || 80);
+  process.stdout.write(`\x1b[H\x1b[2J${lines.join('\n')}\n`);
 }
 
 /** The last lines of the agent's JSON log, as "level message". Reads only the end of the file. */
@@ -203,21 +251,10 @@ function tailLog(file: string, count: number): string[] {
   } catch {
     return [];
   }
-  return text
-    .split('\n')
-    .filter(Boolean)
-    .slice(-count)
-    .map((line) => {
-      try {
-        const entry = JSON.parse(line) as { level?: string; msg?: string; error?: string };
-        return `${entry.level ?? '?'} ${entry.msg ?? ''}${entry.error ? `: ${entry.error}` : ''}`;
-      } catch {
-        return line;
-      }
-    });
+  return text.split('\n').filter(Boolean).slice(-count).map(compactLogLine);
 }
 
-function writeConfig(brokerUrl: string, httpPort: number): string {
+function writeConfig(brokerUrl: string, httpPort: number, trustedKey: { id: string; publicKey: string }): string {
   const file = join(DEV_DIR, 'config.yaml');
   // Nothing can be downloaded from port 9 (discard): k3s stays honestly not installed instead of being faked.
   const nowhere = 'http://127.0.0.1:9';
@@ -233,11 +270,15 @@ function writeConfig(brokerUrl: string, httpPort: number): string {
       enabled: true,
       binaryPath: join(DEV_DIR, 'k3s/bin/k3s'),
       dataDir: join(DEV_DIR, 'k3s/data'),
+      // The node password and id stay in the sandbox too: the default is the host's /etc/rancher/node.
+      nodeConfigDir: join(DEV_DIR, 'k3s/node'),
       channelUrl: `${nowhere}/channels`,
       artifactUrl: `${nowhere}/releases`,
       allowInsecureMirror: true,
     },
     stateDir: join(DEV_DIR, 'state'),
+    // The sandbox's operator key is on this disk: a signed agent.upgrade may replace only the sandbox's own copy.
+    commands: { trustedKeys: [trustedKey], agentUpgrade: { binaryPath: join(DEV_DIR, 'bin/fleetlet') } },
     telemetry: { intervalSeconds: 5, http: { enabled: true, port: httpPort } },
     log: { level: 'debug' },
   };
@@ -246,7 +287,7 @@ function writeConfig(brokerUrl: string, httpPort: number): string {
 }
 
 /** aedes on a free loopback port; close() drops the clients and stops listening. */
-async function startBroker(): Promise<{ port: number; close: () => Promise<void> }> {
+async function startBroker(port = 0): Promise<{ port: number; close: () => Promise<void> }> {
   const aedes = await Aedes.createBroker();
   const sockets = new Set<Socket>();
   const server: Server = createServer((socket) => {
@@ -254,10 +295,9 @@ async function startBroker(): Promise<{ port: number; close: () => Promise<void>
     socket.on('close', () => sockets.delete(socket));
     aedes.handle(socket);
   });
-  await new Promise<void>((done) => server.listen(0, '127.0.0.1', done));
-  const port = (server.address() as AddressInfo).port;
+  await new Promise<void>((done) => server.listen(port, '127.0.0.1', done));
   return {
-    port,
+    port: (server.address() as AddressInfo).port,
     close: async () => {
       const closed = new Promise<void>((done) => server.close(() => done()));
       for (const socket of sockets) socket.destroy();

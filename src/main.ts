@@ -15,6 +15,7 @@ import { RecentLines } from './lib/recent-lines.js';
 import { FLEETLET_VERSION } from './lib/version.js';
 import { sqliteNativeBinding } from './lib/native-addon.js';
 import { buildLinkPart } from './link/link-part.js';
+import { lockStateDir } from './store/state-lock.js';
 import { Topics } from './protocol/topics.js';
 import { buildTelemetryPart } from './telemetry/create-telemetry.js';
 import { eventFromProducer } from './telemetry/producer-events.js';
@@ -54,15 +55,21 @@ async function runAgent(selection: ConfigSelection, io: CliIo): Promise<number> 
 
   let parts: Part[];
   try {
+    // Before anything reads or writes the state: a second agent on it must leave it alone.
+    const lock = lockStateDir(config.stateDir, { nativeBinding: sqliteNativeBinding(config.stateDir, io.env) });
+    if (lock.unavailable) logger.warn({ reason: lock.unavailable }, 'could not lock the state directory; starting without the lock');
     await restoreAfterRevert(config.stateDir, io.env, logger);
-    parts = await buildAgentParts(config, {
-      env: io.env,
-      argv: process.argv,
-      logger,
-      recentLog,
-      // A clean stop; systemd (Restart=always) starts the service again, from the new binary.
-      requestRestart: () => process.kill(process.pid, 'SIGTERM'),
-    });
+    parts = [
+      { name: 'state-lock', start: () => {}, stop: () => lock.release() },
+      ...(await buildAgentParts(config, {
+        env: io.env,
+        argv: process.argv,
+        logger,
+        recentLog,
+        // A clean stop; systemd (Restart=always) starts the service again, from the new binary.
+        requestRestart: () => process.kill(process.pid, 'SIGTERM'),
+      })),
+    ];
   } catch (err) {
     logger.fatal({ err }, err instanceof FleetletError ? err.message : 'failed to start');
     return exitCodeFor(err);

@@ -1,5 +1,6 @@
 import { configJsonSchema } from '../config/json-schema.js';
-import { errorMessage } from '../lib/errors.js';
+import { ConfigError, errorMessage } from '../lib/errors.js';
+import { agentStartProblems } from './config-agent-checks.js';
 import { sqliteNativeBinding } from '../lib/native-addon.js';
 import { runDoctor } from './doctor.js';
 import { EXIT, exitCodeFor } from './exit-codes.js';
@@ -21,6 +22,11 @@ function commandHandlers(io: CliIo, runAgent: RunAgent): CommandHandlers {
       const loaded = loadSelectedConfig(selection, io);
       if (!loaded) return EXIT.CONFIG;
       for (const warning of loaded.warnings) io.stderr(`warning: ${warning}\n`);
+      const refused = agentStartProblems(loaded.config);
+      if (refused.length > 0) {
+        io.stderr(`fleetlet: ${new ConfigError(refused).message}\n`);
+        return EXIT.CONFIG;
+      }
       io.stdout(`configuration ok (${loaded.files.length > 0 ? loaded.files.join(', ') : 'no files; defaults and environment'})\n`);
       return EXIT.OK;
     },

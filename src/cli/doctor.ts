@@ -11,6 +11,7 @@ import { checkKernelModules, checkNetfilter, checkSwap } from './doctor/kernel.j
 import { checkBroker, checkK3sServer } from './doctor/network.js';
 import { createNetworkProbe } from './doctor/network-probe.js';
 import { checkPlatform } from './doctor/platform.js';
+import { withK3sDisabled } from './doctor/k3s-disabled.js';
 import { checkDisk, checkStateDir } from './doctor/storage.js';
 
 /** In the order a person fixes things: the device first, then its configuration, then the network. */
@@ -64,7 +65,7 @@ export async function runDoctor(options: DoctorOptions, io: CliIo, overrides: Pa
   for (const check of CHECKS) {
     const hostOnly = HOST_CHECKS.get(check);
     if (context.image && hostOnly) results.push(skip(hostOnly, "not about the image: it is the build machine's; checked on the device"));
-    else results.push(...(await check(context)));
+    else results.push(...(await check(context)).map((result) => withK3sDisabled(config, result)));
   }
   io.stdout(options.json ? `${JSON.stringify(results, null, 2)}\n` : formatResults(results));
   return results.some((r) => r.status === 'fail') ? EXIT.FAILURE : EXIT.OK;

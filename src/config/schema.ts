@@ -98,8 +98,13 @@ const BrokerSection = z.strictObject({
     .prefault({}),
   reconnect: z
     .strictObject({
-      baseMs: z.int().min(100).max(60_000).default(1000),
-      capMs: z.int().min(1000).max(3_600_000).default(300_000),
+      baseMs: z.int().min(100).max(60_000).default(1000).describe('Longest wait before the first reconnect attempt; each wait is drawn at random (full jitter).'),
+      capMs: z
+        .int()
+        .min(1000)
+        .max(3_600_000)
+        .default(300_000)
+        .describe('Longest wait between reconnect attempts; a wait is also at most half as long as the broker has been away, so a short outage costs a short wait.'),
       stableMs: z.int().min(1000).max(3_600_000).default(60_000).describe('A connection up this long resets the backoff.'),
     })
     .prefault({}),

@@ -31,6 +31,8 @@ export interface K3sEvent {
   at: number;
   /** What a person should do about it, when fleetlet knows. */
   remedy?: string;
+  /** Why it happened, in fleetlet's words and free of secrets; the event's message says it after its sentence. */
+  reason?: string;
   detail: Record<string, unknown>;
 }
 

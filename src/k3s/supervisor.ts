@@ -256,8 +256,13 @@ export class K3sSupervisor {
     } catch (err) {
       // A code, never the error's message, also in the log: a spawn error quotes the arguments it refused.
       const detail = startFailureDetail(err, step);
-      this.options.logger.warn(detail, 'k3s could not be started');
-      this.emit('k3s.start-failed', { ...detail });
+      const why = detail.reason ?? detail.code;
+      this.options.logger.warn(detail, `k3s could not be started: ${why}`);
+      // `fleetlet k3s status` shows it as the last problem, like a problem seen in the k3s log.
+      const remedy = eventKindSpec('k3s.start-failed').remedy ?? '';
+      this.current.problem = { kind: 'k3s.start-failed', remedy, line: why, at: this.clock.now() };
+      this.saveStatus();
+      this.emit('k3s.start-failed', { ...detail }, undefined, why);
       return this.backoffAfter(undefined);
     }
   }
@@ -369,9 +374,9 @@ export class K3sSupervisor {
   }
 
   /** Without a remedy of its own (from the log line k3s complained with), an event carries the table's. */
-  private emit(kind: K3sEvent['kind'], detail: Record<string, unknown>, ownRemedy?: string): void {
+  private emit(kind: K3sEvent['kind'], detail: Record<string, unknown>, ownRemedy?: string, reason?: string): void {
     const remedy = ownRemedy ?? eventKindSpec(kind).remedy;
-    const event: K3sEvent = { kind, at: this.clock.now(), detail, ...(remedy ? { remedy } : {}) };
+    const event: K3sEvent = { kind, at: this.clock.now(), detail, ...(remedy ? { remedy } : {}), ...(reason ? { reason } : {}) };
     this.options.logger.info({ event: kind, remedy }, 'k3s event');
     try {
       this.options.sink.emit(event);

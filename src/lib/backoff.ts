@@ -1,7 +1,8 @@
 /**
  * Reconnect pacing with "full jitter" exponential backoff: the n-th retry waits a uniformly random time in
- * [0, min(cap, base * 2^n)). After a broker outage, thousands of devices then spread their reconnects over the
- * whole window instead of arriving in synchronized waves, as they would with a fixed period.
+ * [0, min(cap, base * 2^n)) (the reconnect schedule also keeps it within half the outage so far). After a broker
+ * outage, thousands of devices then spread their reconnects over the whole window instead of arriving in
+ * synchronized waves, as they would with a fixed period.
  */
 export interface BackoffPolicy {
   baseMs: number;
@@ -25,11 +26,26 @@ export function fullJitterDelay(attempt: number, policy: BackoffPolicy, random: 
 }
 
 /**
+ * The next retry waits at most this share of how long the trouble has lasted. A pure exponential ceiling overshoots:
+ * after a 10 s broker restart it already spans 16-32 s, so a device comes back long after its broker did. Bounded by
+ * the outage's own length, a short outage costs a short wait, while a long one still spreads a fleet's reconnects over
+ * a window that grows with it (up to capMs): full jitter all the same.
+ */
+const OUTAGE_SHARE = 0.5;
+
+/** The ceiling of a retry `troubleMs` into an outage: the exponential one, no more than OUTAGE_SHARE of the outage so far. */
+export function outageCeiling(attempt: number, troubleMs: number, policy: BackoffPolicy): number {
+  return Math.min(backoffCeiling(attempt, policy), Math.max(policy.baseMs, Math.floor(troubleMs * OUTAGE_SHARE)));
+}
+
+/**
  * Schedules retries on the backoff and resets it once a connection has proved stable. A connection that drops
- * before stableMs does not reset it, so a broker that accepts and then kicks clients is not hammered.
+ * before stableMs does not reset it, so a broker that accepts and then kicks clients is not hammered: its trouble
+ * counts from the first failure after the last stable connection.
  */
 export class ReconnectSchedule {
   #attempt = 0;
+  #troubleSince: number | undefined;
   #retryTimer: NodeJS.Timeout | undefined;
   #stableTimer: NodeJS.Timeout | undefined;
 
@@ -46,7 +62,9 @@ export class ReconnectSchedule {
   /** Calls `retry` after the next delay (replacing any pending retry) and returns that delay. */
   scheduleRetry(retry: () => void): number {
     this.cancelRetry();
-    const delay = fullJitterDelay(this.#attempt, this.policy, this.random);
+    const now = Date.now();
+    this.#troubleSince ??= now;
+    const delay = Math.floor(this.random() * outageCeiling(this.#attempt, now - this.#troubleSince, this.policy));
     this.#attempt += 1;
     this.#retryTimer = setTimeout(() => {
       this.#retryTimer = undefined;
@@ -60,6 +78,7 @@ export class ReconnectSchedule {
     this.#stableTimer = setTimeout(() => {
       this.#stableTimer = undefined;
       this.#attempt = 0;
+      this.#troubleSince = undefined;
     }, this.policy.stableMs);
   }
 

@@ -83,6 +83,20 @@ export class StateDirError extends FleetletError {
   readonly severity = 'fatal';
 }
 
+/** Another agent runs on the same state directory; a second one would fight it for the MQTT session. */
+export class StateDirLockedError extends FleetletError {
+  readonly severity = 'fatal';
+  constructor(
+    readonly stateDir: string,
+    readonly holderPid: number | undefined,
+  ) {
+    super(
+      `another fleetlet agent${holderPid ? ` (pid ${holderPid})` : ''} is running on the state directory ${stateDir}; ` +
+        'only one agent may use it: stop that one first (systemctl stop fleetlet), or give this one another stateDir',
+    );
+  }
+}
+
 export class DiskFullError extends FleetletError {
   readonly severity = 'transient';
 }

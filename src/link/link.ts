@@ -262,7 +262,9 @@ export class MqttLink {
   #retryLater(): void {
     if (this.#stopping) return;
     const delayMs = this.#schedule.scheduleRetry(() => this.#connect());
-    this.#log.debug({ delayMs, attempt: this.#schedule.attempts }, 'next connection attempt scheduled');
+    // At info: a person watching the log of a device that lost its broker sees when it will try again.
+    const nextAttemptAt = new Date(Date.now() + delayMs).toISOString();
+    this.#log.info({ delayMs, attempt: this.#schedule.attempts, nextAttemptAt }, `next connection attempt in ${(delayMs / 1000).toFixed(1)} s`);
   }
 
   #recordError(err: unknown): void {

@@ -97,7 +97,7 @@ function isCorruption(err: unknown): boolean {
   return ['SQLITE_CORRUPT', 'SQLITE_NOTADB', 'SQLITE_CANTOPEN_ISDIR'].includes(code) || code.startsWith('SQLITE_CORRUPT');
 }
 
-function ensureStateDir(dir: string): void {
+export function ensureStateDir(dir: string): void {
   try {
     mkdirSync(dir, { recursive: true, mode: 0o700 });
   } catch (err) {

@@ -11,6 +11,8 @@ export interface ProducerEvent {
   /** ms since the epoch */
   at: number;
   remedy?: string;
+  /** Why it happened, written by fleetlet (never a quoted error message): appended to the kind's sentence. */
+  reason?: string;
   detail?: Record<string, unknown>;
 }
 
@@ -25,7 +27,7 @@ export function eventFromProducer(event: ProducerEvent): EventInput {
     // These report that something happened; none of them is later "cleared" by the same producer.
     state: 'occurred',
     severity,
-    message: sentence,
+    message: (event.reason ? `${sentence}: ${event.reason}` : sentence).slice(0, 512),
     ...(ownRemedy ? { remedy: ownRemedy.slice(0, 1024) } : {}),
     ...(event.detail ? { detail: boundedDetail(event.detail) } : {}),
     occurredAt: Number.isFinite(event.at) ? new Date(event.at) : undefined,

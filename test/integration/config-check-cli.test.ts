@@ -1,7 +1,8 @@
 import { chmodSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { runCli } from '../helpers/cli.js';
+import { createCa, issueCert } from '../helpers/certs.js';
+import { runCli, startCli } from '../helpers/cli.js';
 import { tempDir } from '../helpers/paths.js';
 
 /**
@@ -228,6 +229,23 @@ const cases: Case[] = [
     dropIns: { '20-site.yaml': 'device:\n  id: ok-id\n  groups: "lab"\n' },
     expect: ['device.groups (DIR/config.d/20-site.yaml:3): expected a list, got "lab"'],
   },
+  // What the agent itself refuses at start (the k3s supervisor: "k3s could not be started: <the same sentence>").
+  {
+    name: 'k3s enabled without a server to join',
+    yaml: OK_BROKER,
+    expect: ['k3s.serverUrl (k3s agent arguments): k3s.serverUrl is not set: the agent needs a server to join'],
+  },
+  {
+    name: 'k3s extraArgs with a flag k3s agent does not have',
+    yaml: `${OK_BROKER}k3s:\n  serverUrl: https://10.0.0.1:6443\n  token: K10abc::node:pw\n  extraArgs: ["--no-such-flag=1"]\n`,
+    expect: ['k3s.extraArgs (k3s agent arguments): k3s.extraArgs: "no-such-flag" is not a flag of k3s agent'],
+  },
+  {
+    name: 'k3s extraArgs that would put the join token on the command line',
+    yaml: `${OK_BROKER}k3s:\n  serverUrl: https://10.0.0.1:6443\n  token: K10abc::node:pw\n  extraArgs: ["--token=K10abc::node:very-secret"]\n`,
+    expect: ['k3s.extraArgs (k3s agent arguments): k3s.extraArgs: --token is set by fleetlet from its own config (or would expose a secret)'],
+    never: ['very-secret'],
+  },
 ];
 
 describe('fleetlet config check: bad configs exit 78 with precise messages', () => {
@@ -280,11 +298,36 @@ describe('fleetlet config check: bad configs exit 78 with precise messages', () 
 
   it('accepts a plain-http k3s mirror once allowInsecureMirror names it, and warns', () => {
     const file = join(dir, 'insecure-mirror.yaml');
-    writeFileSync(file, `${OK_BROKER}k3s:\n  artifactUrl: http://10.0.0.9/k3s\n  channelUrl: http://10.0.0.9/channels\n  allowInsecureMirror: true\n`);
+    const token = join(dir, 'insecure-mirror-token');
+    writeFileSync(token, 'K10abc::node:password\n', { mode: 0o600 });
+    writeFileSync(
+      file,
+      `${OK_BROKER}k3s:\n  serverUrl: https://10.0.0.1:6443\n  tokenFile: ${token}\n  artifactUrl: http://10.0.0.9/k3s\n  channelUrl: http://10.0.0.9/channels\n  allowInsecureMirror: true\n`,
+    );
     const result = runCli(['config', 'check', file]);
     expect(result.stderr).toContain('k3s.channelUrl and k3s.artifactUrl use plain http:// (k3s.allowInsecureMirror)');
     expect(result.stdout).toContain('configuration ok');
     expect(result.code).toBe(0);
+  });
+
+  it('refuses a client certificate issued to another device, with the words the agent refuses it with', async () => {
+    const certDir = join(dir, 'other-device-cert');
+    mkdirSync(certDir, { recursive: true });
+    const ca = createCa(certDir, 'fleet-ca');
+    const other = issueCert(ca, certDir, 'pi-other');
+    const file = join(certDir, 'config.yaml');
+    const tls = `  tls:\n    caFile: ${ca.cert}\n    certFile: ${other.cert}\n    keyFile: ${other.key}\n`;
+    writeFileSync(file, `device:\n  id: pi-01\n${OK_BROKER}${tls}k3s:\n  enabled: false\nstateDir: ${join(certDir, 'state')}\n`);
+    const refusal = `broker.tls.certFile (${other.cert}): the certificate is issued to "pi-other", not to this device "pi-01"`;
+
+    const check = runCli(['config', 'check', file]);
+    expect(check.stderr).toContain(`  ${refusal}`);
+    expect(check.code).toBe(78);
+
+    const agent = startCli(['agent', '--config', file]);
+    expect(await agent.exited).toBe(78);
+    const fatal = agent.output().split('\n').find((line) => line.includes('"level":"fatal"'));
+    expect((JSON.parse(fatal!) as { msg: string }).msg).toContain(refusal);
   });
 
   it('refuses a config file that does not exist when it was named', () => {

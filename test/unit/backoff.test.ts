@@ -63,7 +63,7 @@ describe('reconnect schedule (fake timers)', () => {
     const schedule = new ReconnectSchedule(policy, () => 0.5);
     const retry = vi.fn();
     const delays: number[] = [];
-    for (let i = 0; i < 12; i++) {
+    for (let i = 0; i < 40; i++) {
       const delay = schedule.scheduleRetry(retry);
       delays.push(delay);
       vi.advanceTimersByTime(delay - 1);
@@ -71,8 +71,24 @@ describe('reconnect schedule (fake timers)', () => {
       vi.advanceTimersByTime(1);
       expect(retry).toHaveBeenCalledTimes(i + 1);
     }
-    expect(delays).toEqual([500, 1000, 2000, 4000, 8000, 16_000, 32_000, 64_000, 128_000, 150_000, 150_000, 150_000]);
-    expect(schedule.attempts).toBe(12);
+    expect(delays.slice(0, 3)).toEqual([500, 500, 500]);
+    expect(delays.every((delay, i) => i === 0 || delay >= delays[i - 1]!)).toBe(true);
+    expect(delays.at(-1)).toBe(150_000);
+    expect(schedule.attempts).toBe(40);
+  });
+
+  it('waits at most half as long as the broker has been away, so a short outage costs a short wait', () => {
+    // The longest waits full jitter can draw: exponential alone would already wait 2 s at the second retry, 8 s by the fourth.
+    const schedule = new ReconnectSchedule(policy, () => 0.999_999);
+    let awayMs = 0;
+    for (let i = 0; i < 30; i++) {
+      const delay = schedule.scheduleRetry(() => {});
+      expect(delay).toBeLessThanOrEqual(Math.max(policy.baseMs, awayMs / 2));
+      expect(delay).toBeLessThan(backoffCeiling(i, policy));
+      vi.advanceTimersByTime(delay);
+      awayMs += delay;
+    }
+    expect(awayMs).toBeGreaterThan(policy.capMs);
   });
 
   it('resets only after a connection stayed up for stableMs', () => {

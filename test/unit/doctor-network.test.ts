@@ -1,4 +1,5 @@
-import { readFileSync } from 'node:fs';
+import { chmodSync, copyFileSync, mkdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { createServer as createTcpServer, type Server } from 'node:net';
 import { createServer as createTlsServer } from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -9,6 +10,8 @@ import { createNetworkProbe } from '../../src/cli/doctor/network-probe.js';
 import { createCa, issueCert, type KeyPair } from '../helpers/certs.js';
 import { tempDir } from '../helpers/paths.js';
 import { freePort } from '../helpers/ports.js';
+import { mosquittoAvailable, startMosquitto, type TestBroker } from '../helpers/mosquitto.js';
+import { SHIPPED_MOSQUITTO_DIR, shippedMosquittoConfig } from '../helpers/shipped-broker.js';
 
 const { dir, cleanup } = tempDir('fleetlet-doctor-tls-');
 const servers: Server[] = [];
@@ -45,7 +48,7 @@ function context(config: ConfigInput): DoctorContext {
 
 const broker = (url: string, tls: Record<string, string> = {}) => context({ device: {}, broker: { url, allowPlaintext: true, tls }, k3s: { enabled: false } });
 
-let ports: { good: number; wrongName: number; expired: number; mutual: number; closed: number; plain: number };
+let ports: { good: number; wrongName: number; expired: number; closed: number; plain: number };
 
 beforeAll(async () => {
   ca = createCa(dir, 'fleet-ca');
@@ -55,7 +58,6 @@ beforeAll(async () => {
     good: await tlsServer(server),
     wrongName: await tlsServer(issueCert(ca, dir, 'elsewhere', { server: true, altNames: ['DNS:elsewhere.test'] })),
     expired: await tlsServer(issueCert(ca, dir, 'old', { server: true, altNames: ['IP:127.0.0.1'], expired: true })),
-    mutual: await tlsServer(server, true),
     closed: await freePort(),
     plain: await listen(createTcpServer((socket) => socket.end())),
   };
@@ -67,9 +69,10 @@ afterAll(() => {
 });
 
 describe('doctor: broker reachability and TLS, against real loopback servers', () => {
-  it('passes a verified handshake with the configured CA', async () => {
+  it('fails a verified handshake with a server that then does not speak MQTT', async () => {
     const [result] = await checkBroker(broker(`mqtts://127.0.0.1:${ports.good}`, { caFile: ca.cert }));
-    expect(result).toEqual({ check: 'broker', status: 'pass', summary: `TLS handshake with 127.0.0.1:${ports.good} verified` });
+    expect(result).toMatchObject({ check: 'broker', status: 'fail' });
+    expect(result!.summary).toContain(`127.0.0.1:${ports.good} (TLS verified) refused this device`);
   });
 
   it('fails without the CA, and says to set broker.tls.caFile', async () => {
@@ -89,21 +92,80 @@ describe('doctor: broker reachability and TLS, against real loopback servers', (
     expect(result!.fix).toContain('expired');
   });
 
-  it('sends the client certificate to a broker that requires one', async () => {
-    const url = `mqtts://127.0.0.1:${ports.mutual}`;
-    const [withCert] = await checkBroker(broker(url, { caFile: ca.cert, certFile: client.cert, keyFile: client.key }));
-    expect(withCert).toMatchObject({ status: 'pass', summary: `TLS handshake with 127.0.0.1:${ports.mutual} verified (client certificate sent)` });
-  });
-
   it('fails on a closed port with a reachability fix', async () => {
     const [result] = await checkBroker(broker(`mqtts://127.0.0.1:${ports.closed}`, { caFile: ca.cert }));
     expect(result).toMatchObject({ status: 'fail', summary: `TLS with 127.0.0.1:${ports.closed} failed: ECONNREFUSED` });
     expect(result!.fix).toContain(`TCP port ${ports.closed}`);
   });
 
-  it('warns on a reachable plain mqtt:// broker', async () => {
+  it('fails a plain mqtt:// port that answers but is no broker', async () => {
     const [result] = await checkBroker(broker(`mqtt://127.0.0.1:${ports.plain}`));
-    expect(result).toMatchObject({ status: 'warn', fix: 'use an mqtts:// URL with broker.tls.caFile' });
+    expect(result).toMatchObject({ status: 'fail' });
+    expect(result!.summary).toContain('refused this device');
+  });
+});
+
+/**
+ * The broker check passes only when the broker takes this device: a real mosquitto with the shipped config (mutual
+ * TLS, certificates from the fleet CA only). A TLS 1.3 client finishes its handshake before the broker checks the
+ * client certificate, so a handshake alone would pass a certificate the broker then refuses.
+ */
+describe.skipIf(!mosquittoAvailable())('doctor: the shipped broker accepts this device, or says why not', () => {
+  let shipped: TestBroker;
+  let url: string;
+  let otherCa: KeyPair;
+
+  beforeAll(async () => {
+    const brokerDir = join(dir, 'shipped');
+    mkdirSync(brokerDir);
+    const server = issueCert(ca, brokerDir, 'broker', { server: true, altNames: ['IP:127.0.0.1'] });
+    copyFileSync(ca.cert, join(brokerDir, 'ca.crt'));
+    copyFileSync(server.cert, join(brokerDir, 'broker.crt'));
+    copyFileSync(server.key, join(brokerDir, 'broker.key'));
+    copyFileSync(join(SHIPPED_MOSQUITTO_DIR, 'acl'), join(brokerDir, 'acl'));
+    // mosquitto started as root reads these after dropping to its own user.
+    chmodSync(dir, 0o755);
+    chmodSync(brokerDir, 0o755);
+    for (const name of ['ca.crt', 'broker.crt', 'broker.key', 'acl']) chmodSync(join(brokerDir, name), 0o644);
+    otherCa = createCa(brokerDir, 'other-ca');
+    shipped = await startMosquitto(shippedMosquittoConfig(brokerDir));
+    url = `mqtts://127.0.0.1:${shipped.port}`;
+  });
+  afterAll(async () => {
+    await shipped?.close();
+  });
+
+  it('passes a device certificate the broker accepts', async () => {
+    const [result] = await checkBroker(broker(url, { caFile: ca.cert, certFile: client.cert, keyFile: client.key }));
+    expect(result).toEqual({ check: 'broker', status: 'pass', summary: `127.0.0.1:${shipped.port} accepts this device: TLS verified, client certificate accepted` });
+  });
+
+  it('fails a client certificate from a CA the broker does not trust, although the TLS handshake verified the server', async () => {
+    const foreign = issueCert(otherCa, dir, 'pi-01');
+    const options = { caFile: ca.cert, certFile: foreign.cert, keyFile: foreign.key };
+    const [result] = await checkBroker(broker(url, options));
+    expect(result).toMatchObject({ check: 'broker', status: 'fail' });
+    expect(result!.summary).toContain(`127.0.0.1:${shipped.port} (TLS verified) refused this device`);
+    expect(result!.fix).toContain('issue broker.tls.certFile from the CA the broker trusts');
+  });
+
+  it('fails without a client certificate, and says to set one', async () => {
+    const [result] = await checkBroker(broker(url, { caFile: ca.cert }));
+    expect(result).toMatchObject({ status: 'fail' });
+    expect(result!.fix).toContain('broker.tls.certFile');
+  });
+});
+
+describe.skipIf(!mosquittoAvailable())('doctor: a plain broker that takes anonymous clients', () => {
+  it('warns that it is unencrypted, once the broker accepted the connection', async () => {
+    const plain = await startMosquitto({ listenerLines: ['allow_anonymous true'] });
+    try {
+      const [result] = await checkBroker(broker(plain.url));
+      expect(result).toMatchObject({ status: 'warn', summary: `127.0.0.1:${plain.port} accepts this device over plain mqtt:// (unencrypted)` });
+      expect(result!.fix).toBe('use an mqtts:// URL with broker.tls.caFile');
+    } finally {
+      await plain.close();
+    }
   });
 });
 

@@ -1,5 +1,5 @@
 import { spawnSync } from 'node:child_process';
-import { chmodSync, cpSync, mkdirSync, writeFileSync } from 'node:fs';
+import { chmodSync, cpSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it, onTestFinished } from 'vitest';
 import { runDoctor } from '../../src/cli/doctor.js';
@@ -11,7 +11,7 @@ import { freePort } from '../helpers/ports.js';
 const FIXTURES = join(REPO_ROOT, 'test/fixtures/doctor');
 const GiB = 1024 ** 3;
 /** Network checks have their own tests against real sockets; here every endpoint answers. */
-const reachable: NetworkProbe = { tcp: async () => ({ ok: true }), tls: async () => ({ ok: true }) };
+const reachable: NetworkProbe = { tcp: async () => ({ ok: true }), tls: async () => ({ ok: true }), mqtt: async () => ({ ok: true }) };
 
 
 /** A writable copy of a fixture root, so a test can change modes and files without touching the fixture. */
@@ -143,6 +143,54 @@ describe('fleetlet doctor on a ready amd64 edge PC', () => {
   });
 });
 
+describe('fleetlet doctor on a kernel with overlay and br_netfilter built in', () => {
+  /** The amd64 root with nothing loaded as a module and no /lib/modules (a board kernel, or a container). */
+  function builtInKernelRoot(): string {
+    const root = rootFrom('amd64-ready');
+    rmSync(join(root, 'lib/modules'), { recursive: true });
+    writeFileSync(join(root, 'proc/modules'), '');
+    return root;
+  }
+
+  it('passes them from /proc/filesystems and /proc/sys/net/bridge, without /lib/modules', async () => {
+    const root = builtInKernelRoot();
+    writeFileSync(join(root, 'proc/filesystems'), 'nodev\tsysfs\nnodev\ttmpfs\nnodev\toverlay\n\text4\n');
+    mkdirSync(join(root, 'proc/sys/net/bridge'), { recursive: true });
+    writeFileSync(join(root, 'proc/sys/net/bridge/bridge-nf-call-iptables'), '1\n');
+    const { of } = await doctor(root);
+    expect(of('kernel-modules').map((r) => [r.status, r.summary])).toEqual([
+      ['pass', 'overlay is built-in'],
+      ['pass', 'br_netfilter is built-in'],
+    ]);
+  });
+
+  it('passes them from /sys/module, and still fails a kernel that shows them nowhere', async () => {
+    const root = builtInKernelRoot();
+    const missing = await doctor(root);
+    expect(missing.of('kernel-modules').map((r) => r.status)).toEqual(['fail', 'fail']);
+
+    for (const name of ['overlay', 'br_netfilter']) mkdirSync(join(root, 'sys/module', name), { recursive: true });
+    const { of } = await doctor(root);
+    expect(of('kernel-modules').map((r) => r.status)).toEqual(['pass', 'pass']);
+  });
+});
+
+describe('fleetlet doctor with k3s disabled', () => {
+  it('keeps k3s prerequisites from failing the device: a warning that says k3s is disabled, and exit 0', async () => {
+    const disabled = CONFIG.replace('k3s: { serverUrl: "https://k3s.example.test:6443" }', 'k3s: { enabled: false }');
+    const enabled = await doctor(rootFrom('pi-bookworm-not-ready'));
+    expect(enabled.of('cgroups')[0]!.status).toBe('fail');
+
+    const { code, of, results } = await doctor(rootFrom('pi-bookworm-not-ready'), {}, disabled);
+    expect(of('cgroups')[0]).toMatchObject({
+      status: 'warn',
+      summary: 'cgroup v2 without the memory controller: k3s will not start (k3s is disabled: needed only once k3s.enabled is true)',
+    });
+    expect(results.filter((r) => r.status === 'fail')).toEqual([]);
+    expect(code).toBe(0);
+  });
+});
+
 describe('fleetlet doctor on the k3s join token a device holds', () => {
   const CA_HASH = 'f3b4c1e2d5a6978812345678901234567890abcdefabcdefabcdefabcdef0123';
   const SERVER_PASSWORD = 'S3rverPassw0rd-cluster-admin';
@@ -200,7 +248,8 @@ describe('fleetlet doctor from the command line', () => {
     const env = { PATH: process.env.PATH! };
     const result = spawnSync(process.execPath, [FLEETLET_BUNDLE, 'doctor', '--root', root, '--config', config], { encoding: 'utf8', env, timeout: 20_000 });
     expect(result.status).toBe(1);
-    expect(result.stdout).toContain('FAIL  cgroups        cgroup v2 without the memory controller: k3s will not start');
+    // k3s is disabled in this config: its prerequisites warn, the unreachable broker fails.
+    expect(result.stdout).toContain('WARN  cgroups        cgroup v2 without the memory controller: k3s will not start (k3s is disabled');
     expect(result.stdout).toContain('fix: append " cgroup_memory=1 cgroup_enable=memory" to the end of the single line in /boot/firmware/cmdline.txt, then reboot');
     expect(result.stdout).toContain(`FAIL  broker         cannot reach 127.0.0.1:${port}: ECONNREFUSED`);
     expect(result.stdout).toMatch(/\nNOT READY: \d+ failed, \d+ warnings\n$/);

@@ -1,4 +1,4 @@
-import { readlinkSync } from 'node:fs';
+import { existsSync, readlinkSync } from 'node:fs';
 import { basename, dirname, resolve } from 'node:path';
 import { type Check, type CheckResult, type DoctorContext, fail, inRoot, pass, readRootFile, warn } from './check.js';
 import { isErrno } from '../../lib/errors.js';
@@ -40,9 +40,20 @@ export const checkSwap: Check = (context) => {
   return [warn('swap', `swap is on (${active.map((line) => line.split(/\s+/)[0]).join(', ')})`, fix)];
 };
 
+/**
+ * What the running kernel itself shows of a feature built into it: /lib/modules lists only what was built as a
+ * module, and many board kernels (and containers, which have no /lib/modules) build overlay and br_netfilter in.
+ */
+const RUNNING_KERNEL_SIGNS: Record<string, (context: DoctorContext) => boolean> = {
+  overlay: (context) => /^nodev\s+overlay$/m.test(readRootFile(context, 'proc/filesystems') ?? ''),
+  br_netfilter: (context) => existsSync(inRoot(context, 'proc/sys/net/bridge/bridge-nf-call-iptables')),
+};
+
 function moduleState(context: DoctorContext, name: string): ModuleState {
   const loaded = readRootFile(context, 'proc/modules') ?? '';
   if (new RegExp(`^${name} `, 'm').test(loaded)) return 'loaded';
+  // /sys/module lists loaded modules and the built-in ones that have parameters; /proc/modules only the former.
+  if (existsSync(inRoot(context, `sys/module/${name}`)) || RUNNING_KERNEL_SIGNS[name]?.(context)) return 'built-in';
   const release = readRootFile(context, 'proc/sys/kernel/osrelease')?.trim();
   if (!release) return 'missing';
   const file = new RegExp(`/${name}\\.ko(\\.xz|\\.zst|\\.gz)?(:|$)`, 'm');

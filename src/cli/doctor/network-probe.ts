@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { connect as connectTcp } from 'node:net';
 import { connect as connectTls, type PeerCertificate } from 'node:tls';
 import { errorReason } from '../../lib/errors.js';
+import { connect, type IClientOptions } from 'mqtt';
 
 export interface TlsOptions {
   ca?: string;
@@ -20,6 +21,8 @@ export type ProbeResult =
 export interface NetworkProbe {
   tcp(host: string, port: number): Promise<ProbeResult>;
   tls(host: string, port: number, options: TlsOptions): Promise<ProbeResult>;
+  /** An MQTT CONNECT as this device would send it (its certificate or credentials); ok once the broker accepted it. */
+  mqtt(url: string, options: IClientOptions): Promise<ProbeResult>;
 }
 
 export function createNetworkProbe(timeoutMs = 5000): NetworkProbe {
@@ -45,7 +48,27 @@ export function createNetworkProbe(timeoutMs = 5000): NetworkProbe {
         );
         return socket;
       }),
+    mqtt: (url, options) => mqttAccepts(url, options, timeoutMs),
   };
+}
+
+/**
+ * Connects with a clean session and a client id of its own, so a running agent's session is neither taken over nor
+ * left with anything, and disconnects at once. A broker that refuses the client certificate often still completes
+ * the TLS handshake on the client's side (TLS 1.3) and only then drops the connection: only a CONNACK proves it.
+ */
+async function mqttAccepts(url: string, options: IClientOptions, timeoutMs: number): Promise<ProbeResult> {
+  const client = connect(url, { ...options, clean: true, reconnectPeriod: 0, connectTimeout: timeoutMs, protocolVersion: 4 });
+  const result = await new Promise<ProbeResult>((resolve) => {
+    client.once('connect', () => resolve({ ok: true }));
+    client.once('error', (err: Error & { code?: unknown }) => {
+      const code = typeof err.code === 'string' ? err.code : undefined;
+      resolve({ ok: false, error: code && !err.message.includes(code) ? `${code}: ${err.message}` : err.message });
+    });
+    client.once('close', () => resolve({ ok: false, error: 'the broker closed the connection before accepting it' }));
+  });
+  client.end(true);
+  return result;
 }
 
 function settle(

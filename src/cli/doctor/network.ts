@@ -1,7 +1,14 @@
-import { isPlaintextBrokerUrl } from '../../protocol/broker-url.js';
+import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import type { IClientOptions } from 'mqtt';
+import { isPlaintextBrokerUrl, isTlsBrokerUrl } from '../../protocol/broker-url.js';
 import { type Check, type CheckResult, type DoctorContext, fail, inRoot, pass, warn } from './check.js';
 
-/** The broker: reachable, and for mqtts:// a TLS handshake that verifies with the configured CA and client cert. */
+/**
+ * The broker: reachable, for mqtts:// a TLS handshake that verifies with the configured CA, and then an MQTT CONNECT
+ * it accepts with this device's client certificate or credentials: the handshake alone says nothing about whether
+ * the broker takes the device.
+ */
 export const checkBroker: Check = async (context) => {
   const broker = context.config?.broker;
   if (!broker) return [fail('broker', 'no broker configured (the configuration did not load)', 'fix the configuration first: fleetlet config check')];
@@ -11,7 +18,9 @@ export const checkBroker: Check = async (context) => {
   if (isPlaintextBrokerUrl(broker.url)) {
     const result = await context.probe.tcp(host, port);
     if (!result.ok) return [fail('broker', `cannot reach ${host}:${port}: ${result.error}`, reachFix(host, port))];
-    return [warn('broker', `reached ${host}:${port} over plain mqtt:// (unencrypted)`, 'use an mqtts:// URL with broker.tls.caFile')];
+    const refused = await refusal(context, broker, `${host}:${port} (plain mqtt://)`);
+    if (refused) return [refused];
+    return [warn('broker', `${host}:${port} accepts this device over plain mqtt:// (unencrypted)${credentialsNote(broker)}`, 'use an mqtts:// URL with broker.tls.caFile')];
   }
   const result = await context.probe.tls(host, port, {
     // The files the config names are where the device has them: inside the root doctor looks at.
@@ -21,9 +30,50 @@ export const checkBroker: Check = async (context) => {
     serverName: broker.tls.serverName,
     verify: true,
   });
-  if (result.ok) return [pass('broker', `TLS handshake with ${host}:${port} verified${broker.tls.certFile ? ' (client certificate sent)' : ''}`)];
-  return [fail('broker', `TLS with ${host}:${port} failed: ${result.error}`, tlsFix(result.error, host, port))];
+  if (!result.ok) return [fail('broker', `TLS with ${host}:${port} failed: ${result.error}`, tlsFix(result.error, host, port))];
+  const refused = await refusal(context, broker, `${host}:${port} (TLS verified)`);
+  if (refused) return [refused];
+  return [pass('broker', `${host}:${port} accepts this device: TLS verified${credentialsNote(broker)}`)];
 };
+
+type BrokerConfig = NonNullable<DoctorContext['config']>['broker'];
+
+function credentialsNote(broker: BrokerConfig): string {
+  if (broker.tls.certFile && isTlsBrokerUrl(broker.url)) return ', client certificate accepted';
+  return broker.auth.username ? ', credentials accepted' : '';
+}
+
+/** The broker's answer to an MQTT CONNECT with this device's certificate or credentials; undefined when accepted. */
+async function refusal(context: DoctorContext, broker: BrokerConfig, where: string): Promise<CheckResult | undefined> {
+  const options: IClientOptions = {
+    clientId: `fleetlet-doctor-${randomBytes(4).toString('hex')}`,
+    ...(broker.auth.username ? { username: broker.auth.username } : {}),
+    ...(broker.auth.password ? { password: broker.auth.password.reveal() } : {}),
+  };
+  if (isTlsBrokerUrl(broker.url)) {
+    const { caFile, certFile, keyFile, serverName } = broker.tls;
+    Object.assign(options, {
+      rejectUnauthorized: true,
+      ...(caFile ? { ca: readFileSync(caFile) } : {}),
+      ...(certFile ? { cert: readFileSync(certFile) } : {}),
+      ...(keyFile ? { key: readFileSync(keyFile) } : {}),
+      ...(serverName ? { servername: serverName } : {}),
+    });
+  }
+  const result = await context.probe.mqtt(broker.url, options);
+  if (result.ok) return undefined;
+  return fail('broker', `${where} refused this device: ${result.error}`, refusalFix(result.error, broker));
+}
+
+function refusalFix(error: string, broker: BrokerConfig): string {
+  if (/username or password|Not authori[sz]ed/i.test(error)) {
+    return broker.auth.username
+      ? 'the broker does not accept broker.auth.username with this password: check broker.auth.passwordFile against the broker password file'
+      : 'the broker wants credentials or a client certificate it accepts: set broker.tls.certFile/keyFile (or broker.auth)';
+  }
+  if (broker.tls.certFile) return 'the broker refused the client certificate: issue broker.tls.certFile from the CA the broker trusts for devices (its cafile), for this device id';
+  return 'the broker requires a client certificate: set broker.tls.certFile and broker.tls.keyFile (or broker.auth for a password listener)';
+}
 
 /** The k3s server: a TLS handshake to its URL (k3s verifies the server CA itself, with the token's hash). */
 export const checkK3sServer: Check = async (context) => {
