@@ -8,6 +8,8 @@ import { runProvision } from './cli/provision.js';
 import { runUninstall } from './cli/uninstall.js';
 import { runStatus } from './cli/status.js';
 import { runK3sCli } from './cli/k3s.js';
+import { runHubStatus } from './cli/hub.js';
+import { runHubDaemon } from './daemon/hub-daemon.js';
 import { Lifecycle, type Part } from './daemon/lifecycle.js';
 import { runUntilSignal } from './daemon/run-until-signal.js';
 import { SystemdNotifier } from './daemon/systemd-notify.js';
@@ -66,6 +68,8 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
     status: (selection, options) =>
       runStatus({ selection, ...options, nativeBinding: (stateDir) => sqliteNativeBinding(stateDir, io.env) }, io),
     k3s: (selection, action) => runK3sCli({ selection, action, interactive: process.stderr.isTTY === true }, io),
+    hub: (selection, action) =>
+      action.kind === 'run' ? runHubDaemon(selection, io) : runHubStatus(selection, { json: action.json, nativeBinding: (dir) => sqliteNativeBinding(dir, io.env) }, io),
   };
   const program = buildProgram(handlers, io, (code) => (exitCode = code));
   try {

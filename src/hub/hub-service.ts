@@ -69,6 +69,7 @@ export async function startHub({ config, log, nativeBinding }: StartHubOptions):
     log,
   });
   ingest.start();
+  void ingest.ready().then(() => log.info({ replicaId, connections: hub.connections }, 'hub subscribed: ingesting'));
   const retention = startRetention(database, config, log);
   log.info({ replicaId, database: database.location, dialect: database.dialect, broker: config.broker.url }, 'fleetlet hub running');
   return {
