@@ -4,8 +4,9 @@ import type { CommitOutcome } from './commit-batch.js';
 
 /**
  * Gathers the messages the hub's connections hold (each connection holds at most one: MQTT.js reads its next
- * packet only after the PUBACK of the current one) into one commit, one commit at a time. A batch goes as soon
- * as every writer has a message waiting (no other can arrive), when it is full, or after maxWaitMs.
+ * packet only after the PUBACK of the current one) into one commit, one commit at a time. A batch goes at once
+ * when no commit runs (maxWaitMs 0), as soon as every writer has a message waiting (no other can arrive), when it
+ * is full, or after maxWaitMs; what arrives during a commit goes together in the next.
  *
  * A commit that fails is retried with backoff; a batch that keeps failing is split, and a single message that
  * keeps failing is kept aside as rejected, so one poisonous message cannot stall ingest. While the database is

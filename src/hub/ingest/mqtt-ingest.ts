@@ -37,6 +37,7 @@ const RECEIVE_MAXIMUM = 64;
 export class MqttIngest {
   #clients: MqttClient[] = [];
   #ready: Promise<void>[] = [];
+  #stopped = false;
 
   constructor(private readonly options: MqttIngestOptions) {}
 
@@ -61,11 +62,38 @@ export class MqttIngest {
 
   /** Closes every connection without acknowledging what is not committed; call after the committer stopped. */
   async stop(): Promise<void> {
+    this.#stopped = true;
     await Promise.all(this.#clients.map((client) => client.endAsync(true).catch(() => {})));
     this.#clients = [];
   }
 
   #open(clientId: string, session: IClientOptions, subscriptions: Record<string, { qos: 1; rh: number }>, retainedOnly: boolean): void {
+    let firstConnect: () => void = () => {};
+    this.#ready.push(new Promise<void>((resolve) => (firstConnect = resolve)));
+    const connectOnce = () => {
+      if (this.#stopped) return;
+      const client = this.#connect(clientId, session, subscriptions, retainedOnly, firstConnect, () => {
+        // A fresh client for every connection: MQTT.js would otherwise carry the held acknowledgements of the lost
+        // connection into the new one. What they acknowledged comes again and is recognised by its messageId.
+        this.#clients = this.#clients.filter((c) => c !== client);
+        client.end(true);
+        // Back quickly: mosquitto (2.0) restored from persistence drops what is published to a shared subscription
+        // until its member subscribes again, so the hub should be back before the devices are.
+        setTimeout(connectOnce, 100 + Math.floor(Math.random() * 200)).unref();
+      });
+      this.#clients.push(client);
+    };
+    connectOnce();
+  }
+
+  #connect(
+    clientId: string,
+    session: IClientOptions,
+    subscriptions: Record<string, { qos: 1; rh: number }>,
+    retainedOnly: boolean,
+    subscribed: () => void,
+    lost: () => void,
+  ): MqttClient {
     const { log, metrics } = this.options;
     const client = mqtt.connect(this.options.brokerUrl, {
       ...this.options.base,
@@ -73,7 +101,7 @@ export class MqttIngest {
       clientId,
       protocolVersion: 5,
       resubscribe: false,
-      reconnectPeriod: 1000 + Math.floor(Math.random() * 1000),
+      reconnectPeriod: 0,
       connectTimeout: 10_000,
     });
     client.handleMessage = (packet: IPublishPacket, callback: (error?: Error) => void) => {
@@ -83,29 +111,40 @@ export class MqttIngest {
       const payload = typeof packet.payload === 'string' ? Buffer.from(packet.payload) : Buffer.from(packet.payload);
       const item = classifyMessage(this.options, { topic: packet.topic, payload, retain: packet.retain === true }, Date.now());
       if (item.channel === 'ignored') return callback();
-      void this.options.committer.submit(item).then(() => callback());
+      void this.options.committer.submit(item).then(() => {
+        if (client.connected) callback();
+      });
     };
     let connected = false;
-    this.#ready.push(
-      new Promise<void>((resolve) => {
-        client.on('connect', (connack) => {
-          if (!connected) metrics.connectionsUp += 1;
-          connected = true;
-          // Subscribing again on a present session changes nothing; rh 2 keeps the broker from replaying retained copies.
-          client.subscribe(subscriptions, (err, granted) => {
-            const refused = granted?.filter((g) => g.qos > 2) ?? [];
-            if (err || refused.length > 0) log.error({ clientId, err, refused }, 'the broker refused the hub subscription');
-            else resolve();
-          });
-          log.debug({ clientId, sessionPresent: connack.sessionPresent }, 'hub connected to the broker');
-        });
-      }),
-    );
-    client.on('close', () => {
-      if (connected) metrics.connectionsUp -= 1;
-      connected = false;
+    client.on('connect', (connack) => {
+      connected = true;
+      metrics.connectionsUp += 1;
+      log.info({ clientId, sessionPresent: connack.sessionPresent }, 'hub connected to the broker');
+      // A present session already holds the subscriptions, and its queued messages come first: MQTT.js reads the
+      // SUBACK only after them, so waiting for it would wait for the whole backlog.
+      if (connack.sessionPresent) subscribed();
+      // Subscribing again on a present session changes nothing; rh 2 keeps the broker from replaying retained copies.
+      client.subscribe(subscriptions, (err, granted) => {
+        const refused = granted?.filter((g) => g.qos > 2) ?? [];
+        if (err || refused.length > 0) log.error({ clientId, err, refused }, 'the broker refused the hub subscription');
+        else subscribed();
+      });
     });
-    client.on('error', (err) => log.warn({ clientId, err: err.message }, 'hub broker connection error'));
-    this.#clients.push(client);
+    let gone = false;
+    const onGone = () => {
+      if (gone) return;
+      gone = true;
+      if (connected) {
+        metrics.connectionsUp -= 1;
+        log.warn({ clientId }, 'hub lost its broker connection; reconnecting (unacknowledged messages stay with the broker)');
+      }
+      if (!this.#stopped) lost();
+    };
+    client.on('close', onGone);
+    client.on('error', (err) => {
+      log.warn({ clientId, err: err.message }, 'hub broker connection error');
+      onGone();
+    });
+    return client;
   }
 }
