@@ -101,9 +101,10 @@ function startRetention(database: HubDatabase, config: Config, log: Logger): { s
       .catch((err: unknown) => log.error({ err: err instanceof Error ? err.message : String(err) }, 'hub retention run failed; retried at the next interval'))
       .finally(() => (running = undefined));
   };
+  // The first run waits an interval too: on SQLite it shares the one connection with ingest, and a replica that
+  // restarts often (a crash loop, a deploy) should drain its backlog first.
   const timer = setInterval(run, config.hub.retention.intervalSeconds * 1000);
   timer.unref();
-  run();
   return {
     async stop() {
       clearInterval(timer);
