@@ -5,6 +5,8 @@ import { sqliteNativeBinding } from '../lib/native-addon.js';
 import { runDoctor } from './doctor.js';
 import { EXIT, exitCodeFor } from './exit-codes.js';
 import { runK3sCli } from './k3s.js';
+import { runHubStatus } from './hub.js';
+import { runHubDaemon } from '../daemon/hub-daemon.js';
 import { loadSelectedConfig } from './load-selected-config.js';
 import { buildProgram, runCli, type CliIo, type CommandHandlers, type ConfigSelection } from './program.js';
 import { runProvisionCli } from './provision.js';
@@ -39,6 +41,8 @@ function commandHandlers(io: CliIo, runAgent: RunAgent): CommandHandlers {
     uninstall: (selection, options) => runUninstall({ selection, ...options }, io),
     status: (selection, options) =>
       runStatus({ selection, ...options, nativeBinding: (stateDir) => sqliteNativeBinding(stateDir, io.env) }, io),
+    hub: (selection, action) =>
+      action.kind === 'run' ? runHubDaemon(selection, io) : runHubStatus(selection, { json: action.json, nativeBinding: (dir) => sqliteNativeBinding(dir, io.env) }, io),
     k3s: (selection, action) => runK3sCli({ selection, action, interactive: process.stderr.isTTY === true }, io),
   };
 }

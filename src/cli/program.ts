@@ -6,6 +6,7 @@ import { EXIT } from './exit-codes.js';
 import { registerFleetCommands } from './fleet.js';
 import { registerHubAdminCommands } from './hub-admin.js';
 import type { K3sCliAction } from './k3s.js';
+import type { HubCliAction } from './hub.js';
 
 export interface ConfigSelection {
   path: string;
@@ -23,6 +24,7 @@ export interface CommandHandlers {
   uninstall(selection: ConfigSelection, options: { root: string; purge: boolean; removeNodeIdentity: boolean }): Promise<number>;
   status(selection: ConfigSelection, options: { json: boolean }): Promise<number>;
   k3s(selection: ConfigSelection, action: K3sCliAction): Promise<number>;
+  hub(selection: ConfigSelection, action: HubCliAction): Promise<number>;
 }
 
 export interface ProvisionCliOptions {
@@ -151,6 +153,16 @@ export function buildProgram(handlers: CommandHandlers, io: CliIo, setExitCode: 
     .command('schema')
     .description('print the JSON Schema of the config file')
     .action(async () => setExitCode(await handlers.configSchema()));
+
+  const hub = program.command('hub').description('the cloud side: keep everything the fleet sends (ingest into SQLite or PostgreSQL)');
+  configOptions(hub.command('run', { isDefault: true }).description('run one hub replica in the foreground (`fleetlet hub` alone does this)'))
+    .addOption(new Option('--log-level <level>', 'log level').choices(LOG_LEVELS))
+    .action(async (_options, command: Command) => setExitCode(await handlers.hub(selection(command), { kind: 'run' })));
+  configOptions(hub.command('status').description("the hub's database at a glance: devices, ingest in the last minute, rejects, size"))
+    .option('--json', 'print as JSON', false)
+    .action(async (options: { json: boolean }, command: Command) =>
+      setExitCode(await handlers.hub(selection(command), { kind: 'status', json: options.json })),
+    );
 
   registerFleetCommands(program, io, setExitCode);
   registerHubAdminCommands(program, io, setExitCode);

@@ -1,5 +1,5 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
+import { chownSync, writeFileSync } from 'node:fs';
 import { createServer, type Socket } from 'node:net';
 import { Aedes } from 'aedes';
 import { join } from 'node:path';
@@ -31,6 +31,8 @@ export interface BrokerOptions {
   port?: number;
   /** Further listeners on loopback, each with its own lines (e.g. the shipped operator listener). */
   extraListeners?: { port: number; lines: string[] }[];
+  /** Keep sessions and queued messages in this directory across restart() (default: in memory only). */
+  persistenceDir?: string;
 }
 
 export const MOSQUITTO = findMosquitto();
@@ -53,11 +55,16 @@ export async function startMosquitto(options: BrokerOptions = {}): Promise<TestB
   if (!mosquittoAvailable()) throw new Error('mosquitto is not installed (apt-get install mosquitto)');
   const port = options.port ?? (await freePort());
   const { dir, cleanup } = tempDir('fleetlet-mosquitto-');
+  // Started as root, mosquitto drops to its own user, which must be able to write its persistence file.
+  if (options.persistenceDir && process.getuid?.() === 0) {
+    const owner = spawnSync('id', ['-u', 'mosquitto'], { encoding: 'utf8' });
+    if (owner.status === 0) chownSync(options.persistenceDir, Number(owner.stdout.trim()), 0);
+  }
   const confFile = join(dir, 'mosquitto.conf');
   writeFileSync(
     confFile,
     [
-      'persistence false',
+      ...(options.persistenceDir ? ['persistence true', `persistence_location ${options.persistenceDir}/`] : ['persistence false']),
       'log_dest stderr',
       'log_type error',
       'log_type warning',

@@ -109,14 +109,24 @@ function openPostgres(url: string, options: OpenHubDatabaseOptions): HubDatabase
   };
 }
 
+/** kysely's migration lock holds across processes on PostgreSQL only; on SQLite a replica that lost the race retries. */
+const SQLITE_MIGRATION_ATTEMPTS = 5;
+
 async function migrate(opened: HubDatabase): Promise<void> {
   const migrations = hubMigrations(opened.dialect);
   const migrator = new Migrator({ db: opened.db, provider: { getMigrations: async () => migrations } });
   let outcome;
-  try {
-    outcome = await migrator.migrateToLatest();
-  } catch (err) {
-    throw new HubDatabaseUnavailableError(`cannot open the hub database ${opened.location}: ${describe(err)}`, { cause: err });
+  for (let attempt = 1; ; attempt++) {
+    try {
+      outcome = await migrator.migrateToLatest();
+    } catch (err) {
+      throw new HubDatabaseUnavailableError(`cannot open the hub database ${opened.location}: ${describe(err)}`, { cause: err });
+    }
+    // Another process created the tables between this one's check and its own step (each step is one transaction,
+    // rolled back here): the next attempt finds the step applied.
+    const raced = opened.dialect === 'sqlite' && outcome.error && /already exists/.test(describe(outcome.error));
+    if (!raced || attempt >= SQLITE_MIGRATION_ATTEMPTS) break;
+    await new Promise((resolve) => setTimeout(resolve, 100 * attempt));
   }
   if (!outcome.error) return;
   const message = describe(outcome.error);

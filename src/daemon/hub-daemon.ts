@@ -1,0 +1,51 @@
+import { dirname } from 'node:path';
+import { loadSelectedConfig } from '../cli/load-selected-config.js';
+import { EXIT, exitCodeFor } from '../cli/exit-codes.js';
+import type { CliIo, ConfigSelection } from '../cli/program.js';
+import { HubApiServer } from '../hub/api/server.js';
+import { startHub, type RunningHub } from '../hub/hub-service.js';
+import { FleetletError } from '../lib/errors.js';
+import { createLogger } from '../lib/logger.js';
+import { sqliteNativeBinding } from '../lib/native-addon.js';
+import { FLEETLET_VERSION } from '../lib/version.js';
+import { Lifecycle, type Part } from './lifecycle.js';
+import { runUntilSignal } from './run-until-signal.js';
+
+/** Stopping waits for the commit in progress; a database that hangs longer than this is abandoned (nothing unacked is lost). */
+const HUB_STOP_TIMEOUT_MS = 15_000;
+
+/** `fleetlet hub`: runs one hub replica in the foreground until SIGTERM or SIGINT (systemd runs it this way). */
+export async function runHubDaemon(selection: ConfigSelection, io: CliIo): Promise<number> {
+  const loaded = loadSelectedConfig(selection, io);
+  if (!loaded) return EXIT.CONFIG;
+  const { config } = loaded;
+  const logger = createLogger({ level: config.log.level });
+  for (const warning of loaded.warnings) logger.warn(warning);
+  logger.info({ version: FLEETLET_VERSION, files: loaded.files }, 'fleetlet hub starting');
+  let hub: RunningHub | undefined;
+  let api: HubApiServer | undefined;
+  const ingest: Part = {
+    name: 'hub',
+    start: async () => {
+      const nativeBinding = config.hub.database.url ? undefined : sqliteNativeBinding(dirname(config.hub.database.file), io.env);
+      hub = await startHub({ config, log: logger, nativeBinding });
+    },
+    stop: async () => hub?.stop(),
+  };
+  // After the ingest, which opens the database the API reads; stopped first, so no request meets a closed database.
+  const http: Part = {
+    name: 'hub-api',
+    start: async () => {
+      const running = hub!;
+      api = new HubApiServer({ hub: running.database, http: config.hub.http, logger, ingestMetricsText: () => running.metricsText() });
+      await api.start();
+    },
+    stop: async () => api?.stop(),
+  };
+  try {
+    return await runUntilSignal(new Lifecycle([ingest, http], logger, HUB_STOP_TIMEOUT_MS), logger, process, (code) => process.exit(code));
+  } catch (err) {
+    logger.fatal({ err }, err instanceof FleetletError ? err.message : 'hub failed to start');
+    return exitCodeFor(err);
+  }
+}
