@@ -36,6 +36,8 @@ export function writeHubConfig(options: HubProcessOptions): string {
         shareGroup: options.shareGroup ?? `test-${options.replicaId}`,
         connections: options.connections ?? 4,
         database: options.database.url ? { url: options.database.url, file: options.database.file } : { file: options.database.file },
+        // A free port each: replicas of one test run side by side.
+        http: { listen: '127.0.0.1:0' },
         ...options.extra,
       },
       log: { level: 'info' },
