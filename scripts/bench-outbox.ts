@@ -307,10 +307,28 @@ async function drainInFreshProcess(brokerUrl: string): Promise<void> {
   const result = /^idle (\d+) max (\d+) rate (\d+)$/m.exec(child.stdout);
   if (!result) throw new Error(`drain child failed: ${child.stderr}`);
   const [idle, max, childRate] = [Number(result[1]), Number(result[2]), Number(result[3])];
+  console.log(/^parts .*$/m.exec(child.stdout)?.[0]);
   report(
     `RSS of a fresh process draining ${DRAIN_RECORDS} records: max ${max} MB; the same process idle (database open, ` +
       `connected) ${idle} MB; ratio ${(max / idle).toFixed(2)} (${childRate} msg/s)`,
   );
+}
+
+/** Where the RSS is (MB): anonymous vs file-backed pages, and the JS heap, Buffers and other external memory. */
+function memoryParts(): Record<string, number> {
+  const status = readFileSync('/proc/self/status', 'utf8');
+  const kb = (name: string) => Number(new RegExp(`^${name}:\\s+(\\d+) kB$`, 'm').exec(status)?.[1] ?? NaN);
+  const usage = process.memoryUsage();
+  return {
+    rss: mb(usage.rss),
+    rssAnon: Math.round(kb('RssAnon') / 1024),
+    rssFile: Math.round(kb('RssFile') / 1024),
+    rssShmem: Math.round(kb('RssShmem') / 1024),
+    heapTotal: mb(usage.heapTotal),
+    heapUsed: mb(usage.heapUsed),
+    external: mb(usage.external),
+    arrayBuffers: mb(usage.arrayBuffers),
+  };
 }
 
 async function drainChild(stateDir: string, brokerUrl: string): Promise<void> {
@@ -319,8 +337,13 @@ async function drainChild(stateDir: string, brokerUrl: string): Promise<void> {
   const client = await mqtt.connectAsync(brokerUrl, { clientId: 'bench-child' });
   await new Promise((resolve) => setTimeout(resolve, 500));
   const idle = process.memoryUsage.rss();
+  const idleParts = memoryParts();
   let max = idle;
-  const timer = setInterval(() => (max = Math.max(max, process.memoryUsage.rss())), 20);
+  let atMax = idleParts;
+  const timer = setInterval(() => {
+    const rss = process.memoryUsage.rss();
+    if (rss > max) [max, atMax] = [rss, memoryParts()];
+  }, 20);
   const drainer = new Drainer(outbox, { window: WINDOW });
   const start = performance.now();
   drainer.onConnect(publisherOf(client));
@@ -331,6 +354,7 @@ async function drainChild(stateDir: string, brokerUrl: string): Promise<void> {
   await client.endAsync();
   db.close();
   console.log(`idle ${mb(idle)} max ${mb(max)} rate ${rate(DRAIN_RECORDS, ms)}`);
+  console.log(`parts idle ${JSON.stringify(idleParts)} at max ${JSON.stringify(atMax)}`);
 }
 
 if (process.argv[2] === '--drain-child') {
