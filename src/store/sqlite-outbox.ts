@@ -368,5 +368,7 @@ export class SqliteOutbox implements OutboxStore {
     if (!this.totalsMayDrift || this.db.inTransaction) return;
     this.totalsMayDrift = false;
     this.seq = Math.max(this.seq, loadLedger(this.db, this.ledger));
+    // The table knows nothing of the spool, whose samples count against the budgets too.
+    for (const { bytes } of this.options.statusSpool?.all() ?? []) this.ledger.added('status', bytes);
   }
 }

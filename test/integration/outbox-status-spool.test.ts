@@ -133,6 +133,18 @@ describe('status waits in a RAM spool before the database', () => {
     expect(next.outbox.enqueue(rec('status', 4)).seq).toBeGreaterThan(pending.at(-1)!.seq);
   });
 
+  it('spooled samples stay counted when the totals are read again after a caller rolled back', () => {
+    const { db, outbox } = start();
+    outbox.enqueue(rec('status', 1));
+    expect(() =>
+      db.transaction(() => {
+        outbox.enqueue(rec('event', 2));
+        throw new Error('caller fails after enqueueing');
+      })(),
+    ).toThrow('caller fails');
+    expect(outbox.stats().rows).toEqual({ status: 1, event: 0, result: 0 });
+  });
+
   it('a clean stop commits the spool and removes its directory', () => {
     const { env, outbox } = start();
     outbox.enqueue(rec('status', 1));
