@@ -14,6 +14,7 @@ import { Drainer, publisherOf } from '../src/link/drain.js';
 import { STATUS_EXAMPLE } from '../src/protocol/status.js';
 import { DATABASE_FILE, openDatabase } from '../src/store/db.js';
 import { SqliteOutbox } from '../src/store/sqlite-outbox.js';
+import { StatusSpool } from '../src/store/status-spool.js';
 import type { NewOutboxRecord, OutboxLimits } from '../src/store/outbox.js';
 import { startMosquitto } from '../test/helpers/mosquitto.js';
 import { tempDir } from '../test/helpers/paths.js';
@@ -36,10 +37,13 @@ const eventRecord = (n: number): NewOutboxRecord => ({
   payload: { schemaVersion: 1, kind: 'k3s.state', at: new Date().toISOString(), n },
 });
 
-function freshOutbox() {
+/** With `spooled`, status waits in a RAM spool (/dev/shm) as in the agent when its runtimeDir is tmpfs. */
+function freshOutbox(spooled = false) {
   const dir = tempDir('fleetlet-bench-outbox-');
+  const spool = spooled ? tempDir('fleetlet-bench-spool-', '/dev/shm') : undefined;
   const { db } = openDatabase({ stateDir: dir.dir, fleetletVersion: 'bench' });
-  return { dir, db, outbox: new SqliteOutbox(db, { limits: LIMITS }) };
+  const outbox = new SqliteOutbox(db, { limits: LIMITS, ...(spool ? { statusSpool: new StatusSpool(spool.dir) } : {}) });
+  return { dir: { dir: dir.dir, cleanup: () => (dir.cleanup(), spool?.cleanup()) }, db, outbox };
 }
 
 /** A bare table like the outbox's, written with plain statements: the baseline for enqueue. */
@@ -242,11 +246,12 @@ function flushToDisk(file: string): void {
  * Disk writes per status record. At the default 30 s interval the kernel writes dirty pages back between two
  * samples; fsyncing the database files after each record reproduces that, so each record pays for its own pages.
  */
-async function benchDiskBytes(brokerUrl: string): Promise<void> {
+async function benchDiskBytes(brokerUrl: string, spooled: boolean): Promise<void> {
   const count = 2000;
   const recordBytes = Buffer.byteLength(JSON.stringify(statusRecord(0).payload));
+  const label = spooled ? 'status spool in RAM' : 'every status committed (no spool)';
 
-  const offline = freshOutbox();
+  const offline = freshOutbox(spooled);
   const file = join(offline.dir.dir, DATABASE_FILE);
   offline.outbox.enqueue(statusRecord(0));
   flushToDisk(file);
@@ -257,13 +262,13 @@ async function benchDiskBytes(brokerUrl: string): Promise<void> {
   }
   const offlinePerRecord = Math.round((writeBytes() - before) / count);
   report(
-    `disk, offline (queued): ${offlinePerRecord} B written per status record; the record is ${recordBytes} B; ` +
+    `disk, ${label}, offline (queued): ${offlinePerRecord} B written per status record; the record is ${recordBytes} B; ` +
       `ratio ${(offlinePerRecord / recordBytes).toFixed(1)}`,
   );
   offline.db.close();
   offline.dir.cleanup();
 
-  const online = freshOutbox();
+  const online = freshOutbox(spooled);
   const onlineFile = join(online.dir.dir, DATABASE_FILE);
   const client = await mqtt.connectAsync(brokerUrl, { clientId: 'bench-disk' });
   const drainer = new Drainer(online.outbox, { window: WINDOW });
@@ -278,7 +283,7 @@ async function benchDiskBytes(brokerUrl: string): Promise<void> {
   drainer.stop();
   await client.endAsync();
   report(
-    `disk, online (enqueue, publish, delete): ${onlinePerRecord} B written per status record; ` +
+    `disk, ${label}, online (enqueue, publish, delete): ${onlinePerRecord} B written per status record; ` +
       `ratio to the record ${(onlinePerRecord / recordBytes).toFixed(1)}; ` +
       `${((onlinePerRecord * 2880) / 1024 / 1024).toFixed(1)} MiB a day at one status per 30 s`,
   );
@@ -302,10 +307,28 @@ async function drainInFreshProcess(brokerUrl: string): Promise<void> {
   const result = /^idle (\d+) max (\d+) rate (\d+)$/m.exec(child.stdout);
   if (!result) throw new Error(`drain child failed: ${child.stderr}`);
   const [idle, max, childRate] = [Number(result[1]), Number(result[2]), Number(result[3])];
+  console.log(/^parts .*$/m.exec(child.stdout)?.[0]);
   report(
     `RSS of a fresh process draining ${DRAIN_RECORDS} records: max ${max} MB; the same process idle (database open, ` +
       `connected) ${idle} MB; ratio ${(max / idle).toFixed(2)} (${childRate} msg/s)`,
   );
+}
+
+/** Where the RSS is (MB): anonymous vs file-backed pages, and the JS heap, Buffers and other external memory. */
+function memoryParts(): Record<string, number> {
+  const status = readFileSync('/proc/self/status', 'utf8');
+  const kb = (name: string) => Number(new RegExp(`^${name}:\\s+(\\d+) kB$`, 'm').exec(status)?.[1] ?? NaN);
+  const usage = process.memoryUsage();
+  return {
+    rss: mb(usage.rss),
+    rssAnon: Math.round(kb('RssAnon') / 1024),
+    rssFile: Math.round(kb('RssFile') / 1024),
+    rssShmem: Math.round(kb('RssShmem') / 1024),
+    heapTotal: mb(usage.heapTotal),
+    heapUsed: mb(usage.heapUsed),
+    external: mb(usage.external),
+    arrayBuffers: mb(usage.arrayBuffers),
+  };
 }
 
 async function drainChild(stateDir: string, brokerUrl: string): Promise<void> {
@@ -314,8 +337,13 @@ async function drainChild(stateDir: string, brokerUrl: string): Promise<void> {
   const client = await mqtt.connectAsync(brokerUrl, { clientId: 'bench-child' });
   await new Promise((resolve) => setTimeout(resolve, 500));
   const idle = process.memoryUsage.rss();
+  const idleParts = memoryParts();
   let max = idle;
-  const timer = setInterval(() => (max = Math.max(max, process.memoryUsage.rss())), 20);
+  let atMax = idleParts;
+  const timer = setInterval(() => {
+    const rss = process.memoryUsage.rss();
+    if (rss > max) [max, atMax] = [rss, memoryParts()];
+  }, 20);
   const drainer = new Drainer(outbox, { window: WINDOW });
   const start = performance.now();
   drainer.onConnect(publisherOf(client));
@@ -326,6 +354,7 @@ async function drainChild(stateDir: string, brokerUrl: string): Promise<void> {
   await client.endAsync();
   db.close();
   console.log(`idle ${mb(idle)} max ${mb(max)} rate ${rate(DRAIN_RECORDS, ms)}`);
+  console.log(`parts idle ${JSON.stringify(idleParts)} at max ${JSON.stringify(atMax)}`);
 }
 
 if (process.argv[2] === '--drain-child') {
@@ -339,7 +368,10 @@ if (process.argv[2] === '--drain-child') {
     if (!only || only === 'enqueue') benchEnqueue();
     if (!only || only === 'drain') await benchDrain(broker.url);
     if (!only || only === 'memory') await drainInFreshProcess(broker.url);
-    if (!only || only === 'disk') await benchDiskBytes(broker.url);
+    if (!only || only === 'disk') {
+      await benchDiskBytes(broker.url, false);
+      await benchDiskBytes(broker.url, true);
+    }
   } finally {
     await broker.close();
   }

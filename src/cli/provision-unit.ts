@@ -40,6 +40,11 @@ ExecStartPre=-/sbin/modprobe overlay
 ExecStartPre=-/bin/sh /var/lib/fleetlet/upgrade-guard.sh /var/lib/fleetlet/agent-upgrade.state
 StateDirectory=fleetlet
 StateDirectoryMode=0700
+# /run/fleetlet (tmpfs, the default runtimeDir): status samples wait there instead of on the SD card. Kept across
+# restarts of fleetlet (a restart loses no sample); gone with a reboot, after a clean stop committed it to disk.
+RuntimeDirectory=fleetlet
+RuntimeDirectoryMode=0700
+RuntimeDirectoryPreserve=yes
 CacheDirectory=fleetlet
 CacheDirectoryMode=0700
 ConfigurationDirectory=fleetlet

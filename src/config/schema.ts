@@ -301,6 +301,11 @@ export const ConfigSchema = z.strictObject({
   broker: BrokerSection,
   k3s: K3sSection,
   stateDir: absolutePath.default('/var/lib/fleetlet').describe('Where the state database lives.'),
+  runtimeDir: absolutePath
+    .default('/run/fleetlet')
+    .describe(
+      'A directory in RAM (tmpfs) where status samples wait before they reach the state database: while the link is up they never do, sparing the SD card. When it is not tmpfs, every sample is written to the database.',
+    ),
   telemetry: z
     .strictObject({
       intervalSeconds: z

@@ -5,6 +5,7 @@ import type { DatabaseRecovery } from '../store/recovery.js';
 import { EventLog } from '../store/event-log.js';
 import { outboxLimitsFromConfig } from '../store/outbox-limits.js';
 import { SqliteOutbox } from '../store/sqlite-outbox.js';
+import { StatusSpool, statusSpoolDir } from '../store/status-spool.js';
 import { openAgentState, type DiskFull } from './agent-state.js';
 import type { Part } from './lifecycle.js';
 
@@ -33,7 +34,7 @@ export interface AgentStore {
  * The state part, built from the `stateDir` and `limits` config keys: the database (or its in-memory copy when the
  * disk is full), the event log and the outbox every report goes through.
  */
-export function buildStatePart(config: Pick<Config, 'stateDir' | 'limits'>, deps: StatePartDeps): AgentStore {
+export function buildStatePart(config: Pick<Config, 'stateDir' | 'runtimeDir' | 'limits'>, deps: StatePartDeps): AgentStore {
   const { logger } = deps;
   const { opened, bootSequence, diskFull } = openAgentState({
     stateDir: config.stateDir,
@@ -48,9 +49,17 @@ export function buildStatePart(config: Pick<Config, 'stateDir' | 'limits'>, deps
     logger.error(opened.recovered, 'state database was unreadable; moved it aside and started a fresh one');
     eventLog.record('state.database-recovered', { ...opened.recovered });
   }
-  const outbox = new SqliteOutbox(opened.db, { limits: outboxLimitsFromConfig(config.limits), logger, conditions: eventLog });
+  const spoolDir = diskFull ? undefined : statusSpoolDir(config.runtimeDir, config.stateDir);
+  if (!spoolDir) logger.info({ runtimeDir: config.runtimeDir }, 'runtimeDir is not in RAM (tmpfs): every status sample is written to the state database');
+  const statusSpool = spoolDir ? new StatusSpool(spoolDir) : undefined;
+  const limits = outboxLimitsFromConfig(config.limits);
+  const outbox = new SqliteOutbox(opened.db, { limits, logger, conditions: eventLog, ...(statusSpool ? { statusSpool } : {}) });
+  const stop = () => {
+    outbox.flushStatusSpool();
+    opened.db.close();
+  };
   return {
-    part: { name: 'state-database', start: () => {}, stop: () => void opened.db.close() },
+    part: { name: 'state-database', start: () => {}, stop },
     db: opened.db,
     eventLog,
     outbox,

@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import {
   DROPS_FIELD,
   MESSAGE_ID_FIELD,
@@ -78,4 +79,18 @@ function checkShape(input: NewOutboxRecord): void {
 export function markHistorical(body: string): string {
   // Every stored body is a JSON object that ends with the messageId field, so it ends with '}'.
   return `${body.slice(0, -1)},"historical":true}`;
+}
+
+/** What enqueue returns for a record that could not be stored (disk full): seq 0, counted as dropped. */
+export function unstored(input: NewOutboxRecord, createdAt: number): OutboxRecord {
+  return {
+    seq: 0,
+    messageId: randomUUID(),
+    class: input.class,
+    topic: input.topic,
+    payload: input.payload,
+    qos: input.qos ?? 1,
+    retain: input.retain ?? false,
+    createdAt,
+  };
 }

@@ -1,5 +1,6 @@
 import type { Database } from 'better-sqlite3';
-import type { OutboxClass, QueuedRecord } from './outbox.js';
+import { OUTBOX_CLASSES, zeroCounts, type OutboxClass, type QueuedRecord } from './outbox.js';
+import type { BudgetLedger } from './outbox-budget.js';
 import { isErrno } from '../lib/errors.js';
 
 /** The SQL of SqliteOutbox (table `outbox`, migration 2), prepared once per connection. */
@@ -51,4 +52,28 @@ export function consecutiveRuns(values: readonly number[]): [number, number][] {
 
 export function isDiskFull(err: unknown): boolean {
   return isErrno(err, 'SQLITE_FULL');
+}
+
+/** Fills the ledger's totals and counters from the tables; returns the highest seq stored (0 when none). */
+export function loadLedger(db: Database, ledger: BudgetLedger): number {
+  ledger.rows = zeroCounts();
+  ledger.bytes = zeroCounts();
+  const totals = db.prepare('SELECT class, COUNT(*) AS n, SUM(bytes) AS b FROM outbox GROUP BY class').all() as {
+    class: OutboxClass;
+    n: number;
+    b: number;
+  }[];
+  for (const row of totals) {
+    if (!OUTBOX_CLASSES.includes(row.class)) continue;
+    ledger.rows[row.class] = row.n;
+    ledger.bytes[row.class] = row.b;
+  }
+  const counters = db.prepare('SELECT name, value FROM outbox_counters').all() as { name: string; value: number }[];
+  for (const { name, value } of counters) {
+    if (name === 'diskFull') ledger.diskFull = value;
+    const cls = OUTBOX_CLASSES.find((c) => name === `dropped.${c}`);
+    if (cls) ledger.dropped[cls] = value;
+  }
+  const max = db.prepare('SELECT MAX(seq) AS seq FROM outbox').get() as { seq: number | null };
+  return max.seq ?? 0;
 }

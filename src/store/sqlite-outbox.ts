@@ -2,11 +2,11 @@ import { randomUUID } from 'node:crypto';
 import type { Database } from 'better-sqlite3';
 import type { Logger } from '../lib/logger.js';
 import { BudgetLedger, EnqueueNotifier } from './outbox-budget.js';
-import { prepareRecord } from './outbox-records.js';
-import { consecutiveRuns, isDiskFull, prepareOutboxStatements, toQueued, type OutboxStatements, type Row } from './outbox-sql.js';
+import { DiskFullEpisode, type ConditionRecorder } from './outbox-disk-full.js';
+import { prepareRecord, unstored, type PreparedRecord } from './outbox-records.js';
+import { consecutiveRuns, isDiskFull, loadLedger, prepareOutboxStatements, toQueued, type OutboxStatements, type Row } from './outbox-sql.js';
 import {
   OUTBOX_CLASSES,
-  zeroCounts,
   type NewOutboxRecord,
   type OutboxStore,
   type OutboxClass,
@@ -16,17 +16,15 @@ import {
   type QueuedRecord,
   type Unsubscribe,
 } from './outbox.js';
-
-/** Where a condition worth keeping goes (the local event log). */
-export interface ConditionRecorder {
-  record(kind: string, detail: Record<string, unknown>): void;
-}
+import type { StatusSpool } from './status-spool.js';
 
 export interface SqliteOutboxOptions {
   limits: OutboxLimits;
   logger?: Logger;
   conditions?: ConditionRecorder;
   now?: () => number;
+  /** Where status samples wait in RAM before they reach the database (see the class comment); none: straight in. */
+  statusSpool?: StatusSpool;
 }
 
 /** The WAL is truncated back to this after a checkpoint, so a burst (a week of backlog drained) leaves no big file. */
@@ -35,6 +33,11 @@ const WAL_SIZE_LIMIT_BYTES = 4 * 1024 * 1024;
 const SHED_CHUNK_MAX_ROWS = 1000;
 const SHED_ATTEMPTS_MAX = 8;
 const SYNCHRONOUS_FULL = 2;
+/** Spooled status goes to the database in one commit once this many wait, or the oldest waited this long. */
+const SPOOL_COMMIT_RECORDS = 20;
+const SPOOL_COMMIT_AGE_MS = 10 * 60_000;
+/** While the disk refuses the commit, the oldest spooled samples are dropped beyond this many. */
+const SPOOL_MAX_RECORDS = 1000;
 
 /**
  * The outbox in the state database (table `outbox`, migration 2).
@@ -46,6 +49,11 @@ const SYNCHRONOUS_FULL = 2;
  *   cut may lose the last seconds of samples. A sample is superseded by the next one 30 s later, and skipping
  *   the fsync saves the forced flush of a page every interval on an SD card. A later FULL commit persists it too.
  * - acknowledge (deletes) commit with NORMAL: a delete lost in a power cut only means a re-send with the same id.
+ * - with a `statusSpool` (RAM), status is not written to the database at enqueue: the drainer publishes it from the
+ *   spool and the PUBACK removes it, so while the link is up a status costs no disk write at all. Samples still
+ *   spooled reach the database in one commit once SPOOL_COMMIT_RECORDS wait or the oldest waited SPOOL_COMMIT_AGE_MS
+ *   (a link down, or a PUBACK that did not come in time), and at a clean stop. A crash of fleetlet loses nothing
+ *   (the next start commits what the spool holds); a power cut loses the samples spooled since the last commit.
  *
  * Disk full (SQLITE_FULL) never escapes: the outbox sheds the oldest status (then events, then results, never
  * shedding older reports to store a new status), retries, counts what it dropped and notes the condition.
@@ -56,7 +64,7 @@ export class SqliteOutbox implements OutboxStore {
   private readonly now: () => number;
   private readonly defaultSynchronous: number;
   private seq: number;
-  private inDiskFullEpisode = false;
+  private readonly diskFullEpisode: DiskFullEpisode;
   private totalsMayDrift = false;
   private readonly statements: OutboxStatements;
 
@@ -69,7 +77,9 @@ export class SqliteOutbox implements OutboxStore {
     this.defaultSynchronous = Number(db.pragma('synchronous', { simple: true }));
     db.pragma(`journal_size_limit = ${WAL_SIZE_LIMIT_BYTES}`);
     this.statements = prepareOutboxStatements(db);
-    this.seq = this.loadTotals();
+    this.diskFullEpisode = new DiskFullEpisode(options.logger, options.conditions);
+    this.seq = loadLedger(db, this.ledger);
+    if (options.statusSpool) this.commitRecoveredSpool(options.statusSpool);
   }
 
   enqueue(record: NewOutboxRecord): OutboxRecord {
@@ -79,11 +89,13 @@ export class SqliteOutbox implements OutboxStore {
   enqueueMany(inputs: readonly NewOutboxRecord[]): OutboxRecord[] {
     if (inputs.length === 0) return [];
     this.resyncIfNeeded();
+    const spool = this.options.statusSpool;
+    if (spool && !this.db.inTransaction && inputs.every((input) => input.class === 'status')) return this.spoolStatus(spool, inputs);
     if (this.db.inTransaction) this.totalsMayDrift = true;
     let records: OutboxRecord[];
     try {
       records = this.write(inputs);
-      if (this.inDiskFullEpisode) this.endDiskFullEpisode();
+      this.diskFullEpisode.endIfActive(this.now());
     } catch (err) {
       if (!isDiskFull(err)) throw err;
       records = this.writeWhenFull(inputs);
@@ -93,10 +105,19 @@ export class SqliteOutbox implements OutboxStore {
   }
 
   pending(afterSeq: number, limit: number): QueuedRecord[] {
-    return (this.statements.pending.all(afterSeq, limit) as Row[]).map(toQueued);
+    const stored = (this.statements.pending.all(afterSeq, limit) as Row[]).map(toQueued);
+    const spooled = this.options.statusSpool?.after(afterSeq, limit) ?? [];
+    if (spooled.length === 0) return stored;
+    // Every stored row not returned has a higher seq than all returned, so the merge needs only these two lists.
+    return [...stored, ...spooled].sort((a, b) => a.seq - b.seq).slice(0, limit);
   }
 
   latest(cls: OutboxClass): QueuedRecord | undefined {
+    // Spooled samples are newer than any stored status: the spool is committed whole, before newer samples join it.
+    if (cls === 'status') {
+      const spooled = this.options.statusSpool?.newest();
+      if (spooled) return spooled.queued;
+    }
     const row = this.statements.latest.get(cls) as Row | undefined;
     return row && toQueued(row);
   }
@@ -105,8 +126,11 @@ export class SqliteOutbox implements OutboxStore {
     return this.seq;
   }
 
-  acknowledge(seqs: readonly number[]): number {
-    if (seqs.length === 0) return 0;
+  acknowledge(acked: readonly number[]): number {
+    const { removed, others: seqs } = this.options.statusSpool?.remove(acked) ?? { removed: [], others: acked };
+    for (const { bytes } of removed) this.ledger.removed('status', bytes);
+    const fromSpool = removed.length;
+    if (seqs.length === 0) return fromSpool;
     this.resyncIfNeeded();
     const rollback = this.ledger.snapshot();
     try {
@@ -122,7 +146,7 @@ export class SqliteOutbox implements OutboxStore {
             deleted += n;
           }
         }
-        return deleted;
+        return deleted + fromSpool;
       })();
     } catch (err) {
       rollback();
@@ -133,6 +157,14 @@ export class SqliteOutbox implements OutboxStore {
   stats(): OutboxStats {
     this.resyncIfNeeded();
     return this.ledger.stats();
+  }
+
+  /** Commits whatever status the spool holds (at a clean stop, so that a reboot after it loses no sample). */
+  flushStatusSpool(): void {
+    const spool = this.options.statusSpool;
+    if (!spool) return;
+    this.commitSpool(spool, true);
+    spool.removeIfEmpty();
   }
 
   onEnqueue(listener: () => void): Unsubscribe {
@@ -159,15 +191,37 @@ export class SqliteOutbox implements OutboxStore {
     }
   }
 
-  private insert(input: NewOutboxRecord): OutboxRecord {
+  private prepare(input: NewOutboxRecord, seq: number): PreparedRecord {
     const drops = input.class === 'status' && this.ledger.hasReport() ? this.ledger.report() : undefined;
-    const { record, queued, bytes } = prepareRecord(input, {
-      seq: this.seq + 1,
+    return prepareRecord(input, {
+      seq,
       messageId: randomUUID(),
       createdAt: this.now(),
       maxRecordBytes: this.options.limits.maxRecordBytes,
       drops,
     });
+  }
+
+  private insert(input: NewOutboxRecord): OutboxRecord {
+    const { record, queued, bytes } = this.prepare(input, this.seq + 1);
+    this.insertQueued(queued, bytes);
+    return record;
+  }
+
+  private insertQueued(queued: QueuedRecord, bytes: number): void {
+    this.insertRow(queued, bytes);
+    this.ledger.added(queued.class, bytes);
+    this.ledger.shedOverBudget((cls) => this.evictOldest(cls));
+  }
+
+  /** The oldest record of a class goes (over budget): a stored one, or for status a spooled one once none is stored. */
+  private evictOldest(cls: OutboxClass): number | undefined {
+    const stored = (this.statements.evictOldest.get(cls) as { bytes: number } | undefined)?.bytes;
+    if (stored !== undefined || cls !== 'status') return stored;
+    return this.options.statusSpool?.removeOldest()?.bytes;
+  }
+
+  private insertRow(queued: QueuedRecord, bytes: number): void {
     this.statements.insert.run(
       queued.seq,
       queued.messageId,
@@ -179,15 +233,74 @@ export class SqliteOutbox implements OutboxStore {
       queued.createdAt,
       bytes,
     );
-    this.seq = queued.seq;
-    this.ledger.added(input.class, bytes);
-    this.ledger.shedOverBudget((cls) => (this.statements.evictOldest.get(cls) as { bytes: number } | undefined)?.bytes);
-    return record;
+    this.seq = Math.max(this.seq, queued.seq);
+  }
+
+  /** Status into the RAM spool: no database write now (see the class comment for when it gets one). */
+  private spoolStatus(spool: StatusSpool, inputs: readonly NewOutboxRecord[]): OutboxRecord[] {
+    const prepared = inputs.map((input, i) => this.prepare(input, this.seq + 1 + i));
+    const spooledAt = this.now();
+    this.seq += prepared.length;
+    // Spooled samples count against the budgets like stored ones (the spool sheds like the table does).
+    for (const { queued, bytes } of prepared) {
+      spool.add({ queued, bytes, spooledAt });
+      this.ledger.added('status', bytes);
+      this.ledger.shedOverBudget((cls) => this.evictOldest(cls));
+    }
+    this.commitSpool(spool, false);
+    while (spool.size > SPOOL_MAX_RECORDS) {
+      this.ledger.removed('status', spool.removeOldest()!.bytes);
+      this.ledger.drop('status');
+    }
+    this.notifier.notify();
+    return prepared.map((p) => p.record);
+  }
+
+  /** One commit of every spooled sample when enough wait or the oldest waited long enough (or `force`). */
+  private commitSpool(spool: StatusSpool, force: boolean): void {
+    if (spool.size === 0) return;
+    const due = spool.size >= SPOOL_COMMIT_RECORDS || this.now() - spool.oldestSpooledAt()! >= SPOOL_COMMIT_AGE_MS;
+    if (!force && !due) return;
+    const records = spool.all();
+    try {
+      // Already counted in the ledger when they were spooled.
+      this.db.transaction(() => {
+        for (const { queued, bytes } of records) this.insertRow(queued, bytes);
+        this.saveCountersIfChanged();
+      })();
+    } catch (err) {
+      if (!isDiskFull(err)) throw err;
+      // They stay in RAM and are tried again with the next sample; beyond SPOOL_MAX_RECORDS the oldest are dropped.
+      this.ledger.noteDiskFull(this.now());
+      this.diskFullEpisode.start(this.ledger.diskFullAt);
+      return;
+    }
+    spool.clear();
+    this.diskFullEpisode.endIfActive(this.now());
+  }
+
+  /** What a killed fleetlet left in the spool goes into the database first, with seqs after everything stored. */
+  private commitRecoveredSpool(spool: StatusSpool): void {
+    const left = spool.recover(this.options.limits.maxRecordBytes, (file, err) =>
+      this.options.logger?.warn({ err, file }, 'outbox: skipped an unreadable spooled status'),
+    );
+    if (left.length === 0) return;
+    left.forEach((record, i) => (record.queued = { ...record.queued, seq: this.seq + 1 + i }));
+    const [rollback, seqBefore] = [this.ledger.snapshot(), this.seq];
+    try {
+      this.db.transaction(() => left.forEach(({ queued, bytes }) => this.insertQueued(queued, bytes)))();
+    } catch (err) {
+      rollback();
+      this.seq = seqBefore;
+      if (!isDiskFull(err)) throw err;
+      this.ledger.drop('status', left.length);
+    }
+    spool.clear();
   }
 
   private writeWhenFull(inputs: readonly NewOutboxRecord[]): OutboxRecord[] {
     this.ledger.noteDiskFull(this.now());
-    this.startDiskFullEpisode();
+    this.diskFullEpisode.start(this.ledger.diskFullAt);
     const onlyStatus = inputs.every((input) => input.class === 'status');
     for (let attempt = 0; attempt < SHED_ATTEMPTS_MAX; attempt += 1) {
       if (!this.shedForSpace(onlyStatus)) break;
@@ -226,28 +339,6 @@ export class SqliteOutbox implements OutboxStore {
     }
   }
 
-  private startDiskFullEpisode(): void {
-    if (this.inDiskFullEpisode) return;
-    this.inDiskFullEpisode = true;
-    this.options.logger?.warn('outbox: disk full; shedding status records to keep going');
-    this.recordCondition('outbox.disk_full', { at: this.ledger.diskFullAt });
-  }
-
-  private endDiskFullEpisode(): void {
-    this.inDiskFullEpisode = false;
-    this.options.logger?.info('outbox: writes succeed again after a disk-full condition');
-    this.recordCondition('outbox.disk_full_cleared', { at: this.now() });
-  }
-
-  private recordCondition(kind: string, detail: Record<string, unknown>): void {
-    try {
-      this.options.conditions?.record(kind, detail);
-    } catch (err) {
-      // The event log lives on the same full disk; the condition is also in stats() and the next status.
-      this.options.logger?.debug({ err, kind }, 'outbox: could not record a condition');
-    }
-  }
-
   private saveCountersIfChanged(): void {
     if (!this.ledger.countersDirty) return;
     for (const cls of OUTBOX_CLASSES) this.statements.saveCounter.run(`dropped.${cls}`, this.ledger.dropped[cls]);
@@ -269,30 +360,6 @@ export class SqliteOutbox implements OutboxStore {
     }
   }
 
-  /** Totals and counters from the table (once, at open); returns the highest seq. */
-  private loadTotals(): number {
-    this.ledger.rows = zeroCounts();
-    this.ledger.bytes = zeroCounts();
-    const totals = this.db.prepare('SELECT class, COUNT(*) AS n, SUM(bytes) AS b FROM outbox GROUP BY class').all() as {
-      class: OutboxClass;
-      n: number;
-      b: number;
-    }[];
-    for (const row of totals) {
-      if (!OUTBOX_CLASSES.includes(row.class)) continue;
-      this.ledger.rows[row.class] = row.n;
-      this.ledger.bytes[row.class] = row.b;
-    }
-    const counters = this.db.prepare('SELECT name, value FROM outbox_counters').all() as { name: string; value: number }[];
-    for (const { name, value } of counters) {
-      if (name === 'diskFull') this.ledger.diskFull = value;
-      const cls = OUTBOX_CLASSES.find((c) => name === `dropped.${c}`);
-      if (cls) this.ledger.dropped[cls] = value;
-    }
-    const max = this.db.prepare('SELECT MAX(seq) AS seq FROM outbox').get() as { seq: number | null };
-    return max.seq ?? 0;
-  }
-
   /**
    * A record enqueued inside a caller's transaction is undone if the caller rolls back, which the ledger cannot
    * see: after such an enqueue the totals are read again from the table before they are next used.
@@ -300,19 +367,8 @@ export class SqliteOutbox implements OutboxStore {
   private resyncIfNeeded(): void {
     if (!this.totalsMayDrift || this.db.inTransaction) return;
     this.totalsMayDrift = false;
-    this.seq = Math.max(this.seq, this.loadTotals());
+    this.seq = Math.max(this.seq, loadLedger(this.db, this.ledger));
+    // The table knows nothing of the spool, whose samples count against the budgets too.
+    for (const { bytes } of this.options.statusSpool?.all() ?? []) this.ledger.added('status', bytes);
   }
-}
-
-function unstored(input: NewOutboxRecord, createdAt: number): OutboxRecord {
-  return {
-    seq: 0,
-    messageId: randomUUID(),
-    class: input.class,
-    topic: input.topic,
-    payload: input.payload,
-    qos: input.qos ?? 1,
-    retain: input.retain ?? false,
-    createdAt,
-  };
 }

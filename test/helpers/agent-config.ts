@@ -8,7 +8,7 @@ import { freePort } from './ports.js';
 import { processesMatching, signalIfAlive } from './processes.js';
 
 /**
- * Writes a config for an agent under test: state in `dir`, no k3s, no local HTTP port (tests run in parallel),
+ * Writes a config for an agent under test: state in `dir` (status committed at once, no RAM spool), no k3s, no local HTTP port (tests run in parallel),
  * and a broker URL that may point at nothing. `overrides` are merged one level deep per section.
  */
 export function writeAgentConfig(dir: string, overrides: Record<string, unknown> = {}): string {
@@ -17,6 +17,9 @@ export function writeAgentConfig(dir: string, overrides: Record<string, unknown>
     broker: { url: 'mqtt://127.0.0.1:1', allowPlaintext: true },
     k3s: { enabled: false },
     stateDir: join(dir, 'state'),
+    // On disk, so no spool: tests that read status from the state database see it there on every machine, and none
+    // writes into the host's /run.
+    runtimeDir: join(dir, 'run'),
     telemetry: { http: { enabled: false } },
     log: { level: 'info' },
   };

@@ -7,7 +7,8 @@ export const REPO_ROOT = resolve(import.meta.dirname, '../..');
 export const FLEETLET_BUNDLE = join(REPO_ROOT, 'dist/fleetlet.cjs');
 
 /** A fresh temporary directory, removed by the returned cleanup. */
-export function tempDir(prefix = 'fleetlet-test-'): { dir: string; cleanup: () => void } {
-  const dir = mkdtempSync(join(tmpdir(), prefix));
+/** `base` is the os temp dir unless given (/dev/shm for a directory in RAM). */
+export function tempDir(prefix = 'fleetlet-test-', base = tmpdir()): { dir: string; cleanup: () => void } {
+  const dir = mkdtempSync(join(base, prefix));
   return { dir, cleanup: () => rmSync(dir, { recursive: true, force: true }) };
 }

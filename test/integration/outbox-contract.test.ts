@@ -6,12 +6,13 @@ import {
   type OutboxClass,
   type OutboxStore,
 } from '../../src/store/outbox.js';
-import { memoryOutbox, sqliteOutbox, testLimits, type OutboxFactory, type OutboxUnderTest } from '../fixtures/outbox-setup.js';
+import { memoryOutbox, spooledSqliteOutbox, sqliteOutbox, testLimits, type OutboxFactory, type OutboxUnderTest } from '../fixtures/outbox-setup.js';
 
 /** One contract, run against every Outbox implementation (as MQTT.js does for its stores). */
 const IMPLEMENTATIONS: [string, OutboxFactory][] = [
   ['MemoryOutbox', memoryOutbox],
   ['SqliteOutbox', sqliteOutbox],
+  ['SqliteOutbox with a status spool', spooledSqliteOutbox],
 ];
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;

@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import BetterSqlite3 from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DATABASE_FILE } from '../../src/store/db.js';
+import { StatusSpool } from '../../src/store/status-spool.js';
 import { ArrivalRecorder } from '../fixtures/outbox-mqtt.js';
 import { waitFor } from '../helpers/wait.js';
 import { mosquittoAvailable, startMosquitto, type TestBroker } from '../helpers/mosquitto.js';
@@ -42,15 +43,18 @@ function parse(stdout: string): RunOutput {
 describe.skipIf(!mosquittoAvailable())('outbox under SIGKILL', () => {
   let broker: TestBroker;
   let state: { dir: string; cleanup: () => void };
+  let spool: { dir: string; cleanup: () => void };
 
   beforeAll(async () => {
     await bundleFixture('outbox-crash-child.ts', CHILD_BUNDLE);
     broker = await startMosquitto({ globalLines: ['max_queued_messages 0'] });
     state = tempDir('fleetlet-outbox-crash-');
+    spool = tempDir('fleetlet-outbox-crash-spool-', '/dev/shm');
   });
   afterAll(async () => {
     await broker?.close();
     state?.cleanup();
+    spool?.cleanup();
   });
 
   function runChild(run: number, mode: 'run' | 'finish', killAfter?: { afterReady: boolean; ms: number }) {
@@ -59,6 +63,7 @@ describe.skipIf(!mosquittoAvailable())('outbox under SIGKILL', () => {
       env: {
         PATH: process.env.PATH,
         CRASH_STATE_DIR: state.dir,
+        CRASH_SPOOL_DIR: spool.dir,
         CRASH_BROKER_URL: broker.url,
         CRASH_TOPIC_ROOT: TOPIC_ROOT,
         CRASH_RUN: String(run),
@@ -88,13 +93,17 @@ describe.skipIf(!mosquittoAvailable())('outbox under SIGKILL', () => {
     });
   }
 
+  /** In the database, or in the RAM spool of status samples (which the next start commits). */
   function queuedIds(): Set<string> {
+    const spooled = new StatusSpool(spool.dir).recover(1 << 16, (file, err) => expect.fail(`spool file ${file}: ${String(err)}`));
+    const ids = new Set(spooled.map((record) => record.queued.messageId));
     const db = new BetterSqlite3(join(state.dir, DATABASE_FILE));
     try {
       expect(db.pragma('integrity_check', { simple: true })).toBe('ok');
       const hasOutbox = db.prepare("SELECT 1 FROM sqlite_master WHERE name = 'outbox'").get() !== undefined;
-      if (!hasOutbox) return new Set();
-      return new Set((db.prepare('SELECT message_id FROM outbox').all() as { message_id: string }[]).map((r) => r.message_id));
+      if (!hasOutbox) return ids;
+      for (const { message_id } of db.prepare('SELECT message_id FROM outbox').all() as { message_id: string }[]) ids.add(message_id);
+      return ids;
     } finally {
       db.close();
     }
