@@ -13,9 +13,14 @@ export async function listEvents(hub: HubDatabase, query: EventsQuery): Promise<
   if (query.from) select = select.where('occurred_at_ms', '>=', Date.parse(query.from));
   if (query.to) select = select.where('occurred_at_ms', '<', Date.parse(query.to));
   if (query.before) select = select.where('id', '<', query.before);
-  const rows = await select.orderBy('id', 'desc').limit(query.limit + 1).execute();
-  const page = rows.slice(0, query.limit);
-  return { events: page.map(eventItemOf), nextBefore: rows.length > query.limit ? page[page.length - 1]!.id : null };
+  const { page, nextBefore } = pageOf(await select.orderBy('id', 'desc').limit(query.limit + 1).execute(), query.limit);
+  return { events: page.map(eventItemOf), nextBefore };
+}
+
+/** A page, newest first, from one row more than the page holds: that extra row says whether another page follows. */
+function pageOf<R extends { id: number }>(rows: R[], limit: number): { page: R[]; nextBefore: number | null } {
+  const page = rows.slice(0, limit);
+  return { page, nextBefore: rows.length > limit ? page[page.length - 1]!.id : null };
 }
 
 export function eventItemOf(row: EventRow): z.infer<typeof EventItem> {
@@ -41,8 +46,7 @@ export async function listResults(hub: HubDatabase, query: ResultsQuery): Promis
   if (query.from) select = select.where('at_ms', '>=', Date.parse(query.from));
   if (query.to) select = select.where('at_ms', '<', Date.parse(query.to));
   if (query.before) select = select.where('id', '<', query.before);
-  const rows = await select.orderBy('id', 'desc').limit(query.limit + 1).execute();
-  const page = rows.slice(0, query.limit);
+  const { page, nextBefore } = pageOf(await select.orderBy('id', 'desc').limit(query.limit + 1).execute(), query.limit);
   return {
     results: page.map((r) => ({
       id: r.id,
@@ -55,7 +59,7 @@ export async function listResults(hub: HubDatabase, query: ResultsQuery): Promis
       receivedAt: iso(r.received_at_ms),
       result: parseObject(r.payload_json) ?? {},
     })),
-    nextBefore: rows.length > query.limit ? page[page.length - 1]!.id : null,
+    nextBefore,
   };
 }
 
@@ -63,10 +67,9 @@ export async function listResults(hub: HubDatabase, query: ResultsQuery): Promis
 export async function listAudit(hub: HubDatabase, query: { before?: number | undefined; limit: number }): Promise<AuditList> {
   let select = hub.db.selectFrom('audit_log').selectAll();
   if (query.before) select = select.where('id', '<', query.before);
-  const rows = await select.orderBy('id', 'desc').limit(query.limit + 1).execute();
-  const page = rows.slice(0, query.limit);
+  const { page, nextBefore } = pageOf(await select.orderBy('id', 'desc').limit(query.limit + 1).execute(), query.limit);
   return {
     entries: page.map((r) => ({ id: r.id, at: iso(r.at_ms), actor: r.actor, action: r.action, target: r.target, remoteAddr: r.remote_addr })),
-    nextBefore: rows.length > query.limit ? page[page.length - 1]!.id : null,
+    nextBefore,
   };
 }
