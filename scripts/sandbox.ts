@@ -277,6 +277,8 @@ function writeConfig(brokerUrl: string, httpPort: number, trustedKey: { id: stri
       allowInsecureMirror: true,
     },
     stateDir: join(DEV_DIR, 'state'),
+    // The default (/run/fleetlet) is the host's; here status waits on disk, which only costs a write per sample.
+    runtimeDir: join(DEV_DIR, 'run'),
     // The sandbox's operator key is on this disk: a signed agent.upgrade may replace only the sandbox's own copy.
     commands: { trustedKeys: [trustedKey], agentUpgrade: { binaryPath: join(DEV_DIR, 'bin/fleetlet') } },
     telemetry: { intervalSeconds: 5, http: { enabled: true, port: httpPort } },
