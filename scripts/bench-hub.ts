@@ -1,7 +1,9 @@
 // npm run bench:hub: simulated devices speaking the wire protocol, through a real mosquitto, into `fleetlet hub`
 // on SQLite and on PostgreSQL, beside a bare MQTT.js subscriber that only counts the same messages, in the same run.
 // Prints messages/s, p50/p99 from publish to commit (to receipt for the bare subscriber), RSS and CPU of this
-// process (the hub runs in it), and database bytes per device per day. Options: --devices N --samples N.
+// process (the hub runs in it), and database bytes per device per day. Options: --devices N --samples N, and
+// --variants "16:0,64:0,64:5" to run the hub on SQLite once per hub.connections:hub.batch.maxWaitMs pair in the same
+// run (the first pair is also the PostgreSQL run's; default: the config's defaults).
 import { randomUUID } from 'node:crypto';
 import { join } from 'node:path';
 import mqtt, { type MqttClient } from 'mqtt';
@@ -22,6 +24,14 @@ const SAMPLES = arg('samples', 5);
 const PUBLISHERS = 20;
 const ROOT = 'fleetlet/v1';
 const INTERVAL_S = 30;
+const variantIndex = process.argv.indexOf('--variants');
+const VARIANTS = (variantIndex > 0 ? process.argv[variantIndex + 1]! : '')
+  .split(',')
+  .filter(Boolean)
+  .map((pair) => {
+    const [connections, maxWaitMs] = pair.split(':').map(Number);
+    return { connections: connections!, batch: { maxWaitMs: maxWaitMs ?? 0 } };
+  });
 
 interface Run {
   target: string;
@@ -97,10 +107,13 @@ const bareSubscriber = (url: string) => async (latencies: number[], check: () =>
   return { stop: async () => void (await client.endAsync()) };
 };
 
-const hubSubscriber = (url: string, database: { file: string; url?: string }, name: string) => async (latencies: number[], check: () => void) => {
+type Variant = (typeof VARIANTS)[number] | undefined;
+const variantName = (variant: Variant) => (variant ? ` (${variant.connections} connections, maxWaitMs ${variant.batch.maxWaitMs})` : '');
+
+const hubSubscriber = (url: string, database: { file: string; url?: string }, name: string, variant: Variant) => async (latencies: number[], check: () => void) => {
   const config = ConfigSchema.parse({
     broker: { url, allowPlaintext: true, topicRoot: ROOT },
-    hub: { database, replicaId: name, shareGroup: `bench-${name}` },
+    hub: { database, replicaId: name, shareGroup: `bench-${name}`, ...variant },
   });
   const hub = await startHub({ config, log: pino({ level: 'silent' }) });
   await hub.ready();
@@ -124,12 +137,15 @@ const dir = tempDir('fleetlet-bench-hub-');
 const runs: Run[] = [];
 try {
   runs.push(await measure('bare MQTT.js subscriber (counts only)', broker.url, bareSubscriber(broker.url)));
-  runs.push(await measure('fleetlet hub, SQLite', broker.url, hubSubscriber(broker.url, { file: join(dir.dir, 'hub.db') }, 'sqlite')));
+  for (const [i, variant] of (VARIANTS.length > 0 ? VARIANTS : [undefined]).entries()) {
+    const hub = hubSubscriber(broker.url, { file: join(dir.dir, `hub-${i}.db`) }, `sqlite-${i}`, variant);
+    runs.push(await measure(`fleetlet hub, SQLite${variantName(variant)}`, broker.url, hub));
+  }
   if (postgresAvailable()) {
     const postgres = await startPostgres();
     try {
       const url = await postgres.createDatabase('bench');
-      runs.push(await measure('fleetlet hub, PostgreSQL', broker.url, hubSubscriber(broker.url, { file: join(dir.dir, 'unused.db'), url }, 'postgres')));
+      runs.push(await measure(`fleetlet hub, PostgreSQL${variantName(VARIANTS[0])}`, broker.url, hubSubscriber(broker.url, { file: join(dir.dir, 'unused.db'), url }, 'postgres', VARIANTS[0])));
     } finally {
       await postgres.close();
     }

@@ -14,6 +14,7 @@ import type { z } from 'zod';
 import { errorMessage } from '../src/lib/errors.js';
 import { EventSchema } from '../src/protocol/event.js';
 import { CommandResultSchema } from '../src/protocol/result.js';
+import { findMosquitto, startMosquittoBroker, startSandboxHub, type SandboxHub } from './sandbox-hub.js';
 import { sandboxOperatorKey, sandboxPace, sendPing } from './sandbox-operator.js';
 import { compactLogLine, screenLines } from './sandbox-screen.js';
 import { InventorySchema } from '../src/protocol/inventory.js';
@@ -28,6 +29,8 @@ const DEVICE_ID = 'dev-sandbox';
 const STOP_TIMEOUT_MS = 15_000;
 const FORCE_AFTER_MS = 2000;
 const topics = new Topics('fleetlet/v1');
+/** The hub needs an MQTT 5 broker: with mosquitto installed it is the sandbox's broker, else the embedded aedes. */
+const MOSQUITTO = findMosquitto();
 
 interface DeviceView {
   presence?: string;
@@ -53,6 +56,10 @@ async function main(): Promise<void> {
   // What `fleetlet fleet` reads from the environment, so the command to send one yourself fits a line.
   const operatorEnv = join(DEV_DIR, 'operator.env');
   writeFileSync(operatorEnv, `export FLEET_BROKER_URL=${brokerUrl} FLEET_SIGNING_KEY=${operatorKey.file}\n`);
+  const env = Object.fromEntries(Object.entries(process.env).filter(([key]) => !key.startsWith('FLEETLET_')));
+  const hub: SandboxHub | undefined = MOSQUITTO
+    ? await startSandboxHub({ rootDir: ROOT_DIR, devDir: DEV_DIR, brokerUrl, httpPort: await freePort(), env })
+    : undefined;
   const pace = sandboxPace(process.env);
 
   const fleet = await connectAsync(brokerUrl, { clientId: 'sandbox-fleet-view', reconnectPeriod: 1000 });
@@ -62,7 +69,6 @@ async function main(): Promise<void> {
   await fleet.subscribeAsync(['presence', 'inventory', 'status', 'events', 'results'].map((c) => `fleetlet/v1/devices/+/${c}`));
 
   const logFd = openSync(logFile, 'a');
-  const env = Object.fromEntries(Object.entries(process.env).filter(([key]) => !key.startsWith('FLEETLET_')));
   const agent = spawn(process.execPath, ['--import', 'tsx', join(ROOT_DIR, 'src/bin.ts'), 'agent', '--config', configFile], {
     stdio: ['ignore', logFd, logFd],
     env,
@@ -78,9 +84,11 @@ async function main(): Promise<void> {
 
   const shown = (path: string) => (path.startsWith(process.cwd()) ? relative(process.cwd(), path) || '.' : path);
   const header = [
-    `fleetlet sandbox: broker ${brokerUrl} (embedded aedes), device ${DEVICE_ID}, agent pid ${agent.pid}`,
+    `fleetlet sandbox: broker ${brokerUrl} (${MOSQUITTO ? 'mosquitto' : 'embedded aedes'}), device ${DEVICE_ID}, agent pid ${agent.pid}`,
     `state in ${shown(DEV_DIR)}, agent log ${shown(logFile)}, :${httpPort}/metrics; Ctrl-C stops`,
-    // When the sandbox runs a hub beside the agent, its URL takes one line here.
+    ...(hub
+      ? [`hub ${hub.url} on SQLite: npx tsx src/bin.ts fleet devices \\`, `  --hub ${hub.url} --token-file ${shown(hub.tokenFile)}`]
+      : ['hub: not run, it needs an MQTT 5 broker (apt-get install mosquitto)']),
     `send a command yourself: . ${shown(operatorEnv)}`,
     `  npx tsx src/bin.ts fleet send ping --device ${DEVICE_ID} --allow-plaintext`,
   ];
@@ -156,6 +164,7 @@ async function main(): Promise<void> {
   clearTimeout(outage);
   render();
   await fleet.endAsync(true);
+  await hub?.stop();
   if (!brokerDown) await broker.close();
   process.exitCode = stopping && code === 0 ? 0 : code;
 }
@@ -288,8 +297,14 @@ function writeConfig(brokerUrl: string, httpPort: number, trustedKey: { id: stri
   return file;
 }
 
-/** aedes on a free loopback port; close() drops the clients and stops listening. */
+/** The sandbox's broker on a free loopback port (or `port`, after an outage); close() stops it. */
 async function startBroker(port = 0): Promise<{ port: number; close: () => Promise<void> }> {
+  if (MOSQUITTO) return startMosquittoBroker(MOSQUITTO, DEV_DIR, port || (await freePort()));
+  return startAedes(port);
+}
+
+/** aedes on a free loopback port; close() drops the clients and stops listening. */
+async function startAedes(port: number): Promise<{ port: number; close: () => Promise<void> }> {
   const aedes = await Aedes.createBroker();
   const sockets = new Set<Socket>();
   const server: Server = createServer((socket) => {

@@ -51,7 +51,7 @@ export const HubSection = z
       .int()
       .min(1)
       .max(64)
-      .default(16)
+      .default(64)
       .describe('MQTT connections per replica; each acknowledges a message only after its commit, so they give ingest its parallelism.'),
     sessionExpirySeconds: z
       .int()
@@ -62,7 +62,7 @@ export const HubSection = z
     batch: z
       .strictObject({
         maxMessages: z.int().min(1).max(10_000).default(500).describe('Messages committed together at most.'),
-        maxWaitMs: z.int().min(0).max(5000).default(0).describe('How long a message may wait for others to share its commit; 0 commits at once when no commit runs (messages arriving meanwhile share the next).'),
+        maxWaitMs: z.int().min(0).max(5000).default(1).describe('How long a message may wait for others to share its commit; 0 commits at once when no commit runs (messages arriving meanwhile share the next), which makes many small commits on a busy hub.'),
       })
       .prefault({}),
     retention: z

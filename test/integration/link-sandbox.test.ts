@@ -6,6 +6,7 @@ import { runCli } from '../helpers/cli.js';
 import { waitFor } from '../helpers/wait.js';
 import { fakeK3sBinary } from '../helpers/fake-k3s.js';
 import { descendantsOf } from '../helpers/processes.js';
+import { mosquittoAvailable } from '../helpers/mosquitto.js';
 import { REPO_ROOT, tempDir } from '../helpers/paths.js';
 
 /** `npm start` as a newcomer runs it: embedded broker, a real agent, the fleet's view; Ctrl-C stops it all. */
@@ -26,8 +27,27 @@ it('npm start shows the agent come online, and Ctrl-C stops agent and broker cle
     await waitFor(() => output.includes('dev-sandbox is online, boot #'), 'the agent online in the fleet view', 45_000);
     // The fleet view shows what telemetry reports through the outbox and the link, k3s's real state included.
     await waitFor(() => /dev-sandbox status #\d+ .*; k3s \S+/.test(output), 'a status sample in the fleet view', 45_000);
-    expect(output).toMatch(/embedded aedes/);
     expect(output).toContain(dir);
+    if (mosquittoAvailable()) {
+      // The hub beside the agent: its URL and how to read it on screen, its API listing the device with the token
+      // the sandbox made through the hub's account code, inside the sandbox's directory.
+      expect(output).toMatch(/\(mosquitto\)/);
+      const hubUrl = /^hub (http:\/\/127\.0\.0\.1:\d+) on SQLite: npx tsx src\/bin\.ts fleet devices \\$/m.exec(output)?.[1];
+      expect(hubUrl).toBeDefined();
+      const tokenFile = new RegExp(`^  --hub ${hubUrl!.replace(/\./g, '\\.')} --token-file (\\S+)$`, 'm').exec(output)?.[1];
+      expect(tokenFile).toBe(join(dir, 'hub/sandbox.token'));
+      expect(statSync(tokenFile!).mode & 0o777).toBe(0o600);
+      const token = readFileSync(tokenFile!, 'utf8').trim();
+      let listed: unknown;
+      await waitFor(async () => {
+        const response = await fetch(`${hubUrl}/api/v1/devices`, { headers: { authorization: `Bearer ${token}` } }).catch(() => undefined);
+        listed = response?.ok ? await response.json() : undefined;
+        return (listed as { devices?: { deviceId: string; state: string }[] } | undefined)?.devices?.some((d) => d.deviceId === 'dev-sandbox' && d.state === 'online') ?? false;
+      }, () => `the hub API listing dev-sandbox online (last answer: ${JSON.stringify(listed)})`, 30_000);
+    } else {
+      expect(output).toMatch(/embedded aedes/);
+      expect(output).toContain('hub: not run, it needs an MQTT 5 broker');
+    }
     const children = descendantsOf(sandbox.pid!);
     expect(children.length).toBeGreaterThan(0);
 

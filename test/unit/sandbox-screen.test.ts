@@ -20,6 +20,22 @@ it('fits a busy sandbox into 80x24: every line at most 80 columns, at most 24 ro
   expect(lines).toContain(header[3]);
 });
 
+it('fits the hub lines into 80x24 too, whole, with the feed still shown', () => {
+  const withHub = [
+    ...header.slice(0, 2),
+    'hub http://127.0.0.1:40125 on SQLite: npx tsx src/bin.ts fleet devices \\',
+    '  --hub http://127.0.0.1:40125 --token-file .fleetlet-dev/hub/sandbox.token',
+    ...header.slice(2),
+  ];
+  const devices = new Map([['dev-sandbox', { presence: 'online, boot #3', status: '#42 cpu 3.1%', k3s: 'not-installed', lastSeen: new Date() }]]);
+  const feed = Array.from({ length: 50 }, (_, i) => `feed line ${i}`);
+  const lines = screenLines({ header: withHub, devices, feed, logTail: ['info a', 'info b', 'info c', 'info d', 'info e'] }, 24, 80);
+  expect(lines.length).toBe(24);
+  expect(lines.slice(2, 4)).toEqual(withHub.slice(2, 4));
+  expect(lines.some((line) => line === 'feed line 49')).toBe(true);
+  expect(lines.at(-1)).toBe('info e');
+});
+
 it('keeps the fields of a log line that say why and what comes next', () => {
   const line = JSON.stringify({ level: 'info', time: Date.UTC(2026, 0, 1, 6, 1, 2), part: 'link', pid: 1, delayMs: 2310, attempt: 4, nextAttemptAt: 'x', msg: 'next connection attempt in 2.3 s' });
   expect(compactLogLine(line)).toBe('06:01:02 info next connection attempt in 2.3 s delayMs=2310');
