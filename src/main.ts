@@ -10,7 +10,7 @@ import { diskFullEvent } from './daemon/agent-state.js';
 import { buildStatePart } from './daemon/state-part.js';
 import { buildWatchdogPart } from './daemon/watchdog-part.js';
 import { FleetletError } from './lib/errors.js';
-import { createLogger, type Logger } from './lib/logger.js';
+import { createProcessLogger, type Logger } from './lib/logger.js';
 import { FLEETLET_VERSION } from './lib/version.js';
 import { sqliteNativeBinding } from './lib/native-addon.js';
 import { buildLinkPart } from './link/link-part.js';
@@ -43,7 +43,7 @@ async function runAgent(selection: ConfigSelection, io: CliIo): Promise<number> 
   const loaded = loadSelectedConfig(selection, io);
   if (!loaded) return EXIT.CONFIG;
   const { config } = loaded;
-  const logger = createLogger({ level: config.log.level });
+  const logger = await createProcessLogger(config.log.level);
   for (const warning of loaded.warnings) logger.warn(warning);
   logger.info({ version: FLEETLET_VERSION, files: loaded.files, stateDir: config.stateDir }, 'fleetlet agent starting');
 
