@@ -2,7 +2,7 @@
 # Installs fleetlet on this device: the binary for its arch, a config, the systemd unit; then runs fleetlet doctor.
 #
 #   curl -fsSLO https://<your-server>/fleetlet/install.sh
-#   sudo sh install.sh --url 'https://<your-server>/fleetlet/fleetlet-linux-%ARCH%.gz' --sha256 <hex> \
+#   sudo sh install.sh --url 'https://<your-server>/fleetlet/fleetlet-linux-%ARCH%.xz' --sha256 <hex> \
 #     --broker mqtts://broker.example.com:8883 --ca ./fleet-ca.crt --server https://k3s.example.com:6443
 #
 # With --server and no token given, it asks for the k3s token on the terminal without showing it (nothing lands
@@ -142,6 +142,9 @@ if [ -n "$URL" ]; then
   download "$URL" "$WORK/download"
   echo "$SHA256  $WORK/download" | sha256sum -c - >/dev/null 2>&1 || fatal "sha256 of $URL does not match $SHA256"
   case "$URL" in
+    *.xz)
+      command -v xz >/dev/null 2>&1 || fatal "$URL is xz-compressed and xz is not installed (apt-get install xz-utils)"
+      xz -dc "$WORK/download" > "$WORK/fleetlet" || fatal "$URL is not a valid .xz file" ;;
     *.gz) gunzip -c "$WORK/download" > "$WORK/fleetlet" ;;
     *) mv "$WORK/download" "$WORK/fleetlet" ;;
   esac

@@ -97,7 +97,7 @@ const link = new MqttLink({
   maxMessageBytes: 4096,
   bootSequence: 1,
   fleetletVersion: 'bench',
-  logger: createLogger({ level: 'silent', pretty: false }),
+  logger: createLogger({ level: 'silent' }),
   random: () => 0,
 });
 const measured = await measure(() => link.start(), () => link.stop());

@@ -64,9 +64,9 @@ try {
     // The plain bundle loads the host's better-sqlite3 build, so it only runs on x64 here.
     const bundleRss = emulated ? undefined : await rssAfter(target, node, [join(DIST, 'fleetlet.cjs'), 'agent', '--config', config], settleMs);
     const size = statSync(binary).size / MiB;
-    const gz = statSync(`${binary}.gz`).size / MiB;
+    const xz = statSync(`${binary}.xz`).size / MiB;
     rows.push(
-      `| ${arch}${emulated ? ' (qemu)' : ''} | ${size.toFixed(1)} MiB (${gz.toFixed(1)} gz) | ${startup.toFixed(0)} ms | ${baseline.toFixed(0)} ms | ` +
+      `| ${arch}${emulated ? ' (qemu)' : ''} | ${size.toFixed(1)} MiB (${xz.toFixed(1)} xz) | ${startup.toFixed(0)} ms | ${baseline.toFixed(0)} ms | ` +
         `${(agentRss / MiB).toFixed(0)} MiB | ${bundleRss ? `${(bundleRss / MiB).toFixed(0)} MiB` : '-'} | ${(idleRss / MiB).toFixed(0)} MiB |`,
     );
   }

@@ -123,7 +123,7 @@ function exponentialClient(url: string, i: number) {
 }
 
 async function real(count: number, outageMs: number): Promise<void> {
-  const logger = createLogger({ level: 'silent', pretty: false });
+  const logger = createLogger({ level: 'silent' });
   const fixed = await outage(count, outageMs, (url, i) => {
     const client = connect(url, { clientId: `fixed-${i}`, reconnectPeriod: 1000 });
     return { connected: () => client.connected, close: () => void client.end(true) };

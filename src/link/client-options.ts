@@ -32,6 +32,9 @@ export function clientOptions(broker: Config['broker'], deviceId: string, will: 
     connectTimeout: Math.min(30_000, keepalive * 1500),
     resubscribe: false,
     queueQoSZero: false,
+    // Without this, mqtt-packet builds a table of 65,536 two-byte Buffers (about 7 MiB of heap, for good) to save
+    // one small allocation per packet id: a poor trade for a device that sends a few messages a minute.
+    writeCache: false,
     will: { topic: will.topic, payload: Buffer.from(will.payload), qos: 1, retain: true },
   };
   if (broker.auth.username) options.username = broker.auth.username;

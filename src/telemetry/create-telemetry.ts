@@ -76,6 +76,7 @@ export function buildTelemetryPart(section: Config['telemetry'], deps: Telemetry
     statusSocket: section.statusSocket.enabled ? { path: join(deps.stateDir, STATUS_SOCKET_FILE) } : undefined,
     logger: logger.child({ part: 'telemetry' }),
     ...(deps.progress ? { progress: deps.progress } : {}),
+    firstSampleWithCpu: true,
   });
   return { telemetry, events };
 }

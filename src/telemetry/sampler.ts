@@ -82,6 +82,13 @@ export class Sampler {
     this.previousCpu = times && { times, atMs: this.monotonicMs() };
   }
 
+  /** How long until a sample can carry a CPU percentage: the window since the last reading is long enough. */
+  msUntilCpuReading(): number {
+    if (!this.previousCpu) return 0;
+    const elapsed = this.monotonicMs() - this.previousCpu.atMs;
+    return Math.max(0, Math.ceil((this.options.minCpuIntervalMs ?? 1000) - elapsed));
+  }
+
   sample(): RawSample {
     const { files } = this.options;
     const sampledAt = this.now();

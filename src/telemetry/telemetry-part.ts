@@ -40,6 +40,11 @@ export interface TelemetryOptions {
   factsTimeoutMs?: number;
   /** Beaten after every sample that was taken and queued: the daemon's watchdog waits for it. */
   progress?: Heartbeat;
+  /**
+   * Take the first sample only once the sampler's CPU window is long enough (under a second after it was built), so
+   * that it carries a CPU percentage like every later one. Off, start() samples at once (tests that drive samples).
+   */
+  firstSampleWithCpu?: boolean;
 }
 
 /** Failures in a row after which /healthz reports unhealthy (a restart may help: e.g. a wedged database). */
@@ -63,6 +68,7 @@ export class Telemetry {
   private lastError: string | undefined;
   private startedAtMs = 0;
   private lastTickMs: number | undefined;
+  private firstTick: NodeJS.Timeout | undefined;
   private endpoint: LocalEndpoint | undefined;
   private statusSocket: StatusSocket | undefined;
   private stopped = false;
@@ -75,7 +81,9 @@ export class Telemetry {
 
   async start(): Promise<void> {
     this.startedAtMs = this.monotonicMs();
-    this.tick();
+    const firstIn = this.options.firstSampleWithCpu ? this.options.sampler.msUntilCpuReading() : 0;
+    if (firstIn === 0) this.tick();
+    else this.firstTick = setTimeout(() => this.stopped || this.tick(), firstIn).unref();
     this.timer = setInterval(() => this.tick(), this.options.intervalMs);
     // The daemon keeps itself alive; a timer should not keep a stopping process (or a test) running.
     this.timer.unref();
@@ -102,6 +110,7 @@ export class Telemetry {
 
   async stop(): Promise<void> {
     this.stopped = true;
+    clearTimeout(this.firstTick);
     clearInterval(this.timer);
     this.timer = undefined;
     await this.endpoint?.stop();

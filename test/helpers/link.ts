@@ -25,7 +25,7 @@ export function capturingLogger(): { logger: Logger; lines: () => string[] } {
       done();
     },
   });
-  return { logger: createLogger({ level: 'debug', pretty: false, destination }), lines: () => lines };
+  return { logger: createLogger({ level: 'debug', destination }), lines: () => lines };
 }
 
 export function makeLink(broker: Config['broker'], options: Partial<LinkOptions> = {}): { link: MqttLink; logs: () => string[] } {

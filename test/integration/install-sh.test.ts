@@ -1,4 +1,4 @@
-import { spawn, spawnSync } from 'node:child_process';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, readFileSync, readlinkSync, statSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
@@ -35,8 +35,10 @@ let closedPort: number;
 beforeAll(async () => {
   closedPort = await freePort();
   const gz = gzipSync(readFileSync(binary));
+  const xz = execFileSync('xz', ['-9', '--stdout', binary]);
   server = createServer((req, res) => {
     if (req.url === '/fleetlet-linux-x64.gz') res.end(gz);
+    else if (req.url === '/fleetlet-linux-x64.xz') res.end(xz);
     else res.writeHead(404).end();
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
@@ -142,6 +144,15 @@ describe('packaging/install.sh', () => {
     expect(refused.code).toBe(1);
     expect(refused.output).toContain('does not match');
     expect(existsSync(join(bad, 'usr'))).toBe(false);
+  });
+
+  it('unpacks an .xz release, the format releases ship in', async () => {
+    const url = `${base}/fleetlet-linux-%ARCH%.xz`;
+    const sha = createHash('sha256').update(execFileSync('xz', ['-9', '--stdout', binary])).digest('hex');
+    const root = scratch();
+    const ok = await install(['--url', url, '--sha256', sha, ...deviceArgs(root)], { K3S_TOKEN: TOKEN });
+    expect(ok.code, ok.output).toBe(0);
+    expect(readFileSync(join(root, 'usr/local/bin/fleetlet'), 'utf8')).toBe(readFileSync(binary, 'utf8'));
   });
 
   it('refuses a token given as an argument, and a k3s server without a token', async () => {

@@ -18,6 +18,9 @@ describe.skipIf(!mosquittoAvailable())('telemetry over a real broker', () => {
       broker: { url: broker.url, allowPlaintext: true },
       telemetry: { intervalSeconds: 5, http: { enabled: false } },
     });
+    // Subscribed before the agent starts, so that its very first sample is seen too.
+    const live = await Observer.connect(broker.url, ['fleetlet/v1/devices/pi-mqtt/+']);
+    onTestFinished(() => void live.client.end(true));
     const agent = startCli(['agent', '--config', config]);
     onTestFinished(async () => {
       if (agent.child.exitCode === null) {
@@ -25,8 +28,6 @@ describe.skipIf(!mosquittoAvailable())('telemetry over a real broker', () => {
         await agent.exited;
       }
     });
-    const live = await Observer.connect(broker.url, ['fleetlet/v1/devices/pi-mqtt/+']);
-    onTestFinished(() => void live.client.end(true));
     const inventory = await live.waitFor((m) => m.topic.endsWith('/inventory'), 'the inventory', 30_000);
     expect(InventorySchema.parse(inventory.json)).toMatchObject({ deviceId: 'pi-mqtt', labels: { site: 'lab' }, groups: ['canary'] });
     // The first sample may predate the connection; a later one sees the link up.
@@ -37,6 +38,9 @@ describe.skipIf(!mosquittoAvailable())('telemetry over a real broker', () => {
     );
     const status = StatusSchema.parse(connected.json);
     expect(status.seq).toBeGreaterThanOrEqual(1);
+    // Every sample carries a CPU reading, the agent's very first one included.
+    const first = live.messages.find((m) => m.topic.endsWith('/status') && StatusSchema.parse(m.json).seq === 1);
+    expect(first && StatusSchema.parse(first.json).cpu.percent).toEqual(expect.any(Number));
     expect(Buffer.byteLength(connected.text)).toBeLessThanOrEqual(1024);
 
     // A client that comes later still gets the inventory: it is retained.

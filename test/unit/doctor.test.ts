@@ -85,6 +85,8 @@ describe('fleetlet doctor on Raspberry Pi OS bullseye with cgroup v1', () => {
     expect(of('kernel-modules')[1]).toMatchObject({ status: 'fail', fix: 'install a kernel with br_netfilter (CONFIG_BRIDGE_NETFILTER)' });
     expect(of('netfilter')[0]).toMatchObject({ status: 'pass', summary: 'kernel has ip_tables; no host iptables, k3s uses its bundled one' });
     expect(of('platform')[0]!.summary).toBe('linux armv7, Raspbian GNU/Linux 11 (bullseye)');
+    expect(of('platform')[1]).toMatchObject({ status: 'warn', summary: expect.stringContaining('gets no security fixes') });
+    expect(of('platform')[1]!.fix).toContain('arm64 binary');
     expect(of('swap')[0]!.status).toBe('pass');
   });
 });

@@ -2,7 +2,7 @@ import { describe, expect, it, onTestFinished, vi } from 'vitest';
 import { Lifecycle, type Part, type StopReport } from '../../src/daemon/lifecycle.js';
 import { createLogger } from '../../src/lib/logger.js';
 
-const logger = createLogger({ level: 'silent', pretty: false });
+const logger = createLogger({ level: 'silent' });
 
 function recordingPart(name: string, journal: string[], behaviour: Partial<Record<'start' | 'stop', 'fail' | 'hang'>> = {}): Part {
   const act = (what: 'start' | 'stop') => {

@@ -12,7 +12,7 @@ function capture() {
       done();
     },
   });
-  return { lines, logger: createLogger({ level: 'trace', pretty: false, destination }) };
+  return { lines, logger: createLogger({ level: 'trace', destination }) };
 }
 
 describe('secrets in logs', () => {

@@ -17,7 +17,7 @@ describe("the agent's recent log lines", () => {
   it('gets what the logger writes, with secrets already redacted', () => {
     const recent = new RecentLines(10, 10_000);
     const destination = new Writable({ write: (_chunk, _encoding, done) => done() });
-    const logger = createLogger({ level: 'info', pretty: false, destination, copyTo: recent });
+    const logger = createLogger({ level: 'info', destination, copyTo: recent });
     logger.info({ password: 'hunter2' }, 'connected to the broker');
     const [line] = recent.newest(1);
     expect(line).toContain('connected to the broker');

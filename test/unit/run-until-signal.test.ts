@@ -4,7 +4,7 @@ import { Lifecycle, type Part } from '../../src/daemon/lifecycle.js';
 import { runUntilSignal } from '../../src/daemon/run-until-signal.js';
 import { createLogger } from '../../src/lib/logger.js';
 
-const logger = createLogger({ level: 'silent', pretty: false });
+const logger = createLogger({ level: 'silent' });
 
 /** A signal source the test fires by hand: process.on/off without touching the test runner's own process. */
 class Signals extends EventEmitter {

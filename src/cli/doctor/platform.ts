@@ -15,6 +15,15 @@ export const checkPlatform: Check = (context) => {
   const results = prettyName
     ? [pass('platform', `linux ${arch}, ${prettyName}`)]
     : [warn('platform', `linux ${arch}, unknown distribution (no /etc/os-release)`, 'use a systemd distribution such as Raspberry Pi OS or Debian')];
+  if (arch === 'armv7') {
+    results.push(
+      warn(
+        'platform',
+        'the armv7 build runs on Node 20.11.0, the last armv7 Node runtime: it gets no security fixes since April 2026 (fleetlet updates still come)',
+        'on a board that can run a 64-bit OS (Raspberry Pi 3, 4, 5, Zero 2), use a 64-bit OS and the arm64 binary, whose runtime is a supported Node LTS',
+      ),
+    );
+  }
   // sd_booted(3): this directory exists exactly when systemd is the init system.
   if (!existsSync(inRoot(context, 'run/systemd/system'))) {
     results.push(
