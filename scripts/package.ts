@@ -30,12 +30,15 @@ async function packageTarget(target: Target): Promise<void> {
   console.log(`${basename(binary)}: addon ${addonSeconds}s, binary ${seaSeconds}s, xz ${timer.lap()}s (runtime ${target.runtime.version})`);
 }
 
-/** xz -9 in one thread (multi-threaded xz writes other bytes, and a release must rebuild byte for byte): about a
- * third smaller than gzip -9 (docs/benchmarks.md). xz-utils is installed on Raspberry Pi OS, Debian and Ubuntu. */
+/**
+ * xz -6 in multi-threaded mode with a fixed block size: its bytes depend on the block size, not on the thread count,
+ * so a release still rebuilds byte for byte. About a third smaller than gzip -9, within 1 MB of xz -9 single-threaded,
+ * which took minutes per binary (docs/benchmarks.md). xz-utils is installed on Raspberry Pi OS, Debian and Ubuntu.
+ */
 function compressXz(binary: string): void {
   const out = openSync(`${binary}.xz`, 'w');
   try {
-    execFileSync('xz', ['-9', '--threads=1', '--stdout', binary], { stdio: ['ignore', out, 'inherit'] });
+    execFileSync('xz', ['-6', '--threads=2', '--block-size=24MiB', '--stdout', binary], { stdio: ['ignore', out, 'inherit'] });
   } finally {
     closeSync(out);
   }
