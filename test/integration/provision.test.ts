@@ -387,7 +387,7 @@ describeArm64('fleetlet doctor --root on the image provision just wrote', () => 
     expect(of('platform')[0]).toMatchObject({ status: 'pass', summary: 'image for linux arm64, Debian GNU/Linux 12 (bookworm)' });
     expect(of('node-name')).toContainEqual(expect.objectContaining({ status: 'pass', summary: expect.stringContaining('/etc/machine-id is empty') }));
     expect(of('k3s-token')[0]).toMatchObject({ status: 'pass', summary: expect.stringContaining('agent token') });
-    expect(of('broker')[0]).toMatchObject({ status: 'pass', summary: `TLS handshake with 127.0.0.1:${port} verified` });
+    expect(of('broker')[0]).toMatchObject({ status: 'pass', summary: `127.0.0.1:${port}: TLS verified with the image's CA; whether the broker accepts the device is checked on the device` });
     for (const check of ['cgroups', 'kernel-modules', 'netfilter', 'swap', 'disk', 'clock']) expect(of(check), check).toEqual([expect.objectContaining({ status: 'skip' })]);
   });
 

@@ -31,6 +31,9 @@ export const checkBroker: Check = async (context) => {
     verify: true,
   });
   if (!result.ok) return [fail('broker', `TLS with ${host}:${port} failed: ${result.error}`, tlsFix(result.error, host, port))];
+  // An image carries no device identity yet (its certificate or credentials come at first boot): only the trust in
+  // the broker is the image's to check.
+  if (context.image) return [pass('broker', `${host}:${port}: TLS verified with the image's CA; whether the broker accepts the device is checked on the device`)];
   const refused = await refusal(context, broker, `${host}:${port} (TLS verified)`);
   if (refused) return [refused];
   return [pass('broker', `${host}:${port} accepts this device: TLS verified${credentialsNote(broker)}`)];
@@ -54,9 +57,10 @@ async function refusal(context: DoctorContext, broker: BrokerConfig, where: stri
     const { caFile, certFile, keyFile, serverName } = broker.tls;
     Object.assign(options, {
       rejectUnauthorized: true,
-      ...(caFile ? { ca: readFileSync(caFile) } : {}),
-      ...(certFile ? { cert: readFileSync(certFile) } : {}),
-      ...(keyFile ? { key: readFileSync(keyFile) } : {}),
+      // On an image (--root) the files are the image's.
+      ...(caFile ? { ca: readFileSync(inRoot(context, caFile)) } : {}),
+      ...(certFile ? { cert: readFileSync(inRoot(context, certFile)) } : {}),
+      ...(keyFile ? { key: readFileSync(inRoot(context, keyFile)) } : {}),
       ...(serverName ? { servername: serverName } : {}),
     });
   }
