@@ -29,7 +29,13 @@ export function createLogger(options: LoggerOptions): Logger {
       },
       formatters: { level: (label) => ({ level: label }) },
     },
-    options.copyTo ? pino.multistream([{ stream: destination }, { stream: options.copyTo }]) : destination,
+    // Each stream of a multistream has its own level, 'info' unless told: the logger's level alone must decide.
+    options.copyTo
+      ? pino.multistream([
+          { stream: destination, level: 'trace' },
+          { stream: options.copyTo, level: 'trace' },
+        ])
+      : destination,
   );
 }
 

@@ -24,4 +24,19 @@ describe("the agent's recent log lines", () => {
     expect(line).toContain('[redacted]');
     expect(line).not.toContain('hunter2');
   });
+
+  it('passes debug lines to both the log and the copy when the logger is at debug', () => {
+    const recent = new RecentLines(10, 10_000);
+    const written: string[] = [];
+    const destination = new Writable({
+      write: (chunk: Buffer, _encoding, done) => {
+        written.push(chunk.toString());
+        done();
+      },
+    });
+    const logger = createLogger({ level: 'debug', destination, copyTo: recent });
+    logger.debug('sampler tick');
+    expect(written.join('')).toContain('"level":"debug"');
+    expect(recent.newest(1)[0]).toContain('sampler tick');
+  });
 });
