@@ -46,10 +46,10 @@ async function startAgent() {
 describe('fleetlet status', () => {
   it('shows the running agent, then its database while it runs, then after it stopped', async () => {
     const { dir, port, config, offline, agent } = await startAgent();
-    // The inventory comes a moment after start (systeminformation); wait for it in the agent's answer.
-    const hasInventory = (answer: { stdout: string }) => answer.stdout.includes('Hardware');
+    // The inventory and the first sample (which waits for its CPU window) come a moment after start.
+    const complete = (answer: { stdout: string }) => answer.stdout.includes('Hardware') && /Sample\s+#\d+/.test(answer.stdout);
     let running = runCli(['status', '--config', config]);
-    await waitFor(() => hasInventory(running) || hasInventory((running = runCli(['status', '--config', config]))), "the inventory in the agent's answer", 20_000);
+    await waitFor(() => complete(running) || complete((running = runCli(['status', '--config', config]))), "the inventory and a sample in the agent's answer", 20_000);
     expect(running.code).toBe(0);
     expect(running.stdout).toContain(`agent running (pid ${agent.child.pid})`);
     expect(running.stdout).toMatch(/Device\s+status-test\s+"Bench board"\s+labels site=lab/);
