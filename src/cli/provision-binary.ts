@@ -3,6 +3,7 @@ import { closeSync, existsSync, lstatSync, openSync, readSync, statSync } from '
 import { delimiter, join } from 'node:path';
 import type { K3sArch } from '../k3s/release.js';
 import { UsageError } from '../lib/errors.js';
+import { entryExists } from '../lib/files.js';
 
 /** The architectures fleetlet ships a binary for, named as its binaries are (fleetlet-linux-<arch>). */
 export type ImageArch = 'x64' | 'arm64' | 'armv7';
@@ -56,7 +57,7 @@ export function parseArch(value: string): ImageArch {
  * --arch. A stated arch that the image's own loader contradicts is refused: the image knows better than a flag.
  */
 export function imageArch(root: string, stated: string | undefined): ImageArch {
-  const found = (Object.keys(ARCHES) as ImageArch[]).filter((arch) => ARCHES[arch].loaders.some((path) => present(join(root, path))));
+  const found = (Object.keys(ARCHES) as ImageArch[]).filter((arch) => ARCHES[arch].loaders.some((path) => entryExists(join(root, path))));
   const arch = stated === undefined ? undefined : parseArch(stated);
   if (arch) {
     if (found.length > 0 && !found.includes(arch)) {
@@ -143,7 +144,7 @@ function versionCommand(file: string, arch: ImageArch, root: string): [string, s
 function librariesFor(arch: ImageArch, root: string): string | undefined {
   const facts = ARCHES[arch];
   // lstat, not stat: an absolute symlink in the image points into the image, not into this machine.
-  const loader = facts.loaders.map((path) => join(root, path)).find((path) => present(path) && lstatSync(path).isFile());
+  const loader = facts.loaders.map((path) => join(root, path)).find((path) => entryExists(path) && lstatSync(path).isFile());
   const head = loader ? readHead(loader, 4) : Buffer.alloc(0);
   if (head.length === 4 && head.readUInt32BE(0) === 0x7f454c46) return root;
   return facts.sysroot && existsSync(facts.sysroot) ? facts.sysroot : undefined;
@@ -154,15 +155,6 @@ function onPath(program: string): string | undefined {
     if (dir && existsSync(join(dir, program))) return join(dir, program);
   }
   return undefined;
-}
-
-function present(path: string): boolean {
-  try {
-    lstatSync(path);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 function readHead(file: string, bytes: number): Buffer {

@@ -2,7 +2,7 @@ import { existsSync, lstatSync, readFileSync, readlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { z } from 'zod';
 import { FleetletError } from '../lib/errors.js';
-import { sha256OfFile, writeFileAtomic } from '../lib/files.js';
+import { entryExists, sha256OfFile, writeFileAtomic } from '../lib/files.js';
 import { MANIFEST_PATH } from './provision-plan.js';
 
 /** Larger than any manifest of a real image (a few dozen entries); bounds what --verify reads. */
@@ -60,7 +60,7 @@ export async function verifyManifest(root: string): Promise<Verification> {
   const problems: string[] = [];
   for (const entry of manifest.files) {
     const file = join(root, entry.path);
-    if (!present(file)) {
+    if (!entryExists(file)) {
       problems.push(`${entry.path}: missing`);
     } else if ('link' in entry) {
       const target = lstatSync(file).isSymbolicLink() ? readlinkSync(file) : '(not a link)';
@@ -105,11 +105,3 @@ function readManifestIfValid(root: string): Manifest | undefined {
 
 const modeOf = (file: string) => `0${(lstatSync(file).mode & 0o777).toString(8).padStart(3, '0')}`;
 
-function present(path: string): boolean {
-  try {
-    lstatSync(path);
-    return true;
-  } catch {
-    return false;
-  }
-}

@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { existsSync, lstatSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { BINARY_PATH, CONFIG_PATH, ENABLE_LINK, TRUST_DIR, UNIT_PATH } from './provision.js';
 import { UNIT_NAME } from './provision-unit.js';
@@ -7,6 +7,7 @@ import { loadConfig } from '../config/load.js';
 import { ConfigSchema } from '../config/schema.js';
 import { EXIT } from './exit-codes.js';
 import type { CliIo, ConfigSelection } from './program.js';
+import { entryExists } from '../lib/files.js';
 
 export interface UninstallOptions {
   root: string;
@@ -89,16 +90,6 @@ function isZombie(pid: string): boolean {
     return stat.slice(stat.lastIndexOf(')') + 2).startsWith('Z');
   } catch {
     return true;
-  }
-}
-
-/** Like existsSync, but true for a symlink whose target is missing (an enable link in an image points at /etc). */
-function entryExists(path: string): boolean {
-  try {
-    lstatSync(path);
-    return true;
-  } catch {
-    return false;
   }
 }
 

@@ -1,5 +1,5 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { createReadStream } from 'node:fs';
+import { createReadStream, lstatSync } from 'node:fs';
 import { open, rename, rm } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
@@ -67,5 +67,15 @@ export async function sha256OfFileIfPresent(path: string): Promise<string | unde
   } catch (err) {
     if (isErrno(err, 'ENOENT')) return undefined;
     throw err;
+  }
+}
+
+/** Like existsSync, but true for a symlink whose target is missing (an enable link in an image points at /etc). */
+export function entryExists(path: string): boolean {
+  try {
+    lstatSync(path);
+    return true;
+  } catch {
+    return false;
   }
 }
