@@ -1,0 +1,60 @@
+import { z } from 'zod';
+
+/**
+ * The hub's alerts as its API and dashboard show them, one zod schema each: the contract between the alert engine
+ * (src/hub/alerts) and its readers (the dashboard, `fleet alerts --hub`). An alert is one row per (rule, subject)
+ * while open: raised once, updated while the condition lasts, resolved by the engine when it clears.
+ */
+const MAX_LIMIT = 500;
+const isoTime = z.iso.datetime();
+
+export const ALERT_RULES = [
+  'device-offline',
+  'k3s-crash-loop',
+  'credential-rejected',
+  'disk-low',
+  'temperature-high',
+  'under-voltage',
+  'outbox-backlog',
+  'identity-conflict',
+  'rollout-halted',
+  'certificate-expiring',
+] as const;
+export type AlertRule = (typeof ALERT_RULES)[number];
+
+export const ALERT_STATES = ['open', 'resolved'] as const;
+export const ALERT_SEVERITIES = ['warning', 'critical'] as const;
+
+export const AlertItem = z.object({
+  id: z.int(),
+  rule: z.enum(ALERT_RULES),
+  /** What the alert is about: a device id, or `rollout:<id>` for a rollout. */
+  subject: z.string(),
+  deviceId: z.string().nullable(),
+  rolloutId: z.string().nullable(),
+  severity: z.enum(ALERT_SEVERITIES),
+  state: z.enum(ALERT_STATES),
+  /** One sentence an operator reads first, e.g. "offline for 17 minutes". */
+  summary: z.string(),
+  /** What to do about it, or null when the rule has no general remedy. */
+  remedy: z.string().nullable(),
+  openedAt: isoTime,
+  updatedAt: isoTime,
+  resolvedAt: isoTime.nullable(),
+  /** The figures behind the alert (minutes offline, free bytes, backlog, ...), by rule. */
+  details: z.record(z.string(), z.unknown()),
+});
+export type AlertItem = z.infer<typeof AlertItem>;
+
+export const AlertsQuery = z.strictObject({
+  state: z.enum(ALERT_STATES).optional(),
+  rule: z.enum(ALERT_RULES).optional(),
+  device: z.string().min(1).max(63).optional(),
+  before: z.coerce.number().int().min(1).max(Number.MAX_SAFE_INTEGER).optional(),
+  limit: z.coerce.number().int().min(1).max(MAX_LIMIT).default(100),
+});
+export type AlertsQuery = z.output<typeof AlertsQuery>;
+
+/** Newest first; pass `nextBefore` as `before` for the next page. `open` counts all open alerts, for the page's header. */
+export const AlertList = z.object({ alerts: z.array(AlertItem), nextBefore: z.int().nullable(), open: z.int() });
+export type AlertList = z.infer<typeof AlertList>;
