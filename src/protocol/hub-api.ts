@@ -51,6 +51,16 @@ export const DeviceSummary = z.object({
   labels: z.record(z.string(), z.string()),
   groups: z.array(z.string()),
   identityConflict: z.boolean(),
+  /** Figures of the newest status sample, for the fleet table; null before one arrived. */
+  vitals: z
+    .object({
+      cpuPercent: z.number().nullable(),
+      memoryUsedPercent: z.number().nullable(),
+      temperatureC: z.number().nullable(),
+      /** Reports of every class waiting in the device's outbox. */
+      outboxBacklog: z.int().nullable(),
+    })
+    .nullable(),
 });
 export type DeviceSummary = z.infer<typeof DeviceSummary>;
 
@@ -142,6 +152,8 @@ export const EventItem = z.object({
   state: z.string(),
   severity: z.string(),
   message: z.string(),
+  /** What a person can do about it, as the device sent it. */
+  remedy: z.string().nullable(),
   occurredAt: isoTime,
   receivedAt: isoTime,
 });

@@ -120,7 +120,29 @@ export function summaryOf(row: DeviceRow): DeviceSummary {
     labels: stringRecord(parseObject(row.labels_json)),
     groups: stringArray(row.groups_json),
     identityConflict: row.identity_conflict === 1,
+    vitals: vitalsOf(parseObject(row.status_json)),
   };
+}
+
+/** The fleet table's figures from a stored status sample (validated on receipt; read defensively all the same). */
+function vitalsOf(status: Record<string, unknown> | null): DeviceSummary['vitals'] {
+  if (!status) return null;
+  const cpu = status.cpu as { percent?: unknown } | undefined;
+  const memory = status.memory as { totalBytes?: unknown; availableBytes?: unknown } | undefined;
+  const depth = (status.outbox as { depth?: Record<string, unknown> } | undefined)?.depth;
+  const total = typeof memory?.totalBytes === 'number' && memory.totalBytes > 0 ? memory.totalBytes : undefined;
+  const available = typeof memory?.availableBytes === 'number' ? memory.availableBytes : undefined;
+  const backlog = depth ? Object.values(depth).filter((n): n is number => typeof n === 'number') : [];
+  return {
+    cpuPercent: numberOrNull(cpu?.percent),
+    memoryUsedPercent: total !== undefined && available !== undefined ? Math.round(((total - available) / total) * 1000) / 10 : null,
+    temperatureC: numberOrNull(status.temperatureC),
+    outboxBacklog: backlog.length > 0 ? backlog.reduce((a, b) => a + b, 0) : null,
+  };
+}
+
+function numberOrNull(value: unknown): number | null {
+  return typeof value === 'number' && Number.isFinite(value) ? value : null;
 }
 
 export function iso(ms: number): string {

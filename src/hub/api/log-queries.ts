@@ -32,9 +32,14 @@ export function eventItemOf(row: EventRow): z.infer<typeof EventItem> {
     state: row.state,
     severity: row.severity,
     message: row.message,
+    remedy: stringOrNull(parseObject(row.payload_json)?.remedy),
     occurredAt: iso(row.occurred_at_ms),
     receivedAt: iso(row.received_at_ms),
   };
+}
+
+function stringOrNull(value: unknown): string | null {
+  return typeof value === 'string' ? value : null;
 }
 
 /** `GET /api/v1/results`: command results, newest first, one page. */
