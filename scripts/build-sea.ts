@@ -6,6 +6,7 @@ import { chmodSync, copyFileSync, mkdirSync, readFileSync, rmSync, writeFileSync
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { build, type Plugin } from 'esbuild';
+import { embedDashboard } from './embed-dashboard.js';
 import { CACHE, DIST, REPO_ROOT, binaryName, commandFor, type Target } from './package-targets.js';
 import type { Runtime } from './package-runtimes.js';
 
@@ -87,7 +88,7 @@ async function bundleWithAddon(outfile: string, addonFile: string): Promise<void
     platform: 'node',
     target: 'node20',
     format: 'cjs',
-    plugins: [embedAddon],
+    plugins: [embedAddon, await embedDashboard()],
     // The runtime keeps the whole source text for as long as the process lives (functions compile lazily from it):
     // minified, it is half the size. Names are kept: error classes report their name as a code.
     minify: true,

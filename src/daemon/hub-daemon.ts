@@ -3,6 +3,8 @@ import { loadSelectedConfig } from '../cli/load-selected-config.js';
 import { EXIT, exitCodeFor } from '../cli/exit-codes.js';
 import type { CliIo, ConfigSelection } from '../cli/program.js';
 import { HubApiServer } from '../hub/api/server.js';
+import { DashboardAssets } from '../hub/dashboard/assets.js';
+import { dashboardBundle } from '../hub/dashboard/embedded.js';
 import { startHub, type RunningHub } from '../hub/hub-service.js';
 import { FleetletError } from '../lib/errors.js';
 import { createLogger } from '../lib/logger.js';
@@ -37,7 +39,8 @@ export async function runHubDaemon(selection: ConfigSelection, io: CliIo): Promi
     name: 'hub-api',
     start: async () => {
       const running = hub!;
-      api = new HubApiServer({ hub: running.database, http: config.hub.http, logger, ingestMetricsText: () => running.metricsText() });
+      const dashboard = new DashboardAssets(await dashboardBundle());
+      api = new HubApiServer({ hub: running.database, http: config.hub.http, logger, dashboard, ingestMetricsText: () => running.metricsText() });
       await api.start();
     },
     stop: async () => api?.stop(),

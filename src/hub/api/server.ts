@@ -5,6 +5,7 @@ import type { AddressInfo, Socket } from 'node:net';
 import type { Logger } from '../../lib/logger.js';
 import type { HubHttpConfig } from '../../config/hub-http-schema.js';
 import type { HubDatabase } from '../db/open.js';
+import type { DashboardAssets } from '../dashboard/assets.js';
 import { login, logout, sessionPrincipal, SESSION_COOKIE, tokenPrincipal, audit, type Principal } from '../auth/sessions.js';
 import { ChangeFeed } from './change-feed.js';
 import { ApiRequestError, HubApiListenError } from './errors.js';
@@ -23,6 +24,8 @@ export interface HubApiOptions {
   ingestMetricsText?: () => Promise<string>;
   /** How often the live stream looks at the database. */
   streamPollMs?: number;
+  /** The web dashboard's static files, served without authentication (they hold no data). */
+  dashboard?: DashboardAssets;
 }
 
 const MAX_STREAM_CLIENTS = 200;
@@ -127,6 +130,7 @@ export class HubApiServer {
     const now = this.now();
     const remoteAddr = req.socket.remoteAddress ?? 'unknown';
     if (req.method === 'GET' && url.pathname === '/api/v1/openapi.json') return sendJson(res, 200, openApiDocument());
+    if ((req.method === 'GET' || req.method === 'HEAD') && this.options.dashboard?.serve(url.pathname, req, res)) return;
     if (req.method === 'POST' && url.pathname === '/api/v1/login') return this.login(req, res, remoteAddr, now);
 
     const candidates = this.routes.filter((r) => r.pattern.test(url.pathname));
