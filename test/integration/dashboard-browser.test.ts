@@ -1,0 +1,200 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Browser, BrowserContext, Page } from 'playwright-core';
+import { chromiumAvailable, collectErrors, launchChromium, screenshot } from '../helpers/browser.js';
+import { mosquittoAvailable, startMosquitto, type TestBroker } from '../helpers/mosquitto.js';
+import { tempDir } from '../helpers/paths.js';
+import { waitFor } from '../helpers/wait.js';
+import { publishAll } from '../helpers/hub-process.js';
+import { inventoryPayload, presencePayload, topic } from '../fixtures/hub-messages.js';
+import {
+  DASHBOARD_PASSWORDS,
+  publishEvent,
+  publishFleet,
+  simulatedFleet,
+  startDashboardHub,
+  waitForDevices,
+  type DashboardHub,
+} from '../fixtures/dashboard-fleet.js';
+
+/** The uPlot stroke of the CPU chart's first series (src/hub/dashboard/web/charts.ts). */
+const CPU_LINE = [37, 99, 235];
+const FLEET = simulatedFleet(12, 40);
+const DESKTOP = { width: 1280, height: 900 };
+const PHONE = { width: 390, height: 844 };
+
+/** The little of the browser's types these tests use inside the page (the test program has no DOM library). */
+interface Canvas {
+  width: number;
+  height: number;
+  getContext(kind: '2d'): { getImageData(x: number, y: number, w: number, h: number): { data: Uint8ClampedArray } };
+}
+interface BrowserGlobals {
+  document: { documentElement: { scrollWidth: number } };
+}
+
+/**
+ * The dashboard as an operator uses it: the hub (the bundle the binary embeds) with a real mosquitto, devices
+ * simulated through that broker, and Debian's chromium logging in, filtering, opening a device and watching one
+ * go offline. Every page must load without a console error; screenshots land in test-results/screenshots.
+ */
+describe.skipIf(!mosquittoAvailable() || !chromiumAvailable())('the hub dashboard in chromium', () => {
+  let broker: TestBroker;
+  let dir: { dir: string; cleanup: () => void };
+  let hub: DashboardHub;
+  let browser: Browser;
+
+  beforeAll(async () => {
+    broker = await startMosquitto();
+    dir = tempDir('fleetlet-dashboard-');
+    hub = await startDashboardHub(dir.dir, broker.url);
+    await publishFleet(hub.publisher, FLEET);
+    await publishEvent(hub.publisher, 'pi-0001', { kind: 'k3s.crash-loop', key: undefined, state: 'raised', severity: 'critical', message: 'k3s agent keeps exiting soon after start', remedy: 'read the last lines of fleetlet k3s logs', detail: undefined, occurredAt: new Date().toISOString() });
+    await waitForDevices(hub, FLEET.length);
+    // pi-0003's id is answered by two machines in turn: the hub raises an identity conflict for a person to clear.
+    // Each inventory is awaited: the hub's connections share the subscription, so two in flight may commit in any order.
+    for (const [machine, minutesAgo] of [['sha256:clone', 30], ['sha256:pi-0003', 20]] as const) {
+      const collectedAt = new Date(Date.now() - minutesAgo * 60_000);
+      await publishAll(hub.publisher, [{ topic: topic('pi-0003', 'inventory'), payload: inventoryPayload('pi-0003', machine, collectedAt), retain: true }]);
+      await waitFor(async () => (await api('/api/v1/devices/pi-0003')).inventory?.collectedAt === collectedAt.toISOString(), `the inventory of ${machine}`, 30_000);
+    }
+    await waitFor(async () => (await api('/api/v1/devices/pi-0003')).identityConflict === true, 'the identity conflict of pi-0003', 30_000);
+    await waitFor(async () => (await api('/api/v1/events?device=pi-0001')).events.length > 0, 'the event of pi-0001', 30_000);
+    browser = await launchChromium();
+  }, 120_000);
+
+  afterAll(async () => {
+    await browser?.close();
+    await hub?.stop();
+    await broker?.close();
+    dir?.cleanup();
+  });
+
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+  async function api(path: string): Promise<any> {
+    const res = await fetch(`${hub.url}${path}`, { headers: { authorization: `Bearer ${hub.token}` } });
+    return res.json();
+  }
+
+  async function loggedIn(user: 'ops' | 'viewer', viewport = DESKTOP): Promise<{ context: BrowserContext; page: Page; errors: string[] }> {
+    const context = await browser.newContext({ viewport });
+    const page = await context.newPage();
+    const errors = collectErrors(page);
+    await page.goto(hub.url);
+    await page.getByLabel('User name').fill(user);
+    await page.getByLabel('Password').fill(DASHBOARD_PASSWORDS[user]);
+    await page.getByRole('button', { name: 'Log in' }).click();
+    await page.locator('.fleet-page[data-loaded="true"]').waitFor({ timeout: 20_000 });
+    return { context, page, errors };
+  }
+
+  const row = (page: Page, deviceId: string) => page.locator(`.fleet-table a.row[data-device="${deviceId}"]`);
+
+  it('logs in and shows every device with its state, health in words, versions and vitals, and the counts on top', async () => {
+    const context = await browser.newContext({ viewport: DESKTOP });
+    const page = await context.newPage();
+    const errors = collectErrors(page);
+    await page.goto(hub.url);
+    await page.getByRole('button', { name: 'Log in' }).waitFor();
+    await screenshot(page, 'login-1280');
+    await context.close();
+
+    const session = await loggedIn('ops');
+    const fleet = session.page;
+    await expect.poll(() => fleet.locator('.fleet-table a.row').count()).toBe(FLEET.length);
+    const counts = await fleet.locator('.counts').innerText();
+    expect(counts).toMatch(/12\s+devices/);
+    expect(counts).toMatch(/11\s+online/);
+    expect(counts).toMatch(/1\s+offline/);
+    expect(counts).toMatch(/3\s+on 0\.0\.9/);
+    const first = await row(fleet, 'pi-0001').innerText();
+    expect(first).toContain('Device 1');
+    expect(first).toContain('online');
+    expect(first).toContain('0.0.9');
+    expect(first).toMatch(/\d+ %/);
+    // The offline device says so in words and for how long, not only in grey.
+    expect(await row(fleet, 'pi-0010').locator('.c-state').innerText()).toMatch(/^offline \d+ (s|min|h)/);
+    expect(await row(fleet, 'pi-0002').locator('.c-health .badge').innerText()).toBe('ok');
+    await screenshot(fleet, 'fleet-1280');
+    expect([...errors, ...session.errors]).toEqual([]);
+    await session.context.close();
+  });
+
+  it('filters by state and searches by label without asking the hub again', async () => {
+    const { context, page, errors } = await loggedIn('ops');
+    await page.getByLabel('State').selectOption('offline');
+    await expect.poll(() => page.locator('.fleet-table a.row').count()).toBe(1);
+    expect(await page.locator('.fleet-table a.row').getAttribute('data-device')).toBe('pi-0010');
+    await page.getByLabel('State').selectOption('');
+    await page.getByLabel('Search devices').fill('site=north');
+    const north = FLEET.filter((d) => d.site === 'north').map((d) => d.id);
+    await expect.poll(async () => (await page.locator('.fleet-table a.row').evaluateAll((rows) => rows.map((r) => r.getAttribute('data-device')))).sort()).toEqual(north);
+    await page.getByRole('button', { name: 'Temp.' }).click();
+    expect(await page.locator('[role="columnheader"][aria-sort="ascending"]').innerText()).toContain('Temp.');
+    expect(errors).toEqual([]);
+    await context.close();
+  });
+
+  it('opens a device and draws its CPU chart from the hub history, with its events and their remedies', async () => {
+    const { context, page, errors } = await loggedIn('ops');
+    await row(page, 'pi-0001').click();
+    await page.locator('figure.chart[data-chart="CPU"] canvas').waitFor({ timeout: 20_000 });
+    expect(Number(await page.locator('figure.chart[data-chart="CPU"]').getAttribute('data-points'))).toBeGreaterThanOrEqual(30);
+    // The line itself, not only axes and grid: pixels of the series colour on the chart's canvas.
+    const linePixels = await page.locator('figure.chart[data-chart="CPU"] canvas').evaluate((element, colour: number[]) => {
+      const canvas = element as unknown as Canvas;
+      const data = canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height).data;
+      let n = 0;
+      for (let i = 0; i < data.length; i += 4) {
+        if (Math.abs(data[i]! - colour[0]!) < 12 && Math.abs(data[i + 1]! - colour[1]!) < 12 && Math.abs(data[i + 2]! - colour[2]!) < 12 && data[i + 3]! > 200) n += 1;
+      }
+      return n;
+    }, CPU_LINE);
+    expect(linePixels).toBeGreaterThan(100);
+    const events = await page.locator('.timeline').innerText();
+    expect(events).toContain('k3s.crash-loop');
+    expect(events).toContain('What to do: read the last lines of fleetlet k3s logs');
+    expect(await page.locator('.device-summary').innerText()).toContain('sha256:pi-0001');
+    await screenshot(page, 'device-1280');
+    expect(errors).toEqual([]);
+    await context.close();
+  });
+
+  it('shows a device going offline live, without a reload', async () => {
+    const { context, page, errors } = await loggedIn('ops');
+    expect(await row(page, 'pi-0002').locator('.c-state').innerText()).toBe('online');
+    await page.evaluate(() => ((globalThis as unknown as { notReloaded: boolean }).notReloaded = true));
+    await publishAll(hub.publisher, [{ topic: topic('pi-0002', 'presence'), payload: presencePayload('offline', 1, new Date(), 'connection-lost'), retain: true }]);
+    await expect.poll(() => row(page, 'pi-0002').locator('.c-state').innerText(), { timeout: 20_000 }).toMatch(/^offline/);
+    expect(await page.locator('.counts').innerText()).toMatch(/2\s+offline/);
+    expect(await page.evaluate(() => (globalThis as unknown as { notReloaded?: boolean }).notReloaded)).toBe(true);
+    expect(errors).toEqual([]);
+    await context.close();
+  });
+
+  it('shows an operator the control to clear an identity conflict, and a viewer only the conflict', async () => {
+    const operator = await loggedIn('ops');
+    await operator.page.goto(`${hub.url}/#/devices/pi-0003`);
+    await operator.page.getByText(/Identity conflict since/).waitFor();
+    expect(await operator.page.getByRole('button', { name: 'Clear identity conflict' }).count()).toBe(1);
+    const viewer = await loggedIn('viewer');
+    await viewer.page.goto(`${hub.url}/#/devices/pi-0003`);
+    await viewer.page.getByText(/Identity conflict since/).waitFor();
+    expect(await viewer.page.getByRole('button', { name: 'Clear identity conflict' }).count()).toBe(0);
+    expect(await viewer.page.locator('header .who').innerText()).toBe('viewer (viewer)');
+    expect([...operator.errors, ...viewer.errors]).toEqual([]);
+    await operator.context.close();
+    await viewer.context.close();
+  });
+
+  it('fits a phone: the fleet and a device page at 390 px without a horizontal scroll bar', async () => {
+    const { context, page, errors } = await loggedIn('ops', PHONE);
+    expect(await page.evaluate(() => (globalThis as unknown as BrowserGlobals).document.documentElement.scrollWidth)).toBeLessThanOrEqual(PHONE.width);
+    await screenshot(page, 'fleet-390');
+    await row(page, 'pi-0001').click();
+    await page.locator('figure.chart[data-chart="CPU"] canvas').waitFor({ timeout: 20_000 });
+    expect(await page.evaluate(() => (globalThis as unknown as BrowserGlobals).document.documentElement.scrollWidth)).toBeLessThanOrEqual(PHONE.width);
+    await screenshot(page, 'device-390');
+    expect(errors).toEqual([]);
+    await context.close();
+  });
+});
