@@ -42,6 +42,8 @@ export async function startMosquittoBroker(binary: string, devDir: string, port:
 export interface SandboxHub {
   url: string;
   tokenFile: string;
+  /** The dashboard's login: the password only in the run that made the account (it is kept 0600 in passwordFile). */
+  login: { username: string; password?: string; passwordFile: string };
   logFile: string;
   stop(): Promise<void>;
 }
@@ -55,13 +57,15 @@ export async function startSandboxHub(options: { rootDir: string; devDir: string
   mkdirSync(dir, { recursive: true, mode: 0o700 });
   const databaseFile = join(dir, 'hub.db');
   const tokenFile = join(dir, 'sandbox.token');
+  const passwordFile = join(dir, 'sandbox.password');
+  let password: string | undefined;
   const hub = await openHubDatabase({ file: databaseFile });
   try {
     const now = Date.now();
     const existing = await hub.db.selectFrom('operators').select('id').where('username', '=', SANDBOX_OPERATOR).executeTakeFirst();
     if (!existing) {
-      const password = randomBytes(18).toString('base64url');
-      writeFileSync(join(dir, 'sandbox.password'), `${password}\n`, { mode: 0o600 });
+      password = randomBytes(18).toString('base64url');
+      writeFileSync(passwordFile, `${password}\n`, { mode: 0o600 });
       await addOperator(hub, SANDBOX_OPERATOR, 'operator', password, now);
     }
     const created = await createApiToken(hub, { username: SANDBOX_OPERATOR, name: `npm-start-${now}` }, now);
@@ -87,7 +91,13 @@ export async function startSandboxHub(options: { rootDir: string; devDir: string
   process.on('exit', () => {
     if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
   });
-  return { url: `http://127.0.0.1:${options.httpPort}`, tokenFile, logFile, stop: () => stopChild(child) };
+  return {
+    url: `http://127.0.0.1:${options.httpPort}`,
+    tokenFile,
+    login: { username: SANDBOX_OPERATOR, password, passwordFile },
+    logFile,
+    stop: () => stopChild(child),
+  };
 }
 
 async function stopChild(child: ChildProcess): Promise<void> {

@@ -87,7 +87,11 @@ async function main(): Promise<void> {
     `fleetlet sandbox: broker ${brokerUrl} (${MOSQUITTO ? 'mosquitto' : 'embedded aedes'}), device ${DEVICE_ID}, agent pid ${agent.pid}`,
     `state in ${shown(DEV_DIR)}, agent log ${shown(logFile)}, :${httpPort}/metrics; Ctrl-C stops`,
     ...(hub
-      ? [`hub ${hub.url} on SQLite: npx tsx src/bin.ts fleet devices \\`, `  --hub ${hub.url} --token-file ${shown(hub.tokenFile)}`]
+      ? [
+          `hub ${hub.url} on SQLite: npx tsx src/bin.ts fleet devices \\`,
+          `  --hub ${hub.url} --token-file ${shown(hub.tokenFile)}`,
+          `dashboard ${hub.url}/ user ${hub.login.username}, password ${hub.login.password ?? `in ${shown(hub.login.passwordFile)}`}`,
+        ]
       : ['hub: not run, it needs an MQTT 5 broker (apt-get install mosquitto)']),
     `send a command yourself: . ${shown(operatorEnv)}`,
     `  npx tsx src/bin.ts fleet send ping --device ${DEVICE_ID} --allow-plaintext`,

@@ -44,6 +44,19 @@ it('npm start shows the agent come online, and Ctrl-C stops agent and broker cle
         listed = response?.ok ? await response.json() : undefined;
         return (listed as { devices?: { deviceId: string; state: string }[] } | undefined)?.devices?.some((d) => d.deviceId === 'dev-sandbox' && d.state === 'online') ?? false;
       }, () => `the hub API listing dev-sandbox online (last answer: ${JSON.stringify(listed)})`, 30_000);
+      // The dashboard (built at start, the hub runs from the sources here) and the login the screen prints once.
+      const login = new RegExp(`^dashboard ${hubUrl!.replace(/\./g, '\\.')}/ user sandbox, password (\\S+)$`, 'm').exec(output);
+      expect(login, output).not.toBeNull();
+      expect(login![1]).toBe(readFileSync(join(dir, 'hub/sandbox.password'), 'utf8').trim());
+      const shell = await fetch(`${hubUrl}/`);
+      expect(shell.status).toBe(200);
+      expect(await shell.text()).toMatch(/<script defer src="\/assets\/app\.[0-9a-f]{16}\.js">/);
+      const session = await fetch(`${hubUrl}/api/v1/login`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ username: 'sandbox', password: login![1] }),
+      });
+      expect(session.status).toBe(200);
     } else {
       expect(output).toMatch(/embedded aedes/);
       expect(output).toContain('hub: not run, it needs an MQTT 5 broker');
