@@ -1,10 +1,11 @@
 // npm run bench:hub: simulated devices speaking the wire protocol, through a real mosquitto, into `fleetlet hub`
 // on SQLite and on PostgreSQL, beside a bare MQTT.js subscriber that only counts the same messages, in the same run.
 // Prints messages/s, p50/p99 from publish to commit (to receipt for the bare subscriber), RSS and CPU of this
-// process (the hub runs in it), and database bytes per device per day. Options: --devices N --samples N, and
+// process (the hub runs in it), and database bytes per device per day; then the dashboard (scripts/bench-dashboard.ts). Options: --devices N --samples N, and
 // --variants "16:0,64:0,64:5" to run the hub on SQLite once per hub.connections:hub.batch.maxWaitMs pair in the same
 // run (the first pair is also the PostgreSQL run's; default: the config's defaults).
 import { randomUUID } from 'node:crypto';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import mqtt, { type MqttClient } from 'mqtt';
 import { pino } from 'pino';
@@ -14,6 +15,8 @@ import { STATUS_EXAMPLE } from '../src/protocol/status.js';
 import { startMosquitto } from '../test/helpers/mosquitto.js';
 import { tempDir } from '../test/helpers/paths.js';
 import { postgresAvailable, startPostgres } from '../test/helpers/postgres.js';
+import { CHROMIUM } from '../test/helpers/browser.js';
+import { benchDashboard } from './bench-dashboard.js';
 
 const arg = (name: string, fallback: number) => {
   const i = process.argv.indexOf(`--${name}`);
@@ -167,3 +170,7 @@ for (const run of runs) {
       `${run.bytesPerDeviceDay === undefined ? '-' : (run.bytesPerDeviceDay / 1024 / 1024).toFixed(1) + ' MiB'} |`,
   );
 }
+
+// The dashboard over as many devices, in chromium (scripts/bench-dashboard.ts).
+if (existsSync(CHROMIUM)) await benchDashboard(DEVICES);
+else console.log(`dashboard: not measured, ${CHROMIUM} is missing (apt-get install chromium)`);
