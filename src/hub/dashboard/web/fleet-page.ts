@@ -52,10 +52,7 @@ export function fleetPage(app: App): Page {
   function update(): void {
     const shown = [...devices.values()].filter((d) => matches(d, filter));
     const direction = sort.descending ? -1 : 1;
-    shown.sort((a, b) => {
-      const [x, y] = [sortValue(a, sort.key), sortValue(b, sort.key)];
-      return (x < y ? -1 : x > y ? 1 : a.deviceId < b.deviceId ? -1 : 1) * direction;
-    });
+    shown.sort((a, b) => (compare(sortValue(a, sort.key), sortValue(b, sort.key)) || compare(a.deviceId, b.deviceId)) * direction);
     table.show(shown);
     replace(status, `${shown.length} of ${devices.size} devices shown`);
     drawCounts();
@@ -164,6 +161,14 @@ function matches(device: DeviceSummary, filter: Filter): boolean {
     .join(' ')
     .toLowerCase();
   return filter.search.split(/\s+/).every((word) => haystack.includes(word));
+}
+
+/** Names and versions in natural order: "Device 2" before "Device 10", "0.9.0" before "0.10.0". */
+const collator = new Intl.Collator(undefined, { numeric: true, sensitivity: 'base' });
+
+function compare(x: string | number, y: string | number): number {
+  if (typeof x === 'number' && typeof y === 'number') return x - y;
+  return collator.compare(String(x), String(y));
 }
 
 function countBy<T>(items: T[], key: (item: T) => string): Map<string, number> {
