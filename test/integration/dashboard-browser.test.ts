@@ -153,7 +153,7 @@ describe.skipIf(!mosquittoAvailable() || !chromiumAvailable())('the hub dashboar
     const events = await page.locator('.timeline').innerText();
     expect(events).toContain('k3s.crash-loop');
     expect(events).toContain('What to do: read the last lines of fleetlet k3s logs');
-    expect(await page.locator('.device-summary').innerText()).toContain('sha256:pi-0001');
+    expect(await page.locator('.device-identity').innerText()).toContain('sha256:pi-0001');
     await screenshot(page, 'device-1280');
     expect(errors).toEqual([]);
     await context.close();

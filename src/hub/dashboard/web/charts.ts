@@ -39,7 +39,6 @@ function scaled(value: number | null, unit: number): number | null {
 /** Draws every chart into `container`; returns what destroys them (uPlot holds listeners on the window). */
 export function drawCharts(container: HTMLElement, history: History): () => void {
   const xs = history.points.map((p) => Date.parse(p.at) / 1000);
-  const width = Math.max(260, Math.min(container.clientWidth || 600, 1200) - 8);
   const dark = matchMedia('(prefers-color-scheme: dark)').matches;
   const axisColour = dark ? '#cbd5e1' : '#334155';
   const gridColour = dark ? 'rgba(148, 163, 184, 0.2)' : 'rgba(15, 23, 42, 0.1)';
@@ -47,6 +46,8 @@ export function drawCharts(container: HTMLElement, history: History): () => void
     const spec = { ...chart, series: chart.series.filter((s) => !(s.rollupOnly && history.step === 'raw')) };
     const figure = h('figure', { class: 'chart', 'data-chart': spec.title, 'data-points': String(xs.length) }, h('figcaption', {}, `${spec.title} (${spec.unit})`));
     container.appendChild(figure);
+    // The figure's own width (the grid gives one or two columns), less its padding.
+    const width = Math.max(240, (figure.clientWidth || 600) - 16);
     const data: uPlot.AlignedData = [xs, ...spec.series.map((s) => history.points.map((p) => s.value(p)))];
     const axis = { stroke: axisColour, grid: { stroke: gridColour }, ticks: { stroke: gridColour } };
     return new uPlot(

@@ -22,6 +22,7 @@ export function devicePage(app: App, deviceId: string): Page {
   const charts = h('div', { class: 'charts' });
   const timeline = h('div', { class: 'timeline' });
   const results = h('div', { class: 'results' });
+  const identity = h('div', { class: 'device-identity' });
   // Up to 6 hours the hub answers from raw samples; longer ranges read rollups, which lag by up to one retention run.
   let rangeHours = 6;
   let destroyCharts = () => {};
@@ -38,6 +39,7 @@ export function devicePage(app: App, deviceId: string): Page {
     h('h2', {}, 'Charts ', h('label', { class: 'inline' }, 'over the last ', range)),
     charts,
     h('div', { class: 'two' }, h('div', {}, h('h2', {}, 'Events'), timeline), h('div', {}, h('h2', {}, 'Command results'), results)),
+    identity,
   );
 
   function failed(err: unknown): void {
@@ -49,6 +51,7 @@ export function devicePage(app: App, deviceId: string): Page {
   async function loadDetail(): Promise<void> {
     const detail = await getJson<DeviceDetail>(`/api/v1/devices/${id}`);
     replace(summary, detailView(app, detail, () => void loadDetail().catch(failed)));
+    replace(identity, identityView(detail));
   }
 
   async function loadCharts(): Promise<void> {
@@ -120,6 +123,14 @@ function detailView(app: App, d: DeviceDetail, reload: () => void): HTMLElement 
     d.openConditions.length > 0
       ? h('div', {}, h('h2', {}, 'Open conditions'), h('ul', {}, d.openConditions.map((c) => h('li', {}, severityBadge(c.severity), ` ${c.kind}${c.key ? ` (${c.key})` : ''} since ${time(c.raisedAt)}`))))
       : null,
+  );
+}
+
+/** What the device says it is: its inventory as sent, and every machine fingerprint its id was seen with. */
+function identityView(d: DeviceDetail): HTMLElement {
+  return h(
+    'div',
+    {},
     h('h2', {}, 'Inventory'),
     d.inventory ? h('dl', { class: 'facts inventory' }, Object.entries(d.inventory).flatMap(([k, v]) => fact(k, inventoryValue(v)))) : h('p', { class: 'muted' }, 'No inventory yet.'),
     h('h2', {}, 'Identity fingerprints'),

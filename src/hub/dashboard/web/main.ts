@@ -16,6 +16,8 @@ import { rolloutsPage } from './rollouts-page.js';
  * (uPlot is the only library).
  */
 const SESSION_HINT = 'fleetlet.loggedIn';
+/** A stream the hub refused while the session holds (too many streams) is opened again after this. */
+const STREAM_RETRY_MS = 5000;
 const STREAM_EVENTS: StreamChange['type'][] = ['device.reported', 'device.online', 'device.offline', 'event'];
 
 const root = document.getElementById('app')!;
@@ -103,9 +105,17 @@ function header(me: Me): HTMLElement {
 /** One stream for the whole session; EventSource reconnects by itself after a hub restart. */
 function openStream(): void {
   stream?.close();
-  stream = new EventSource('/api/v1/stream');
+  const opened = new EventSource('/api/v1/stream');
+  stream = opened;
+  // A refused stream (the session expired, or was ended elsewhere) is not retried by the browser: ask who we are.
+  opened.onerror = () => {
+    if (opened.readyState !== EventSource.CLOSED || stream !== opened) return;
+    getJson<Me>('/api/v1/me').then(() => setTimeout(openStream, STREAM_RETRY_MS), (err: unknown) => {
+      if (err instanceof NotLoggedIn) showLogin();
+    });
+  };
   for (const type of STREAM_EVENTS) {
-    stream.addEventListener(type, (message) => {
+    opened.addEventListener(type, (message) => {
       const change = JSON.parse((message as MessageEvent<string>).data) as StreamChange;
       for (const listener of listeners) listener(change);
     });
