@@ -5,7 +5,7 @@ import { mosquittoAvailable, startMosquitto, type TestBroker } from '../helpers/
 import { tempDir } from '../helpers/paths.js';
 import { waitFor } from '../helpers/wait.js';
 import { publishAll } from '../helpers/hub-process.js';
-import { inventoryPayload, presencePayload, topic } from '../fixtures/hub-messages.js';
+import { inventoryPayload, presencePayload, statusPayload, topic } from '../fixtures/hub-messages.js';
 import {
   DASHBOARD_PASSWORDS,
   publishEvent,
@@ -159,13 +159,16 @@ describe.skipIf(!mosquittoAvailable() || !chromiumAvailable())('the hub dashboar
     await context.close();
   });
 
-  it('shows a device going offline live, without a reload', async () => {
+  it('shows a device going offline and another reporting new figures live, without a reload', async () => {
     const { context, page, errors } = await loggedIn('ops');
     expect(await row(page, 'pi-0002').locator('.c-state').innerText()).toBe('online');
     await page.evaluate(() => ((globalThis as unknown as { notReloaded: boolean }).notReloaded = true));
     await publishAll(hub.publisher, [{ topic: topic('pi-0002', 'presence'), payload: presencePayload('offline', 1, new Date(), 'connection-lost'), retain: true }]);
     await expect.poll(() => row(page, 'pi-0002').locator('.c-state').innerText(), { timeout: 20_000 }).toMatch(/^offline/);
     expect(await page.locator('.counts').innerText()).toMatch(/2\s+offline/);
+    // A report brings the device's new figures too.
+    await publishAll(hub.publisher, [{ topic: topic('pi-0005', 'status'), payload: statusPayload({ seq: 1000, sampledAt: new Date().toISOString(), cpu: { percent: 97 } }) }]);
+    await expect.poll(() => row(page, 'pi-0005').locator('.c-num').first().innerText(), { timeout: 20_000 }).toBe('97 %');
     expect(await page.evaluate(() => (globalThis as unknown as { notReloaded?: boolean }).notReloaded)).toBe(true);
     expect(errors).toEqual([]);
     await context.close();
