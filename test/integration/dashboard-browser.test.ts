@@ -5,7 +5,7 @@ import { mosquittoAvailable, startMosquitto, type TestBroker } from '../helpers/
 import { tempDir } from '../helpers/paths.js';
 import { waitFor } from '../helpers/wait.js';
 import { publishAll } from '../helpers/hub-process.js';
-import { inventoryPayload, presencePayload, statusPayload, topic } from '../fixtures/hub-messages.js';
+import { inventoryPayload, presencePayload, resultPayload, statusPayload, topic } from '../fixtures/hub-messages.js';
 import {
   DASHBOARD_PASSWORDS,
   publishEvent,
@@ -49,6 +49,12 @@ describe.skipIf(!mosquittoAvailable() || !chromiumAvailable())('the hub dashboar
     hub = await startDashboardHub(dir.dir, broker.url);
     await publishFleet(hub.publisher, FLEET);
     await publishEvent(hub.publisher, 'pi-0001', { kind: 'k3s.crash-loop', key: undefined, state: 'raised', severity: 'critical', message: 'k3s agent keeps exiting soon after start', remedy: 'read the last lines of fleetlet k3s logs', detail: undefined, occurredAt: new Date().toISOString() });
+    await publishAll(hub.publisher, [
+      {
+        topic: topic('pi-0001', 'results'),
+        payload: resultPayload('pi-0001', { commandId: 'c-logs-1', type: 'logs.collect', status: 'progress', step: 'logs', reason: undefined, detail: 'k3s chunk 1', data: { source: 'k3s', chunk: 1, lines: ['E1130 kubelet.go:1566] Failed to start ContainerManager', 'I1130 server.go:300] retrying'] } }),
+      },
+    ]);
     await waitForDevices(hub, FLEET.length);
     // pi-0003's id is answered by two machines in turn: the hub raises an identity conflict for a person to clear.
     // Each inventory is awaited: the hub's connections share the subscription, so two in flight may commit in any order.
@@ -59,6 +65,7 @@ describe.skipIf(!mosquittoAvailable() || !chromiumAvailable())('the hub dashboar
     }
     await waitFor(async () => (await api('/api/v1/devices/pi-0003')).identityConflict === true, 'the identity conflict of pi-0003', 30_000);
     await waitFor(async () => (await api('/api/v1/events?device=pi-0001')).events.length > 0, 'the event of pi-0001', 30_000);
+    await waitFor(async () => (await api('/api/v1/results?device=pi-0001')).results.length > 0, 'the result of pi-0001', 30_000);
     browser = await launchChromium();
   }, 120_000);
 
@@ -134,7 +141,7 @@ describe.skipIf(!mosquittoAvailable() || !chromiumAvailable())('the hub dashboar
     await context.close();
   });
 
-  it('opens a device and draws its CPU chart from the hub history, with its events and their remedies', async () => {
+  it('opens a device and draws its CPU chart from the hub history, with its events and their remedies and its collected logs', async () => {
     const { context, page, errors } = await loggedIn('ops');
     await row(page, 'pi-0001').click();
     await page.locator('figure.chart[data-chart="CPU"] canvas').waitFor({ timeout: 20_000 });
@@ -154,6 +161,11 @@ describe.skipIf(!mosquittoAvailable() || !chromiumAvailable())('the hub dashboar
     expect(events).toContain('k3s.crash-loop');
     expect(events).toContain('What to do: read the last lines of fleetlet k3s logs');
     expect(await page.locator('.device-identity').innerText()).toContain('sha256:pi-0001');
+    // Collected logs, one chunk of them, behind a disclosure.
+    const results = page.locator('.results');
+    expect(await results.innerText()).toContain('logs.collect');
+    await results.getByText('2 log line(s) from k3s').click();
+    expect(await results.locator('pre.log').innerText()).toContain('Failed to start ContainerManager');
     await screenshot(page, 'device-1280');
     expect(errors).toEqual([]);
     await context.close();
