@@ -3,6 +3,8 @@ import { HubDatabases } from '../helpers/hub-database.js';
 import { hubDialects } from '../helpers/postgres.js';
 import { deviceRow, startHubApi, type TestHubApi } from '../helpers/hub-api.js';
 import { INVENTORY_EXAMPLE } from '../../src/protocol/inventory.js';
+import { EVENT_EXAMPLE } from '../../src/protocol/event.js';
+import { STATUS_EXAMPLE } from '../../src/protocol/status.js';
 import { HubHttpSection } from '../../src/config/hub-http-schema.js';
 import { HubApiServer } from '../../src/hub/api/server.js';
 import { createLogger } from '../../src/lib/logger.js';
@@ -219,5 +221,31 @@ describe.each(hubDialects())('hub API reads on %s', (dialect) => {
     } finally {
       await server.stop();
     }
+  });
+
+  it('gives each listed device the vitals of its newest status, and each event the remedy the device sent', async () => {
+    const status = { ...STATUS_EXAMPLE, outbox: { depth: { status: 3, event: 1, result: 0 }, dropped: { status: 0, event: 0, result: 0 } } };
+    await api.hub.db.insertInto('devices').values(deviceRow('pi-vitals', { status_json: JSON.stringify(status), status_sampled_at_ms: T0 })).execute();
+    await api.hub.db
+      .insertInto('events')
+      .values({
+        device_id: 'pi-vitals', message_id: 'e-remedy', kind: 'disk.low', event_key: 'k3s', state: 'raised', severity: 'warning',
+        message: EVENT_EXAMPLE.message, occurred_at_ms: T0, received_at_ms: T0, payload_json: JSON.stringify(EVENT_EXAMPLE),
+      })
+      .execute();
+    const list = (await (await api.get('/api/v1/devices?sort=lastSeen&limit=500')).json()) as { devices: { deviceId: string; vitals: unknown }[] };
+    const memory = STATUS_EXAMPLE.memory!;
+    expect(list.devices.find((d) => d.deviceId === 'pi-vitals')?.vitals).toEqual({
+      cpuPercent: STATUS_EXAMPLE.cpu.percent,
+      memoryUsedPercent: Math.round(((memory.totalBytes - memory.availableBytes) / memory.totalBytes) * 1000) / 10,
+      temperatureC: STATUS_EXAMPLE.temperatureC,
+      outboxBacklog: 4,
+    });
+    // A device that sent no status yet has none.
+    expect(list.devices.find((d) => d.deviceId === 'pi-a')?.vitals).toBeNull();
+    const events = (await (await api.get('/api/v1/events?device=pi-vitals')).json()) as { events: { remedy: string | null }[] };
+    expect(events.events.map((e) => e.remedy)).toEqual([EVENT_EXAMPLE.remedy]);
+    const others = (await (await api.get('/api/v1/events?device=pi-a&limit=1')).json()) as { events: { remedy: string | null }[] };
+    expect(others.events[0]?.remedy).toBeNull();
   });
 });
