@@ -82,11 +82,17 @@ describe.skipIf(!mosquittoAvailable() || !chromiumAvailable())('the hub dashboar
     return res.json();
   }
 
-  async function loggedIn(user: 'ops' | 'viewer', viewport = DESKTOP): Promise<{ context: BrowserContext; page: Page; errors: string[] }> {
-    const context = await browser.newContext({ viewport });
+  async function loggedIn(
+    user: 'ops' | 'viewer',
+    viewport = DESKTOP,
+    colorScheme: 'light' | 'dark' = 'light',
+    loginShot?: string,
+  ): Promise<{ context: BrowserContext; page: Page; errors: string[] }> {
+    const context = await browser.newContext({ viewport, colorScheme });
     const page = await context.newPage();
     const errors = collectErrors(page);
     await page.goto(hub.url);
+    if (loginShot) await screenshot(page, loginShot);
     await page.getByLabel('User name').fill(user);
     await page.getByLabel('Password').fill(DASHBOARD_PASSWORDS[user]);
     await page.getByRole('button', { name: 'Log in' }).click();
@@ -202,13 +208,29 @@ describe.skipIf(!mosquittoAvailable() || !chromiumAvailable())('the hub dashboar
   });
 
   it('fits a phone: the fleet and a device page at 390 px without a horizontal scroll bar', async () => {
-    const { context, page, errors } = await loggedIn('ops', PHONE);
+    const { context, page, errors } = await loggedIn('ops', PHONE, 'light', 'login-390');
     expect(await page.evaluate(() => (globalThis as unknown as BrowserGlobals).document.documentElement.scrollWidth)).toBeLessThanOrEqual(PHONE.width);
     await screenshot(page, 'fleet-390');
     await row(page, 'pi-0001').click();
     await page.locator('figure.chart[data-chart="CPU"] canvas').waitFor({ timeout: 20_000 });
     expect(await page.evaluate(() => (globalThis as unknown as BrowserGlobals).document.documentElement.scrollWidth)).toBeLessThanOrEqual(PHONE.width);
     await screenshot(page, 'device-390');
+    expect(errors).toEqual([]);
+    await context.close();
+  });
+
+  it('follows a dark system setting: light text on a dark page, health still in words', async () => {
+    const { context, page, errors } = await loggedIn('ops', DESKTOP, 'dark');
+    // In the page's own terms (the test program has no DOM types).
+    const colours = (await page.evaluate('({ page: getComputedStyle(document.body).backgroundColor, text: getComputedStyle(document.body).color })')) as {
+      page: string;
+      text: string;
+    };
+    const luminance = (rgb: string) => rgb.match(/\d+/g)!.slice(0, 3).map(Number).reduce((a, b) => a + b, 0) / 3;
+    expect(luminance(colours.page)).toBeLessThan(60);
+    expect(luminance(colours.text)).toBeGreaterThan(180);
+    expect(await row(page, 'pi-0001').locator('.c-health .badge').innerText()).toBe('critical');
+    await screenshot(page, 'fleet-1280-dark');
     expect(errors).toEqual([]);
     await context.close();
   });
