@@ -6,6 +6,7 @@ import type { Logger } from '../../lib/logger.js';
 import type { HubHttpConfig } from '../../config/hub-http-schema.js';
 import type { HubDatabase } from '../db/open.js';
 import { login, logout, sessionPrincipal, SESSION_COOKIE, tokenPrincipal, audit, type Principal } from '../auth/sessions.js';
+import { ALERT_ROUTES } from './alert-routes.js';
 import { ChangeFeed } from './change-feed.js';
 import { ApiRequestError, HubApiListenError } from './errors.js';
 import { cookieValue, MAX_URL_BYTES, parseInput, queryObject, readJsonBody, sendError, sendJson } from './http-io.js';
@@ -54,7 +55,7 @@ export class HubApiServer {
       onError: (err) => options.logger.warn({ err }, 'the live stream could not read the database'),
     });
     this.counters = { requests: new Map(), loginFailures: 0, streamClients: () => this.feed.listenerCount };
-    this.routes = [...DATA_ROUTES, ...this.ownRoutes()];
+    this.routes = [...DATA_ROUTES, ...ALERT_ROUTES, ...this.ownRoutes()];
   }
 
   /** Listens on hub.http.listen; resolves with the base URL (the real port when the config said 0). */
