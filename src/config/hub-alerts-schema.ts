@@ -82,7 +82,7 @@ export const HubAlertsSection = z
         timeoutSeconds: z.number().min(0.1).max(120).default(10).describe('A webhook request (connect to the end of the response) is abandoned after this long.'),
         firstRetrySeconds: z.number().min(0.01).max(3600).default(5).describe('The first retry waits about this long; each next one twice as long, with jitter.'),
         maxRetrySeconds: z.number().min(0.01).max(86_400).default(900).describe('No retry waits longer than this (also when Retry-After asks for more).'),
-        maxAgeHours: z.number().min(0.001).max(24 * 30).default(24).describe('A delivery not made within this long is given up (counted in /metrics).'),
+        maxAgeHours: z.number().min(0.0001).max(24 * 30).default(24).describe('A delivery not made within this long is given up (counted in /metrics).'),
         updateEveryMinutes: minutes(60, 'An open alert whose summary changed is sent as "updated" at most this often.'),
       })
       .prefault({}),
