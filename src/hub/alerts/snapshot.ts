@@ -33,6 +33,8 @@ export async function readDeviceFacts(hub: HubDatabase, config: HubAlertsConfig,
       'device_id', 'name', 'presence_state', 'presence_at_ms', 'presence_reason', 'status_json', 'status_sampled_at_ms',
       'identity_conflict', 'identity_conflict_at_ms',
     ])
+    // A stable order: alerts of one evaluation get their ids by device.
+    .orderBy('device_id')
     .execute();
   const facts = new Map<string, DeviceFacts>();
   for (const r of rows) {
