@@ -39,6 +39,8 @@ export function alertsMigration(dialect: HubDialect): Migration {
         .execute();
       await db.schema.createIndex('alerts_device').on('alerts').columns(['device_id', 'id']).execute();
       await db.schema.createIndex('alerts_state').on('alerts').columns(['state', 'id']).execute();
+      // The live stream's look for new changes.
+      await db.schema.createIndex('alerts_updated').on('alerts').column('updated_at_ms').execute();
 
       await withId('alert_deliveries')(db)
         .addColumn('delivery_id', 'text', (c) => c.notNull().unique())

@@ -57,7 +57,7 @@ const OPERATIONS: Record<string, Partial<Record<'get' | 'post' | 'delete', Opera
   '/api/v1/audit': { get: { summary: 'The audit log of mutations and logins, newest first', query: S.AuditQuery, response: 'AuditList', role: 'operator' } },
   '/api/v1/stream': {
     get: {
-      summary: 'Server-Sent Events: each `data:` line is one StreamChange (device reported, online, offline, event)',
+      summary: 'Server-Sent Events: each `data:` line is one StreamChange (device reported, online, offline, event, alert opened or resolved)',
       query: S.StreamQuery,
       response: 'StreamChange',
       contentType: 'text/event-stream',

@@ -241,7 +241,7 @@ export class HubApiServer {
     const { device } = parseInput(S.StreamQuery, queryObject(url));
     if (this.feed.listenerCount >= MAX_STREAM_CLIENTS) throw new ApiRequestError(503, 'too many open streams');
     const unsubscribe = await this.feed.subscribe((change) => {
-      const deviceId = change.type === 'event' ? change.event.deviceId : change.deviceId;
+      const deviceId = change.type === 'event' ? change.event.deviceId : 'alert' in change ? change.alert.deviceId : change.deviceId;
       if (device && deviceId !== device) return;
       res.write(`event: ${change.type}\ndata: ${JSON.stringify(change)}\n\n`);
     });
