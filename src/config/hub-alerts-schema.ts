@@ -76,6 +76,7 @@ export const HubAlertsSection = z
       })
       .prefault({}),
     identityConflict: z.strictObject({ enabled: enabled('Alert on a device id presented by two machines (a cloned image).') }).prefault({}),
+    keepResolvedDays: z.int().min(1).max(3650).default(90).describe('Days a resolved alert (and its deliveries) is kept.'),
     webhooks: z.array(Webhook).max(20).default([]).describe('Receivers of alert changes (opened, updated, resolved), each a JSON POST signed with HMAC-SHA256.'),
     delivery: z
       .strictObject({

@@ -283,4 +283,25 @@ describe.each(hubDialects())('hub alert rules on %s', (dialect) => {
     expect(await engine.report({ ...halted, summary: 'halted again' })).toBe('opened');
     expect((await alertsOf(hub, 'rollout-halted')).map((a) => a.state)).toEqual(['resolved', 'open']);
   });
+
+  it('prunes resolved alerts and their deliveries after keepResolvedDays; open ones stay', async () => {
+    const db = await databases.open();
+    try {
+      const webhooks = [{ name: 'ops', url: 'http://127.0.0.1:9/hook', secretFile: '/nonexistent' }];
+      const { engine, advance } = engineOn(db, { keepResolvedDays: 90, webhooks });
+      await engine.report({ rule: 'rollout-halted', subject: 'rollout:old', active: true, summary: 'halted' });
+      await engine.report({ rule: 'rollout-halted', subject: 'rollout:old', active: false, summary: 'halted' });
+      await engine.report({ rule: 'rollout-halted', subject: 'rollout:open', active: true, summary: 'halted' });
+      advance(89 * 24 * 60 * MINUTE);
+      await engine.evaluate();
+      expect(await alertsOf(db, 'rollout-halted')).toHaveLength(2);
+      const later = engineOn(db, { keepResolvedDays: 90, webhooks });
+      later.advance(91 * 24 * 60 * MINUTE);
+      await later.engine.evaluate();
+      expect((await alertsOf(db, 'rollout-halted')).map((a) => a.subject)).toEqual(['rollout:open']);
+      expect(await db.db.selectFrom('alert_deliveries').select('event').execute()).toEqual([{ event: 'opened' }]);
+    } finally {
+      await db.close();
+    }
+  });
 });

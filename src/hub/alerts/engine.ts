@@ -6,6 +6,7 @@ import { AlertStore, type AlertChange } from './alert-store.js';
 import { backlogOf, updateBacklogTrends } from './backlog-trend.js';
 import { deviceFindings, parseStatus } from './device-rules.js';
 import { DEVICE_RULES, type AlertFinding } from './finding.js';
+import { pruneAlerts } from './prune.js';
 import { readDeviceFacts } from './snapshot.js';
 
 /**
@@ -14,6 +15,8 @@ import { readDeviceFacts } from './snapshot.js';
  * database, so a restarted hub continues, and replicas evaluating at once agree (AlertStore makes each change once).
  * Alerts about things outside the fleet's reports (a rollout halted, a certificate expiring) come through report().
  */
+const PRUNE_EVERY_MS = 3_600_000;
+
 export interface AlertEngineOptions {
   hub: HubDatabase;
   config: HubAlertsConfig;
@@ -47,6 +50,7 @@ export class AlertEngine {
   private readonly now: () => number;
   private timer: NodeJS.Timeout | undefined;
   private running: Promise<unknown> | undefined;
+  private prunedAtMs = 0;
 
   constructor(private readonly options: AlertEngineOptions) {
     this.now = options.now ?? Date.now;
@@ -103,6 +107,11 @@ export class AlertEngine {
       if (await this.store.resolve(row.id, nowMs)) outcome.resolved += 1;
     }
     if (outcome.opened + outcome.updated + outcome.resolved > 0) this.options.log.info(outcome, 'alerts changed');
+    if (nowMs - this.prunedAtMs >= PRUNE_EVERY_MS) {
+      this.prunedAtMs = nowMs;
+      const pruned = await pruneAlerts(hub, config.keepResolvedDays, nowMs);
+      if (pruned.alerts + pruned.deliveries > 0) this.options.log.info(pruned, 'old alerts pruned');
+    }
     return outcome;
   }
 
