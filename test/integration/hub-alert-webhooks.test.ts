@@ -134,6 +134,20 @@ describe.each(hubDialects())('hub alert webhooks on %s', (dialect) => {
     expect(metrics).toContain(`fleetlet_hub_stored_counter{name="${DELIVERY_COUNTERS.expired}"} 1`);
   });
 
+  it('sends "updated" when the summary changed, at most every updateEveryMinutes', async () => {
+    const { engine, deliverer } = await setUp({ updateEveryMinutes: 0.01 });
+    await engine.report(halted(true, '3 failed'));
+    await engine.report(halted(true, '4 failed')); // within the spacing: stored, not sent
+    await new Promise((resolve) => setTimeout(resolve, 700));
+    await engine.report(halted(true, '5 failed'));
+    await deliverUntil(deliverer, 2);
+    await deliverer.runOnce();
+    expect(receiver.received.map((r) => [JSON.parse(r.body).event, JSON.parse(r.body).alert.summary])).toEqual([
+      ['opened', '3 failed'],
+      ['updated', '5 failed'],
+    ]);
+  });
+
   it('sends a webhook only the rules it asked for', async () => {
     const { hub, engine, deliverer } = await setUp({}, ['certificate-expiring']);
     await engine.report(halted(true));
@@ -169,6 +183,25 @@ describe.each(hubDialects())('hub alert webhooks on %s', (dialect) => {
     });
     afterAll(async () => {
       await broker?.close();
+    });
+
+    it('a webhook secret file others can read stops the hub at start, naming the file', async () => {
+      const open = join(dir.dir, 'readable.key');
+      writeFileSync(open, KEY);
+      chmodSync(open, 0o644);
+      const configFile = writeHubConfig({
+        dir: dir.dir,
+        brokerUrl: broker.url,
+        database: await databases.fresh(),
+        replicaId: `badkey-${dialect}`,
+        connections: 1,
+        extra: { alerts: { webhooks: [{ name: 'ops', url: 'http://127.0.0.1:9/', secretFile: open }] } },
+      });
+      const hub = startHubProcess(configFile);
+      hubs.push(hub);
+      expect(await hub.exited).not.toBe(0);
+      expect(hub.output()).toContain(`secretFile ${open} is readable by group or others`);
+      expect(hub.output()).not.toContain(KEY);
     });
 
     it('a delivery pending when the hub is killed is delivered once after it restarts', async () => {
