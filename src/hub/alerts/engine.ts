@@ -1,11 +1,10 @@
 import type { HubAlertsConfig } from '../../config/hub-alerts-schema.js';
 import type { Logger } from '../../lib/logger.js';
-import type { AlertRule } from '../../protocol/hub-alerts-api.js';
 import type { HubDatabase } from '../db/open.js';
 import { AlertStore, type AlertChange } from './alert-store.js';
 import { backlogOf, updateBacklogTrends } from './backlog-trend.js';
 import { deviceFindings, parseStatus } from './device-rules.js';
-import { DEVICE_RULES, type AlertFinding } from './finding.js';
+import { DEVICE_RULES, type AlertFinding, type ExternalRule } from './finding.js';
 import { pruneAlerts } from './prune.js';
 import { readDeviceFacts } from './snapshot.js';
 
@@ -32,7 +31,8 @@ export interface EvaluationOutcome {
 
 /** What another part of the hub says about an alert of its own (rollout-halted, certificate-expiring). */
 export interface ExternalAlertReport {
-  rule: AlertRule;
+  /** Only rules the engine does not evaluate: it would resolve a device rule's alert at its next evaluation. */
+  rule: ExternalRule;
   /** e.g. `rollout:<id>`, or a device id. */
   subject: string;
   /** true: the condition holds (open or update the alert); false: it cleared (resolve it). */

@@ -28,3 +28,6 @@ export const DEVICE_RULES = [
   'identity-conflict',
 ] as const satisfies readonly AlertRule[];
 export type DeviceRule = (typeof DEVICE_RULES)[number];
+
+/** Rules other parts of the hub report through AlertEngine.report (the engine never resolves these itself). */
+export type ExternalRule = Exclude<AlertRule, DeviceRule>;
