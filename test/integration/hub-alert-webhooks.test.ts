@@ -101,6 +101,17 @@ describe.each(hubDialects())('hub alert webhooks on %s', (dialect) => {
     expect(await counter(hub, DELIVERY_COUNTERS.delivered)).toBe(2);
   });
 
+  it('two deliverers (two replicas) on one queue send each change once: a delivery is leased before it is sent', async () => {
+    const { hub, engine, deliverer } = await setUp();
+    const config = HubAlertsSection.parse({ webhooks: [{ name: 'ops', url: receiver.url, secretFile }] });
+    const other = new WebhookDeliverer({ hub, targets: loadWebhookTargets(config.webhooks), delivery: config.delivery, log: silent });
+    for (let i = 1; i <= 5; i++) await engine.report({ ...halted(true), subject: `rollout:r-${i}` });
+    for (let round = 0; round < 3; round++) await Promise.all([deliverer.runOnce(), other.runOnce()]);
+    const ids = receiver.received.map((r) => r.headers['x-fleetlet-delivery']);
+    expect(ids).toHaveLength(5);
+    expect(new Set(ids).size).toBe(5);
+  });
+
   it('waits as long as Retry-After asks before the next attempt', async () => {
     const { engine, deliverer } = await setUp();
     receiver.script.push({ status: 503, headers: { 'retry-after': '2' } });
