@@ -57,12 +57,14 @@ export const HubAlertsSection = z
       .strictObject({
         enabled: enabled('Alert on little free disk (state or k3s filesystem), or a disk.low condition the device raised.'),
         minFreePercent: z.number().min(0).max(100).default(10).describe('A filesystem with less free space than this share opens an alert.'),
+        clearMarginPercent: z.number().min(0).max(50).default(2).describe('An open alert resolves only once the free share is this much above minFreePercent, so a disk hovering at the line does not flap.'),
       })
       .prefault({}),
     temperatureHigh: z
       .strictObject({
         enabled: enabled('Alert on a hot SoC, or a temperature.high condition the device raised.'),
         aboveC: z.number().min(0).max(200).default(80).describe('A status temperature at or above this opens an alert.'),
+        clearMarginC: z.number().min(0).max(50).default(5).describe('An open alert resolves only below aboveC minus this, so a temperature hovering at the line does not flap.'),
       })
       .prefault({}),
     underVoltage: z

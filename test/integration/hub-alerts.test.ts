@@ -176,6 +176,26 @@ describe.each(hubDialects())('hub alert rules on %s', (dialect) => {
     for (const rule of ['disk-low', 'temperature-high', 'under-voltage']) expect(await open(rule)).toEqual([]);
   });
 
+  it('temperature and disk do not flap at their line: an open alert resolves only past the clear margin', async () => {
+    const { engine } = engineOn(hub, { diskLow: { minFreePercent: 10, clearMarginPercent: 2 }, temperatureHigh: { aboveC: 80, clearMarginC: 5 } });
+    const total = 10_000_000_000;
+    const report = (temperatureC: number, freePercent: number) =>
+      status('pi-edge', { temperatureC, disks: [{ name: 'state', totalBytes: total, freeBytes: (total * freePercent) / 100 }] });
+    const state = async () => {
+      await engine.evaluate();
+      const states = async (rule: string) => (await alertsOf(hub, rule)).filter((a) => a.subject === 'pi-edge').map((a) => a.state);
+      return [await states('temperature-high'), await states('disk-low')];
+    };
+    await report(79, 11);
+    expect(await state()).toEqual([[], []]);
+    await report(80.5, 9.5);
+    expect(await state()).toEqual([['open'], ['open']]);
+    await report(76, 11.5); // back under the line, not past the margin
+    expect(await state()).toEqual([['open'], ['open']]);
+    await report(74.9, 12.5);
+    expect(await state()).toEqual([['resolved'], ['resolved']]);
+  });
+
   it('outbox backlog: alerts when the backlog stayed above the minimum and grew over the window, resolves when it drains', async () => {
     const { engine } = engineOn(hub, { outboxBacklog: { minMessages: 1000, risingMinutes: 15 } });
     const depth = (status: number) => ({ depth: { status, event: 0, result: 0 }, dropped: { status: 0, event: 0, result: 0 } });

@@ -17,6 +17,8 @@ export interface RuleInput {
   /** The newest status, parsed; undefined before any. */
   status: Status | undefined;
   backlog: BacklogTrend | undefined;
+  /** Whether this device's alert of a rule is open now: thresholds with a margin clear further away than they raise. */
+  isOpen: (rule: DeviceRule) => boolean;
   config: HubAlertsConfig;
   nowMs: number;
 }
@@ -72,11 +74,12 @@ function credentialRejected({ device, config, nowMs }: RuleInput): Finding | und
   };
 }
 
-function diskLow({ device, status, config }: RuleInput): Finding | undefined {
+function diskLow({ device, status, config, isOpen }: RuleInput): Finding | undefined {
+  const line = config.diskLow.minFreePercent + (isOpen('disk-low') ? config.diskLow.clearMarginPercent : 0);
   const low = (status?.disks ?? [])
     .filter((d) => d.totalBytes > 0)
     .map((d) => ({ ...d, freePercent: (d.freeBytes / d.totalBytes) * 100 }))
-    .filter((d) => d.freePercent < config.diskLow.minFreePercent)
+    .filter((d) => d.freePercent < line)
     .sort((a, b) => a.freePercent - b.freePercent)[0];
   const raised = device.conditions.get('disk.low');
   if (!low && !raised) return undefined;
@@ -90,9 +93,10 @@ function diskLow({ device, status, config }: RuleInput): Finding | undefined {
   };
 }
 
-function temperatureHigh({ device, status, config }: RuleInput): Finding | undefined {
+function temperatureHigh({ device, status, config, isOpen }: RuleInput): Finding | undefined {
   const c = status?.temperatureC;
-  const hot = c !== undefined && c >= config.temperatureHigh.aboveC;
+  const line = config.temperatureHigh.aboveC - (isOpen('temperature-high') ? config.temperatureHigh.clearMarginC : 0);
+  const hot = c !== undefined && c >= line;
   if (!hot && !device.conditions.has('temperature.high')) return undefined;
   return {
     severity: 'warning',

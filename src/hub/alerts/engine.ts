@@ -91,10 +91,17 @@ export class AlertEngine {
           config.outboxBacklog.minMessages,
         )
       : new Map();
-    const findings = devices.flatMap((device) =>
-      deviceFindings({ device, status: statuses.get(device.deviceId), backlog: trends.get(device.deviceId), config, nowMs }),
-    );
     const open = new Map((await this.store.openAlerts(DEVICE_RULES)).map((row) => [`${row.rule}\n${row.subject}`, row]));
+    const findings = devices.flatMap((device) =>
+      deviceFindings({
+        device,
+        status: statuses.get(device.deviceId),
+        backlog: trends.get(device.deviceId),
+        isOpen: (rule) => open.has(`${rule}\n${device.deviceId}`),
+        config,
+        nowMs,
+      }),
+    );
     const outcome: EvaluationOutcome = { opened: 0, updated: 0, resolved: 0 };
     for (const finding of findings) {
       const key = `${finding.rule}\n${finding.subject}`;
