@@ -41,15 +41,15 @@ describe.each(hubDialects())('hub alert webhooks on %s', (dialect) => {
   });
 
   /** An engine to make alert changes and a deliverer to send them, over a fresh database, to a fresh receiver. */
-  const setUp = async (delivery: Partial<HubAlertsConfig['delivery']> = {}, rules?: string[]) => {
+  const setUp = async (delivery: Partial<HubAlertsConfig['delivery']> = {}, rules?: string[], now?: () => number) => {
     receiver = await startWebhookReceiver(KEY);
     const hub = await databases.open();
     const config = HubAlertsSection.parse({
       webhooks: [{ name: 'ops', url: receiver.url, secretFile, ...(rules ? { rules } : {}) }],
       delivery: { firstRetrySeconds: 0.05, maxRetrySeconds: 5, timeoutSeconds: 2, ...delivery },
     });
-    const engine = new AlertEngine({ hub, config, log: silent });
-    const deliverer = new WebhookDeliverer({ hub, targets: loadWebhookTargets(config.webhooks), delivery: config.delivery, log: silent });
+    const engine = new AlertEngine({ hub, config, log: silent, now });
+    const deliverer = new WebhookDeliverer({ hub, targets: loadWebhookTargets(config.webhooks), delivery: config.delivery, log: silent, now });
     cleanups.push(() => receiver.close(), () => hub.close());
     return { hub, engine, deliverer };
   };
@@ -146,10 +146,12 @@ describe.each(hubDialects())('hub alert webhooks on %s', (dialect) => {
   });
 
   it('sends "updated" when the summary changed, at most every updateEveryMinutes', async () => {
-    const { engine, deliverer } = await setUp({ updateEveryMinutes: 0.01 });
+    let offsetMs = 0;
+    const { engine, deliverer } = await setUp({ updateEveryMinutes: 10 }, undefined, () => Date.now() + offsetMs);
     await engine.report(halted(true, '3 failed'));
+    offsetMs = 9 * 60_000;
     await engine.report(halted(true, '4 failed')); // within the spacing: stored, not sent
-    await new Promise((resolve) => setTimeout(resolve, 700));
+    offsetMs = 10 * 60_000;
     await engine.report(halted(true, '5 failed'));
     await deliverUntil(deliverer, 2);
     await deliverer.runOnce();
@@ -231,7 +233,8 @@ describe.each(hubDialects())('hub alert webhooks on %s', (dialect) => {
             intervalSeconds: 1,
             offline: { afterMinutes: 0.02 },
             webhooks: [{ name: 'ops', url: receiver.url, secretFile }],
-            delivery: { firstRetrySeconds: 0.2, maxRetrySeconds: 0.5 },
+            // A lease held at the kill lasts the request timeout and 5 s more.
+            delivery: { firstRetrySeconds: 0.2, maxRetrySeconds: 0.5, timeoutSeconds: 2 },
           },
         },
       });
