@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { HubAlertsSection } from './hub-alerts-schema.js';
 import { HubHttpSection } from './hub-http-schema.js';
 
 /**
@@ -79,6 +80,7 @@ export const HubSection = z
       })
       .prefault({}),
     http: HubHttpSection,
+    alerts: HubAlertsSection,
     identityConflictWindowSeconds: z
       .int()
       .min(60)

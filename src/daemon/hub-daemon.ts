@@ -2,6 +2,7 @@ import { dirname } from 'node:path';
 import { loadSelectedConfig } from '../cli/load-selected-config.js';
 import { EXIT, exitCodeFor } from '../cli/exit-codes.js';
 import type { CliIo, ConfigSelection } from '../cli/program.js';
+import { startAlerts, type RunningAlerts } from '../hub/alerts/alerts-service.js';
 import { HubApiServer } from '../hub/api/server.js';
 import { DashboardAssets } from '../hub/dashboard/assets.js';
 import { dashboardBundle } from '../hub/dashboard/embedded.js';
@@ -45,8 +46,17 @@ export async function runHubDaemon(selection: ConfigSelection, io: CliIo): Promi
     },
     stop: async () => api?.stop(),
   };
+  let alerts: RunningAlerts | undefined;
+  // Reads what the ingest commits; from the database only, so any number of replicas may run it.
+  const alerting: Part = {
+    name: 'hub-alerts',
+    start: async () => {
+      if (config.hub.alerts.enabled) alerts = startAlerts(hub!.database, config.hub.alerts, logger);
+    },
+    stop: async () => alerts?.stop(),
+  };
   try {
-    return await runUntilSignal(new Lifecycle([ingest, http], logger, HUB_STOP_TIMEOUT_MS), logger, process, (code) => process.exit(code));
+    return await runUntilSignal(new Lifecycle([ingest, alerting, http], logger, HUB_STOP_TIMEOUT_MS), logger, process, (code) => process.exit(code));
   } catch (err) {
     logger.fatal({ err }, err instanceof FleetletError ? err.message : 'hub failed to start');
     return exitCodeFor(err);

@@ -75,5 +75,10 @@ function textLine(change: StreamChange): string {
       return printable(
         `event     ${change.event.occurredAt}  ${change.event.deviceId}  ${change.event.severity} ${change.event.kind} ${change.event.state}: ${change.event.message}`,
       );
+    case 'alert.opened':
+    case 'alert.resolved':
+      return printable(
+        `${change.type === 'alert.opened' ? 'alert     ' : 'resolved  '}${change.alert.updatedAt}  ${change.alert.subject}  ${change.alert.severity} ${change.alert.rule}: ${change.alert.summary}`,
+      );
   }
 }

@@ -58,3 +58,18 @@ export type AlertsQuery = z.output<typeof AlertsQuery>;
 /** Newest first; pass `nextBefore` as `before` for the next page. `open` counts all open alerts, for the page's header. */
 export const AlertList = z.object({ alerts: z.array(AlertItem), nextBefore: z.int().nullable(), open: z.int() });
 export type AlertList = z.infer<typeof AlertList>;
+
+export const ALERT_WEBHOOK_EVENTS = ['opened', 'updated', 'resolved'] as const;
+
+/**
+ * The body POSTed to a webhook (hub.alerts.webhooks) for each change of an alert. Signed: the header
+ * `X-Fleetlet-Signature: sha256=<hex HMAC-SHA256 of the raw body>` with the webhook's key; `X-Fleetlet-Delivery`
+ * carries `deliveryId`, the same on every retry of one change.
+ */
+export const AlertWebhookPayload = z.object({
+  schemaVersion: z.literal(1),
+  deliveryId: z.string(),
+  event: z.enum(ALERT_WEBHOOK_EVENTS),
+  alert: AlertItem,
+});
+export type AlertWebhookPayload = z.infer<typeof AlertWebhookPayload>;

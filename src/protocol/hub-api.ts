@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { AlertItem } from './hub-alerts-api.js';
 
 /**
  * The request and response shapes of the hub's HTTP API, one zod schema each, types inferred from them: a wire
@@ -232,6 +233,8 @@ export const StreamChange = z.discriminatedUnion('type', [
   z.object({ type: z.literal('device.online'), deviceId: z.string(), at: isoTime }),
   z.object({ type: z.literal('device.offline'), deviceId: z.string(), at: isoTime, reason: z.string().nullable() }),
   z.object({ type: z.literal('event'), event: EventItem }),
+  z.object({ type: z.literal('alert.opened'), alert: AlertItem }),
+  z.object({ type: z.literal('alert.resolved'), alert: AlertItem }),
 ]);
 export type StreamChange = z.infer<typeof StreamChange>;
 

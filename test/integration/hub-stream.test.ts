@@ -1,4 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { HubAlertsSection } from '../../src/config/hub-alerts-schema.js';
+import { AlertEngine } from '../../src/hub/alerts/engine.js';
+import { createLogger } from '../../src/lib/logger.js';
 import { HubDatabases } from '../helpers/hub-database.js';
 import { hubDialects } from '../helpers/postgres.js';
 import { deviceRow, startHubApi, type TestHubApi } from '../helpers/hub-api.js';
@@ -35,7 +38,11 @@ class EventReader {
   async waitFor(event: string, deviceId: string, timeoutMs = 10_000): Promise<Record<string, unknown>> {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
-      const found = this.changes.find((c) => c.event === event && (c.data.deviceId ?? (c.data.event as { deviceId?: string })?.deviceId) === deviceId);
+      const found = this.changes.find(
+        (c) =>
+          c.event === event &&
+          (c.data.deviceId ?? (c.data.event as { deviceId?: string })?.deviceId ?? (c.data.alert as { deviceId?: string })?.deviceId) === deviceId,
+      );
       if (found) return found.data;
       if (Date.now() > deadline) throw new Error(`no ${event} for ${deviceId} within ${timeoutMs} ms; got ${JSON.stringify(this.changes)}`);
       await new Promise((resolve) => setTimeout(resolve, 25));
@@ -95,6 +102,17 @@ describe.each(hubDialects())('hub live stream on %s', (dialect) => {
     expect(await stream.waitFor('device.offline', 'pi-new')).toMatchObject({ reason: 'connection-lost' });
     expect(stream.changes.some((c) => c.data.deviceId === 'pi-old')).toBe(false);
     expect(stream.changes.filter((c) => c.event === 'event')).toHaveLength(1);
+    await stream.close();
+  });
+
+  it('sends alerts as the engine opens and resolves them', async () => {
+    const stream = await open();
+    const engine = new AlertEngine({ hub: api.hub, config: HubAlertsSection.parse({}), log: createLogger({ level: 'silent' }) });
+    await engine.report({ rule: 'certificate-expiring', subject: 'pi-cert', deviceId: 'pi-cert', active: true, severity: 'warning', summary: 'expires in 3 days' });
+    expect(await stream.waitFor('alert.opened', 'pi-cert')).toMatchObject({ alert: { rule: 'certificate-expiring', state: 'open', summary: 'expires in 3 days' } });
+    await engine.report({ rule: 'certificate-expiring', subject: 'pi-cert', active: false, summary: 'renewed' });
+    expect(await stream.waitFor('alert.resolved', 'pi-cert')).toMatchObject({ alert: { state: 'resolved' } });
+    expect(stream.changes.filter((c) => c.event.startsWith('alert.'))).toHaveLength(2);
     await stream.close();
   });
 

@@ -1,6 +1,7 @@
 import type { HubDatabase } from '../db/open.js';
 import { iso } from './device-queries.js';
 import { eventItemOf } from './log-queries.js';
+import { alertItemOf } from '../alerts/alert-item.js';
 import type { StreamChange } from '../../protocol/hub-api.js';
 
 /**
@@ -13,6 +14,8 @@ export class ChangeFeed {
   private readonly listeners = new Set<(change: StreamChange) => void>();
   private readonly devices = new Map<string, { lastSeen: number; presence: string | null }>();
   private readonly announcedEvents = new Map<number, number>();
+  /** `<alert id>:<state>` announced, with when it changed. */
+  private readonly announcedAlerts = new Map<string, number>();
   private timer: NodeJS.Timeout | undefined;
   private primed = false;
   private polling = false;
@@ -48,6 +51,7 @@ export class ChangeFeed {
     this.primed = false;
     this.devices.clear();
     this.announcedEvents.clear();
+    this.announcedAlerts.clear();
   }
 
   /** One look at the database; public so that a test or a shutdown can drive it. */
@@ -93,6 +97,20 @@ export class ChangeFeed {
       if (announce) this.emit({ type: 'event', event: eventItemOf(event) });
     }
     for (const [id, receivedAt] of this.announcedEvents) if (receivedAt < since) this.announcedEvents.delete(id);
+    await this.readAlertChanges(since, announce);
+  }
+
+  /** Alerts opened or resolved since the last look (by any replica's engine). */
+  private async readAlertChanges(since: number, announce: boolean): Promise<void> {
+    const alerts = await this.hub.db.selectFrom('alerts').selectAll().where('updated_at_ms', '>=', since).orderBy('id').limit(5000).execute();
+    for (const alert of alerts) {
+      const changedAt = alert.state === 'resolved' ? alert.resolved_at_ms : alert.opened_at_ms;
+      const key = `${alert.id}:${alert.state}`;
+      if (changedAt === null || changedAt < since || this.announcedAlerts.has(key)) continue;
+      this.announcedAlerts.set(key, changedAt);
+      if (announce) this.emit({ type: alert.state === 'resolved' ? 'alert.resolved' : 'alert.opened', alert: alertItemOf(alert) });
+    }
+    for (const [key, changedAt] of this.announcedAlerts) if (changedAt < since) this.announcedAlerts.delete(key);
   }
 
   private emit(change: StreamChange): void {

@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { FLEETLET_VERSION } from '../../lib/version.js';
 import * as S from '../../protocol/hub-api.js';
+import { AlertList, AlertsQuery } from '../../protocol/hub-alerts-api.js';
 
 /**
  * The OpenAPI 3.0 document of /api/v1, generated from the zod schemas the server validates and answers with, so
@@ -18,6 +19,7 @@ const COMPONENTS = {
   Ok: S.Ok,
   ApiError: S.ApiError,
   StreamChange: S.StreamChange,
+  AlertList,
 } as const;
 
 export type ComponentName = keyof typeof COMPONENTS;
@@ -51,10 +53,11 @@ const OPERATIONS: Record<string, Partial<Record<'get' | 'post' | 'delete', Opera
   },
   '/api/v1/events': { get: { summary: 'Events, newest first', query: S.EventsQuery, response: 'EventList' } },
   '/api/v1/results': { get: { summary: 'Command results, newest first', query: S.ResultsQuery, response: 'ResultList' } },
+  '/api/v1/alerts': { get: { summary: 'Alerts, open and resolved, newest first', query: AlertsQuery, response: 'AlertList' } },
   '/api/v1/audit': { get: { summary: 'The audit log of mutations and logins, newest first', query: S.AuditQuery, response: 'AuditList', role: 'operator' } },
   '/api/v1/stream': {
     get: {
-      summary: 'Server-Sent Events: each `data:` line is one StreamChange (device reported, online, offline, event)',
+      summary: 'Server-Sent Events: each `data:` line is one StreamChange (device reported, online, offline, event, alert opened or resolved)',
       query: S.StreamQuery,
       response: 'StreamChange',
       contentType: 'text/event-stream',

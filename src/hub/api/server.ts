@@ -7,6 +7,7 @@ import type { HubHttpConfig } from '../../config/hub-http-schema.js';
 import type { HubDatabase } from '../db/open.js';
 import type { DashboardAssets } from '../dashboard/assets.js';
 import { login, logout, sessionPrincipal, SESSION_COOKIE, tokenPrincipal, audit, type Principal } from '../auth/sessions.js';
+import { ALERT_ROUTES } from './alert-routes.js';
 import { ChangeFeed } from './change-feed.js';
 import { ApiRequestError, HubApiListenError } from './errors.js';
 import { cookieValue, MAX_URL_BYTES, parseInput, queryObject, readJsonBody, sendError, sendJson } from './http-io.js';
@@ -57,7 +58,7 @@ export class HubApiServer {
       onError: (err) => options.logger.warn({ err }, 'the live stream could not read the database'),
     });
     this.counters = { requests: new Map(), loginFailures: 0, streamClients: () => this.feed.listenerCount };
-    this.routes = [...DATA_ROUTES, ...this.ownRoutes()];
+    this.routes = [...DATA_ROUTES, ...ALERT_ROUTES, ...this.ownRoutes()];
   }
 
   /** Listens on hub.http.listen; resolves with the base URL (the real port when the config said 0). */
@@ -244,7 +245,7 @@ export class HubApiServer {
     const { device } = parseInput(S.StreamQuery, queryObject(url));
     if (this.feed.listenerCount >= MAX_STREAM_CLIENTS) throw new ApiRequestError(503, 'too many open streams');
     const unsubscribe = await this.feed.subscribe((change) => {
-      const deviceId = change.type === 'event' ? change.event.deviceId : change.deviceId;
+      const deviceId = change.type === 'event' ? change.event.deviceId : 'alert' in change ? change.alert.deviceId : change.deviceId;
       if (device && deviceId !== device) return;
       res.write(`event: ${change.type}\ndata: ${JSON.stringify(change)}\n\n`);
     });
