@@ -15,6 +15,7 @@ import { renderMetrics, type ApiCounters } from './metrics.js';
 import { openApiDocument } from './openapi.js';
 import { DATA_ROUTES, type Route, type RouteContext } from './routes.js';
 import * as S from '../../protocol/hub-api.js';
+import { changedDevice } from '../../protocol/changed-device.js';
 
 export interface HubApiOptions {
   hub: HubDatabase;
@@ -245,7 +246,7 @@ export class HubApiServer {
     const { device } = parseInput(S.StreamQuery, queryObject(url));
     if (this.feed.listenerCount >= MAX_STREAM_CLIENTS) throw new ApiRequestError(503, 'too many open streams');
     const unsubscribe = await this.feed.subscribe((change) => {
-      const deviceId = change.type === 'event' ? change.event.deviceId : 'alert' in change ? change.alert.deviceId : change.deviceId;
+      const deviceId = changedDevice(change);
       if (device && deviceId !== device) return;
       res.write(`event: ${change.type}\ndata: ${JSON.stringify(change)}\n\n`);
     });

@@ -1,4 +1,5 @@
 import type { DeviceDetail, EventList, History, ResultList } from '../../../protocol/hub-api.js';
+import { changedDevice } from '../../../protocol/changed-device.js';
 import { getJson, NotAvailable, NotLoggedIn, sendJson } from './api.js';
 import { canChange, type App, type Page } from './app.js';
 import { healthBadge, k3sText, severityBadge, stateBadge } from './badges.js';
@@ -76,8 +77,7 @@ export function devicePage(app: App, deviceId: string): Page {
 
   let reload: ReturnType<typeof setTimeout> | undefined;
   const unsubscribe = app.onChange((change) => {
-    const subject = change.type === 'event' ? change.event.deviceId : change.deviceId;
-    if (subject !== deviceId || reload !== undefined) return;
+    if (changedDevice(change) !== deviceId || reload !== undefined) return;
     reload = setTimeout(() => {
       reload = undefined;
       Promise.all([loadDetail(), loadLogs()]).catch(failed);

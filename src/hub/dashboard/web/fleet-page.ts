@@ -100,7 +100,7 @@ export function fleetPage(app: App): Page {
   }
 
   function onChange(change: StreamChange): void {
-    if (change.type === 'event') return;
+    if (change.type === 'event' || change.type === 'alert.opened' || change.type === 'alert.resolved') return;
     const device = devices.get(change.deviceId);
     if (!device) {
       stale.add(change.deviceId);
