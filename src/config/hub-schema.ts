@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { HubEnrolmentSection } from './hub-enrolment-schema.js';
 import { HubHttpSection } from './hub-http-schema.js';
 
 /**
@@ -79,6 +80,7 @@ export const HubSection = z
       })
       .prefault({}),
     http: HubHttpSection,
+    enrolment: HubEnrolmentSection,
     identityConflictWindowSeconds: z
       .int()
       .min(60)

@@ -4,6 +4,7 @@ import { EXIT, exitCodeFor } from '../cli/exit-codes.js';
 import type { CliIo, ConfigSelection } from '../cli/program.js';
 import { HubApiServer } from '../hub/api/server.js';
 import { startHub, type RunningHub } from '../hub/hub-service.js';
+import { startEnrolment, type RunningEnrolment } from '../hub/enrolment/start-enrolment.js';
 import { FleetletError } from '../lib/errors.js';
 import { createLogger } from '../lib/logger.js';
 import { sqliteNativeBinding } from '../lib/native-addon.js';
@@ -24,6 +25,7 @@ export async function runHubDaemon(selection: ConfigSelection, io: CliIo): Promi
   logger.info({ version: FLEETLET_VERSION, files: loaded.files }, 'fleetlet hub starting');
   let hub: RunningHub | undefined;
   let api: HubApiServer | undefined;
+  let enrolment: RunningEnrolment | undefined;
   const ingest: Part = {
     name: 'hub',
     start: async () => {
@@ -37,10 +39,20 @@ export async function runHubDaemon(selection: ConfigSelection, io: CliIo): Promi
     name: 'hub-api',
     start: async () => {
       const running = hub!;
-      api = new HubApiServer({ hub: running.database, http: config.hub.http, logger, ingestMetricsText: () => running.metricsText() });
+      enrolment = await startEnrolment(running.database, config.hub.enrolment, logger);
+      api = new HubApiServer({
+        hub: running.database,
+        http: config.hub.http,
+        logger,
+        ingestMetricsText: () => running.metricsText(),
+        ...(enrolment ? { enrolment: enrolment.authority } : {}),
+      });
       await api.start();
     },
-    stop: async () => api?.stop(),
+    stop: async () => {
+      enrolment?.stop();
+      await api?.stop();
+    },
   };
   try {
     return await runUntilSignal(new Lifecycle([ingest, http], logger, HUB_STOP_TIMEOUT_MS), logger, process, (code) => process.exit(code));

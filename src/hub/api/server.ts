@@ -12,6 +12,8 @@ import { cookieValue, MAX_URL_BYTES, parseInput, queryObject, readJsonBody, send
 import { renderMetrics, type ApiCounters } from './metrics.js';
 import { openApiDocument } from './openapi.js';
 import { DATA_ROUTES, type Route, type RouteContext } from './routes.js';
+import { enrolmentDeviceRoutes, enrolmentOperatorRoutes, type DeviceRoute } from './enrolment-routes.js';
+import type { EnrolmentAuthority } from '../enrolment/enrolment-authority.js';
 import * as S from '../../protocol/hub-api.js';
 
 export interface HubApiOptions {
@@ -23,6 +25,8 @@ export interface HubApiOptions {
   ingestMetricsText?: () => Promise<string>;
   /** How often the live stream looks at the database. */
   streamPollMs?: number;
+  /** The fleet CA (hub.enrolment); without it the enrol routes answer 503. */
+  enrolment?: EnrolmentAuthority;
 }
 
 const MAX_STREAM_CLIENTS = 200;
@@ -42,6 +46,7 @@ export class HubApiServer {
   private readonly now: () => number;
   private readonly tls: boolean;
   private readonly routes: Route[];
+  private readonly deviceRoutes: DeviceRoute[];
 
   constructor(private readonly options: HubApiOptions) {
     this.now = options.now ?? Date.now;
@@ -54,7 +59,8 @@ export class HubApiServer {
       onError: (err) => options.logger.warn({ err }, 'the live stream could not read the database'),
     });
     this.counters = { requests: new Map(), loginFailures: 0, streamClients: () => this.feed.listenerCount };
-    this.routes = [...DATA_ROUTES, ...this.ownRoutes()];
+    this.routes = [...DATA_ROUTES, ...this.ownRoutes(), ...enrolmentOperatorRoutes(options.enrolment)];
+    this.deviceRoutes = enrolmentDeviceRoutes(options.enrolment);
   }
 
   /** Listens on hub.http.listen; resolves with the base URL (the real port when the config said 0). */
@@ -128,6 +134,9 @@ export class HubApiServer {
     const remoteAddr = req.socket.remoteAddress ?? 'unknown';
     if (req.method === 'GET' && url.pathname === '/api/v1/openapi.json') return sendJson(res, 200, openApiDocument());
     if (req.method === 'POST' && url.pathname === '/api/v1/login') return this.login(req, res, remoteAddr, now);
+    // Enrolment authenticates devices by their own credentials, which count nowhere else (and API tokens not there).
+    const deviceRoute = this.deviceRoutes.find((r) => r.method === req.method && r.pattern.test(url.pathname));
+    if (deviceRoute) return deviceRoute.handle({ req, res, remoteAddr, now });
 
     const candidates = this.routes.filter((r) => r.pattern.test(url.pathname));
     if (candidates.length === 0) throw new ApiRequestError(404, `no such resource ${url.pathname.slice(0, 200)}`);

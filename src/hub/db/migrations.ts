@@ -1,3 +1,4 @@
+import { enrolmentMigration } from './migration-0004-enrolment.js';
 import { type ColumnDefinitionBuilder, type CreateTableBuilder, type Kysely, type Migration } from 'kysely';
 
 /**
@@ -206,5 +207,8 @@ function initial(dialect: HubDialect): Migration {
 
 /** The migrations by name, in the order kysely applies them. */
 export function hubMigrations(dialect: HubDialect): Record<string, Migration> {
-  return { '0001_initial': initial(dialect) };
+  return {
+    '0001_initial': initial(dialect),
+    '0004_enrolment': enrolmentMigration(dialect),
+  };
 }
