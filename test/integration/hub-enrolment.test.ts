@@ -21,6 +21,7 @@ import { deviceRow } from '../helpers/hub-api.js';
 import { HubDatabases } from '../helpers/hub-database.js';
 import { mosquittoAvailable, startMosquitto, type TestBroker } from '../helpers/mosquitto.js';
 import { tempDir } from '../helpers/paths.js';
+import { freePort } from '../helpers/ports.js';
 import { hubDialects } from '../helpers/postgres.js';
 import { SHIPPED_MOSQUITTO_DIR, shippedMosquittoConfig } from '../helpers/shipped-broker.js';
 import { waitFor } from '../helpers/wait.js';
@@ -42,6 +43,8 @@ describe.skipIf(!mosquittoAvailable()).each(hubDialects())('hub enrolment on %s'
   let hubCa: string;
   let broker: TestBroker;
   let brokerTrust: KeyPair;
+  let operator: KeyPair;
+  let operatorPort: number;
   let operatorToken: string;
   let viewerToken: string;
   let clockOffset = 0;
@@ -78,8 +81,13 @@ describe.skipIf(!mosquittoAvailable()).each(hubDialects())('hub enrolment on %s'
     copyFileSync(brokerCert.cert, join(dir, 'broker.crt'));
     copyFileSync(brokerCert.key, join(dir, 'broker.key'));
     copyFileSync(join(SHIPPED_MOSQUITTO_DIR, 'acl'), join(dir, 'acl'));
-    for (const name of ['ca.crt', 'broker.crt', 'broker.key', 'acl']) chmodSync(join(dir, name), 0o644);
-    broker = await startMosquitto(shippedMosquittoConfig(dir, { crl: true }));
+    const operatorCa = createCa(dir, 'operator-ca');
+    operator = issueCert(operatorCa, dir, 'fleet-operator');
+    copyFileSync(operatorCa.cert, join(dir, 'operator-ca.crt'));
+    for (const name of ['ca.crt', 'broker.crt', 'broker.key', 'acl', 'operator-ca.crt']) chmodSync(join(dir, name), 0o644);
+    const shipped = shippedMosquittoConfig(dir, { crl: true });
+    operatorPort = await freePort();
+    broker = await startMosquitto({ ...shipped, extraListeners: [{ port: operatorPort, lines: shipped.operatorListenerLines }] });
   });
 
   afterEach(() => {
@@ -289,6 +297,44 @@ describe.skipIf(!mosquittoAvailable()).each(hubDialects())('hub enrolment on %s'
     // Another device is not touched by the reload.
     const otherKey = await newDeviceKey();
     expect(await brokerAccepts(issued(await enrol(await token(), 'pi-innocent', otherKey)).certificatePem, otherKey)).toBe(true);
+  });
+
+  it('keeps a connection opened before the revocation (mosquitto 2.0 does not drop it on reload); taking over its client id from the operator listener ends it for good', async () => {
+    const key = await newDeviceKey();
+    const body = issued(await enrol(await token(), 'pi-connected', key));
+    const device = await mqtt.connectAsync(`mqtts://127.0.0.1:${broker.port}`, {
+      ca: readFileSync(brokerTrust.cert),
+      cert: body.certificatePem,
+      key: key.privateKeyPem,
+      reconnectPeriod: 0,
+      protocolVersion: 4,
+    });
+    const closed = new Promise<void>((resolve) => device.once('close', () => resolve()));
+    // The reload is seen through another revoked device: a connection with pi-connected's own certificate would take
+    // over its client id, and so end the very connection this test watches.
+    const probeKey = await newDeviceKey();
+    const probe = issued(await enrol(await token(), 'pi-probe', probeKey));
+    expect((await hubRequest(url, hubCa, 'POST', '/api/v1/devices/pi-probe/revoke', operatorToken)).status).toBe(200);
+    expect((await hubRequest(url, hubCa, 'POST', '/api/v1/devices/pi-connected/revoke', operatorToken)).status).toBe(200);
+    broker.reload!();
+    await waitFor(async () => !(await brokerAccepts(probe.certificatePem, probeKey)), 'the broker to refuse a revoked certificate');
+    // Still connected: its own topic still takes a QoS 1 publish.
+    await device.publishAsync('fleetlet/v1/devices/pi-connected/status', '{}', { qos: 1 });
+    expect(device.connected).toBe(true);
+
+    const takeover = await mqtt.connectAsync(`mqtts://127.0.0.1:${operatorPort}`, {
+      ca: readFileSync(brokerTrust.cert),
+      cert: readFileSync(operator.cert),
+      key: readFileSync(operator.key),
+      clientId: 'pi-connected',
+      reconnectPeriod: 0,
+      protocolVersion: 4,
+    });
+    await takeover.endAsync();
+    await closed;
+    expect(device.connected).toBe(false);
+    expect(await brokerAccepts(body.certificatePem, key)).toBe(false);
+    await device.endAsync(true);
   });
 
   it('keeps credentials in their place: a bootstrap token opens no other route, and an API token cannot enrol', async () => {
