@@ -24,10 +24,11 @@ describe.each(hubDialects())('hub database on %s', (dialect) => {
         'devices', 'device_fingerprints', 'open_conditions', 'status_samples', 'status_rollups', 'events',
         'command_results', 'received_messages', 'rejected_messages', 'hub_counters', 'operators',
         'operator_sessions', 'api_tokens', 'login_attempts', 'audit_log',
+        'enrol_tokens', 'enrolment_requests', 'device_certificates', 'enrolled_devices',
       ]),
     );
     const applied = await sql<{ name: string }>`SELECT name FROM kysely_migration`.execute(second.db);
-    expect(applied.rows.map((r) => r.name)).toEqual(['0001_initial']);
+    expect(applied.rows.map((r) => r.name)).toEqual(['0001_initial', '0004_enrolment']);
     expect(await second.db.selectFrom('devices').select('device_id').execute()).toEqual([{ device_id: 'pi-1' }]);
     await second.close();
   });
