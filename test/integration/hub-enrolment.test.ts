@@ -337,6 +337,49 @@ describe.skipIf(!mosquittoAvailable()).each(hubDialects())('hub enrolment on %s'
     await device.endAsync(true);
   });
 
+  it('limits refused attempts per token and per address (429 with Retry-After), in the database', async () => {
+    // A hub of its own on a fresh database: the attempts counted by the other tests stay out of it.
+    const limited = await databases.open();
+    const fleetCa = { certFile: join(dir, 'fleet-ca', 'ca.crt'), keyFile: join(dir, 'fleet-ca', 'ca.key') };
+    const config = HubEnrolmentSection.parse({ caCertFile: fleetCa.certFile, caKeyFile: fleetCa.keyFile, crlPath: join(dir, 'limited-crl.pem'), maxFailures: 2 });
+    const authority = new EnrolmentAuthority({ hub: limited, issuer: await loadFleetCa(fleetCa), config });
+    // A clock standing at the start of a counting window, so the attempts cannot straddle two.
+    const windowStart = Math.ceil(Date.now() / (config.windowSeconds * 1000)) * config.windowSeconds * 1000 + 1000;
+    const limitedServer = new HubApiServer({
+      hub: limited,
+      http: HubHttpSection.parse({ listen: '127.0.0.1:0' }),
+      logger: createLogger({ level: 'silent' }),
+      enrolment: authority,
+      now: () => windowStart,
+    });
+    const limitedUrl = await limitedServer.start();
+    try {
+      const post = async (bearer: string, deviceId: string) => {
+        const res = await fetch(`${limitedUrl}/api/v1/enrol`, {
+          method: 'POST',
+          headers: { authorization: `Bearer ${bearer}`, 'content-type': 'application/json' },
+          body: JSON.stringify({ schemaVersion: 1, deviceId, csrPem: await csrPem('someone-else', await newDeviceKey()) }),
+        });
+        return { status: res.status, retryAfter: res.headers.get('retry-after') };
+      };
+      const good = (await createBootstrapToken(limited, { name: 'limited', uses: 10, autoApprove: true, expiresInMs: DAY }, 'test', Date.now())).token;
+      // Per token: two refusals (wrong CN), then the token is locked for the window.
+      expect((await post(good, 'pi-a')).status).toBe(403);
+      expect((await post(good, 'pi-b')).status).toBe(403);
+      const locked = await post(good, 'pi-c');
+      expect(locked.status).toBe(429);
+      expect(Number(locked.retryAfter)).toBeGreaterThan(0);
+      // Per address: four times the token limit in all, whatever the token.
+      const statuses: number[] = [];
+      for (let i = 0; i < 7; i += 1) statuses.push((await post(`fle_guess${i}abcdefgh`, `pi-g${i}`)).status);
+      expect(statuses.slice(0, 6)).toEqual([403, 403, 403, 403, 403, 403]);
+      expect(statuses[6]).toBe(429);
+    } finally {
+      await limitedServer.stop();
+      await limited.close();
+    }
+  });
+
   it('keeps credentials in their place: a bootstrap token opens no other route, and an API token cannot enrol', async () => {
     const bootstrap = await token({ uses: 5 });
     for (const path of ['/api/v1/devices', '/api/v1/enrolments', '/api/v1/me']) {
