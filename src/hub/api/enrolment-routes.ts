@@ -2,7 +2,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { EnrolRequest } from '../../protocol/enrolment.js';
 import * as E from '../../protocol/hub-enrolment-api.js';
 import { audit } from '../auth/sessions.js';
-import type { HubDatabase } from '../db/open.js';
+import { deviceEnrolment } from '../enrolment/device-enrolment.js';
 import type { EnrolmentAuthority } from '../enrolment/enrolment-authority.js';
 import { EnrolmentAdminError } from '../enrolment/errors.js';
 import { decideEnrolment, listEnrolmentRequests, type EnrolmentRequestInfo } from '../enrolment/pending.js';
@@ -69,7 +69,11 @@ export function enrolmentOperatorRoutes(authority: EnrolmentAuthority | undefine
       method: 'GET',
       pattern: new RegExp(`^/api/v1/devices/${DEVICE}/enrolment$`),
       mutation: false,
-      handle: async ({ res, hub, params }) => sendJson(res, 200, await deviceEnrolment(hub, params[0]!)),
+      handle: async ({ res, hub, params }) => {
+        const enrolment = await deviceEnrolment(hub, params[0]!);
+        if (!enrolment) throw new ApiRequestError(404, `${params[0]} is not enrolled with this hub`);
+        sendJson(res, 200, enrolment);
+      },
     },
     {
       method: 'POST',
@@ -84,22 +88,6 @@ export function enrolmentOperatorRoutes(authority: EnrolmentAuthority | undefine
       },
     },
   ];
-}
-
-async function deviceEnrolment(hub: HubDatabase, deviceId: string) {
-  const row = await hub.db.selectFrom('enrolled_devices').selectAll().where('device_id', '=', deviceId).executeTakeFirst();
-  if (!row) throw new ApiRequestError(404, `${deviceId} is not enrolled with this hub`);
-  const iso = (ms: number | null) => (ms === null ? null : new Date(Number(ms)).toISOString());
-  return {
-    deviceId,
-    state: row.state,
-    certificateSerial: row.current_serial,
-    certificateNotAfter: iso(row.not_after_ms),
-    enrolledAt: new Date(Number(row.enrolled_at_ms)).toISOString(),
-    renewedAt: iso(row.renewed_at_ms),
-    revokedAt: iso(row.revoked_at_ms),
-    nodeRemoval: row.node_removal,
-  };
 }
 
 function requestItem({ createdAtMs, decidedAtMs, ...rest }: EnrolmentRequestInfo) {
