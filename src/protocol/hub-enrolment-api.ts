@@ -2,7 +2,7 @@ import { z } from 'zod';
 
 /**
  * The operator's enrolment routes of the hub API (the device's own are in enrolment.ts): the pending list,
- * approve/deny, a device's certificate state, and revocation. Operator role only.
+ * approve/deny and revocation, operator role only; a device's certificate state (DeviceEnrolment) is part of its detail.
  */
 const isoTime = z.iso.datetime();
 

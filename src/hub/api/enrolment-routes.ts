@@ -2,7 +2,6 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { EnrolRequest } from '../../protocol/enrolment.js';
 import * as E from '../../protocol/hub-enrolment-api.js';
 import { audit } from '../auth/sessions.js';
-import { deviceEnrolment } from '../enrolment/device-enrolment.js';
 import type { EnrolmentAuthority } from '../enrolment/enrolment-authority.js';
 import { EnrolmentAdminError } from '../enrolment/errors.js';
 import { decideEnrolment, listEnrolmentRequests, type EnrolmentRequestInfo } from '../enrolment/pending.js';
@@ -43,7 +42,7 @@ export function enrolmentDeviceRoutes(authority: EnrolmentAuthority | undefined)
   return [route(/^\/api\/v1\/enrol$/, 'enrol'), route(/^\/api\/v1\/enrol\/renew$/, 'renew')];
 }
 
-/** The operator's routes: the enrolment list, approve/deny, a device's certificate state, revocation. */
+/** The operator's routes: the enrolment list, approve/deny, revocation (a device's certificate state is in its detail). */
 export function enrolmentOperatorRoutes(authority: EnrolmentAuthority | undefined): Route[] {
   return [
     {
@@ -63,16 +62,6 @@ export function enrolmentOperatorRoutes(authority: EnrolmentAuthority | undefine
       handle: async ({ res, hub, params, principal, remoteAddr, now }) => {
         const decided = await asApiError(() => decideEnrolment(hub, Number(params[0]), params[1] as 'approve' | 'deny', principal.username, remoteAddr, now));
         sendJson(res, 200, requestItem(decided));
-      },
-    },
-    {
-      method: 'GET',
-      pattern: new RegExp(`^/api/v1/devices/${DEVICE}/enrolment$`),
-      mutation: false,
-      handle: async ({ res, hub, params }) => {
-        const enrolment = await deviceEnrolment(hub, params[0]!);
-        if (!enrolment) throw new ApiRequestError(404, `${params[0]} is not enrolled with this hub`);
-        sendJson(res, 200, enrolment);
       },
     },
     {
