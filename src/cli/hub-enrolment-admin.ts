@@ -6,6 +6,10 @@ import { EnrolmentAuthority } from '../hub/enrolment/enrolment-authority.js';
 import { createFleetCa, importFleetCa, loadFleetCa } from '../hub/enrolment/fleet-ca.js';
 import { decideEnrolment, listEnrolmentRequests } from '../hub/enrolment/pending.js';
 import { releaseDevice, revokeDevice } from '../hub/enrolment/revocation.js';
+import type { Config } from '../config/schema.js';
+import { RevokedConnectionCloser } from '../hub/enrolment/connection-takeover.js';
+import { hubBrokerOptions } from '../hub/ingest/broker-options.js';
+import { createLogger } from '../lib/logger.js';
 import { EXIT } from './exit-codes.js';
 import { guarded } from './fleet.js';
 import { withHubDatabase } from './hub-admin.js';
@@ -147,6 +151,7 @@ export function registerHubEnrolmentCommands(program: Command, io: CliIo, setExi
             '',
           ].join('\n'),
         );
+        await closeOpenConnection(config, deviceId, io);
       });
     }));
   withConfig(device.command('release').description('let a revoked device id enrol again, with a new key and a bootstrap token'))
@@ -157,6 +162,21 @@ export function registerHubEnrolmentCommands(program: Command, io: CliIo, setExi
         io.stdout(`released ${deviceId}: it may enrol again with a bootstrap token\n`);
       });
     }));
+}
+
+/** Waits hub.enrolment.disconnectAfterRevokeSeconds for the broker to reread the CRL, then ends the device's open connection. */
+async function closeOpenConnection(config: Config, deviceId: string, io: CliIo): Promise<void> {
+  const delaySeconds = config.hub.enrolment.disconnectAfterRevokeSeconds;
+  if (delaySeconds === 0) return;
+  io.stderr(`in ${delaySeconds} s, once the broker reread the CRL, its open connection is ended (hub.enrolment.disconnectAfterRevokeSeconds)\n`);
+  await new Promise((resolve) => setTimeout(resolve, delaySeconds * 1000));
+  const closer = new RevokedConnectionCloser({ brokerUrl: config.broker.url, base: hubBrokerOptions(config.broker), delaySeconds, logger: createLogger({ level: 'silent' }) });
+  try {
+    await closer.takeOver(deviceId);
+    io.stdout(`ended ${deviceId}'s broker connection, if it had one\n`);
+  } catch (err) {
+    io.stderr(`could not reach the broker to end ${deviceId}'s connection (${(err as Error).message}); it ends when the device disconnects\n`);
+  }
 }
 
 function wholeNumber(flag: string, value: string, min: number, max: number): number {

@@ -36,6 +36,12 @@ export const HubEnrolmentSection = z
       .max(90)
       .default(7)
       .describe('Validity of each CRL the hub writes; it writes a fresh one at start and every 6 hours, since the broker refuses every device once its CRL expired.'),
+    disconnectAfterRevokeSeconds: z
+      .int()
+      .min(0)
+      .max(3600)
+      .default(10)
+      .describe("Seconds after a revocation at which the hub ends the device's open broker connection (it takes over the device's client id on its own broker connection); the broker must have reread the CRL by then. 0: never."),
     pendingRetrySeconds: z.int().min(1).max(86_400).default(60).describe('How long a pending device waits before it asks again.'),
     maxFailures: z
       .int()

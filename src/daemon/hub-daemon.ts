@@ -39,7 +39,7 @@ export async function runHubDaemon(selection: ConfigSelection, io: CliIo): Promi
     name: 'hub-api',
     start: async () => {
       const running = hub!;
-      enrolment = await startEnrolment(running.database, config.hub.enrolment, logger);
+      enrolment = await startEnrolment(running.database, config, logger);
       api = new HubApiServer({
         hub: running.database,
         http: config.hub.http,

@@ -48,7 +48,7 @@ describe.skipIf(!mosquittoAvailable())('fleetlet hub as the fleet CA, from the c
       replicaId: 'ca',
       extra: {
         http: { listen: '127.0.0.1:0', tlsCertFile: hubTls.cert, tlsKeyFile: hubTls.key },
-        enrolment: { caCertFile: join(caDir, 'ca.crt'), caKeyFile: join(caDir, 'ca.key'), crlPath },
+        enrolment: { caCertFile: join(caDir, 'ca.crt'), caKeyFile: join(caDir, 'ca.key'), crlPath, disconnectAfterRevokeSeconds: 1 },
       },
     });
   });
@@ -106,6 +106,7 @@ describe.skipIf(!mosquittoAvailable())('fleetlet hub as the fleet CA, from the c
     const revoked = await fleetlet(['hub', 'device', 'revoke', 'pi-cli', '--config', config]);
     expect(revoked.code, revoked.stderr).toBe(0);
     expect(revoked.stdout).toContain('kubectl delete node pi-cli');
+    expect(revoked.stdout).toContain("ended pi-cli's broker connection");
     const crl = execFileSync('openssl', ['crl', '-in', crlPath, '-noout', '-text'], { encoding: 'utf8' });
     expect(crl).toContain(new x509.X509Certificate(body.certificatePem).serialNumber.toUpperCase());
     const renewed = await hubRequest(url, tlsCa, 'POST', '/api/v1/enrol/renew', body.renewalCredential, request);

@@ -11,6 +11,7 @@ import type { HubDatabase } from '../../src/hub/db/open.js';
 import { createBootstrapToken } from '../../src/hub/enrolment/bootstrap-tokens.js';
 import { EnrolmentAuthority } from '../../src/hub/enrolment/enrolment-authority.js';
 import { certificatesExpiringWithin } from '../../src/hub/enrolment/expiring.js';
+import { RevokedConnectionCloser } from '../../src/hub/enrolment/connection-takeover.js';
 import { createFleetCa, loadFleetCa } from '../../src/hub/enrolment/fleet-ca.js';
 import { createLogger } from '../../src/lib/logger.js';
 import { EnrolResponse } from '../../src/protocol/enrolment.js';
@@ -377,6 +378,41 @@ describe.skipIf(!mosquittoAvailable()).each(hubDialects())('hub enrolment on %s'
     } finally {
       await limitedServer.stop();
       await limited.close();
+    }
+  });
+
+  it("ends a revoked device's open connection by itself (hub.enrolment.disconnectAfterRevokeSeconds), after which it cannot come back", async () => {
+    const fleetCa = { certFile: join(dir, 'fleet-ca', 'ca.crt'), keyFile: join(dir, 'fleet-ca', 'ca.key') };
+    const config = HubEnrolmentSection.parse({ caCertFile: fleetCa.certFile, caKeyFile: fleetCa.keyFile, crlPath, disconnectAfterRevokeSeconds: 2, maxFailures: 1000 });
+    const closer = new RevokedConnectionCloser({
+      brokerUrl: `mqtts://127.0.0.1:${operatorPort}`,
+      base: { ca: readFileSync(brokerTrust.cert), cert: readFileSync(operator.cert), key: readFileSync(operator.key) },
+      delaySeconds: config.disconnectAfterRevokeSeconds,
+      logger: createLogger({ level: 'silent' }),
+    });
+    const authority = new EnrolmentAuthority({ hub, issuer: await loadFleetCa(fleetCa), config, closeConnection: (id) => closer.schedule(id) });
+    const closing = new HubApiServer({ hub, http: HubHttpSection.parse({ listen: '127.0.0.1:0' }), logger: createLogger({ level: 'silent' }), enrolment: authority });
+    const closingUrl = await closing.start();
+    try {
+      const key = await newDeviceKey();
+      const body = issued(await enrol(await token(), 'pi-auto-closed', key));
+      const device = await mqtt.connectAsync(`mqtts://127.0.0.1:${broker.port}`, {
+        ca: readFileSync(brokerTrust.cert),
+        cert: body.certificatePem,
+        key: key.privateKeyPem,
+        reconnectPeriod: 0,
+        protocolVersion: 4,
+      });
+      const closed = new Promise<void>((resolve) => device.once('close', () => resolve()));
+      const revoked = await fetch(`${closingUrl}/api/v1/devices/pi-auto-closed/revoke`, { method: 'POST', headers: { authorization: `Bearer ${operatorToken}` } });
+      expect(revoked.status).toBe(200);
+      broker.reload!();
+      await closed;
+      expect(await brokerAccepts(body.certificatePem, key)).toBe(false);
+      await device.endAsync(true);
+    } finally {
+      closer.stop();
+      await closing.stop();
     }
   });
 

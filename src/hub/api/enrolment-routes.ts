@@ -71,7 +71,7 @@ export function enrolmentOperatorRoutes(authority: EnrolmentAuthority | undefine
       handle: async ({ res, hub, params, principal, remoteAddr, now }) => {
         if (!authority) throw new ApiRequestError(503, NOT_A_CA);
         const revoked = await asApiError(() => revokeDevice(hub, params[0]!, principal.username, remoteAddr, now));
-        const crlEntries = await authority.writeRevocationList(now);
+        const crlEntries = await authority.revoked(params[0]!, now);
         await audit(hub, { actor: principal.username, action: 'crl.write', target: params[0]!, remoteAddr, detail: { entries: crlEntries } }, now);
         sendJson(res, 200, { ...revoked, crlEntries });
       },

@@ -20,6 +20,8 @@ export interface EnrolmentAuthorityOptions {
   hub: HubDatabase;
   issuer: CertificateIssuer;
   config: HubEnrolmentConfig;
+  /** Ends a revoked device's open broker connection (RevokedConnectionCloser); without it, it lasts until it drops. */
+  closeConnection?: (deviceId: string) => void;
 }
 
 /**
@@ -37,6 +39,13 @@ export class EnrolmentAuthority {
 
   get issuer(): CertificateIssuer {
     return this.options.issuer;
+  }
+
+  /** After a revocation: the CRL for the broker's next handshakes, and the end of the connection open now. */
+  async revoked(deviceId: string, now: number): Promise<number> {
+    const entries = await this.writeRevocationList(now);
+    this.options.closeConnection?.(deviceId);
+    return entries;
   }
 
   /** Writes the CRL the broker reads (hub.enrolment.crlPath); returns how many certificates it lists. */
