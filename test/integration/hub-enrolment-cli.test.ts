@@ -73,6 +73,19 @@ describe.skipIf(!mosquittoAvailable())('fleetlet hub as the fleet CA, from the c
     expect(again.stderr).toMatch(/exists already/);
   });
 
+  it('imports an existing CA only with its own key', async () => {
+    const existing = createCa(dir, 'existing-ca');
+    const other = createCa(dir, 'other-ca');
+    const mismatched = await fleetlet(['hub', 'ca', 'init', '--dir', join(dir, 'imported-bad'), '--cert', existing.cert, '--key', other.key]);
+    expect(mismatched.code).toBe(1);
+    expect(mismatched.stderr).toMatch(/is not the private key of/);
+    const imported = await fleetlet(['hub', 'ca', 'init', '--dir', join(dir, 'imported'), '--cert', existing.cert, '--key', existing.key]);
+    expect(imported.code, imported.stderr).toBe(0);
+    const der = (file: string) => Buffer.from(new x509.X509Certificate(readFileSync(file, 'utf8')).rawData).toString('hex');
+    expect(der(join(dir, 'imported', 'ca.crt'))).toBe(der(existing.cert));
+    expect(statSync(join(dir, 'imported', 'ca.key')).mode & 0o777).toBe(0o600);
+  });
+
   it('enrols a device through the hub process over HTTPS with a CLI token, after a CLI approval, and revokes it into the CRL', async () => {
     const created = await fleetlet(['hub', 'enrol-token', 'create', '--config', config, '--name', 'first-pi', '--uses', '1', '--expires', '1d']);
     expect(created.code, created.stderr).toBe(0);
