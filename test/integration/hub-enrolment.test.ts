@@ -235,6 +235,12 @@ describe.skipIf(!mosquittoAvailable()).each(hubDialects())('hub enrolment on %s'
     expect(notPossessed.body.reason).toMatch(/not signed by its own key/);
   });
 
+  it('gives one device id to exactly one key when two enrolments of it race', async () => {
+    const bootstrap = await token({ uses: 10 });
+    const answers = await Promise.all([1, 2, 3, 4].map(async () => enrol(bootstrap, 'pi-race', await newDeviceKey())));
+    expect(answers.map((a) => a.status).sort()).toEqual([200, 403, 403, 403]);
+  });
+
   it('renews with the renewal credential, which rotates (the old one is refused after), also with a new key', async () => {
     const key = await newDeviceKey();
     const first = issued(await enrol(await token(), 'pi-renew', key));

@@ -7,7 +7,7 @@ import { checkAttempts, countRefusal, type AttemptPolicy } from './attempt-limit
 import { findBootstrapToken } from './bootstrap-tokens.js';
 import type { CertificateIssuer } from './certificate-issuer.js';
 import { checkCsr, type CheckedCsr } from './csr-check.js';
-import { issueAndRecord } from './issue.js';
+import { issueAndRecord, type Issued } from './issue.js';
 import { writeRevocationList } from './revocation.js';
 
 /** What the enrol routes answer: 200 issued, 202 pending, 403 refused (the body says why). */
@@ -143,11 +143,22 @@ export class EnrolmentAuthority {
 
   private async issue(deviceId: string, checked: CheckedCsr, requestId: number | undefined, how: 'enrol' | 'renew', remoteAddr: string, now: number): Promise<EnrolOutcome> {
     const { hub, issuer, config } = this.options;
-    const body = await hub.db.transaction().execute(async (tx) => {
-      const issued = await issueAndRecord(tx, issuer, { deviceId, checked, lifetimeDays: config.certificateDays }, now);
-      if (requestId !== undefined) await tx.updateTable('enrolment_requests').set({ status: 'issued' }).where('id', '=', requestId).execute();
-      return issued;
-    });
+    let body: Issued | { refused: string };
+    try {
+      body = await hub.db.transaction().execute(async (tx) => {
+        const issued = await issueAndRecord(tx, issuer, { deviceId, checked, lifetimeDays: config.certificateDays, mayChangeKey: how === 'renew' }, now);
+        if (requestId !== undefined && !('refused' in issued)) {
+          await tx.updateTable('enrolment_requests').set({ status: 'issued' }).where('id', '=', requestId).execute();
+        }
+        return issued;
+      });
+    } catch (err) {
+      // Another enrolment of this id committed its key first (its insert won the primary key): refuse, as it would now.
+      const bound = await this.keyBinding(deviceId, checked);
+      if (!bound) throw err;
+      body = { refused: bound };
+    }
+    if ('refused' in body) return this.refuse(body.refused, remoteAddr, `issue:${deviceId}`, deviceId, now);
     await audit(hub, { actor: `device:${deviceId}`, action: `device.${how}`, target: deviceId, remoteAddr, detail: { notAfter: body.notAfter } }, now);
     return { httpStatus: 200, body };
   }
