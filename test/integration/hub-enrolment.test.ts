@@ -422,6 +422,20 @@ describe.skipIf(!mosquittoAvailable()).each(hubDialects())('hub enrolment on %s'
     }
   });
 
+  it('answers 503 at the enrol routes of a hub without a CA (hub.enrolment unset)', async () => {
+    const plain = new HubApiServer({ hub, http: HubHttpSection.parse({ listen: '127.0.0.1:0' }), logger: createLogger({ level: 'silent' }) });
+    const plainUrl = await plain.start();
+    try {
+      for (const path of ['/api/v1/enrol', '/api/v1/enrol/renew']) {
+        const res = await fetch(`${plainUrl}${path}`, { method: 'POST', headers: { authorization: 'Bearer fle_whatever-token', 'content-type': 'application/json' }, body: '{}' });
+        expect(res.status, path).toBe(503);
+        expect(((await res.json()) as { error: string }).error).toMatch(/hub.enrolment.caCertFile/);
+      }
+    } finally {
+      await plain.stop();
+    }
+  });
+
   it('keeps credentials in their place: a bootstrap token opens no other route, and an API token cannot enrol', async () => {
     const bootstrap = await token({ uses: 5 });
     for (const path of ['/api/v1/devices', '/api/v1/enrolments', '/api/v1/me']) {
