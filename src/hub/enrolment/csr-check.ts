@@ -11,7 +11,7 @@ export interface CheckedCsr {
 
 const COMMON_NAME_OID = '2.5.4.3';
 
-/** Why a CSR is refused, in words a device log can show; undefined when it is fine. */
+/** The checked CSR with the key it binds, or why it is refused, in words a device log can show. */
 export async function checkCsr(csrPem: string, deviceId: string): Promise<CheckedCsr | { refused: string }> {
   let csr: x509.Pkcs10CertificateRequest;
   try {
