@@ -55,7 +55,13 @@ function commandHandlers(io: CliIo, runAgent: RunAgent): CommandHandlers {
  */
 const LAZY_COMMAND_GROUPS: Record<string, () => Promise<CommandRegistrar>> = {
   fleet: async () => (await import('./fleet.js')).registerFleetCommands,
-  hub: async () => (await import('./hub-admin.js')).registerHubAdminCommands,
+  hub: async () => {
+    const [{ registerHubAdminCommands }, { registerHubEnrolmentCommands }] = await Promise.all([import('./hub-admin.js'), import('./hub-enrolment-admin.js')]);
+    return (program, io, setExitCode) => {
+      registerHubAdminCommands(program, io, setExitCode);
+      registerHubEnrolmentCommands(program, io, setExitCode);
+    };
+  },
 };
 
 async function lazyRegistrars(argv: string[]): Promise<CommandRegistrar[]> {

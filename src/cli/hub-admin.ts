@@ -2,6 +2,7 @@ import { readFileSync, statSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { Option, type Command } from 'commander';
 import { DEFAULT_CONFIG_PATH } from '../config/load.js';
+import type { Config } from '../config/schema.js';
 import { UsageError } from '../lib/errors.js';
 import { sqliteNativeBinding } from '../lib/native-addon.js';
 import { openHubDatabase, readPasswordFile, type HubDatabase } from '../hub/db/open.js';
@@ -63,7 +64,13 @@ export function registerHubAdminCommands(program: Command, io: CliIo, setExitCod
     }));
 }
 
-async function withHubDatabase(command: Command, io: CliIo, setExitCode: (code: number) => void, use: (db: HubDatabase) => Promise<void>): Promise<void> {
+/** Opens the hub database of the config that `command`'s --config/--set select, and runs `use` with it and that config. */
+export async function withHubDatabase(
+  command: Command,
+  io: CliIo,
+  setExitCode: (code: number) => void,
+  use: (db: HubDatabase, config: Config) => Promise<void>,
+): Promise<void> {
   const options = command.opts<{ config: string; set: string[] }>();
   const loaded = loadSelectedConfig({ path: options.config, explicit: command.getOptionValueSource('config') !== 'default', sets: options.set }, io);
   if (!loaded) return setExitCode(EXIT.CONFIG);
@@ -76,7 +83,7 @@ async function withHubDatabase(command: Command, io: CliIo, setExitCode: (code: 
     nativeBinding: database.url ? undefined : sqliteNativeBinding(dirname(database.file), io.env),
   });
   try {
-    await use(db);
+    await use(db, loaded.config);
     setExitCode(EXIT.OK);
   } finally {
     await db.close();

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { HubAlertsSection } from './hub-alerts-schema.js';
+import { HubEnrolmentSection } from './hub-enrolment-schema.js';
 import { HubHttpSection } from './hub-http-schema.js';
 
 /**
@@ -81,6 +82,7 @@ export const HubSection = z
       .prefault({}),
     http: HubHttpSection,
     alerts: HubAlertsSection,
+    enrolment: HubEnrolmentSection,
     identityConflictWindowSeconds: z
       .int()
       .min(60)

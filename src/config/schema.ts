@@ -342,4 +342,4 @@ export type ConfigInput = z.input<typeof ConfigSchema>;
 /** Secrets that may instead be given as a path in the sibling `<key>File`. */
 export const SECRET_PATHS = ['k3s.token', 'broker.auth.password'] as const;
 /** Files whose content is secret: fleetlet warns when group or others can read them. */
-export const SECRET_FILE_PATHS = ['k3s.tokenFile', 'broker.auth.passwordFile', 'broker.tls.keyFile', 'hub.database.passwordFile', 'hub.http.tlsKeyFile'] as const;
+export const SECRET_FILE_PATHS = ['k3s.tokenFile', 'broker.auth.passwordFile', 'broker.tls.keyFile', 'hub.database.passwordFile', 'hub.http.tlsKeyFile', 'hub.enrolment.caKeyFile'] as const;

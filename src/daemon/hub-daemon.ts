@@ -7,6 +7,7 @@ import { HubApiServer } from '../hub/api/server.js';
 import { DashboardAssets } from '../hub/dashboard/assets.js';
 import { dashboardBundle } from '../hub/dashboard/embedded.js';
 import { startHub, type RunningHub } from '../hub/hub-service.js';
+import { startEnrolment, type RunningEnrolment } from '../hub/enrolment/start-enrolment.js';
 import { FleetletError } from '../lib/errors.js';
 import { createLogger } from '../lib/logger.js';
 import { sqliteNativeBinding } from '../lib/native-addon.js';
@@ -27,6 +28,7 @@ export async function runHubDaemon(selection: ConfigSelection, io: CliIo): Promi
   logger.info({ version: FLEETLET_VERSION, files: loaded.files }, 'fleetlet hub starting');
   let hub: RunningHub | undefined;
   let api: HubApiServer | undefined;
+  let enrolment: RunningEnrolment | undefined;
   const ingest: Part = {
     name: 'hub',
     start: async () => {
@@ -40,11 +42,22 @@ export async function runHubDaemon(selection: ConfigSelection, io: CliIo): Promi
     name: 'hub-api',
     start: async () => {
       const running = hub!;
+      enrolment = await startEnrolment(running.database, config, logger);
       const dashboard = new DashboardAssets(await dashboardBundle());
-      api = new HubApiServer({ hub: running.database, http: config.hub.http, logger, dashboard, ingestMetricsText: () => running.metricsText() });
+      api = new HubApiServer({
+        hub: running.database,
+        http: config.hub.http,
+        logger,
+        dashboard,
+        ingestMetricsText: () => running.metricsText(),
+        ...(enrolment ? { enrolment: enrolment.authority } : {}),
+      });
       await api.start();
     },
-    stop: async () => api?.stop(),
+    stop: async () => {
+      enrolment?.stop();
+      await api?.stop();
+    },
   };
   let alerts: RunningAlerts | undefined;
   // Reads what the ingest commits; from the database only, so any number of replicas may run it.

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { AlertItem } from './hub-alerts-api.js';
+import { DeviceEnrolment } from './hub-enrolment-api.js';
 
 /**
  * The request and response shapes of the hub's HTTP API, one zod schema each, types inferred from them: a wire
@@ -91,6 +92,8 @@ export const DeviceDetail = DeviceSummary.extend({
   ),
   openConditions: z.array(z.object({ kind: z.string(), key: z.string(), severity: z.string(), raisedAt: isoTime })),
   identityConflictAt: isoTime.nullable(),
+  /** Its certificate from the hub's CA: state, expiry, and the k3s node reported for removal when revoked. */
+  enrolment: DeviceEnrolment.nullable().optional(),
 });
 export type DeviceDetail = z.infer<typeof DeviceDetail>;
 

@@ -24,11 +24,12 @@ describe.each(hubDialects())('hub database on %s', (dialect) => {
         'devices', 'device_fingerprints', 'open_conditions', 'status_samples', 'status_rollups', 'events',
         'command_results', 'received_messages', 'rejected_messages', 'hub_counters', 'operators',
         'operator_sessions', 'api_tokens', 'login_attempts', 'audit_log',
+        'enrol_tokens', 'enrolment_requests', 'device_certificates', 'enrolled_devices',
       ]),
     );
     const applied = await sql<{ name: string }>`SELECT name FROM kysely_migration`.execute(second.db);
     const names = applied.rows.map((r) => r.name);
-    expect(names).toEqual(expect.arrayContaining(['0001_initial', '0002_alerts']));
+    expect(names).toEqual(expect.arrayContaining(['0001_initial', '0002_alerts', '0004_enrolment']));
     expect(new Set(names).size).toBe(names.length);
     expect(await second.db.selectFrom('devices').select('device_id').execute()).toEqual([{ device_id: 'pi-1' }]);
     await second.close();

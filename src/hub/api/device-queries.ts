@@ -2,6 +2,7 @@ import { sql, type Expression, type ExpressionBuilder, type SqlBool } from 'kyse
 import type { HubDatabase } from '../db/open.js';
 import type { DeviceRow, HubTables } from '../db/tables.js';
 import type { DeviceDetail, DeviceList, DeviceListQuery, DeviceSummary } from '../../protocol/hub-api.js';
+import { deviceEnrolment } from '../enrolment/device-enrolment.js';
 
 const SORT_COLUMNS = {
   deviceId: 'device_id',
@@ -103,6 +104,7 @@ export async function deviceDetail(hub: HubDatabase, deviceId: string): Promise<
     })),
     openConditions: conditions.map((c) => ({ kind: c.kind, key: c.condition_key, severity: c.severity, raisedAt: iso(c.raised_at_ms) })),
     identityConflictAt: isoOrNull(row.identity_conflict_at_ms),
+    enrolment: await deviceEnrolment(hub, deviceId),
   };
 }
 

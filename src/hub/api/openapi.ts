@@ -2,6 +2,8 @@ import { z } from 'zod';
 import { FLEETLET_VERSION } from '../../lib/version.js';
 import * as S from '../../protocol/hub-api.js';
 import { AlertList, AlertsQuery } from '../../protocol/hub-alerts-api.js';
+import * as E from '../../protocol/hub-enrolment-api.js';
+import { EnrolRequest, EnrolResponse } from '../../protocol/enrolment.js';
 
 /**
  * The OpenAPI 3.0 document of /api/v1, generated from the zod schemas the server validates and answers with, so
@@ -20,6 +22,11 @@ const COMPONENTS = {
   ApiError: S.ApiError,
   StreamChange: S.StreamChange,
   AlertList,
+  EnrolRequest,
+  EnrolResponse,
+  EnrolmentList: E.EnrolmentList,
+  EnrolmentRequest: E.EnrolmentRequestItem,
+  RevokeResult: E.RevokeResult,
 } as const;
 
 export type ComponentName = keyof typeof COMPONENTS;
@@ -66,6 +73,18 @@ const OPERATIONS: Record<string, Partial<Record<'get' | 'post' | 'delete', Opera
   '/api/v1/login': { post: { summary: 'Log in; sets the HttpOnly, SameSite=Strict session cookie', body: 'LoginRequest', response: 'Me', role: 'none' } },
   '/api/v1/logout': { post: { summary: 'End this session', response: 'Ok' } },
   '/api/v1/me': { get: { summary: 'Who this request acts as', response: 'Me' } },
+  '/api/v1/enrol': {
+    post: { summary: 'A device enrols: Bearer = a bootstrap token; 200 issued, 202 pending, 403 refused', body: 'EnrolRequest', response: 'EnrolResponse', role: 'none' },
+  },
+  '/api/v1/enrol/renew': {
+    post: { summary: 'A device renews: Bearer = its renewal credential (replaced by the answer)', body: 'EnrolRequest', response: 'EnrolResponse', role: 'none' },
+  },
+  '/api/v1/enrolments': { get: { summary: 'Enrolment requests, newest first (status=pending: the pending list)', query: E.EnrolmentListQuery, response: 'EnrolmentList', role: 'operator' } },
+  '/api/v1/enrolments/{id}/approve': { post: { summary: 'Approve a pending enrolment (audited)', response: 'EnrolmentRequest', role: 'operator', pathParams: ['id'] } },
+  '/api/v1/enrolments/{id}/deny': { post: { summary: 'Deny a pending enrolment (audited)', response: 'EnrolmentRequest', role: 'operator', pathParams: ['id'] } },
+  '/api/v1/devices/{deviceId}/revoke': {
+    post: { summary: "Revoke a device's certificates into the CRL, void its renewal credential, report its k3s node for removal", response: 'RevokeResult', role: 'operator', pathParams: ['deviceId'] },
+  },
 };
 
 function jsonSchema(schema: z.ZodType, io: 'input' | 'output'): Record<string, unknown> {

@@ -14,6 +14,8 @@ import { cookieValue, MAX_URL_BYTES, parseInput, queryObject, readJsonBody, send
 import { renderMetrics, type ApiCounters } from './metrics.js';
 import { openApiDocument } from './openapi.js';
 import { DATA_ROUTES, type Route, type RouteContext } from './routes.js';
+import { enrolmentDeviceRoutes, enrolmentOperatorRoutes, type DeviceRoute } from './enrolment-routes.js';
+import type { EnrolmentAuthority } from '../enrolment/enrolment-authority.js';
 import * as S from '../../protocol/hub-api.js';
 import { changedDevice } from '../../protocol/changed-device.js';
 
@@ -28,6 +30,8 @@ export interface HubApiOptions {
   streamPollMs?: number;
   /** The web dashboard's static files, served without authentication (they hold no data). */
   dashboard?: DashboardAssets;
+  /** The fleet CA (hub.enrolment); without it the enrol routes answer 503. */
+  enrolment?: EnrolmentAuthority;
 }
 
 const MAX_STREAM_CLIENTS = 200;
@@ -47,6 +51,7 @@ export class HubApiServer {
   private readonly now: () => number;
   private readonly tls: boolean;
   private readonly routes: Route[];
+  private readonly deviceRoutes: DeviceRoute[];
 
   constructor(private readonly options: HubApiOptions) {
     this.now = options.now ?? Date.now;
@@ -59,7 +64,8 @@ export class HubApiServer {
       onError: (err) => options.logger.warn({ err }, 'the live stream could not read the database'),
     });
     this.counters = { requests: new Map(), loginFailures: 0, streamClients: () => this.feed.listenerCount };
-    this.routes = [...DATA_ROUTES, ...ALERT_ROUTES, ...this.ownRoutes()];
+    this.routes = [...DATA_ROUTES, ...ALERT_ROUTES, ...this.ownRoutes(), ...enrolmentOperatorRoutes(options.enrolment)];
+    this.deviceRoutes = enrolmentDeviceRoutes(options.enrolment);
   }
 
   /** Listens on hub.http.listen; resolves with the base URL (the real port when the config said 0). */
@@ -134,6 +140,9 @@ export class HubApiServer {
     if (req.method === 'GET' && url.pathname === '/api/v1/openapi.json') return sendJson(res, 200, openApiDocument());
     if ((req.method === 'GET' || req.method === 'HEAD') && this.options.dashboard?.serve(url.pathname, req, res)) return;
     if (req.method === 'POST' && url.pathname === '/api/v1/login') return this.login(req, res, remoteAddr, now);
+    // Enrolment authenticates devices by their own credentials, which count nowhere else (and API tokens not there).
+    const deviceRoute = this.deviceRoutes.find((r) => r.method === req.method && r.pattern.test(url.pathname));
+    if (deviceRoute) return deviceRoute.handle({ req, res, remoteAddr, now });
 
     const candidates = this.routes.filter((r) => r.pattern.test(url.pathname));
     if (candidates.length === 0) throw new ApiRequestError(404, `no such resource ${url.pathname.slice(0, 200)}`);

@@ -35,8 +35,8 @@ export async function verifyPassword(password: string, stored: string): Promise<
 /** A hash to verify against when the account does not exist, so that a login takes as long either way. */
 export const DUMMY_PASSWORD_HASH = `scrypt$${N}$${R}$${P}$${Buffer.alloc(16).toString('base64')}$${Buffer.alloc(KEY_BYTES).toString('base64')}`;
 
-/** A new bearer secret with a prefix naming what it is (`fls_` session, `flt_` API token). */
-export function newBearerSecret(prefix: 'fls_' | 'flt_'): string {
+/** A new bearer secret with a prefix naming what it is (`fls_` session, `flt_` API token, `fle_` bootstrap token, `flr_` renewal credential). */
+export function newBearerSecret(prefix: 'fls_' | 'flt_' | 'fle_' | 'flr_'): string {
   return `${prefix}${randomBytes(32).toString('base64url')}`;
 }
 

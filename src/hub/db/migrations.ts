@@ -1,4 +1,5 @@
 import { alertsMigration } from '../alerts/migration.js';
+import { enrolmentMigration } from './migration-0004-enrolment.js';
 import { type ColumnDefinitionBuilder, type CreateTableBuilder, type Kysely, type Migration } from 'kysely';
 
 /**
@@ -210,5 +211,6 @@ export function hubMigrations(dialect: HubDialect): Record<string, Migration> {
   return {
     '0001_initial': initial(dialect),
     '0002_alerts': alertsMigration(dialect),
+    '0004_enrolment': enrolmentMigration(dialect),
   };
 }
