@@ -78,6 +78,17 @@ export const HubAlertsSection = z
       })
       .prefault({}),
     identityConflict: z.strictObject({ enabled: enabled('Alert on a device id presented by two machines (a cloned image).') }).prefault({}),
+    certificateExpiring: z
+      .strictObject({
+        enabled: enabled("Alert on an enrolled device's certificate near or past its expiry (hub.enrolment)."),
+        withinDays: z
+          .number()
+          .min(0.01)
+          .max(365)
+          .default(7)
+          .describe('A device certificate ending within this many days opens an alert; devices renew at two thirds of its life, so one this close did not renew.'),
+      })
+      .prefault({}),
     keepResolvedDays: z.int().min(1).max(3650).default(90).describe('Days a resolved alert (and its deliveries) is kept.'),
     webhooks: z.array(Webhook).max(20).default([]).describe('Receivers of alert changes (opened, updated, resolved), each a JSON POST signed with HMAC-SHA256.'),
     delivery: z

@@ -7,6 +7,8 @@ import { HubApiServer } from '../hub/api/server.js';
 import { DashboardAssets } from '../hub/dashboard/assets.js';
 import { dashboardBundle } from '../hub/dashboard/embedded.js';
 import { startHub, type RunningHub } from '../hub/hub-service.js';
+import { certificatesExpiringWithin } from '../hub/enrolment/expiring.js';
+import { certificateExpirySource } from '../hub/alerts/certificate-source.js';
 import { startEnrolment, type RunningEnrolment } from '../hub/enrolment/start-enrolment.js';
 import { FleetletError } from '../lib/errors.js';
 import { createLogger } from '../lib/logger.js';
@@ -64,7 +66,10 @@ export async function runHubDaemon(selection: ConfigSelection, io: CliIo): Promi
   const alerting: Part = {
     name: 'hub-alerts',
     start: async () => {
-      if (config.hub.alerts.enabled) alerts = startAlerts(hub!.database, config.hub.alerts, logger);
+      if (!config.hub.alerts.enabled) return;
+      const database = hub!.database;
+      const certificates = certificateExpirySource(config.hub.alerts.certificateExpiring, (days, now) => certificatesExpiringWithin(database, days, now));
+      alerts = startAlerts(database, config.hub.alerts, logger, [certificates]);
     },
     stop: async () => alerts?.stop(),
   };

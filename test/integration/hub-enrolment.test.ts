@@ -5,6 +5,9 @@ import mqtt from 'mqtt';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { HubEnrolmentSection } from '../../src/config/hub-enrolment-schema.js';
 import { HubHttpSection } from '../../src/config/hub-http-schema.js';
+import { HubAlertsSection } from '../../src/config/hub-alerts-schema.js';
+import { certificateExpirySource } from '../../src/hub/alerts/certificate-source.js';
+import { AlertEngine } from '../../src/hub/alerts/engine.js';
 import { addOperator, createApiToken } from '../../src/hub/auth/accounts.js';
 import { HubApiServer } from '../../src/hub/api/server.js';
 import type { HubDatabase } from '../../src/hub/db/open.js';
@@ -275,6 +278,31 @@ describe.skipIf(!mosquittoAvailable()).each(hubDialects())('hub enrolment on %s'
     expect((await certificatesExpiringWithin(hub, 29, now())).map((e) => e.deviceId)).not.toContain('pi-expiry');
     const all = await certificatesExpiringWithin(hub, 31, now());
     expect(all.map((e) => e.notAfterMs)).toEqual([...all.map((e) => e.notAfterMs)].sort((a, b) => a - b));
+  });
+
+  it('raises certificate-expiring for a certificate that did not renew (critical once ended) and resolves it after the renewal', async () => {
+    const engine = new AlertEngine({
+      hub,
+      config: HubAlertsSection.parse({ certificateExpiring: { withinDays: 7 } }),
+      log: createLogger({ level: 'silent' }),
+      now,
+      sources: [certificateExpirySource(HubAlertsSection.parse({}).certificateExpiring, (days, at) => certificatesExpiringWithin(hub, days, at))],
+    });
+    const open = async () =>
+      hub.db.selectFrom('alerts').select(['severity', 'summary', 'state']).where('rule', '=', 'certificate-expiring').where('subject', '=', 'pi-alert').where('state', '=', 'open').execute();
+    const key = await newDeviceKey();
+    const first = issued(await enrol(await token(), 'pi-alert', key));
+    await engine.evaluate();
+    expect(await open()).toEqual([]);
+    clockOffset = 25 * DAY;
+    await engine.evaluate();
+    expect(await open()).toEqual([expect.objectContaining({ severity: 'warning', summary: expect.stringMatching(/^certificate expires in [45] day/) })]);
+    clockOffset = 31 * DAY;
+    await engine.evaluate();
+    expect(await open()).toEqual([expect.objectContaining({ severity: 'critical', summary: expect.stringMatching(/^certificate expired/) })]);
+    issued(await renew(first.renewalCredential, 'pi-alert', key));
+    await engine.evaluate();
+    expect(await open()).toEqual([]);
   });
 
   it('revokes a device: the broker refuses its certificate, its renewal credential dies, its k3s node is reported for removal', async () => {

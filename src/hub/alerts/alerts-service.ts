@@ -1,7 +1,7 @@
 import type { HubAlertsConfig } from '../../config/hub-alerts-schema.js';
 import type { Logger } from '../../lib/logger.js';
 import type { HubDatabase } from '../db/open.js';
-import { AlertEngine } from './engine.js';
+import { AlertEngine, type ExternalSource } from './engine.js';
 import { WebhookDeliverer } from './webhook-deliverer.js';
 import { loadWebhookTargets } from './webhook-secrets.js';
 
@@ -14,9 +14,9 @@ export interface RunningAlerts {
   stop(): Promise<void>;
 }
 
-export function startAlerts(hub: HubDatabase, config: HubAlertsConfig, log: Logger): RunningAlerts {
+export function startAlerts(hub: HubDatabase, config: HubAlertsConfig, log: Logger, sources: ExternalSource[] = []): RunningAlerts {
   const targets = loadWebhookTargets(config.webhooks);
-  const engine = new AlertEngine({ hub, config, log });
+  const engine = new AlertEngine({ hub, config, log, sources });
   const deliverer = new WebhookDeliverer({ hub, targets, delivery: config.delivery, log });
   engine.start();
   deliverer.start();

@@ -21,6 +21,14 @@ export interface AlertEngineOptions {
   config: HubAlertsConfig;
   log: Logger;
   now?: () => number;
+  /** Rules whose facts live in another part of the hub (certificates), evaluated with the device rules. */
+  sources?: ExternalSource[];
+}
+
+/** The alerts one outside rule wants open now; the engine resolves that rule's other open alerts. */
+export interface ExternalSource {
+  rule: ExternalRule;
+  findings(nowMs: number): Promise<AlertFinding[]>;
 }
 
 export interface EvaluationOutcome {
@@ -91,7 +99,9 @@ export class AlertEngine {
           config.outboxBacklog.minMessages,
         )
       : new Map();
-    const open = new Map((await this.store.openAlerts(DEVICE_RULES)).map((row) => [`${row.rule}\n${row.subject}`, row]));
+    const sources = this.options.sources ?? [];
+    const rules = [...DEVICE_RULES, ...sources.map((source) => source.rule)];
+    const open = new Map((await this.store.openAlerts(rules)).map((row) => [`${row.rule}\n${row.subject}`, row]));
     const findings = devices.flatMap((device) =>
       deviceFindings({
         device,
@@ -102,6 +112,7 @@ export class AlertEngine {
         nowMs,
       }),
     );
+    for (const source of sources) findings.push(...(await source.findings(nowMs)));
     const outcome: EvaluationOutcome = { opened: 0, updated: 0, resolved: 0 };
     for (const finding of findings) {
       const key = `${finding.rule}\n${finding.subject}`;
