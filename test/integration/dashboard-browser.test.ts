@@ -207,6 +207,21 @@ describe.skipIf(!mosquittoAvailable() || !chromiumAvailable())('the hub dashboar
     await viewer.context.close();
   });
 
+  it("lists the hub's open alerts with their remedies: the crash loop and the identity conflict the fleet reported", async () => {
+    await waitFor(async () => (await api('/api/v1/alerts?state=open')).alerts.length >= 2, 'the alert engine to open the alerts', 40_000);
+    const { context, page, errors } = await loggedIn('viewer');
+    await page.getByRole('link', { name: 'Alerts' }).click();
+    const open = page.locator('.alerts-page table').first();
+    await expect.poll(() => open.innerText(), { timeout: 20_000 }).toContain('k3s-crash-loop');
+    const crashLoop = open.locator('tr', { hasText: 'k3s-crash-loop' });
+    expect(await crashLoop.innerText()).toContain('pi-0001');
+    expect(await crashLoop.locator('.remedy').innerText()).toMatch(/^What to do: /);
+    expect(await open.locator('tr', { hasText: 'identity-conflict' }).innerText()).toContain('pi-0003');
+    await screenshot(page, 'alerts-1280');
+    expect(errors).toEqual([]);
+    await context.close();
+  });
+
   it('fits a phone: the fleet and a device page at 390 px without a horizontal scroll bar', async () => {
     const { context, page, errors } = await loggedIn('ops', PHONE, 'light', 'login-390');
     expect(await page.evaluate(() => (globalThis as unknown as BrowserGlobals).document.documentElement.scrollWidth)).toBeLessThanOrEqual(PHONE.width);
