@@ -1,17 +1,16 @@
 import { X509Certificate } from 'node:crypto';
-import { chmodSync, copyFileSync, existsSync, readFileSync, readlinkSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, readlinkSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
 import { EnrolmentSection } from '../../src/config/enrolment-schema.js';
 import { EnrolmentPart, type EnrolmentEvent } from '../../src/identity/enrolment-part.js';
 import { ENROL_PATH, RENEW_PATH } from '../../src/protocol/enrolment.js';
-import { createTestCa, serverPair, startEnrolServer, type EnrolServer, type TestCa } from '../fixtures/enrol-server.js';
-import { issueCert } from '../helpers/certs.js';
+import { createTestCa, startEnrolServer, type EnrolServer, type TestCa } from '../fixtures/enrol-server.js';
+import { startEnrolmentFleet, type EnrolmentFleet } from '../helpers/enrol-broker.js';
 import { announced, brokerConfig, capturingLogger, makeLink } from '../helpers/link.js';
-import { mosquittoAvailable, startMosquitto, type TestBroker } from '../helpers/mosquitto.js';
-import { Observer } from '../helpers/observer.js';
+import { mosquittoAvailable, type TestBroker } from '../helpers/mosquitto.js';
+import type { Observer } from '../helpers/observer.js';
 import { tempDir } from '../helpers/paths.js';
-import { SHIPPED_MOSQUITTO_DIR, shippedMosquittoConfig } from '../helpers/shipped-broker.js';
 import { waitFor } from '../helpers/wait.js';
 
 /**
@@ -29,21 +28,12 @@ describe.skipIf(!mosquittoAvailable())('enrolment with a hub and a broker that r
   let url: string;
   let dir: string;
   let cleanupDir: () => void;
+  let fleet: EnrolmentFleet;
 
   beforeAll(async () => {
     ({ dir, cleanup: cleanupDir } = tempDir('fleetlet-enrol-'));
-    ca = createTestCa(dir);
-    const pair = serverPair(ca, 'broker');
-    caFile = join(dir, 'ca.crt');
-    writeFileSync(caFile, ca.pem);
-    copyFileSync(pair.cert, join(dir, 'broker.crt'));
-    copyFileSync(pair.key, join(dir, 'broker.key'));
-    copyFileSync(join(SHIPPED_MOSQUITTO_DIR, 'acl'), join(dir, 'acl'));
-    // mosquitto started as root reads these after dropping to its own user.
-    chmodSync(dir, 0o755);
-    for (const name of ['ca.crt', 'broker.crt', 'broker.key', 'acl']) chmodSync(join(dir, name), 0o644);
-    broker = await startMosquitto(shippedMosquittoConfig(dir));
-    url = `mqtts://127.0.0.1:${broker.port}`;
+    fleet = await startEnrolmentFleet(dir);
+    ({ ca, caFile, broker, url } = fleet);
   });
 
   afterAll(async () => {
@@ -96,8 +86,7 @@ describe.skipIf(!mosquittoAvailable())('enrolment with a hub and a broker that r
   }
 
   async function operator(topics: string[]): Promise<Observer> {
-    const pair = issueCert(ca, ca.dir, 'fleet-operator');
-    const observer = await Observer.connect(url, topics, { ca: ca.pem, cert: readFileSync(pair.cert), key: readFileSync(pair.key), clientId: 'fleet-operator' });
+    const observer = await fleet.operator(topics);
     onTestFinished(() => observer.close());
     return observer;
   }
