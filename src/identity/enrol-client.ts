@@ -28,10 +28,15 @@ export class EnrolClient {
    * answer (issued, pending or refused); throws EnrolmentHubError when the hub cannot be reached or answers
    * outside the contract.
    */
-  async send(kind: EnrolKind, credential: string, body: { deviceId: string; csrPem: string; fingerprint?: string }): Promise<EnrolResponse> {
+  async send(
+    kind: EnrolKind,
+    credential: string,
+    body: { deviceId: string; csrPem: string; fingerprint?: string },
+    signal?: AbortSignal,
+  ): Promise<EnrolResponse> {
     const payload = JSON.stringify(EnrolRequest.parse({ schemaVersion: ENROLMENT_SCHEMA_VERSION, ...body }));
     const url = new URL(kind === 'enrol' ? ENROL_PATH : RENEW_PATH, this.options.hubUrl);
-    const { status, text } = await this.#post(url, credential, payload);
+    const { status, text } = await this.#post(url, credential, payload, signal);
     if (![200, 202, 401, 403].includes(status)) {
       throw new EnrolmentHubError(`the hub answered ${kind} with HTTP ${status}`);
     }
@@ -52,7 +57,7 @@ export class EnrolClient {
     return response.data;
   }
 
-  #post(url: URL, credential: string, payload: string): Promise<{ status: number; text: string }> {
+  #post(url: URL, credential: string, payload: string, signal?: AbortSignal): Promise<{ status: number; text: string }> {
     const request = url.protocol === 'https:' ? httpsRequest : httpRequest;
     return new Promise((resolve, reject) => {
       const req = request(
@@ -62,6 +67,7 @@ export class EnrolClient {
           headers: { 'content-type': 'application/json', authorization: `Bearer ${credential}`, 'content-length': Buffer.byteLength(payload) },
           ...(url.protocol === 'https:' ? { ca: this.options.hubCaPem, rejectUnauthorized: true } : {}),
           timeout: this.options.timeoutMs ?? DEFAULT_TIMEOUT_MS,
+          ...(signal ? { signal } : {}),
         },
         (res) => {
           const chunks: Buffer[] = [];

@@ -30,6 +30,9 @@ export interface EnrolmentDeps {
   deviceId: string;
   /** broker.tls.caFile, the fleet CA when enrolment.caFile is unset. */
   brokerCaFile?: string | undefined;
+  /** Set by hand, they conflict with the enrolled certificate. */
+  brokerCertFile?: string | undefined;
+  brokerKeyFile?: string | undefined;
   /** The machine fingerprint, so that the hub can show a cloned image. */
   fingerprint?: string | undefined;
   sink: { emit(event: EnrolmentEvent): void };
@@ -76,11 +79,19 @@ export class EnrolmentPart implements ClientCredentialSource {
   #failures = 0;
   #stopped = true;
   #running: Promise<void> = Promise.resolve();
+  /** Ends a request in flight when the agent stops: a slow hub must not hold the shutdown. */
+  #abort = new AbortController();
 
   constructor(config: EnrolmentConfig, deps: EnrolmentDeps) {
     const caFile = config.caFile ?? deps.brokerCaFile;
     if (!config.hubUrl || !caFile) {
       throw new ConfigError([{ path: 'enrolment.caFile', source: 'config', message: 'enrolment needs the fleet CA: set enrolment.caFile or broker.tls.caFile' }]);
+    }
+    if (deps.brokerCertFile || deps.brokerKeyFile) {
+      // Two certificates would compete: the link connects with the enrolled one.
+      throw new ConfigError([
+        { path: deps.brokerCertFile ? 'broker.tls.certFile' : 'broker.tls.keyFile', source: 'config', message: 'with enrolment.hubUrl the device makes its own key and certificate: leave broker.tls.certFile and keyFile unset' },
+      ]);
     }
     this.#config = config;
     this.#deps = deps;
@@ -135,6 +146,7 @@ export class EnrolmentPart implements ClientCredentialSource {
 
   start(): void {
     this.#stopped = false;
+    this.#abort = new AbortController();
     this.#serially(async () => {
       await this.#loadActive();
       await this.#cycle();
@@ -144,6 +156,7 @@ export class EnrolmentPart implements ClientCredentialSource {
   async stop(): Promise<void> {
     this.#stopped = true;
     clearTimeout(this.#timer);
+    this.#abort.abort();
     await this.#running;
   }
 
@@ -221,7 +234,7 @@ export class EnrolmentPart implements ClientCredentialSource {
         deviceId: this.#deps.deviceId,
         csrPem,
         ...(this.#deps.fingerprint ? { fingerprint: this.#deps.fingerprint } : {}),
-      });
+      }, this.#abort.signal);
       this.#failures = response.status === 'refused' ? this.#failures : 0;
       return response;
     } catch (err) {
@@ -313,9 +326,10 @@ export class EnrolmentPart implements ClientCredentialSource {
 
 /** The enrolment part when `enrolment.hubUrl` is set; undefined for a device whose certificate is given by hand. */
 export function buildEnrolmentPart(
-  config: { stateDir: string; enrolment: EnrolmentConfig; broker: { tls: { caFile?: string | undefined } } },
-  deps: Omit<EnrolmentDeps, 'stateDir' | 'brokerCaFile'>,
+  config: { stateDir: string; enrolment: EnrolmentConfig; broker: { tls: { caFile?: string | undefined; certFile?: string | undefined; keyFile?: string | undefined } } },
+  deps: Omit<EnrolmentDeps, 'stateDir' | 'brokerCaFile' | 'brokerCertFile' | 'brokerKeyFile'>,
 ): EnrolmentPart | undefined {
   if (!config.enrolment.hubUrl) return undefined;
-  return new EnrolmentPart(config.enrolment, { ...deps, stateDir: config.stateDir, brokerCaFile: config.broker.tls.caFile });
+  const { caFile, certFile, keyFile } = config.broker.tls;
+  return new EnrolmentPart(config.enrolment, { ...deps, stateDir: config.stateDir, brokerCaFile: caFile, brokerCertFile: certFile, brokerKeyFile: keyFile });
 }
