@@ -133,7 +133,7 @@ describe.skipIf(!mosquittoAvailable())('enrolment with a hub and a broker that r
     expect(d.logs().some((l) => l.includes('enrolment waits for approval in the hub'))).toBe(true);
   });
 
-  it('a refusal is logged and raised as an event with the reason, and nothing connects', async () => {
+  it('a refusal is logged and raised as an event with the reason; it asks again later and connects once the hub agrees', async () => {
     const server = await hub();
     server.script.push({ status: 'refused', reason: 'token expired' });
     const d = device(server, 'enrol-refused');
@@ -142,6 +142,10 @@ describe.skipIf(!mosquittoAvailable())('enrolment with a hub and a broker that r
     expect(d.logs().some((l) => l.includes('the hub refused enrolment') && l.includes('token expired'))).toBe(true);
     expect(d.made.link.state().connected).toBe(false);
     expect(d.part.current()).toBeUndefined();
+    // enrolment.refusedRetrySeconds is 10 here.
+    await announced(d.made, 1, 30_000);
+    expect(server.requests).toHaveLength(2);
+    expect(server.requests[1]!.at - server.requests[0]!.at).toBeGreaterThanOrEqual(9_000);
   });
 
   it('renews at renewAt with a new key and the renewal credential, then reconnects with the new certificate', async () => {
