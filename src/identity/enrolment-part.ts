@@ -105,9 +105,9 @@ export class EnrolmentPart implements ClientCredentialSource {
     return this.#candidate ?? this.#active;
   }
 
-  /** The in-use certificate's expiry, for the inventory. */
+  /** The expiry of the certificate the link connects with, for the inventory (published at every connect). */
   notAfter(): Date | undefined {
-    return this.#active?.notAfter;
+    return this.current()?.notAfter;
   }
 
   onChange(listener: () => void): () => void {
