@@ -49,13 +49,15 @@ interface Generation extends ClientCredentials {
 
 const MAX_TOKEN_BYTES = 4096;
 const HUB_RETRY = { baseMs: 5_000, capMs: 600_000 };
+/** Polls of a pending enrolment slow down (doubling from the hub's delay) to this, so days of waiting cost little. */
+const PENDING_CAP_MS = 900_000;
 /** setTimeout takes at most 2^31-1 ms; a renewal weeks away is re-checked now and then instead. */
 const MAX_TIMER_MS = 6 * 3600_000;
 
 /**
  * Zero-touch enrolment and the certificate's renewal. At first boot (no valid certificate) the device makes its key,
  * sends a CSR with CN=<device id> and the bootstrap token, and waits for the hub's answer: issued (verified, then
- * used), pending (asked again after the hub's delay) or refused (an event, then asked again slowly). At `renewAt` of
+ * used), pending (asked again after the hub's delay, then less often) or refused (an event, then asked again slowly). At `renewAt` of
  * the lifetime it makes a NEW key and renews with the renewal credential: a fresh key limits what a key copied from
  * the card can do to one lifetime, and the old one stays on disk until the link connected with the new certificate.
  * A device whose certificate expired while offline renews with the same credential. Never blocks the agent: the
@@ -77,6 +79,7 @@ export class EnrolmentPart implements ClientCredentialSource {
   #pendingSlot: string | undefined;
   #timer: NodeJS.Timeout | undefined;
   #failures = 0;
+  #pendingPolls = 0;
   #stopped = true;
   #running: Promise<void> = Promise.resolve();
   /** Ends a request in flight when the agent stops: a slow hub must not hold the shutdown. */
@@ -203,10 +206,14 @@ export class EnrolmentPart implements ClientCredentialSource {
       response = await this.#ask(kind, await this.#bootstrapToken());
     }
     if (!response) return;
+    if (response.status !== 'pending') this.#pendingPolls = 0;
     if (response.status === 'pending') {
       this.#log.info({ retryAfterSeconds: response.retryAfterSeconds }, 'enrolment waits for approval in the hub');
       this.#failures = 0;
-      return this.#schedule(Math.max(response.retryAfterSeconds * 1000, 1000));
+      const hubDelay = response.retryAfterSeconds * 1000;
+      const delay = Math.max(hubDelay, Math.min(hubDelay * 2 ** this.#pendingPolls, PENDING_CAP_MS));
+      this.#pendingPolls += 1;
+      return this.#schedule(delay);
     }
     if (response.status === 'refused') {
       this.#log.error({ reason: response.reason, retryInSeconds: this.#config.refusedRetrySeconds }, `the hub refused ${kind === 'renew' ? 'the renewal' : 'enrolment'}`);
