@@ -35,7 +35,9 @@ export class EnrolClient {
     signal?: AbortSignal,
   ): Promise<EnrolResponse> {
     const payload = JSON.stringify(EnrolRequest.parse({ schemaVersion: ENROLMENT_SCHEMA_VERSION, ...body }));
-    const url = new URL(kind === 'enrol' ? ENROL_PATH : RENEW_PATH, this.options.hubUrl);
+    // Relative to the hub URL, so that a hub behind a proxy path (https://example.net/hub/) is reached there.
+    const base = this.options.hubUrl.endsWith('/') ? this.options.hubUrl : `${this.options.hubUrl}/`;
+    const url = new URL((kind === 'enrol' ? ENROL_PATH : RENEW_PATH).slice(1), base);
     const { status, text } = await this.#post(url, credential, payload, signal);
     if (![200, 202, 401, 403].includes(status)) {
       throw new EnrolmentHubError(`the hub answered ${kind} with HTTP ${status}`);
