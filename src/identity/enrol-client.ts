@@ -42,17 +42,11 @@ export class EnrolClient {
     if (![200, 202, 401, 403].includes(status)) {
       throw new EnrolmentHubError(`the hub answered ${kind} with HTTP ${status}`);
     }
-    let parsed: unknown;
-    try {
-      parsed = JSON.parse(text);
-    } catch {
-      throw new EnrolmentHubError(`the hub answered ${kind} with HTTP ${status} and no JSON`);
-    }
-    const response = EnrolResponse.safeParse(parsed);
+    const response = EnrolResponse.safeParse(parseJson(text));
     if (!response.success) {
       // A 401/403 from a proxy or an older hub carries no EnrolResponse; it still is a refusal.
       if (status === 401 || status === 403) return { status: 'refused', reason: `HTTP ${status}` };
-      throw new EnrolmentHubError(`the hub's answer to ${kind} is not an enrolment response`);
+      throw new EnrolmentHubError(`the hub's answer to ${kind} (HTTP ${status}) is not an enrolment response`);
     }
     const expected = { 200: 'issued', 202: 'pending', 401: 'refused', 403: 'refused' }[status as 200 | 202 | 401 | 403];
     if (response.data.status !== expected) throw new EnrolmentHubError(`the hub answered ${kind} with HTTP ${status} but "${response.data.status}"`);
@@ -90,6 +84,14 @@ export class EnrolClient {
       req.on('error', (err) => reject(hubError(url, err)));
       req.end(payload);
     });
+  }
+}
+
+function parseJson(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return undefined;
   }
 }
 
