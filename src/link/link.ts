@@ -205,6 +205,8 @@ export class MqttLink {
     const credentials = this.#options.credentials?.current();
     if (this.#options.credentials && !credentials) {
       // Not a failure: enrolment calls back when the certificate is issued; reports queue in the outbox meanwhile.
+      // Idle, not stuck: an approval may take days, and the watchdog must not restart the agent for it.
+      this.#options.progress?.idle();
       this.#recordError(new Error('waiting for a client certificate from enrolment'));
       return;
     }

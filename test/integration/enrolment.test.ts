@@ -3,6 +3,8 @@ import { existsSync, readFileSync, readlinkSync, statSync, writeFileSync } from 
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
 import { EnrolmentSection } from '../../src/config/enrolment-schema.js';
+import { ProgressMonitor } from '../../src/daemon/progress-monitor.js';
+import type { Heartbeat } from '../../src/lib/heartbeat.js';
 import { EnrolmentPart, type EnrolmentEvent } from '../../src/identity/enrolment-part.js';
 import { ENROL_PATH, RENEW_PATH } from '../../src/protocol/enrolment.js';
 import { createTestCa, startEnrolServer, type EnrolServer, type TestCa } from '../fixtures/enrol-server.js';
@@ -48,7 +50,7 @@ describe.skipIf(!mosquittoAvailable())('enrolment with a hub and a broker that r
   }
 
   /** One device: its own state directory, the bootstrap token (0600) and the fleet CA, nothing else. */
-  function device(server: EnrolServer, id: string, options: { renewAt?: number; caFile?: string; stateDir?: string } = {}) {
+  function device(server: EnrolServer, id: string, options: { renewAt?: number; caFile?: string; stateDir?: string; progress?: Heartbeat } = {}) {
     const stateDir = options.stateDir ?? tempDir(`fleetlet-${id}-`, dir).dir;
     const tokenFile = join(stateDir, 'bootstrap-token');
     writeFileSync(tokenFile, `${TOKEN}\n`, { mode: 0o600 });
@@ -62,7 +64,7 @@ describe.skipIf(!mosquittoAvailable())('enrolment with a hub and a broker that r
     const events: EnrolmentEvent[] = [];
     const { logger, lines } = capturingLogger();
     const part = new EnrolmentPart(config, { stateDir, deviceId: id, sink: { emit: (e) => events.push(e) }, logger });
-    const made = makeLink(brokerConfig(url, { tls: { caFile } }), { deviceId: id, groups: [], credentials: part });
+    const made = makeLink(brokerConfig(url, { tls: { caFile } }), { deviceId: id, groups: [], credentials: part, ...(options.progress ? { progress: options.progress } : {}) });
     part.start();
     made.link.start();
     onTestFinished(async () => {
@@ -122,11 +124,14 @@ describe.skipIf(!mosquittoAvailable())('enrolment with a hub and a broker that r
     expect(logs).not.toContain(privateKey.split('\n')[1]);
   });
 
-  it('waits while the hub says pending, asking again with the same key, then connects once issued', async () => {
+  it('waits while the hub says pending (idle for the watchdog), asking again with the same key, then connects once issued', async () => {
     const server = await hub();
     server.script.push({ status: 'pending', retryAfterSeconds: 1 }, { status: 'pending', retryAfterSeconds: 1 });
-    const d = device(server, 'enrol-pending');
+    const monitor = new ProgressMonitor();
+    const d = device(server, 'enrol-pending', { progress: monitor.register('mqtt-link', 200) });
     await waitFor(() => d.made.logs().some((l) => l.includes('waiting for a client certificate from enrolment')), 'the link to wait');
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    expect(monitor.stuck()).toEqual([]);
     await announced(d.made);
     expect(server.requests).toHaveLength(3);
     expect(new Set(server.requests.map((r) => r.csrPublicKey)).size).toBe(1);
