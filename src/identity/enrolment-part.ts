@@ -119,10 +119,7 @@ export class EnrolmentPart implements ClientCredentialSource {
   }
 
   connected(id: string): void {
-    const candidate = this.#candidate;
-    if (candidate?.id !== id) return;
-    this.#serially(async () => {
-      if (this.#candidate !== candidate) return;
+    this.#withCandidate(id, async (candidate) => {
       await this.#files.promote(candidate.slot);
       const old = this.#active;
       this.#active = candidate;
@@ -134,16 +131,22 @@ export class EnrolmentPart implements ClientCredentialSource {
   }
 
   refused(id: string, reason: string): void {
-    const candidate = this.#candidate;
-    if (candidate?.id !== id) return;
-    this.#serially(async () => {
-      if (this.#candidate !== candidate) return;
+    this.#withCandidate(id, async (candidate) => {
       this.#candidate = undefined;
       await this.#files.removeSlot(candidate.slot);
       this.#log.error({ reason }, 'the broker refused the renewed certificate; back to the previous one');
       this.#notify();
       this.#failures += 1;
       this.#schedule(this.#retryDelay());
+    });
+  }
+
+  /** Runs `work` on the unproven generation `id`, unless it was settled meanwhile (the link reports every attempt). */
+  #withCandidate(id: string, work: (candidate: Generation) => Promise<void>): void {
+    const candidate = this.#candidate;
+    if (candidate?.id !== id) return;
+    this.#serially(async () => {
+      if (this.#candidate === candidate) await work(candidate);
     });
   }
 
