@@ -8,6 +8,7 @@ import { LabelsSchema, TaintSchema } from '../protocol/node-labels.js';
 import { OUTBOX_CLASSES, type OutboxClass } from '../protocol/outbox-classes.js';
 import { K3sVersionSchema } from '../protocol/version-patterns.js';
 import { HubSection } from './hub-schema.js';
+import { EnrolmentSection } from './enrolment-schema.js';
 
 /**
  * The one source of truth for fleetlet's configuration: types, defaults, JSON Schema, env var names and the
@@ -334,6 +335,7 @@ export const ConfigSchema = z.strictObject({
   commands: CommandsSection,
   log: z.strictObject({ level: z.enum(LOG_LEVELS).default('info') }).prefault({}),
   hub: HubSection,
+  enrolment: EnrolmentSection,
 });
 
 export type Config = z.output<typeof ConfigSchema>;
@@ -342,4 +344,12 @@ export type ConfigInput = z.input<typeof ConfigSchema>;
 /** Secrets that may instead be given as a path in the sibling `<key>File`. */
 export const SECRET_PATHS = ['k3s.token', 'broker.auth.password'] as const;
 /** Files whose content is secret: fleetlet warns when group or others can read them. */
-export const SECRET_FILE_PATHS = ['k3s.tokenFile', 'broker.auth.passwordFile', 'broker.tls.keyFile', 'hub.database.passwordFile', 'hub.http.tlsKeyFile', 'hub.enrolment.caKeyFile'] as const;
+export const SECRET_FILE_PATHS = [
+  'k3s.tokenFile',
+  'broker.auth.passwordFile',
+  'broker.tls.keyFile',
+  'hub.database.passwordFile',
+  'hub.http.tlsKeyFile',
+  'hub.enrolment.caKeyFile',
+  'enrolment.bootstrapTokenFile',
+] as const;
