@@ -4,6 +4,7 @@ import { EXIT, exitCodeFor } from '../cli/exit-codes.js';
 import type { CliIo, ConfigSelection } from '../cli/program.js';
 import { HubApiServer } from '../hub/api/server.js';
 import { startHub, type RunningHub } from '../hub/hub-service.js';
+import { startRollouts, type RunningRollouts } from '../hub/rollouts/run-rollouts.js';
 import { FleetletError } from '../lib/errors.js';
 import { createLogger } from '../lib/logger.js';
 import { sqliteNativeBinding } from '../lib/native-addon.js';
@@ -32,6 +33,13 @@ export async function runHubDaemon(selection: ConfigSelection, io: CliIo): Promi
     },
     stop: async () => hub?.stop(),
   };
+  let rollouts: RunningRollouts | undefined;
+  // After the ingest, whose database holds the rollouts and the results that move them on.
+  const rolloutEngine: Part = {
+    name: 'hub-rollouts',
+    start: () => void (rollouts = startRollouts({ database: hub!.database, replicaId: hub!.replicaId, config, log: logger })),
+    stop: async () => rollouts?.stop(),
+  };
   // After the ingest, which opens the database the API reads; stopped first, so no request meets a closed database.
   const http: Part = {
     name: 'hub-api',
@@ -43,7 +51,7 @@ export async function runHubDaemon(selection: ConfigSelection, io: CliIo): Promi
     stop: async () => api?.stop(),
   };
   try {
-    return await runUntilSignal(new Lifecycle([ingest, http], logger, HUB_STOP_TIMEOUT_MS), logger, process, (code) => process.exit(code));
+    return await runUntilSignal(new Lifecycle([ingest, rolloutEngine, http], logger, HUB_STOP_TIMEOUT_MS), logger, process, (code) => process.exit(code));
   } catch (err) {
     logger.fatal({ err }, err instanceof FleetletError ? err.message : 'hub failed to start');
     return exitCodeFor(err);

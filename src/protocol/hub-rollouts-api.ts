@@ -35,6 +35,14 @@ export const RolloutAmount = z.union([
   z.strictObject({ percent: z.number().gt(0).max(100) }),
 ]);
 
+export type RolloutAmount = z.infer<typeof RolloutAmount>;
+
+/** The number an amount stands for among `total` devices (a share rounds up), at least `minimum`. */
+export function resolveRolloutAmount(amount: RolloutAmount, total: number, minimum: number): number {
+  const value = 'count' in amount ? amount.count : Math.ceil((amount.percent / 100) * total);
+  return Math.max(minimum, value);
+}
+
 export const HubRolloutCreate = z
   .strictObject({
     rolloutId,
@@ -114,3 +122,4 @@ export const HubRolloutAction = z.strictObject({
   /** Resuming a halted rollout: the failure threshold the operator now accepts. */
   maxFailures: RolloutAmount.optional(),
 });
+export type HubRolloutAction = z.infer<typeof HubRolloutAction>;

@@ -12,6 +12,7 @@ import { cookieValue, MAX_URL_BYTES, parseInput, queryObject, readJsonBody, send
 import { renderMetrics, type ApiCounters } from './metrics.js';
 import { openApiDocument } from './openapi.js';
 import { DATA_ROUTES, type Route, type RouteContext } from './routes.js';
+import { ROLLOUT_ROUTES } from './rollout-routes.js';
 import * as S from '../../protocol/hub-api.js';
 
 export interface HubApiOptions {
@@ -54,7 +55,11 @@ export class HubApiServer {
       onError: (err) => options.logger.warn({ err }, 'the live stream could not read the database'),
     });
     this.counters = { requests: new Map(), loginFailures: 0, streamClients: () => this.feed.listenerCount };
-    this.routes = [...DATA_ROUTES, ...this.ownRoutes()];
+    this.routes = [
+      ...DATA_ROUTES,
+      ...ROLLOUT_ROUTES,
+      ...this.ownRoutes(),
+    ];
   }
 
   /** Listens on hub.http.listen; resolves with the base URL (the real port when the config said 0). */

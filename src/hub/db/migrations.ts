@@ -1,4 +1,5 @@
 import { type ColumnDefinitionBuilder, type CreateTableBuilder, type Kysely, type Migration } from 'kysely';
+import { rolloutsMigration } from '../rollouts/rollout-migration.js';
 
 /**
  * The hub's one migration list, for SQLite and PostgreSQL alike (kysely's schema builder writes each dialect's
@@ -206,5 +207,8 @@ function initial(dialect: HubDialect): Migration {
 
 /** The migrations by name, in the order kysely applies them. */
 export function hubMigrations(dialect: HubDialect): Record<string, Migration> {
-  return { '0001_initial': initial(dialect) };
+  return {
+    '0001_initial': initial(dialect),
+    '0003_rollouts': rolloutsMigration,
+  };
 }
