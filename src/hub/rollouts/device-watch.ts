@@ -18,10 +18,11 @@ function* chunks<T>(items: readonly T[]): Generator<T[]> {
 
 /**
  * The final result of each device's command, by command id, from that device only. A command published again after
- * a hub restart is answered `rejected: replayed` by a device that already ran it: its first answer counts.
+ * a hub restart is answered `rejected: replayed` by a device that got it before: that is no answer about the
+ * command, whose own final result comes (or came) separately; without one the device times out.
  */
 export async function finalResults(hub: HubDatabase, devices: readonly RolloutDeviceRow[]): Promise<Map<string, FinalResult>> {
-  const found = new Map<string, FinalResult & { replayed: boolean }>();
+  const found = new Map<string, FinalResult>();
   const owner = new Map(devices.map((d) => [d.command_id, d.device_id]));
   for (const chunk of chunks(devices.map((d) => d.command_id))) {
     const rows = await hub.db
@@ -33,13 +34,11 @@ export async function finalResults(hub: HubDatabase, devices: readonly RolloutDe
       .execute();
     for (const row of rows) {
       if (row.command_id === null || owner.get(row.command_id) !== row.device_id) continue;
-      const replayed = row.status === 'rejected' && row.reason === 'replayed';
-      const previous = found.get(row.command_id);
-      if (previous && (!previous.replayed || replayed)) continue;
-      found.set(row.command_id, { status: row.status as FinalResult['status'], detail: describe(row.reason, row.payload_json), replayed });
+      if ((row.status === 'rejected' && row.reason === 'replayed') || found.has(row.command_id)) continue;
+      found.set(row.command_id, { status: row.status as FinalResult['status'], detail: describe(row.reason, row.payload_json) });
     }
   }
-  return new Map([...found].map(([id, { status, detail }]) => [id, { status, detail }]));
+  return found;
 }
 
 function describe(reason: string | null, payload: string): string | null {
