@@ -32,7 +32,8 @@ export const HUB_ROLLOUT_DEVICE_OUTCOMES = [
 /** A count ("5") or a share ("10%") of the rollout's devices. */
 export const RolloutAmount = z.union([
   z.strictObject({ count: z.int().min(0).max(MAX_DEVICES) }),
-  z.strictObject({ percent: z.number().gt(0).max(100) }),
+  // min, not gt: OpenAPI 3.0 and JSON Schema draft 7 spell an exclusive minimum differently, an inclusive one alike.
+  z.strictObject({ percent: z.number().min(0.01).max(100) }),
 ]);
 
 export type RolloutAmount = z.infer<typeof RolloutAmount>;
