@@ -60,7 +60,8 @@ export class RolloutEngine {
   async stop(): Promise<void> {
     clearInterval(this.timer);
     await this.running;
-    if (this.holding) await this.lease.release().catch(() => {});
+    // Also when held but not yet driving (no broker yet): the lease only names this replica then.
+    await this.lease.release().catch(() => {});
     this.holding = false;
   }
 
@@ -85,6 +86,8 @@ export class RolloutEngine {
       return;
     }
     if (!this.holding) {
+      // Driving starts once commands can go out: what was left unanswered is published first.
+      if (!this.options.publisher.connected) return;
       this.holding = true;
       this.options.log.info({ replicaId: this.options.replicaId }, 'this replica drives the rollouts');
       await this.publishUnanswered(now);
