@@ -61,7 +61,7 @@ export async function startHubRollout(
   for (const deviceId of selected) {
     commands[deviceId] = buildSignedCommand({ type: plan.kind, target: { device: deviceId }, args: plan.args, ttlSeconds: plan.ttlSeconds, now }, signer);
   }
-  const create = HubRolloutCreate.parse({
+  const checked = HubRolloutCreate.safeParse({
     rolloutId: newRolloutId(),
     kind: plan.kind,
     description: description.slice(0, 500),
@@ -73,6 +73,11 @@ export async function startHubRollout(
     watchSeconds: plan.watchSeconds,
     deadline: new Date(now + plan.ttlSeconds * 1000).toISOString(),
   });
+  if (!checked.success) {
+    const issue = checked.error.issues[0]!;
+    throw new UsageError(`the hub would refuse this rollout: ${issue.path.join('.')}: ${issue.message} (see --device-timeout, --watch, --ttl)`);
+  }
+  const create = checked.data;
   const summary = await client.postJson('/api/v1/rollouts', create, HubRolloutSummary);
   out(`rollout ${summary.rolloutId}: ${description} to ${summary.devices} device(s) in ${summary.batchCount} batch(es), run by the hub until ${summary.deadline}`);
   out(`follow it: fleetlet fleet rollout status ${summary.rolloutId} --hub ${hub.url}`);

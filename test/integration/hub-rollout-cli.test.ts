@@ -131,6 +131,23 @@ describe('fleet rollout --hub', () => {
     expect(actions.map((a) => a.action)).toEqual(['rollout.create', 'rollout.pause', 'rollout.resume', 'rollout.abort']);
   });
 
+  it('rolls k3s.configure out with the arguments given, and refuses arguments its schema does not take or bounds the hub would refuse', async () => {
+    const started = await fleetlet(['fleet', 'rollout', 'configure', '--args', '{"labels":{"zone":"b"}}', '--label', 'site=office', '--watch', '60', '--key', keyFile, ...hubFlags()]);
+    expect({ code: started.code, stderr: started.stderr }).toEqual({ code: 0, stderr: '' });
+    const rolloutId = /rollout (r-[0-9a-f]+):/.exec(started.stdout)![1]!;
+    const rollout = await api.hub.db.selectFrom('rollouts').select(['kind', 'watch_seconds']).where('rollout_id', '=', rolloutId).executeTakeFirstOrThrow();
+    expect(rollout).toEqual({ kind: 'k3s.configure', watch_seconds: 60 });
+    const rows = await api.hub.db.selectFrom('rollout_devices').select(['device_id', 'envelope_json']).where('rollout_id', '=', rolloutId).execute();
+    expect(rows.map((r) => [r.device_id, JSON.parse(r.envelope_json).args])).toEqual([['other-1', { labels: { zone: 'b' } }]]);
+
+    const badArgs = await fleetlet(['fleet', 'rollout', 'configure', '--args', '{"colour":"blue"}', '--key', keyFile, ...hubFlags()]);
+    expect(badArgs.code).toBe(64);
+    expect(badArgs.stderr).toContain('invalid k3s.configure args');
+    const tooLong = await fleetlet(['fleet', 'rollout', 'k3s', '--to', 'v1.36.3+k3s1', '--watch', '100000', '--key', keyFile, ...hubFlags()]);
+    expect(tooLong.code).toBe(64);
+    expect(tooLong.stderr).toContain('watchSeconds');
+  });
+
   it('needs the hub for status and the other actions, and the rollout id', async () => {
     const noHub = await fleetlet(['fleet', 'rollout', 'status', 'r-123456789', '--broker', 'mqtt://127.0.0.1:1']);
     expect(noHub.code).toBe(64);
