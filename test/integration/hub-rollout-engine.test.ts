@@ -1,6 +1,7 @@
 import { afterAll, describe, expect, it } from 'vitest';
 import type { HubDatabase } from '../../src/hub/db/open.js';
 import { createRollout } from '../../src/hub/rollouts/create-rollout.js';
+import { applyRolloutAction } from '../../src/hub/rollouts/rollout-actions.js';
 import { RolloutEngine, type CommandPublisher } from '../../src/hub/rollouts/rollout-engine.js';
 import { rolloutDetail } from '../../src/hub/rollouts/rollout-views.js';
 import { createLogger } from '../../src/lib/logger.js';
@@ -137,6 +138,10 @@ describe.each(hubDialects())('hub rollout engine on %s', (dialect) => {
       const halted = await t.detail();
       expect([halted.state, outcomes(halted)]).toEqual(['halted', { w1: 'succeeded', w2: 'succeeded', w3: 'regressed' }]);
       expect(t.changes.map((c) => [c.state, c.stateReason?.includes('w3 regressed: succeeded, then reported k3s unhealthy')])).toEqual([['halted', true]]);
+      // An operator's change is heard of too: the alert for the halt can end.
+      await applyRolloutAction(t.hub, request.rolloutId, 'abort', {}, 'ops', t.now());
+      await t.tick();
+      expect(t.changes.map((c) => [c.state, c.stateReason])).toEqual([['halted', expect.any(String)], ['aborted', 'aborted by ops']]);
     } finally {
       await t.close();
     }

@@ -36,7 +36,9 @@ export interface RolloutEngineOptions {
 
 const OPEN = ['pending', 'waiting-offline', 'sent', 'watching'];
 const FAILED = ['failed', 'regressed'];
-const DRIVEN = ['running', 'paused', 'halted'];
+const DRIVEN = ['running', 'paused'];
+/** A rollout an operator changed this recently is looked at once more, so that onStateChange hears of it too. */
+const RECENT_CHANGE_MS = 10_000;
 /** Envelopes in flight to the broker at once (MQTT.js message ids wrap at 65,535; a window keeps QoS 1 fast). */
 const PUBLISH_WINDOW = 200;
 
@@ -96,7 +98,7 @@ export class RolloutEngine {
     const rollouts = await hub.db
       .selectFrom('rollouts')
       .selectAll()
-      .where((eb) => eb.or([eb('state', 'in', DRIVEN), eb('rollout_id', 'in', withOpenDevices)]))
+      .where((eb) => eb.or([eb('state', 'in', DRIVEN), eb('rollout_id', 'in', withOpenDevices), eb('updated_at_ms', '>=', now - RECENT_CHANGE_MS)]))
       .execute();
     for (const rollout of rollouts) {
       const before = this.states.get(rollout.rollout_id);
