@@ -16,29 +16,37 @@ const isoOrNull = (ms: number | null) => (ms === null ? null : iso(ms));
 
 export async function listRollouts(hub: HubDatabase, limit = 200): Promise<HubRolloutSummary[]> {
   const rollouts = await hub.db.selectFrom('rollouts').selectAll().orderBy('created_at_ms', 'desc').limit(limit).execute();
-  if (rollouts.length === 0) return [];
-  const counted = await hub.db
-    .selectFrom('rollout_devices')
-    .select(['rollout_id', 'outcome', (eb) => eb.fn.countAll<number>().as('n')])
-    .where('rollout_id', 'in', rollouts.map((r) => r.rollout_id))
-    .groupBy(['rollout_id', 'outcome'])
-    .execute();
-  return rollouts.map((row) => {
-    const counts = emptyCounts();
-    for (const c of counted) if (c.rollout_id === row.rollout_id) counts[c.outcome as Outcome] = Number(c.n);
-    return summaryOf(row, counts);
-  });
+  const counts = await countsOf(hub, rollouts.map((r) => r.rollout_id));
+  return rollouts.map((row) => summaryOf(row, counts.get(row.rollout_id) ?? emptyCounts()));
 }
 
 export async function rolloutSummary(hub: HubDatabase, rolloutId: string): Promise<HubRolloutSummary | undefined> {
-  const row = await hub.db.selectFrom('rollouts').selectAll().where('rollout_id', '=', rolloutId).executeTakeFirst();
-  if (!row) return undefined;
-  const devices = await hub.db.selectFrom('rollout_devices').select('outcome').where('rollout_id', '=', rolloutId).execute();
-  return summaryOf(row, countOf(devices));
+  const row = await rolloutRow(hub, rolloutId);
+  return row && summaryOf(row, (await countsOf(hub, [rolloutId])).get(rolloutId) ?? emptyCounts());
+}
+
+const rolloutRow = (hub: HubDatabase, rolloutId: string) => hub.db.selectFrom('rollouts').selectAll().where('rollout_id', '=', rolloutId).executeTakeFirst();
+
+/** Devices by outcome, counted in the database, per rollout. */
+async function countsOf(hub: HubDatabase, rolloutIds: string[]): Promise<Map<string, Counts>> {
+  const counts = new Map<string, Counts>();
+  if (rolloutIds.length === 0) return counts;
+  const counted = await hub.db
+    .selectFrom('rollout_devices')
+    .select(['rollout_id', 'outcome', (eb) => eb.fn.countAll<number>().as('n')])
+    .where('rollout_id', 'in', rolloutIds)
+    .groupBy(['rollout_id', 'outcome'])
+    .execute();
+  for (const c of counted) {
+    const of = counts.get(c.rollout_id) ?? emptyCounts();
+    of[c.outcome as Outcome] = Number(c.n);
+    counts.set(c.rollout_id, of);
+  }
+  return counts;
 }
 
 export async function rolloutDetail(hub: HubDatabase, rolloutId: string): Promise<HubRolloutDetail | undefined> {
-  const row = await hub.db.selectFrom('rollouts').selectAll().where('rollout_id', '=', rolloutId).executeTakeFirst();
+  const row = await rolloutRow(hub, rolloutId);
   if (!row) return undefined;
   const devices = await hub.db
     .selectFrom('rollout_devices')
