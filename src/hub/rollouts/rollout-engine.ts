@@ -113,7 +113,12 @@ export class RolloutEngine {
     this.states.set(rolloutId, summary.state);
     if (summary.state !== before) {
       this.options.log.info({ rolloutId, state: summary.state, reason: summary.stateReason }, 'rollout changed state');
-      this.options.onStateChange?.(summary);
+      try {
+        this.options.onStateChange?.(summary);
+      } catch (err) {
+        // A listener's failure (an alert that could not be raised) must not stop the rollouts.
+        this.options.log.error({ rolloutId, err: err instanceof Error ? err.message : String(err) }, 'a rollout state listener failed');
+      }
     }
   }
 
