@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { UsageError } from '../lib/errors.js';
 import { COMMAND_ARGS } from '../protocol/command.js';
-import { actOnHubRollout, showHubRollout, startHubRollout, type HubRolloutPlan } from '../fleet/hub-rollout.js';
+import { actOnHubRollout, listHubRollouts, showHubRollout, startHubRollout, type HubRolloutPlan } from '../fleet/hub-rollout.js';
 import { parseAmount } from '../fleet/rollout-plan.js';
 import { loadSigningKey } from '../fleet/signer.js';
 import type { CliIo } from './program.js';
@@ -30,6 +30,10 @@ export async function runHubRollout(what: string, id: string | undefined, option
   if (!hub) throw new UsageError(`fleet rollout ${what} needs the hub: give --hub URL with --token-file`);
   const out = (line: string) => io.stdout(`${line}\n`);
   if ((HUB_ROLLOUT_ACTIONS as readonly string[]).includes(what)) {
+    if (what === 'status' && !id) {
+      const list = await listHubRollouts(hub, { json: options.json === true, out });
+      return list.rollouts.some((r) => r.state === 'halted') ? EXIT.FAILURE : EXIT.OK;
+    }
     if (!id) throw new UsageError(`fleet rollout ${what} needs the rollout id`);
     if (what === 'status') {
       const detail = await showHubRollout(hub, id, { json: options.json === true, out });

@@ -150,7 +150,7 @@ export function registerFleetCommands(program: Command, io: CliIo, setExitCode: 
 
   withHub(withPlaintextOptIn(withConnection(withSigning(fleet.command('rollout').description('roll a k3s or agent upgrade out: canaries, batches, halt on failures; with --hub the hub runs it')))))
     .argument('<what>', 'k3s or agent; with --hub also configure, or status, pause, resume or abort a rollout the hub runs')
-    .argument('[id]', 'the rollout id, for status, pause, resume and abort')
+    .argument('[id]', 'the rollout id, for pause, resume and abort; status without one lists every rollout')
     .option('--state <file>', 'rollout state file; rerun with the same file to resume (not needed with --dry-run)')
     .option('--to <version>', 'target version (e.g. v1.36.3+k3s1 for k3s, 1.2.3 for agent)')
     .option('--sha256 <hex>', 'sha256 of the artifact')

@@ -3,6 +3,7 @@ import type { CommandEnvelope } from '../protocol/command.js';
 import {
   HubRolloutCreate,
   HubRolloutDetail,
+  HubRolloutList,
   HubRolloutSummary,
   type HubRolloutAction,
   type RolloutAmount,
@@ -101,6 +102,14 @@ export async function showHubRollout(hub: HubConnectionOptions, rolloutId: strin
     }
   }
   return detail;
+}
+
+/** Every rollout the hub knows, newest first, one line each. */
+export async function listHubRollouts(hub: HubConnectionOptions, options: { json: boolean; out: (line: string) => void }): Promise<HubRolloutList> {
+  const list = await new HubClient(hub).getJson('/api/v1/rollouts', HubRolloutList);
+  if (options.json) options.out(printableJson(JSON.stringify(list, null, 2)));
+  else for (const rollout of list.rollouts) options.out(printable(`${summaryLine(rollout)} (${rollout.kind}, by ${rollout.createdBy}, ${rollout.createdAt})`));
+  return list;
 }
 
 export async function actOnHubRollout(

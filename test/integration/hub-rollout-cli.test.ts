@@ -127,6 +127,10 @@ describe('fleet rollout --hub', () => {
     const detail = JSON.parse(json.stdout) as { state: string; batches: { devices: { outcome: string }[] }[] };
     expect(detail.state).toBe('aborted');
     expect(detail.batches.at(-1)!.devices.every((d) => d.outcome === 'skipped')).toBe(true);
+    const listed = await fleetlet(['fleet', 'rollout', 'status', ...hubFlags(viewerTokenFile)]);
+    expect(listed.code).toBe(0);
+    expect(listed.stdout).toContain(`rollout ${rolloutId} aborted: aborted by ops`);
+    expect(listed.stdout.trim().split('\n').length).toBe((await api.hub.db.selectFrom('rollouts').select('rollout_id').execute()).length);
     const actions = await api.hub.db.selectFrom('audit_log').select('action').where('target', '=', rolloutId).orderBy('id').execute();
     expect(actions.map((a) => a.action)).toEqual(['rollout.create', 'rollout.pause', 'rollout.resume', 'rollout.abort']);
   });
