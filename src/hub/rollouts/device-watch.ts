@@ -1,19 +1,14 @@
 import type { HubDatabase } from '../db/open.js';
 import type { RolloutDeviceRow } from '../db/tables.js';
+import { chunks } from './chunks.js';
 
 /**
  * What the ingest stored that decides a rollout device's outcome: its final result, its presence, and the signs of a
  * health regression after it succeeded. Reads only; the engine writes the outcomes.
  */
-const CHUNK = 500;
-
 export interface FinalResult {
   status: 'succeeded' | 'failed' | 'rejected';
   detail: string | null;
-}
-
-function* chunks<T>(items: readonly T[]): Generator<T[]> {
-  for (let i = 0; i < items.length; i += CHUNK) yield items.slice(i, i + CHUNK);
 }
 
 /**

@@ -2,6 +2,7 @@ import type { Logger } from '../../lib/logger.js';
 import type { HubDatabase } from '../db/open.js';
 import type { RolloutDeviceRow, RolloutRow } from '../db/tables.js';
 import { RolloutAmount, resolveRolloutAmount, type HubRolloutSummary } from '../../protocol/hub-rollouts-api.js';
+import { chunks } from './chunks.js';
 import { finalResults, presenceOf, regressions } from './device-watch.js';
 import { RolloutLease } from './lease.js';
 import { rolloutSummary } from './rollout-views.js';
@@ -245,28 +246,30 @@ export class RolloutEngine {
     const released = await this.options.hub.db.transaction().execute(async (trx) => {
       const state = await trx.selectFrom('rollouts').select('state').where('rollout_id', '=', rollout.rollout_id).executeTakeFirst();
       if (state?.state !== 'running') return [];
-      const marked: RolloutDeviceRow[] = [];
-      for (const device of online) {
+      // In chunks of ids, each one statement: a batch of thousands is marked in a few round trips.
+      const marked = new Set<string>();
+      for (const ids of chunks(online.map((d) => d.device_id))) {
         const updated = await trx
           .updateTable('rollout_devices')
           .set({ outcome: 'sent', sent_at_ms: now, detail: null })
-          .where('rollout_id', '=', device.rollout_id)
-          .where('device_id', '=', device.device_id)
-          .where('outcome', '=', device.outcome)
-          .executeTakeFirst();
-        if (Number(updated.numUpdatedRows) === 1) marked.push(device);
+          .where('rollout_id', '=', rollout.rollout_id)
+          .where('device_id', 'in', ids)
+          .where('outcome', 'in', ['pending', 'waiting-offline'])
+          .returning('device_id')
+          .execute();
+        for (const row of updated) marked.add(row.device_id);
       }
-      for (const device of away) {
+      for (const ids of chunks(away.map((d) => d.device_id))) {
         await trx
           .updateTable('rollout_devices')
           .set({ outcome: 'waiting-offline', detail: 'offline when its batch came; sent when it is back' })
-          .where('rollout_id', '=', device.rollout_id)
-          .where('device_id', '=', device.device_id)
+          .where('rollout_id', '=', rollout.rollout_id)
+          .where('device_id', 'in', ids)
           .where('outcome', '=', 'pending')
           .execute();
-        device.outcome = 'waiting-offline';
       }
-      return marked;
+      for (const device of away) device.outcome = 'waiting-offline';
+      return online.filter((d) => marked.has(d.device_id));
     });
     for (const device of released) Object.assign(device, { outcome: 'sent', sent_at_ms: now, detail: null });
     await this.publishAll(released);
@@ -284,14 +287,8 @@ export class RolloutEngine {
       .execute();
     if (unanswered.length === 0) return;
     this.options.log.info({ devices: unanswered.length }, 'publishing again the rollout commands that have no result yet');
-    for (const device of unanswered) {
-      await hub.db
-        .updateTable('rollout_devices')
-        .set({ sent_at_ms: now })
-        .where('rollout_id', '=', device.rollout_id)
-        .where('device_id', '=', device.device_id)
-        .where('outcome', '=', 'sent')
-        .execute();
+    for (const ids of chunks(unanswered.map((d) => d.command_id))) {
+      await hub.db.updateTable('rollout_devices').set({ sent_at_ms: now }).where('command_id', 'in', ids).where('outcome', '=', 'sent').execute();
     }
     await this.publishAll(unanswered);
   }
