@@ -152,6 +152,19 @@ describe('fleet rollout --hub', () => {
     expect(tooLong.stderr).toContain('watchSeconds');
   });
 
+  it('hands over a rollout of 1,000 devices (about 700 KB of signed commands) in one request', async () => {
+    const many = Array.from({ length: 1000 }, (_, i) => `big-${String(i).padStart(4, '0')}`);
+    await api.hub.db.insertInto('devices').values(many.map((id) => deviceRow(id, { labels: { site: 'big' } }))).execute();
+    const started = await fleetlet(['fleet', 'rollout', 'agent', '--to', '1.2.3', '--artifact-url', 'https://releases.example.net/fleetlet', '--sha256', 'a'.repeat(64),
+      '--label', 'site=big', '--batch-size', '25%', '--key', keyFile, ...hubFlags()]);
+    expect({ code: started.code, stderr: started.stderr }).toEqual({ code: 0, stderr: '' });
+    expect(started.stdout).toContain('to 1000 device(s) in 5 batch(es)');
+    const rolloutId = /rollout (r-[0-9a-f]+):/.exec(started.stdout)![1]!;
+    const stored = await api.hub.db.selectFrom('rollout_devices').select((eb) => eb.fn.countAll<number>().as('n')).where('rollout_id', '=', rolloutId).executeTakeFirstOrThrow();
+    expect(Number(stored.n)).toBe(1000);
+    await fleetlet(['fleet', 'rollout', 'abort', rolloutId, ...hubFlags()]);
+  });
+
   it('needs the hub for status and the other actions, and the rollout id', async () => {
     const noHub = await fleetlet(['fleet', 'rollout', 'status', 'r-123456789', '--broker', 'mqtt://127.0.0.1:1']);
     expect(noHub.code).toBe(64);
