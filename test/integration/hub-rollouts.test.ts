@@ -96,6 +96,13 @@ describe.skipIf(!mosquittoAvailable()).each(hubDialects())('hub rollouts on %s',
     await new Promise((resolve) => setTimeout(resolve, 2500));
     expect([receivedCount('sim-08'), receivedCount('sim-09')]).toEqual([0, 0]);
     expect(outcomes(await detail(request.rolloutId))).toEqual({ 'sim-07': 'failed', 'sim-08': 'pending', 'sim-09': 'pending' });
+    // The halt opens one rollout-halted alert; the operator's abort resolves it.
+    const alertOf = async () =>
+      db.db.selectFrom('alerts').select(['state', 'summary', 'rollout_id']).where('rule', '=', 'rollout-halted').where('subject', '=', `rollout:${request.rolloutId}`).execute();
+    await waitFor(async () => (await alertOf()).length === 1, 'the rollout-halted alert', 15_000);
+    expect(await alertOf()).toEqual([{ state: 'open', summary: expect.stringContaining('rollout halted: ') as string, rollout_id: request.rolloutId }]);
+    expect((await api.act(request.rolloutId, 'abort')).status).toBe(200);
+    await waitFor(async () => (await alertOf())[0]?.state === 'resolved', 'the alert resolved by the abort', 15_000);
   });
 
   it('halts on a health regression: the canary succeeded, then went offline within the watch window, and the next batch is never sent', async () => {
