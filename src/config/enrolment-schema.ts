@@ -1,5 +1,6 @@
 import { join } from 'node:path';
 import { z } from 'zod';
+import { absolutePath } from './absolute-path.js';
 import { hasControlCharacter } from '../lib/control-characters.js';
 
 /**
@@ -7,7 +8,6 @@ import { hasControlCharacter } from '../lib/control-characters.js';
  * bootstrap token and the fleet's CA at first boot; it makes its own key, asks the hub for a certificate whose
  * common name is its id, and renews it before it expires. Kept in its own file; schema.ts mounts it as `enrolment`.
  */
-const absolutePath = z.string().max(4096).refine((path) => path.startsWith('/'), { error: 'expected an absolute path' });
 
 const LOOPBACK_HOSTS = new Set(['127.0.0.1', 'localhost', '[::1]']);
 

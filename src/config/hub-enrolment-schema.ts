@@ -1,15 +1,11 @@
 import { z } from 'zod';
+import { absolutePath } from './absolute-path.js';
 
 /**
  * `hub.enrolment`: the hub as the fleet's certificate authority. Devices enrol over the hub's HTTPS API with a
  * bootstrap token and get a short-lived client certificate (CN = device id) for the broker's device listener.
  * Enrolment is off until caCertFile and caKeyFile are set (`fleetlet hub ca init` writes both).
  */
-const absolutePath = z
-  .string()
-  .min(1)
-  .max(4096)
-  .refine((p) => p.startsWith('/'), { error: 'expected an absolute path' });
 
 export const HubEnrolmentSection = z
   .strictObject({

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { absolutePath } from './absolute-path.js';
 import { hasControlCharacter } from '../lib/control-characters.js';
 import { Secret } from '../lib/secret.js';
 import { LOG_LEVELS } from '../lib/logger.js';
@@ -25,8 +26,6 @@ const secretString = z
   .refine(withoutControlCharacters, NO_CONTROL_CHARACTERS)
   .transform((value) => new Secret(value));
 
-const filePath = z.string().min(1, { error: 'expected a file path' }).max(4096);
-const absolutePath = filePath.refine((p) => p.startsWith('/'), { error: 'expected an absolute path' });
 
 const urlWithScheme = (schemes: string[], hint: string) =>
   z.string().refine(withoutControlCharacters, { ...NO_CONTROL_CHARACTERS, abort: true }).refine(
