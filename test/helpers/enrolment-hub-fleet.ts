@@ -1,6 +1,7 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { chmodSync, copyFileSync, existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import Database from 'better-sqlite3';
 import { issueCert, createCa, type KeyPair } from './certs.js';
 import type { CliResult } from './cli.js';
 import { writeHubConfig } from './hub-process.js';
@@ -175,4 +176,19 @@ export function imageDeviceSettings(fleet: EnrolmentHubFleet, identityRoot: stri
     enrolment: { hubUrl: fleet.hubUrl, bootstrapTokenFile: tokenFile },
     telemetry: { intervalSeconds: 5, http: { enabled: false } },
   };
+}
+
+/** Reads the hub's own database (SQLite, written by the hub process) read-only. */
+export function queryHub<T>(fleet: EnrolmentHubFleet, sql: string, ...params: unknown[]): T[] {
+  const db = new Database(fleet.hubDatabase, { readonly: true, fileMustExist: true });
+  try {
+    return db.prepare(sql).all(...params) as T[];
+  } finally {
+    db.close();
+  }
+}
+
+/** How many status samples of the device the hub received after `afterMs`: they crossed the broker with its certificate. */
+export function statusSamplesReceived(fleet: EnrolmentHubFleet, deviceId: string, afterMs = 0): number {
+  return queryHub<{ n: number }>(fleet, 'SELECT count(*) AS n FROM status_samples WHERE device_id = ? AND received_at_ms > ?', deviceId, afterMs)[0]!.n;
 }

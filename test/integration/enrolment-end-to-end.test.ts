@@ -1,13 +1,21 @@
 import { createPrivateKey, randomBytes, X509Certificate } from 'node:crypto';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import Database from 'better-sqlite3';
 import mqtt from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { writeAgentConfig } from '../helpers/agent-config.js';
 import { runCli, startCli } from '../helpers/cli.js';
 import { csrPem, hubRequest, newDeviceKey } from '../helpers/enrolment.js';
-import { bundleCommand, imageDeviceSettings, startEnrolmentHubFleet, startFleetlet, type EnrolmentHubFleet, type FleetletProcess } from '../helpers/enrolment-hub-fleet.js';
+import {
+  bundleCommand,
+  imageDeviceSettings,
+  queryHub,
+  startEnrolmentHubFleet,
+  startFleetlet,
+  statusSamplesReceived,
+  type EnrolmentHubFleet,
+  type FleetletProcess,
+} from '../helpers/enrolment-hub-fleet.js';
 import { mosquittoAvailable } from '../helpers/mosquitto.js';
 import { tempDir } from '../helpers/paths.js';
 import { waitFor } from '../helpers/wait.js';
@@ -89,17 +97,8 @@ describe.skipIf(!mosquittoAvailable())('zero-touch enrolment end to end: real hu
   }
   const commonName = (cert: X509Certificate) => cert.subject.replace(/^CN=/, '');
 
-  /** Reads the hub's own database (SQLite, written by the hub process). */
-  function hubQuery<T>(sql: string, ...params: unknown[]): T[] {
-    const db = new Database(fleet.hubDatabase, { readonly: true, fileMustExist: true });
-    try {
-      return db.prepare(sql).all(...params) as T[];
-    } finally {
-      db.close();
-    }
-  }
-  const samplesReceivedAfter = (deviceId: string, at: number) =>
-    hubQuery<{ n: number }>('SELECT count(*) AS n FROM status_samples WHERE device_id = ? AND received_at_ms > ?', deviceId, at)[0]!.n;
+  const hubQuery = <T>(sql: string, ...params: unknown[]) => queryHub<T>(fleet, sql, ...params);
+  const samplesReceivedAfter = (deviceId: string, at: number) => statusSamplesReceived(fleet, deviceId, at);
 
   /** Waits until the device holds a certificate and a status sample sent with it reached the hub's database. */
   async function reportsToHub(agent: Agent, after = 0, timeoutMs = 45_000): Promise<X509Certificate> {
@@ -137,6 +136,8 @@ describe.skipIf(!mosquittoAvailable())('zero-touch enrolment end to end: real hu
     expect(cert.checkPrivateKey(createPrivateKey(readFileSync(keyFile(agent))))).toBe(true);
     const [device] = hubQuery<{ presence_state: string; inventory_json: string }>('SELECT presence_state, inventory_json FROM devices WHERE device_id = ?', deviceId);
     expect(device?.presence_state).toBe('online');
+    // The device reports when its certificate ends, in the inventory the hub keeps.
+    expect((JSON.parse(device!.inventory_json) as { clientCertificateNotAfter?: string }).clientCertificateNotAfter).toBe(new Date(cert.validTo).toISOString());
     expect(hubQuery<{ state: string }>('SELECT state FROM enrolled_devices WHERE device_id = ?', deviceId)).toEqual([{ state: 'active' }]);
     expect(agent.output()).not.toContain(token);
     first = { agent, deviceId, cert };
