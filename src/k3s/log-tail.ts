@@ -11,7 +11,8 @@ export class LogTail {
   #offset = 0;
   #partial = '';
   #timer: NodeJS.Timeout | undefined;
-  #reading = false;
+  /** The read in progress, if any. */
+  #reading: Promise<void> | undefined;
   /** The file being read and its inode: the path names another inode once k3s rotated it. */
   #current: { handle: FileHandle; ino: number } | undefined;
 
@@ -27,7 +28,7 @@ export class LogTail {
     this.#partial = '';
     this.#timer = setInterval(() => {
       // A log file removed or rotated under us is picked up again on the next poll.
-      this.poll().catch(() => undefined);
+      if (!this.#reading) this.poll().catch(() => undefined);
     }, this.options.pollMs);
     this.#timer.unref();
   }
@@ -39,10 +40,17 @@ export class LogTail {
     if (!this.#reading) void this.close().catch(() => undefined);
   }
 
-  /** Reads whatever was appended since the last call. */
+  /**
+   * Reads whatever was appended before this call. A read already in progress may have sized the file before the
+   * last lines were written (k3s's dying words, read right after its exit), so this one waits for it and reads again.
+   */
   async poll(): Promise<void> {
-    if (this.#reading) return;
-    this.#reading = true;
+    while (this.#reading) await this.#reading.catch(() => undefined);
+    this.#reading = this.readAppended().finally(() => (this.#reading = undefined));
+    return this.#reading;
+  }
+
+  private async readAppended(): Promise<void> {
     try {
       const now = await statOf(this.file);
       if (this.#current && this.#current.ino !== now?.ino) await this.finishRotatedFile();
@@ -59,7 +67,6 @@ export class LogTail {
       await this.readUpTo(size);
     } finally {
       if (!this.#timer) await this.close();
-      this.#reading = false;
     }
   }
 

@@ -33,6 +33,18 @@ describe('following the k3s log file', () => {
     expect(lines).toEqual(['first half second half', 'next']);
   });
 
+  it('returns from a poll only after reading what was written before it, even while another read is in progress', async () => {
+    writeFileSync(file, '');
+    await tail.start(true);
+    appendFileSync(file, 'running\n');
+    const inProgress = tail.poll();
+    // k3s's last line, written just before it exits; the supervisor polls right after the exit.
+    appendFileSync(file, 'dying words\n');
+    await tail.poll();
+    expect(lines).toEqual(['running', 'dying words']);
+    await inProgress;
+  });
+
   it('keeps the file bounded by truncating it in place, without losing the lines before the cut', async () => {
     await tail.start(false);
     const line = `${'x'.repeat(49)}\n`;
