@@ -80,6 +80,12 @@ export interface StatusSamplesTable {
   k3s_healthy: number;
   /** Free bytes of the state disk. */
   disk_free_bytes: number | null;
+  /** The interfaces' byte counters since boot, as sent. */
+  network_rx_bytes: number | null;
+  network_tx_bytes: number | null;
+  /** Bytes per second since the device's previous sample; null for the first, or across a reboot (counters restart). */
+  network_rx_rate: number | null;
+  network_tx_rate: number | null;
 }
 
 /** Status downsampled per device into buckets of 300 s and 3600 s, built from raw samples before they expire. */
@@ -95,6 +101,9 @@ export interface StatusRollupsTable {
   disk_free_min: number | null;
   /** Samples in the bucket with k3s not healthy. */
   k3s_unhealthy_samples: number;
+  /** The average of the samples' network rates (bytes per second). */
+  network_rx_rate_avg: number | null;
+  network_tx_rate_avg: number | null;
 }
 
 export interface EventsTable {
@@ -362,6 +371,21 @@ export interface RolloutLeasesTable {
   expires_at_ms: number;
 }
 
+/** Every birth and will a device sent, once each (bounded by hub.retention.presenceDays): its boot/presence history. */
+export interface PresenceHistoryTable {
+  id: Generated<number>;
+  device_id: string;
+  /** 'online' | 'offline' */
+  state: string;
+  /** The agent's run: a higher one than before means fleetlet (or the device) restarted. */
+  boot_sequence: number;
+  /** 'stopped' | 'connection-lost' when offline. */
+  reason: string | null;
+  /** The message's `at` (for a will, when its connection was opened). */
+  at_ms: number;
+  received_at_ms: number;
+}
+
 export interface HubTables {
   devices: DevicesTable;
   device_fingerprints: DeviceFingerprintsTable;
@@ -388,6 +412,7 @@ export interface HubTables {
   rollouts: RolloutsTable;
   rollout_devices: RolloutDevicesTable;
   rollout_leases: RolloutLeasesTable;
+  presence_history: PresenceHistoryTable;
 }
 
 export type DeviceRow = Selectable<DevicesTable>;
@@ -405,3 +430,4 @@ export type AlertRow = Selectable<AlertsTable>;
 export type AlertDeliveryRow = Selectable<AlertDeliveriesTable>;
 export type RolloutRow = Selectable<RolloutsTable>;
 export type RolloutDeviceRow = Selectable<RolloutDevicesTable>;
+export type PresenceHistoryRow = Selectable<PresenceHistoryTable>;

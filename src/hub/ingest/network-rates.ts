@@ -1,0 +1,78 @@
+import type { Transaction } from 'kysely';
+import type { HubTables } from '../db/tables.js';
+
+/**
+ * Network rates (bytes per second) of status samples: a device sends its interfaces' byte counters since boot, so a
+ * rate needs the device's previous sample, in the batch or stored. Samples may arrive out of order (a backlog after
+ * an outage); each takes the nearest older sample known when it is committed, so a rate is at worst an average over
+ * a longer interval. Across a reboot the counters restart: no rate then rather than a wrong one.
+ */
+export interface NetworkReading {
+  deviceId: string;
+  sampledAtMs: number;
+  rxBytes: number | null;
+  txBytes: number | null;
+  uptimeSeconds: number | null;
+}
+
+export interface NetworkRate {
+  rx: number | null;
+  tx: number | null;
+}
+
+/** Devices per look-up query, bounded by the parameters each condition binds. */
+const CHUNK = 200;
+const NO_RATE: NetworkRate = { rx: null, tx: null };
+
+/** The rate of each reading, in the order given. */
+export async function networkRates(trx: Transaction<HubTables>, readings: readonly NetworkReading[]): Promise<NetworkRate[]> {
+  const byDevice = new Map<string, number[]>();
+  readings.forEach((r, index) => {
+    if (r.rxBytes !== null || r.txBytes !== null) byDevice.set(r.deviceId, [...(byDevice.get(r.deviceId) ?? []), index]);
+  });
+  if (byDevice.size === 0) return readings.map(() => NO_RATE);
+  for (const indexes of byDevice.values()) indexes.sort((a, b) => readings[a]!.sampledAtMs - readings[b]!.sampledAtMs);
+  const stored = await storedPredecessors(trx, [...byDevice.entries()].map(([deviceId, indexes]) => ({ deviceId, beforeMs: readings[indexes[0]!]!.sampledAtMs })));
+  const rates = readings.map(() => NO_RATE);
+  for (const [deviceId, indexes] of byDevice) {
+    let previous: NetworkReading | undefined = stored.get(deviceId);
+    for (const index of indexes) {
+      rates[index] = previous ? rateBetween(previous, readings[index]!) : NO_RATE;
+      previous = readings[index]!;
+    }
+  }
+  return rates;
+}
+
+export function rateBetween(previous: NetworkReading, current: NetworkReading): NetworkRate {
+  const seconds = (current.sampledAtMs - previous.sampledAtMs) / 1000;
+  if (seconds <= 0) return NO_RATE;
+  // Up for less time than since the previous sample: the device booted in between and its counters restarted.
+  if (current.uptimeSeconds !== null && current.uptimeSeconds < seconds) return NO_RATE;
+  const rate = (now: number | null, before: number | null) => (now === null || before === null || now < before ? null : (now - before) / seconds);
+  return { rx: rate(current.rxBytes, previous.rxBytes), tx: rate(current.txBytes, previous.txBytes) };
+}
+
+/** Each device's newest stored sample older than `beforeMs` (two indexed queries per chunk of devices). */
+async function storedPredecessors(trx: Transaction<HubTables>, wanted: readonly { deviceId: string; beforeMs: number }[]): Promise<Map<string, NetworkReading>> {
+  const found = new Map<string, NetworkReading>();
+  for (let i = 0; i < wanted.length; i += CHUNK) {
+    const chunk = wanted.slice(i, i + CHUNK);
+    const newest = await trx
+      .selectFrom('status_samples')
+      .select((eb) => ['device_id', eb.fn.max('sampled_at_ms').as('at')])
+      .where((eb) => eb.or(chunk.map((w) => eb.and([eb('device_id', '=', w.deviceId), eb('sampled_at_ms', '<', w.beforeMs)]))))
+      .groupBy('device_id')
+      .execute();
+    if (newest.length === 0) continue;
+    const rows = await trx
+      .selectFrom('status_samples')
+      .select(['device_id', 'sampled_at_ms', 'network_rx_bytes', 'network_tx_bytes'])
+      .where((eb) => eb.or(newest.map((n) => eb.and([eb('device_id', '=', n.device_id), eb('sampled_at_ms', '=', Number(n.at))]))))
+      .execute();
+    for (const r of rows) {
+      found.set(r.device_id, { deviceId: r.device_id, sampledAtMs: r.sampled_at_ms, rxBytes: r.network_rx_bytes, txBytes: r.network_tx_bytes, uptimeSeconds: null });
+    }
+  }
+  return found;
+}
