@@ -91,7 +91,13 @@ describe.each(hubDialects())('hub store on %s', (dialect) => {
     const sample = (seconds: number, rx: number, tx: number, uptimeSeconds = 86_400) =>
       ({ topic: topic('pi-n', 'status'), payload: statusPayload({ sampledAt: new Date(t + seconds * 1000).toISOString(), uptimeSeconds, network: { rxBytes: rx, txBytes: tx } }) });
     await receive(hub, [sample(0, 1_000_000, 50_000), sample(30, 1_300_000, 56_000)]);
-    await receive(hub, [sample(60, 1_900_000, 59_000)]);
+    // Two devices in one batch, each rated against its own stored sample.
+    const other = (seconds: number, rx: number) =>
+      ({ topic: topic('pi-n2', 'status'), payload: statusPayload({ sampledAt: new Date(t + seconds * 1000).toISOString(), network: { rxBytes: rx, txBytes: 0 } }) });
+    await receive(hub, [other(0, 5_000)]);
+    await receive(hub, [sample(60, 1_900_000, 59_000), other(10, 6_000)]);
+    const otherRate = await hub.db.selectFrom('status_samples').select('network_rx_rate').where('device_id', '=', 'pi-n2').orderBy('sampled_at_ms').execute();
+    expect(otherRate.map((r) => r.network_rx_rate)).toEqual([null, 100]);
     // A backlog sample between two stored ones: its rate is over the interval since the older one.
     await receive(hub, [sample(45, 1_450_000, 56_300)]);
     // Rebooted 10 s before this sample: the counters restarted, so no rate, then rates again from it.

@@ -20,7 +20,7 @@ export interface NetworkRate {
   tx: number | null;
 }
 
-/** Devices per look-up query, bounded by the parameters each condition binds. */
+/** Devices per look-up query: SQLite allows at most 500 terms in a compound SELECT. */
 const CHUNK = 200;
 const NO_RATE: NetworkRate = { rx: null, tx: null };
 
@@ -53,23 +53,27 @@ export function rateBetween(previous: NetworkReading, current: NetworkReading): 
   return { rx: rate(current.rxBytes, previous.rxBytes), tx: rate(current.txBytes, previous.txBytes) };
 }
 
-/** Each device's newest stored sample older than `beforeMs` (two indexed queries per chunk of devices). */
+/**
+ * Each device's newest stored sample older than `beforeMs`: one index probe per device (ORDER BY ... LIMIT 1 on
+ * status_samples_device_time), joined with UNION ALL into one query per chunk; a MAX() over a range would read
+ * every earlier sample of the device.
+ */
 async function storedPredecessors(trx: Transaction<HubTables>, wanted: readonly { deviceId: string; beforeMs: number }[]): Promise<Map<string, NetworkReading>> {
   const found = new Map<string, NetworkReading>();
   for (let i = 0; i < wanted.length; i += CHUNK) {
-    const chunk = wanted.slice(i, i + CHUNK);
-    const newest = await trx
-      .selectFrom('status_samples')
-      .select((eb) => ['device_id', eb.fn.max('sampled_at_ms').as('at')])
-      .where((eb) => eb.or(chunk.map((w) => eb.and([eb('device_id', '=', w.deviceId), eb('sampled_at_ms', '<', w.beforeMs)]))))
-      .groupBy('device_id')
-      .execute();
-    if (newest.length === 0) continue;
-    const rows = await trx
-      .selectFrom('status_samples')
-      .select(['device_id', 'sampled_at_ms', 'network_rx_bytes', 'network_tx_bytes'])
-      .where((eb) => eb.or(newest.map((n) => eb.and([eb('device_id', '=', n.device_id), eb('sampled_at_ms', '=', Number(n.at))]))))
-      .execute();
+    const probes = wanted.slice(i, i + CHUNK).map((w, n) =>
+      trx.selectFrom((eb) =>
+        eb
+          .selectFrom('status_samples')
+          .select(['device_id', 'sampled_at_ms', 'network_rx_bytes', 'network_tx_bytes'])
+          .where('device_id', '=', w.deviceId)
+          .where('sampled_at_ms', '<', w.beforeMs)
+          .orderBy('sampled_at_ms', 'desc')
+          .limit(1)
+          .as(`p${n}`),
+      ).selectAll(),
+    );
+    const rows = await probes.slice(1).reduce((query, probe) => query.unionAll(probe), probes[0]!).execute();
     for (const r of rows) {
       found.set(r.device_id, { deviceId: r.device_id, sampledAtMs: r.sampled_at_ms, rxBytes: r.network_rx_bytes, txBytes: r.network_tx_bytes, uptimeSeconds: null });
     }
