@@ -32,7 +32,7 @@ export async function networkRates(trx: Transaction<HubTables>, readings: readon
   });
   if (byDevice.size === 0) return readings.map(() => NO_RATE);
   for (const indexes of byDevice.values()) indexes.sort((a, b) => readings[a]!.sampledAtMs - readings[b]!.sampledAtMs);
-  const stored = await storedPredecessors(trx, [...byDevice.entries()].map(([deviceId, indexes]) => ({ deviceId, beforeMs: readings[indexes[0]!]!.sampledAtMs })));
+  const stored = await predecessors(trx, [...byDevice.entries()].map(([deviceId, indexes]) => ({ deviceId, beforeMs: readings[indexes[0]!]!.sampledAtMs })));
   const rates = readings.map(() => NO_RATE);
   for (const [deviceId, indexes] of byDevice) {
     let previous: NetworkReading | undefined = stored.get(deviceId);
@@ -51,6 +51,38 @@ export function rateBetween(previous: NetworkReading, current: NetworkReading): 
   if (current.uptimeSeconds !== null && current.uptimeSeconds < seconds) return NO_RATE;
   const rate = (now: number | null, before: number | null) => (now === null || before === null || now < before ? null : (now - before) / seconds);
   return { rx: rate(current.rxBytes, previous.rxBytes), tx: rate(current.txBytes, previous.txBytes) };
+}
+
+/**
+ * Each device's newest known sample older than `beforeMs`. In order (the usual case) that is the newest status the
+ * device row holds, read with one query per chunk; only a device whose batch reaches back before it probes the samples.
+ */
+async function predecessors(trx: Transaction<HubTables>, wanted: readonly { deviceId: string; beforeMs: number }[]): Promise<Map<string, NetworkReading>> {
+  const found = new Map<string, NetworkReading>();
+  const probe: { deviceId: string; beforeMs: number }[] = [];
+  for (let i = 0; i < wanted.length; i += CHUNK) {
+    const chunk = wanted.slice(i, i + CHUNK);
+    const rows = await trx
+      .selectFrom('devices')
+      .select(['device_id', 'status_sampled_at_ms', 'status_json'])
+      .where('device_id', 'in', chunk.map((w) => w.deviceId))
+      .execute();
+    const newest = new Map(rows.map((r) => [r.device_id, r]));
+    for (const w of chunk) {
+      const row = newest.get(w.deviceId);
+      if (!row || row.status_sampled_at_ms === null || row.status_json === null) continue;
+      if (row.status_sampled_at_ms < w.beforeMs) found.set(w.deviceId, readingOf(w.deviceId, row.status_sampled_at_ms, row.status_json));
+      else probe.push(w);
+    }
+  }
+  for (const [deviceId, reading] of await storedPredecessors(trx, probe)) found.set(deviceId, reading);
+  return found;
+}
+
+/** The counters of a stored status (validated on receipt). */
+function readingOf(deviceId: string, sampledAtMs: number, statusJson: string): NetworkReading {
+  const network = (JSON.parse(statusJson) as { network?: { rxBytes?: number; txBytes?: number } }).network;
+  return { deviceId, sampledAtMs, rxBytes: network?.rxBytes ?? null, txBytes: network?.txBytes ?? null, uptimeSeconds: null };
 }
 
 /**
