@@ -4,7 +4,7 @@ import type { HubDatabase } from '../db/open.js';
 import type { DeviceRow, HubTables } from '../db/tables.js';
 import type { IngestItem } from './classify.js';
 import { foldDevice, healthOf, type DeviceItem, type KnownFingerprint } from './device-state.js';
-import { networkRates } from './network-rates.js';
+import { networkRates, type NetworkReading } from './network-rates.js';
 import { recordPresence } from './presence-history.js';
 
 /**
@@ -82,7 +82,8 @@ async function claimMessageIds(trx: Trx, items: readonly IngestItem[]): Promise<
 }
 
 async function insertReports(trx: Trx, fresh: readonly Keyed[]): Promise<void> {
-  const samples: (Insertable<HubTables['status_samples']> & { uptime_seconds: number | null })[] = [];
+  const samples: Insertable<HubTables['status_samples']>[] = [];
+  const readings: NetworkReading[] = [];
   const events: Insertable<HubTables['events']>[] = [];
   const results: Insertable<HubTables['command_results']>[] = [];
   for (const item of fresh) {
@@ -102,7 +103,10 @@ async function insertReports(trx: Trx, fresh: readonly Keyed[]): Promise<void> {
         disk_free_bytes: s.disks.find((d) => d.name === 'state')?.freeBytes ?? null,
         network_rx_bytes: s.network?.rxBytes ?? null,
         network_tx_bytes: s.network?.txBytes ?? null,
-        uptime_seconds: s.uptimeSeconds ?? null,
+      });
+      readings.push({
+        deviceId: item.deviceId, sampledAtMs: Date.parse(s.sampledAt), rxBytes: s.network?.rxBytes ?? null, txBytes: s.network?.txBytes ?? null,
+        uptimeSeconds: s.uptimeSeconds ?? null,
       });
     } else if (item.channel === 'events') {
       const e = item.event;
@@ -120,11 +124,8 @@ async function insertReports(trx: Trx, fresh: readonly Keyed[]): Promise<void> {
       });
     }
   }
-  const rates = await networkRates(
-    trx,
-    samples.map((r) => ({ deviceId: r.device_id, sampledAtMs: r.sampled_at_ms, rxBytes: r.network_rx_bytes ?? null, txBytes: r.network_tx_bytes ?? null, uptimeSeconds: r.uptime_seconds })),
-  );
-  const sampleRows = samples.map(({ uptime_seconds: _uptime, ...row }, i) => ({ ...row, network_rx_rate: rates[i]!.rx, network_tx_rate: rates[i]!.tx }));
+  const rates = await networkRates(trx, readings);
+  const sampleRows = samples.map((row, i) => ({ ...row, network_rx_rate: rates[i]!.rx, network_tx_rate: rates[i]!.tx }));
   for (const chunk of chunks(sampleRows)) await trx.insertInto('status_samples').values(chunk).execute();
   for (const chunk of chunks(events)) await trx.insertInto('events').values(chunk).execute();
   for (const chunk of chunks(results)) await trx.insertInto('command_results').values(chunk).execute();
