@@ -14,11 +14,11 @@ export const HubEnrolmentSection = z
       .optional()
       .describe('PEM PKCS#8 private key (ECDSA P-256) of caCertFile, mode 0600; read by the hub only.'),
     certificateDays: z
-      .int()
-      .min(1)
+      .number()
+      .min(0.0001)
       .max(397)
       .default(30)
-      .describe('Lifetime of a device certificate; devices renew at two thirds of it.'),
+      .describe('Lifetime of a device certificate in days; devices renew at two thirds of it. Fractions make it short (0.25: 6 hours; 0.00025: about 22 s, for tests).'),
     approval: z
       .enum(['manual', 'auto'])
       .default('manual')

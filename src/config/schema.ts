@@ -352,3 +352,8 @@ export const SECRET_FILE_PATHS = [
   'hub.enrolment.caKeyFile',
   'enrolment.bootstrapTokenFile',
 ] as const;
+/**
+ * Files needed only for a while, so a missing one is no config problem: the bootstrap token is spent once the device
+ * enrolled, and an operator may delete it then (the enrolment part says so if it is missing when needed).
+ */
+export const MAY_BE_ABSENT_FILE_PATHS = ['enrolment.bootstrapTokenFile'] as const;

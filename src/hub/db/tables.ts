@@ -1,4 +1,11 @@
 import type { Generated, Insertable, Selectable, Updateable } from 'kysely';
+import type { AlertDeliveriesTable, AlertsTable, AlertTracksTable } from './alert-tables.js';
+import type { DeviceCertificatesTable, EnrolledDevicesTable, EnrolmentRequestsTable, EnrolTokensTable } from './enrolment-tables.js';
+import type { RolloutDevicesTable, RolloutLeasesTable, RolloutsTable } from './rollout-tables.js';
+
+export type * from './alert-tables.js';
+export type * from './enrolment-tables.js';
+export type * from './rollout-tables.js';
 
 /**
  * The hub's tables as kysely sees them: the one description of the schema the ingest, the retention job and the
@@ -212,165 +219,6 @@ export interface AuditLogTable {
   remote_addr: string | null;
 }
 
-/** One row per alert: open while its condition lasts (at most one open per rule and subject), then resolved. */
-export interface AlertsTable {
-  id: Generated<number>;
-  /** One of ALERT_RULES (protocol/hub-alerts-api.ts). */
-  rule: string;
-  /** A device id, or `rollout:<id>` and the like for alerts reported from outside the engine. */
-  subject: string;
-  device_id: string | null;
-  rollout_id: string | null;
-  severity: string;
-  /** 'open' | 'resolved' */
-  state: string;
-  summary: string;
-  remedy: string | null;
-  details_json: string;
-  opened_at_ms: number;
-  updated_at_ms: number;
-  resolved_at_ms: number | null;
-  /** When webhooks were last told about it (opened or updated), to space out "updated" deliveries. */
-  notified_at_ms: number;
-}
-
-/** The webhook queue: one row per alert change and webhook, kept after delivery (bounded by the alerts' own life). */
-export interface AlertDeliveriesTable {
-  id: Generated<number>;
-  /** Sent as X-Fleetlet-Delivery; the same on every retry, so a receiver can drop a repeat. */
-  delivery_id: string;
-  alert_id: number;
-  /** The webhook's name in hub.alerts.webhooks. */
-  webhook: string;
-  /** 'opened' | 'updated' | 'resolved' */
-  event: string;
-  /** The exact JSON body, signed on every attempt. */
-  body: string;
-  /** 'pending' | 'delivered' | 'expired' */
-  state: string;
-  attempts: number;
-  created_at_ms: number;
-  next_attempt_at_ms: number;
-  /** A replica sending it holds it until then, so two replicas do not send it at once. */
-  lease_until_ms: number;
-  last_error: string | null;
-  done_at_ms: number | null;
-}
-
-/** What a rule that needs a trend (the outbox backlog) remembers per subject between evaluations. */
-export interface AlertTracksTable {
-  rule: string;
-  subject: string;
-  /** When the current rise began (device sample time) and the value then. */
-  since_ms: number;
-  since_value: number;
-  last_ms: number;
-  last_value: number;
-}
-
-/** Bootstrap tokens: each may enrol `max_uses` devices until it expires or is revoked; only its sha256 is stored. */
-export interface EnrolTokensTable {
-  id: Generated<number>;
-  name: string;
-  token_hash: string;
-  max_uses: number;
-  uses: number;
-  auto_approve: number;
-  created_at_ms: number;
-  expires_at_ms: number;
-  revoked: number;
-}
-
-/** One enrolment of a device id with one key: 'pending' (the operator's list), 'approved', 'denied' or 'issued'. */
-export interface EnrolmentRequestsTable {
-  id: Generated<number>;
-  device_id: string;
-  token_id: number;
-  public_key_sha256: string;
-  fingerprint: string | null;
-  remote_addr: string | null;
-  status: string;
-  created_at_ms: number;
-  decided_at_ms: number | null;
-  decided_by: string | null;
-}
-
-/** Every certificate the CA issued (serial as hex): the CRL lists the revoked ones. */
-export interface DeviceCertificatesTable {
-  serial: string;
-  device_id: string;
-  public_key_sha256: string;
-  not_before_ms: number;
-  not_after_ms: number;
-  issued_at_ms: number;
-  revoked_at_ms: number | null;
-}
-
-/** One row per enrolled device: 'active', 'revoked' (refused everywhere) or 'released' (may enrol again with a new key). */
-export interface EnrolledDevicesTable {
-  device_id: string;
-  state: string;
-  public_key_sha256: string;
-  renewal_hash: string | null;
-  current_serial: string | null;
-  not_after_ms: number | null;
-  enrolled_at_ms: number;
-  renewed_at_ms: number | null;
-  revoked_at_ms: number | null;
-  /** The k3s node name reported for removal from the cluster when the device was revoked. */
-  node_removal: string | null;
-}
-
-/** A rollout the hub runs: its plan, its state, and the batch in progress. */
-export interface RolloutsTable {
-  rollout_id: string;
-  /** k3s.upgrade | agent.upgrade | k3s.configure */
-  kind: string;
-  description: string;
-  /** running | paused | halted | aborted | completed | expired */
-  state: string;
-  state_reason: string | null;
-  created_by: string;
-  created_at_ms: number;
-  updated_at_ms: number;
-  deadline_ms: number;
-  /** 1 when the first batch is the canary batch (any failure in it halts). */
-  canaries: number;
-  /** A RolloutAmount: { count } or { percent }. */
-  max_failures_json: string;
-  /** 1 once an operator resumed a halted rollout with a new threshold: the canaries' zero no longer applies. */
-  threshold_raised: number;
-  device_timeout_seconds: number;
-  watch_seconds: number;
-  batch_count: number;
-  current_batch: number;
-}
-
-/** One device of a rollout: the command the operator signed for it, and what became of it. */
-export interface RolloutDevicesTable {
-  rollout_id: string;
-  device_id: string;
-  batch_index: number;
-  command_id: string;
-  /** The signed envelope exactly as the operator sent it; the hub only publishes it. */
-  envelope_json: string;
-  /** pending | waiting-offline | sent | watching | succeeded | failed | regressed | skipped */
-  outcome: string;
-  detail: string | null;
-  /** Written before the envelope is published: a restarted hub publishes again only what has no result. */
-  sent_at_ms: number | null;
-  finished_at_ms: number | null;
-  /** While watching: when the watch for a health regression ends. */
-  watch_until_ms: number | null;
-}
-
-/** Who drives the rollouts: one replica holds the lease and renews it; another takes over once it expired. */
-export interface RolloutLeasesTable {
-  lease_name: string;
-  owner: string;
-  expires_at_ms: number;
-}
-
 /** Every birth and will a device sent, once each (bounded by hub.retention.presenceDays): its boot/presence history. */
 export interface PresenceHistoryTable {
   id: Generated<number>;
@@ -426,8 +274,4 @@ export type RejectedMessageRow = Selectable<RejectedMessagesTable>;
 export type OperatorRow = Selectable<OperatorsTable>;
 export type ApiTokenRow = Selectable<ApiTokensTable>;
 export type AuditLogRow = Selectable<AuditLogTable>;
-export type AlertRow = Selectable<AlertsTable>;
-export type AlertDeliveryRow = Selectable<AlertDeliveriesTable>;
-export type RolloutRow = Selectable<RolloutsTable>;
-export type RolloutDeviceRow = Selectable<RolloutDevicesTable>;
 export type PresenceHistoryRow = Selectable<PresenceHistoryTable>;
