@@ -70,6 +70,7 @@ export const HubSection = z
         hourlyDays: days(400, 'Days of hourly status rollups kept.'),
         eventDays: days(90, 'Days of events kept.'),
         resultDays: days(90, 'Days of command results kept.'),
+        presenceDays: days(90, "Days of each device's boot/presence history (every birth and will) kept."),
         messageIdDays: days(8, 'Days a received messageId is remembered for deduplication (beyond a device outbox\'s reach).'),
         rejectedDays: days(7, 'Days invalid messages are kept aside for inspection.'),
         rejectedMaxRows: z.int().min(10).max(10_000_000).default(10_000).describe('Invalid messages kept aside at most; the oldest go first.'),

@@ -5,9 +5,9 @@ import type { HubTables } from './db/tables.js';
 
 /**
  * Keeps the database bounded: rolls raw status samples up into 5-minute and hourly buckets, then deletes what is
- * older than its retention (raw samples, rollups, events, results, remembered message ids, rejected messages beyond
- * their count). Runs every `hub.retention.intervalSeconds` in every replica; every step is idempotent, so replicas
- * running it at once only repeat each other's work.
+ * older than its retention (raw samples, rollups, events, results, presence history, remembered message ids,
+ * rejected messages beyond their count). Runs every `hub.retention.intervalSeconds` in every replica; every step is
+ * idempotent, so replicas running it at once only repeat each other's work.
  */
 export const ROLLUP_BUCKETS = [300, 3600] as const;
 const DAY_MS = 86_400_000;
@@ -37,6 +37,7 @@ export async function runRetention(hub: HubDatabase, retention: HubConfig['reten
   );
   await prune('events', () => db.deleteFrom('events').where('received_at_ms', '<', before(retention.eventDays)).executeTakeFirst());
   await prune('command_results', () => db.deleteFrom('command_results').where('received_at_ms', '<', before(retention.resultDays)).executeTakeFirst());
+  await prune('presence_history', () => db.deleteFrom('presence_history').where('received_at_ms', '<', before(retention.presenceDays)).executeTakeFirst());
   await prune('received_messages', () =>
     db.deleteFrom('received_messages').where('received_at_ms', '<', before(retention.messageIdDays)).executeTakeFirst(),
   );
@@ -65,9 +66,10 @@ async function rollUp(db: Kysely<HubTables>, nowMs: number): Promise<number> {
     const seconds = sql.lit(bucket);
     const result = await sql`
       INSERT INTO status_rollups (device_id, bucket_seconds, bucket_start_ms, samples, cpu_percent_avg, cpu_percent_max,
-        memory_available_min, temperature_c_max, disk_free_min, k3s_unhealthy_samples)
+        memory_available_min, temperature_c_max, disk_free_min, k3s_unhealthy_samples, network_rx_rate_avg, network_tx_rate_avg)
       SELECT s.device_id, ${seconds}, (s.sampled_at_ms / ${width}) * ${width}, COUNT(*), AVG(s.cpu_percent), MAX(s.cpu_percent),
-        MIN(s.memory_available_bytes), MAX(s.temperature_c), MIN(s.disk_free_bytes), SUM(1 - s.k3s_healthy)
+        MIN(s.memory_available_bytes), MAX(s.temperature_c), MIN(s.disk_free_bytes), SUM(1 - s.k3s_healthy),
+        AVG(s.network_rx_rate), AVG(s.network_tx_rate)
       FROM status_samples s
       JOIN (SELECT device_id, (MIN(sampled_at_ms) / ${width}) * ${width} AS from_ms FROM status_samples
             WHERE received_at_ms >= ${since} GROUP BY device_id) touched
@@ -77,7 +79,8 @@ async function rollUp(db: Kysely<HubTables>, nowMs: number): Promise<number> {
       ON CONFLICT (device_id, bucket_seconds, bucket_start_ms) DO UPDATE SET
         samples = excluded.samples, cpu_percent_avg = excluded.cpu_percent_avg, cpu_percent_max = excluded.cpu_percent_max,
         memory_available_min = excluded.memory_available_min, temperature_c_max = excluded.temperature_c_max,
-        disk_free_min = excluded.disk_free_min, k3s_unhealthy_samples = excluded.k3s_unhealthy_samples`.execute(db);
+        disk_free_min = excluded.disk_free_min, k3s_unhealthy_samples = excluded.k3s_unhealthy_samples,
+        network_rx_rate_avg = excluded.network_rx_rate_avg, network_tx_rate_avg = excluded.network_tx_rate_avg`.execute(db);
     rows += Number(result.numAffectedRows ?? 0n);
   }
   await db

@@ -119,6 +119,9 @@ export const HistoryPoint = z.object({
   temperatureCMax: z.number().nullable(),
   diskFreeMin: z.number().nullable(),
   k3sUnhealthySamples: z.int(),
+  /** Bytes per second received and sent (a raw sample: since the device's previous one; a bucket: their average). */
+  networkRxRateAvg: z.number().nullable(),
+  networkTxRateAvg: z.number().nullable(),
 });
 
 export const History = z.object({
@@ -140,6 +143,28 @@ const pagedQuery = {
   before: z.coerce.number().int().min(1).max(Number.MAX_SAFE_INTEGER).optional(),
   limit: z.coerce.number().int().min(1).max(MAX_LIMIT).default(100),
 };
+
+/** `GET /api/v1/devices/{id}/presence`: every birth and will, newest first (by receipt), paged like events. */
+export const PresenceHistoryQuery = z.strictObject({
+  before: pagedQuery.before,
+  limit: pagedQuery.limit,
+});
+export type PresenceHistoryQuery = z.output<typeof PresenceHistoryQuery>;
+
+export const PresenceEntry = z.object({
+  id: z.int(),
+  state: z.enum(['online', 'offline']),
+  bootSequence: z.int(),
+  /** 'stopped' (a clean stop) or 'connection-lost' (the broker's last will) when offline. */
+  reason: z.string().nullable(),
+  /** The message's time; for a last will, when the connection it ends was opened. */
+  at: isoTime,
+  receivedAt: isoTime,
+  /** A higher boot sequence than the entry before it: fleetlet (or the whole device) restarted in between. */
+  newBoot: z.boolean(),
+});
+export const PresenceHistory = z.object({ deviceId: z.string(), entries: z.array(PresenceEntry), nextBefore: z.int().nullable() });
+export type PresenceHistory = z.infer<typeof PresenceHistory>;
 
 export const EventsQuery = z.strictObject({
   ...pagedQuery,

@@ -18,8 +18,8 @@ import {
   type DashboardHub,
 } from '../fixtures/dashboard-fleet.js';
 
-/** The uPlot stroke of the CPU chart's first series (src/hub/dashboard/web/charts.ts). */
-const CPU_LINE = [37, 99, 235];
+/** The uPlot stroke of each chart's first series (src/hub/dashboard/web/charts.ts). */
+const PRIMARY_LINE = [37, 99, 235];
 const FLEET = simulatedFleet(12, 40);
 const DESKTOP = { width: 1280, height: 900 };
 const PHONE = { width: 390, height: 844 };
@@ -102,6 +102,19 @@ describe.skipIf(!mosquittoAvailable() || !chromiumAvailable())('the hub dashboar
     return { context, page, errors };
   }
 
+  /** Pixels of the primary series colour on a chart's canvas. */
+  async function linePixels(page: Page, chart: string): Promise<number> {
+    return page.locator(`figure.chart[data-chart="${chart}"] canvas`).evaluate((element, colour: number[]) => {
+      const canvas = element as unknown as Canvas;
+      const data = canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height).data;
+      let n = 0;
+      for (let i = 0; i < data.length; i += 4) {
+        if (Math.abs(data[i]! - colour[0]!) < 12 && Math.abs(data[i + 1]! - colour[1]!) < 12 && Math.abs(data[i + 2]! - colour[2]!) < 12 && data[i + 3]! > 200) n += 1;
+      }
+      return n;
+    }, PRIMARY_LINE);
+  }
+
   const row = (page: Page, deviceId: string) => page.locator(`.fleet-table a.row[data-device="${deviceId}"]`);
 
   it('logs in and shows every device with its state, health in words, versions and vitals, and the counts on top', async () => {
@@ -155,16 +168,10 @@ describe.skipIf(!mosquittoAvailable() || !chromiumAvailable())('the hub dashboar
     await page.locator('figure.chart[data-chart="CPU"] canvas').waitFor({ timeout: 20_000 });
     expect(Number(await page.locator('figure.chart[data-chart="CPU"]').getAttribute('data-points'))).toBeGreaterThanOrEqual(30);
     // The line itself, not only axes and grid: pixels of the series colour on the chart's canvas.
-    const linePixels = await page.locator('figure.chart[data-chart="CPU"] canvas').evaluate((element, colour: number[]) => {
-      const canvas = element as unknown as Canvas;
-      const data = canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height).data;
-      let n = 0;
-      for (let i = 0; i < data.length; i += 4) {
-        if (Math.abs(data[i]! - colour[0]!) < 12 && Math.abs(data[i + 1]! - colour[1]!) < 12 && Math.abs(data[i + 2]! - colour[2]!) < 12 && data[i + 3]! > 200) n += 1;
-      }
-      return n;
-    }, CPU_LINE);
-    expect(linePixels).toBeGreaterThan(100);
+    expect(await linePixels(page, 'CPU')).toBeGreaterThan(100);
+    // The network chart draws the received rate the hub computed from the counters between samples.
+    expect(Number(await page.locator('figure.chart[data-chart="Network"]').getAttribute('data-points'))).toBeGreaterThanOrEqual(30);
+    expect(await linePixels(page, 'Network')).toBeGreaterThan(100);
     const events = await page.locator('.timeline').innerText();
     expect(events).toContain('k3s.crash-loop');
     expect(events).toContain('What to do: read the last lines of fleetlet k3s logs');
@@ -190,6 +197,30 @@ describe.skipIf(!mosquittoAvailable() || !chromiumAvailable())('the hub dashboar
     await publishAll(hub.publisher, [{ topic: topic('pi-0005', 'status'), payload: statusPayload({ seq: 1000, sampledAt: new Date().toISOString(), cpu: { percent: 97 } }) }]);
     await expect.poll(() => row(page, 'pi-0005').locator('.c-num').first().innerText(), { timeout: 20_000 }).toBe('97 %');
     expect(await page.evaluate(() => (globalThis as unknown as { notReloaded?: boolean }).notReloaded)).toBe(true);
+    expect(errors).toEqual([]);
+    await context.close();
+  });
+
+  it("shows a device's boot and presence history live: the will that took it offline, then a new boot said in words", async () => {
+    const { context, page, errors } = await loggedIn('viewer');
+    await page.goto(`${hub.url}/#/devices/pi-0006`);
+    const list = page.locator('.presence-history');
+    await expect.poll(() => list.locator('li').count(), { timeout: 20_000 }).toBe(1);
+    expect(await list.innerText()).toMatch(/online\s+boot #1/);
+    const presenceCount = async () => (await api('/api/v1/devices/pi-0006/presence')).entries.length;
+    // One at a time: the hub's connections share the subscription, and the list is in the order the hub stored them.
+    await publishAll(hub.publisher, [{ topic: topic('pi-0006', 'presence'), payload: presencePayload('offline', 1, new Date(Date.now() - 3600_000), 'connection-lost'), retain: true }]);
+    await waitFor(async () => (await presenceCount()) === 2, 'the will of pi-0006', 20_000);
+    await publishAll(hub.publisher, [{ topic: topic('pi-0006', 'presence'), payload: presencePayload('online', 2, new Date()), retain: true }]);
+    await expect.poll(() => list.locator('li').count(), { timeout: 20_000 }).toBe(3);
+    const entries = await list.locator('li').allInnerTexts();
+    expect(entries[0]).toMatch(/^online\s+boot #2/);
+    expect(entries[0]).toContain('Restarted: a new boot (#2)');
+    expect(entries[1]).toMatch(/^offline\s+boot #1 connection lost/);
+    expect(entries[1]).not.toContain('Restarted');
+    expect(entries[2]).toMatch(/^online\s+boot #1/);
+    expect(await list.locator('li').evaluateAll((items) => items.map((i) => `${i.getAttribute('data-state')}:${i.getAttribute('data-boot')}`))).toEqual(['online:2', 'offline:1', 'online:1']);
+    await screenshot(page, 'device-presence-1280');
     expect(errors).toEqual([]);
     await context.close();
   });

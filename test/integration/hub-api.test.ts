@@ -8,6 +8,10 @@ import { STATUS_EXAMPLE } from '../../src/protocol/status.js';
 import { HubHttpSection } from '../../src/config/hub-http-schema.js';
 import { HubApiServer } from '../../src/hub/api/server.js';
 import { createLogger } from '../../src/lib/logger.js';
+import { classifyMessage } from '../../src/hub/ingest/classify.js';
+import { commitBatch } from '../../src/hub/ingest/commit-batch.js';
+import { Topics } from '../../src/protocol/topics.js';
+import { presencePayload, statusPayload, topic, TOPIC_ROOT } from '../fixtures/hub-messages.js';
 
 const T0 = Date.UTC(2026, 10, 2, 12);
 
@@ -136,6 +140,60 @@ describe.each(hubDialects())('hub API reads on %s', (dialect) => {
     expect(hourly).toMatchObject({ step: '1h', points: [{ samples: 120, cpuPercentAvg: 12 }] });
     const limited = await history(`?from=${from}&to=${new Date(T0 + HOUR).toISOString()}&step=raw&limit=2`);
     expect([limited.points.length, limited.truncated]).toEqual([2, true]);
+  });
+
+  /** Messages as the ingest receives and commits them. */
+  const ingest = async (messages: { topic: string; payload: unknown }[], receivedAtMs: number) => {
+    const items = messages.map((m) =>
+      classifyMessage({ topics: new Topics(TOPIC_ROOT), maxMessageBytes: 65_536 }, { topic: m.topic, payload: Buffer.from(JSON.stringify(m.payload)), retain: false }, receivedAtMs));
+    await commitBatch(api.hub, items, { conflictWindowMs: 3_600_000, now: () => receivedAtMs });
+  };
+
+  it('answers history with network rates: per raw sample from the counters, per bucket their average', async () => {
+    const at = (seconds: number) => new Date(T0 + seconds * 1000).toISOString();
+    await ingest([0, 30, 60].map((s, i) => ({
+      topic: topic('pi-net', 'status'),
+      payload: statusPayload({ seq: i + 1, sampledAt: at(s), network: { rxBytes: 1000 + s * s * 100, txBytes: 500 + s * 10 } }),
+    })), T0 + 60_000);
+    await api.hub.db
+      .insertInto('status_rollups')
+      .values({ device_id: 'pi-net', bucket_seconds: 300, bucket_start_ms: T0, samples: 10, cpu_percent_avg: 1, cpu_percent_max: 2, memory_available_min: 1, temperature_c_max: 1, disk_free_min: 1, k3s_unhealthy_samples: 0, network_rx_rate_avg: 4_096, network_tx_rate_avg: 512 })
+      .execute();
+    const get = async (query: string) => (await (await api.get(`/api/v1/devices/pi-net/history${query}`)).json()) as { step: string; points: { networkRxRateAvg: number | null; networkTxRateAvg: number | null }[] };
+    const raw = await get(`?from=${at(-60)}&to=${at(3600)}&step=raw`);
+    expect(raw.points.map((p) => [p.networkRxRateAvg, p.networkTxRateAvg])).toEqual([[null, null], [3_000, 10], [9_000, 10]]);
+    const buckets = await get(`?from=${at(-60)}&to=${at(3600)}&step=5m`);
+    expect(buckets.points.map((p) => [p.networkRxRateAvg, p.networkTxRateAvg])).toEqual([[4_096, 512]]);
+  });
+
+  it("pages a device's presence history newest first, each birth and will once, and says which began a new boot", async () => {
+    const presence = (state: 'online' | 'offline', boot: number, seconds: number, reason?: 'connection-lost' | 'stopped') =>
+      ({ topic: topic('pi-boots', 'presence'), payload: presencePayload(state, boot, new Date(T0 + seconds * 1000), reason) });
+    await ingest([presence('online', 7, 0)], T0);
+    await ingest([presence('offline', 7, 0, 'connection-lost')], T0 + 60_000);
+    await ingest([presence('offline', 7, 0, 'connection-lost')], T0 + 61_000);
+    await ingest([presence('online', 8, 120)], T0 + 120_000);
+    await ingest([presence('offline', 8, 300, 'stopped')], T0 + 300_000);
+    await ingest([presence('online', 9, 400)], T0 + 400_000);
+    type Page = { entries: { state: string; bootSequence: number; reason: string | null; at: string; receivedAt: string; newBoot: boolean }[]; nextBefore: number | null };
+    const page = async (query: string) => (await (await api.get(`/api/v1/devices/pi-boots/presence${query}`, api.tokens.viewer)).json()) as Page;
+    const entries = (p: Page) => p.entries.map((e) => [e.state, e.bootSequence, e.reason, e.newBoot]);
+    const first = await page('?limit=2');
+    expect(entries(first)).toEqual([
+      ['online', 9, null, true],
+      ['offline', 8, 'stopped', false],
+    ]);
+    const second = await page(`?limit=2&before=${first.nextBefore}`);
+    expect(entries(second)).toEqual([
+      ['online', 8, null, true],
+      ['offline', 7, 'connection-lost', false],
+    ]);
+    expect(second.entries[0]!.receivedAt).toBe(new Date(T0 + 120_000).toISOString());
+    const third = await page(`?limit=2&before=${second.nextBefore}`);
+    expect([entries(third), third.nextBefore]).toEqual([[['online', 7, null, false]], null]);
+    expect((await api.get('/api/v1/devices/pi-a/presence')).status).toBe(200);
+    expect((await api.get('/api/v1/devices/pi-nobody/presence')).status).toBe(404);
+    expect((await api.get('/api/v1/devices/pi-boots/presence?limit=0')).status).toBe(400);
   });
 
   it('pages events and results newest first, filtered by device', async () => {

@@ -28,7 +28,7 @@ describe.each(hubDialects())('hub database on %s', (dialect) => {
         'enrol_tokens', 'enrolment_requests', 'device_certificates', 'enrolled_devices',
       ]),
     );
-    expect(tables).toEqual(expect.arrayContaining(['rollouts', 'rollout_devices', 'rollout_leases']));
+    expect(tables).toEqual(expect.arrayContaining(['rollouts', 'rollout_devices', 'rollout_leases', 'presence_history']));
     const applied = await sql<{ name: string }>`SELECT name FROM kysely_migration`.execute(second.db);
     // Every migration of the list once, in order, and nothing else.
     expect(applied.rows.map((r) => r.name)).toEqual(Object.keys(hubMigrations(dialect)));
@@ -66,6 +66,29 @@ describe.each(hubDialects())('hub database on %s', (dialect) => {
         .execute();
     expect(await insert()).toHaveLength(1);
     expect(await insert()).toHaveLength(0);
+    await hub.close();
+  });
+
+  it('migrates a database of the release before presence history: its samples and rollups stay, the new columns start empty', async () => {
+    const where = await databases.fresh();
+    const old = await databases.open(where);
+    // Back to the schema before 0005: its table and columns gone, its step unrecorded.
+    await sql`DROP TABLE presence_history`.execute(old.db);
+    for (const column of ['network_rx_bytes', 'network_tx_bytes', 'network_rx_rate', 'network_tx_rate']) {
+      await sql`ALTER TABLE status_samples DROP COLUMN ${sql.ref(column)}`.execute(old.db);
+    }
+    for (const column of ['network_rx_rate_avg', 'network_tx_rate_avg']) await sql`ALTER TABLE status_rollups DROP COLUMN ${sql.ref(column)}`.execute(old.db);
+    await sql`DELETE FROM kysely_migration WHERE name = '0005_presence_history'`.execute(old.db);
+    await sql`INSERT INTO status_samples (device_id, sampled_at_ms, received_at_ms, seq, historical, cpu_percent, k3s_healthy) VALUES ('pi-1', 1000, 1001, 1, 0, 12.5, 1)`.execute(old.db);
+    await sql`INSERT INTO status_rollups (device_id, bucket_seconds, bucket_start_ms, samples, cpu_percent_avg, k3s_unhealthy_samples) VALUES ('pi-1', 300, 0, 1, 12.5, 0)`.execute(old.db);
+    await old.close();
+
+    const hub = await databases.open(where);
+    expect(await hub.db.selectFrom('status_samples').select(['cpu_percent', 'network_rx_bytes', 'network_rx_rate', 'network_tx_rate']).execute())
+      .toEqual([{ cpu_percent: 12.5, network_rx_bytes: null, network_rx_rate: null, network_tx_rate: null }]);
+    expect(await hub.db.selectFrom('status_rollups').select(['samples', 'network_rx_rate_avg', 'network_tx_rate_avg']).execute())
+      .toEqual([{ samples: 1, network_rx_rate_avg: null, network_tx_rate_avg: null }]);
+    expect(await hub.db.selectFrom('presence_history').selectAll().execute()).toEqual([]);
     await hub.close();
   });
 

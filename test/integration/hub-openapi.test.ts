@@ -43,6 +43,10 @@ describe('hub OpenAPI document', () => {
       .insertInto('status_samples')
       .values({ device_id: 'pi-a', sampled_at_ms: now - 1000, received_at_ms: now, seq: 1, historical: 0, cpu_percent: null, memory_available_bytes: null, memory_total_bytes: null, temperature_c: null, k3s_healthy: 1, disk_free_bytes: null })
       .execute();
+    await api.hub.db
+      .insertInto('presence_history')
+      .values({ device_id: 'pi-a', state: 'offline', boot_sequence: 3, reason: 'connection-lost', at_ms: now - 5000, received_at_ms: now })
+      .execute();
     await createRollout(api.hub, OPENAPI_ROLLOUT, 'ops', now);
     doc = (await (await fetch(`${api.url}/api/v1/openapi.json`)).json()) as OpenApi;
   });
@@ -77,7 +81,7 @@ describe('hub OpenAPI document', () => {
       checked.push(template);
     }
     expect(checked).toEqual(
-      expect.arrayContaining(['/api/v1/rollouts', '/api/v1/rollouts/{rolloutId}', '/api/v1/devices', '/api/v1/devices/{deviceId}', '/api/v1/devices/{deviceId}/history', '/api/v1/events', '/api/v1/results', '/api/v1/audit', '/api/v1/me']),
+      expect.arrayContaining(['/api/v1/rollouts', '/api/v1/rollouts/{rolloutId}', '/api/v1/devices', '/api/v1/devices/{deviceId}', '/api/v1/devices/{deviceId}/history', '/api/v1/devices/{deviceId}/presence', '/api/v1/events', '/api/v1/results', '/api/v1/audit', '/api/v1/me']),
     );
   });
 

@@ -63,6 +63,64 @@ describe.each(hubDialects())('hub store on %s', (dialect) => {
     await hub.close();
   });
 
+  it('keeps every birth and will in the presence history once, however often the broker delivers them', async () => {
+    const hub = await databases.open();
+    const t = Date.parse('2026-03-01T08:00:00Z');
+    const presence = (state: 'online' | 'offline', boot: number, at: number, reason?: 'connection-lost' | 'stopped') =>
+      ({ topic: topic('pi-h', 'presence'), payload: presencePayload(state, boot, new Date(at), reason) });
+    await receive(hub, [presence('online', 5, t), presence('online', 5, t)], t);
+    await receive(hub, [presence('offline', 5, t - 200, 'connection-lost')], t + 60_000);
+    // The broker redelivers the will, and replays the retained copy when a hub subscribes again.
+    await receive(hub, [presence('offline', 5, t - 200, 'connection-lost')], t + 61_000);
+    await receive(hub, [{ ...presence('offline', 5, t - 200, 'connection-lost'), retain: true }], t + 62_000);
+    await receive(hub, [presence('online', 6, t + 120_000)], t + 120_000);
+    const rows = await hub.db.selectFrom('presence_history').selectAll().where('device_id', '=', 'pi-h').orderBy('id').execute();
+    expect(rows.map((r) => [r.state, r.boot_sequence, r.reason, r.at_ms, r.received_at_ms])).toEqual([
+      ['online', 5, null, t, t],
+      ['offline', 5, 'connection-lost', t - 200, t + 60_000],
+      ['online', 6, null, t + 120_000, t + 120_000],
+    ]);
+    // The same commit keeps the device row's newest presence.
+    expect(await device(hub, 'pi-h')).toMatchObject({ presence_state: 'online', presence_boot_sequence: 6 });
+    await hub.close();
+  });
+
+  it('stores network rates from the counters between samples, also across batches and out of order, none across a reboot', async () => {
+    const hub = await databases.open();
+    const t = Date.parse('2026-03-01T08:00:00Z');
+    const sample = (seconds: number, rx: number, tx: number, uptimeSeconds = 86_400) =>
+      ({ topic: topic('pi-n', 'status'), payload: statusPayload({ sampledAt: new Date(t + seconds * 1000).toISOString(), uptimeSeconds, network: { rxBytes: rx, txBytes: tx } }) });
+    await receive(hub, [sample(0, 1_000_000, 50_000), sample(30, 1_300_000, 56_000)]);
+    // Two devices in one batch, each rated against its own stored sample.
+    const other = (seconds: number, rx: number) =>
+      ({ topic: topic('pi-n2', 'status'), payload: statusPayload({ sampledAt: new Date(t + seconds * 1000).toISOString(), network: { rxBytes: rx, txBytes: 0 } }) });
+    await receive(hub, [other(0, 5_000)]);
+    await receive(hub, [sample(60, 1_900_000, 59_000), other(10, 6_000)]);
+    const otherRate = await hub.db.selectFrom('status_samples').select('network_rx_rate').where('device_id', '=', 'pi-n2').orderBy('sampled_at_ms').execute();
+    expect(otherRate.map((r) => r.network_rx_rate)).toEqual([null, 100]);
+    // A backlog sample between two stored ones: its rate is over the interval since the older one.
+    await receive(hub, [sample(45, 1_450_000, 56_300)]);
+    // Rebooted 10 s before this sample: the counters restarted, so no rate, then rates again from it.
+    await receive(hub, [sample(90, 20_000, 1_000, 10), sample(120, 80_000, 4_000, 40)]);
+    const rows = await hub.db.selectFrom('status_samples').select(['sampled_at_ms', 'network_rx_bytes', 'network_rx_rate', 'network_tx_rate'])
+      .where('device_id', '=', 'pi-n').orderBy('sampled_at_ms').execute();
+    expect(rows.map((r) => [(r.sampled_at_ms - t) / 1000, r.network_rx_rate, r.network_tx_rate])).toEqual([
+      [0, null, null],
+      [30, 10_000, 200],
+      [45, 10_000, 20],
+      [60, 20_000, 100],
+      [90, null, null],
+      [120, 2_000, 100],
+    ]);
+    expect(rows[0]!.network_rx_bytes).toBe(1_000_000);
+    // The rollups average the rates of their samples.
+    await runRetention(hub, HubConfigDefaults.retention, t + 3_600_000);
+    const bucket = await hub.db.selectFrom('status_rollups').select(['samples', 'network_rx_rate_avg', 'network_tx_rate_avg'])
+      .where('device_id', '=', 'pi-n').where('bucket_seconds', '=', 3600).executeTakeFirstOrThrow();
+    expect(bucket).toEqual({ samples: 6, network_rx_rate_avg: 10_500, network_tx_rate_avg: 105 });
+    await hub.close();
+  });
+
   it('takes last seen from the newest message of any kind, and a retained replay only at its own time', async () => {
     const hub = await databases.open();
     const t = Date.parse('2026-03-01T08:00:00Z');
@@ -156,9 +214,13 @@ describe.each(hubDialects())('hub store on %s', (dialect) => {
       ({ topic: topic('pi-6', 'status'), payload: statusPayload({ seq: i + 1, sampledAt: new Date(t).toISOString(), cpu: { percent: 10 * (i + 1) } }) }));
     await receive(hub, samples, now - 1000);
     await receive(hub, [{ topic: topic('pi-6', 'events'), payload: eventPayload() }], hours(36));
+    // Presence history is kept `presenceDays` (by its receipt): a birth 10 days ago goes, one 2 days ago stays.
+    const presenceRetention = { ...retention, presenceDays: 7 };
+    await receive(hub, [{ topic: topic('pi-6', 'presence'), payload: presencePayload('online', 1, new Date(hours(240))) }], hours(240));
+    await receive(hub, [{ topic: topic('pi-6', 'presence'), payload: presencePayload('online', 2, new Date(hours(48))) }], hours(48));
     await receive(hub, Array.from({ length: 15 }, () => ({ topic: topic('pi-6', 'status'), payload: Buffer.from('x') })), now - 1000);
 
-    const outcome = await runRetention(hub, retention, now);
+    const outcome = await runRetention(hub, presenceRetention, now);
     const rollups = await hub.db.selectFrom('status_rollups').selectAll().where('device_id', '=', 'pi-6').orderBy('bucket_seconds').orderBy('bucket_start_ms').execute();
     const fiveMinute = rollups.filter((r) => r.bucket_seconds === 300);
     // The 4-day-old bucket was built from its raw sample, then deleted with the 5-minute retention (3 days).
@@ -170,12 +232,13 @@ describe.each(hubDialects())('hub store on %s', (dialect) => {
     const remaining = await hub.db.selectFrom('status_samples').select('sampled_at_ms').orderBy('sampled_at_ms').execute();
     expect(remaining.map((r) => r.sampled_at_ms)).toEqual([hours(2), hours(2) + 30_000]);
     expect(await hub.db.selectFrom('events').selectAll().execute()).toEqual([]);
-    expect(outcome.deleted).toMatchObject({ status_samples: 2, events: 1, rejected_messages: 5 });
+    expect(outcome.deleted).toMatchObject({ status_samples: 2, events: 1, rejected_messages: 5, presence_history: 1 });
+    expect((await hub.db.selectFrom('presence_history').select('boot_sequence').execute()).map((r) => r.boot_sequence)).toEqual([2]);
     expect((await hub.db.selectFrom('rejected_messages').select('id').execute()).length).toBe(10);
     // Message ids of the deleted event are still remembered until their own retention.
     expect((await hub.db.selectFrom('received_messages').selectAll().execute()).length).toBe(5);
     // Run again: nothing new, nothing changes.
-    await runRetention(hub, retention, now);
+    await runRetention(hub, presenceRetention, now);
     expect(await hub.db.selectFrom('status_rollups').selectAll().where('device_id', '=', 'pi-6').orderBy('bucket_seconds').orderBy('bucket_start_ms').execute()).toEqual(rollups);
     await hub.close();
   });

@@ -41,6 +41,8 @@ export async function statusHistory(hub: HubDatabase, deviceId: string, query: H
         temperatureCMax: r.temperature_c,
         diskFreeMin: r.disk_free_bytes,
         k3sUnhealthySamples: r.k3s_healthy === 1 ? 0 : 1,
+        networkRxRateAvg: r.network_rx_rate,
+        networkTxRateAvg: r.network_tx_rate,
       })),
     };
   }
@@ -67,6 +69,8 @@ export async function statusHistory(hub: HubDatabase, deviceId: string, query: H
       temperatureCMax: r.temperature_c_max,
       diskFreeMin: r.disk_free_min,
       k3sUnhealthySamples: r.k3s_unhealthy_samples,
+      networkRxRateAvg: r.network_rx_rate_avg,
+      networkTxRateAvg: r.network_tx_rate_avg,
     })),
   };
 }

@@ -14,6 +14,7 @@ const COMPONENTS = {
   DeviceList: S.DeviceList,
   DeviceDetail: S.DeviceDetail,
   History: S.History,
+  PresenceHistory: S.PresenceHistory,
   EventList: S.EventList,
   ResultList: S.ResultList,
   AuditList: S.AuditList,
@@ -57,6 +58,9 @@ const OPERATIONS: Record<string, Partial<Record<'get' | 'post' | 'delete', Opera
   },
   '/api/v1/devices/{deviceId}/history': {
     get: { summary: 'Status history, raw or as 5-minute or hourly rollups', query: S.HistoryQuery, response: 'History', pathParams: ['deviceId'] },
+  },
+  '/api/v1/devices/{deviceId}/presence': {
+    get: { summary: 'Boot/presence history: every birth and will, newest first, paged', query: S.PresenceHistoryQuery, response: 'PresenceHistory', pathParams: ['deviceId'] },
   },
   '/api/v1/devices/{deviceId}/identity-conflict': {
     delete: {

@@ -1,5 +1,6 @@
 import { alertsMigration } from '../alerts/migration.js';
 import { enrolmentMigration } from './migration-0004-enrolment.js';
+import { presenceHistoryMigration } from './migration-0005-presence-history.js';
 import { type ColumnDefinitionBuilder, type CreateTableBuilder, type Kysely, type Migration } from 'kysely';
 import { rolloutsMigration } from '../rollouts/rollout-migration.js';
 
@@ -214,5 +215,6 @@ export function hubMigrations(dialect: HubDialect): Record<string, Migration> {
     '0002_alerts': alertsMigration(dialect),
     '0003_rollouts': rolloutsMigration,
     '0004_enrolment': enrolmentMigration(dialect),
+    '0005_presence_history': presenceHistoryMigration(dialect),
   };
 }

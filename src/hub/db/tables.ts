@@ -87,6 +87,12 @@ export interface StatusSamplesTable {
   k3s_healthy: number;
   /** Free bytes of the state disk. */
   disk_free_bytes: number | null;
+  /** The interfaces' byte counters since boot, as sent. */
+  network_rx_bytes: number | null;
+  network_tx_bytes: number | null;
+  /** Bytes per second since the device's previous sample; null for the first, or across a reboot (counters restart). */
+  network_rx_rate: number | null;
+  network_tx_rate: number | null;
 }
 
 /** Status downsampled per device into buckets of 300 s and 3600 s, built from raw samples before they expire. */
@@ -102,6 +108,9 @@ export interface StatusRollupsTable {
   disk_free_min: number | null;
   /** Samples in the bucket with k3s not healthy. */
   k3s_unhealthy_samples: number;
+  /** The average of the samples' network rates (bytes per second). */
+  network_rx_rate_avg: number | null;
+  network_tx_rate_avg: number | null;
 }
 
 export interface EventsTable {
@@ -210,6 +219,21 @@ export interface AuditLogTable {
   remote_addr: string | null;
 }
 
+/** Every birth and will a device sent, once each (bounded by hub.retention.presenceDays): its boot/presence history. */
+export interface PresenceHistoryTable {
+  id: Generated<number>;
+  device_id: string;
+  /** 'online' | 'offline' */
+  state: string;
+  /** The agent's run: a higher one than before means fleetlet (or the device) restarted. */
+  boot_sequence: number;
+  /** 'stopped' | 'connection-lost' when offline. */
+  reason: string | null;
+  /** The message's `at` (for a will, when its connection was opened). */
+  at_ms: number;
+  received_at_ms: number;
+}
+
 export interface HubTables {
   devices: DevicesTable;
   device_fingerprints: DeviceFingerprintsTable;
@@ -236,6 +260,7 @@ export interface HubTables {
   rollouts: RolloutsTable;
   rollout_devices: RolloutDevicesTable;
   rollout_leases: RolloutLeasesTable;
+  presence_history: PresenceHistoryTable;
 }
 
 export type DeviceRow = Selectable<DevicesTable>;
@@ -249,3 +274,4 @@ export type RejectedMessageRow = Selectable<RejectedMessagesTable>;
 export type OperatorRow = Selectable<OperatorsTable>;
 export type ApiTokenRow = Selectable<ApiTokensTable>;
 export type AuditLogRow = Selectable<AuditLogTable>;
+export type PresenceHistoryRow = Selectable<PresenceHistoryTable>;

@@ -4,6 +4,8 @@ import type { HubDatabase } from '../db/open.js';
 import type { DeviceRow, HubTables } from '../db/tables.js';
 import type { IngestItem } from './classify.js';
 import { foldDevice, healthOf, type DeviceItem, type KnownFingerprint } from './device-state.js';
+import { networkRates, type NetworkReading } from './network-rates.js';
+import { recordPresence } from './presence-history.js';
 
 /**
  * Commits one batch of received messages in ONE transaction: only after it returns may their PUBACKs go out. Each
@@ -39,6 +41,7 @@ export async function commitBatch(hub: HubDatabase, items: readonly IngestItem[]
     }
     const { fresh, duplicates } = await claimMessageIds(trx, items);
     await insertReports(trx, fresh);
+    await recordPresence(trx, items);
     const rejected = items.filter((i): i is Extract<IngestItem, { channel: 'rejected' }> => i.channel === 'rejected');
     await keepRejected(trx, rejected);
     const freshSet = new Set<IngestItem>(fresh);
@@ -80,6 +83,7 @@ async function claimMessageIds(trx: Trx, items: readonly IngestItem[]): Promise<
 
 async function insertReports(trx: Trx, fresh: readonly Keyed[]): Promise<void> {
   const samples: Insertable<HubTables['status_samples']>[] = [];
+  const readings: NetworkReading[] = [];
   const events: Insertable<HubTables['events']>[] = [];
   const results: Insertable<HubTables['command_results']>[] = [];
   for (const item of fresh) {
@@ -97,6 +101,12 @@ async function insertReports(trx: Trx, fresh: readonly Keyed[]): Promise<void> {
         temperature_c: s.temperatureC ?? null,
         k3s_healthy: s.k3s.healthy ? 1 : 0,
         disk_free_bytes: s.disks.find((d) => d.name === 'state')?.freeBytes ?? null,
+        network_rx_bytes: s.network?.rxBytes ?? null,
+        network_tx_bytes: s.network?.txBytes ?? null,
+      });
+      readings.push({
+        deviceId: item.deviceId, sampledAtMs: Date.parse(s.sampledAt), rxBytes: s.network?.rxBytes ?? null, txBytes: s.network?.txBytes ?? null,
+        uptimeSeconds: s.uptimeSeconds ?? null,
       });
     } else if (item.channel === 'events') {
       const e = item.event;
@@ -114,7 +124,9 @@ async function insertReports(trx: Trx, fresh: readonly Keyed[]): Promise<void> {
       });
     }
   }
-  for (const chunk of chunks(samples)) await trx.insertInto('status_samples').values(chunk).execute();
+  const rates = await networkRates(trx, readings);
+  const sampleRows = samples.map((row, i) => ({ ...row, network_rx_rate: rates[i]!.rx, network_tx_rate: rates[i]!.tx }));
+  for (const chunk of chunks(sampleRows)) await trx.insertInto('status_samples').values(chunk).execute();
   for (const chunk of chunks(events)) await trx.insertInto('events').values(chunk).execute();
   for (const chunk of chunks(results)) await trx.insertInto('command_results').values(chunk).execute();
 }

@@ -15,7 +15,8 @@ interface ChartSpec {
   series: { label: string; value: (p: History['points'][number]) => number | null; colour: string; rollupOnly?: boolean }[];
 }
 
-const MiB = 1024 * 1024;
+const KiB = 1024;
+const MiB = 1024 * KiB;
 const GiB = 1024 * MiB;
 
 const CHARTS: ChartSpec[] = [
@@ -30,6 +31,14 @@ const CHARTS: ChartSpec[] = [
   { title: 'Memory available', unit: 'MiB', series: [{ label: 'lowest', value: (p) => scaled(p.memoryAvailableMin, MiB), colour: SERIES_COLOURS.primary }] },
   { title: 'Temperature', unit: '°C', series: [{ label: 'highest', value: (p) => p.temperatureCMax, colour: SERIES_COLOURS.primary }] },
   { title: 'Disk free', unit: 'GiB', series: [{ label: 'lowest', value: (p) => scaled(p.diskFreeMin, GiB), colour: SERIES_COLOURS.primary }] },
+  {
+    title: 'Network',
+    unit: 'KiB/s',
+    series: [
+      { label: 'received', value: (p) => scaled(p.networkRxRateAvg, KiB), colour: SERIES_COLOURS.primary },
+      { label: 'sent', value: (p) => scaled(p.networkTxRateAvg, KiB), colour: SERIES_COLOURS.secondary },
+    ],
+  },
 ];
 
 function scaled(value: number | null, unit: number): number | null {

@@ -1,4 +1,4 @@
-import type { DeviceDetail, EventList, History, ResultList } from '../../../protocol/hub-api.js';
+import type { DeviceDetail, EventList, History, PresenceHistory, ResultList } from '../../../protocol/hub-api.js';
 import { changedDevice } from '../../../protocol/changed-device.js';
 import { getJson, NotAvailable, NotLoggedIn, sendJson } from './api.js';
 import { canChange, type App, type Page } from './app.js';
@@ -6,8 +6,12 @@ import { healthBadge, k3sText, severityBadge, stateBadge } from './badges.js';
 import { drawCharts } from './charts.js';
 import { h, replace, type Child } from './dom.js';
 import { ago, bytes, figure, time } from './format.js';
+import { presenceList } from './presence-list.js';
 
-/** The device page: what the hub knows of one device, its charts over a chosen range, its events and command results. */
+/**
+ * The device page: what the hub knows of one device, its charts over a chosen range, its events, command results and
+ * boot/presence history.
+ */
 const RANGES = [
   { label: '1 hour', hours: 1 },
   { label: '6 hours', hours: 6 },
@@ -23,6 +27,7 @@ export function devicePage(app: App, deviceId: string): Page {
   const charts = h('div', { class: 'charts' });
   const timeline = h('div', { class: 'timeline' });
   const results = h('div', { class: 'results' });
+  const presence = h('div', { class: 'presence' });
   const identity = h('div', { class: 'device-identity' });
   // Up to 6 hours the hub answers from raw samples; longer ranges read rollups, which lag by up to one retention run.
   let rangeHours = 6;
@@ -40,6 +45,8 @@ export function devicePage(app: App, deviceId: string): Page {
     h('h2', {}, 'Charts ', h('label', { class: 'inline' }, 'over the last ', range)),
     charts,
     h('div', { class: 'two' }, h('div', {}, h('h2', {}, 'Events'), timeline), h('div', {}, h('h2', {}, 'Command results'), results)),
+    h('h2', {}, 'Boot and presence history'),
+    presence,
     identity,
   );
 
@@ -67,10 +74,12 @@ export function devicePage(app: App, deviceId: string): Page {
   }
 
   async function loadLogs(): Promise<void> {
-    const [events, commandResults] = await Promise.all([
+    const [events, commandResults, presenceHistory] = await Promise.all([
       getJson<EventList>(`/api/v1/events?device=${id}&limit=100`),
       getJson<ResultList>(`/api/v1/results?device=${id}&limit=100`),
+      getJson<PresenceHistory>(`/api/v1/devices/${id}/presence?limit=50`),
     ]);
+    replace(presence, presenceList(presenceHistory));
     replace(timeline, events.events.length === 0 ? h('p', { class: 'muted' }, 'No events.') : h('ol', { class: 'events' }, events.events.map(eventView)));
     replace(results, commandResults.results.length === 0 ? h('p', { class: 'muted' }, 'No command results.') : h('ol', { class: 'events' }, commandResults.results.map(resultView)));
   }
