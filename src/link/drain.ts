@@ -1,6 +1,5 @@
 import type { Logger } from '../lib/logger.js';
-import { markHistorical } from '../store/outbox-records.js';
-import type { OutboxStore, QueuedRecord, Unsubscribe } from '../store/outbox.js';
+import type { OutboxStore, OutgoingRecord, Unsubscribe } from '../store/outbox.js';
 
 /**
  * The windowed drain of the outbox to the broker, for any MQTT client.
@@ -19,11 +18,11 @@ import type { OutboxStore, QueuedRecord, Unsubscribe } from '../store/outbox.js'
  */
 export interface Publisher {
   /** Resolves when the broker acknowledged the message (QoS 1 PUBACK), as MQTT.js's publishAsync does. */
-  publish(topic: string, payload: string, options: { qos: 0 | 1; retain: boolean }): Promise<unknown>;
+  publish(topic: string, payload: string | Buffer, options: { qos: 0 | 1; retain: boolean }): Promise<unknown>;
 }
 
 /** The part of the outbox the drainer needs. */
-export type DrainSource = Pick<OutboxStore, 'pending' | 'latest' | 'lastSeq' | 'acknowledge' | 'onEnqueue'>;
+export type DrainSource = Pick<OutboxStore, 'outgoing' | 'latest' | 'lastSeq' | 'acknowledge' | 'onEnqueue'>;
 
 export interface DrainOptions {
   /** Most publishes awaiting a PUBACK at once (QoS 1 window). */
@@ -39,7 +38,7 @@ export interface DrainCounters {
 
 /** Adapts an MQTT.js client (or anything with publishAsync) to a Publisher. */
 export function publisherOf(client: {
-  publishAsync(topic: string, message: string, options: { qos: 0 | 1; retain: boolean }): Promise<unknown>;
+  publishAsync(topic: string, message: string | Buffer, options: { qos: 0 | 1; retain: boolean }): Promise<unknown>;
 }): Publisher {
   return { publish: (topic, payload, options) => client.publishAsync(topic, payload, options) };
 }
@@ -112,7 +111,7 @@ class DrainSession {
   private ended = false;
   private pumpScheduled = false;
   private pumping = false;
-  private readAhead: QueuedRecord[] = [];
+  private readAhead: OutgoingRecord[] = [];
   private readAheadIndex = 0;
   private unsubscribe: Unsubscribe | undefined;
 
@@ -130,7 +129,7 @@ class DrainSession {
     const newestStatus = this.outbox.latest('status');
     if (newestStatus) {
       this.sentFirst = newestStatus.seq;
-      this.send(newestStatus, false);
+      this.send(newestStatus.seq, newestStatus.topic, newestStatus.body, newestStatus);
     }
     this.pump();
   }
@@ -162,17 +161,18 @@ class DrainSession {
         const record = this.nextRecord();
         if (!record) return;
         if (record.seq === this.sentFirst) continue;
-        this.send(record, record.seq <= this.backlogEnd);
+        this.send(record.seq, record.topic, record.payload, record);
       }
     } finally {
       this.pumping = false;
     }
   }
 
-  private nextRecord(): QueuedRecord | undefined {
+  private nextRecord(): OutgoingRecord | undefined {
     if (this.readAheadIndex >= this.readAhead.length) {
       try {
-        this.readAhead = this.outbox.pending(this.cursor, Math.max(this.options.window, READ_AHEAD_MIN));
+        // The backlog comes with `historical: true` already in its bytes (added by the outbox, not parsed here).
+        this.readAhead = this.outbox.outgoing(this.cursor, Math.max(this.options.window, READ_AHEAD_MIN), this.backlogEnd);
       } catch (err) {
         this.options.logger?.error({ err }, 'drain: could not read the outbox; waiting for the next connect');
         this.end();
@@ -185,20 +185,19 @@ class DrainSession {
     return this.readAhead[this.readAheadIndex++];
   }
 
-  private send(record: QueuedRecord, historical: boolean): void {
+  private send(seq: number, topic: string, payload: string | Buffer, options: { qos: 0 | 1; retain: boolean }): void {
     this.inFlight += 1;
     this.drainer.counters.inFlight += 1;
     this.drainer.counters.published += 1;
-    const body = historical ? markHistorical(record.body) : record.body;
-    this.publisher.publish(record.topic, body, { qos: record.qos, retain: record.retain }).then(
+    this.publisher.publish(topic, payload, { qos: options.qos, retain: options.retain }).then(
       () => {
         this.settle();
-        this.drainer.acknowledged(record.seq);
+        this.drainer.acknowledged(seq);
       },
       (err: unknown) => {
         if (!this.ended) {
           // Usually the connection is going away; the record stays queued and the next connect sends it again.
-          this.options.logger?.warn({ err, topic: record.topic }, 'drain: publish failed; pausing until the next connect');
+          this.options.logger?.warn({ err, topic }, 'drain: publish failed; pausing until the next connect');
           this.end();
         }
         this.settle();

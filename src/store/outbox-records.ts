@@ -7,6 +7,7 @@ import {
   OutboxRecordTooLargeError,
   type NewOutboxRecord,
   type OutboxRecord,
+  type OutgoingRecord,
   type QueuedRecord,
 } from './outbox.js';
 
@@ -79,6 +80,12 @@ function checkShape(input: NewOutboxRecord): void {
 export function markHistorical(body: string): string {
   // Every stored body is a JSON object that ends with the messageId field, so it ends with '}'.
   return `${body.slice(0, -1)},"historical":true}`;
+}
+
+/** A queued record as the drain publishes it (the SQLite outbox does the same in SQL: outbox-sql.ts). */
+export function toOutgoingRecord(queued: QueuedRecord, historicalUpTo: number): OutgoingRecord {
+  const body = queued.seq <= historicalUpTo ? markHistorical(queued.body) : queued.body;
+  return { seq: queued.seq, topic: queued.topic, payload: Buffer.from(body), qos: queued.qos, retain: queued.retain };
 }
 
 /** What enqueue returns for a record that could not be stored (disk full): seq 0, counted as dropped. */

@@ -1,5 +1,5 @@
 import type { Database } from 'better-sqlite3';
-import { OUTBOX_CLASSES, zeroCounts, type OutboxClass, type QueuedRecord } from './outbox.js';
+import { OUTBOX_CLASSES, zeroCounts, type OutboxClass, type OutgoingRecord, type QueuedRecord } from './outbox.js';
 import type { BudgetLedger } from './outbox-budget.js';
 import { isErrno } from '../lib/errors.js';
 
@@ -9,6 +9,21 @@ const SELECT_COLUMNS = 'seq, message_id, class, topic, body, qos, retain, create
 
 /** A row of SELECT_COLUMNS, in that order. */
 export type Row = [seq: number, messageId: string, cls: OutboxClass, topic: string, body: string, qos: 0 | 1, retain: number, createdAt: number];
+
+/**
+ * What the drain publishes, read as bytes with `historical: true` already added to backlog records (seq <= :upTo):
+ * a BLOB comes back as a Buffer, which MQTT.js writes to the socket as it is, so a record costs no JS string and no
+ * copy. The splice is markHistorical's (outbox-records.ts) done by SQLite: every stored body is JSON.stringify of an
+ * object that has at least `messageId`, so it ends with '}' and the new member needs a leading comma. substr and
+ * length count characters of the TEXT column, so a multi-byte character is never cut.
+ */
+const OUTGOING_SQL = `SELECT seq, topic,
+  CAST(CASE WHEN seq <= :upTo THEN substr(body, 1, length(body) - 1) || ',"historical":true}' ELSE body END AS BLOB),
+  qos, retain
+  FROM outbox WHERE seq > :after ORDER BY seq LIMIT :limit`;
+
+/** A row of OUTGOING_SQL, in that order. */
+export type OutgoingRow = [seq: number, topic: string, payload: Buffer, qos: 0 | 1, retain: number];
 
 export function prepareOutboxStatements(db: Database) {
   return {
@@ -26,6 +41,7 @@ export function prepareOutboxStatements(db: Database) {
     // Rows as arrays: the drain reads every record once, and skipping the intermediate objects is measurably faster.
     pending: db.prepare(`SELECT ${SELECT_COLUMNS} FROM outbox WHERE seq > ? ORDER BY seq LIMIT ?`).raw(true),
     latest: db.prepare(`SELECT ${SELECT_COLUMNS} FROM outbox WHERE class = ? ORDER BY seq DESC LIMIT 1`).raw(true),
+    outgoing: db.prepare(OUTGOING_SQL).raw(true),
     saveCounter: db.prepare(
       'INSERT INTO outbox_counters (name, value) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET value = excluded.value',
     ),
@@ -36,6 +52,10 @@ export type OutboxStatements = ReturnType<typeof prepareOutboxStatements>;
 
 export function toQueued([seq, messageId, cls, topic, body, qos, retain, createdAt]: Row): QueuedRecord {
   return { seq, messageId, class: cls, topic, body, qos, retain: retain === 1, createdAt };
+}
+
+export function toOutgoing([seq, topic, payload, qos, retain]: OutgoingRow): OutgoingRecord {
+  return { seq, topic, payload, qos, retain: retain === 1 };
 }
 
 /** Sorted runs of consecutive numbers: [3, 1, 2, 7] gives [1, 3] and [7, 7]. */

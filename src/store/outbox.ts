@@ -53,6 +53,19 @@ export interface QueuedRecord {
   createdAt: number;
 }
 
+/**
+ * A record as the drain publishes it: the bytes on the wire, with `historical: true` already in the JSON of a
+ * backlog record. Bytes rather than text because MQTT.js writes a Buffer to the socket without converting it, and
+ * SQLite hands a BLOB over as one (docs/benchmarks.md, "Memory while draining").
+ */
+export interface OutgoingRecord {
+  seq: number;
+  topic: string;
+  payload: Buffer;
+  qos: 0 | 1;
+  retain: boolean;
+}
+
 export interface ClassBudget {
   maxRows: number;
   maxBytes: number;
@@ -93,6 +106,8 @@ export interface OutboxStore extends Outbox {
   enqueueMany(records: readonly NewOutboxRecord[]): OutboxRecord[];
   /** Up to `limit` records with seq > afterSeq, oldest first. */
   pending(afterSeq: number, limit: number): QueuedRecord[];
+  /** What `pending` gives, as the drain publishes it: records with seq <= historicalUpTo carry `historical: true`. */
+  outgoing(afterSeq: number, limit: number, historicalUpTo: number): OutgoingRecord[];
   /** The newest record of a class, if any. */
   latest(cls: OutboxClass): QueuedRecord | undefined;
   /** The highest seq handed out so far (0 when none). */
