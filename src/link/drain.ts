@@ -101,18 +101,37 @@ export class Drainer {
   }
 }
 
+/** Records read from the outbox and not yet published, with the highest seq read so far. */
+class ReadAhead {
+  records: OutgoingRecord[] = [];
+  index = 0;
+  constructor(public cursor: number) {}
+
+  next(): OutgoingRecord | undefined {
+    return this.index < this.records.length ? this.records[this.index++] : undefined;
+  }
+
+  refill(records: OutgoingRecord[]): void {
+    this.records = records;
+    this.index = 0;
+    if (records.length > 0) this.cursor = records.at(-1)!.seq;
+  }
+}
+
 class DrainSession {
-  /** Highest seq read from the outbox in this session. */
-  private cursor = 0;
   /** Records up to this seq were queued before the connection came up: the backlog. */
   private readonly backlogEnd: number;
+  private readonly backlog: ReadAhead;
+  /** Records enqueued since the connection came up. They go before the rest of the backlog (see `nextRecord`). */
+  private readonly live: ReadAhead;
+  private backlogDone = false;
+  /** Something was enqueued that `live` may not have read yet (set on every notification from the outbox). */
+  private liveWaiting = true;
   private sentFirst: number | undefined;
   private inFlight = 0;
   private ended = false;
   private pumpScheduled = false;
   private pumping = false;
-  private readAhead: OutgoingRecord[] = [];
-  private readAheadIndex = 0;
   private unsubscribe: Unsubscribe | undefined;
 
   constructor(
@@ -122,10 +141,15 @@ class DrainSession {
     private readonly drainer: Drainer,
   ) {
     this.backlogEnd = outbox.lastSeq();
+    this.backlog = new ReadAhead(0);
+    this.live = new ReadAhead(this.backlogEnd);
   }
 
   start(): void {
-    this.unsubscribe = this.outbox.onEnqueue(() => this.schedulePump());
+    this.unsubscribe = this.outbox.onEnqueue(() => {
+      this.liveWaiting = true;
+      this.schedulePump();
+    });
     const newestStatus = this.outbox.latest('status');
     if (newestStatus) {
       this.sentFirst = newestStatus.seq;
@@ -136,7 +160,8 @@ class DrainSession {
 
   end(): void {
     this.ended = true;
-    this.readAhead = [];
+    this.backlog.refill([]);
+    this.live.refill([]);
     this.unsubscribe?.();
   }
 
@@ -168,21 +193,42 @@ class DrainSession {
     }
   }
 
+  /**
+   * New records first, then the backlog: a command's result or an event enqueued during a drain of days of backlog
+   * goes out with the next free slot of the window, not after the last historical record (docs/benchmarks.md,
+   * "The agent while it drains"). Each part stays in seq order.
+   */
   private nextRecord(): OutgoingRecord | undefined {
-    if (this.readAheadIndex >= this.readAhead.length) {
-      try {
-        // The backlog comes with `historical: true` already in its bytes (added by the outbox, not parsed here).
-        this.readAhead = this.outbox.outgoing(this.cursor, Math.max(this.options.window, READ_AHEAD_MIN), this.backlogEnd);
-      } catch (err) {
-        this.options.logger?.error({ err }, 'drain: could not read the outbox; waiting for the next connect');
-        this.end();
-        return undefined;
-      }
-      this.readAheadIndex = 0;
-      if (this.readAhead.length === 0) return undefined;
-      this.cursor = this.readAhead.at(-1)!.seq;
+    const limit = Math.max(this.options.window, READ_AHEAD_MIN);
+    let record = this.live.next();
+    if (!record && this.liveWaiting) {
+      if (!this.read(this.live, limit)) return undefined;
+      // A full read may have left more behind it; otherwise the next enqueue's notification sets this again.
+      this.liveWaiting = this.live.records.length >= limit;
+      record = this.live.next();
     }
-    return this.readAhead[this.readAheadIndex++];
+    if (record || this.backlogDone) return record;
+    record = this.backlog.next();
+    if (record) return record;
+    if (!this.read(this.backlog, limit)) return undefined;
+    // The read may reach past the backlog: those records are `live`'s to send.
+    const backlogPart = this.backlog.records.filter((r) => r.seq <= this.backlogEnd);
+    if (backlogPart.length < this.backlog.records.length) this.backlog.records = backlogPart;
+    if (backlogPart.length === 0) this.backlogDone = true;
+    return this.backlog.next();
+  }
+
+  /** Reads the next records after `from`'s cursor into it; false when the outbox could not be read (the session ends). */
+  private read(from: ReadAhead, limit: number): boolean {
+    try {
+      // The backlog comes with `historical: true` already in its bytes (added by the outbox, not parsed here).
+      from.refill(this.outbox.outgoing(from.cursor, limit, this.backlogEnd));
+      return true;
+    } catch (err) {
+      this.options.logger?.error({ err }, 'drain: could not read the outbox; waiting for the next connect');
+      this.end();
+      return false;
+    }
   }
 
   private send(seq: number, topic: string, payload: string | Buffer, options: { qos: 0 | 1; retain: boolean }): void {
