@@ -18,7 +18,7 @@ import type { OutboxStore, OutgoingRecord, Unsubscribe } from '../store/outbox.j
  */
 export interface Publisher {
   /** Resolves when the broker acknowledged the message (QoS 1 PUBACK), as MQTT.js's publishAsync does. */
-  publish(topic: string, payload: string | Buffer, options: { qos: 0 | 1; retain: boolean }): Promise<unknown>;
+  publish(topic: string, payload: string, options: { qos: 0 | 1; retain: boolean }): Promise<unknown>;
 }
 
 /** The part of the outbox the drainer needs. */
@@ -38,7 +38,7 @@ export interface DrainCounters {
 
 /** Adapts an MQTT.js client (or anything with publishAsync) to a Publisher. */
 export function publisherOf(client: {
-  publishAsync(topic: string, message: string | Buffer, options: { qos: 0 | 1; retain: boolean }): Promise<unknown>;
+  publishAsync(topic: string, message: string, options: { qos: 0 | 1; retain: boolean }): Promise<unknown>;
 }): Publisher {
   return { publish: (topic, payload, options) => client.publishAsync(topic, payload, options) };
 }
@@ -221,7 +221,7 @@ class DrainSession {
   /** Reads the next records after `from`'s cursor into it; false when the outbox could not be read (the session ends). */
   private read(from: ReadAhead, limit: number): boolean {
     try {
-      // The backlog comes with `historical: true` already in its bytes (added by the outbox, not parsed here).
+      // The backlog comes with `historical: true` already added by the outbox (without a parse).
       from.refill(this.outbox.outgoing(from.cursor, limit, this.backlogEnd));
       return true;
     } catch (err) {
@@ -231,7 +231,7 @@ class DrainSession {
     }
   }
 
-  private send(seq: number, topic: string, payload: string | Buffer, options: { qos: 0 | 1; retain: boolean }): void {
+  private send(seq: number, topic: string, payload: string, options: { qos: 0 | 1; retain: boolean }): void {
     this.inFlight += 1;
     this.drainer.counters.inFlight += 1;
     this.drainer.counters.published += 1;

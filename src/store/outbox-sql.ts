@@ -1,6 +1,7 @@
 import type { Database } from 'better-sqlite3';
 import { OUTBOX_CLASSES, zeroCounts, type OutboxClass, type OutgoingRecord, type QueuedRecord } from './outbox.js';
 import type { BudgetLedger } from './outbox-budget.js';
+import { markHistorical } from './outbox-records.js';
 import { isErrno } from '../lib/errors.js';
 
 /** The SQL of SqliteOutbox (table `outbox`, migration 2), prepared once per connection. */
@@ -11,19 +12,13 @@ const SELECT_COLUMNS = 'seq, message_id, class, topic, body, qos, retain, create
 export type Row = [seq: number, messageId: string, cls: OutboxClass, topic: string, body: string, qos: 0 | 1, retain: number, createdAt: number];
 
 /**
- * What the drain publishes, read as bytes with `historical: true` already added to backlog records (seq <= :upTo):
- * a BLOB comes back as a Buffer, which MQTT.js writes to the socket as it is, so a record costs no JS string and no
- * copy. The splice is markHistorical's (outbox-records.ts) done by SQLite: every stored body is JSON.stringify of an
- * object that has at least `messageId`, so it ends with '}' and the new member needs a leading comma. substr and
- * length count characters of the TEXT column, so a multi-byte character is never cut.
+ * What the drain publishes: only the columns it sends, as arrays. The body stays TEXT: a BLOB would come back as a
+ * Buffer, which measured slower to make than the string (docs/benchmarks.md, "Drain of a 100,000-record backlog").
  */
-const OUTGOING_SQL = `SELECT seq, topic,
-  CAST(CASE WHEN seq <= :upTo THEN substr(body, 1, length(body) - 1) || ',"historical":true}' ELSE body END AS BLOB),
-  qos, retain
-  FROM outbox WHERE seq > :after ORDER BY seq LIMIT :limit`;
+const OUTGOING_SQL = 'SELECT seq, topic, body, qos, retain FROM outbox WHERE seq > ? ORDER BY seq LIMIT ?';
 
 /** A row of OUTGOING_SQL, in that order. */
-export type OutgoingRow = [seq: number, topic: string, payload: Buffer, qos: 0 | 1, retain: number];
+export type OutgoingRow = [seq: number, topic: string, body: string, qos: 0 | 1, retain: number];
 
 export function prepareOutboxStatements(db: Database) {
   return {
@@ -54,8 +49,8 @@ export function toQueued([seq, messageId, cls, topic, body, qos, retain, created
   return { seq, messageId, class: cls, topic, body, qos, retain: retain === 1, createdAt };
 }
 
-export function toOutgoing([seq, topic, payload, qos, retain]: OutgoingRow): OutgoingRecord {
-  return { seq, topic, payload, qos, retain: retain === 1 };
+export function toOutgoing([seq, topic, body, qos, retain]: OutgoingRow, historicalUpTo: number): OutgoingRecord {
+  return { seq, topic, payload: seq <= historicalUpTo ? markHistorical(body) : body, qos, retain: retain === 1 };
 }
 
 /** Sorted runs of consecutive numbers: [3, 1, 2, 7] gives [1, 3] and [7, 7]. */

@@ -115,8 +115,8 @@ export class SqliteOutbox implements OutboxStore {
   }
 
   outgoing(afterSeq: number, limit: number, historicalUpTo: number): OutgoingRecord[] {
-    const rows = this.statements.outgoing.all({ after: afterSeq, limit, upTo: historicalUpTo }) as OutgoingRow[];
-    const stored = rows.map(toOutgoing);
+    const rows = this.statements.outgoing.all(afterSeq, limit) as OutgoingRow[];
+    const stored = rows.map((row) => toOutgoing(row, historicalUpTo));
     const spooled = this.options.statusSpool?.after(afterSeq, limit) ?? [];
     if (spooled.length === 0) return stored;
     const fromSpool = spooled.map((queued) => toOutgoingRecord(queued, historicalUpTo));

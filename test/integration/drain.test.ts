@@ -19,7 +19,7 @@ function rec(cls: OutboxClass, n: number): NewOutboxRecord {
 function counting(attempts: Map<string, number>): (publisher: Publisher) => Publisher {
   return (publisher) => ({
     publish: (topic, payload, options) => {
-      const id = (JSON.parse(payload.toString()) as { messageId: string }).messageId;
+      const id = (JSON.parse(payload) as { messageId: string }).messageId;
       attempts.set(id, (attempts.get(id) ?? 0) + 1);
       return publisher.publish(topic, payload, options);
     },

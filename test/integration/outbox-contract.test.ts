@@ -63,7 +63,7 @@ describe.each(IMPLEMENTATIONS)('Outbox contract: %s', (_name, factory) => {
     expect(outbox.pending(made[3]!.seq, 10)).toEqual([]);
   });
 
-  it('gives the drain the same records as bytes, with historical: true added exactly up to the given seq', () => {
+  it('gives the drain its records with historical: true added exactly up to the given seq', () => {
     const outbox = make();
     // Multi-byte text and characters JSON escapes: the splice must count characters, not bytes, and keep them whole.
     const payloads = [{ n: 1, text: 'Grüße, 温度 🌡️' }, { n: 2, text: 'quote " backslash \\ }' }, { n: 3, nested: { a: [1, { b: '}' }] } }];
@@ -71,15 +71,14 @@ describe.each(IMPLEMENTATIONS)('Outbox contract: %s', (_name, factory) => {
     const out = outbox.outgoing(0, 10, made[1]!.seq);
     expect(out.map((r) => r.seq)).toEqual(made.map((r) => r.seq));
     for (const [i, record] of out.entries()) {
-      expect(Buffer.isBuffer(record.payload)).toBe(true);
       const expected = { ...payloads[i], messageId: made[i]!.messageId, ...(i <= 1 ? { historical: true } : {}) };
-      expect(JSON.parse(record.payload.toString('utf8'))).toEqual(expected);
+      expect(JSON.parse(record.payload)).toEqual(expected);
       expect(record).toMatchObject({ topic: 't/devices/d1/x', qos: 1, retain: false });
     }
-    // Byte for byte what the stored body gives, so a re-send is the same message.
+    // Exactly the stored body, so a re-send is the same message.
     const pending = outbox.pending(0, 10);
-    expect(out[2]!.payload.equals(Buffer.from(pending[2]!.body))).toBe(true);
-    expect(out[0]!.payload.toString()).toBe(`${pending[0]!.body.slice(0, -1)},"historical":true}`);
+    expect(out[2]!.payload).toBe(pending[2]!.body);
+    expect(out[0]!.payload).toBe(`${pending[0]!.body.slice(0, -1)},"historical":true}`);
     expect(outbox.outgoing(made[0]!.seq, 1, 0).map((r) => r.seq)).toEqual([made[1]!.seq]);
   });
 
