@@ -3,6 +3,7 @@
 // BENCH_AGENT_BUNDLE=1, dist/fleetlet.cjs run by this node. Its state database is filled with BENCH_AGENT_RECORDS
 // (100,000) queued records before it starts, while the broker is down; then the broker comes up and the agent drains.
 // Measured, each against the same agent in the same run:
+// The agent gets the NODE_OPTIONS of its systemd unit (BENCH_AGENT_NODE_OPTIONS replaces them, '' for none).
 //   memory     VmRSS idle (database open, link down, 8 s after start) vs its maximum while draining, with where it is
 //              (RssAnon/RssFile) at both moments, and again 5 s after the drain
 //   sampling   the status samples' `sampledAt`: the largest gap between two, against the interval (5 s)
@@ -13,6 +14,7 @@ import { spawn } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import mqtt from 'mqtt';
+import { SYSTEMD_UNIT } from '../src/cli/provision-unit.js';
 import { STATUS_EXAMPLE } from '../src/protocol/status.js';
 import { Topics } from '../src/protocol/topics.js';
 import { openDatabase } from '../src/store/db.js';
@@ -34,6 +36,10 @@ function procStatus(pid: number): { rss: number; anon: number; file: number } {
   const status = readFileSync(`/proc/${pid}/status`, 'utf8');
   const kb = (name: string) => Number(new RegExp(`^${name}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? NaN) * 1024;
   return { rss: kb('VmRSS'), anon: kb('RssAnon'), file: kb('RssFile') };
+}
+
+function unitNodeOptions(): string {
+  return /^Environment="NODE_OPTIONS=(.*)"$/m.exec(SYSTEMD_UNIT)?.[1] ?? '';
 }
 
 const mib = (bytes: number) => (bytes / MiB).toFixed(1);
@@ -120,7 +126,9 @@ export async function benchAgentDrain(): Promise<string[]> {
     await fleet.subscribeAsync([BACKLOG_TOPIC, topics.device(DEVICE_ID, 'status'), topics.device(DEVICE_ID, 'results')], { qos: 1 });
     await broker.stop();
 
+    // The agent runs with the NODE_OPTIONS its systemd unit gives it; BENCH_AGENT_NODE_OPTIONS replaces them ('' for none).
     const env = Object.fromEntries(Object.entries(process.env).filter(([name]) => !name.startsWith('FLEETLET_')));
+    env.NODE_OPTIONS = process.env.BENCH_AGENT_NODE_OPTIONS ?? unitNodeOptions();
     const agent = spawn(program[0]!, [...program.slice(1), 'agent', '--config', config], { stdio: ['ignore', 'ignore', 'pipe'], env });
     let stderr = '';
     agent.stderr.on('data', (chunk: Buffer) => (stderr = (stderr + chunk.toString()).slice(-4000)));
@@ -159,7 +167,7 @@ export async function benchAgentDrain(): Promise<string[]> {
       const first = results[0];
       const last = results.at(-1);
       lines.push(
-        `agent (${useBundle ? 'bundle run by node' : 'single binary'}) draining ${RECORDS} records: ${Math.round(RECORDS / drainSeconds)} msg/s ` +
+        `agent (${useBundle ? 'bundle run by node' : 'single binary'}, NODE_OPTIONS "${env.NODE_OPTIONS}") draining ${RECORDS} records: ${Math.round(RECORDS / drainSeconds)} msg/s ` +
           `over ${drainSeconds.toFixed(1)} s, broker restarted ${restarts} times`,
         `  RSS idle ${mib(idle.rss)} MiB (anon ${mib(idle.anon)}, file ${mib(idle.file)}); max while draining ${mib(max.rss)} MiB ` +
           `(anon ${mib(max.anon)}, file ${mib(max.file)}): +${mib(max.rss - idle.rss)} MiB; 5 s after ${mib(after.rss)} MiB`,
