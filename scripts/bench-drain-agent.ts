@@ -3,7 +3,7 @@
 // BENCH_AGENT_BUNDLE=1, dist/fleetlet.cjs run by this node. Its state database is filled with BENCH_AGENT_RECORDS
 // (100,000) queued records before it starts, while the broker is down; then the broker comes up and the agent drains.
 // Measured, each against the same agent in the same run:
-// The agent gets the NODE_OPTIONS of its systemd unit (BENCH_AGENT_NODE_OPTIONS replaces them, '' for none).
+// BENCH_AGENT_NODE_OPTIONS gives the agent V8 flags through NODE_OPTIONS (none by default, as its unit runs it).
 //   memory     VmRSS idle (database open, link down, 8 s after start) vs its maximum while draining, with where it is
 //              (RssAnon/RssFile) at both moments, and again 5 s after the drain
 //   sampling   the status samples' `sampledAt`: the largest gap between two, against the interval (5 s)
@@ -14,7 +14,6 @@ import { spawn } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import mqtt from 'mqtt';
-import { SYSTEMD_UNIT } from '../src/cli/provision-unit.js';
 import { STATUS_EXAMPLE } from '../src/protocol/status.js';
 import { Topics } from '../src/protocol/topics.js';
 import { openDatabase } from '../src/store/db.js';
@@ -38,8 +37,25 @@ function procStatus(pid: number): { rss: number; anon: number; file: number } {
   return { rss: kb('VmRSS'), anon: kb('RssAnon'), file: kb('RssFile') };
 }
 
-function unitNodeOptions(): string {
-  return /^Environment="NODE_OPTIONS=(.*)"$/m.exec(SYSTEMD_UNIT)?.[1] ?? '';
+/**
+ * Where the anonymous RSS is, from /proc/<pid>/smaps: the brk heap (glibc's main malloc arena), anonymous mappings
+ * up to 1 MiB (V8's heap pages are 256 KiB each), and larger ones (malloc's thread arenas, V8's reservations).
+ */
+function anonymousParts(pid: number): Record<string, number> {
+  const parts: Record<string, number> = { brkHeap: 0, anonUpTo1MiB: 0, anonLarger: 0 };
+  let bucket: string | undefined;
+  for (const line of readFileSync(`/proc/${pid}/smaps`, 'utf8').split('\n')) {
+    const header = /^([0-9a-f]+)-([0-9a-f]+) \S+ \S+ \S+ \d+\s*(.*)$/.exec(line);
+    if (header) {
+      const size = parseInt(header[2]!, 16) - parseInt(header[1]!, 16);
+      const path = header[3]!;
+      bucket = path === '[heap]' ? 'brkHeap' : path === '' ? (size <= MiB ? 'anonUpTo1MiB' : 'anonLarger') : undefined;
+      continue;
+    }
+    const rss = /^Rss:\s+(\d+) kB/.exec(line);
+    if (rss && bucket) parts[bucket]! += Number(rss[1]) * 1024;
+  }
+  return Object.fromEntries(Object.entries(parts).map(([name, bytes]) => [name, Math.round(bytes / MiB)]));
 }
 
 const mib = (bytes: number) => (bytes / MiB).toFixed(1);
@@ -126,9 +142,9 @@ export async function benchAgentDrain(): Promise<string[]> {
     await fleet.subscribeAsync([BACKLOG_TOPIC, topics.device(DEVICE_ID, 'status'), topics.device(DEVICE_ID, 'results')], { qos: 1 });
     await broker.stop();
 
-    // The agent runs with the NODE_OPTIONS its systemd unit gives it; BENCH_AGENT_NODE_OPTIONS replaces them ('' for none).
+    // BENCH_AGENT_NODE_OPTIONS: V8 heap flags to try on the agent (e.g. "--max-old-space-size=64 --max-semi-space-size=1").
     const env = Object.fromEntries(Object.entries(process.env).filter(([name]) => !name.startsWith('FLEETLET_')));
-    env.NODE_OPTIONS = process.env.BENCH_AGENT_NODE_OPTIONS ?? unitNodeOptions();
+    env.NODE_OPTIONS = process.env.BENCH_AGENT_NODE_OPTIONS ?? '';
     const agent = spawn(program[0]!, [...program.slice(1), 'agent', '--config', config], { stdio: ['ignore', 'ignore', 'pipe'], env });
     let stderr = '';
     agent.stderr.on('data', (chunk: Buffer) => (stderr = (stderr + chunk.toString()).slice(-4000)));
@@ -136,10 +152,14 @@ export async function benchAgentDrain(): Promise<string[]> {
       await sleep(8000);
       if (agent.exitCode !== null) throw new Error(`agent exited ${agent.exitCode}: ${stderr}`);
       const idle = procStatus(agent.pid!);
+      const idleParts = anonymousParts(agent.pid!);
       let max = idle;
+      let maxParts = idleParts;
       const sampler = setInterval(() => {
         const now = procStatus(agent.pid!);
-        if (now.rss > max.rss) max = now;
+        if (now.rss <= max.rss) return;
+        if (now.rss > max.rss + MiB) maxParts = anonymousParts(agent.pid!);
+        max = now;
       }, 100);
       await broker.restart();
       const started = performance.now();
@@ -171,6 +191,7 @@ export async function benchAgentDrain(): Promise<string[]> {
           `over ${drainSeconds.toFixed(1)} s, broker restarted ${restarts} times`,
         `  RSS idle ${mib(idle.rss)} MiB (anon ${mib(idle.anon)}, file ${mib(idle.file)}); max while draining ${mib(max.rss)} MiB ` +
           `(anon ${mib(max.anon)}, file ${mib(max.file)}): +${mib(max.rss - idle.rss)} MiB; 5 s after ${mib(after.rss)} MiB`,
+        `  anonymous RSS in MiB, idle ${JSON.stringify(idleParts)}, near the max ${JSON.stringify(maxParts)}`,
         `  delivery: ${check.unique} of ${RECORDS} arrived, ${RECORDS - check.unique} lost, ${check.duplicates} duplicates ` +
           `(same messageId), ${check.wrongIds} under another messageId`,
         `  sampling: ${sampledAt.length} status samples, largest gap ${(Math.max(0, ...gaps) / 1000).toFixed(2)} s ` +

@@ -19,10 +19,6 @@ Type=notify
 # READY/WATCHDOG come from \`systemd-notify --pid=<fleetlet>\`, a child process.
 NotifyAccess=all
 ExecStart=/usr/local/bin/fleetlet agent --config /etc/fleetlet/config.yaml
-# V8 heap limits for a small daemon: without them a drain of a large backlog leaves 25-100 MB of garbage in RSS
-# before V8 collects it (docs/benchmarks.md, "Memory while draining"). Here, not in the binary, which also runs
-# \`fleetlet hub\`; NODE_OPTIONS reaches every architecture's runtime (armv7's Node 20 takes no flags from its blob).
-Environment="NODE_OPTIONS=--max-old-space-size=64 --max-semi-space-size=1"
 Restart=always
 RestartSec=5s
 TimeoutStartSec=120s
