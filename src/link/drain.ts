@@ -12,8 +12,9 @@ import type { OutboxStore, OutgoingRecord, Unsubscribe } from '../store/outbox.j
  *
  * On each connect it publishes the newest status first (as it is), then the backlog oldest first with
  * `historical: true` (records enqueued before this connection came up); records enqueued since (woken by the outbox,
- * no polling) go out ahead of whatever is left of the backlog, so a command's result never waits behind it. At most `window` publishes await their PUBACK at once: MQTT packet ids wrap at
- * 65,535 and a window of 100-1000 is the fastest. A record is deleted only after its PUBACK; whatever is unacked at
+ * no polling) go out ahead of whatever is left of the backlog, so a command's result never waits behind it. At most
+ * `window` publishes await their PUBACK at once: MQTT packet ids wrap at 65,535 and a window of 100-1000 is the
+ * fastest. A record is deleted only after its PUBACK; whatever is unacked at
  * a disconnect stays queued and is sent again on the next connect with the same messageId (at-least-once).
  */
 export interface Publisher {
