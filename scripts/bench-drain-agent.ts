@@ -26,6 +26,8 @@ import { sendPing, sandboxOperatorKey } from './sandbox-operator.js';
 const RECORDS = Number(process.env.BENCH_AGENT_RECORDS ?? 100_000);
 const RESTARTS = Number(process.env.BENCH_AGENT_RESTARTS ?? 2);
 const INTERVAL_SECONDS = 5;
+/** The agent's `broker.inflightWindow` (its default is 200; BENCH_ONLY=drain uses 500). */
+const WINDOW = Number(process.env.BENCH_WINDOW ?? 500);
 const DEVICE_ID = 'bench-drain-agent';
 const BACKLOG_TOPIC = `bench/backlog/${DEVICE_ID}/status`;
 const MiB = 1024 * 1024;
@@ -119,7 +121,7 @@ export async function benchAgentDrain(): Promise<string[]> {
     const operator = sandboxOperatorKey(work.dir);
     const config = writeAgentConfig(work.dir, {
       device: { id: DEVICE_ID },
-      broker: { url: broker.url, allowPlaintext: true, inflightWindow: 500 },
+      broker: { url: broker.url, allowPlaintext: true, inflightWindow: WINDOW },
       telemetry: { intervalSeconds: INTERVAL_SECONDS, http: { enabled: false } },
       commands: { trustedKeys: [operator.trusted] },
       limits: { outbox: { status: huge, event: huge, result: huge, maxTotalBytes: 2 ** 40 } },
@@ -187,7 +189,7 @@ export async function benchAgentDrain(): Promise<string[]> {
       const first = results[0];
       const last = results.at(-1);
       lines.push(
-        `agent (${useBundle ? 'bundle run by node' : 'single binary'}, NODE_OPTIONS "${env.NODE_OPTIONS}") draining ${RECORDS} records: ${Math.round(RECORDS / drainSeconds)} msg/s ` +
+        `agent (${useBundle ? 'bundle run by node' : 'single binary'}, NODE_OPTIONS "${env.NODE_OPTIONS}") draining ${RECORDS} records (window ${WINDOW}): ${Math.round(RECORDS / drainSeconds)} msg/s ` +
           `over ${drainSeconds.toFixed(1)} s, broker restarted ${restarts} times`,
         `  RSS idle ${mib(idle.rss)} MiB (anon ${mib(idle.anon)}, file ${mib(idle.file)}); max while draining ${mib(max.rss)} MiB ` +
           `(anon ${mib(max.anon)}, file ${mib(max.file)}): +${mib(max.rss - idle.rss)} MiB; 5 s after ${mib(after.rss)} MiB`,
