@@ -5,6 +5,10 @@
 #   sudo sh install.sh --url 'https://<your-server>/fleetlet/fleetlet-linux-%ARCH%.xz' --sha256 <hex> \
 #     --broker mqtts://broker.example.com:8883 --ca ./fleet-ca.crt --server https://k3s.example.com:6443
 #
+# With --hub and --enrol-token-file the device needs no certificate by hand: it makes its own key at its first
+# start and the hub issues its certificate (add them to the line above: --hub https://hub.example.com
+# --enrol-token-file ./enrol-token).
+#
 # With --server and no token given, it asks for the k3s token on the terminal without showing it (nothing lands
 # in shell history or ps), and writes it to /etc/fleetlet/k3s-token (mode 0600). The device gets the AGENT token
 # (K10<hash>::node:... from the server's /var/lib/rancher/k3s/server/agent-token) or a bootstrap token from
@@ -15,7 +19,11 @@
 #   --url URL          where to download it; %ARCH% becomes x64, arm64 or armv7  FLEETLET_URL
 #   --sha256 HEX       its sha256, 64 hex characters (required with --url; from SHA256SUMS)  FLEETLET_SHA256
 #   --broker URL       mqtts://host:8883                                    FLEETLET_BROKER_URL
-#   --ca FILE          CA certificate of the broker                         FLEETLET_BROKER_CA
+#   --ca FILE          CA certificate of the broker (the fleet CA)          FLEETLET_BROKER_CA
+#   --ca-file FILE     the same as --ca
+#   --hub URL          the hub that issues this device its certificate, https://  FLEETLET_HUB_URL
+#   --enrol-token-file FILE  the fleet's bootstrap (enrolment) token: the device makes its own key and
+#                      enrols with the hub at its first start; needs --hub and --ca   FLEETLET_ENROL_TOKEN_FILE
 #   --server URL       k3s server, https://host:6443 (omit to run without k3s)  K3S_URL
 #   --token-file FILE  file holding the k3s agent token (for automation)    K3S_TOKEN_FILE
 #                      never as an argument (arguments are visible in ps); K3S_TOKEN=... works but stays in
@@ -32,6 +40,8 @@ BROKER=${FLEETLET_BROKER_URL:-}
 CA=${FLEETLET_BROKER_CA:-}
 SERVER=${K3S_URL:-}
 TOKEN_FILE=${K3S_TOKEN_FILE:-}
+HUB=${FLEETLET_HUB_URL:-}
+ENROL_TOKEN_FILE=${FLEETLET_ENROL_TOKEN_FILE:-}
 NAME=${FLEETLET_DEVICE_NAME:-}
 ROOT=${FLEETLET_ROOT:-/}
 START=yes
@@ -51,14 +61,16 @@ while [ "$#" -gt 0 ]; do
     --url) need_value "$@"; URL=$2; shift 2 ;;
     --sha256) need_value "$@"; SHA256=$2; shift 2 ;;
     --broker) need_value "$@"; BROKER=$2; shift 2 ;;
-    --ca) need_value "$@"; CA=$2; shift 2 ;;
+    --ca|--ca-file) need_value "$@"; CA=$2; shift 2 ;;
+    --hub) need_value "$@"; HUB=$2; shift 2 ;;
+    --enrol-token-file) need_value "$@"; ENROL_TOKEN_FILE=$2; shift 2 ;;
     --server) need_value "$@"; SERVER=$2; shift 2 ;;
     --token-file) need_value "$@"; TOKEN_FILE=$2; shift 2 ;;
     --token|--token=*) fatal "the token is never an argument (ps shows arguments to everyone): use --token-file FILE, or leave it out to be asked on the terminal" ;;
     --name) need_value "$@"; NAME=$2; shift 2 ;;
     --root) need_value "$@"; ROOT=$2; shift 2 ;;
     --no-start) START=no; shift ;;
-    -h|--help) sed -n '2,25p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,33p' "$0"; exit 0 ;;
     *) fatal "unknown option $1 (see --help)" ;;
   esac
 done
@@ -110,9 +122,17 @@ ARCH=$(detect_arch)
 # must not reach it. K3S_TOKEN is kept in TOKEN until it is written to its file.
 TOKEN=${K3S_TOKEN:-}
 unset FLEETLET_BINARY FLEETLET_URL FLEETLET_SHA256 FLEETLET_BROKER_URL FLEETLET_BROKER_CA FLEETLET_DEVICE_NAME \
-  FLEETLET_ROOT FLEETLET_ARCH K3S_TOKEN K3S_TOKEN_FILE K3S_URL
+  FLEETLET_ROOT FLEETLET_ARCH K3S_TOKEN K3S_TOKEN_FILE K3S_URL FLEETLET_HUB_URL FLEETLET_ENROL_TOKEN_FILE
 [ -n "$BROKER" ] || fatal "give the broker: --broker mqtts://host:8883"
-for pair in "broker:$BROKER" "server:$SERVER" "name:$NAME"; do check_value "${pair%%:*}" "${pair#*:}"; done
+for pair in "broker:$BROKER" "server:$SERVER" "name:$NAME" "hub:$HUB"; do check_value "${pair%%:*}" "${pair#*:}"; done
+if [ -n "$HUB" ] || [ -n "$ENROL_TOKEN_FILE" ]; then
+  # The token is copied by fleetlet provision (0600); only its path is ever an argument.
+  [ -n "$ENROL_TOKEN_FILE" ] || fatal "--hub needs --enrol-token-file FILE (the fleet's bootstrap token)"
+  [ -n "$HUB" ] || fatal "--enrol-token-file needs --hub https://<hub>"
+  [ -n "$CA" ] || fatal "enrolment needs --ca-file FILE: the fleet CA that signs the hub and the device certificates"
+  case "$HUB" in https://*) ;; *) fatal "--hub must be an https:// URL (the bootstrap token crosses it)" ;; esac
+  if [ ! -f "$ENROL_TOKEN_FILE" ] || [ ! -r "$ENROL_TOKEN_FILE" ]; then fatal "cannot read the enrolment token file $ENROL_TOKEN_FILE"; fi
+fi
 if [ -n "$SHA256" ]; then
   # It goes into a sha256sum check list: anything but one hash could add lines of its own.
   case "$SHA256" in *[!0-9a-fA-F]*) fatal "--sha256 must be 64 hex characters (the hash from SHA256SUMS); it has other characters" ;; esac
@@ -195,8 +215,12 @@ fi
 } > "$WORK/config.yaml"
 umask 022
 
-# The binary writes itself, the config, the CA and the unit: the same code that provisions factory images.
-if [ -n "$TRUST_ARGS" ]; then
+# The binary writes itself, the config, the CA, the enrolment token and the unit: the same code that provisions
+# factory images.
+if [ -n "$HUB" ]; then
+  "$WORK/fleetlet" provision --root "$ROOT" --arch "$ARCH" --binary "$WORK/fleetlet" --config "$WORK/config.yaml" --trust-anchor "$CA" --allow-identity \
+    --enrol-token-file "$ENROL_TOKEN_FILE" --hub "$HUB" --ca-file "$CA"
+elif [ -n "$TRUST_ARGS" ]; then
   "$WORK/fleetlet" provision --root "$ROOT" --arch "$ARCH" --binary "$WORK/fleetlet" --config "$WORK/config.yaml" --trust-anchor "$CA" --allow-identity
 else
   "$WORK/fleetlet" provision --root "$ROOT" --arch "$ARCH" --binary "$WORK/fleetlet" --config "$WORK/config.yaml" --allow-identity
@@ -209,6 +233,12 @@ if [ "$START" = yes ] && [ "$ROOT" = / ] && [ -d /run/systemd/system ]; then
   # stops it (KillMode=process), and the new fleetlet adopts it.
   systemctl restart fleetlet.service
   echo "fleetlet.service started; logs: journalctl -u fleetlet -f"
+  if [ -n "$HUB" ]; then
+    # Give the first enrolment a minute, so that doctor checks the certificate the device got, not its absence.
+    echo "enrolling with $HUB ..."
+    waited=0
+    while [ ! -f /var/lib/fleetlet/enrolment/current/device.pem ] && [ "$waited" -lt 60 ]; do sleep 2; waited=$((waited + 2)); done
+  fi
 else
   echo "not starting the service (root $ROOT, --no-start, or no systemd)"
 fi

@@ -29,6 +29,9 @@ import { createIdentityControl, fingerprintChangedEvent } from './identity/reide
 import type { IdentityControl } from './commands/identity-reidentify.js';
 import { certificateCommonName } from './link/client-options.js';
 import { buildK3sPart } from './k3s/k3s-part.js';
+import { buildEnrolmentPart } from './identity/enrolment-part.js';
+import { certificateNotAfterOfFile } from './identity/certificate-check.js';
+import { withEnrolledTls } from './config/enrolment-schema.js';
 
 /**
  * The composition root: the only place that builds parts and wires them together. Each part is built by one function
@@ -167,6 +170,19 @@ export async function buildAgentParts(config: Config, host: AgentHost): Promise<
         logger,
       })
     : undefined;
+  // With enrolment the device makes its own key and gets its certificate from the hub; the link waits for it.
+  const enrolment = buildEnrolmentPart(config, {
+    deviceId,
+    fingerprint: machine?.fingerprint,
+    sink: {
+      emit: (event) => {
+        eventLog.record(event.kind, { ...event.detail, ...(event.reason ? { reason: event.reason } : {}) }, event.at);
+        events.emit(eventFromProducer(event));
+      },
+    },
+    logger,
+  });
+  const clientCertFile = withEnrolledTls(config.broker, config.stateDir, config.enrolment).tls.certFile;
   const link = buildLinkPart(config.broker, {
     deviceId,
     groups: config.device.groups,
@@ -174,8 +190,13 @@ export async function buildAgentParts(config: Config, host: AgentHost): Promise<
     bootSequence: store.bootSequence,
     topics,
     outbox: store.outbox,
-    inventory: () => telemetry.inventory(),
+    inventory: () => {
+      const inventory = telemetry.inventory();
+      const notAfter = enrolment ? enrolment.notAfter() : clientCertFile && certificateNotAfterOfFile(clientCertFile);
+      return inventory && notAfter ? { ...inventory, clientCertificateNotAfter: notAfter.toISOString() } : inventory;
+    },
     progress: watched.link,
+    ...(enrolment ? { credentials: enrolment } : {}),
     fleetletVersion: FLEETLET_VERSION,
     logger,
   });
@@ -214,7 +235,7 @@ export async function buildAgentParts(config: Config, host: AgentHost): Promise<
       configuredDeviceId: config.device.id,
       record: device.record,
       machine,
-      ...(config.broker.tls.certFile ? { clientCertificateName: () => certificateCommonName(config.broker.tls.certFile!) } : {}),
+      ...(clientCertFile ? { clientCertificateName: () => certificateCommonName(clientCertFile) } : {}),
       ...(config.k3s.enabled ? { node: { store: new IdentityStore(db), files: new NodeFiles(config.k3s.nodeConfigDir) } } : {}),
       events,
     }) satisfies IdentityControl,
@@ -224,5 +245,6 @@ export async function buildAgentParts(config: Config, host: AgentHost): Promise<
   // k3s starts before commands, so that a resumed command finds it supervised, and stops after them: a command is
   // aborted while k3s is still supervised, so no health wait judges fleetlet's own shutdown. Its stop leaves k3s
   // running for the next fleetlet.
-  return [store.part, ...(k3s ? [k3s.part] : []), commands.part, link, telemetry, watchdog.part];
+  // Enrolment starts before the link, which waits for its certificate.
+  return [store.part, ...(k3s ? [k3s.part] : []), commands.part, ...(enrolment ? [enrolment] : []), link, telemetry, watchdog.part];
 }

@@ -6,6 +6,8 @@ import { buildAgentInvocation } from '../k3s/args.js';
 import { AgentArgsError } from '../k3s/errors.js';
 import { clientOptions } from '../link/client-options.js';
 import { ConfigError, type ConfigProblem } from '../lib/errors.js';
+import { buildEnrolmentPart } from '../identity/enrolment-part.js';
+import { createLogger } from '../lib/logger.js';
 
 /**
  * What the agent refuses at start beyond the schema, checked the way the agent checks it and said with the agent's
@@ -18,11 +20,20 @@ export function agentStartProblems(config: Config): ConfigProblem[] {
   const deviceId = deviceIdOf(config, problems);
   if (deviceId) {
     try {
-      clientOptions(config.broker, deviceId, { topic: 'config-check', payload: '' });
+      // With enrolment the link connects with the enrolled certificate, which may not exist yet.
+      const broker = config.enrolment.hubUrl ? { ...config.broker, tls: { ...config.broker.tls, certFile: undefined, keyFile: undefined } } : config.broker;
+      clientOptions(broker, deviceId, { topic: 'config-check', payload: '' });
     } catch (err) {
       if (!(err instanceof ConfigError)) throw err;
       problems.push(...err.problems);
     }
+  }
+  try {
+    // Built, never started: it checks the fleet CA and that no hand-made certificate competes with the enrolled one.
+    buildEnrolmentPart(config, { deviceId: deviceId ?? 'config-check', sink: { emit: () => {} }, logger: createLogger({ level: 'silent' }) });
+  } catch (err) {
+    if (!(err instanceof ConfigError)) throw err;
+    problems.push(...err.problems);
   }
   if (config.k3s.enabled) {
     try {

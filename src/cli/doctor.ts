@@ -9,6 +9,7 @@ import { checkClock, checkNodeName } from './doctor/identity.js';
 import { checkK3sToken } from './doctor/k3s-token.js';
 import { checkKernelModules, checkNetfilter, checkSwap } from './doctor/kernel.js';
 import { checkBroker, checkK3sServer } from './doctor/network.js';
+import { checkClientCertificate } from './doctor/client-certificate.js';
 import { createNetworkProbe } from './doctor/network-probe.js';
 import { checkPlatform } from './doctor/platform.js';
 import { withK3sDisabled } from './doctor/k3s-disabled.js';
@@ -26,6 +27,7 @@ export const CHECKS: readonly Check[] = [
   checkClock,
   checkNodeName,
   checkK3sToken,
+  checkClientCertificate,
   checkBroker,
   checkK3sServer,
 ];

@@ -40,11 +40,14 @@ export function rolloutPlan(what: 'k3s' | 'agent', o: RolloutFlags): RolloutPlan
   const kind = what === 'k3s' ? 'k3s.upgrade' : 'agent.upgrade';
   const checked = COMMAND_ARGS[kind].safeParse(args);
   if (!checked.success) throw new UsageError(`invalid ${kind} args: ${checked.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`);
+  return { kind, args, ...stagesOf(o) };
+}
+
+/** Which devices, in which stages, halting when: what every kind of rollout takes from the flags besides its command. */
+export function stagesOf(o: RolloutFlags): Omit<RolloutPlan, 'kind' | 'args'> {
   const canaryCount = Number(o.canaryCount);
   if (!Number.isInteger(canaryCount) || canaryCount < 0) throw new UsageError('--canary-count expects a whole number');
   return {
-    kind,
-    args,
     filter: { labels: labelsOf(o.label), ...(o.group ? { group: o.group } : {}), onlineOnly: o.includeOffline !== true },
     canaries: o.canary ? o.canary.split(',').map((id) => id.trim()).filter(Boolean) : [],
     canaryCount,

@@ -18,7 +18,8 @@ import { runRollout } from '../fleet/rollout.js';
 import type { CliIo } from './program.js';
 import { EXIT, exitCodeFor } from './exit-codes.js';
 import { registerTrustCommands } from './fleet-trust.js';
-import { labelsOf, positive, rolloutPlan, type RolloutFlags } from './fleet-rollout-flags.js';
+import { labelsOf, positive, rolloutPlan } from './fleet-rollout-flags.js';
+import { runHubRollout, wantsHub, type HubRolloutFlags } from './fleet-hub-rollout.js';
 import { connectionOf, encryptedConnectionOf, signingKeyOf, withConnection, withPlaintextOptIn, withSigning, type LoadedProfile } from './fleet-connection-flags.js';
 import { loadOperatorProfile, operatorProfilePath } from '../fleet/operator-profile.js';
 import { OperatorProfileError } from '../fleet/errors.js';
@@ -147,8 +148,9 @@ export function registerFleetCommands(program: Command, io: CliIo, setExitCode: 
       setExitCode(EXIT.OK);
     }));
 
-  withPlaintextOptIn(withConnection(withSigning(fleet.command('rollout').description('roll a k3s or agent upgrade out: canaries, batches, halt on failures'))))
-    .argument('<what>', 'k3s or agent')
+  withHub(withPlaintextOptIn(withConnection(withSigning(fleet.command('rollout').description('roll a k3s or agent upgrade out: canaries, batches, halt on failures; with --hub the hub runs it')))))
+    .argument('<what>', 'k3s or agent; with --hub also configure, or status, pause, resume or abort a rollout the hub runs')
+    .argument('[id]', 'the rollout id, for pause, resume and abort; status without one lists every rollout')
     .option('--state <file>', 'rollout state file; rerun with the same file to resume (not needed with --dry-run)')
     .option('--to <version>', 'target version (e.g. v1.36.3+k3s1 for k3s, 1.2.3 for agent)')
     .option('--sha256 <hex>', 'sha256 of the artifact')
@@ -166,8 +168,13 @@ export function registerFleetCommands(program: Command, io: CliIo, setExitCode: 
     .option('--ttl <seconds>', 'how long each command stays valid', '86400')
     .option('--dry-run', 'show the devices and batches, send nothing')
     .option('--abort', 'end the rollout in --state: nothing more is sent')
-    .action(guarded(io, setExitCode, async (what: string, options: RolloutFlags, command: Command) => {
-      if (what !== 'k3s' && what !== 'agent') throw new UsageError('rollout what? expected k3s or agent');
+    .option('--watch <seconds>', 'with --hub: a device that goes offline, crash-loops or reports k3s unhealthy this long after its success counts as failed', '300')
+    .option('--args <json>', 'configure: the k3s.configure arguments (labels, taints, serverUrl) as a JSON object')
+    .option('--json', 'status: the whole rollout as JSON')
+    .action(guarded(io, setExitCode, async (what: string, id: string | undefined, options: HubRolloutFlags, command: Command) => {
+      if (wantsHub(what, options)) return setExitCode(await runHubRollout(what, id, options, command, profile(), io));
+      if (what !== 'k3s' && what !== 'agent') throw new UsageError('rollout what? expected k3s or agent (configure, status, pause, resume and abort need --hub)');
+      if (id) throw new UsageError(`unexpected argument "${id}"`);
       const connection = encryptedConnectionOf(command, profile());
       const signing = signingKeyOf(options, profile());
       const signer = loadSigningKey(signing.key, signing.keyId);

@@ -15,17 +15,25 @@ import type { CliIo } from './program.js';
 const MAX_PASSWORD_INPUT = 4096;
 const collect = (value: string, previous: string[]) => [...previous, value];
 
+/** The `hub` command group, made by whichever registration comes first. */
+export function hubCommand(program: Command): Command {
+  return program.commands.find((c) => c.name() === 'hub') ?? program.command('hub').description('the cloud side: the hub service and its accounts');
+}
+
+/** The options every hub admin command takes: the config that names the hub database. */
+export function withConfig(command: Command): Command {
+  return command
+    .addOption(new Option('-c, --config <path>', 'config file (its hub: section)').env('FLEETLET_CONFIG').default(DEFAULT_CONFIG_PATH))
+    .option('--set <key=value>', 'override a config key (repeatable)', collect, []);
+}
+
 /**
  * `fleetlet hub user add` and `fleetlet hub token create`: accounts of the hub's HTTP API, written straight into the
  * hub database the config names. A password never comes from argv (every user can read a command line): it is
  * read from --password-file or piped on stdin.
  */
 export function registerHubAdminCommands(program: Command, io: CliIo, setExitCode: (code: number) => void): void {
-  const hub = program.commands.find((c) => c.name() === 'hub') ?? program.command('hub').description('the cloud side: the hub service and its accounts');
-  const withConfig = (command: Command) =>
-    command
-      .addOption(new Option('-c, --config <path>', 'config file (its hub: section)').env('FLEETLET_CONFIG').default(DEFAULT_CONFIG_PATH))
-      .option('--set <key=value>', 'override a config key (repeatable)', collect, []);
+  const hub = hubCommand(program);
 
   const user = hub.command('user').description('operator accounts of the hub API');
   withConfig(user.command('add').description('add an account; the password is read from --password-file or stdin, never from the command line'))

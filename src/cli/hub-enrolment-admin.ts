@@ -1,5 +1,4 @@
 import { Option, type Command } from 'commander';
-import { DEFAULT_CONFIG_PATH } from '../config/load.js';
 import { UsageError } from '../lib/errors.js';
 import { createBootstrapToken, listBootstrapTokens, revokeBootstrapToken } from '../hub/enrolment/bootstrap-tokens.js';
 import { EnrolmentAuthority } from '../hub/enrolment/enrolment-authority.js';
@@ -12,10 +11,9 @@ import { hubBrokerOptions } from '../hub/ingest/broker-options.js';
 import { createLogger } from '../lib/logger.js';
 import { EXIT } from './exit-codes.js';
 import { guarded } from './fleet.js';
-import { withHubDatabase } from './hub-admin.js';
+import { hubCommand, withConfig, withHubDatabase } from './hub-admin.js';
 import type { CliIo } from './program.js';
 
-const collect = (value: string, previous: string[]) => [...previous, value];
 const DEFAULT_CA_DIR = '/etc/fleetlet-hub/ca';
 const ACTOR = 'cli';
 
@@ -24,11 +22,7 @@ const ACTOR = 'cli';
  * database its config names. Tokens are printed once, alone on stdout, so `> token-file` captures exactly them.
  */
 export function registerHubEnrolmentCommands(program: Command, io: CliIo, setExitCode: (code: number) => void): void {
-  const hub = program.commands.find((c) => c.name() === 'hub') ?? program.command('hub').description('the cloud side: the hub service and its accounts');
-  const withConfig = (command: Command) =>
-    command
-      .addOption(new Option('-c, --config <path>', 'config file (its hub: section)').env('FLEETLET_CONFIG').default(DEFAULT_CONFIG_PATH))
-      .option('--set <key=value>', 'override a config key (repeatable)', collect, []);
+  const hub = hubCommand(program);
   const action = <A extends unknown[]>(run: (...args: A) => Promise<void>) => guarded(io, setExitCode, run);
 
   const ca = hub.command('ca').description("the fleet's certificate authority, which signs device certificates");

@@ -33,6 +33,10 @@ export interface ProvisionCliOptions {
   trustAnchor: string[];
   file: string[];
   tokenFile?: string;
+  /** Zero-touch enrolment: the fleet's bootstrap token, the hub and the fleet CA, all three or none. */
+  enrolTokenFile?: string;
+  hub?: string;
+  caFile?: string;
   airgap?: string;
   enable: boolean;
   allowIdentity: boolean;
@@ -105,6 +109,9 @@ export function buildProgram(
     .option('--trust-anchor <file>', 'a CA certificate or key to install under /etc/fleetlet/trust (repeatable)', collect, [])
     .option('--file <key=file>', 'copy a file the config names to its place, e.g. broker.tls.keyFile=./device.key (repeatable)', collect, [])
     .option('--token-file <file>', 'the k3s join token, copied (0600) to where k3s.tokenFile points')
+    .option('--enrol-token-file <file>', "the fleet's bootstrap token, copied (0600) to /etc/fleetlet/enrol-token: devices enrol at first boot")
+    .option('--hub <url>', 'the hub that issues device certificates, https:// (with --enrol-token-file)')
+    .option('--ca-file <file>', 'the fleet CA (signs the hub and the device certificates), installed under /etc/fleetlet/trust')
     .option('--airgap <path>', 'a k3s release to install as well: a folder or plain tar of binary, sha256sum-<arch>.txt, images')
     .option('--no-enable', 'do not enable the unit')
     .option('--allow-identity', 'the root already is a device (install.sh on the device itself)', false)

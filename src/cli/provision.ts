@@ -1,5 +1,5 @@
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import { ConfigSchema } from '../config/schema.js';
 import { installFromFolder } from '../k3s/airgap.js';
 import { installFromBundle } from '../k3s/bundle.js';
@@ -12,6 +12,7 @@ import type { ProvisionCliOptions } from './program.js';
 import { ARCHES, checkBinary, imageArch } from './provision-binary.js';
 import { describeFiles, verifyManifest, writeManifest } from './provision-manifest.js';
 import { airgapPaths, MANIFEST_PATH, missingFiles, planWrites, type Plan, type PlannedFile } from './provision-plan.js';
+import { enrolmentInputs, planEnrolment, type EnrolmentInputs } from './provision-enrolment.js';
 
 export { BINARY_PATH, CONFIG_PATH, ENABLE_LINK, MANIFEST_PATH, TRUST_DIR, UNIT_PATH } from './provision-plan.js';
 
@@ -41,6 +42,8 @@ export interface ProvisionOptions {
   dryRun?: boolean;
   /** The time recorded in the manifest. */
   now?: () => Date;
+  /** The bootstrap token, hub and fleet CA for zero-touch enrolment at first boot. */
+  enrolment?: EnrolmentInputs;
 }
 
 export interface ProvisionReport {
@@ -63,7 +66,11 @@ export async function provision(options: ProvisionOptions): Promise<ProvisionRep
   const binary = options.binary ?? (EMBEDDED_SQLITE_ADDON ? process.execPath : undefined);
   if (!binary) throw new UsageError('--binary: give the fleetlet binary for the device (e.g. fleetlet-linux-arm64)');
   const arch = imageArch(root, options.arch);
-  const plan = planWrites({ root, binary, config: options.config, trustAnchors: options.trustAnchors, files: options.files ?? {}, enable: options.enable });
+  const enrolment = options.enrolment ? planEnrolment(options.enrolment) : undefined;
+  const trustAnchors = [...options.trustAnchors];
+  if (enrolment && !trustAnchors.some((anchor) => basename(anchor) === basename(enrolment.trustAnchor))) trustAnchors.push(enrolment.trustAnchor);
+  const plan = planWrites({ root, binary, config: options.config, trustAnchors, files: options.files ?? {}, enable: options.enable });
+  plan.files.push(...(enrolment?.files ?? []));
   const checked = checkBinary(binary, arch, root);
   const warnings = checked.notRun ? [checked.notRun] : [];
 
@@ -165,8 +172,14 @@ export async function runProvisionCli(options: ProvisionCliOptions, io: CommandO
     files[pair.slice(0, at)] = pair.slice(at + 1);
   }
   if (options.tokenFile) files['k3s.tokenFile'] = options.tokenFile;
-  const { trustAnchor, file: _pairs, tokenFile: _token, verify: _verify, ...rest } = options;
-  return runProvision({ ...rest, trustAnchors: trustAnchor, files }, io);
+  const { trustAnchor, file: _pairs, tokenFile: _token, verify: _verify, hub: _hub, enrolTokenFile: _enrol, caFile: _ca, ...rest } = options;
+  let enrolment: EnrolmentInputs | undefined;
+  try {
+    enrolment = enrolmentInputs(options);
+  } catch (err) {
+    return reportError(err, io);
+  }
+  return runProvision({ ...rest, trustAnchors: trustAnchor, files, ...(enrolment ? { enrolment } : {}) }, io);
 }
 
 /** `fleetlet provision --verify`: checks the image against the manifest its provisioning wrote. */

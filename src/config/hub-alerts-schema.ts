@@ -1,15 +1,11 @@
 import { z } from 'zod';
+import { absolutePath } from './absolute-path.js';
 import { ALERT_RULES } from '../protocol/hub-alerts-api.js';
 
 /**
  * `hub.alerts`: the rules the hub's alert engine evaluates against what devices reported, and the webhooks it tells.
  * Durations are minutes and may be fractions (0.5 is 30 s). Every rule can be switched off on its own.
  */
-const absolutePath = z
-  .string()
-  .min(1)
-  .max(4096)
-  .refine((p) => p.startsWith('/'), { error: 'expected an absolute path' });
 
 const minutes = (fallback: number, what: string) => z.number().min(0.01).max(7 * 24 * 60).default(fallback).describe(what);
 const enabled = (what: string) => z.boolean().default(true).describe(what);

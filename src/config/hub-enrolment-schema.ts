@@ -1,15 +1,11 @@
 import { z } from 'zod';
+import { absolutePath } from './absolute-path.js';
 
 /**
  * `hub.enrolment`: the hub as the fleet's certificate authority. Devices enrol over the hub's HTTPS API with a
  * bootstrap token and get a short-lived client certificate (CN = device id) for the broker's device listener.
  * Enrolment is off until caCertFile and caKeyFile are set (`fleetlet hub ca init` writes both).
  */
-const absolutePath = z
-  .string()
-  .min(1)
-  .max(4096)
-  .refine((p) => p.startsWith('/'), { error: 'expected an absolute path' });
 
 export const HubEnrolmentSection = z
   .strictObject({
@@ -18,11 +14,11 @@ export const HubEnrolmentSection = z
       .optional()
       .describe('PEM PKCS#8 private key (ECDSA P-256) of caCertFile, mode 0600; read by the hub only.'),
     certificateDays: z
-      .int()
-      .min(1)
+      .number()
+      .min(0.0001)
       .max(397)
       .default(30)
-      .describe('Lifetime of a device certificate; devices renew at two thirds of it.'),
+      .describe('Lifetime of a device certificate in days; devices renew at two thirds of it. Fractions make it short (0.25: 6 hours; 0.00025: about 22 s, for tests).'),
     approval: z
       .enum(['manual', 'auto'])
       .default('manual')

@@ -1,14 +1,10 @@
 import { z } from 'zod';
+import { absolutePath } from './absolute-path.js';
 
 /**
  * `hub.http`: the hub's HTTP API (devices, history, events, results, the live stream, /metrics) and its logins.
  * Loopback by default: exposing it is a decision (`listen: 0.0.0.0:8443` with TLS).
  */
-const absolutePath = z
-  .string()
-  .min(1)
-  .max(4096)
-  .refine((p) => p.startsWith('/'), { error: 'expected an absolute path' });
 
 const listenAddress = z
   .string()

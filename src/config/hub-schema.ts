@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { absolutePath } from './absolute-path.js';
 import { HubAlertsSection } from './hub-alerts-schema.js';
 import { HubEnrolmentSection } from './hub-enrolment-schema.js';
 import { HubHttpSection } from './hub-http-schema.js';
@@ -10,11 +11,6 @@ import { HubHttpSection } from './hub-http-schema.js';
  */
 const DAY = 86_400;
 
-const absolutePath = z
-  .string()
-  .min(1, { error: 'expected a file path' })
-  .max(4096)
-  .refine((p) => p.startsWith('/'), { error: 'expected an absolute path' });
 
 const postgresUrl = z
   .string()

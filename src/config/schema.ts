@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { absolutePath } from './absolute-path.js';
 import { hasControlCharacter } from '../lib/control-characters.js';
 import { Secret } from '../lib/secret.js';
 import { LOG_LEVELS } from '../lib/logger.js';
@@ -8,6 +9,7 @@ import { LabelsSchema, TaintSchema } from '../protocol/node-labels.js';
 import { OUTBOX_CLASSES, type OutboxClass } from '../protocol/outbox-classes.js';
 import { K3sVersionSchema } from '../protocol/version-patterns.js';
 import { HubSection } from './hub-schema.js';
+import { EnrolmentSection } from './enrolment-schema.js';
 
 /**
  * The one source of truth for fleetlet's configuration: types, defaults, JSON Schema, env var names and the
@@ -24,8 +26,6 @@ const secretString = z
   .refine(withoutControlCharacters, NO_CONTROL_CHARACTERS)
   .transform((value) => new Secret(value));
 
-const filePath = z.string().min(1, { error: 'expected a file path' }).max(4096);
-const absolutePath = filePath.refine((p) => p.startsWith('/'), { error: 'expected an absolute path' });
 
 const urlWithScheme = (schemes: string[], hint: string) =>
   z.string().refine(withoutControlCharacters, { ...NO_CONTROL_CHARACTERS, abort: true }).refine(
@@ -334,6 +334,7 @@ export const ConfigSchema = z.strictObject({
   commands: CommandsSection,
   log: z.strictObject({ level: z.enum(LOG_LEVELS).default('info') }).prefault({}),
   hub: HubSection,
+  enrolment: EnrolmentSection,
 });
 
 export type Config = z.output<typeof ConfigSchema>;
@@ -342,4 +343,17 @@ export type ConfigInput = z.input<typeof ConfigSchema>;
 /** Secrets that may instead be given as a path in the sibling `<key>File`. */
 export const SECRET_PATHS = ['k3s.token', 'broker.auth.password'] as const;
 /** Files whose content is secret: fleetlet warns when group or others can read them. */
-export const SECRET_FILE_PATHS = ['k3s.tokenFile', 'broker.auth.passwordFile', 'broker.tls.keyFile', 'hub.database.passwordFile', 'hub.http.tlsKeyFile', 'hub.enrolment.caKeyFile'] as const;
+export const SECRET_FILE_PATHS = [
+  'k3s.tokenFile',
+  'broker.auth.passwordFile',
+  'broker.tls.keyFile',
+  'hub.database.passwordFile',
+  'hub.http.tlsKeyFile',
+  'hub.enrolment.caKeyFile',
+  'enrolment.bootstrapTokenFile',
+] as const;
+/**
+ * Files needed only for a while, so a missing one is no config problem: the bootstrap token is spent once the device
+ * enrolled, and an operator may delete it then (the enrolment part says so if it is missing when needed).
+ */
+export const MAY_BE_ABSENT_FILE_PATHS = ['enrolment.bootstrapTokenFile'] as const;

@@ -1,9 +1,9 @@
-import { accessSync, constants, readFileSync, statSync } from 'node:fs';
+import { accessSync, constants, existsSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import type { z } from 'zod';
 import type { ConfigProblem } from '../lib/errors.js';
 import { getPath, originOf, setPath, type Layer } from './layer.js';
-import { SECRET_FILE_PATHS, SECRET_PATHS } from './schema.js';
+import { MAY_BE_ABSENT_FILE_PATHS, SECRET_FILE_PATHS, SECRET_PATHS } from './schema.js';
 import { leaves } from './schema-walk.js';
 import { errorReason, isErrno } from '../lib/errors.js';
 
@@ -46,6 +46,7 @@ export function resolveFiles(merged: Layer, schema: z.ZodType, fileRoot = '/'): 
     const file = getPath(merged.values, leaf.path);
     if (!key.endsWith('File') || typeof file !== 'string' || !file.startsWith('/')) continue;
     if (problems.some((p) => p.path === key)) continue;
+    if ((MAY_BE_ABSENT_FILE_PATHS as readonly string[]).includes(key) && !existsSync(join(fileRoot, file))) continue;
     const unreadable = checkReadable(join(fileRoot, file));
     if (unreadable) {
       problems.push({ path: key, source: where(key), message: unreadable });

@@ -9,7 +9,10 @@ import { dashboardBundle } from '../hub/dashboard/embedded.js';
 import { startHub, type RunningHub } from '../hub/hub-service.js';
 import { certificatesExpiringWithin } from '../hub/enrolment/expiring.js';
 import { certificateExpirySource } from '../hub/alerts/certificate-source.js';
+import { rolloutHaltedReport } from '../hub/alerts/rollout-source.js';
+import type { HubRolloutSummary } from '../protocol/hub-rollouts-api.js';
 import { startEnrolment, type RunningEnrolment } from '../hub/enrolment/start-enrolment.js';
+import { startRollouts, type RunningRollouts } from '../hub/rollouts/run-rollouts.js';
 import { FleetletError } from '../lib/errors.js';
 import { createLogger } from '../lib/logger.js';
 import { sqliteNativeBinding } from '../lib/native-addon.js';
@@ -39,6 +42,19 @@ export async function runHubDaemon(selection: ConfigSelection, io: CliIo): Promi
     },
     stop: async () => hub?.stop(),
   };
+  let alerts: RunningAlerts | undefined;
+  let rollouts: RunningRollouts | undefined;
+  // After the ingest, whose database holds the rollouts and the results that move them on.
+  const rolloutEngine: Part = {
+    name: 'hub-rollouts',
+    start: () => {
+      // A halted rollout opens its alert; going on, an abort or the end resolves it.
+      const onStateChange = (rollout: HubRolloutSummary) =>
+        void alerts?.engine.report(rolloutHaltedReport(rollout)).catch((err: unknown) => logger.warn({ err, rolloutId: rollout.rolloutId }, 'could not record the rollout alert'));
+      rollouts = startRollouts({ database: hub!.database, replicaId: hub!.replicaId, config, log: logger, onStateChange });
+    },
+    stop: async () => rollouts?.stop(),
+  };
   // After the ingest, which opens the database the API reads; stopped first, so no request meets a closed database.
   const http: Part = {
     name: 'hub-api',
@@ -61,7 +77,6 @@ export async function runHubDaemon(selection: ConfigSelection, io: CliIo): Promi
       await api?.stop();
     },
   };
-  let alerts: RunningAlerts | undefined;
   // Reads what the ingest commits; from the database only, so any number of replicas may run it.
   const alerting: Part = {
     name: 'hub-alerts',
@@ -74,7 +89,7 @@ export async function runHubDaemon(selection: ConfigSelection, io: CliIo): Promi
     stop: async () => alerts?.stop(),
   };
   try {
-    return await runUntilSignal(new Lifecycle([ingest, alerting, http], logger, HUB_STOP_TIMEOUT_MS), logger, process, (code) => process.exit(code));
+    return await runUntilSignal(new Lifecycle([ingest, alerting, rolloutEngine, http], logger, HUB_STOP_TIMEOUT_MS), logger, process, (code) => process.exit(code));
   } catch (err) {
     logger.fatal({ err }, err instanceof FleetletError ? err.message : 'hub failed to start');
     return exitCodeFor(err);

@@ -38,7 +38,15 @@ export class HubClient {
   }
 
   async getJson<S extends z.ZodType>(path: string, schema: S): Promise<z.output<S>> {
-    const res = await this.open(path, 'application/json');
+    return this.readJson(path, schema, await this.open(path, 'application/json'));
+  }
+
+  /** POSTs `body` as JSON (a rollout's signed commands can be megabytes) and reads the answer with `schema`. */
+  async postJson<S extends z.ZodType>(path: string, body: unknown, schema: S): Promise<z.output<S>> {
+    return this.readJson(path, schema, await this.open(path, 'application/json', JSON.stringify(body)));
+  }
+
+  private async readJson<S extends z.ZodType>(path: string, schema: S, res: IncomingMessage): Promise<z.output<S>> {
     const text = await readBounded(res);
     let body: unknown;
     try {
@@ -79,15 +87,24 @@ export class HubClient {
     }
   }
 
-  private open(path: string, accept: string): Promise<IncomingMessage> {
+  private open(path: string, accept: string, body?: string): Promise<IncomingMessage> {
     const url = new URL(path, this.options.url);
     const request = url.protocol === 'https:' ? httpsRequest : httpRequest;
     return new Promise((resolve, reject) => {
       const req = request(
         url,
-        { headers: { authorization: `Bearer ${this.token}`, accept }, timeout: 15_000, ...(this.ca ? { ca: this.ca } : {}) },
+        {
+          method: body === undefined ? 'GET' : 'POST',
+          headers: {
+            authorization: `Bearer ${this.token}`,
+            accept,
+            ...(body === undefined ? {} : { 'content-type': 'application/json', 'content-length': String(Buffer.byteLength(body)) }),
+          },
+          timeout: 15_000,
+          ...(this.ca ? { ca: this.ca } : {}),
+        },
         (res) => {
-          if (res.statusCode === 200) return resolve(res);
+          if (res.statusCode === 200 || res.statusCode === 201) return resolve(res);
           void readBounded(res)
             .catch(() => '')
             .then((text) => {
@@ -107,7 +124,7 @@ export class HubClient {
         const message = `cannot reach the hub at ${url.origin}: ${err.message}`;
         reject(untrusted ? new HubRefusedError(message) : new HubApiError(message));
       });
-      req.end();
+      req.end(body);
     });
   }
 }

@@ -1,5 +1,6 @@
 import { UsageError } from '../lib/errors.js';
 import type { DeviceFilter } from './fleet-view.js';
+import { resolveRolloutAmount } from '../protocol/hub-rollouts-api.js';
 
 /** A count or a share of the devices in the rollout: "5" or "10%". */
 export type Amount = { count: number } | { percent: number };
@@ -15,10 +16,8 @@ export function parseAmount(text: string, flag: string): Amount {
   return { count: Number(text) };
 }
 
-export function resolveAmount(amount: Amount, total: number, minimum: number): number {
-  const value = 'count' in amount ? amount.count : Math.ceil((amount.percent / 100) * total);
-  return Math.max(minimum, value);
-}
+/** The one rule for amounts, shared with the hub's rollouts. */
+export const resolveAmount = resolveRolloutAmount;
 
 export interface RolloutPlan {
   kind: 'k3s.upgrade' | 'agent.upgrade';
@@ -35,7 +34,7 @@ export interface RolloutPlan {
 }
 
 /** Canaries first (any failure among them halts), then the rest in batches, in a stable order. */
-export function planBatches(plan: RolloutPlan, selected: string[]): string[][] {
+export function planBatches(plan: Pick<RolloutPlan, 'canaries' | 'canaryCount' | 'batchSize'>, selected: string[]): string[][] {
   const sorted = [...selected].sort();
   const named = plan.canaries.filter((id) => sorted.includes(id));
   const canaries = named.length > 0 ? named : sorted.slice(0, plan.canaryCount);

@@ -4,6 +4,7 @@ import type { IClientOptions } from 'mqtt';
 import type { Config } from '../config/schema.js';
 import { ConfigError, errorReason } from '../lib/errors.js';
 import { isTlsBrokerUrl } from '../protocol/broker-url.js';
+import type { TlsKey } from '../identity/device-key-store.js';
 
 /** Certificates and keys are small; a bound keeps a wrong path (a log, a device file) from being slurped. */
 const MAX_PEM_BYTES = 256 * 1024;
@@ -17,9 +18,14 @@ export interface Will {
  * MQTT.js options for one connection attempt. TLS files are read on every attempt so that a rotated certificate
  * takes effect at the next reconnect. MQTT.js's own reconnect stays off (reconnectPeriod 0): the link paces
  * reconnects with jittered backoff instead. Throws ConfigError when a file is unreadable or the client
- * certificate names another device.
+ * certificate names another device. `enrolled`, when given, replaces the certificate and key files (enrolment).
  */
-export function clientOptions(broker: Config['broker'], deviceId: string, will: Will): IClientOptions {
+export function clientOptions(
+  broker: Config['broker'],
+  deviceId: string,
+  will: Will,
+  enrolled?: { cert: Buffer; key: TlsKey },
+): IClientOptions {
   const keepalive = broker.keepaliveSeconds;
   const options: IClientOptions = {
     clientId: deviceId,
@@ -43,12 +49,15 @@ export function clientOptions(broker: Config['broker'], deviceId: string, will: 
     const { caFile, certFile, keyFile, serverName } = broker.tls;
     options.rejectUnauthorized = true;
     if (caFile) options.ca = readPem(caFile, 'broker.tls.caFile');
-    if (certFile) {
+    if (enrolled) {
+      checkCertificateIdentity(enrolled.cert, 'enrolment', deviceId);
+      Object.assign(options, { cert: enrolled.cert, ...enrolled.key });
+    } else if (certFile) {
       const cert = readPem(certFile, 'broker.tls.certFile');
       checkCertificateIdentity(cert, certFile, deviceId);
       options.cert = cert;
     }
-    if (keyFile) options.key = readPem(keyFile, 'broker.tls.keyFile');
+    if (keyFile && !enrolled) options.key = readPem(keyFile, 'broker.tls.keyFile');
     if (serverName) options.servername = serverName;
   }
   return options;
@@ -100,4 +109,15 @@ export function certificateCommonName(file: string): string | undefined {
   } catch {
     return undefined;
   }
+}
+
+/**
+ * Whether a failed connection attempt was the broker refusing the client certificate (a TLS alert, or a CONNACK
+ * "not authorized") rather than the network: only then is a renewed certificate given up for the previous one.
+ */
+export function isCredentialRefusal(err: unknown): boolean {
+  const code = (err as { code?: unknown } | undefined)?.code;
+  if (typeof code === 'string' && /^ERR_SSL_.*(ALERT|CERTIFICATE)/.test(code)) return true;
+  if (code === 4 || code === 5 || code === 0x86 || code === 0x87) return true;
+  return err instanceof Error && /alert (bad|unknown|certificate)|certificate (required|unknown|revoked|expired)|not authori[sz]ed/i.test(err.message);
 }

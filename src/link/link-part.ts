@@ -2,6 +2,7 @@ import type { Config } from '../config/schema.js';
 import type { Heartbeat } from '../lib/heartbeat.js';
 import type { Logger } from '../lib/logger.js';
 import type { Topics } from '../protocol/topics.js';
+import type { ClientCredentialSource } from '../identity/client-credentials.js';
 import { Drainer, type DrainSource } from './drain.js';
 import { MqttLink, type InventoryProvider } from './link.js';
 
@@ -19,6 +20,8 @@ export interface LinkPartDeps {
   progress: Heartbeat;
   fleetletVersion: string;
   logger: Logger;
+  /** With enrolment, the client certificate the link connects with (it waits while there is none). */
+  credentials?: ClientCredentialSource;
 }
 
 /** The link part, built from the `broker` config section: the MQTT connection and the outbox drain it runs. */
@@ -35,5 +38,6 @@ export function buildLinkPart(broker: Config['broker'], deps: LinkPartDeps): Mqt
     drain: new Drainer(deps.outbox, { window: broker.inflightWindow, logger: deps.logger }),
     inventory: deps.inventory,
     progress: deps.progress,
+    ...(deps.credentials ? { credentials: deps.credentials } : {}),
   });
 }

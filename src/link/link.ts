@@ -6,7 +6,8 @@ import type { Logger } from '../lib/logger.js';
 import type { Inventory } from '../protocol/inventory.js';
 import { presenceMessage } from '../protocol/presence.js';
 import type { Topics } from '../protocol/topics.js';
-import { clientOptions } from './client-options.js';
+import type { ClientCredentials, ClientCredentialSource } from '../identity/client-credentials.js';
+import { clientOptions, isCredentialRefusal } from './client-options.js';
 import { CommandInbox, type CommandMessageListener } from './command-inbox.js';
 import type { Publisher } from './drain.js';
 import { LinkSession } from './session.js';
@@ -61,6 +62,8 @@ export interface LinkOptions {
    * either hears the broker (at least each keepalive) or keeps trying to reach it (at least each reconnect cap).
    */
   progress?: Heartbeat;
+  /** With enrolment: the client certificate comes from here, not from broker.tls.certFile/keyFile. */
+  credentials?: ClientCredentialSource;
 }
 
 /**
@@ -81,6 +84,11 @@ export class MqttLink {
   #stopping = false;
   /** The last problem written to the log: a broker that stays down gives one warning, not one per attempt. */
   #loggedError: string | undefined;
+  /** The certificate generation the current session connects with. */
+  #sessionCredentials: string | undefined;
+  #unsubscribeCredentials: (() => void) | undefined;
+  /** The session was ended to reconnect with new credentials: the next attempt goes at once. */
+  #reconnectNow = false;
 
   constructor(options: LinkOptions) {
     this.#options = options;
@@ -107,11 +115,13 @@ export class MqttLink {
 
   start(): void {
     this.#stopping = false;
+    this.#unsubscribeCredentials = this.#options.credentials?.onChange(() => this.#onCredentialsChanged());
     this.#connect();
   }
 
   async stop(): Promise<void> {
     this.#stopping = true;
+    this.#unsubscribeCredentials?.();
     this.#schedule.cancel();
     // No new reports from here on; PUBACKs still arriving while we say goodbye are recorded by drain.stop() below.
     this.#options.drain?.onDisconnect();
@@ -158,20 +168,52 @@ export class MqttLink {
   }
 
   /** Built per attempt: the will's timestamp is the time of the connection that carries it. */
-  #clientOptions() {
+  #clientOptions(credentials?: ClientCredentials) {
     const will = presenceMessage('offline', this.#options.bootSequence, this.#options.fleetletVersion, 'connection-lost');
-    return clientOptions(this.#options.broker, this.#options.deviceId, {
-      topic: this.#presenceTopic,
-      payload: JSON.stringify(will),
+    const { broker } = this.#options;
+    // Enrolled credentials replace the files, which may not exist yet.
+    const tls = this.#options.credentials ? { ...broker.tls, certFile: undefined, keyFile: undefined } : broker.tls;
+    return clientOptions({ ...broker, tls }, this.#options.deviceId, { topic: this.#presenceTopic, payload: JSON.stringify(will) }, credentials);
+  }
+
+  /** A new certificate (first enrolment, renewal or rollback): connect with it now, not at the next backoff. */
+  #onCredentialsChanged(): void {
+    if (this.#stopping) return;
+    const next = this.#options.credentials?.current();
+    const session = this.#session;
+    if (!session) {
+      this.#schedule.cancel();
+      this.#connect();
+      return;
+    }
+    if (next?.id === this.#sessionCredentials) return;
+    this.#log.info('client certificate changed: reconnecting with it');
+    this.#reconnectNow = true;
+    if (!session.open) {
+      session.client.end(true);
+      return;
+    }
+    // A clean DISCONNECT (no last will): the device is back within moments.
+    void withTimeout(session.client.endAsync(false), this.#options.stopTimeoutMs ?? 3000).then((outcome) => {
+      if (outcome !== 'done') session.client.end(true);
     });
   }
 
   #connect(): void {
     if (this.#stopping) return;
     this.#options.progress?.beat();
+    const credentials = this.#options.credentials?.current();
+    if (this.#options.credentials && !credentials) {
+      // Not a failure: enrolment calls back when the certificate is issued; reports queue in the outbox meanwhile.
+      // Idle, not stuck: an approval may take days, and the watchdog must not restart the agent for it.
+      this.#options.progress?.idle();
+      this.#recordError(new Error('waiting for a client certificate from enrolment'));
+      return;
+    }
+    this.#sessionCredentials = credentials?.id;
     let options;
     try {
-      options = this.#clientOptions();
+      options = this.#clientOptions(credentials);
     } catch (err) {
       this.#recordError(err);
       this.#retryLater();
@@ -180,7 +222,12 @@ export class MqttLink {
     const client = connect(this.#options.broker.url, options);
     const session = new LinkSession(client);
     this.#session = session;
-    client.on('connect', () => void this.#onConnected(session));
+    let accepted = false;
+    client.on('connect', () => {
+      accepted = true;
+      if (credentials) this.#options.credentials?.connected(credentials.id);
+      void this.#onConnected(session);
+    });
     client.on('packetreceive', () => this.#options.progress?.beat());
     client.on('message', (topic, payload) => {
       if (this.#inbox.deliver(topic, payload) !== 'stray') return;
@@ -191,6 +238,7 @@ export class MqttLink {
     });
     client.on('error', (err) => {
       this.#recordError(err);
+      if (credentials && !accepted && isCredentialRefusal(err)) this.#options.credentials?.refused(credentials.id, err.message);
       // Stream and protocol errors leave the session in an unknown state (MQTT.js keeps reading after a parse
       // error): drop it, and let the close handler schedule a fresh connection.
       if (session === this.#session) client.end(true);
@@ -261,6 +309,11 @@ export class MqttLink {
 
   #retryLater(): void {
     if (this.#stopping) return;
+    if (this.#reconnectNow) {
+      this.#reconnectNow = false;
+      this.#connect();
+      return;
+    }
     const delayMs = this.#schedule.scheduleRetry(() => this.#connect());
     // At info: a person watching the log of a device that lost its broker sees when it will try again.
     const nextAttemptAt = new Date(Date.now() + delayMs).toISOString();

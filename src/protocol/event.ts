@@ -98,6 +98,17 @@ export const EVENT_KINDS = {
       'if the image was cloned (several devices report this id), send each one identity.reidentify with its fingerprint, ' +
       'a new deviceId (with a client certificate issued to it) and newNodeIdentity: true',
   },
+  'enrolment.refused': {
+    severity: 'critical',
+    sentence: 'the hub refused to issue this device a certificate',
+    remedy:
+      'approve the device in the hub, or give it a valid bootstrap token (enrolment.bootstrapTokenFile); fleetlet asks again every enrolment.refusedRetrySeconds',
+  },
+  'enrolment.certificate-refused': {
+    severity: 'critical',
+    sentence: 'the hub issued a certificate this device refuses; it keeps the one it has',
+    remedy: "check that enrolment.caFile is the CA the hub signs with, and that the hub issues to the device id and key of the request",
+  },
   'state.database-recovered': {
     severity: 'warning',
     sentence: 'the state database was unreadable; it was moved aside and a fresh one started',

@@ -32,8 +32,17 @@ export const HUB_ROLLOUT_DEVICE_OUTCOMES = [
 /** A count ("5") or a share ("10%") of the rollout's devices. */
 export const RolloutAmount = z.union([
   z.strictObject({ count: z.int().min(0).max(MAX_DEVICES) }),
-  z.strictObject({ percent: z.number().gt(0).max(100) }),
+  // min, not gt: OpenAPI 3.0 and JSON Schema draft 7 spell an exclusive minimum differently, an inclusive one alike.
+  z.strictObject({ percent: z.number().min(0.01).max(100) }),
 ]);
+
+export type RolloutAmount = z.infer<typeof RolloutAmount>;
+
+/** The number an amount stands for among `total` devices (a share rounds up), at least `minimum`. */
+export function resolveRolloutAmount(amount: RolloutAmount, total: number, minimum: number): number {
+  const value = 'count' in amount ? amount.count : Math.ceil((amount.percent / 100) * total);
+  return Math.max(minimum, value);
+}
 
 export const HubRolloutCreate = z
   .strictObject({
@@ -114,3 +123,4 @@ export const HubRolloutAction = z.strictObject({
   /** Resuming a halted rollout: the failure threshold the operator now accepts. */
   maxFailures: RolloutAmount.optional(),
 });
+export type HubRolloutAction = z.infer<typeof HubRolloutAction>;

@@ -38,6 +38,8 @@ export const InventorySchema = z.object({
     .refine((i) => Object.keys(i).length <= 8, { error: 'at most 8 identity fingerprints' }),
   /** The device's X25519 public key (raw 32 bytes, base64): operators seal secret command arguments to it. */
   sealKey: SealPublicKeySchema.optional(),
+  /** When the client certificate the device connects with expires: the hub alerts on those near expiry. */
+  clientCertificateNotAfter: z.iso.datetime().optional(),
 });
 
 export type Inventory = z.infer<typeof InventorySchema>;

@@ -1,9 +1,11 @@
 import { spawn, spawnSync } from 'node:child_process';
-import { mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { randomBytes, X509Certificate } from 'node:crypto';
+import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { connectAsync, type MqttClient } from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { writeAgentConfig } from '../helpers/agent-config.js';
+import { imageDeviceSettings, startEnrolmentHubFleet, statusSamplesReceived } from '../helpers/enrolment-hub-fleet.js';
 import { FaultProxy } from '../helpers/fault-proxy.js';
 import { startMosquitto, type TestBroker } from '../helpers/mosquitto.js';
 import { REPO_ROOT, tempDir } from '../helpers/paths.js';
@@ -129,6 +131,34 @@ for (const binary of builtBinaries()) {
       );
       expect(code, output).toBe(0);
       expect(output).not.toContain('cannot load the embedded');
+    });
+
+    // The hub runs in the cloud on amd64; the arm binaries carry it too, but under emulation it would take minutes.
+    it.skipIf(binary.arch !== 'x64')('enrols with only a bootstrap token against `hub` run from the same binary, and reports through mosquitto with its own certificate', async () => {
+      // Its own temp dir: mosquitto, started as root, drops to its own user, which must reach the broker's files.
+      const { dir: fleetDir, cleanup: cleanupFleet } = tempDir(`fleetlet-e2e-enrol-${binary.arch}-`);
+      const fleet = await startEnrolmentHubFleet(fleetDir, { command: (args) => binary.command(args), certificateDays: 1 });
+      try {
+        const deviceDir = join(fleetDir, 'device');
+        mkdirSync(join(deviceDir, 'root/etc'), { recursive: true });
+        writeFileSync(join(deviceDir, 'root/etc/machine-id'), `${randomBytes(16).toString('hex')}\n`);
+        const tokenFile = join(deviceDir, 'bootstrap-token');
+        writeFileSync(tokenFile, `${fleet.createToken('smoke', 1, '--auto-approve')}\n`, { mode: 0o600 });
+        const config = writeAgentConfig(deviceDir, imageDeviceSettings(fleet, join(deviceDir, 'root'), tokenFile));
+        const certFile = join(deviceDir, 'state/enrolment/current/device.pem');
+        const deviceId = () => new X509Certificate(readFileSync(certFile)).subject.replace(/^CN=/, '');
+        const { code, output } = await runAgent(binary.command(['agent', '--config', config]), async () => {
+          await waitFor(() => existsSync(certFile), 'a certificate from the hub', SLOW / 2);
+          await waitFor(() => statusSamplesReceived(fleet, deviceId()) > 0, 'a status sample in the hub, sent with that certificate', SLOW / 2);
+        });
+        expect(code, output).toBe(0);
+        const cert = new X509Certificate(readFileSync(certFile));
+        expect(cert.checkIssued(new X509Certificate(fleet.fleetCaPem))).toBe(true);
+        expect(output).toContain('certificate issued');
+      } finally {
+        await fleet.close();
+        cleanupFleet();
+      }
     });
   });
 }

@@ -22,6 +22,8 @@ export interface HubProcessOptions {
    */
   shareGroup?: string;
   connections?: number;
+  /** Merged into the `broker:` section (TLS files for a broker that wants a client certificate). */
+  brokerExtra?: Record<string, unknown>;
   extra?: Record<string, unknown>;
 }
 
@@ -30,7 +32,7 @@ export function writeHubConfig(options: HubProcessOptions): string {
   writeFileSync(
     file,
     stringify({
-      broker: { url: options.brokerUrl, allowPlaintext: true, topicRoot: TOPIC_ROOT },
+      broker: { url: options.brokerUrl, allowPlaintext: true, topicRoot: TOPIC_ROOT, ...options.brokerExtra },
       hub: {
         replicaId: options.replicaId,
         shareGroup: options.shareGroup ?? `test-${options.replicaId}`,

@@ -27,6 +27,7 @@ describe.skipIf(!mosquittoAvailable())('the shipped broker config: operator list
   let devA: KeyPair;
   let devB: KeyPair;
   let operator: KeyPair;
+  let hubIdentity: KeyPair;
 
   beforeAll(async () => {
     const temp = tempDir('fleetlet-operators-');
@@ -46,6 +47,7 @@ describe.skipIf(!mosquittoAvailable())('the shipped broker config: operator list
     devA = issueCert(ca, dir, 'dev-a');
     devB = issueCert(ca, dir, 'dev-b');
     operator = issueCert(operatorCa, dir, 'fleet-operator');
+    hubIdentity = issueCert(operatorCa, dir, 'fleetlet-hub');
     const shipped = shippedMosquittoConfig(dir);
     expect(shipped.operatorListenerLines).toContain('use_username_as_clientid false');
     operatorPort = await freePort();
@@ -117,5 +119,21 @@ describe.skipIf(!mosquittoAvailable())('the shipped broker config: operator list
     await devAConn.client.publishAsync(`${ROOT}/devices/dev-a/status`, 'still-here', { qos: 1 });
     expect(devAConn.closed()).toBe(false);
     expect(devAConn.client.connected).toBe(true);
+  });
+
+  it("lets the hub publish a rollout's signed commands to a device's command topic, and nothing into a device's reports", async () => {
+    const devAConn = await device(devA, 'dev-a');
+    const received: string[] = [];
+    devAConn.client.on('message', (topic, payload) => received.push(`${topic} ${payload.toString()}`));
+    await devAConn.client.subscribeAsync(`${ROOT}/devices/dev-a/commands`, { qos: 1 });
+    const watcher = await Observer.connect(operatorUrl(), [`${ROOT}/devices/dev-a/results`], asClient(operator, { clientId: 'acl-watcher' }));
+    onTestFinished(() => watcher.close());
+    const hub = await connectAsync(operatorUrl(), asClient(hubIdentity, { clientId: 'fleetlet-hub-acl-rollouts' }));
+    onTestFinished(() => hub.endAsync());
+    await hub.publishAsync(`${ROOT}/devices/dev-a/results`, 'forged-result', { qos: 1 });
+    await hub.publishAsync(`${ROOT}/devices/dev-a/commands`, 'signed-envelope', { qos: 1 });
+    await waitFor(() => received.includes(`${ROOT}/devices/dev-a/commands signed-envelope`), 'dev-a to get the command', 20_000);
+    // The results topic would have carried the forged result before the command: the broker dropped it.
+    expect(watcher.messages.map((m) => m.text)).not.toContain('forged-result');
   });
 });

@@ -246,6 +246,22 @@ const cases: Case[] = [
     expect: ['k3s.extraArgs (k3s agent arguments): k3s.extraArgs: --token is set by fleetlet from its own config (or would expose a secret)'],
     never: ['very-secret'],
   },
+  {
+    name: 'enrolment over plain http to another machine',
+    yaml: `${OK_BROKER}enrolment:\n  hubUrl: http://hub.example\n  allowInsecureLoopback: true\n`,
+    expect: ['enrolment.hubUrl (FILE:4): expected an https:// URL (the bootstrap token and the certificate cross it)'],
+  },
+  {
+    name: 'enrolment without the fleet CA',
+    yaml: `device:\n  id: pi-01\n${OK_BROKER}enrolment:\n  hubUrl: https://hub.example\n`,
+    expect: ['enrolment.caFile (config): enrolment needs the fleet CA: set enrolment.caFile or broker.tls.caFile'],
+  },
+  {
+    name: 'enrolment beside a hand-made client certificate',
+    yaml: `device:\n  id: pi-01\n${OK_BROKER}  tls:\n    certFile: DIR/device.pem\nenrolment:\n  hubUrl: https://hub.example\n  caFile: DIR/ca.pem\n`,
+    files: { 'device.pem': { content: 'certificate' }, 'ca.pem': { content: 'ca' } },
+    expect: ['broker.tls.certFile (config): with enrolment.hubUrl the device makes its own key and certificate: leave broker.tls.certFile and keyFile unset'],
+  },
 ];
 
 describe('fleetlet config check: bad configs exit 78 with precise messages', () => {

@@ -4,6 +4,8 @@ import { chromiumAvailable, collectErrors, launchChromium, screenshot } from '..
 import { mosquittoAvailable, startMosquitto, type TestBroker } from '../helpers/mosquitto.js';
 import { tempDir } from '../helpers/paths.js';
 import { waitFor } from '../helpers/wait.js';
+import { testKey } from '../fixtures/command-keys.js';
+import { rolloutRequest } from '../fixtures/hub-rollout-requests.js';
 import { publishAll } from '../helpers/hub-process.js';
 import { inventoryPayload, presencePayload, resultPayload, statusPayload, topic } from '../fixtures/hub-messages.js';
 import {
@@ -204,6 +206,57 @@ describe.skipIf(!mosquittoAvailable() || !chromiumAvailable())('the hub dashboar
     expect(await viewer.page.locator('header .who').innerText()).toBe('viewer (viewer)');
     expect([...operator.errors, ...viewer.errors]).toEqual([]);
     await operator.context.close();
+    await viewer.context.close();
+  });
+
+  it("lists the hub's open alerts with their remedies: the crash loop and the identity conflict the fleet reported", async () => {
+    await waitFor(async () => (await api('/api/v1/alerts?state=open')).alerts.length >= 2, 'the alert engine to open the alerts', 40_000);
+    const { context, page, errors } = await loggedIn('viewer');
+    await page.getByRole('link', { name: 'Alerts' }).click();
+    const open = page.locator('.alerts-page table').first();
+    await expect.poll(() => open.innerText(), { timeout: 20_000 }).toContain('k3s-crash-loop');
+    const crashLoop = open.locator('tr', { hasText: 'k3s-crash-loop' });
+    expect(await crashLoop.innerText()).toContain('pi-0001');
+    expect(await crashLoop.locator('.remedy').innerText()).toMatch(/^What to do: /);
+    expect(await open.locator('tr', { hasText: 'identity-conflict' }).innerText()).toContain('pi-0003');
+    await screenshot(page, 'alerts-1280');
+    expect(errors).toEqual([]);
+    await context.close();
+  });
+
+  it('shows a rollout the operator started, its batches and devices, and aborts it from the page (an operator only)', async () => {
+    const viewer = await loggedIn('viewer');
+    const { context, page, errors } = await loggedIn('ops');
+    await page.getByRole('link', { name: 'Rollouts' }).click();
+    await page.locator('.rollouts-page').getByText('No rollouts.').waitFor({ timeout: 20_000 });
+    // Started as `fleet rollout --hub` does: one command signed per device; these devices never answer, so it runs on.
+    const request = rolloutRequest(testKey('ops'), [['pi-0001'], ['pi-0002', 'pi-0004']], { deviceTimeoutSeconds: 3600, description: 'k3s to v1.36.3+k3s1 (dashboard test)' });
+    const created = await fetch(`${hub.url}/api/v1/rollouts`, { method: 'POST', headers: { authorization: `Bearer ${hub.token}`, 'content-type': 'application/json' }, body: JSON.stringify(request) });
+    expect(created.status).toBe(201);
+    const link = page.getByRole('link', { name: request.rolloutId });
+    await link.waitFor({ timeout: 20_000 });
+    expect(await page.locator('.rollouts-page tr', { hasText: request.rolloutId }).innerText()).toMatch(/running/);
+    await link.click();
+    await expect.poll(() => page.locator('.rollouts-page').innerText(), { timeout: 20_000 }).toContain('pi-0001');
+    // Batches not running are folded; opening one shows its devices, still pending.
+    expect(await page.locator('.rollouts-page').innerText()).not.toContain('pi-0004');
+    await page.getByText('Batch 2: waiting, 2 device(s)').click();
+    expect(await page.locator('.rollouts-page tr', { hasText: 'pi-0004' }).innerText()).toContain('pending');
+    await screenshot(page, 'rollout-1280');
+
+    // A viewer sees the same rollout without its controls.
+    await viewer.page.goto(`${hub.url}/#/rollouts/${request.rolloutId}`);
+    await expect.poll(() => viewer.page.locator('.rollouts-page').innerText(), { timeout: 20_000 }).toContain('pi-0001');
+    expect(await viewer.page.getByRole('button', { name: 'Abort' }).count()).toBe(0);
+
+    page.once('dialog', (dialog) => void dialog.accept());
+    await page.getByRole('button', { name: 'Abort' }).click();
+    await waitFor(async () => (await api(`/api/v1/rollouts/${request.rolloutId}`)).state === 'aborted', 'the rollout aborted', 20_000);
+    await expect.poll(() => page.locator('.rollouts-page').innerText(), { timeout: 20_000 }).toMatch(/aborted/);
+    expect((await api('/api/v1/audit')).entries.map((e: { action: string }) => e.action)).toContain('rollout.abort');
+    expect(errors).toEqual([]);
+    expect(viewer.errors).toEqual([]);
+    await context.close();
     await viewer.context.close();
   });
 

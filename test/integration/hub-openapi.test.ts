@@ -3,6 +3,11 @@ import Ajv from 'ajv';
 import { HubDatabases } from '../helpers/hub-database.js';
 import { deviceRow, startHubApi, type TestHubApi } from '../helpers/hub-api.js';
 import { INVENTORY_EXAMPLE } from '../../src/protocol/inventory.js';
+import { createRollout } from '../../src/hub/rollouts/create-rollout.js';
+import { testKey } from '../fixtures/command-keys.js';
+import { rolloutRequest } from '../fixtures/hub-rollout-requests.js';
+
+const OPENAPI_ROLLOUT = rolloutRequest(testKey('ops'), [['pi-a']]);
 
 interface OpenApi {
   openapi: string;
@@ -38,6 +43,7 @@ describe('hub OpenAPI document', () => {
       .insertInto('status_samples')
       .values({ device_id: 'pi-a', sampled_at_ms: now - 1000, received_at_ms: now, seq: 1, historical: 0, cpu_percent: null, memory_available_bytes: null, memory_total_bytes: null, temperature_c: null, k3s_healthy: 1, disk_free_bytes: null })
       .execute();
+    await createRollout(api.hub, OPENAPI_ROLLOUT, 'ops', now);
     doc = (await (await fetch(`${api.url}/api/v1/openapi.json`)).json()) as OpenApi;
   });
   afterAll(async () => {
@@ -62,7 +68,7 @@ describe('hub OpenAPI document', () => {
       const get = methods.get;
       const content = get?.responses['200']?.content['application/json'];
       if (!content) continue;
-      const path = template.replace('{deviceId}', 'pi-a');
+      const path = template.replace('{deviceId}', 'pi-a').replace('{rolloutId}', OPENAPI_ROLLOUT.rolloutId);
       const res = await api.get(path);
       expect({ path, status: res.status }).toEqual({ path, status: 200 });
       const schema = doc.components.schemas[content.schema.$ref.split('/').pop()!]!;
@@ -71,7 +77,7 @@ describe('hub OpenAPI document', () => {
       checked.push(template);
     }
     expect(checked).toEqual(
-      expect.arrayContaining(['/api/v1/devices', '/api/v1/devices/{deviceId}', '/api/v1/devices/{deviceId}/history', '/api/v1/events', '/api/v1/results', '/api/v1/audit', '/api/v1/me']),
+      expect.arrayContaining(['/api/v1/rollouts', '/api/v1/rollouts/{rolloutId}', '/api/v1/devices', '/api/v1/devices/{deviceId}', '/api/v1/devices/{deviceId}/history', '/api/v1/events', '/api/v1/results', '/api/v1/audit', '/api/v1/me']),
     );
   });
 

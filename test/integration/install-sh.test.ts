@@ -131,6 +131,46 @@ describe('packaging/install.sh', () => {
     expect(calls).not.toContain(TOKEN);
   });
 
+  it('with --enrol-token-file and --hub: the token 0600 and an enrolment drop-in, never on a command line or in its output', async () => {
+    const root = scratch();
+    const enrolToken = `enrol-${'c'.repeat(40)}`;
+    const tokenFile = join(scratch(), 'enrol-token');
+    writeFileSync(tokenFile, `${enrolToken}\n`, { mode: 0o600 });
+    const args = ['--binary', binary, '--broker', `mqtts://127.0.0.1:${closedPort}`, '--ca-file', ca, '--hub', 'https://hub.example.test', '--enrol-token-file', tokenFile, '--root', root];
+    const traced = has('strace') || REQUIRE_TOOLS;
+    const trace = join(scratch(), 'execve.log');
+    const result = await install(args, {}, traced ? ['strace', '-f', '-s', '65536', '-e', 'trace=execve', '-o', trace] : []);
+    expect(result.code, result.output).toBe(0);
+    expect(readFileSync(join(root, 'etc/fleetlet/enrol-token'), 'utf8')).toBe(`${enrolToken}\n`);
+    expect(mode(join(root, 'etc/fleetlet/enrol-token'))).toBe(0o600);
+    expect(readFileSync(join(root, 'etc/fleetlet/config.d/50-enrolment.yaml'), 'utf8')).toContain('hubUrl: https://hub.example.test');
+    expect(readFileSync(join(root, 'etc/fleetlet/config.yaml'), 'utf8')).toContain('caFile: "/etc/fleetlet/trust/fleet-ca.crt"');
+    // The root here is checked as an image: it holds the token and enrols when it first runs.
+    expect(result.output).toMatch(/PASS {2}client-certificate devices flashed from this image enrol at first boot with https:\/\/hub.example.test/);
+    expect(result.output).not.toMatch(/PASS {2}broker/);
+    expect(result.output).not.toContain(enrolToken);
+    if (traced) {
+      const calls = readFileSync(trace, 'utf8');
+      expect(calls).toContain('--enrol-token-file');
+      expect(calls).not.toContain(enrolToken);
+    }
+  });
+
+  it('refuses --hub without a token file or a CA, and a hub over plain http', async () => {
+    const tokenFile = join(scratch(), 'enrol-token');
+    writeFileSync(tokenFile, 'token\n', { mode: 0o600 });
+    const broker = ['--binary', binary, '--broker', `mqtts://127.0.0.1:${closedPort}`, '--root', scratch()];
+    const noToken = await install([...broker, '--ca-file', ca, '--hub', 'https://hub.example.test']);
+    expect(noToken.code).toBe(1);
+    expect(noToken.output).toContain('--hub needs --enrol-token-file FILE');
+    const noCa = await install([...broker, '--hub', 'https://hub.example.test', '--enrol-token-file', tokenFile]);
+    expect(noCa.code).toBe(1);
+    expect(noCa.output).toContain('enrolment needs --ca-file FILE');
+    const plain = await install([...broker, '--ca-file', ca, '--hub', 'http://hub.example.test', '--enrol-token-file', tokenFile]);
+    expect(plain.code).toBe(1);
+    expect(plain.output).toContain('--hub must be an https:// URL');
+  });
+
   it('downloads from a URL with %ARCH%, verifies the sha256, and refuses a mismatch', async () => {
     const url = `${base}/fleetlet-linux-%ARCH%.gz`;
     const sha = createHash('sha256').update(gzipSync(readFileSync(binary))).digest('hex');

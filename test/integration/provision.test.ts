@@ -289,6 +289,50 @@ describeArm64('fleetlet provision: every file the config names is in the image',
   });
 });
 
+describeArm64('fleetlet provision: zero-touch enrolment in the image', () => {
+  const ENROL_TOKEN = `enrol-${'b'.repeat(40)}`;
+
+  it('writes the bootstrap token (0600), the fleet CA and an enrolment drop-in, never a device certificate; doctor sees an image that enrols', () => {
+    const dir = scratch();
+    const inputs = imageInputs(dir);
+    writeFileSync(join(dir, 'enrol-token'), `${ENROL_TOKEN}\n`, { mode: 0o600 });
+    const root = arm64Image();
+    const result = runCli([
+      ...cliArgs(root, inputs),
+      '--enrol-token-file', join(dir, 'enrol-token'), '--hub', 'https://hub.example.test', '--ca-file', join(dir, 'fleet-ca.crt'),
+    ]);
+    expect(result.code, result.stderr).toBe(0);
+    expect(readFileSync(join(root, 'etc/fleetlet/enrol-token'), 'utf8')).toBe(`${ENROL_TOKEN}\n`);
+    expect(mode(join(root, 'etc/fleetlet/enrol-token'))).toBe(0o600);
+    expect(readFileSync(join(root, 'etc/fleetlet/config.d/50-enrolment.yaml'), 'utf8')).toContain(
+      'enrolment:\n  hubUrl: https://hub.example.test\n  bootstrapTokenFile: /etc/fleetlet/enrol-token\n  caFile: /etc/fleetlet/trust/fleet-ca.crt\n',
+    );
+    expect(existsSync(join(root, 'etc/fleetlet/trust/fleet-ca.crt'))).toBe(true);
+    // Nothing of a device: no state, no key, no certificate.
+    expect(existsSync(join(root, 'var/lib/fleetlet'))).toBe(false);
+    expect(`${result.stdout}${result.stderr}`).not.toContain(ENROL_TOKEN);
+    const doctor = runCli(['doctor', '--root', root, '--json']);
+    const results = JSON.parse(doctor.stdout) as { check: string; status: string; summary: string }[];
+    expect(results).toContainEqual({ check: 'client-certificate', status: 'pass', summary: 'devices flashed from this image enrol at first boot with https://hub.example.test' });
+  });
+
+  it('needs --hub, --enrol-token-file and --ca-file together, and an https hub (exit 64, naming the flag)', () => {
+    const dir = scratch();
+    const inputs = imageInputs(dir);
+    writeFileSync(join(dir, 'enrol-token'), `${ENROL_TOKEN}\n`, { mode: 0o600 });
+    const base = cliArgs(arm64Image(), inputs);
+    const noHub = runCli([...base, '--enrol-token-file', join(dir, 'enrol-token')]);
+    expect(noHub.code).toBe(64);
+    expect(noHub.stderr).toContain('--enrol-token-file needs --hub URL');
+    const noCa = runCli([...base, '--enrol-token-file', join(dir, 'enrol-token'), '--hub', 'https://hub.example.test']);
+    expect(noCa.code).toBe(64);
+    expect(noCa.stderr).toContain('--hub needs --ca-file FILE');
+    const plain = runCli([...base, '--enrol-token-file', join(dir, 'enrol-token'), '--hub', 'http://hub.example.test', '--ca-file', join(dir, 'fleet-ca.crt')]);
+    expect(plain.code).toBe(64);
+    expect(plain.stderr).toContain('--hub http://hub.example.test: expected an https:// URL');
+  });
+});
+
 describeArm64('fleetlet provision: what was written is known', () => {
   it('--dry-run lists exactly the paths a real run writes, and writes nothing', () => {
     const inputs = imageInputs(scratch());

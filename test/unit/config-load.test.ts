@@ -91,6 +91,16 @@ describe('configuration sources and their precedence', () => {
     expect(`${config.k3s.token}`).toBe('[redacted]');
   });
 
+  it('accepts a bootstrap token file that is gone (spent after enrolment), but not a missing CA or key file', () => {
+    const ca = join(dir, 'fleet-ca.crt');
+    writeFileSync(ca, 'not read here\n');
+    const enrolment = `enrolment:\n  hubUrl: https://hub.example.net\n  caFile: ${ca}\n  bootstrapTokenFile: ${join(dir, 'spent.token')}\n`;
+    const path = configDir('spent-token', `broker: {url: "mqtts://b"}\n${enrolment}`);
+    expect(loadConfig({ path, explicit: true, env: {} }).config.enrolment?.bootstrapTokenFile).toBe(join(dir, 'spent.token'));
+    const noCa = configDir('no-ca', `broker: {url: "mqtts://b"}\n${enrolment.replace(ca, join(dir, 'missing-ca.crt'))}`);
+    expect(() => loadConfig({ path: noCa, explicit: true, env: {} })).toThrow(/caFile.*no such file/s);
+  });
+
   it('throws a ConfigError listing problems from every source together', () => {
     const path = configDir('mixed', 'broker: {url: "mqtts://b"}\ndevice: {id: BAD}\n', { '50.yaml': 'log: {level: nope}\n' });
     try {

@@ -149,10 +149,24 @@ describe.skipIf(!mosquittoAvailable())('doctor: the shipped broker accepts this 
     expect(result!.fix).toContain('issue broker.tls.certFile from the CA the broker trusts');
   });
 
+  it('with enrolment configured but no certificate yet: fails, never passes, and says the device is not enrolled', async () => {
+    const config = context({
+      device: { id: 'pi-01' },
+      broker: { url, tls: { caFile: ca.cert } },
+      k3s: { enabled: false },
+      stateDir: join(dir, 'not-enrolled'),
+      enrolment: { hubUrl: 'https://hub.example.net', bootstrapTokenFile: join(dir, 'token') },
+    });
+    const [result] = await checkBroker(config);
+    expect(result).toMatchObject({ check: 'broker', status: 'fail' });
+    expect(result!.summary).toContain('not enrolled yet');
+  });
+
   it('fails without a client certificate, and says to set one', async () => {
     const [result] = await checkBroker(broker(url, { caFile: ca.cert }));
     expect(result).toMatchObject({ status: 'fail' });
     expect(result!.fix).toContain('broker.tls.certFile');
+    expect(result!.fix).toContain('enrol the device');
   });
 });
 

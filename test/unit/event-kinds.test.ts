@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { STATE_EVENT_KINDS } from '../../src/daemon/agent-state.js';
 import { IDENTITY_EVENT_KINDS } from '../../src/identity/reidentify.js';
+import { ENROLMENT_EVENT_KINDS } from '../../src/identity/enrolment-part.js';
 import { K3S_EVENT_KINDS } from '../../src/k3s/events.js';
 import { classifyLine } from '../../src/k3s/log-patterns.js';
 import { EVENT_KINDS, EventSchema, eventKindSpec, isEventKind, type EventKind } from '../../src/protocol/event.js';
@@ -17,6 +18,7 @@ const PRODUCERS: Record<string, readonly string[]> = {
   'the telemetry condition detector': CONDITION_EVENT_KINDS,
   'the state database': STATE_EVENT_KINDS,
   'the device identity': IDENTITY_EVENT_KINDS,
+  enrolment: ENROLMENT_EVENT_KINDS,
 };
 
 const produced = (): { producer: string; kind: string }[] =>

@@ -2,7 +2,9 @@ import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import type { IClientOptions } from 'mqtt';
 import { isPlaintextBrokerUrl, isTlsBrokerUrl } from '../../protocol/broker-url.js';
+import { existsSync } from 'node:fs';
 import { type Check, type CheckResult, type DoctorContext, fail, inRoot, pass, warn } from './check.js';
+import { effectiveBrokerTls } from './client-certificate.js';
 
 /**
  * The broker: reachable, for mqtts:// a TLS handshake that verifies with the configured CA, and then an MQTT CONNECT
@@ -10,8 +12,10 @@ import { type Check, type CheckResult, type DoctorContext, fail, inRoot, pass, w
  * the broker takes the device.
  */
 export const checkBroker: Check = async (context) => {
-  const broker = context.config?.broker;
-  if (!broker) return [fail('broker', 'no broker configured (the configuration did not load)', 'fix the configuration first: fleetlet config check')];
+  if (!context.config) return [fail('broker', 'no broker configured (the configuration did not load)', 'fix the configuration first: fleetlet config check')];
+  // With enrolment, the certificate the agent connects with is the enrolled one.
+  const broker = { ...context.config.broker, tls: effectiveBrokerTls(context.config) };
+  const enrolling = context.config.enrolment.hubUrl !== undefined;
   const url = new URL(broker.url);
   const port = Number(url.port) || (url.protocol === 'mqtts:' ? 8883 : 1883);
   const host = url.hostname.replace(/^\[|\]$/g, '');
@@ -22,6 +26,12 @@ export const checkBroker: Check = async (context) => {
     if (refused) return [refused];
     return [warn('broker', `${host}:${port} accepts this device over plain mqtt:// (unencrypted)${credentialsNote(broker)}`, 'use an mqtts:// URL with broker.tls.caFile')];
   }
+  if (!context.image && broker.tls.certFile && !existsSync(inRoot(context, broker.tls.certFile))) {
+    // No certificate yet: whatever the handshake says, a broker that requires one would refuse this device.
+    return [fail('broker', `${host}:${port} not checked: no client certificate at ${broker.tls.certFile}${enrolling ? ' (not enrolled yet)' : ''}`, enrolling ? 'the agent enrols at its start (see the client-certificate check)' : ENROL_FIX)];
+  }
+  // An image has no device certificate yet (it enrols at first boot): only its trust in the broker is checked.
+  if (context.image && broker.tls.certFile && !existsSync(inRoot(context, broker.tls.certFile))) broker.tls = { ...broker.tls, certFile: undefined, keyFile: undefined };
   const result = await context.probe.tls(host, port, {
     // The files the config names are where the device has them: inside the root doctor looks at.
     ca: broker.tls.caFile && inRoot(context, broker.tls.caFile),
@@ -73,11 +83,13 @@ function refusalFix(error: string, broker: BrokerConfig): string {
   if (/username or password|Not authori[sz]ed/i.test(error)) {
     return broker.auth.username
       ? 'the broker does not accept broker.auth.username with this password: check broker.auth.passwordFile against the broker password file'
-      : 'the broker wants credentials or a client certificate it accepts: set broker.tls.certFile/keyFile (or broker.auth)';
+      : `the broker wants credentials or a client certificate it accepts: ${ENROL_FIX} (or broker.auth)`;
   }
   if (broker.tls.certFile) return 'the broker refused the client certificate: issue broker.tls.certFile from the CA the broker trusts for devices (its cafile), for this device id';
-  return 'the broker requires a client certificate: set broker.tls.certFile and broker.tls.keyFile (or broker.auth for a password listener)';
+  return `the broker requires a client certificate: ${ENROL_FIX} (or broker.auth for a password listener)`;
 }
+
+const ENROL_FIX = 'enrol the device (enrolment.hubUrl and enrolment.bootstrapTokenFile; install.sh --enrol-token-file FILE --hub URL), or set broker.tls.certFile and broker.tls.keyFile';
 
 /** The k3s server: a TLS handshake to its URL (k3s verifies the server CA itself, with the token's hash). */
 export const checkK3sServer: Check = async (context) => {

@@ -7,6 +7,7 @@ import { deviceFindings, parseStatus } from './device-rules.js';
 import { DEVICE_RULES, type AlertFinding, type ExternalRule } from './finding.js';
 import { pruneAlerts } from './prune.js';
 import { readDeviceFacts } from './snapshot.js';
+import { PeriodicRun } from '../../lib/periodic-run.js';
 
 /**
  * The alert engine: every `intervalSeconds` it reads the fleet from the database, asks each device rule what should
@@ -56,8 +57,7 @@ export interface ExternalAlertReport {
 export class AlertEngine {
   private readonly store: AlertStore;
   private readonly now: () => number;
-  private timer: NodeJS.Timeout | undefined;
-  private running: Promise<unknown> | undefined;
+  private periodic: PeriodicRun | undefined;
   private prunedAtMs = 0;
 
   constructor(private readonly options: AlertEngineOptions) {
@@ -69,21 +69,14 @@ export class AlertEngine {
   }
 
   start(): void {
-    const tick = () => {
-      if (this.running) return;
-      this.running = this.evaluate()
-        .catch((err: unknown) => this.options.log.error({ err: err instanceof Error ? err.message : String(err) }, 'alert evaluation failed; retried at the next interval'))
-        .finally(() => (this.running = undefined));
-    };
-    this.timer = setInterval(tick, this.options.config.intervalSeconds * 1000);
-    this.timer.unref();
-    tick();
+    this.periodic = new PeriodicRun(() => this.evaluate(), this.options.config.intervalSeconds * 1000, (err: unknown) =>
+      this.options.log.error({ err: err instanceof Error ? err.message : String(err) }, 'alert evaluation failed; retried at the next interval'),
+    );
+    this.periodic.start();
   }
 
   async stop(): Promise<void> {
-    clearInterval(this.timer);
-    this.timer = undefined;
-    await this.running;
+    await this.periodic?.stop();
   }
 
   /** One evaluation of every device rule; public so that a test (or a CLI) can drive it. */

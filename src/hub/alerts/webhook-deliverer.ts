@@ -7,6 +7,7 @@ import type { AlertDeliveryRow } from '../db/tables.js';
 import { bumpCounter } from '../ingest/commit-batch.js';
 import { postWebhook } from './webhook-post.js';
 import type { WebhookTarget } from './webhook-secrets.js';
+import { PeriodicRun } from '../../lib/periodic-run.js';
 
 /**
  * Sends the queued deliveries (alert_deliveries) to their webhooks: due ones oldest first, one change of an alert at
@@ -39,8 +40,7 @@ const LEASE_SLACK_MS = 5_000;
 export class WebhookDeliverer {
   private readonly now: () => number;
   private readonly random: () => number;
-  private timer: NodeJS.Timeout | undefined;
-  private running: Promise<unknown> | undefined;
+  private periodic: PeriodicRun | undefined;
 
   constructor(private readonly options: WebhookDelivererOptions) {
     this.now = options.now ?? Date.now;
@@ -49,21 +49,14 @@ export class WebhookDeliverer {
 
   start(): void {
     if (this.options.targets.size === 0) return;
-    const tick = () => {
-      if (this.running) return;
-      this.running = this.runOnce()
-        .catch((err: unknown) => this.options.log.error({ err: err instanceof Error ? err.message : String(err) }, 'webhook delivery run failed; retried shortly'))
-        .finally(() => (this.running = undefined));
-    };
-    this.timer = setInterval(tick, this.options.pollMs ?? 1000);
-    this.timer.unref();
-    tick();
+    this.periodic = new PeriodicRun(() => this.runOnce(), this.options.pollMs ?? 1000, (err: unknown) =>
+      this.options.log.error({ err: err instanceof Error ? err.message : String(err) }, 'webhook delivery run failed; retried shortly'),
+    );
+    this.periodic.start();
   }
 
   async stop(): Promise<void> {
-    clearInterval(this.timer);
-    this.timer = undefined;
-    await this.running;
+    await this.periodic?.stop();
   }
 
   /** Expires what is too old, then sends what is due; returns how many were sent successfully. */

@@ -26,17 +26,17 @@ export function parseInput<S extends z.ZodType>(schema: S, input: unknown): z.ou
   throw new ApiRequestError(400, field ? `${field}: ${message}` : message, field ?? (issue.code === 'unrecognized_keys' ? issue.keys[0] : undefined));
 }
 
-/** Reads a JSON body of at most MAX_BODY_BYTES; larger bodies are refused with 413 without reading them whole. */
-export async function readJsonBody(req: IncomingMessage): Promise<unknown> {
+/** Reads a JSON body of at most `maxBytes`; larger bodies are refused with 413 without reading them whole. */
+export async function readJsonBody(req: IncomingMessage, maxBytes = MAX_BODY_BYTES): Promise<unknown> {
   const type = req.headers['content-type'] ?? '';
   if (!/^application\/json(\s*;|$)/i.test(type)) throw new ApiRequestError(415, 'expected Content-Type: application/json');
   const declared = Number(req.headers['content-length'] ?? 0);
-  if (declared > MAX_BODY_BYTES) throw new ApiRequestError(413, `the body is larger than ${MAX_BODY_BYTES} bytes`);
+  if (declared > maxBytes) throw new ApiRequestError(413, `the body is larger than ${maxBytes} bytes`);
   const chunks: Buffer[] = [];
   let size = 0;
   for await (const chunk of req as AsyncIterable<Buffer>) {
     size += chunk.length;
-    if (size > MAX_BODY_BYTES) throw new ApiRequestError(413, `the body is larger than ${MAX_BODY_BYTES} bytes`);
+    if (size > maxBytes) throw new ApiRequestError(413, `the body is larger than ${maxBytes} bytes`);
     chunks.push(chunk);
   }
   try {

@@ -4,6 +4,7 @@ import * as S from '../../protocol/hub-api.js';
 import { AlertList, AlertsQuery } from '../../protocol/hub-alerts-api.js';
 import * as E from '../../protocol/hub-enrolment-api.js';
 import { EnrolRequest, EnrolResponse } from '../../protocol/enrolment.js';
+import * as R from '../../protocol/hub-rollouts-api.js';
 
 /**
  * The OpenAPI 3.0 document of /api/v1, generated from the zod schemas the server validates and answers with, so
@@ -27,6 +28,11 @@ const COMPONENTS = {
   EnrolmentList: E.EnrolmentList,
   EnrolmentRequest: E.EnrolmentRequestItem,
   RevokeResult: E.RevokeResult,
+  HubRolloutCreate: R.HubRolloutCreate,
+  HubRolloutAction: R.HubRolloutAction,
+  HubRolloutSummary: R.HubRolloutSummary,
+  HubRolloutList: R.HubRolloutList,
+  HubRolloutDetail: R.HubRolloutDetail,
 } as const;
 
 export type ComponentName = keyof typeof COMPONENTS;
@@ -40,6 +46,8 @@ interface Operation {
   role?: 'viewer' | 'operator' | 'none';
   pathParams?: string[];
   contentType?: string;
+  /** The success status when it is not 200 (201 for a create). */
+  status?: 201;
 }
 
 const OPERATIONS: Record<string, Partial<Record<'get' | 'post' | 'delete', Operation>>> = {
@@ -85,6 +93,25 @@ const OPERATIONS: Record<string, Partial<Record<'get' | 'post' | 'delete', Opera
   '/api/v1/devices/{deviceId}/revoke': {
     post: { summary: "Revoke a device's certificates into the CRL, void its renewal credential, report its k3s node for removal", response: 'RevokeResult', role: 'operator', pathParams: ['deviceId'] },
   },
+  '/api/v1/rollouts': {
+    get: { summary: 'Rollouts the hub runs, newest first', response: 'HubRolloutList' },
+    post: {
+      summary: 'Start a rollout from commands the operator signed, one per device; the hub only releases them batch by batch (audited)',
+      body: 'HubRolloutCreate',
+      response: 'HubRolloutSummary',
+      role: 'operator',
+      status: 201,
+    },
+  },
+  '/api/v1/rollouts/{rolloutId}': {
+    get: { summary: 'One rollout: its batches and each device\'s outcome, times and detail', response: 'HubRolloutDetail', pathParams: ['rolloutId'] },
+  },
+  ...Object.fromEntries(
+    R.HUB_ROLLOUT_ACTIONS.map((action) => [
+      `/api/v1/rollouts/{rolloutId}/${action}`,
+      { post: { summary: `${action[0]!.toUpperCase()}${action.slice(1)} the rollout (audited)`, body: 'HubRolloutAction', response: 'HubRolloutSummary', role: 'operator', pathParams: ['rolloutId'] } },
+    ]),
+  ),
 };
 
 function jsonSchema(schema: z.ZodType, io: 'input' | 'output'): Record<string, unknown> {
@@ -125,7 +152,7 @@ export function openApiDocument(): Record<string, unknown> {
           ? { requestBody: { required: true, content: { 'application/json': { schema: { $ref: `#/components/schemas/${op.body}` } } } } }
           : {}),
         responses: {
-          200: { description: 'OK', content: { [op.contentType ?? 'application/json']: { schema: { $ref: `#/components/schemas/${op.response}` } } } },
+          [op.status ?? 200]: { description: 'OK', content: { [op.contentType ?? 'application/json']: { schema: { $ref: `#/components/schemas/${op.response}` } } } },
           400: errorResponse('A malformed request; `field` names the parameter at fault'),
           ...(role === 'none' ? { 429: errorResponse('Too many failed logins') } : { 401: errorResponse('Not logged in') }),
           ...(role === 'operator' ? { 403: errorResponse('The role viewer may not do this') } : {}),

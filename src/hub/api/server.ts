@@ -16,6 +16,7 @@ import { openApiDocument } from './openapi.js';
 import { DATA_ROUTES, type Route, type RouteContext } from './routes.js';
 import { enrolmentDeviceRoutes, enrolmentOperatorRoutes, type DeviceRoute } from './enrolment-routes.js';
 import type { EnrolmentAuthority } from '../enrolment/enrolment-authority.js';
+import { ROLLOUT_ROUTES } from './rollout-routes.js';
 import * as S from '../../protocol/hub-api.js';
 import { changedDevice } from '../../protocol/changed-device.js';
 
@@ -64,7 +65,7 @@ export class HubApiServer {
       onError: (err) => options.logger.warn({ err }, 'the live stream could not read the database'),
     });
     this.counters = { requests: new Map(), loginFailures: 0, streamClients: () => this.feed.listenerCount };
-    this.routes = [...DATA_ROUTES, ...ALERT_ROUTES, ...this.ownRoutes(), ...enrolmentOperatorRoutes(options.enrolment)];
+    this.routes = [...DATA_ROUTES, ...ALERT_ROUTES, ...ROLLOUT_ROUTES, ...this.ownRoutes(), ...enrolmentOperatorRoutes(options.enrolment)];
     this.deviceRoutes = enrolmentDeviceRoutes(options.enrolment);
   }
 

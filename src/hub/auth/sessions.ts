@@ -58,13 +58,7 @@ export async function login(
     .executeTakeFirst();
   const passwordOk = await verifyPassword(request.password, operator?.password_hash ?? DUMMY_PASSWORD_HASH);
   if (!operator || !passwordOk || operator.disabled === 1) {
-    for (const { key } of keys) {
-      await hub.db
-        .insertInto('login_attempts')
-        .values({ attempt_key: key, window_start_ms: windowStart, failures: 1 })
-        .onConflict((oc) => oc.columns(['attempt_key', 'window_start_ms']).doUpdateSet((eb) => ({ failures: eb('login_attempts.failures', '+', 1) })))
-        .execute();
-    }
+    await countFailures(hub, keys.map(({ key }) => key), windowStart);
     await audit(hub, { actor: request.username, action: 'login.failed', target: null, remoteAddr }, now);
     throw new ApiRequestError(401, 'wrong user name or password');
   }
@@ -133,6 +127,17 @@ export interface AuditEntry {
   target: string | null;
   remoteAddr: string | null;
   detail?: Record<string, unknown>;
+}
+
+/** One more failure for each key in the window starting at windowStart (logins, and refused enrolments). */
+export async function countFailures(hub: HubDatabase, keys: string[], windowStart: number): Promise<void> {
+  for (const key of keys) {
+    await hub.db
+      .insertInto('login_attempts')
+      .values({ attempt_key: key, window_start_ms: windowStart, failures: 1 })
+      .onConflict((oc) => oc.columns(['attempt_key', 'window_start_ms']).doUpdateSet((eb) => ({ failures: eb('login_attempts.failures', '+', 1) })))
+      .execute();
+  }
 }
 
 export async function audit(hub: HubDatabase, entry: AuditEntry, now: number): Promise<void> {

@@ -1,6 +1,7 @@
 import { alertsMigration } from '../alerts/migration.js';
 import { enrolmentMigration } from './migration-0004-enrolment.js';
 import { type ColumnDefinitionBuilder, type CreateTableBuilder, type Kysely, type Migration } from 'kysely';
+import { rolloutsMigration } from '../rollouts/rollout-migration.js';
 
 /**
  * The hub's one migration list, for SQLite and PostgreSQL alike (kysely's schema builder writes each dialect's
@@ -211,6 +212,7 @@ export function hubMigrations(dialect: HubDialect): Record<string, Migration> {
   return {
     '0001_initial': initial(dialect),
     '0002_alerts': alertsMigration(dialect),
+    '0003_rollouts': rolloutsMigration,
     '0004_enrolment': enrolmentMigration(dialect),
   };
 }

@@ -1,4 +1,11 @@
 import type { Generated, Insertable, Selectable, Updateable } from 'kysely';
+import type { AlertDeliveriesTable, AlertsTable, AlertTracksTable } from './alert-tables.js';
+import type { DeviceCertificatesTable, EnrolledDevicesTable, EnrolmentRequestsTable, EnrolTokensTable } from './enrolment-tables.js';
+import type { RolloutDevicesTable, RolloutLeasesTable, RolloutsTable } from './rollout-tables.js';
+
+export type * from './alert-tables.js';
+export type * from './enrolment-tables.js';
+export type * from './rollout-tables.js';
 
 /**
  * The hub's tables as kysely sees them: the one description of the schema the ingest, the retention job and the
@@ -203,115 +210,6 @@ export interface AuditLogTable {
   remote_addr: string | null;
 }
 
-/** One row per alert: open while its condition lasts (at most one open per rule and subject), then resolved. */
-export interface AlertsTable {
-  id: Generated<number>;
-  /** One of ALERT_RULES (protocol/hub-alerts-api.ts). */
-  rule: string;
-  /** A device id, or `rollout:<id>` and the like for alerts reported from outside the engine. */
-  subject: string;
-  device_id: string | null;
-  rollout_id: string | null;
-  severity: string;
-  /** 'open' | 'resolved' */
-  state: string;
-  summary: string;
-  remedy: string | null;
-  details_json: string;
-  opened_at_ms: number;
-  updated_at_ms: number;
-  resolved_at_ms: number | null;
-  /** When webhooks were last told about it (opened or updated), to space out "updated" deliveries. */
-  notified_at_ms: number;
-}
-
-/** The webhook queue: one row per alert change and webhook, kept after delivery (bounded by the alerts' own life). */
-export interface AlertDeliveriesTable {
-  id: Generated<number>;
-  /** Sent as X-Fleetlet-Delivery; the same on every retry, so a receiver can drop a repeat. */
-  delivery_id: string;
-  alert_id: number;
-  /** The webhook's name in hub.alerts.webhooks. */
-  webhook: string;
-  /** 'opened' | 'updated' | 'resolved' */
-  event: string;
-  /** The exact JSON body, signed on every attempt. */
-  body: string;
-  /** 'pending' | 'delivered' | 'expired' */
-  state: string;
-  attempts: number;
-  created_at_ms: number;
-  next_attempt_at_ms: number;
-  /** A replica sending it holds it until then, so two replicas do not send it at once. */
-  lease_until_ms: number;
-  last_error: string | null;
-  done_at_ms: number | null;
-}
-
-/** What a rule that needs a trend (the outbox backlog) remembers per subject between evaluations. */
-export interface AlertTracksTable {
-  rule: string;
-  subject: string;
-  /** When the current rise began (device sample time) and the value then. */
-  since_ms: number;
-  since_value: number;
-  last_ms: number;
-  last_value: number;
-}
-
-/** Bootstrap tokens: each may enrol `max_uses` devices until it expires or is revoked; only its sha256 is stored. */
-export interface EnrolTokensTable {
-  id: Generated<number>;
-  name: string;
-  token_hash: string;
-  max_uses: number;
-  uses: number;
-  auto_approve: number;
-  created_at_ms: number;
-  expires_at_ms: number;
-  revoked: number;
-}
-
-/** One enrolment of a device id with one key: 'pending' (the operator's list), 'approved', 'denied' or 'issued'. */
-export interface EnrolmentRequestsTable {
-  id: Generated<number>;
-  device_id: string;
-  token_id: number;
-  public_key_sha256: string;
-  fingerprint: string | null;
-  remote_addr: string | null;
-  status: string;
-  created_at_ms: number;
-  decided_at_ms: number | null;
-  decided_by: string | null;
-}
-
-/** Every certificate the CA issued (serial as hex): the CRL lists the revoked ones. */
-export interface DeviceCertificatesTable {
-  serial: string;
-  device_id: string;
-  public_key_sha256: string;
-  not_before_ms: number;
-  not_after_ms: number;
-  issued_at_ms: number;
-  revoked_at_ms: number | null;
-}
-
-/** One row per enrolled device: 'active', 'revoked' (refused everywhere) or 'released' (may enrol again with a new key). */
-export interface EnrolledDevicesTable {
-  device_id: string;
-  state: string;
-  public_key_sha256: string;
-  renewal_hash: string | null;
-  current_serial: string | null;
-  not_after_ms: number | null;
-  enrolled_at_ms: number;
-  renewed_at_ms: number | null;
-  revoked_at_ms: number | null;
-  /** The k3s node name reported for removal from the cluster when the device was revoked. */
-  node_removal: string | null;
-}
-
 export interface HubTables {
   devices: DevicesTable;
   device_fingerprints: DeviceFingerprintsTable;
@@ -328,7 +226,6 @@ export interface HubTables {
   api_tokens: ApiTokensTable;
   login_attempts: LoginAttemptsTable;
   audit_log: AuditLogTable;
-  // 0002_alerts
   alerts: AlertsTable;
   alert_deliveries: AlertDeliveriesTable;
   alert_tracks: AlertTracksTable;
@@ -336,6 +233,9 @@ export interface HubTables {
   enrolment_requests: EnrolmentRequestsTable;
   device_certificates: DeviceCertificatesTable;
   enrolled_devices: EnrolledDevicesTable;
+  rollouts: RolloutsTable;
+  rollout_devices: RolloutDevicesTable;
+  rollout_leases: RolloutLeasesTable;
 }
 
 export type DeviceRow = Selectable<DevicesTable>;
@@ -349,5 +249,3 @@ export type RejectedMessageRow = Selectable<RejectedMessagesTable>;
 export type OperatorRow = Selectable<OperatorsTable>;
 export type ApiTokenRow = Selectable<ApiTokensTable>;
 export type AuditLogRow = Selectable<AuditLogTable>;
-export type AlertRow = Selectable<AlertsTable>;
-export type AlertDeliveryRow = Selectable<AlertDeliveriesTable>;

@@ -1,5 +1,6 @@
 import type { HubDatabase } from '../db/open.js';
 import { ApiRequestError } from '../api/errors.js';
+import { countFailures } from '../auth/sessions.js';
 
 /**
  * Refused enrolment attempts counted per bootstrap token and per address in fixed windows, in the table logins use
@@ -39,11 +40,9 @@ export async function checkAttempts(hub: HubDatabase, remoteAddr: string, tokenK
 export async function countRefusal(hub: HubDatabase, remoteAddr: string, tokenKey: string | undefined, policy: AttemptPolicy, now: number): Promise<void> {
   const windowMs = policy.windowSeconds * 1000;
   const windowStart = now - (now % windowMs);
-  for (const { key } of keys(remoteAddr, tokenKey, policy)) {
-    await hub.db
-      .insertInto('login_attempts')
-      .values({ attempt_key: key, window_start_ms: windowStart, failures: 1 })
-      .onConflict((oc) => oc.columns(['attempt_key', 'window_start_ms']).doUpdateSet((eb) => ({ failures: eb('login_attempts.failures', '+', 1) })))
-      .execute();
-  }
+  await countFailures(
+    hub,
+    keys(remoteAddr, tokenKey, policy).map(({ key }) => key),
+    windowStart,
+  );
 }

@@ -54,8 +54,11 @@ export class LocalCaIssuer implements CertificateIssuer {
   }
 
   async issue({ deviceId, csr, lifetimeDays, now }: IssueRequest): Promise<IssuedCertificate> {
-    const notBefore = new Date(now.getTime() - BACKDATE_MS);
-    const notAfter = new Date(now.getTime() + lifetimeDays * 86_400_000);
+    const lifetimeMs = lifetimeDays * 86_400_000;
+    // Bounded by the lifetime: 5 minutes back on a 20-second certificate would put the device's renewal point
+    // (a share of notBefore..notAfter) before its issue, and it would renew again at once, for ever.
+    const notBefore = new Date(now.getTime() - Math.min(BACKDATE_MS, lifetimeMs / 10));
+    const notAfter = new Date(now.getTime() + lifetimeMs);
     const serial = randomSerial();
     const cert = await x509.X509CertificateGenerator.create(
       {
