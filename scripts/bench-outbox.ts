@@ -3,6 +3,7 @@
 //   drain     100,000 queued records to mosquitto   vs  a bare MQTT.js QoS 1 publisher of the same messages, same window
 //   disk      bytes written per status record (/proc/self/io write_bytes)  vs  the record's own size
 //   memory    RSS of a fresh process while draining vs  the same process idle
+//   agent     the built agent draining a large backlog (BENCH_ONLY=agent only; see bench-drain-agent.ts)
 import { spawnSync } from 'node:child_process';
 import { closeSync, fdatasyncSync, openSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -10,13 +11,15 @@ import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import BetterSqlite3 from 'better-sqlite3';
 import mqtt from 'mqtt';
-import { Drainer, publisherOf } from '../src/link/drain.js';
+import { Drainer, publisherOf, type DrainSource } from '../src/link/drain.js';
 import { STATUS_EXAMPLE } from '../src/protocol/status.js';
 import { DATABASE_FILE, openDatabase } from '../src/store/db.js';
+import { markHistorical } from '../src/store/outbox-records.js';
 import { SqliteOutbox } from '../src/store/sqlite-outbox.js';
 import { StatusSpool } from '../src/store/status-spool.js';
 import type { NewOutboxRecord, OutboxLimits } from '../src/store/outbox.js';
 import { startMosquitto } from '../test/helpers/mosquitto.js';
+import { benchAgentDrain } from './bench-drain-agent.js';
 import { tempDir } from '../test/helpers/paths.js';
 
 const DRAIN_RECORDS = Number(process.env.BENCH_DRAIN_RECORDS ?? 100_000);
@@ -165,9 +168,30 @@ async function publishBare(brokerUrl: string, bodies: string[]): Promise<void> {
   await client.endAsync();
 }
 
-async function drainOutbox(brokerUrl: string, outbox: SqliteOutbox): Promise<void> {
+/**
+ * The drain as it read records before (the baseline of the change, in the same run): `pending`, all eight columns
+ * and a record object per row, `historical` spliced on in the drainer.
+ */
+function readingAsBefore(outbox: SqliteOutbox): DrainSource {
+  return {
+    outgoing: (afterSeq, limit, historicalUpTo) =>
+      outbox.pending(afterSeq, limit).map((q) => ({
+        seq: q.seq,
+        topic: q.topic,
+        payload: q.seq <= historicalUpTo ? markHistorical(q.body) : q.body,
+        qos: q.qos,
+        retain: q.retain,
+      })),
+    latest: (cls) => outbox.latest(cls),
+    lastSeq: () => outbox.lastSeq(),
+    acknowledge: (seqs) => outbox.acknowledge(seqs),
+    onEnqueue: (listener) => outbox.onEnqueue(listener),
+  };
+}
+
+async function drainOutbox(brokerUrl: string, outbox: SqliteOutbox, source: DrainSource = outbox): Promise<void> {
   const client = await mqtt.connectAsync(brokerUrl, { clientId: 'bench-outbox' });
-  const drainer = new Drainer(outbox, { window: WINDOW });
+  const drainer = new Drainer(source, { window: WINDOW });
   drainer.onConnect(publisherOf(client));
   while (outbox.stats().rows.status > 0) await new Promise((resolve) => setTimeout(resolve, 5));
   drainer.stop();
@@ -182,9 +206,15 @@ const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floo
  */
 async function benchDrain(brokerUrl: string): Promise<void> {
   const { dir, db, outbox } = freshOutbox();
-  const bare: { rate: number; cpuUs: number; maxMb: number; heapGrowthMb: number }[] = [];
-  const ours: { rate: number; cpuUs: number; maxMb: number; heapGrowthMb: number }[] = [];
+  type Round = { rate: number; cpuUs: number; maxMb: number; heapGrowthMb: number };
+  const bare: Round[] = [];
+  const ours: Round[] = [];
+  const strings: Round[] = [];
   let size = 0;
+  const measured = async (into: Round[], work: () => Promise<void>) => {
+    const m = await withRssSampler(work);
+    into.push({ rate: rate(DRAIN_RECORDS, m.ms), cpuUs: (m.cpuMs * 1000) / DRAIN_RECORDS, maxMb: m.maxMb, heapGrowthMb: m.heapGrowthMb });
+  };
   for (let round = 0; round < ROUNDS; round++) {
     // The bare publisher sends the very same bytes (messageId included), read from a filled outbox; the outbox then
     // drains a filled outbox. Neither holds the other's data while it is measured.
@@ -193,41 +223,47 @@ async function benchDrain(brokerUrl: string): Promise<void> {
       const bodies = outbox.pending(0, DRAIN_RECORDS).map((r) => r.body);
       outbox.acknowledge(outbox.pending(0, DRAIN_RECORDS).map((r) => r.seq));
       size = bodies[0]!.length;
-      const b = await withRssSampler(() => publishBare(brokerUrl, bodies));
-      bare.push({ rate: rate(DRAIN_RECORDS, b.ms), cpuUs: (b.cpuMs * 1000) / DRAIN_RECORDS, maxMb: b.maxMb, heapGrowthMb: b.heapGrowthMb });
+      await measured(bare, () => publishBare(brokerUrl, bodies));
     };
     const runOurs = async () => {
       fill(outbox);
-      const o = await withRssSampler(() => drainOutbox(brokerUrl, outbox));
-      ours.push({ rate: rate(DRAIN_RECORDS, o.ms), cpuUs: (o.cpuMs * 1000) / DRAIN_RECORDS, maxMb: o.maxMb, heapGrowthMb: o.heapGrowthMb });
+      await measured(ours, () => drainOutbox(brokerUrl, outbox));
     };
-    if (round % 2 === 0) {
-      await runBare();
-      await runOurs();
-    } else {
-      await runOurs();
-      await runBare();
-    }
-    const [o, b] = [ours.at(-1)!, bare.at(-1)!];
+    const runStrings = async () => {
+      fill(outbox);
+      await measured(strings, () => drainOutbox(brokerUrl, outbox, readingAsBefore(outbox)));
+    };
+    // Each round starts with another of the three, so that load from elsewhere on the machine hits all alike.
+    const order = [runBare, runOurs, runStrings];
+    for (let k = 0; k < order.length; k++) await order[(round + k) % order.length]!();
+    const [o, b, t] = [ours.at(-1)!, bare.at(-1)!, strings.at(-1)!];
     console.log(
-      `  round ${round + 1}: outbox ${o.rate} msg/s (${o.cpuUs.toFixed(1)} us CPU/msg), bare ${b.rate} msg/s (${b.cpuUs.toFixed(1)} us CPU/msg)`,
+      `  round ${round + 1}: outbox ${o.rate} msg/s (${o.cpuUs.toFixed(1)} us CPU/msg), bare ${b.rate} msg/s ` +
+        `(${b.cpuUs.toFixed(1)} us CPU/msg), outbox as before ${t.rate} msg/s (${t.cpuUs.toFixed(1)} us CPU/msg)`,
     );
   }
-  const [oursRate, bareRate] = [median(ours.map((r) => r.rate)), median(bare.map((r) => r.rate))];
-  const pairedRatio = median(ours.map((r, i) => r.rate / bare[i]!.rate));
+  const bareRate = median(bare.map((r) => r.rate));
+  const bareCpu = median(bare.map((r) => r.cpuUs));
   report(
-    `drain ${DRAIN_RECORDS} queued records (window ${WINDOW}, ${size} B each, median of ${ROUNDS} rounds): ${oursRate} msg/s; ` +
-      `bare MQTT.js QoS 1 publisher of the same messages ${bareRate} msg/s; ratio ${(oursRate / bareRate).toFixed(2)} ` +
-      `(median of the per-round ratios ${pairedRatio.toFixed(2)})`,
+    `drain ${DRAIN_RECORDS} queued records (window ${WINDOW}, ${size} B each, median of ${ROUNDS} rounds): ` +
+      `bare MQTT.js QoS 1 publisher of the same messages ${bareRate} msg/s, ${bareCpu.toFixed(1)} us CPU/msg`,
   );
-  const [oursCpu, bareCpu] = [median(ours.map((r) => r.cpuUs)), median(bare.map((r) => r.cpuUs))];
+  for (const [name, runs] of [
+    ['outbox drain (outgoing: five columns)', ours],
+    ['outbox drain as before (pending, all columns)', strings],
+  ] as const) {
+    const oursRate = median(runs.map((r) => r.rate));
+    const oursCpu = median(runs.map((r) => r.cpuUs));
+    report(
+      `  ${name}: ${oursRate} msg/s, ratio ${(oursRate / bareRate).toFixed(2)} (median of the per-round ratios ` +
+        `${median(runs.map((r, i) => r.rate / bare[i]!.rate)).toFixed(2)}); ${oursCpu.toFixed(1)} us CPU/msg, ratio ` +
+        `${(oursCpu / bareCpu).toFixed(2)} (per-round ${median(runs.map((r, i) => r.cpuUs / bare[i]!.cpuUs)).toFixed(2)}); ` +
+        `RSS max ${median(runs.map((r) => r.maxMb))} MB, JS heap growth max ${median(runs.map((r) => r.heapGrowthMb))} MB`,
+    );
+  }
   report(
-    `drain CPU of this process per message: ${oursCpu.toFixed(1)} us; bare publisher ${bareCpu.toFixed(1)} us; ratio ${(oursCpu / bareCpu).toFixed(2)}`,
-  );
-  report(
-    `memory while draining: RSS max ${median(ours.map((r) => r.maxMb))} MB, JS heap growth max ` +
-      `${median(ours.map((r) => r.heapGrowthMb))} MB; bare publisher (holding its ${DRAIN_RECORDS} messages in memory): ` +
-      `RSS max ${median(bare.map((r) => r.maxMb))} MB, heap growth max ${median(bare.map((r) => r.heapGrowthMb))} MB`,
+    `  bare publisher (holding its ${DRAIN_RECORDS} messages in memory): RSS max ${median(bare.map((r) => r.maxMb))} MB, ` +
+      `heap growth max ${median(bare.map((r) => r.heapGrowthMb))} MB`,
   );
   db.close();
   dir.cleanup();
@@ -295,11 +331,13 @@ async function benchDiskBytes(brokerUrl: string, spooled: boolean): Promise<void
  * RSS of a fresh process that opens a database holding DRAIN_RECORDS queued records and drains them, so that no
  * benchmark data sits in its memory: idle (database open, client connected) beside the maximum while draining.
  */
-async function drainInFreshProcess(brokerUrl: string): Promise<void> {
+async function drainInFreshProcess(brokerUrl: string, mode: 'now' | 'before'): Promise<void> {
   const { dir, db, outbox } = freshOutbox();
   fill(outbox);
   db.close();
-  const child = spawnSync(process.execPath, [...process.execArgv, import.meta.filename, '--drain-child', dir.dir, brokerUrl], {
+  // BENCH_CHILD_FLAGS: V8 flags for the draining process only, e.g. the binary's ("--max-old-space-size=...").
+  const flags = (process.env.BENCH_CHILD_FLAGS ?? '').split(' ').filter(Boolean);
+  const child = spawnSync(process.execPath, [...flags, ...process.execArgv, import.meta.filename, '--drain-child', dir.dir, brokerUrl, mode], {
     encoding: 'utf8',
     timeout: 600_000,
   });
@@ -309,7 +347,7 @@ async function drainInFreshProcess(brokerUrl: string): Promise<void> {
   const [idle, max, childRate] = [Number(result[1]), Number(result[2]), Number(result[3])];
   console.log(/^parts .*$/m.exec(child.stdout)?.[0]);
   report(
-    `RSS of a fresh process draining ${DRAIN_RECORDS} records: max ${max} MB; the same process idle (database open, ` +
+    `RSS of a fresh process draining ${DRAIN_RECORDS} records (${mode}${flags.length ? `, ${flags.join(' ')}` : ''}): max ${max} MB; the same process idle (database open, ` +
       `connected) ${idle} MB; ratio ${(max / idle).toFixed(2)} (${childRate} msg/s)`,
   );
 }
@@ -331,7 +369,7 @@ function memoryParts(): Record<string, number> {
   };
 }
 
-async function drainChild(stateDir: string, brokerUrl: string): Promise<void> {
+async function drainChild(stateDir: string, brokerUrl: string, mode: string): Promise<void> {
   const { db } = openDatabase({ stateDir, fleetletVersion: 'bench' });
   const outbox = new SqliteOutbox(db, { limits: LIMITS });
   const client = await mqtt.connectAsync(brokerUrl, { clientId: 'bench-child' });
@@ -344,7 +382,7 @@ async function drainChild(stateDir: string, brokerUrl: string): Promise<void> {
     const rss = process.memoryUsage.rss();
     if (rss > max) [max, atMax] = [rss, memoryParts()];
   }, 20);
-  const drainer = new Drainer(outbox, { window: WINDOW });
+  const drainer = new Drainer(mode === 'before' ? readingAsBefore(outbox) : outbox, { window: WINDOW });
   const start = performance.now();
   drainer.onConnect(publisherOf(client));
   while (outbox.stats().rows.status > 0) await new Promise((resolve) => setTimeout(resolve, 5));
@@ -358,7 +396,10 @@ async function drainChild(stateDir: string, brokerUrl: string): Promise<void> {
 }
 
 if (process.argv[2] === '--drain-child') {
-  await drainChild(process.argv[3]!, process.argv[4]!);
+  await drainChild(process.argv[3]!, process.argv[4]!, process.argv[5]!);
+} else if (process.env.BENCH_ONLY === 'agent') {
+  // Its own broker (with persistence, restarted in the middle); not part of a full run: it needs the built binary.
+  for (const line of await benchAgentDrain()) report(line);
 } else {
   const broker = await startMosquitto({ globalLines: ['max_queued_messages 0'] });
   try {
@@ -367,7 +408,10 @@ if (process.argv[2] === '--drain-child') {
     const only = process.env.BENCH_ONLY;
     if (!only || only === 'enqueue') benchEnqueue();
     if (!only || only === 'drain') await benchDrain(broker.url);
-    if (!only || only === 'memory') await drainInFreshProcess(broker.url);
+    if (!only || only === 'memory') {
+      await drainInFreshProcess(broker.url, 'now');
+      await drainInFreshProcess(broker.url, 'before');
+    }
     if (!only || only === 'disk') {
       await benchDiskBytes(broker.url, false);
       await benchDiskBytes(broker.url, true);

@@ -19,6 +19,9 @@ Type=notify
 # READY/WATCHDOG come from \`systemd-notify --pid=<fleetlet>\`, a child process.
 NotifyAccess=all
 ExecStart=/usr/local/bin/fleetlet agent --config /etc/fleetlet/config.yaml
+# One malloc arena: glibc's per-thread arenas (V8's GC threads) kept 10-12 MiB more RSS after a drain of a large
+# backlog (docs/benchmarks.md, "Memory while draining"). The agent's few threads do not contend for it.
+Environment=MALLOC_ARENA_MAX=1
 Restart=always
 RestartSec=5s
 TimeoutStartSec=120s

@@ -1,6 +1,5 @@
 import type { Logger } from '../lib/logger.js';
-import { markHistorical } from '../store/outbox-records.js';
-import type { OutboxStore, QueuedRecord, Unsubscribe } from '../store/outbox.js';
+import type { OutboxStore, OutgoingRecord, Unsubscribe } from '../store/outbox.js';
 
 /**
  * The windowed drain of the outbox to the broker, for any MQTT client.
@@ -12,9 +11,10 @@ import type { OutboxStore, QueuedRecord, Unsubscribe } from '../store/outbox.js'
  *   at shutdown:                            drainer.stop();
  *
  * On each connect it publishes the newest status first (as it is), then the backlog oldest first with
- * `historical: true` (records enqueued before this connection came up), then new records as they are enqueued
- * (woken by the outbox, no polling). At most `window` publishes await their PUBACK at once: MQTT packet ids wrap at
- * 65,535 and a window of 100-1000 is the fastest. A record is deleted only after its PUBACK; whatever is unacked at
+ * `historical: true` (records enqueued before this connection came up); records enqueued since (woken by the outbox,
+ * no polling) go out ahead of whatever is left of the backlog, so a command's result never waits behind it. At most
+ * `window` publishes await their PUBACK at once: MQTT packet ids wrap at 65,535 and a window of 100-1000 is the
+ * fastest. A record is deleted only after its PUBACK; whatever is unacked at
  * a disconnect stays queued and is sent again on the next connect with the same messageId (at-least-once).
  */
 export interface Publisher {
@@ -23,7 +23,7 @@ export interface Publisher {
 }
 
 /** The part of the outbox the drainer needs. */
-export type DrainSource = Pick<OutboxStore, 'pending' | 'latest' | 'lastSeq' | 'acknowledge' | 'onEnqueue'>;
+export type DrainSource = Pick<OutboxStore, 'outgoing' | 'latest' | 'lastSeq' | 'acknowledge' | 'onEnqueue'>;
 
 export interface DrainOptions {
   /** Most publishes awaiting a PUBACK at once (QoS 1 window). */
@@ -102,18 +102,37 @@ export class Drainer {
   }
 }
 
+/** Records read from the outbox and not yet published, with the highest seq read so far. */
+class ReadAhead {
+  records: OutgoingRecord[] = [];
+  index = 0;
+  constructor(public cursor: number) {}
+
+  next(): OutgoingRecord | undefined {
+    return this.index < this.records.length ? this.records[this.index++] : undefined;
+  }
+
+  refill(records: OutgoingRecord[]): void {
+    this.records = records;
+    this.index = 0;
+    if (records.length > 0) this.cursor = records.at(-1)!.seq;
+  }
+}
+
 class DrainSession {
-  /** Highest seq read from the outbox in this session. */
-  private cursor = 0;
   /** Records up to this seq were queued before the connection came up: the backlog. */
   private readonly backlogEnd: number;
+  private readonly backlog: ReadAhead;
+  /** Records enqueued since the connection came up. They go before the rest of the backlog (see `nextRecord`). */
+  private readonly live: ReadAhead;
+  private backlogDone = false;
+  /** Something was enqueued that `live` may not have read yet (set on every notification from the outbox). */
+  private liveWaiting = true;
   private sentFirst: number | undefined;
   private inFlight = 0;
   private ended = false;
   private pumpScheduled = false;
   private pumping = false;
-  private readAhead: QueuedRecord[] = [];
-  private readAheadIndex = 0;
   private unsubscribe: Unsubscribe | undefined;
 
   constructor(
@@ -123,21 +142,27 @@ class DrainSession {
     private readonly drainer: Drainer,
   ) {
     this.backlogEnd = outbox.lastSeq();
+    this.backlog = new ReadAhead(0);
+    this.live = new ReadAhead(this.backlogEnd);
   }
 
   start(): void {
-    this.unsubscribe = this.outbox.onEnqueue(() => this.schedulePump());
+    this.unsubscribe = this.outbox.onEnqueue(() => {
+      this.liveWaiting = true;
+      this.schedulePump();
+    });
     const newestStatus = this.outbox.latest('status');
     if (newestStatus) {
       this.sentFirst = newestStatus.seq;
-      this.send(newestStatus, false);
+      this.send(newestStatus.seq, newestStatus.topic, newestStatus.body, newestStatus);
     }
     this.pump();
   }
 
   end(): void {
     this.ended = true;
-    this.readAhead = [];
+    this.backlog.refill([]);
+    this.live.refill([]);
     this.unsubscribe?.();
   }
 
@@ -162,43 +187,64 @@ class DrainSession {
         const record = this.nextRecord();
         if (!record) return;
         if (record.seq === this.sentFirst) continue;
-        this.send(record, record.seq <= this.backlogEnd);
+        this.send(record.seq, record.topic, record.payload, record);
       }
     } finally {
       this.pumping = false;
     }
   }
 
-  private nextRecord(): QueuedRecord | undefined {
-    if (this.readAheadIndex >= this.readAhead.length) {
-      try {
-        this.readAhead = this.outbox.pending(this.cursor, Math.max(this.options.window, READ_AHEAD_MIN));
-      } catch (err) {
-        this.options.logger?.error({ err }, 'drain: could not read the outbox; waiting for the next connect');
-        this.end();
-        return undefined;
-      }
-      this.readAheadIndex = 0;
-      if (this.readAhead.length === 0) return undefined;
-      this.cursor = this.readAhead.at(-1)!.seq;
+  /**
+   * New records first, then the backlog: a command's result or an event enqueued during a drain of days of backlog
+   * goes out with the next free slot of the window, not after the last historical record (docs/benchmarks.md,
+   * "The agent while it drains"). Each part stays in seq order.
+   */
+  private nextRecord(): OutgoingRecord | undefined {
+    const limit = Math.max(this.options.window, READ_AHEAD_MIN);
+    let record = this.live.next();
+    if (!record && this.liveWaiting) {
+      if (!this.read(this.live, limit)) return undefined;
+      // A full read may have left more behind it; otherwise the next enqueue's notification sets this again.
+      this.liveWaiting = this.live.records.length >= limit;
+      record = this.live.next();
     }
-    return this.readAhead[this.readAheadIndex++];
+    if (record || this.backlogDone) return record;
+    record = this.backlog.next();
+    if (record) return record;
+    if (!this.read(this.backlog, limit)) return undefined;
+    // The read may reach past the backlog: those records are `live`'s to send.
+    const backlogPart = this.backlog.records.filter((r) => r.seq <= this.backlogEnd);
+    if (backlogPart.length < this.backlog.records.length) this.backlog.records = backlogPart;
+    if (backlogPart.length === 0) this.backlogDone = true;
+    return this.backlog.next();
   }
 
-  private send(record: QueuedRecord, historical: boolean): void {
+  /** Reads the next records after `from`'s cursor into it; false when the outbox could not be read (the session ends). */
+  private read(from: ReadAhead, limit: number): boolean {
+    try {
+      // The backlog comes with `historical: true` already added by the outbox (without a parse).
+      from.refill(this.outbox.outgoing(from.cursor, limit, this.backlogEnd));
+      return true;
+    } catch (err) {
+      this.options.logger?.error({ err }, 'drain: could not read the outbox; waiting for the next connect');
+      this.end();
+      return false;
+    }
+  }
+
+  private send(seq: number, topic: string, payload: string, options: { qos: 0 | 1; retain: boolean }): void {
     this.inFlight += 1;
     this.drainer.counters.inFlight += 1;
     this.drainer.counters.published += 1;
-    const body = historical ? markHistorical(record.body) : record.body;
-    this.publisher.publish(record.topic, body, { qos: record.qos, retain: record.retain }).then(
+    this.publisher.publish(topic, payload, { qos: options.qos, retain: options.retain }).then(
       () => {
         this.settle();
-        this.drainer.acknowledged(record.seq);
+        this.drainer.acknowledged(seq);
       },
       (err: unknown) => {
         if (!this.ended) {
           // Usually the connection is going away; the record stays queued and the next connect sends it again.
-          this.options.logger?.warn({ err, topic: record.topic }, 'drain: publish failed; pausing until the next connect');
+          this.options.logger?.warn({ err, topic }, 'drain: publish failed; pausing until the next connect');
           this.end();
         }
         this.settle();

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { BudgetLedger, EnqueueNotifier } from './outbox-budget.js';
-import { prepareRecord } from './outbox-records.js';
+import { prepareRecord, toOutgoingRecord } from './outbox-records.js';
 import type {
   NewOutboxRecord,
   OutboxStore,
@@ -8,6 +8,7 @@ import type {
   OutboxLimits,
   OutboxRecord,
   OutboxStats,
+  OutgoingRecord,
   QueuedRecord,
   Unsubscribe,
 } from './outbox.js';
@@ -81,6 +82,10 @@ export class MemoryOutbox implements OutboxStore {
       if (stored.queued.seq > afterSeq) out.push(stored.queued);
     }
     return out;
+  }
+
+  outgoing(afterSeq: number, limit: number, historicalUpTo: number): OutgoingRecord[] {
+    return this.pending(afterSeq, limit).map((queued) => toOutgoingRecord(queued, historicalUpTo));
   }
 
   latest(cls: OutboxClass): QueuedRecord | undefined {

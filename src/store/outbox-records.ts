@@ -7,6 +7,7 @@ import {
   OutboxRecordTooLargeError,
   type NewOutboxRecord,
   type OutboxRecord,
+  type OutgoingRecord,
   type QueuedRecord,
 } from './outbox.js';
 
@@ -75,10 +76,19 @@ function checkShape(input: NewOutboxRecord): void {
   }
 }
 
-/** The body of a backlog record: the stored JSON with `historical: true` added, without parsing it. */
+/**
+ * The body of a backlog record: the stored JSON with `historical: true` added, without parsing it. Every stored body
+ * is JSON.stringify of an object with at least `messageId` (prepareRecord), so it ends with '}' and the new member
+ * needs a leading comma; producers never set `historical` themselves (it is the drain's to set).
+ */
 export function markHistorical(body: string): string {
-  // Every stored body is a JSON object that ends with the messageId field, so it ends with '}'.
   return `${body.slice(0, -1)},"historical":true}`;
+}
+
+/** A queued record as the drain publishes it. */
+export function toOutgoingRecord(queued: QueuedRecord, historicalUpTo: number): OutgoingRecord {
+  const payload = queued.seq <= historicalUpTo ? markHistorical(queued.body) : queued.body;
+  return { seq: queued.seq, topic: queued.topic, payload, qos: queued.qos, retain: queued.retain };
 }
 
 /** What enqueue returns for a record that could not be stored (disk full): seq 0, counted as dropped. */

@@ -1,6 +1,7 @@
 import type { Database } from 'better-sqlite3';
-import { OUTBOX_CLASSES, zeroCounts, type OutboxClass, type QueuedRecord } from './outbox.js';
+import { OUTBOX_CLASSES, zeroCounts, type OutboxClass, type OutgoingRecord, type QueuedRecord } from './outbox.js';
 import type { BudgetLedger } from './outbox-budget.js';
+import { markHistorical } from './outbox-records.js';
 import { isErrno } from '../lib/errors.js';
 
 /** The SQL of SqliteOutbox (table `outbox`, migration 2), prepared once per connection. */
@@ -9,6 +10,15 @@ const SELECT_COLUMNS = 'seq, message_id, class, topic, body, qos, retain, create
 
 /** A row of SELECT_COLUMNS, in that order. */
 export type Row = [seq: number, messageId: string, cls: OutboxClass, topic: string, body: string, qos: 0 | 1, retain: number, createdAt: number];
+
+/**
+ * What the drain publishes: only the columns it sends, as arrays. The body stays TEXT: a BLOB would come back as a
+ * Buffer, which measured slower to make than the string (docs/benchmarks.md, "Drain of a 100,000-record backlog").
+ */
+const OUTGOING_SQL = 'SELECT seq, topic, body, qos, retain FROM outbox WHERE seq > ? ORDER BY seq LIMIT ?';
+
+/** A row of OUTGOING_SQL, in that order. */
+export type OutgoingRow = [seq: number, topic: string, body: string, qos: 0 | 1, retain: number];
 
 export function prepareOutboxStatements(db: Database) {
   return {
@@ -26,6 +36,7 @@ export function prepareOutboxStatements(db: Database) {
     // Rows as arrays: the drain reads every record once, and skipping the intermediate objects is measurably faster.
     pending: db.prepare(`SELECT ${SELECT_COLUMNS} FROM outbox WHERE seq > ? ORDER BY seq LIMIT ?`).raw(true),
     latest: db.prepare(`SELECT ${SELECT_COLUMNS} FROM outbox WHERE class = ? ORDER BY seq DESC LIMIT 1`).raw(true),
+    outgoing: db.prepare(OUTGOING_SQL).raw(true),
     saveCounter: db.prepare(
       'INSERT INTO outbox_counters (name, value) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET value = excluded.value',
     ),
@@ -36,6 +47,10 @@ export type OutboxStatements = ReturnType<typeof prepareOutboxStatements>;
 
 export function toQueued([seq, messageId, cls, topic, body, qos, retain, createdAt]: Row): QueuedRecord {
   return { seq, messageId, class: cls, topic, body, qos, retain: retain === 1, createdAt };
+}
+
+export function toOutgoing([seq, topic, body, qos, retain]: OutgoingRow, historicalUpTo: number): OutgoingRecord {
+  return { seq, topic, payload: seq <= historicalUpTo ? markHistorical(body) : body, qos, retain: retain === 1 };
 }
 
 /** Sorted runs of consecutive numbers: [3, 1, 2, 7] gives [1, 3] and [7, 7]. */

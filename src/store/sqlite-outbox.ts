@@ -3,8 +3,9 @@ import type { Database } from 'better-sqlite3';
 import type { Logger } from '../lib/logger.js';
 import { BudgetLedger, EnqueueNotifier } from './outbox-budget.js';
 import { DiskFullEpisode, type ConditionRecorder } from './outbox-disk-full.js';
-import { prepareRecord, unstored, type PreparedRecord } from './outbox-records.js';
-import { consecutiveRuns, isDiskFull, loadLedger, prepareOutboxStatements, toQueued, type OutboxStatements, type Row } from './outbox-sql.js';
+import { prepareRecord, toOutgoingRecord, unstored, type PreparedRecord } from './outbox-records.js';
+import { consecutiveRuns, isDiskFull, loadLedger, prepareOutboxStatements, toOutgoing, toQueued } from './outbox-sql.js';
+import type { OutboxStatements, OutgoingRow, Row } from './outbox-sql.js';
 import {
   OUTBOX_CLASSES,
   type NewOutboxRecord,
@@ -13,6 +14,7 @@ import {
   type OutboxLimits,
   type OutboxRecord,
   type OutboxStats,
+  type OutgoingRecord,
   type QueuedRecord,
   type Unsubscribe,
 } from './outbox.js';
@@ -110,6 +112,15 @@ export class SqliteOutbox implements OutboxStore {
     if (spooled.length === 0) return stored;
     // Every stored row not returned has a higher seq than all returned, so the merge needs only these two lists.
     return [...stored, ...spooled].sort((a, b) => a.seq - b.seq).slice(0, limit);
+  }
+
+  outgoing(afterSeq: number, limit: number, historicalUpTo: number): OutgoingRecord[] {
+    const rows = this.statements.outgoing.all(afterSeq, limit) as OutgoingRow[];
+    const stored = rows.map((row) => toOutgoing(row, historicalUpTo));
+    const spooled = this.options.statusSpool?.after(afterSeq, limit) ?? [];
+    if (spooled.length === 0) return stored;
+    const fromSpool = spooled.map((queued) => toOutgoingRecord(queued, historicalUpTo));
+    return [...stored, ...fromSpool].sort((a, b) => a.seq - b.seq).slice(0, limit);
   }
 
   latest(cls: OutboxClass): QueuedRecord | undefined {

@@ -125,6 +125,25 @@ describe.skipIf(!mosquittoAvailable())('drain to a real mosquitto', () => {
     expect(lateMs).toBeLessThan(1000);
   });
 
+  it('sends a record enqueued during a large drain ahead of the rest of the backlog, within a second', { timeout: 120_000 }, async () => {
+    setup();
+    for (let i = 0; i < 50_000; i += 1000) outbox.enqueueMany(Array.from({ length: 1000 }, (_, n) => rec('status', i + n)));
+    const arrivals = await recorder();
+    const drainer = new Drainer(outbox, { window: 500 });
+    device(drainer, broker.url);
+    await waitFor(() => drainer.counters.acknowledged >= 2000, 'the drain to be under way', 60_000);
+    // A command's result, as the router enqueues it while the backlog goes out.
+    const enqueuedAt = performance.now();
+    const result = outbox.enqueue(rec('result', -1));
+    await waitFor(() => arrivals.arrivals.some((a) => a.body.messageId === result.messageId), 'the result to arrive', 60_000);
+    const tookMs = performance.now() - enqueuedAt;
+    const backlogLeft = outbox.stats().rows.status;
+    await waitFor(() => outbox.pending(0, 1).length === 0, 'the backlog to drain', 100_000);
+    expect(arrivals.arrivals.find((a) => a.body.messageId === result.messageId)?.body.historical).toBeUndefined();
+    expect(backlogLeft).toBeGreaterThan(20_000);
+    expect(tookMs).toBeLessThan(1000);
+  });
+
   it('keeps unacknowledged records through a broker restart and re-sends them with the same ids', async () => {
     setup();
     const made = outbox.enqueueMany(Array.from({ length: 20_000 }, (_, n) => rec(n % 3 ? 'status' : 'event', n)));

@@ -63,6 +63,25 @@ describe.each(IMPLEMENTATIONS)('Outbox contract: %s', (_name, factory) => {
     expect(outbox.pending(made[3]!.seq, 10)).toEqual([]);
   });
 
+  it('gives the drain its records with historical: true added exactly up to the given seq', () => {
+    const outbox = make();
+    // Multi-byte text and characters JSON escapes: the splice must count characters, not bytes, and keep them whole.
+    const payloads = [{ n: 1, text: 'Grüße, 温度 🌡️' }, { n: 2, text: 'quote " backslash \\ }' }, { n: 3, nested: { a: [1, { b: '}' }] } }];
+    const made = payloads.map((payload, i) => outbox.enqueue({ class: i === 1 ? 'event' : 'status', topic: 't/devices/d1/x', payload }));
+    const out = outbox.outgoing(0, 10, made[1]!.seq);
+    expect(out.map((r) => r.seq)).toEqual(made.map((r) => r.seq));
+    for (const [i, record] of out.entries()) {
+      const expected = { ...payloads[i], messageId: made[i]!.messageId, ...(i <= 1 ? { historical: true } : {}) };
+      expect(JSON.parse(record.payload)).toEqual(expected);
+      expect(record).toMatchObject({ topic: 't/devices/d1/x', qos: 1, retain: false });
+    }
+    // Exactly the stored body, so a re-send is the same message.
+    const pending = outbox.pending(0, 10);
+    expect(out[2]!.payload).toBe(pending[2]!.body);
+    expect(out[0]!.payload).toBe(`${pending[0]!.body.slice(0, -1)},"historical":true}`);
+    expect(outbox.outgoing(made[0]!.seq, 1, 0).map((r) => r.seq)).toEqual([made[1]!.seq]);
+  });
+
   it('gives a unique id to every record', () => {
     const outbox = make();
     const ids = outbox.enqueueMany(Array.from({ length: 2000 }, (_, n) => rec('status', n))).map((r) => r.messageId);

@@ -22,6 +22,10 @@ describe('the systemd unit', () => {
     expect(execStart).not.toContain('k3s');
   });
 
+  it('runs the agent with one malloc arena (benchmarked in docs/benchmarks.md, "Memory while draining")', () => {
+    expect(SYSTEMD_UNIT.split('\n')).toContain('Environment=MALLOC_ARENA_MAX=1');
+  });
+
   it('is the unit shipped in packaging/, word for word', () => {
     expect(readFileSync(join(REPO_ROOT, 'packaging/fleetlet.service'), 'utf8')).toBe(SYSTEMD_UNIT);
   });
