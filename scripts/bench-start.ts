@@ -3,11 +3,12 @@
 // it: `node -e 0` of the same runtime and the binary's `--version` (the runtime and the bundle loaded, no agent).
 // "restart" starts the agent on the state a previous run left (the usual start: a reboot, an upgrade);
 // "first start" on an empty state directory (the device's keys are made and the database created).
-// Knobs: BENCH_RUNS (10), BENCH_BINARY (dist/fleetlet-linux-x64), PACKAGE_ARCHES (x64; arm64 and armv7 run under
-// qemu-user-static and compare only with their own baseline).
+// Knobs: BENCH_RUNS (10), BENCH_BINARY (dist/fleetlet-linux-x64), BENCH_COMPARE (more binaries of the same arch,
+// comma-separated, e.g. one built from an older commit: measured in the same rounds), PACKAGE_ARCHES (x64; arm64
+// and armv7 run under qemu-user-static and compare only with their own baseline).
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, rmSync } from 'node:fs';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { connectAsync } from 'mqtt';
 import { PresenceSchema } from '../src/protocol/presence.js';
 import { StatusSchema } from '../src/protocol/status.js';
@@ -79,8 +80,8 @@ const rows: string[] = [];
 try {
   for (const arch of selectArches(process.env.PACKAGE_ARCHES ?? 'x64')) {
     const target = TARGETS[arch];
-    const binary = process.env.BENCH_BINARY ?? join(DIST, binaryName(arch));
-    if (!existsSync(binary)) continue;
+    const binaries = [process.env.BENCH_BINARY ?? join(DIST, binaryName(arch)), ...(process.env.BENCH_COMPARE ?? '').split(',').filter(Boolean)];
+    if (!existsSync(binaries[0]!)) continue;
     const node = ensureRuntime(target).node;
     const configFor = (name: string) =>
       writeAgentConfig(join(dir, arch, name), {
@@ -88,24 +89,36 @@ try {
         broker: { url: broker.url, allowPlaintext: true },
         log: { level: 'warn' },
       });
-    const restartConfig = configFor('restart');
-    await agentStart(target, broker.url, binary, restartConfig, `bench-${arch}-restart`);
-    const times = { node: [] as number[], version: [] as number[], restart: [] as AgentStart[], first: [] as AgentStart[] };
+    const nodeTimes: number[] = [];
+    const perBinary = binaries.map((binary, index) => ({
+      binary,
+      restartConfig: configFor(`restart-${index}`),
+      version: [] as number[],
+      restart: [] as AgentStart[],
+      first: [] as AgentStart[],
+    }));
+    for (const [index, each] of perBinary.entries()) await agentStart(target, broker.url, each.binary, each.restartConfig, `bench-${arch}-restart-${index}`);
     for (let run = 0; run < runs; run++) {
-      times.node.push(wallMs(target, node, ['-e', '0']));
-      times.version.push(wallMs(target, binary, ['--version']));
-      times.restart.push(await agentStart(target, broker.url, binary, restartConfig, `bench-${arch}-restart`));
-      rmSync(join(dir, arch, 'first'), { recursive: true, force: true });
-      times.first.push(await agentStart(target, broker.url, binary, configFor('first'), `bench-${arch}-first`));
+      nodeTimes.push(wallMs(target, node, ['-e', '0']));
+      for (const [index, each] of perBinary.entries()) {
+        each.version.push(wallMs(target, each.binary, ['--version']));
+        each.restart.push(await agentStart(target, broker.url, each.binary, each.restartConfig, `bench-${arch}-restart-${index}`));
+        rmSync(join(dir, arch, `first-${index}`), { recursive: true, force: true });
+        each.first.push(await agentStart(target, broker.url, each.binary, configFor(`first-${index}`), `bench-${arch}-first-${index}`));
+      }
     }
     const emulated = target.emulator ? ' (qemu)' : '';
     const row = (what: string, ms: number, extra = '') => rows.push(`| ${arch}${emulated} | ${what} | ${ms.toFixed(0)} | ${extra} |`);
-    row(`\`node -e 0\`, runtime ${target.runtime.version} (baseline)`, median(times.node));
-    row('`fleetlet --version` (baseline)', median(times.version));
-    for (const [what, list] of [['restart', times.restart], ['first start', times.first]] as const) {
-      const withCpu = list.filter((s) => typeof s.firstCpuPercent === 'number').length;
-      row(`agent ${what}: launch to first presence`, median(list.map((s) => s.presenceMs)), `slowest ${Math.max(...list.map((s) => s.presenceMs)).toFixed(0)} ms`);
-      row(`agent ${what}: launch to first status`, median(list.map((s) => s.firstStatusMs)), `${withCpu} of ${list.length} first samples with a CPU reading`);
+    row(`\`node -e 0\`, runtime ${target.runtime.version} (baseline)`, median(nodeTimes));
+    for (const each of perBinary) {
+      const name = basename(each.binary);
+      row(`${name} \`--version\` (baseline)`, median(each.version));
+      for (const [what, list] of [['restart', each.restart], ['first start', each.first]] as const) {
+        const withCpu = list.filter((s) => typeof s.firstCpuPercent === 'number').length;
+        const slowest = Math.max(...list.map((s) => s.presenceMs)).toFixed(0);
+        row(`${name} agent ${what}: launch to first presence`, median(list.map((s) => s.presenceMs)), `slowest ${slowest} ms`);
+        row(`${name} agent ${what}: launch to first status`, median(list.map((s) => s.firstStatusMs)), `${withCpu} of ${list.length} first samples with a CPU reading`);
+      }
     }
   }
 } finally {
