@@ -18,6 +18,8 @@
 #   --binary FILE      a fleetlet binary already on this device             FLEETLET_BINARY
 #   --url URL          where to download it; %ARCH% becomes x64, arm64 or armv7  FLEETLET_URL
 #   --sha256 HEX       its sha256, 64 hex characters (required with --url; from SHA256SUMS)  FLEETLET_SHA256
+#   --gz-sha256 HEX    sha256 of the .gz beside an .xz URL, taken instead when this device has no xz
+#                      (package xz-utils)                                   FLEETLET_GZ_SHA256
 #   --broker URL       mqtts://host:8883                                    FLEETLET_BROKER_URL
 #   --ca FILE          CA certificate of the broker (the fleet CA)          FLEETLET_BROKER_CA
 #   --ca-file FILE     the same as --ca
@@ -36,6 +38,7 @@ set -eu
 BINARY=${FLEETLET_BINARY:-}
 URL=${FLEETLET_URL:-}
 SHA256=${FLEETLET_SHA256:-}
+GZ_SHA256=${FLEETLET_GZ_SHA256:-}
 BROKER=${FLEETLET_BROKER_URL:-}
 CA=${FLEETLET_BROKER_CA:-}
 SERVER=${K3S_URL:-}
@@ -60,6 +63,7 @@ while [ "$#" -gt 0 ]; do
     --binary) need_value "$@"; BINARY=$2; shift 2 ;;
     --url) need_value "$@"; URL=$2; shift 2 ;;
     --sha256) need_value "$@"; SHA256=$2; shift 2 ;;
+    --gz-sha256) need_value "$@"; GZ_SHA256=$2; shift 2 ;;
     --broker) need_value "$@"; BROKER=$2; shift 2 ;;
     --ca|--ca-file) need_value "$@"; CA=$2; shift 2 ;;
     --hub) need_value "$@"; HUB=$2; shift 2 ;;
@@ -70,7 +74,7 @@ while [ "$#" -gt 0 ]; do
     --name) need_value "$@"; NAME=$2; shift 2 ;;
     --root) need_value "$@"; ROOT=$2; shift 2 ;;
     --no-start) START=no; shift ;;
-    -h|--help) sed -n '2,33p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,35p' "$0"; exit 0 ;;
     *) fatal "unknown option $1 (see --help)" ;;
   esac
 done
@@ -121,7 +125,7 @@ ARCH=$(detect_arch)
 # fleetlet reads FLEETLET_* variables as configuration (and refuses unknown ones): the inputs of this script
 # must not reach it. K3S_TOKEN is kept in TOKEN until it is written to its file.
 TOKEN=${K3S_TOKEN:-}
-unset FLEETLET_BINARY FLEETLET_URL FLEETLET_SHA256 FLEETLET_BROKER_URL FLEETLET_BROKER_CA FLEETLET_DEVICE_NAME \
+unset FLEETLET_BINARY FLEETLET_URL FLEETLET_SHA256 FLEETLET_GZ_SHA256 FLEETLET_BROKER_URL FLEETLET_BROKER_CA FLEETLET_DEVICE_NAME \
   FLEETLET_ROOT FLEETLET_ARCH K3S_TOKEN K3S_TOKEN_FILE K3S_URL FLEETLET_HUB_URL FLEETLET_ENROL_TOKEN_FILE
 [ -n "$BROKER" ] || fatal "give the broker: --broker mqtts://host:8883"
 for pair in "broker:$BROKER" "server:$SERVER" "name:$NAME" "hub:$HUB"; do check_value "${pair%%:*}" "${pair#*:}"; done
@@ -133,11 +137,14 @@ if [ -n "$HUB" ] || [ -n "$ENROL_TOKEN_FILE" ]; then
   case "$HUB" in https://*) ;; *) fatal "--hub must be an https:// URL (the bootstrap token crosses it)" ;; esac
   if [ ! -f "$ENROL_TOKEN_FILE" ] || [ ! -r "$ENROL_TOKEN_FILE" ]; then fatal "cannot read the enrolment token file $ENROL_TOKEN_FILE"; fi
 fi
-if [ -n "$SHA256" ]; then
-  # It goes into a sha256sum check list: anything but one hash could add lines of its own.
-  case "$SHA256" in *[!0-9a-fA-F]*) fatal "--sha256 must be 64 hex characters (the hash from SHA256SUMS); it has other characters" ;; esac
-  [ "${#SHA256}" -eq 64 ] || fatal "--sha256 must be 64 hex characters (the hash from SHA256SUMS); it has ${#SHA256}"
-fi
+# Each goes into a sha256sum check list: anything but one hash could add lines of its own.
+check_sha256() {
+  [ -n "$2" ] || return 0
+  case "$2" in *[!0-9a-fA-F]*) fatal "$1 must be 64 hex characters (the hash from SHA256SUMS); it has other characters" ;; esac
+  [ "${#2}" -eq 64 ] || fatal "$1 must be 64 hex characters (the hash from SHA256SUMS); it has ${#2}"
+}
+check_sha256 --sha256 "$SHA256"
+check_sha256 --gz-sha256 "$GZ_SHA256"
 if [ -n "$SERVER" ]; then
   # read is a shell builtin: the token never becomes an argument of another process.
   if [ -z "$TOKEN" ] && [ -n "$TOKEN_FILE" ]; then
@@ -158,13 +165,21 @@ trap 'rm -rf "$WORK"' EXIT INT TERM
 if [ -n "$URL" ]; then
   [ -n "$SHA256" ] || fatal "--url needs --sha256 (the line for this file in SHA256SUMS)"
   URL=$(printf '%s' "$URL" | sed "s/%ARCH%/$ARCH/g")
+  # Releases are .xz (a third smaller); a device without xz takes the .gz published beside it.
+  case "$URL" in
+    *.xz)
+      if ! command -v xz >/dev/null 2>&1; then
+        [ -n "$GZ_SHA256" ] || fatal "$URL is xz-compressed and xz is not installed: apt-get install xz-utils, or give --gz-sha256 (the hash of the .gz in SHA256SUMS) to take the .gz instead"
+        URL="${URL%.xz}.gz"
+        SHA256=$GZ_SHA256
+        echo "xz is not installed: taking the .gz instead"
+      fi ;;
+  esac
   echo "downloading $URL"
   download "$URL" "$WORK/download"
   echo "$SHA256  $WORK/download" | sha256sum -c - >/dev/null 2>&1 || fatal "sha256 of $URL does not match $SHA256"
   case "$URL" in
-    *.xz)
-      command -v xz >/dev/null 2>&1 || fatal "$URL is xz-compressed and xz is not installed (apt-get install xz-utils)"
-      xz -dc "$WORK/download" > "$WORK/fleetlet" || fatal "$URL is not a valid .xz file" ;;
+    *.xz) xz -dc "$WORK/download" > "$WORK/fleetlet" || fatal "$URL is not a valid .xz file" ;;
     *.gz) gunzip -c "$WORK/download" > "$WORK/fleetlet" ;;
     *) mv "$WORK/download" "$WORK/fleetlet" ;;
   esac

@@ -8,9 +8,12 @@
 // BENCH_BUNDLE (dist/fleetlet.cjs, run by this node, which
 // has the better-sqlite3 build node_modules holds; set it empty to leave it out),
 // PACKAGE_ARCHES (x64; arm64 and armv7 run under qemu-user-static and compare only with their own baseline).
+// Levers, each one more agent in the same run: BENCH_COMPARE (more binaries, comma-separated, e.g. one built from
+// an older commit) and BENCH_NODE_OPTIONS (V8 flag sets separated by ";", each given to the binary as NODE_OPTIONS,
+// which a SEA reads beside the execArgv of its blob). RssAnon and RssFile are read at the last sample.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { writeAgentConfig } from '../test/helpers/agent-config.js';
 import { startMosquitto } from '../test/helpers/mosquitto.js';
 import { tempDir } from '../test/helpers/paths.js';
@@ -22,6 +25,8 @@ const seconds = Number(process.env.BENCH_SECONDS ?? 120);
 const sampleSeconds = Number(process.env.BENCH_SAMPLE_SECONDS ?? 5);
 const telemetrySeconds = Number(process.env.BENCH_TELEMETRY_SECONDS ?? 30);
 const warmupSeconds = Math.min(60, seconds / 3);
+const compareBinaries = (process.env.BENCH_COMPARE ?? '').split(',').filter(Boolean);
+const nodeOptionSets = (process.env.BENCH_NODE_OPTIONS ?? '').split(';').map((flags) => flags.trim()).filter(Boolean);
 // fleetlet reads FLEETLET_* variables as config and refuses unknown ones: the children get none of the caller's.
 const childEnv = Object.fromEntries(Object.entries(process.env).filter(([name]) => !name.startsWith('FLEETLET_')));
 
@@ -32,15 +37,16 @@ interface Variant {
   stderr: string;
 }
 
-function start(target: Target, name: string, program: string, args: string[]): Variant {
+function start(target: Target, name: string, program: string, args: string[], nodeOptions?: string): Variant {
   const [command, argv] = commandFor(target, program, args);
-  const child = spawn(command, argv, { stdio: ['ignore', 'ignore', 'pipe'], env: childEnv });
+  const env = nodeOptions ? { ...childEnv, NODE_OPTIONS: nodeOptions } : childEnv;
+  const child = spawn(command, argv, { stdio: ['ignore', 'ignore', 'pipe'], env });
   const variant: Variant = { name, child, samples: [], stderr: '' };
   child.stderr!.on('data', (chunk: Buffer) => (variant.stderr = (variant.stderr + chunk.toString()).slice(-2000)));
   return variant;
 }
 
-function procStatus(pid: number, field: 'VmRSS' | 'VmHWM'): number {
+function procStatus(pid: number, field: 'VmRSS' | 'VmHWM' | 'RssAnon' | 'RssFile'): number {
   const status = readFileSync(`/proc/${pid}/status`, 'utf8');
   return Number(new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? NaN) * 1024;
 }
@@ -63,6 +69,7 @@ function slopePerHour(samples: { at: number; rss: number }[]): number {
 async function measure(target: Target, variants: Variant[]): Promise<string[]> {
   const started = Date.now();
   const peaks = new Map<Variant, number>();
+  const split = new Map<Variant, { anon: number; file: number }>();
   while (Date.now() - started < seconds * 1000) {
     await new Promise((resolve) => setTimeout(resolve, sampleSeconds * 1000));
     const at = (Date.now() - started) / 1000;
@@ -70,6 +77,7 @@ async function measure(target: Target, variants: Variant[]): Promise<string[]> {
       if (variant.child.exitCode !== null) throw new Error(`${variant.name} exited ${variant.child.exitCode}: ${variant.stderr}`);
       variant.samples.push({ at, rss: procStatus(variant.child.pid!, 'VmRSS') });
       peaks.set(variant, procStatus(variant.child.pid!, 'VmHWM'));
+      split.set(variant, { anon: procStatus(variant.child.pid!, 'RssAnon'), file: procStatus(variant.child.pid!, 'RssFile') });
     }
   }
   const bare = variants.at(-1)!;
@@ -80,6 +88,7 @@ async function measure(target: Target, variants: Variant[]): Promise<string[]> {
     const last = variant.samples.at(-1)!.rss;
     return (
       `| ${target.arch}${target.emulator ? ' (qemu)' : ''} | ${variant.name} | ${(steady / MiB).toFixed(1)} | ${(last / MiB).toFixed(1)} | ` +
+      `${(split.get(variant)!.anon / MiB).toFixed(1)} | ${(split.get(variant)!.file / MiB).toFixed(1)} | ` +
       `${(peaks.get(variant)! / MiB).toFixed(1)} | ${slopePerHour(steadySamples).toFixed(2)} | ${(steady / bareSteady).toFixed(2)} |`
     );
   });
@@ -102,7 +111,15 @@ try {
         log: { level: 'warn' },
       });
     const variants: Variant[] = [];
-    if (existsSync(binary)) variants.push(start(target, 'agent, single binary', binary, ['agent', '--config', configFor('binary')]));
+    if (existsSync(binary)) {
+      variants.push(start(target, 'agent, single binary', binary, ['agent', '--config', configFor('binary')]));
+      for (const [index, flags] of nodeOptionSets.entries()) {
+        variants.push(start(target, `agent, single binary, ${flags}`, binary, ['agent', '--config', configFor(`flags-${index}`)], flags));
+      }
+    }
+    for (const [index, other] of compareBinaries.entries()) {
+      variants.push(start(target, `agent, ${basename(other)}`, other, ['agent', '--config', configFor(`compare-${index}`)]));
+    }
     // The plain bundle loads the host's better-sqlite3 build, so only the node running this script can run it.
     if (bundle && !target.emulator && existsSync(bundle)) {
       variants.push(start(target, 'agent, bundle run by this node', process.execPath, [bundle, 'agent', '--config', configFor('bundle')]));
@@ -121,6 +138,6 @@ try {
   cleanup();
 }
 console.log(`${seconds} s idle, status every ${telemetrySeconds} s, RSS sampled every ${sampleSeconds} s; steady = highest after ${warmupSeconds} s`);
-console.log('| target | process | steady RSS MiB | last RSS MiB | peak (VmHWM) MiB | slope MiB/h | steady / bare |');
-console.log('|---|---|---|---|---|---|---|');
+console.log('| target | process | steady RSS MiB | last RSS MiB | last RssAnon MiB | last RssFile MiB | peak (VmHWM) MiB | slope MiB/h | steady / bare |');
+console.log('|---|---|---|---|---|---|---|---|---|');
 for (const row of rows) console.log(row);

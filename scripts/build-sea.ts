@@ -27,7 +27,8 @@ export async function buildSea({ target, runtime, generator, addon }: SeaInputs)
   mkdirSync(work, { recursive: true });
 
   const bundle = join(work, 'fleetlet.cjs');
-  await bundleWithAddon(bundle, addon);
+  const addonAsAsset = takesAssets(target.runtime.version);
+  await bundleWithAddon(bundle, addon, addonAsAsset);
 
   const blob = join(work, 'sea-prep.blob');
   const { v8Flags, ...baseConfig } = JSON.parse(readFileSync(join(REPO_ROOT, 'packaging/sea-config.json'), 'utf8')) as {
@@ -41,7 +42,8 @@ export async function buildSea({ target, runtime, generator, addon }: SeaInputs)
   // is the target's own runtime: the arm64 blob is written by the x64 runtime and goes without. It also differs
   // from run to run, so PACKAGE_CODE_CACHE=0 builds byte-identical binaries (to check a release against).
   const useCodeCache = generator.target.arch === target.arch && process.env.PACKAGE_CODE_CACHE !== '0';
-  writeFileSync(seaConfig, JSON.stringify({ ...baseConfig, main: bundle, output: blob, useCodeCache, execArgv }, null, 2));
+  const assets = addonAsAsset ? { [ADDON_ASSET]: addon } : undefined;
+  writeFileSync(seaConfig, JSON.stringify({ ...baseConfig, main: bundle, output: blob, useCodeCache, execArgv, assets }, null, 2));
   execFileSync(...commandFor(generator.target, generator.node, [...execArgv, '--experimental-sea-config', seaConfig]), {
     stdio: ['ignore', 'ignore', 'inherit'],
   });
@@ -65,20 +67,29 @@ function takesExecArgv(version: string): boolean {
   return major > 24 || (major === 24 && minor >= 6);
 }
 
-async function bundleWithAddon(outfile: string, addonFile: string): Promise<void> {
+/** sea.getRawAsset: Node 21.7 and 20.12; the armv7 runtime (20.11) has neither. */
+function takesAssets(version: string): boolean {
+  const [major = 0, minor = 0] = version.split('.').map(Number);
+  return major > 21 || (major === 21 && minor >= 7) || (major === 20 && minor >= 12);
+}
+
+const ADDON_ASSET = 'better_sqlite3.node';
+
+/**
+ * The addon goes into the blob as an asset, or into the bundle as base64 where the runtime has no assets. Its bytes
+ * sit behind a function (src/lib/embedded-addon.ts says why); getRawAsset hands out the blob's own pages, no copy.
+ */
+async function bundleWithAddon(outfile: string, addonFile: string, asAsset: boolean): Promise<void> {
   const bytes = readFileSync(addonFile);
-  const embedded = {
-    name: 'better_sqlite3',
-    sha256: createHash('sha256').update(bytes).digest('hex'),
-    base64: bytes.toString('base64'),
-  };
+  const head = `name: 'better_sqlite3', sha256: ${JSON.stringify(createHash('sha256').update(bytes).digest('hex'))}`;
+  const contents = asAsset
+    ? `import { getRawAsset } from 'node:sea';\n` +
+      `export const EMBEDDED_SQLITE_ADDON = { ${head}, bytes: () => Buffer.from(getRawAsset(${JSON.stringify(ADDON_ASSET)})) };`
+    : `export const EMBEDDED_SQLITE_ADDON = { ${head}, bytes: () => Buffer.from(${JSON.stringify(bytes.toString('base64'))}, 'base64') };`;
   const embedAddon: Plugin = {
     name: 'embed-sqlite-addon',
     setup(pluginBuild) {
-      pluginBuild.onLoad({ filter: /[\\/]src[\\/]lib[\\/]embedded-addon\.ts$/ }, () => ({
-        contents: `export const EMBEDDED_SQLITE_ADDON = ${JSON.stringify(embedded)};`,
-        loader: 'js',
-      }));
+      pluginBuild.onLoad({ filter: /[\\/]src[\\/]lib[\\/]embedded-addon\.ts$/ }, () => ({ contents, loader: 'js' }));
     },
   };
   await build({

@@ -1,4 +1,5 @@
-// `npm run package`: builds dist/fleetlet-linux-{x64,arm64,armv7}, an .xz of each (what is published) and SHA256SUMS.
+// `npm run package`: builds dist/fleetlet-linux-{x64,arm64,armv7}, an .xz of each (what is published), a .gz of each
+// (for devices without xz: install.sh --gz-sha256) and SHA256SUMS.
 // PACKAGE_ARCHES=x64,arm64 limits the targets. Needs the Debian cross compilers and qemu-user-static
 // (.ci/run installs them); runtimes and addons are cached under dist/cache between runs.
 import { execFileSync, spawnSync } from 'node:child_process';
@@ -27,7 +28,11 @@ async function packageTarget(target: Target): Promise<void> {
   if (/code cache data rejected/i.test(run.stderr)) throw new Error(`${binary}: V8 rejected the code cache: ${run.stderr}`);
   const seaSeconds = timer.lap();
   compressXz(binary);
-  console.log(`${basename(binary)}: addon ${addonSeconds}s, binary ${seaSeconds}s, xz ${timer.lap()}s (runtime ${target.runtime.version})`);
+  const xzSeconds = timer.lap();
+  compress(binary, 'gz', ['gzip', '-n', '-6']);
+  console.log(
+    `${basename(binary)}: addon ${addonSeconds}s, binary ${seaSeconds}s, xz ${xzSeconds}s, gz ${timer.lap()}s (runtime ${target.runtime.version})`,
+  );
 }
 
 /**
@@ -36,9 +41,14 @@ async function packageTarget(target: Target): Promise<void> {
  * which took minutes per binary (docs/benchmarks.md). xz-utils is installed on Raspberry Pi OS, Debian and Ubuntu.
  */
 function compressXz(binary: string): void {
-  const out = openSync(`${binary}.xz`, 'w');
+  compress(binary, 'xz', ['xz', '-6', '--threads=2', '--block-size=24MiB']);
+}
+
+/** `gzip -n` leaves the name and time out of the header: the same binary gives the same bytes. */
+function compress(binary: string, extension: string, [program, ...args]: string[]): void {
+  const out = openSync(`${binary}.${extension}`, 'w');
   try {
-    execFileSync('xz', ['-6', '--threads=2', '--block-size=24MiB', '--stdout', binary], { stdio: ['ignore', out, 'inherit'] });
+    execFileSync(program!, [...args, '--stdout', binary], { stdio: ['ignore', out, 'inherit'] });
   } finally {
     closeSync(out);
   }
@@ -47,7 +57,7 @@ function compressXz(binary: string): void {
 function writeChecksums(): void {
   const lines: string[] = [];
   for (const arch of ARCHES) {
-    for (const file of [binaryName(arch), `${binaryName(arch)}.xz`]) {
+    for (const file of [binaryName(arch), `${binaryName(arch)}.xz`, `${binaryName(arch)}.gz`]) {
       const path = join(DIST, file);
       if (existsSync(path)) lines.push(`${createHash('sha256').update(readFileSync(path)).digest('hex')}  ${file}`);
     }

@@ -48,7 +48,7 @@ function unpackVerified(addon: EmbeddedAddon, dir: string): string {
   assertPrivateDirectory(dir);
   const file = join(dir, `${addon.name}-${addon.sha256.slice(0, 16)}.node`);
   if (!existsSync(file) || sha256(readFileSync(file)) !== addon.sha256) {
-    const bytes = Buffer.from(addon.base64, 'base64');
+    const bytes = addon.bytes();
     if (sha256(bytes) !== addon.sha256) throw new Error('the embedded copy does not match its own hash (corrupt binary)');
     const partial = `${file}.${process.pid}.partial`;
     try {

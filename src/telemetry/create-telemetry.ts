@@ -12,7 +12,7 @@ import { DEFAULT_PROVIDERS, type TelemetryProviders } from './providers.js';
 import { Sampler } from './sampler.js';
 import { STATUS_SOCKET_FILE } from './status-socket.js';
 import { SnapshotStore } from './snapshot-store.js';
-import { systeminformationFacts } from './system-facts.js';
+import { fileSystemFacts } from './system-facts.js';
 import { SystemFiles } from './system-files.js';
 import { Telemetry } from './telemetry-part.js';
 
@@ -70,7 +70,7 @@ export function buildTelemetryPart(section: Config['telemetry'], deps: Telemetry
       ...(deps.sealKey ? { sealKey: deps.sealKey } : {}),
     },
     files,
-    facts: systeminformationFacts,
+    facts: fileSystemFacts(files),
     snapshots: deps.db ? new SnapshotStore(deps.db) : undefined,
     http: section.http.enabled ? { port: section.http.port } : undefined,
     statusSocket: section.statusSocket.enabled ? { path: join(deps.stateDir, STATUS_SOCKET_FILE) } : undefined,

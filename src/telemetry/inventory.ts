@@ -14,8 +14,8 @@ const ARCH_NAMES: Record<string, string> = { x64: 'amd64', arm64: 'arm64', arm: 
 
 /**
  * Merges the firmware's own words (device tree, /proc/cpuinfo: what a Raspberry Pi calls itself) with
- * systeminformation's facts and, for anything still missing, Node's os module, so that the inventory is
- * complete even when systeminformation fails.
+ * the system facts (DMI, os-release) and, for anything still missing, Node's os module, so that the inventory is
+ * complete even when those cannot be read.
  */
 export function machineFacts(files: SystemFiles, facts: SystemFacts, now: Date): MachineFacts {
   const cpuinfo = parseCpuinfo(files.read('proc/cpuinfo', 64 * 1024));

@@ -36,7 +36,7 @@ export interface TelemetryOptions {
   statusSocket?: { path: string };
   logger: Logger;
   monotonicMs?: () => number;
-  /** How long systeminformation may take at start before the inventory falls back to /proc and Node. */
+  /** How long the system facts may take at start before the inventory falls back to /proc and Node. */
   factsTimeoutMs?: number;
   /** Beaten after every sample that was taken and queued: the daemon's watchdog waits for it. */
   progress?: Heartbeat;
@@ -104,7 +104,7 @@ export class Telemetry {
       });
       await this.statusSocket.start();
     }
-    // Inventory needs systeminformation, which takes a moment: the status loop does not wait for it.
+    // The inventory's facts come from their own source, which may be slow or fail: the status loop does not wait.
     this.collectMachineFacts().catch((err: unknown) => this.options.logger.warn({ err }, 'could not collect the inventory'));
   }
 

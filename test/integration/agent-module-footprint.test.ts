@@ -9,7 +9,7 @@ import { REPO_ROOT, tempDir } from '../helpers/paths.js';
 // The agent is a long-lived daemon on boards with 512 MiB: code it never runs must not sit in its heap. These run
 // the real CLI from source with a loader hook that records every module Node resolves.
 const TRACER = join(REPO_ROOT, 'test/fixtures/module-trace.mjs');
-const ON_DEMAND = [/\/src\/fleet\//, /\/src\/cli\/(doctor|provision|status|uninstall|k3s|fleet)/, /\/src\/hub\//, /pino-pretty/, /\/config\/json-schema/];
+const ON_DEMAND = [/\/src\/fleet\//, /\/src\/cli\/(doctor|provision|status|uninstall|k3s|fleet)/, /\/src\/hub\//, /pino-pretty/, /\/config\/json-schema/, /systeminformation/];
 
 let cleanups: (() => void)[] = [];
 afterEach(() => {
@@ -39,7 +39,7 @@ async function modulesLoadedBy(args: string[], done: (dir: string) => boolean): 
 }
 
 describe('what the agent loads', () => {
-  it('the running agent loads no operator, doctor, provision, status or pretty-printing code', async () => {
+  it('the running agent loads no operator, doctor, provision, status, pretty-printing or systeminformation code', async () => {
     let config = '';
     const modules = await modulesLoadedBy(['agent', '--config', 'DIR/config.yaml'], (dir) => {
       config ||= writeAgentConfig(dir, { telemetry: { http: { enabled: false }, statusSocket: { enabled: true } } });

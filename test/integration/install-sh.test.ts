@@ -1,6 +1,6 @@
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, readFileSync, readlinkSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, readlinkSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
@@ -70,6 +70,26 @@ const deviceArgs = (root: string) => [
   '--root', root,
 ];
 const mode = (file: string) => statSync(file).mode & 0o777;
+
+/** A PATH with every program of this one except xz and its aliases: a device without the xz-utils package. */
+function pathWithoutXz(): string {
+  const bin = join(scratch(), 'bin');
+  mkdirSync(bin);
+  const linked = new Set(['xz', 'unxz', 'xzcat']);
+  for (const dir of process.env.PATH!.split(':')) {
+    let names: string[] = [];
+    try {
+      names = readdirSync(dir);
+    } catch {
+      continue;
+    }
+    for (const name of names.filter((n) => !linked.has(n))) {
+      linked.add(name);
+      symlinkSync(join(dir, name), join(bin, name));
+    }
+  }
+  return bin;
+}
 
 describe('packaging/install.sh', () => {
   it('is POSIX sh and passes shellcheck', () => {
@@ -195,6 +215,45 @@ describe('packaging/install.sh', () => {
     expect(readFileSync(join(root, 'usr/local/bin/fleetlet'), 'utf8')).toBe(readFileSync(binary, 'utf8'));
   });
 
+  it('on a device without xz, takes the .gz beside an .xz URL, verified with --gz-sha256', async () => {
+    const url = `${base}/fleetlet-linux-%ARCH%.xz`;
+    const xzSha = createHash('sha256').update(execFileSync('xz', ['-9', '--stdout', binary])).digest('hex');
+    const gzSha = createHash('sha256').update(gzipSync(readFileSync(binary))).digest('hex');
+    const PATH = pathWithoutXz();
+    expect(spawnSync('sh', ['-c', 'command -v xz'], { env: { PATH } }).status).not.toBe(0);
+
+    const root = scratch();
+    const ok = await install(['--url', url, '--sha256', xzSha, '--gz-sha256', gzSha, ...deviceArgs(root)], { K3S_TOKEN: TOKEN, PATH });
+    expect(ok.code, ok.output).toBe(0);
+    expect(ok.output).toContain(`downloading ${base}/fleetlet-linux-x64.gz`);
+    expect(readFileSync(join(root, 'usr/local/bin/fleetlet'), 'utf8')).toBe(readFileSync(binary, 'utf8'));
+
+    // The .gz is checked against its own hash, not the .xz's.
+    const bad = scratch();
+    const mismatch = await install(['--url', url, '--sha256', xzSha, '--gz-sha256', xzSha, ...deviceArgs(bad)], { K3S_TOKEN: TOKEN, PATH });
+    expect(mismatch.code).toBe(1);
+    expect(mismatch.output).toContain('does not match');
+    expect(existsSync(join(bad, 'usr'))).toBe(false);
+
+    // With xz installed the .xz is what is downloaded, whatever --gz-sha256 says.
+    const withXz = await install(['--url', url, '--sha256', xzSha, '--gz-sha256', '0'.repeat(64), ...deviceArgs(scratch())], { K3S_TOKEN: TOKEN });
+    expect(withXz.code, withXz.output).toBe(0);
+    expect(withXz.output).toContain(`downloading ${base}/fleetlet-linux-x64.xz`);
+  });
+
+  it('on a device without xz and no --gz-sha256, refuses an .xz URL saying what to do, before downloading', async () => {
+    const root = scratch();
+    const sha = createHash('sha256').update(execFileSync('xz', ['-9', '--stdout', binary])).digest('hex');
+    const refused = await install(['--url', `${base}/fleetlet-linux-%ARCH%.xz`, '--sha256', sha, ...deviceArgs(root)], {
+      K3S_TOKEN: TOKEN,
+      PATH: pathWithoutXz(),
+    });
+    expect(refused.code).toBe(1);
+    expect(refused.output).toContain('apt-get install xz-utils, or give --gz-sha256');
+    expect(refused.output).not.toContain('downloading');
+    expect(existsSync(join(root, 'usr'))).toBe(false);
+  });
+
   it('refuses a token given as an argument, and a k3s server without a token', async () => {
     const root = scratch();
     expect((await install(['--binary', binary, '--token', TOKEN, ...deviceArgs(root)])).output).toContain('the token is never an argument');
@@ -211,6 +270,9 @@ describe('packaging/install.sh', () => {
       const refused = await install(['--url', url, '--sha256', bad, ...deviceArgs(root)], { K3S_TOKEN: TOKEN });
       expect(refused.code, bad).toBe(1);
       expect(refused.output).toContain('--sha256 must be 64 hex characters');
+      const refusedGz = await install(['--url', url, '--sha256', sha, '--gz-sha256', bad, ...deviceArgs(root)], { K3S_TOKEN: TOKEN });
+      expect(refusedGz.code, bad).toBe(1);
+      expect(refusedGz.output).toContain('--gz-sha256 must be 64 hex characters');
       expect(refused.output).not.toContain('downloading');
       expect(existsSync(join(root, 'usr'))).toBe(false);
     }

@@ -14,7 +14,7 @@ const bytes = readFileSync(hostAddon);
 const embedded: EmbeddedAddon = {
   name: 'better_sqlite3',
   sha256: createHash('sha256').update(bytes).digest('hex'),
-  base64: bytes.toString('base64'),
+  bytes: () => bytes,
 };
 const unpackedName = `better_sqlite3-${embedded.sha256.slice(0, 16)}.node`;
 
@@ -25,6 +25,16 @@ function scratch(): string {
 }
 
 describe('embedded native addon', () => {
+  it('reads the embedded bytes only when the unpacked copy is missing, not at every start', () => {
+    const dir = join(scratch(), 'native');
+    let reads = 0;
+    const counted: EmbeddedAddon = { ...embedded, bytes: () => (reads++, bytes) };
+    loadEmbeddedAddon(counted, [dir]);
+    expect(reads).toBe(1);
+    loadEmbeddedAddon(counted, [dir]);
+    expect(reads).toBe(1);
+  });
+
   it('unpacks into a private directory and loads as better-sqlite3 nativeBinding', () => {
     const dir = join(scratch(), 'native');
     const binding = loadEmbeddedAddon(embedded, [dir]);
@@ -54,7 +64,7 @@ describe('embedded native addon', () => {
   });
 
   it('refuses an embedded copy that does not match its hash, naming every directory tried', () => {
-    const corrupt = { ...embedded, base64: Buffer.from('truncated').toString('base64') };
+    const corrupt = { ...embedded, bytes: () => Buffer.from('truncated') };
     const [a, b] = [join(scratch(), 'a'), join(scratch(), 'b')];
     const attempt = () => loadEmbeddedAddon(corrupt, [a, b]);
     expect(attempt).toThrow(NativeAddonError);

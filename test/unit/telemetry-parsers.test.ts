@@ -15,6 +15,7 @@ import {
   parseThrottled,
   parseUptime,
 } from '../../src/telemetry/proc-parsers.js';
+import { fileSystemFacts, parseOsRelease } from '../../src/telemetry/system-facts.js';
 import { SystemFiles } from '../../src/telemetry/system-files.js';
 import { REPO_ROOT } from '../helpers/paths.js';
 
@@ -138,5 +139,30 @@ describe('malformed, truncated and missing files', () => {
     expect(parseThrottled('throttled=0x0\n')).toEqual({ bits: 0, now: [], occurred: [] });
     expect(parseThrottled('0x80008')?.now).toEqual(['soft-temperature-limit']);
     expect(parseThrottled('123456789')).toBeUndefined();
+  });
+});
+
+describe('system facts from DMI and os-release (what the inventory took from systeminformation)', () => {
+  it('reads the board from DMI, leaves a placeholder serial out, and the distribution from /etc/os-release', async () => {
+    expect(await fileSystemFacts(amd64)()).toEqual({
+      model: 'LENOVO ThinkCentre M75q Gen 2',
+      serial: undefined,
+      distro: 'Ubuntu',
+      release: '24.04.1 LTS (Noble Numbat)',
+    });
+  });
+
+  it('takes /usr/lib/os-release when /etc has none, and leaves out what a board without DMI lacks', async () => {
+    expect(await fileSystemFacts(fixture('raspberry-pi-5-arm64'))()).toEqual({
+      model: undefined,
+      serial: undefined,
+      distro: 'Debian GNU/Linux',
+      release: '12 (bookworm)',
+    });
+  });
+
+  it('parses os-release quoting: double, single, bare and escaped values; ignores comments and junk', () => {
+    const fields = parseOsRelease('# comment\nNAME="Foo \\"OS\\""\nVERSION=\'1 (one)\'\nID=foo\nnot a line\nlower=x\n');
+    expect(Object.fromEntries(fields)).toEqual({ NAME: 'Foo "OS"', VERSION: '1 (one)', ID: 'foo' });
   });
 });
