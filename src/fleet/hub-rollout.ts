@@ -8,10 +8,9 @@ import {
   type HubRolloutAction,
   type RolloutAmount,
 } from '../protocol/hub-rollouts-api.js';
-import type { DeviceFilter } from './fleet-view.js';
 import { printable, printableJson } from './format.js';
 import { HubClient, type HubConnectionOptions } from './hub-client.js';
-import { planBatches, type Amount } from './rollout-plan.js';
+import { planBatches, type RolloutPlan } from './rollout-plan.js';
 import { newRolloutId } from './rollout-state.js';
 import { buildSignedCommand, type SigningKey } from './signer.js';
 
@@ -21,17 +20,12 @@ import { buildSignedCommand, type SigningKey } from './signer.js';
  * the rollout's deadline, and all of them are handed to the hub, which can only release them batch by batch: it
  * holds no key, so it cannot change a command, address another device or make the rollout outlive its deadline.
  */
-export interface HubRolloutPlan {
+export interface HubRolloutPlan extends Omit<RolloutPlan, 'kind'> {
+  /** The hub also rolls out k3s.configure. */
   kind: HubRolloutCreate['kind'];
-  args: Record<string, unknown>;
-  filter: DeviceFilter;
-  canaries: string[];
-  canaryCount: number;
-  batchSize: Amount;
-  maxFailures: Amount;
-  deviceTimeoutSeconds: number;
   /** Until the deadline: each command's validity, and how long offline devices are waited for. */
   ttlSeconds: number;
+  /** After success, how long a device is watched for a health regression. */
   watchSeconds: number;
 }
 
