@@ -1,4 +1,4 @@
-import type { AlertRule } from '../../protocol/hub-alerts-api.js';
+import { ALERT_RULES, type AlertRule } from '../../protocol/hub-alerts-api.js';
 
 /**
  * What a rule says about one subject now: the alert it wants open. A subject with no finding has its alert (of that
@@ -16,18 +16,12 @@ export interface AlertFinding {
   details: Record<string, unknown>;
 }
 
-/** The rules the engine evaluates from the database; the others are reported from outside (AlertEngine.report). */
-export const DEVICE_RULES = [
-  'device-offline',
-  'k3s-crash-loop',
-  'credential-rejected',
-  'disk-low',
-  'temperature-high',
-  'under-voltage',
-  'outbox-backlog',
-  'identity-conflict',
-] as const satisfies readonly AlertRule[];
-export type DeviceRule = (typeof DEVICE_RULES)[number];
+/** Rules other parts of the hub report (a rollout's state, certificates); the engine never raises these from device facts. */
+const EXTERNAL_RULES = ['rollout-halted', 'certificate-expiring'] as const satisfies readonly AlertRule[];
+export type ExternalRule = (typeof EXTERNAL_RULES)[number];
+export type DeviceRule = Exclude<AlertRule, ExternalRule>;
 
-/** Rules other parts of the hub report through AlertEngine.report (the engine never resolves these itself). */
-export type ExternalRule = Exclude<AlertRule, DeviceRule>;
+/** The rules the engine evaluates from the database: every rule but the external ones. */
+export const DEVICE_RULES: readonly DeviceRule[] = ALERT_RULES.filter(
+  (rule): rule is DeviceRule => !(EXTERNAL_RULES as readonly AlertRule[]).includes(rule),
+);
