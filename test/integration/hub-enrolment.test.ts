@@ -126,16 +126,20 @@ describe.skipIf(!mosquittoAvailable()).each(hubDialects())('hub enrolment on %s'
     return body;
   }
 
+  /** An MQTT connection to the device listener, with this certificate or none. */
+  const connectDevice = (certificatePem: string | undefined, key: DeviceKey) =>
+    mqtt.connectAsync(`mqtts://127.0.0.1:${broker.port}`, {
+      ca: readFileSync(brokerTrust.cert),
+      ...(certificatePem ? { cert: certificatePem, key: key.privateKeyPem } : {}),
+      reconnectPeriod: 0,
+      connectTimeout: 5000,
+      protocolVersion: 4,
+    });
+
   /** Connects to the device listener with this certificate: resolves true when the broker took it, false when it refused. */
   async function brokerAccepts(certificatePem: string | undefined, key: DeviceKey): Promise<boolean> {
     try {
-      const client = await mqtt.connectAsync(`mqtts://127.0.0.1:${broker.port}`, {
-        ca: readFileSync(brokerTrust.cert),
-        ...(certificatePem ? { cert: certificatePem, key: key.privateKeyPem } : {}),
-        reconnectPeriod: 0,
-        connectTimeout: 5000,
-        protocolVersion: 4,
-      });
+      const client = await connectDevice(certificatePem, key);
       await client.endAsync();
       return true;
     } catch {
@@ -337,13 +341,7 @@ describe.skipIf(!mosquittoAvailable()).each(hubDialects())('hub enrolment on %s'
   it('keeps a connection opened before the revocation (mosquitto 2.0 does not drop it on reload); taking over its client id from the operator listener ends it for good', async () => {
     const key = await newDeviceKey();
     const body = issued(await enrol(await token(), 'pi-connected', key));
-    const device = await mqtt.connectAsync(`mqtts://127.0.0.1:${broker.port}`, {
-      ca: readFileSync(brokerTrust.cert),
-      cert: body.certificatePem,
-      key: key.privateKeyPem,
-      reconnectPeriod: 0,
-      protocolVersion: 4,
-    });
+    const device = await connectDevice(body.certificatePem, key);
     const closed = new Promise<void>((resolve) => device.once('close', () => resolve()));
     // The reload is seen through another revoked device: a connection with pi-connected's own certificate would take
     // over its client id, and so end the very connection this test watches.
@@ -430,13 +428,7 @@ describe.skipIf(!mosquittoAvailable()).each(hubDialects())('hub enrolment on %s'
     try {
       const key = await newDeviceKey();
       const body = issued(await enrol(await token(), 'pi-auto-closed', key));
-      const device = await mqtt.connectAsync(`mqtts://127.0.0.1:${broker.port}`, {
-        ca: readFileSync(brokerTrust.cert),
-        cert: body.certificatePem,
-        key: key.privateKeyPem,
-        reconnectPeriod: 0,
-        protocolVersion: 4,
-      });
+      const device = await connectDevice(body.certificatePem, key);
       const closed = new Promise<void>((resolve) => device.once('close', () => resolve()));
       const revoked = await fetch(`${closingUrl}/api/v1/devices/pi-auto-closed/revoke`, { method: 'POST', headers: { authorization: `Bearer ${operatorToken}` } });
       expect(revoked.status).toBe(200);
