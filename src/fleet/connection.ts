@@ -5,6 +5,7 @@ import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
 import { checkBrokerUrl, explainTlsFailure, readTlsFiles, type TlsFiles } from './connection-files.js';
 import { FleetConnectionError } from './errors.js';
 import { errorMessage } from '../lib/errors.js';
+import { brokerEndpoint } from '../protocol/broker-url.js';
 
 /** How the operator's machine reaches the broker. */
 export interface FleetConnectionOptions {
@@ -41,7 +42,8 @@ export async function connectOperator(options: FleetConnectionOptions): Promise<
   };
   Object.assign(clientOptions, readTlsFiles(files));
   try {
-    return await mqtt.connectAsync(options.broker, clientOptions, false);
+    // No URL text for MQTT.js to parse (see brokerEndpoint); the overload with allowRetries takes one, so it gets ''.
+    return await mqtt.connectAsync('', { ...brokerEndpoint(options.broker), ...clientOptions }, false);
   } catch (err) {
     throw explainTlsFailure(err, options.broker, files) ?? new FleetConnectionError(`cannot connect to ${options.broker}: ${errorMessage(err)}`, {
       cause: err,

@@ -12,6 +12,7 @@ import { CommandInbox, type CommandMessageListener } from './command-inbox.js';
 import type { Publisher } from './drain.js';
 import { LinkSession } from './session.js';
 import { errorMessage } from '../lib/errors.js';
+import { brokerEndpoint } from '../protocol/broker-url.js';
 
 /** What telemetry shows about the link. */
 export interface LinkState {
@@ -219,7 +220,7 @@ export class MqttLink {
       this.#retryLater();
       return;
     }
-    const client = connect(this.#options.broker.url, options);
+    const client = connect({ ...brokerEndpoint(this.#options.broker.url), ...options });
     const session = new LinkSession(client);
     this.#session = session;
     let accepted = false;

@@ -3,6 +3,7 @@ import { connect as connectTcp } from 'node:net';
 import { connect as connectTls, type PeerCertificate } from 'node:tls';
 import { errorReason } from '../../lib/errors.js';
 import { connect, type IClientOptions } from 'mqtt';
+import { brokerEndpoint } from '../../protocol/broker-url.js';
 
 export interface TlsOptions {
   ca?: string;
@@ -58,7 +59,7 @@ export function createNetworkProbe(timeoutMs = 5000): NetworkProbe {
  * the TLS handshake on the client's side (TLS 1.3) and only then drops the connection: only a CONNACK proves it.
  */
 async function mqttAccepts(url: string, options: IClientOptions, timeoutMs: number): Promise<ProbeResult> {
-  const client = connect(url, { ...options, clean: true, reconnectPeriod: 0, connectTimeout: timeoutMs, protocolVersion: 4 });
+  const client = connect({ ...brokerEndpoint(url), ...options, clean: true, reconnectPeriod: 0, connectTimeout: timeoutMs, protocolVersion: 4 });
   const result = await new Promise<ProbeResult>((resolve) => {
     client.once('connect', () => resolve({ ok: true }));
     client.once('error', (err: Error & { code?: unknown }) => {

@@ -1,5 +1,6 @@
 import mqtt, { type IClientOptions } from 'mqtt';
 import type { Logger } from '../../lib/logger.js';
+import { brokerEndpoint } from '../../protocol/broker-url.js';
 
 /**
  * Ends a revoked device's open broker connection. mosquitto 2.0 rereads its CRL on SIGHUP but keeps connections that
@@ -28,7 +29,8 @@ export class RevokedConnectionCloser {
   }
 
   async takeOver(deviceId: string): Promise<void> {
-    const client = await mqtt.connectAsync(this.options.brokerUrl, {
+    const client = await mqtt.connectAsync({
+      ...brokerEndpoint(this.options.brokerUrl),
       ...this.options.base,
       clientId: deviceId,
       // A clean session also drops what the broker queued for the revoked device.

@@ -4,6 +4,7 @@ import type { Topics } from '../../protocol/topics.js';
 import type { HubMetrics } from '../metrics.js';
 import { classifyMessage, INGESTED_CHANNELS } from './classify.js';
 import type { GroupCommitter } from './group-commit.js';
+import { brokerEndpoint } from '../../protocol/broker-url.js';
 
 /**
  * The hub's MQTT side. `connections` MQTT 5 sessions, each with a stable client id, clean start off and a long
@@ -95,7 +96,8 @@ export class MqttIngest {
     lost: () => void,
   ): MqttClient {
     const { log, metrics } = this.options;
-    const client = mqtt.connect(this.options.brokerUrl, {
+    const client = mqtt.connect({
+      ...brokerEndpoint(this.options.brokerUrl),
       ...this.options.base,
       ...session,
       clientId,

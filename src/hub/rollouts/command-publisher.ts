@@ -2,6 +2,7 @@ import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
 import type { Logger } from '../../lib/logger.js';
 import type { Topics } from '../../protocol/topics.js';
 import type { CommandPublisher } from './rollout-engine.js';
+import { brokerEndpoint } from '../../protocol/broker-url.js';
 
 /**
  * The rollout engine's own MQTT connection: it only publishes the envelopes operators signed, QoS 1, to each
@@ -14,7 +15,7 @@ export class MqttCommandPublisher implements CommandPublisher {
   private readonly client: MqttClient;
 
   constructor(brokerUrl: string, base: IClientOptions, clientId: string, private readonly topics: Topics, log: Logger) {
-    this.client = mqtt.connect(brokerUrl, { ...base, clientId, clean: true, protocolVersion: 5, reconnectPeriod: 1000, connectTimeout: 10_000 });
+    this.client = mqtt.connect({ ...brokerEndpoint(brokerUrl), ...base, clientId, clean: true, protocolVersion: 5, reconnectPeriod: 1000, connectTimeout: 10_000 });
     this.client.on('connect', () => log.info({ clientId }, 'rollout publisher connected to the broker'));
     this.client.on('error', (err) => log.warn({ clientId, err: err.message }, 'rollout publisher connection error'));
   }
