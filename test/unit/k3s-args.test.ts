@@ -22,6 +22,15 @@ function fakeAccepts(args: string[]): { ok: boolean; stderr: string } {
 }
 
 describe('k3s agent arguments', () => {
+  it('orders node labels by code unit, so that the command line is the same under every locale', () => {
+    const invocation = buildAgentInvocation(
+      k3sConfig({ serverUrl: 'https://10.0.0.1:6443', token: TOKEN, nodeLabels: { b: '1', 'a.b': '2', B: '3', 'a-b': '4' } }),
+    );
+    const labels = invocation.args.filter((_, i) => invocation.args[i - 1] === '--node-label');
+    // A collator would give a-b, a.b, b, B.
+    expect(labels).toEqual(['B=3', 'a-b=4', 'a.b=2', 'b=1']);
+  });
+
   it('maps every config key to its flag, with the token neither on the command line nor in the environment', () => {
     const invocation = buildAgentInvocation(
       k3sConfig({
