@@ -15,8 +15,9 @@ import type { StatusSpool } from './status-spool.js';
  * The rule that keeps it safe: the mark moves to the end of an acknowledged run only when no stored row and no
  * spooled status lies between the mark and that run, so every row at or below it was acknowledged. Acknowledgements
  * out of that order (records sent ahead of the backlog, or past a record still in flight) are deleted as before. The
- * mark is also the floor of the next seq, so a seq at or below it is never handed out again. Rows below the mark
- * that are still stored (a drain interrupted before its end) are deleted at the next open or when the disk is full.
+ * stored mark is also the floor of the next seq after a restart, so no new record is ever taken for acknowledged.
+ * Rows below the mark that are still stored (a drain interrupted before its end) are deleted at the next open or
+ * when the disk is full.
  */
 export class AckMark {
   constructor(
@@ -44,8 +45,10 @@ export class AckMark {
       else this.statements.deleteBetween.run(first, last);
     }
     if (this.through !== before) {
-      this.statements.saveCounter.run(ACKED_THROUGH, this.through);
+      // With no row left above the mark, none is left below it either once the table is emptied: the stored mark
+      // may stay behind then, which spares an SD card the write of its page with every acknowledgement.
       if (this.statements.firstAbove.get(this.through) === undefined) this.statements.deleteAll.run();
+      else this.statements.saveCounter.run(ACKED_THROUGH, this.through);
     }
     return deleted;
   }
