@@ -28,16 +28,30 @@ function summary(file: string): void {
   const profile = JSON.parse(readFileSync(file, 'utf8')) as { nodes: ProfileNode[]; samples: number[]; timeDeltas: number[] };
   const byId = new Map(profile.nodes.map((n) => [n.id, n]));
   const self = new Map<string, number>();
+  const parts = new Map<string, number>();
   profile.samples.forEach((id, i) => {
     const { functionName, url, lineNumber } = byId.get(id)!.callFrame;
     const key = `${functionName || '(anonymous)'} ${url.split('/').slice(-2).join('/')}:${lineNumber + 1}`;
     self.set(key, (self.get(key) ?? 0) + (profile.timeDeltas[i] ?? 0));
+    const part = partOf(functionName, url);
+    parts.set(part, (parts.get(part) ?? 0) + (profile.timeDeltas[i] ?? 0));
   });
   const total = [...self.values()].reduce((a, b) => a + b, 0);
   console.log(`total ${(total / 1000).toFixed(0)} ms, ${(total / RECORDS).toFixed(2)} us per record of ${RECORDS}`);
-  for (const [key, us] of [...self].sort((a, b) => b[1] - a[1]).slice(0, 45)) {
+  for (const [part, us] of [...parts].sort((a, b) => b[1] - a[1])) console.log(`${(us / RECORDS).toFixed(2).padStart(7)} us/rec  ${part}`);
+  for (const [key, us] of [...self].sort((a, b) => b[1] - a[1]).slice(0, 120)) {
     console.log(`${(us / RECORDS).toFixed(3).padStart(7)} us/rec ${((100 * us) / total).toFixed(1).padStart(5)}%  ${key}`);
   }
+}
+
+/** better-sqlite3's statement methods are native functions without a script. */
+const SQLITE_NATIVE = new Set(['all', 'run', 'get', 'iterate', 'exec', 'pragma', 'transaction', 'prepare']);
+
+function partOf(functionName: string, url: string): string {
+  if (functionName === '(garbage collector)' || functionName === '(idle)' || functionName === '(program)') return functionName;
+  if (url === '' && SQLITE_NATIVE.has(functionName)) return 'SQLite (better-sqlite3 statements)';
+  if (url.includes('/src/') && !url.includes('node_modules')) return 'fleetlet code (drain, outbox)';
+  return 'MQTT.js, streams, sockets, timers, promises (the publishing itself)';
 }
 
 async function profile(mode: string, out: string): Promise<void> {
