@@ -28,7 +28,7 @@ export class AckMark {
     private readonly spool: StatusSpool | undefined,
   ) {}
 
-  /** Acknowledges stored rows; call inside a transaction (the ledger and `through` roll back with the caller). */
+  /** Acknowledges stored rows; call inside a transaction, and on an error restore the ledger and `through` with it. */
   acknowledge(seqs: readonly number[]): number {
     const before = this.through;
     let deleted = 0;
