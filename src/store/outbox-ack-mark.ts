@@ -1,6 +1,6 @@
 import type { OutboxClass } from './outbox.js';
 import type { BudgetLedger } from './outbox-budget.js';
-import { ACKED_THROUGH, consecutiveRuns, type OutboxStatements } from './outbox-sql.js';
+import { ACKED_THROUGH, consecutiveRuns, isDiskFull, type OutboxStatements } from './outbox-sql.js';
 import type { StatusSpool } from './status-spool.js';
 
 /**
@@ -53,9 +53,17 @@ export class AckMark {
     return deleted;
   }
 
-  /** Deletes the rows at or below the mark that are still stored (left by an interrupted drain); returns how many. */
+  /**
+   * Deletes the rows at or below the mark that are still stored (left by an interrupted drain): they hold space for
+   * nothing. Returns how many; 0 also when the disk was too full even for that.
+   */
   purge(): number {
-    return this.statements.deleteThrough.run(this.through).changes;
+    try {
+      return this.statements.deleteThrough.run(this.through).changes;
+    } catch (err) {
+      if (isDiskFull(err)) return 0;
+      throw err;
+    }
   }
 
   /** No stored row in (through, first) and no spooled status in (through, last]: the mark may move to `last`. */

@@ -86,7 +86,7 @@ export class SqliteOutbox implements OutboxStore {
     this.seq = loaded.lastSeq;
     this.ackMark = new AckMark(this.statements, this.ledger, loaded.ackedThrough, options.statusSpool);
     // Rows an interrupted drain left below the mark go now, so that they do not hold disk space for long.
-    this.purgeAcknowledged();
+    this.ackMark.purge();
     if (options.statusSpool) this.commitRecoveredSpool(options.statusSpool);
   }
 
@@ -307,7 +307,7 @@ export class SqliteOutbox implements OutboxStore {
   private writeWhenFull(inputs: readonly NewOutboxRecord[]): OutboxRecord[] {
     this.ledger.noteDiskFull(this.now());
     this.diskFullEpisode.start(this.ledger.diskFullAt);
-    if (this.purgeAcknowledged()) {
+    if (this.ackMark.purge() > 0) {
       try {
         return this.write(inputs);
       } catch (err) {
@@ -327,16 +327,6 @@ export class SqliteOutbox implements OutboxStore {
     for (const input of inputs) this.ledger.drop(input.class);
     this.options.logger?.error({ records: inputs.length }, 'outbox: disk full and nothing left to shed; records dropped');
     return inputs.map((input) => unstored(input, this.now()));
-  }
-
-  /** Acknowledged rows still stored below the mark hold space for nothing; false when there were none (or no room). */
-  private purgeAcknowledged(): boolean {
-    try {
-      return this.ackMark.purge() > 0;
-    } catch (err) {
-      if (isDiskFull(err)) return false;
-      throw err;
-    }
   }
 
   /** Deletes a chunk of the oldest records of the cheapest class that may go; false when none may. */

@@ -7,8 +7,8 @@ import { sqliteOutbox, spooledSqliteOutbox, testLimits, type OutboxUnderTest } f
  * The acknowledged mark of SqliteOutbox (src/store/outbox-ack-mark.ts), on real database files: acknowledgements in
  * seq order move a persisted mark instead of deleting row by row, so every check here looks at what a reopen sees.
  */
-function rec(cls: OutboxClass, n: number): NewOutboxRecord {
-  return { class: cls, topic: `t/devices/d1/${cls}`, payload: { n } };
+function rec(cls: OutboxClass, n: number, size = 0): NewOutboxRecord {
+  return { class: cls, topic: `t/devices/d1/${cls}`, payload: { n, pad: 'p'.repeat(size) } };
 }
 
 const range = (first: number, last: number) => Array.from({ length: last - first + 1 }, (_, i) => first + i);
@@ -89,5 +89,21 @@ describe('SqliteOutbox acknowledged mark', () => {
     subject = subject.reopen!();
     expect(subject.outbox.pending(0, 100).map((r) => r.messageId)).toEqual(expected);
     expect(subject.outbox.stats().rows.status).toBe(10);
+  });
+
+  it('on a full disk deletes the rows below the mark before it sheds anything', () => {
+    subject = sqliteOutbox(testLimits());
+    subject.outbox.enqueueMany(range(1, 400).map((n) => rec('status', n, 400)));
+    // 300 acknowledged rows stay stored below the mark while 100 are left above it.
+    subject.outbox.acknowledge(range(1, 300));
+    expect(storedRows(subject)).toBe(400);
+    // The database may not grow any more: what a full filesystem looks like to SQLite.
+    subject.db!.pragma(`max_page_count = ${Number(subject.db!.pragma('page_count', { simple: true }))}`);
+    for (let n = 0; n < 200; n++) expect(subject.outbox.enqueue(rec('status', 1000 + n, 400)).seq).toBeGreaterThan(0);
+    const stats = subject.outbox.stats();
+    expect(stats.diskFull).toBeGreaterThan(0);
+    expect(stats.dropped.status).toBe(0);
+    expect(stats.rows.status).toBe(300);
+    expect(subject.outbox.pending(0, 1000)).toHaveLength(300);
   });
 });
