@@ -18,8 +18,17 @@ import type { OutboxStore, OutgoingRecord, Unsubscribe } from '../store/outbox.j
  * a disconnect stays queued and is sent again on the next connect with the same messageId (at-least-once).
  */
 export interface Publisher {
-  /** Resolves when the broker acknowledged the message (QoS 1 PUBACK), as MQTT.js's publishAsync does. */
-  publish(topic: string, payload: string, options: { qos: 0 | 1; retain: boolean }): Promise<unknown>;
+  /**
+   * Calls `done` once: without an error when the broker acknowledged the message (QoS 1 PUBACK), with one when it
+   * never will on this connection. A callback, not a promise: the drain makes this call for every record, and the
+   * promises per record cost measurable CPU (docs/benchmarks.md, "Drain of a 100,000-record backlog").
+   */
+  send(topic: string, payload: string, options: PublishOptions, done: (err?: Error) => void): void;
+}
+
+export interface PublishOptions {
+  qos: 0 | 1;
+  retain: boolean;
 }
 
 /** The part of the outbox the drainer needs. */
@@ -37,12 +46,18 @@ export interface DrainCounters {
   inFlight: number;
 }
 
-/** Adapts an MQTT.js client (or anything with publishAsync) to a Publisher. */
+/** Adapts an MQTT.js client to a Publisher. */
 export function publisherOf(client: {
-  publishAsync(topic: string, message: string, options: { qos: 0 | 1; retain: boolean }): Promise<unknown>;
+  publish(topic: string, message: string, options: PublishOptions, callback: (err?: Error) => void): unknown;
 }): Publisher {
-  return { publish: (topic, payload, options) => client.publishAsync(topic, payload, options) };
+  return { send: (topic, payload, options, done) => void client.publish(topic, payload, options, (err) => done(err ?? undefined)) };
 }
+
+/** One options object per combination, by qos then retain, instead of one per publish. */
+const PUBLISH_OPTIONS: Record<0 | 1, [PublishOptions, PublishOptions]> = {
+  0: [{ qos: 0, retain: false }, { qos: 0, retain: true }],
+  1: [{ qos: 1, retain: false }, { qos: 1, retain: true }],
+};
 
 /** Records read from the outbox at a time, at least (a small window would otherwise mean many small queries). */
 const READ_AHEAD_MIN = 100;
@@ -132,6 +147,7 @@ class DrainSession {
   private inFlight = 0;
   private ended = false;
   private pumpScheduled = false;
+  private refillQueued = false;
   private pumping = false;
   private unsubscribe: Unsubscribe | undefined;
 
@@ -232,29 +248,34 @@ class DrainSession {
     }
   }
 
-  private send(seq: number, topic: string, payload: string, options: { qos: 0 | 1; retain: boolean }): void {
+  private send(seq: number, topic: string, payload: string, options: PublishOptions): void {
     this.inFlight += 1;
     this.drainer.counters.inFlight += 1;
     this.drainer.counters.published += 1;
-    this.publisher.publish(topic, payload, { qos: options.qos, retain: options.retain }).then(
-      () => {
-        this.settle();
-        this.drainer.acknowledged(seq);
-      },
-      (err: unknown) => {
-        if (!this.ended) {
-          // Usually the connection is going away; the record stays queued and the next connect sends it again.
-          this.options.logger?.warn({ err, topic }, 'drain: publish failed; pausing until the next connect');
-          this.end();
-        }
-        this.settle();
-      },
-    );
+    this.publisher.send(topic, payload, PUBLISH_OPTIONS[options.qos][options.retain ? 1 : 0], (err) => {
+      if (err) this.failed(err, topic);
+      this.settle();
+      if (!err) this.drainer.acknowledged(seq);
+    });
+  }
+
+  private failed(err: Error, topic: string): void {
+    if (this.ended) return;
+    // Usually the connection is going away; the record stays queued and the next connect sends it again.
+    this.options.logger?.warn({ err, topic }, 'drain: publish failed; pausing until the next connect');
+    this.end();
   }
 
   private settle(): void {
     this.inFlight -= 1;
     this.drainer.counters.inFlight -= 1;
-    this.pump();
+    // After the PUBACKs that arrived together, not inside MQTT.js's handling of each: the publishes then go out
+    // together (one socket write for many).
+    if (this.refillQueued) return;
+    this.refillQueued = true;
+    queueMicrotask(() => {
+      this.refillQueued = false;
+      this.pump();
+    });
   }
 }

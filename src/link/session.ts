@@ -1,5 +1,5 @@
 import type { MqttClient } from 'mqtt';
-import type { Publisher } from './drain.js';
+import type { PublishOptions, Publisher } from './drain.js';
 
 /**
  * One connection's work in flight. Whatever is still unacknowledged when the connection closes fails then:
@@ -16,8 +16,22 @@ export class LinkSession implements Publisher {
     return !this.#closed && this.client.connected;
   }
 
-  publish(topic: string, payload: string, options: { qos: 0 | 1; retain: boolean }): Promise<unknown> {
+  publish(topic: string, payload: string, options: PublishOptions): Promise<unknown> {
     return this.track(() => this.client.publishAsync(topic, payload, options));
+  }
+
+  /** The drain's publish: `done` is called once, at the PUBACK or at the latest when the connection closes. */
+  send(topic: string, payload: string, options: PublishOptions, done: (err?: Error) => void): void {
+    if (this.#closed) return done(new Error('connection closed'));
+    let settled = false;
+    const settle = (err?: Error) => {
+      if (settled) return;
+      settled = true;
+      this.#pending.delete(settle);
+      done(err);
+    };
+    this.#pending.add(settle);
+    this.client.publish(topic, payload, options, (err) => settle(err ?? undefined));
   }
 
   /** Runs `work` on this connection; the result rejects at the latest when the connection closes. */

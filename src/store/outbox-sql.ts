@@ -6,6 +6,9 @@ import { isErrno } from '../lib/errors.js';
 
 /** The SQL of SqliteOutbox (table `outbox`, migration 2), prepared once per connection. */
 
+/** The name of the acknowledged mark in `outbox_counters` (see outbox-ack-mark.ts). */
+export const ACKED_THROUGH = 'ackedThrough';
+
 const SELECT_COLUMNS = 'seq, message_id, class, topic, body, qos, retain, created_at';
 
 /** A row of SELECT_COLUMNS, in that order. */
@@ -25,17 +28,22 @@ export function prepareOutboxStatements(db: Database) {
     insert: db.prepare(
       'INSERT INTO outbox (seq, message_id, class, topic, body, qos, retain, created_at, bytes) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)',
     ),
+    // Every statement that reads queued rows skips those at or below the acknowledged mark (outbox-ack-mark.ts).
     evictOldest: db.prepare(
-      'DELETE FROM outbox WHERE seq = (SELECT seq FROM outbox WHERE class = ? ORDER BY seq LIMIT 1) RETURNING bytes',
+      'DELETE FROM outbox WHERE seq = (SELECT seq FROM outbox WHERE class = ? AND seq > ? ORDER BY seq LIMIT 1) RETURNING bytes',
     ),
     shedOldest: db.prepare(
-      'DELETE FROM outbox WHERE seq IN (SELECT seq FROM outbox WHERE class = ? ORDER BY seq LIMIT ?) RETURNING bytes',
+      'DELETE FROM outbox WHERE seq IN (SELECT seq FROM outbox WHERE class = ? AND seq > ? ORDER BY seq LIMIT ?) RETURNING bytes',
     ),
     totalsBetween: db.prepare('SELECT class, COUNT(*) AS n, SUM(bytes) AS b FROM outbox WHERE seq BETWEEN ? AND ? GROUP BY class'),
     deleteBetween: db.prepare('DELETE FROM outbox WHERE seq BETWEEN ? AND ?'),
+    deleteThrough: db.prepare('DELETE FROM outbox WHERE seq <= ?'),
+    // No WHERE: SQLite frees the whole table in one step instead of row by row.
+    deleteAll: db.prepare('DELETE FROM outbox'),
+    firstAbove: db.prepare('SELECT seq FROM outbox WHERE seq > ? ORDER BY seq LIMIT 1').pluck(),
     // Rows as arrays: the drain reads every record once, and skipping the intermediate objects is measurably faster.
     pending: db.prepare(`SELECT ${SELECT_COLUMNS} FROM outbox WHERE seq > ? ORDER BY seq LIMIT ?`).raw(true),
-    latest: db.prepare(`SELECT ${SELECT_COLUMNS} FROM outbox WHERE class = ? ORDER BY seq DESC LIMIT 1`).raw(true),
+    latest: db.prepare(`SELECT ${SELECT_COLUMNS} FROM outbox WHERE class = ? AND seq > ? ORDER BY seq DESC LIMIT 1`).raw(true),
     outgoing: db.prepare(OUTGOING_SQL).raw(true),
     saveCounter: db.prepare(
       'INSERT INTO outbox_counters (name, value) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET value = excluded.value',
@@ -69,11 +77,16 @@ export function isDiskFull(err: unknown): boolean {
   return isErrno(err, 'SQLITE_FULL');
 }
 
-/** Fills the ledger's totals and counters from the tables; returns the highest seq stored (0 when none). */
-export function loadLedger(db: Database, ledger: BudgetLedger): number {
+/**
+ * Fills the ledger's totals and counters from the tables (rows at or below the acknowledged mark are not queued);
+ * returns the mark and the highest seq handed out (the mark's seq when no row is above it; 0 when none ever was).
+ */
+export function loadLedger(db: Database, ledger: BudgetLedger): { ackedThrough: number; lastSeq: number } {
   ledger.rows = zeroCounts();
   ledger.bytes = zeroCounts();
-  const totals = db.prepare('SELECT class, COUNT(*) AS n, SUM(bytes) AS b FROM outbox GROUP BY class').all() as {
+  const mark = db.prepare('SELECT value FROM outbox_counters WHERE name = ?').pluck().get(ACKED_THROUGH) as number | undefined;
+  const ackedThrough = mark ?? 0;
+  const totals = db.prepare('SELECT class, COUNT(*) AS n, SUM(bytes) AS b FROM outbox WHERE seq > ? GROUP BY class').all(ackedThrough) as {
     class: OutboxClass;
     n: number;
     b: number;
@@ -90,5 +103,5 @@ export function loadLedger(db: Database, ledger: BudgetLedger): number {
     if (cls) ledger.dropped[cls] = value;
   }
   const max = db.prepare('SELECT MAX(seq) AS seq FROM outbox').get() as { seq: number | null };
-  return max.seq ?? 0;
+  return { ackedThrough, lastSeq: Math.max(max.seq ?? 0, ackedThrough) };
 }

@@ -2,9 +2,10 @@ import { randomUUID } from 'node:crypto';
 import type { Database } from 'better-sqlite3';
 import type { Logger } from '../lib/logger.js';
 import { BudgetLedger, EnqueueNotifier } from './outbox-budget.js';
+import { AckMark } from './outbox-ack-mark.js';
 import { DiskFullEpisode, type ConditionRecorder } from './outbox-disk-full.js';
 import { prepareRecord, toOutgoingRecord, unstored, type PreparedRecord } from './outbox-records.js';
-import { consecutiveRuns, isDiskFull, loadLedger, prepareOutboxStatements, toOutgoing, toQueued } from './outbox-sql.js';
+import { isDiskFull, loadLedger, prepareOutboxStatements, toOutgoing, toQueued } from './outbox-sql.js';
 import type { OutboxStatements, OutgoingRow, Row } from './outbox-sql.js';
 import {
   OUTBOX_CLASSES,
@@ -69,6 +70,7 @@ export class SqliteOutbox implements OutboxStore {
   private readonly diskFullEpisode: DiskFullEpisode;
   private totalsMayDrift = false;
   private readonly statements: OutboxStatements;
+  private readonly ackMark: AckMark;
 
   constructor(
     private readonly db: Database,
@@ -80,7 +82,11 @@ export class SqliteOutbox implements OutboxStore {
     db.pragma(`journal_size_limit = ${WAL_SIZE_LIMIT_BYTES}`);
     this.statements = prepareOutboxStatements(db);
     this.diskFullEpisode = new DiskFullEpisode(options.logger, options.conditions);
-    this.seq = loadLedger(db, this.ledger);
+    const loaded = loadLedger(db, this.ledger);
+    this.seq = loaded.lastSeq;
+    this.ackMark = new AckMark(this.statements, this.ledger, loaded.ackedThrough, options.statusSpool);
+    // Rows an interrupted drain left below the mark go now, so that they do not hold disk space for long.
+    this.ackMark.purge();
     if (options.statusSpool) this.commitRecoveredSpool(options.statusSpool);
   }
 
@@ -107,7 +113,7 @@ export class SqliteOutbox implements OutboxStore {
   }
 
   pending(afterSeq: number, limit: number): QueuedRecord[] {
-    const stored = (this.statements.pending.all(afterSeq, limit) as Row[]).map(toQueued);
+    const stored = (this.statements.pending.all(Math.max(afterSeq, this.ackMark.through), limit) as Row[]).map(toQueued);
     const spooled = this.options.statusSpool?.after(afterSeq, limit) ?? [];
     if (spooled.length === 0) return stored;
     // Every stored row not returned has a higher seq than all returned, so the merge needs only these two lists.
@@ -115,7 +121,7 @@ export class SqliteOutbox implements OutboxStore {
   }
 
   outgoing(afterSeq: number, limit: number, historicalUpTo: number): OutgoingRecord[] {
-    const rows = this.statements.outgoing.all(afterSeq, limit) as OutgoingRow[];
+    const rows = this.statements.outgoing.all(Math.max(afterSeq, this.ackMark.through), limit) as OutgoingRow[];
     const stored = rows.map((row) => toOutgoing(row, historicalUpTo));
     const spooled = this.options.statusSpool?.after(afterSeq, limit) ?? [];
     if (spooled.length === 0) return stored;
@@ -129,7 +135,7 @@ export class SqliteOutbox implements OutboxStore {
       const spooled = this.options.statusSpool?.newest();
       if (spooled) return spooled.queued;
     }
-    const row = this.statements.latest.get(cls) as Row | undefined;
+    const row = this.statements.latest.get(cls, this.ackMark.through) as Row | undefined;
     return row && toQueued(row);
   }
 
@@ -144,23 +150,12 @@ export class SqliteOutbox implements OutboxStore {
     if (seqs.length === 0) return fromSpool;
     this.resyncIfNeeded();
     const rollback = this.ledger.snapshot();
+    const markBefore = this.ackMark.through;
     try {
-      return this.db.transaction(() => {
-        let deleted = 0;
-        // PUBACKs come in runs of consecutive seqs: one statement per run instead of one per record.
-        for (const [first, last] of consecutiveRuns(seqs)) {
-          const totals = this.statements.totalsBetween.all(first, last) as { class: OutboxClass; n: number; b: number }[];
-          this.statements.deleteBetween.run(first, last);
-          for (const { class: cls, n, b } of totals) {
-            this.ledger.rows[cls] -= n;
-            this.ledger.bytes[cls] -= b;
-            deleted += n;
-          }
-        }
-        return deleted + fromSpool;
-      })();
+      return this.db.transaction(() => this.ackMark.acknowledge(seqs))() + fromSpool;
     } catch (err) {
       rollback();
+      this.ackMark.through = markBefore;
       throw err;
     }
   }
@@ -227,7 +222,7 @@ export class SqliteOutbox implements OutboxStore {
 
   /** The oldest record of a class goes (over budget): a stored one, or for status a spooled one once none is stored. */
   private evictOldest(cls: OutboxClass): number | undefined {
-    const stored = (this.statements.evictOldest.get(cls) as { bytes: number } | undefined)?.bytes;
+    const stored = (this.statements.evictOldest.get(cls, this.ackMark.through) as { bytes: number } | undefined)?.bytes;
     if (stored !== undefined || cls !== 'status') return stored;
     return this.options.statusSpool?.removeOldest()?.bytes;
   }
@@ -312,6 +307,13 @@ export class SqliteOutbox implements OutboxStore {
   private writeWhenFull(inputs: readonly NewOutboxRecord[]): OutboxRecord[] {
     this.ledger.noteDiskFull(this.now());
     this.diskFullEpisode.start(this.ledger.diskFullAt);
+    if (this.ackMark.purge() > 0) {
+      try {
+        return this.write(inputs);
+      } catch (err) {
+        if (!isDiskFull(err)) throw err;
+      }
+    }
     const onlyStatus = inputs.every((input) => input.class === 'status');
     for (let attempt = 0; attempt < SHED_ATTEMPTS_MAX; attempt += 1) {
       if (!this.shedForSpace(onlyStatus)) break;
@@ -335,7 +337,7 @@ export class SqliteOutbox implements OutboxStore {
     const rollback = this.ledger.snapshot();
     try {
       const shed = this.db.transaction(() => {
-        const rows = this.statements.shedOldest.all(cls, chunk) as { bytes: number }[];
+        const rows = this.statements.shedOldest.all(cls, this.ackMark.through, chunk) as { bytes: number }[];
         for (const row of rows) this.ledger.removed(cls, row.bytes);
         this.ledger.drop(cls, rows.length);
         this.saveCountersIfChanged();
@@ -378,7 +380,7 @@ export class SqliteOutbox implements OutboxStore {
   private resyncIfNeeded(): void {
     if (!this.totalsMayDrift || this.db.inTransaction) return;
     this.totalsMayDrift = false;
-    this.seq = Math.max(this.seq, loadLedger(this.db, this.ledger));
+    this.seq = Math.max(this.seq, loadLedger(this.db, this.ledger).lastSeq);
     // The table knows nothing of the spool, whose samples count against the budgets too.
     for (const { bytes } of this.options.statusSpool?.all() ?? []) this.ledger.added('status', bytes);
   }

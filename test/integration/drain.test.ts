@@ -18,10 +18,10 @@ function rec(cls: OutboxClass, n: number): NewOutboxRecord {
 /** Counts publish attempts per messageId and which seqs were acknowledged, around a real publisher. */
 function counting(attempts: Map<string, number>): (publisher: Publisher) => Publisher {
   return (publisher) => ({
-    publish: (topic, payload, options) => {
+    send: (topic, payload, options, done) => {
       const id = (JSON.parse(payload) as { messageId: string }).messageId;
       attempts.set(id, (attempts.get(id) ?? 0) + 1);
-      return publisher.publish(topic, payload, options);
+      publisher.send(topic, payload, options, done);
     },
   });
 }

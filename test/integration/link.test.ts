@@ -309,7 +309,7 @@ describe('link: commands and the drain', () => {
         events.push('start');
         publisher = p;
         // What the drain sends must reach the fleet after this session's birth.
-        void p.publish('fleetlet/v1/devices/dev-a/status', JSON.stringify({ session: ++session }), { qos: 1, retain: false });
+        p.send('fleetlet/v1/devices/dev-a/status', JSON.stringify({ session: ++session }), { qos: 1, retain: false }, () => {});
       },
       onDisconnect: () => {
         events.push('stop');

@@ -7,10 +7,14 @@ import { testLimits } from '../fixtures/outbox-setup.js';
 /** A publisher whose PUBACKs the test hands out, one by one or all at once. */
 class ManualPublisher implements Publisher {
   readonly sent: { topic: string; body: Record<string, unknown>; ack: () => void; fail: (err: Error) => void }[] = [];
-  publish(topic: string, payload: string): Promise<unknown> {
-    return new Promise((resolve, reject) => {
-      this.sent.push({ topic, body: JSON.parse(payload) as Record<string, unknown>, ack: () => resolve(undefined), fail: reject });
-    });
+  send(topic: string, payload: string, _options: unknown, done: (err?: Error) => void): void {
+    // A PUBACK comes once: acknowledging an entry again (ackFirst counts from the start) changes nothing.
+    let settled = false;
+    const once = (err?: Error) => {
+      if (!settled) done(err);
+      settled = true;
+    };
+    this.sent.push({ topic, body: JSON.parse(payload) as Record<string, unknown>, ack: () => once(), fail: (err) => once(err) });
   }
   ackFirst(count: number): void {
     for (const entry of this.sent.slice(0, count)) entry.ack();
