@@ -16,8 +16,20 @@ export class LinkSession implements Publisher {
     return !this.#closed && this.client.connected;
   }
 
+  /**
+   * One promise and one callback per publish, not the five promises of track(publishAsync): a drain keeps a window
+   * of them waiting for PUBACKs, long enough for V8 to move them to its old space as garbage to collect later.
+   */
   publish(topic: string, payload: string, options: { qos: 0 | 1; retain: boolean }): Promise<unknown> {
-    return this.track(() => this.client.publishAsync(topic, payload, options));
+    if (this.#closed) return Promise.reject(new Error('connection closed'));
+    return new Promise<void>((resolve, reject) => {
+      this.#pending.add(reject);
+      this.client.publish(topic, payload, options, (err) => {
+        this.#pending.delete(reject);
+        if (err) reject(err);
+        else resolve();
+      });
+    });
   }
 
   /** Runs `work` on this connection; the result rejects at the latest when the connection closes. */
