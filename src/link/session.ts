@@ -17,8 +17,9 @@ export class LinkSession implements Publisher {
   }
 
   /**
-   * One promise and one callback per publish, not the five promises of track(publishAsync): a drain keeps a window
-   * of them waiting for PUBACKs, long enough for V8 to move them to its old space as garbage to collect later.
+   * One promise and one callback per publish, not the four promises of track(publishAsync) (and more as they
+   * settle): a drain keeps a window of them waiting for PUBACKs, long enough for V8 to move them to its old space as
+   * garbage to collect later.
    */
   publish(topic: string, payload: string, options: { qos: 0 | 1; retain: boolean }): Promise<unknown> {
     if (this.#closed) return Promise.reject(new Error('connection closed'));
