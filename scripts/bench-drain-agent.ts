@@ -3,7 +3,8 @@
 // BENCH_AGENT_BUNDLE=1, dist/fleetlet.cjs run by this node. Its state database is filled with BENCH_AGENT_RECORDS
 // (100,000) queued records before it starts, while the broker is down; then the broker comes up and the agent drains.
 // Measured, each against the same agent in the same run:
-// BENCH_AGENT_NODE_OPTIONS gives the agent V8 flags through NODE_OPTIONS (none by default, as its unit runs it).
+// BENCH_AGENT_NODE_OPTIONS gives the agent V8 flags through NODE_OPTIONS (none by default); the rest of the agent's
+// environment is the benchmark's own, so run it with `MALLOC_ARENA_MAX=1` as the agent's systemd unit does.
 //   memory     VmRSS idle (database open, link down, 8 s after start) vs its maximum while draining, with where it is
 //              (RssAnon/RssFile) at both moments, and again 5 s after the drain
 //   sampling   the status samples' `sampledAt`: the largest gap between two, against the interval (5 s)
@@ -11,7 +12,7 @@
 //   delivery   the broker is restarted BENCH_AGENT_RESTARTS times (2) in the middle; every record must arrive, and a
 //              record that arrives twice must carry the same messageId (the crash test's checks, at this size)
 import { spawn } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, readlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import mqtt from 'mqtt';
 import { STATUS_EXAMPLE } from '../src/protocol/status.js';
@@ -40,18 +41,25 @@ function procStatus(pid: number): { rss: number; anon: number; file: number } {
 }
 
 /**
- * Where the anonymous RSS is, from /proc/<pid>/smaps: the brk heap (glibc's main malloc arena), anonymous mappings
- * up to 1 MiB (V8's heap pages are 256 KiB each), and larger ones (malloc's thread arenas, V8's reservations).
+ * Where the RSS is, from /proc/<pid>/smaps: the brk heap (glibc's main malloc arena), anonymous mappings up to 1 MiB
+ * (V8's heap pages are 256 KiB each), larger ones (malloc's thread arenas, V8's reservations), and the pages of
+ * files: the executable itself (its code, paged in as it runs) and every other file (SQLite's -shm, the addon).
  */
-function anonymousParts(pid: number): Record<string, number> {
-  const parts: Record<string, number> = { brkHeap: 0, anonUpTo1MiB: 0, anonLarger: 0 };
+function rssParts(pid: number): Record<string, number> {
+  const parts: Record<string, number> = { brkHeap: 0, anonUpTo1MiB: 0, anonLarger: 0, executable: 0, otherFiles: 0 };
+  const executable = readlinkSync(`/proc/${pid}/exe`);
   let bucket: string | undefined;
   for (const line of readFileSync(`/proc/${pid}/smaps`, 'utf8').split('\n')) {
     const header = /^([0-9a-f]+)-([0-9a-f]+) \S+ \S+ \S+ \d+\s*(.*)$/.exec(line);
     if (header) {
       const size = parseInt(header[2]!, 16) - parseInt(header[1]!, 16);
       const path = header[3]!;
-      bucket = path === '[heap]' ? 'brkHeap' : path === '' ? (size <= MiB ? 'anonUpTo1MiB' : 'anonLarger') : undefined;
+      bucket =
+        path === '[heap]' ? 'brkHeap'
+        : path === '' ? (size <= MiB ? 'anonUpTo1MiB' : 'anonLarger')
+        : path === executable ? 'executable'
+        : path.startsWith('/') ? 'otherFiles'
+        : undefined;
       continue;
     }
     const rss = /^Rss:\s+(\d+) kB/.exec(line);
@@ -154,13 +162,13 @@ export async function benchAgentDrain(): Promise<string[]> {
       await sleep(8000);
       if (agent.exitCode !== null) throw new Error(`agent exited ${agent.exitCode}: ${stderr}`);
       const idle = procStatus(agent.pid!);
-      const idleParts = anonymousParts(agent.pid!);
+      const idleParts = rssParts(agent.pid!);
       let max = idle;
       let maxParts = idleParts;
       const sampler = setInterval(() => {
         const now = procStatus(agent.pid!);
         if (now.rss <= max.rss) return;
-        if (now.rss > max.rss + MiB) maxParts = anonymousParts(agent.pid!);
+        if (now.rss > max.rss + MiB) maxParts = rssParts(agent.pid!);
         max = now;
       }, 100);
       await broker.restart();
@@ -193,7 +201,7 @@ export async function benchAgentDrain(): Promise<string[]> {
           `over ${drainSeconds.toFixed(1)} s, broker restarted ${restarts} times`,
         `  RSS idle ${mib(idle.rss)} MiB (anon ${mib(idle.anon)}, file ${mib(idle.file)}); max while draining ${mib(max.rss)} MiB ` +
           `(anon ${mib(max.anon)}, file ${mib(max.file)}): +${mib(max.rss - idle.rss)} MiB; 5 s after ${mib(after.rss)} MiB`,
-        `  anonymous RSS in MiB, idle ${JSON.stringify(idleParts)}, near the max ${JSON.stringify(maxParts)}`,
+        `  RSS by kind in MiB, idle ${JSON.stringify(idleParts)}, near the max ${JSON.stringify(maxParts)}`,
         `  delivery: ${check.unique} of ${RECORDS} arrived, ${RECORDS - check.unique} lost, ${check.duplicates} duplicates ` +
           `(same messageId), ${check.wrongIds} under another messageId`,
         `  sampling: ${sampledAt.length} status samples, largest gap ${(Math.max(0, ...gaps) / 1000).toFixed(2)} s ` +
