@@ -5,7 +5,8 @@
 // Measured, each against the same agent in the same run:
 // BENCH_AGENT_NODE_OPTIONS gives the agent V8 flags through NODE_OPTIONS (none by default); the rest of the agent's
 // environment is the benchmark's own, so run it with `MALLOC_ARENA_MAX=1` as the agent's systemd unit does.
-//   memory     VmRSS idle (database open, link down, 8 s after start) vs its maximum while draining, with where it is
+//   memory     VmRSS idle (database open, link down, BENCH_AGENT_IDLE_SECONDS after start: 8; 840 for an agent that
+//              has run long enough to have paged in its compilers, as a device offline for days has) vs its maximum while draining, with where it is
 //              (RssAnon/RssFile) at both moments, and again 5 s after the drain
 //   sampling   the status samples' `sampledAt`: the largest gap between two, against the interval (5 s)
 //   commands   a signed ping sent halfway through: time to its first and its last result
@@ -26,6 +27,7 @@ import { sendPing, sandboxOperatorKey } from './sandbox-operator.js';
 
 const RECORDS = Number(process.env.BENCH_AGENT_RECORDS ?? 100_000);
 const RESTARTS = Number(process.env.BENCH_AGENT_RESTARTS ?? 2);
+const IDLE_SECONDS = Number(process.env.BENCH_AGENT_IDLE_SECONDS ?? 8);
 const INTERVAL_SECONDS = 5;
 /** The agent's `broker.inflightWindow` (its default is 200; BENCH_ONLY=drain uses 500). */
 const WINDOW = Number(process.env.BENCH_WINDOW ?? 500);
@@ -159,7 +161,7 @@ export async function benchAgentDrain(): Promise<string[]> {
     let stderr = '';
     agent.stderr.on('data', (chunk: Buffer) => (stderr = (stderr + chunk.toString()).slice(-4000)));
     try {
-      await sleep(8000);
+      await sleep(IDLE_SECONDS * 1000);
       if (agent.exitCode !== null) throw new Error(`agent exited ${agent.exitCode}: ${stderr}`);
       const idle = procStatus(agent.pid!);
       const idleParts = rssParts(agent.pid!);
