@@ -1,15 +1,11 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import type { SqliteOutbox } from '../../src/store/sqlite-outbox.js';
-import type { NewOutboxRecord, OutboxClass } from '../../src/store/outbox.js';
-import { sqliteOutbox, spooledSqliteOutbox, testLimits, type OutboxUnderTest } from '../fixtures/outbox-setup.js';
+import { rec, sqliteOutbox, spooledSqliteOutbox, testLimits, type OutboxUnderTest } from '../fixtures/outbox-setup.js';
 
 /**
  * The acknowledged mark of SqliteOutbox (src/store/outbox-ack-mark.ts), on real database files: acknowledgements in
  * seq order move a persisted mark instead of deleting row by row, so every check here looks at what a reopen sees.
  */
-function rec(cls: OutboxClass, n: number, size = 0): NewOutboxRecord {
-  return { class: cls, topic: `t/devices/d1/${cls}`, payload: { n, pad: 'p'.repeat(size) } };
-}
 
 const range = (first: number, last: number) => Array.from({ length: last - first + 1 }, (_, i) => first + i);
 

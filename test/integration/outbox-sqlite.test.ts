@@ -3,15 +3,11 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { DATABASE_FILE } from '../../src/store/db.js';
 import { EventLog } from '../../src/store/event-log.js';
-import type { NewOutboxRecord, OutboxClass } from '../../src/store/outbox.js';
-import { sqliteOutbox, testLimits, type OutboxUnderTest } from '../fixtures/outbox-setup.js';
+import { rec, sqliteOutbox, testLimits, type OutboxUnderTest } from '../fixtures/outbox-setup.js';
 
 /** The defaults of limits.eventLog. */
 const EVENT_LOG_LIMITS = { maxRows: 2000, maxBytes: 2 * 1024 * 1024 };
 
-function rec(cls: OutboxClass, n: number, size = 0): NewOutboxRecord {
-  return { class: cls, topic: `t/devices/d1/${cls}`, payload: { n, pad: 'p'.repeat(size) } };
-}
 
 describe('SqliteOutbox on a real database file', () => {
   let subject: OutboxUnderTest | undefined;
