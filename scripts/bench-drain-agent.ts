@@ -5,6 +5,7 @@
 // Measured, each against the same agent in the same run:
 // BENCH_AGENT_NODE_OPTIONS gives the agent V8 flags through NODE_OPTIONS (none by default); the rest of the agent's
 // environment is the benchmark's own, so run it with `MALLOC_ARENA_MAX=1` as the agent's systemd unit does.
+//   cpu        the agent's CPU time (user + system) per record, from the broker coming up to the last record arriving
 //   memory     VmRSS idle (database open, link down, BENCH_AGENT_IDLE_SECONDS after start: 8; 840 for an agent that
 //              has run long enough to have paged in its compilers, as a device offline for days has) vs its maximum while draining, with where it is
 //              (RssAnon/RssFile) at both moments, and again 5 s after the drain
@@ -35,6 +36,12 @@ const DEVICE_ID = 'bench-drain-agent';
 const BACKLOG_TOPIC = `bench/backlog/${DEVICE_ID}/status`;
 const MiB = 1024 * 1024;
 const huge = { maxRows: 100_000_000, maxBytes: 2 ** 40 };
+
+/** The process's CPU time (user + system) in microseconds, from /proc/<pid>/stat (clock ticks of 10 ms). */
+function cpuMicros(pid: number): number {
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+  return (Number(fields[11]) + Number(fields[12])) * 10_000;
+}
 
 function procStatus(pid: number): { rss: number; anon: number; file: number } {
   const status = readFileSync(`/proc/${pid}/status`, 'utf8');
@@ -173,6 +180,7 @@ export async function benchAgentDrain(): Promise<string[]> {
         if (now.rss > max.rss + MiB) maxParts = rssParts(agent.pid!);
         max = now;
       }, 100);
+      const cpuBefore = cpuMicros(agent.pid!);
       await broker.restart();
       const started = performance.now();
       let pingSentAt: number | undefined;
@@ -191,6 +199,7 @@ export async function benchAgentDrain(): Promise<string[]> {
         await sleep(20);
       }
       const drainSeconds = (performance.now() - started) / 1000;
+      const cpuPerRecord = (cpuMicros(agent.pid!) - cpuBefore) / RECORDS;
       clearInterval(sampler);
       await sleep(5000);
       const after = procStatus(agent.pid!);
@@ -200,7 +209,7 @@ export async function benchAgentDrain(): Promise<string[]> {
       const last = results.at(-1);
       lines.push(
         `agent (${useBundle ? 'bundle run by node' : 'single binary'}, NODE_OPTIONS "${env.NODE_OPTIONS}") draining ${RECORDS} records (window ${WINDOW}): ${Math.round(RECORDS / drainSeconds)} msg/s ` +
-          `over ${drainSeconds.toFixed(1)} s, broker restarted ${restarts} times`,
+          `over ${drainSeconds.toFixed(1)} s, broker restarted ${restarts} times; agent CPU ${cpuPerRecord.toFixed(1)} us a record`,
         `  RSS idle ${mib(idle.rss)} MiB (anon ${mib(idle.anon)}, file ${mib(idle.file)}); max while draining ${mib(max.rss)} MiB ` +
           `(anon ${mib(max.anon)}, file ${mib(max.file)}): +${mib(max.rss - idle.rss)} MiB; 5 s after ${mib(after.rss)} MiB`,
         `  RSS by kind in MiB, idle ${JSON.stringify(idleParts)}, near the max ${JSON.stringify(maxParts)}`,

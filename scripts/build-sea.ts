@@ -7,6 +7,7 @@ import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { build, type Plugin } from 'esbuild';
 import { embedDashboard } from './embed-dashboard.js';
+import { quietDebug } from './quiet-debug.js';
 import { CACHE, DIST, REPO_ROOT, binaryName, commandFor, type Target } from './package-targets.js';
 import type { Runtime } from './package-runtimes.js';
 
@@ -31,13 +32,10 @@ export async function buildSea({ target, runtime, generator, addon }: SeaInputs)
   await bundleWithAddon(bundle, addon, addonAsAsset);
 
   const blob = join(work, 'sea-prep.blob');
-  const { v8Flags, ...baseConfig } = JSON.parse(readFileSync(join(REPO_ROOT, 'packaging/sea-config.json'), 'utf8')) as {
-    v8Flags: string[];
-  };
+  const { v8Flags: _, ...baseConfig } = readSeaConfig();
   const seaConfig = join(work, 'sea-config.json');
-  // Flags for a small daemon (docs/benchmarks.md, "Memory"). Only a runtime that reads `execArgv` from its blob
-  // (Node 24.6 and later) gets them; the blob's writer runs with the same flags, or V8 rejects the code cache.
-  const execArgv = takesExecArgv(target.runtime.version) ? v8Flags : [];
+  // The blob's writer runs with the same flags, or V8 rejects the code cache.
+  const execArgv = blobExecArgv(target.runtime.version);
   // V8's code cache cuts startup by about 40% (docs/benchmarks.md), but it is only sound when the blob's writer
   // is the target's own runtime: the arm64 blob is written by the x64 runtime and goes without. It also differs
   // from run to run, so PACKAGE_CODE_CACHE=0 builds byte-identical binaries (to check a release against).
@@ -62,9 +60,18 @@ export async function buildSea({ target, runtime, generator, addon }: SeaInputs)
   return output;
 }
 
-function takesExecArgv(version: string): boolean {
-  const [major = 0, minor = 0] = version.split('.').map(Number);
-  return major > 24 || (major === 24 && minor >= 6);
+function readSeaConfig(): { v8Flags: string[] } & Record<string, unknown> {
+  return JSON.parse(readFileSync(join(REPO_ROOT, 'packaging/sea-config.json'), 'utf8')) as { v8Flags: string[] };
+}
+
+/**
+ * The V8 flags a binary on this runtime starts with: packaging/sea-config.json's `v8Flags` (docs/benchmarks.md:
+ * "Memory" for `--optimize-for-size`, "Memory while draining" for `--no-maglev`). Only a runtime that reads
+ * `execArgv` from its blob (Node 24.6 and later) gets them; the armv7 runtime (20.11) has none.
+ */
+export function blobExecArgv(runtimeVersion: string): string[] {
+  const [major = 0, minor = 0] = runtimeVersion.split('.').map(Number);
+  return major > 24 || (major === 24 && minor >= 6) ? readSeaConfig().v8Flags : [];
 }
 
 /** sea.getRawAsset: Node 21.7 and 20.12; the armv7 runtime (20.11) has neither. */
@@ -99,7 +106,7 @@ async function bundleWithAddon(outfile: string, addonFile: string, asAsset: bool
     platform: 'node',
     target: 'node20',
     format: 'cjs',
-    plugins: [embedAddon, await embedDashboard()],
+    plugins: [embedAddon, await embedDashboard(), quietDebug],
     // The runtime keeps the whole source text for as long as the process lives (functions compile lazily from it):
     // minified, it is half the size. Names are kept: error classes report their name as a code.
     minify: true,

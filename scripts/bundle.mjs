@@ -6,6 +6,7 @@ import { tsImport } from 'tsx/esm/api';
 
 const outfile = process.argv[2] ?? 'dist/fleetlet.cjs';
 const { embedDashboard } = await tsImport('./embed-dashboard.ts', import.meta.url);
+const { quietDebug } = await tsImport('./quiet-debug.ts', import.meta.url);
 await build({
   entryPoints: ['src/bin.ts'],
   outfile,
@@ -15,7 +16,7 @@ await build({
   format: 'cjs',
   // The native addon is loaded from node_modules here; the single-binary build embeds it instead.
   external: ['better-sqlite3'],
-  plugins: [await embedDashboard()],
+  plugins: [await embedDashboard(), quietDebug],
   banner: { js: '#!/usr/bin/env node' },
   sourcemap: 'inline',
   legalComments: 'none',

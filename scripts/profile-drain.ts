@@ -1,15 +1,18 @@
 // `npx tsx scripts/profile-drain.ts [bare|drain] [out.cpuprofile]`: a V8 CPU profile of the drain of a filled outbox
 // (the real SqliteOutbox and Drainer, a real mosquitto) or of the bare MQTT.js publisher of the same bodies, covering
 // only the publishing. Then `npx tsx scripts/profile-drain.ts summary out.cpuprofile` prints self time per function.
+// `npx tsx scripts/profile-drain.ts allocated|promoted`: V8's sampling heap profiler over the drain instead, bytes per
+// record by allocating call site: everything allocated, or only what survived the young generation (what fills the
+// old space; docs/benchmarks.md, "Memory while draining"). MQTT.js logs through the bundle's stand-in for `debug`
+// (scripts/quiet-debug.ts), as in the agent; PROFILE_DEBUG=package keeps the package.
 import { readFileSync, writeFileSync } from 'node:fs';
 import { Session } from 'node:inspector/promises';
-import mqtt from 'mqtt';
+import Module, { createRequire } from 'node:module';
 import { Drainer, publisherOf } from '../src/link/drain.js';
 import { STATUS_EXAMPLE } from '../src/protocol/status.js';
 import { openDatabase } from '../src/store/db.js';
 import { SqliteOutbox } from '../src/store/sqlite-outbox.js';
 import type { OutboxLimits } from '../src/store/outbox.js';
-import { startMosquitto } from '../test/helpers/mosquitto.js';
 import { tempDir } from '../test/helpers/paths.js';
 
 const RECORDS = Number(process.env.PROFILE_RECORDS ?? 200_000);
@@ -54,7 +57,46 @@ function partOf(functionName: string, url: string): string {
   return 'MQTT.js, streams, sockets, timers, promises (the publishing itself)';
 }
 
+interface AllocationNode {
+  callFrame: ProfileNode['callFrame'];
+  selfSize: number;
+  children: AllocationNode[];
+}
+
+/** Bytes per record by call site (the allocating function and its two callers). */
+function allocationSummary(head: AllocationNode): void {
+  const bySite = new Map<string, number>();
+  let total = 0;
+  const walk = (node: AllocationNode, stack: string[]) => {
+    const { functionName, url, lineNumber } = node.callFrame;
+    const path = [...stack, `${functionName || '(anonymous)'} ${url.split('/').slice(-2).join('/')}:${lineNumber + 1}`];
+    if (node.selfSize > 0) {
+      const site = path.slice(-3).join(' < ');
+      bySite.set(site, (bySite.get(site) ?? 0) + node.selfSize);
+      total += node.selfSize;
+    }
+    for (const child of node.children) walk(child, path);
+  };
+  walk(head, []);
+  console.log(`${(total / RECORDS).toFixed(0)} B per record of ${RECORDS} (sampled)`);
+  for (const [site, bytes] of [...bySite].sort((a, b) => b[1] - a[1]).slice(0, 40)) {
+    console.log(`${(bytes / RECORDS).toFixed(0).padStart(6)} B/rec  ${site}`);
+  }
+}
+
+/** Resolves `debug` to the bundle's stand-in for the modules loaded after this, as the bundle does. */
+function useQuietDebug(): void {
+  const loader = Module as unknown as { _resolveFilename(request: string, ...rest: unknown[]): string };
+  const resolve = loader._resolveFilename.bind(loader);
+  const shim = createRequire(import.meta.url).resolve('./quiet-debug-shim.cjs');
+  loader._resolveFilename = (request, ...rest) => (request === 'debug' ? shim : resolve(request, ...rest));
+}
+
 async function profile(mode: string, out: string): Promise<void> {
+  if (process.env.PROFILE_DEBUG !== 'package') useQuietDebug();
+  // Loaded only now, after the hook: the test broker's module loads MQTT.js's packet parser too.
+  const { default: mqtt } = await import('mqtt');
+  const { startMosquitto } = await import('../test/helpers/mosquitto.js');
   const broker = await startMosquitto({ globalLines: ['max_queued_messages 0'] });
   const dir = tempDir('fleetlet-profile-drain-');
   const { db } = openDatabase({ stateDir: dir.dir, fleetletVersion: 'profile' });
@@ -66,9 +108,18 @@ async function profile(mode: string, out: string): Promise<void> {
   const bodies = mode === 'bare' ? outbox.pending(0, RECORDS).map((r) => r.body) : [];
   const session = new Session();
   session.connect();
-  await session.post('Profiler.enable');
-  await session.post('Profiler.setSamplingInterval', { interval: 100 });
-  await session.post('Profiler.start');
+  const heap = mode === 'allocated' || mode === 'promoted';
+  if (heap) {
+    await session.post('HeapProfiler.startSampling', {
+      samplingInterval: 512,
+      includeObjectsCollectedByMajorGC: true,
+      includeObjectsCollectedByMinorGC: mode === 'allocated',
+    } as never);
+  } else {
+    await session.post('Profiler.enable');
+    await session.post('Profiler.setSamplingInterval', { interval: 100 });
+    await session.post('Profiler.start');
+  }
   const started = performance.now();
   const cpu = process.cpuUsage();
   if (mode === 'bare') {
@@ -85,8 +136,13 @@ async function profile(mode: string, out: string): Promise<void> {
   }
   const used = process.cpuUsage(cpu);
   const ms = performance.now() - started;
-  const { profile: result } = await session.post('Profiler.stop');
-  writeFileSync(out, JSON.stringify(result));
+  if (heap) {
+    const { profile: result } = (await session.post('HeapProfiler.stopSampling')) as unknown as { profile: { head: AllocationNode } };
+    allocationSummary(result.head);
+  } else {
+    const { profile: result } = await session.post('Profiler.stop');
+    writeFileSync(out, JSON.stringify(result));
+  }
   console.log(`${mode}: ${Math.round((RECORDS / ms) * 1000)} msg/s, ${(((used.user + used.system) / RECORDS)).toFixed(1)} us CPU/msg (profiler on)`);
   await client.endAsync();
   db.close();
