@@ -8,7 +8,7 @@ import { K3sInstaller } from '../../src/k3s/installer.js';
 import { NodeSettingsFile } from '../../src/k3s/node-settings.js';
 import type { CommandResult } from '../../src/protocol/result.js';
 import { fakeK3sBinary } from '../helpers/fake-k3s.js';
-import { supervisedFake, type SupervisedFake } from '../helpers/k3s-supervisor.js';
+import { shutDown, supervisedFake, type SupervisedFake } from '../helpers/k3s-supervisor.js';
 import { waitFor } from '../helpers/wait.js';
 import { tempDir } from '../helpers/paths.js';
 import { sha256, startReleaseServer, type ReleaseServer } from '../helpers/release-server.js';
@@ -60,7 +60,7 @@ afterEach(async () => {
   await rig?.router.stop();
   rig?.close();
   rig = undefined;
-  await fake.supervisor.stop();
+  await shutDown(fake);
   cleanup();
 });
 
