@@ -10,6 +10,8 @@ import { FaultProxy } from '../helpers/fault-proxy.js';
 import { startMosquitto, type TestBroker } from '../helpers/mosquitto.js';
 import { REPO_ROOT, tempDir } from '../helpers/paths.js';
 import { waitFor } from '../helpers/wait.js';
+import { blobExecArgv } from '../../scripts/build-sea.js';
+import { TARGETS } from '../../scripts/package-targets.js';
 import { REQUIRE_BINARIES, builtBinaries, type BuiltBinary } from './binaries.js';
 
 const VERSION = (JSON.parse(readFileSync(join(REPO_ROOT, 'package.json'), 'utf8')) as { version: string }).version;
@@ -64,6 +66,18 @@ for (const binary of builtBinaries()) {
     it('prints its version', () => {
       const result = run(binary, ['--version']);
       expect(result).toMatchObject({ code: 0, stdout: `${VERSION}\n` });
+    });
+
+    it('starts with the V8 flags of packaging/sea-config.json where its runtime reads them from the blob', () => {
+      // A preload (NODE_OPTIONS, which a single binary reads too) prints what the process started with.
+      const preload = join(dir, 'print-exec-argv.cjs');
+      writeFileSync(preload, 'console.log(JSON.stringify(process.execArgv));\n');
+      const [command, argv] = binary.command(['--version']);
+      const result = spawnSync(command, argv, { env: { ...cleanEnv, NODE_OPTIONS: `--require ${preload}` }, encoding: 'utf8', timeout: SLOW });
+      const flags = blobExecArgv(TARGETS[binary.arch].runtime.version);
+      // The armv7 runtime (20.11) cannot read flags from its blob; the others start with the config's.
+      expect(flags.length > 0).toBe(binary.arch !== 'armv7');
+      expect(result.stdout).toBe(`${JSON.stringify(flags)}\n${VERSION}\n`);
     });
 
     it('checks a config file: a good one passes, a bad one exits 78 naming the key', () => {
