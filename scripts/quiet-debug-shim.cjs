@@ -1,8 +1,8 @@
 // Stands in for the `debug` package inside the bundle (scripts/quiet-debug.ts). MQTT.js and mqtt-packet call their
 // debug loggers about fifteen times per publish, and `debug`'s logger takes `...args`: every call allocates an array,
-// even for a namespace that is off. That was a third of all the drain allocated (docs/benchmarks.md, "Memory while
-// draining"). A namespace that is off gets a function without parameters instead; DEBUG=mqttjs* still turns the
-// real logger on, as it does without the bundle.
+// even for a namespace that is off: about half of what the drain allocated, 10.9 KB a record with them and 5.6 KB
+// without (docs/benchmarks.md, "Memory while draining"). A namespace that is off gets a function without parameters
+// instead; DEBUG=mqttjs* still turns the real logger on, as it does without the bundle.
 'use strict';
 const realDebug = require('debug/src/index.js');
 
