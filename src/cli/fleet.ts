@@ -11,7 +11,8 @@ import { fetchSealKey, sealSecretArgs } from '../fleet/seal-args.js';
 import { buildSignedCommand, loadSigningKey, newCommandId } from '../fleet/signer.js';
 import { sendSigned } from '../fleet/send.js';
 import { watchFleet } from '../fleet/watch.js';
-import { listDevicesFromHub, watchHub } from '../fleet/hub-views.js';
+import { listAlertsFromHub, listDevicesFromHub, watchHub } from '../fleet/hub-views.js';
+import { ALERT_RULES, type AlertRule } from '../protocol/hub-alerts-api.js';
 import { hubOf, withHub } from './fleet-hub-options.js';
 import { parseAmount } from '../fleet/rollout-plan.js';
 import { runRollout } from '../fleet/rollout.js';
@@ -114,6 +115,25 @@ export function registerFleetCommands(program: Command, io: CliIo, setExitCode: 
       const hub = hubOf(command, profile());
       if (hub) await listDevicesFromHub(hub, filter, { json: options.json === true }, io.stdout);
       else await listDevices(connectionOf(command, profile()), filter, { json: options.json === true }, io.stdout, io.stderr);
+      setExitCode(EXIT.OK);
+    }));
+
+  withHub(fleet.command('alerts').description("list the hub's alerts, newest first (open ones unless --state says otherwise)"))
+    .addOption(new Option('--state <state>', 'which alerts').choices(['open', 'resolved', 'all']).default('open'))
+    .addOption(new Option('--rule <rule>', 'only this rule').choices([...ALERT_RULES]))
+    .option('--device <id>', 'only alerts about this device')
+    .option('--limit <n>', 'at most this many, newest first (1-500)', '100')
+    .option('--json', 'JSON instead of a table')
+    .action(guarded(io, setExitCode, async (options: { state: string; rule?: AlertRule; device?: string; limit: string; json?: boolean }, command: Command) => {
+      const loaded = profile();
+      // Alerts live only in the hub: there is no broker mode to fall back to.
+      const hub = command.opts<{ hub?: string }>().hub || loaded.profile.hub?.url ? hubOf(command, loaded) : undefined;
+      if (!hub) throw new UsageError('fleet alerts reads the hub: give --hub URL with --token-file (or FLEET_HUB_URL, or hub: in the operator profile)');
+      const limit = positive(options.limit, '--limit');
+      if (!Number.isInteger(limit) || limit > 500) throw new UsageError(`--limit expects a whole number from 1 to 500, got "${options.limit}"`);
+      const state = options.state === 'all' ? undefined : (options.state as 'open' | 'resolved');
+      const filter = { limit, ...(state ? { state } : {}), ...(options.rule ? { rule: options.rule } : {}), ...(options.device ? { device: options.device } : {}) };
+      await listAlertsFromHub(hub, filter, { json: options.json === true }, io.stdout);
       setExitCode(EXIT.OK);
     }));
 

@@ -4,6 +4,7 @@ import { request as httpsRequest } from 'node:https';
 import type { z } from 'zod';
 import { errorReason, isErrno, UsageError } from '../lib/errors.js';
 import { DeviceList, StreamChange, type DeviceSummary } from '../protocol/hub-api.js';
+import { AlertList } from '../protocol/hub-alerts-api.js';
 import { HubApiError, HubRefusedError } from './errors.js';
 
 /** How the operator tools reach the hub: its URL, a file holding an API token, optionally a CA for its certificate. */
@@ -35,6 +36,11 @@ export class HubClient {
       devices.push(...page.devices);
       if (page.devices.length < PAGE || devices.length >= page.total) return devices;
     }
+  }
+
+  /** The newest alerts matching `query` (at most `limit`, one page: the hub's page holds up to 500). */
+  async alerts(query: Record<string, string>, limit: number): Promise<AlertList> {
+    return this.getJson(`/api/v1/alerts?${search({ ...query, limit: String(limit) })}`, AlertList);
   }
 
   async getJson<S extends z.ZodType>(path: string, schema: S): Promise<z.output<S>> {

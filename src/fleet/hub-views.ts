@@ -1,13 +1,14 @@
+import type { AlertItem, AlertRule } from '../protocol/hub-alerts-api.js';
 import type { DeviceSummary, StreamChange } from '../protocol/hub-api.js';
 import { printDeviceTable } from './devices.js';
 import type { DeviceFilter, DeviceView } from './fleet-view.js';
-import { printable, printableJson } from './format.js';
+import { printable, printableJson, table } from './format.js';
 import { HubClient, type HubConnectionOptions } from './hub-client.js';
 
 /**
  * `fleet devices --hub` and `fleet watch --hub`: the same views as the broker-only mode, from the hub's database
  * (every device it ever heard from, with a last-seen time that means the newest message of any kind) and its live
- * stream. Filtering happens in the hub.
+ * stream; and `fleet alerts`, which only the hub has. Filtering happens in the hub.
  */
 export async function listDevicesFromHub(
   hub: HubConnectionOptions,
@@ -24,6 +25,34 @@ export async function listDevicesFromHub(
   if (options.json) out(`${printableJson(JSON.stringify(devices, null, 2))}\n`);
   else printDeviceTable(devices.map(viewOf), out);
   return devices;
+}
+
+export interface AlertFilter {
+  /** Undefined: open and resolved. */
+  state?: 'open' | 'resolved';
+  rule?: AlertRule;
+  device?: string;
+  limit: number;
+}
+
+/** `fleet alerts --hub`: the hub's alerts, newest first, with how many are open on the hub in all. */
+export async function listAlertsFromHub(
+  hub: HubConnectionOptions,
+  filter: AlertFilter,
+  options: { json: boolean },
+  out: (text: string) => void,
+): Promise<AlertItem[]> {
+  const { state, rule, device, limit } = filter;
+  const query = { ...(state ? { state } : {}), ...(rule ? { rule } : {}), ...(device ? { device } : {}) };
+  const { alerts, open } = await new HubClient(hub).alerts(query, limit);
+  if (options.json) {
+    out(`${printableJson(JSON.stringify(alerts, null, 2))}\n`);
+    return alerts;
+  }
+  const rows = alerts.map((a) => [a.openedAt, a.severity, a.state, a.rule, a.subject, a.summary, a.remedy ?? '-']);
+  out(table(['OPENED', 'SEVERITY', 'STATE', 'RULE', 'SUBJECT', 'SUMMARY', 'REMEDY'], rows));
+  out(`${alerts.length} alert(s) shown, ${open} open on the hub\n`);
+  return alerts;
 }
 
 function viewOf(device: DeviceSummary): DeviceView {

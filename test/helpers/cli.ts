@@ -17,6 +17,20 @@ export function runCli(args: string[], env: Record<string, string> = {}, timeout
   return { code: result.status, stdout: result.stdout, stderr: result.stderr };
 }
 
+/** runCli without blocking this process, for a server the test runs in it (an in-process hub API). */
+export async function runCliAsync(args: string[], env: Record<string, string> = {}): Promise<CliResult> {
+  const child = spawn(process.execPath, [FLEETLET_BUNDLE, ...args], {
+    env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: process.env.HOME ?? '/root', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
+  child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+  const code = await new Promise<number | null>((resolve) => child.once('close', (exitCode) => resolve(exitCode)));
+  return { code, stdout, stderr };
+}
+
 /** Starts the bundled CLI as a long-running child, collecting its output. */
 export function startCli(
   args: string[],
