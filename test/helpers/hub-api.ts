@@ -1,4 +1,6 @@
 import { HubHttpSection, type HubHttpConfig } from '../../src/config/hub-http-schema.js';
+import { HubAlertsSection } from '../../src/config/hub-alerts-schema.js';
+import { AlertEngine } from '../../src/hub/alerts/engine.js';
 import { addOperator, createApiToken } from '../../src/hub/auth/accounts.js';
 import type { HubDatabase } from '../../src/hub/db/open.js';
 import type { NewDevice } from '../../src/hub/db/tables.js';
@@ -60,4 +62,23 @@ export function deviceRow(deviceId: string, fields: Partial<NewDevice> & { label
     groups_json: JSON.stringify(groups ?? []),
     ...rest,
   };
+}
+
+/**
+ * Devices for the hub's alert engine to raise alerts about: `offline` ones gone for an hour, and `hot` (one of them)
+ * reporting 91 °C. Returns the engine after one evaluation, for the test to report more (rollouts) through it.
+ */
+export async function raiseDeviceAlerts(api: TestHubApi, devices: { offline: string[]; hot: string }): Promise<AlertEngine> {
+  const engine = new AlertEngine({ hub: api.hub, config: HubAlertsSection.parse({}), log: createLogger({ level: 'silent' }) });
+  const now = Date.now();
+  for (const id of devices.offline) {
+    await api.hub.db.insertInto('devices').values(deviceRow(id, { presence_state: 'offline', presence_at_ms: now - 3_600_000 })).execute();
+  }
+  await api.hub.db
+    .updateTable('devices')
+    .set({ status_json: JSON.stringify({ temperatureC: 91, disks: [], k3s: { state: 'running', healthy: true } }), status_sampled_at_ms: now })
+    .where('device_id', '=', devices.hot)
+    .execute();
+  await engine.evaluate();
+  return engine;
 }

@@ -1,12 +1,9 @@
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { HubAlertsSection } from '../../src/config/hub-alerts-schema.js';
-import { AlertEngine } from '../../src/hub/alerts/engine.js';
-import { createLogger } from '../../src/lib/logger.js';
 import { AlertItem } from '../../src/protocol/hub-alerts-api.js';
 import { runCliAsync } from '../helpers/cli.js';
-import { deviceRow, startHubApi, type TestHubApi } from '../helpers/hub-api.js';
+import { raiseDeviceAlerts, startHubApi, type TestHubApi } from '../helpers/hub-api.js';
 import { HubDatabases } from '../helpers/hub-database.js';
 import { tempDir } from '../helpers/paths.js';
 
@@ -23,17 +20,8 @@ describe('fleet alerts --hub', () => {
     api = await startHubApi(databases);
     tokenFile = join(dir.dir, 'token');
     writeFileSync(tokenFile, `${api.tokens.viewer}\n`, { mode: 0o600 });
-    const engine = new AlertEngine({ hub: api.hub, config: HubAlertsSection.parse({}), log: createLogger({ level: 'silent' }) });
-    const now = Date.now();
-    for (const id of ['pi-1', 'pi-2']) {
-      await api.hub.db.insertInto('devices').values(deviceRow(id, { presence_state: 'offline', presence_at_ms: now - 3_600_000 })).execute();
-    }
-    await api.hub.db
-      .updateTable('devices')
-      .set({ status_json: JSON.stringify({ temperatureC: 91, disks: [], k3s: { state: 'running', healthy: true } }), status_sampled_at_ms: now })
-      .where('device_id', '=', 'pi-2')
-      .execute();
-    await engine.evaluate();
+    // Devices offline for an hour (alerts by the engine), pi-2 also hot.
+    const engine = await raiseDeviceAlerts(api, { offline: ['pi-1', 'pi-2'], hot: 'pi-2' });
     await engine.report({ rule: 'rollout-halted', subject: 'rollout:r-1', rolloutId: 'r-1', active: true, summary: 'halted at batch 2' });
     await engine.report({ rule: 'rollout-halted', subject: 'rollout:r-1', active: false, summary: 'halted at batch 2' });
   });

@@ -1,9 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { HubAlertsSection } from '../../src/config/hub-alerts-schema.js';
-import { AlertEngine } from '../../src/hub/alerts/engine.js';
-import { createLogger } from '../../src/lib/logger.js';
 import { AlertList } from '../../src/protocol/hub-alerts-api.js';
-import { deviceRow, startHubApi, type TestHubApi } from '../helpers/hub-api.js';
+import { raiseDeviceAlerts, startHubApi, type TestHubApi } from '../helpers/hub-api.js';
 import { HubDatabases } from '../helpers/hub-database.js';
 import { hubDialects } from '../helpers/postgres.js';
 
@@ -13,18 +10,8 @@ describe.each(hubDialects())('GET /api/v1/alerts on %s', (dialect) => {
 
   beforeAll(async () => {
     api = await startHubApi(databases);
-    const engine = new AlertEngine({ hub: api.hub, config: HubAlertsSection.parse({}), log: createLogger({ level: 'silent' }) });
-    const now = Date.now();
-    // Three devices offline for an hour (alerts by the engine), one of them also hot.
-    for (const id of ['pi-1', 'pi-2', 'pi-3']) {
-      await api.hub.db.insertInto('devices').values(deviceRow(id, { presence_state: 'offline', presence_at_ms: now - 3_600_000 })).execute();
-    }
-    await api.hub.db
-      .updateTable('devices')
-      .set({ status_json: JSON.stringify({ temperatureC: 91, disks: [], k3s: { state: 'running', healthy: true } }), status_sampled_at_ms: now })
-      .where('device_id', '=', 'pi-2')
-      .execute();
-    await engine.evaluate();
+    // Devices offline for an hour (alerts by the engine), pi-2 also hot.
+    const engine = await raiseDeviceAlerts(api, { offline: ['pi-1', 'pi-2', 'pi-3'], hot: 'pi-2' });
     // Two rollout alerts, one of them resolved.
     await engine.report({ rule: 'rollout-halted', subject: 'rollout:r-1', rolloutId: 'r-1', active: true, summary: 'halted' });
     await engine.report({ rule: 'rollout-halted', subject: 'rollout:r-1', active: false, summary: 'halted' });
