@@ -12,7 +12,7 @@ import { buildSignedCommand, loadSigningKey, newCommandId } from '../fleet/signe
 import { sendSigned } from '../fleet/send.js';
 import { watchFleet } from '../fleet/watch.js';
 import { listAlertsFromHub, listDevicesFromHub, watchHub } from '../fleet/hub-views.js';
-import { ALERT_RULES, type AlertRule } from '../protocol/hub-alerts-api.js';
+import { ALERT_RULES, ALERTS_MAX_LIMIT, type AlertRule } from '../protocol/hub-alerts-api.js';
 import { hubOf, withHub } from './fleet-hub-options.js';
 import { parseAmount } from '../fleet/rollout-plan.js';
 import { runRollout } from '../fleet/rollout.js';
@@ -130,7 +130,9 @@ export function registerFleetCommands(program: Command, io: CliIo, setExitCode: 
       const hub = command.opts<{ hub?: string }>().hub || loaded.profile.hub?.url ? hubOf(command, loaded) : undefined;
       if (!hub) throw new UsageError('fleet alerts reads the hub: give --hub URL with --token-file (or FLEET_HUB_URL, or hub: in the operator profile)');
       const limit = positive(options.limit, '--limit');
-      if (!Number.isInteger(limit) || limit > 500) throw new UsageError(`--limit expects a whole number from 1 to 500, got "${options.limit}"`);
+      if (!Number.isInteger(limit) || limit > ALERTS_MAX_LIMIT) {
+        throw new UsageError(`--limit expects a whole number from 1 to ${ALERTS_MAX_LIMIT}, got "${options.limit}"`);
+      }
       const state = options.state === 'all' ? undefined : (options.state as 'open' | 'resolved');
       const filter = { limit, ...(state ? { state } : {}), ...(options.rule ? { rule: options.rule } : {}), ...(options.device ? { device: options.device } : {}) };
       await listAlertsFromHub(hub, filter, { json: options.json === true }, io.stdout);

@@ -5,7 +5,8 @@ import { z } from 'zod';
  * (src/hub/alerts) and its readers (the dashboard, `fleet alerts --hub`). An alert is one row per (rule, subject)
  * while open: raised once, updated while the condition lasts, resolved by the engine when it clears.
  */
-const MAX_LIMIT = 500;
+/** The most alerts one page of the API holds. */
+export const ALERTS_MAX_LIMIT = 500;
 const isoTime = z.iso.datetime();
 
 export const ALERT_RULES = [
@@ -51,7 +52,7 @@ export const AlertsQuery = z.strictObject({
   rule: z.enum(ALERT_RULES).optional(),
   device: z.string().min(1).max(63).optional(),
   before: z.coerce.number().int().min(1).max(Number.MAX_SAFE_INTEGER).optional(),
-  limit: z.coerce.number().int().min(1).max(MAX_LIMIT).default(100),
+  limit: z.coerce.number().int().min(1).max(ALERTS_MAX_LIMIT).default(100),
 });
 export type AlertsQuery = z.output<typeof AlertsQuery>;
 

@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AlertItem } from '../../src/protocol/hub-alerts-api.js';
 import { runCliAsync } from '../helpers/cli.js';
+import { freePort } from '../helpers/ports.js';
 import { raiseDeviceAlerts, startHubApi, type TestHubApi } from '../helpers/hub-api.js';
 import { HubDatabases } from '../helpers/hub-database.js';
 import { tempDir } from '../helpers/paths.js';
@@ -76,5 +77,17 @@ describe('fleet alerts --hub', () => {
     expect([badLimit.code, badLimit.stderr]).toEqual([64, expect.stringContaining('--limit')]);
     const badState = await alerts('--state', 'closed');
     expect([badState.code, badState.stderr]).toEqual([64, expect.stringContaining('--state')]);
+  });
+
+  it('fails with the reason when the hub is not there or refuses the token, printing no table', async () => {
+    const nowhere = `http://127.0.0.1:${await freePort()}`;
+    const down = await runCliAsync(['fleet', 'alerts', '--hub', nowhere, '--token-file', tokenFile], env);
+    expect(down.code).not.toBe(0);
+    expect(down.stderr).toContain('127.0.0.1');
+    expect(down.stdout).toBe('');
+    const badFile = join(dir.dir, 'bad-token');
+    writeFileSync(badFile, 'flt_not-a-real-token-1234\n', { mode: 0o600 });
+    const refused = await runCliAsync(['fleet', 'alerts', '--hub', api.url, '--token-file', badFile], env);
+    expect([refused.code, refused.stderr, refused.stdout]).toEqual([1, expect.stringContaining('HTTP 401'), '']);
   });
 });
